@@ -1,0 +1,2 @@
+"""SDN controller: NETCONF southbound to the agents, access control, admission control,
+routing element, monitoring element, user/SLA and topology databases."""
