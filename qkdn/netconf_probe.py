@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import logging
+from qkdn.netconf_client import connect
 
 
 def probe_netconf(host: str, port: int, username: str, password: str,
                   timeout: float = 3.0) -> bool:
     """True if an SSH NETCONF session can be opened and closed cleanly."""
-    from ncclient import manager
-    from ncclient.transport.errors import TransportError
     from ncclient.operations.errors import TimeoutExpiredError
+    from ncclient.transport.errors import TransportError
 
-    logging.getLogger("ncclient").setLevel(logging.WARNING)
     try:
-        with manager.connect(host=host, port=port, username=username, password=password,
-                             hostkey_verify=False, allow_agent=False, look_for_keys=False,
-                             timeout=timeout):
+        with connect(host, port, username, password, timeout=timeout):
             return True
     except (TransportError, TimeoutExpiredError, OSError, EOFError):
         return False
