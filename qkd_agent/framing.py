@@ -62,10 +62,12 @@ class EndOfMessageDecoder:
         self._max = max_message_size
         self._scan_from = 0
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes, limit: int | None = None) -> list[bytes]:
+        """Append ``data``; return the messages it completes (at most ``limit``, the rest of
+        the bytes staying buffered for :meth:`take_remainder` or the next call)."""
         self._buffer += data
         messages: list[bytes] = []
-        while True:
+        while limit is None or len(messages) < limit:
             index = self._buffer.find(EOM, self._scan_from)
             if index < 0:
                 # the delimiter may straddle two reads: rescan its possible start next time
@@ -78,6 +80,7 @@ class EndOfMessageDecoder:
             messages.append(bytes(self._buffer[:index]))
             del self._buffer[: index + len(EOM)]
             self._scan_from = 0
+        return messages
 
     def take_remainder(self) -> bytes:
         """Bytes received after the last complete message (handed over on a framing switch)."""
