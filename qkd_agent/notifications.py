@@ -40,7 +40,7 @@ def render_notification_body(ctx: libyang.Context, payload: dict) -> etree._Elem
     except libyang.LibyangError as exc:
         raise InvalidNotification(f"notification does not validate: {exc}") from exc
     try:
-        xml = node.print_mem("xml")
+        xml = node.print_mem("xml", pretty=False)
     finally:
         node.free()
     return etree.fromstring(xml.encode())
