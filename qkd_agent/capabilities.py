@@ -25,6 +25,7 @@ class Capability(StrEnum):
     BASE_1_1 = BASE_1_1
     WRITABLE_RUNNING = "urn:ietf:params:netconf:capability:writable-running:1.0"
     ROLLBACK_ON_ERROR = "urn:ietf:params:netconf:capability:rollback-on-error:1.0"
+    XPATH = "urn:ietf:params:netconf:capability:xpath:1.0"
     VALIDATE_1_0 = "urn:ietf:params:netconf:capability:validate:1.0"
     VALIDATE_1_1 = "urn:ietf:params:netconf:capability:validate:1.1"
     NOTIFICATION = "urn:ietf:params:netconf:capability:notification:1.0"

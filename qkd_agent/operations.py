@@ -162,17 +162,16 @@ def _datastore(op: etree._Element, name: str) -> DatastoreName:
 
 
 def _filter(op: etree._Element) -> etree._Element | None:
-    """The ``<filter>`` element of get / get-config (subtree filtering only)."""
+    """The ``<filter>`` element of get / get-config: subtree (default) or xpath (RFC 6241
+    §8.9, with a ``select`` attribute); the datastore applies it."""
     flt = _param(op, NETCONF_BASE_NS, "filter")
     if flt is None:
         return None
-    kind = flt.get("type", "subtree")
-    if kind != "subtree":
+    kind = flt.get("type") or flt.get(_BASE + "type") or "subtree"
+    if kind not in ("subtree", "xpath"):
         raise RpcError(
-            ErrorTag.OPERATION_NOT_SUPPORTED
-            if kind == "xpath"
-            else ErrorTag.BAD_ATTRIBUTE,
-            f"filter type {kind!r} is not supported; use subtree filtering",
+            ErrorTag.BAD_ATTRIBUTE,
+            f"filter type {kind!r} is not supported; use subtree or xpath",
             type=ErrorType.PROTOCOL,
             info={"bad-attribute": "type", "bad-element": "filter"},
         )

@@ -122,7 +122,10 @@ def ok_element() -> etree._Element:
 
 
 def error_reply(rpc: etree._Element | None, error: RpcError) -> bytes:
-    return build_rpc_reply(rpc, [error.to_xml()])
+    """``<rpc-reply>`` with one ``<rpc-error>``, or several when the error carries a list
+    (``continue-on-error`` edits: ``to_xml_list()``)."""
+    to_list = getattr(error, "to_xml_list", None)
+    return build_rpc_reply(rpc, to_list() if callable(to_list) else [error.to_xml()])
 
 
 class NetconfSession:

@@ -214,9 +214,23 @@ def test_get_passes_filter_and_operational_state(peer, server):
     assert name == "get" and flt.tag == Q + "filter" and operational == {"m:x": {"y": 1}}
 
 
-def test_xpath_filter_not_supported(peer):
-    reply = peer.rpc('<get-config><source><running/></source><filter type="xpath" select="/x"/></get-config>')
-    assert error_tag(reply) == "operation-not-supported"
+def test_xpath_filter_goes_to_datastore_other_types_refused(peer, server):
+    peer.rpc('<get-config><source><running/></source><filter type="xpath" select="/x"/></get-config>')
+    assert server.datastore.calls[-1][1].get("select") == "/x"
+    reply = peer.rpc('<get-config><source><running/></source><filter type="regex"/></get-config>')
+    assert error_tag(reply) == "bad-attribute"
+
+
+def test_several_errors_are_all_reported(peer, server):
+    class Several(RpcError):
+        def to_xml_list(self):
+            return [RpcError(ErrorTag.INVALID_VALUE, "a").to_xml(),
+                    RpcError(ErrorTag.DATA_MISSING, "b").to_xml()]
+
+    server.datastore.fail_with = Several(ErrorTag.INVALID_VALUE, "a")
+    reply = peer.rpc("<edit-config><target><running/></target><error-option>continue-on-error"
+                     "</error-option><config/></edit-config>")
+    assert [e.text for e in reply.iter(Q + "error-tag")] == ["invalid-value", "data-missing"]
 
 
 def test_edit_config_options_reach_datastore(peer, server):
