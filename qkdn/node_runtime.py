@@ -77,14 +77,15 @@ class NodeRuntime:
         from qkd_agent.yang_context import load_context
 
         try:
-            self.datastore = Datastore(load_context(), self._initial_running())
+            ctx = load_context()
+            self.datastore = Datastore(ctx, self._initial_running())
             self.datastore.add_listener(self._save_running)
             agent_config = AgentConfig(
                 host=self.config.netconf_host, port=self._netconf_port(),
                 username=self.config.username, password=self.config.password,
-                host_key_path=self.config.state_dir / "ssh_host_key",
+                host_key=self.config.state_dir / "ssh_host_key",
             )
-            self.agent = QkdAgent(agent_config, self.datastore, self.operational_state)
+            self.agent = QkdAgent(agent_config, self.datastore, self.operational_state, ctx=ctx)
             self._stack.enter_context(AgentThread(self.agent))
         except BaseException:
             self._stack.close()
@@ -104,7 +105,8 @@ def _types(name: str) -> str:
 
 def run_node(config_path: Path) -> int:
     config = NodeProcessConfig.load(config_path)
-    logging.getLogger().handlers[:1] and logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per channel otherwise
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
