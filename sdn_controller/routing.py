@@ -394,3 +394,30 @@ def route_session(graph: nx.Graph, src: NodeId, dst: NodeId, rate_bps: int, *,
         return compute_multipath(graph, src, dst, rate_bps, weight=weight)
     widest = compute_widest_path(graph, src, dst, weight=weight)  # NoPathError if none
     raise InsufficientCapacityError(src, dst, rate_bps, widest.bottleneck_bps)
+
+
+class GraphRouter:
+    """The routing element as admission control calls it: ``router(src, dst, rate_bps,
+    reserved_bps=..., sessions=...) -> Route``.
+
+    ``links`` returns the current :class:`LinkMetrics` (the topology database); each call
+    builds the graph with the given reservations, so a link's capacity already promised to
+    other sessions is never offered twice.
+    """
+
+    def __init__(self, links: Callable[[], Iterable[LinkMetrics]], *,
+                 weight: Weight = key_aware_weight, allow_multipath: bool = True) -> None:
+        self._links = links
+        self.weight = weight
+        self.allow_multipath = allow_multipath
+
+    def graph(self, *, reserved_bps: Mapping[LinkId, int] | None = None,
+              sessions: Mapping[LinkId, int] | None = None) -> nx.Graph:
+        return build_graph(self._links(), reserved_bps=reserved_bps, sessions=sessions)
+
+    def __call__(self, src: NodeId, dst: NodeId, rate_bps: int, *,
+                 reserved_bps: Mapping[LinkId, int] | None = None,
+                 sessions: Mapping[LinkId, int] | None = None) -> Route:
+        graph = self.graph(reserved_bps=reserved_bps, sessions=sessions)
+        return route_session(graph, src, dst, rate_bps, weight=self.weight,
+                             allow_multipath=self.allow_multipath)
