@@ -559,7 +559,7 @@ def _stale(old: tuple[KmConfig, ...], new: tuple[KmConfig, ...]) -> tuple[KmConf
         kept = {h.link_id for h in current.hops}
         gone = tuple(h for h in config.hops if h.link_id not in kept)
         if gone:
-            stale.append(replace(config, app=None, hops=gone))
+            stale.append(replace(config, hops=gone, partial=True))
     return tuple(stale)
 
 

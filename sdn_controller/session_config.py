@@ -22,11 +22,12 @@ VIRTUAL_LINK_NAMESPACE = uuid.UUID("0b5a4c1e-4f43-5a8c-9a0e-7d1c3f6e2b90")
 
 
 class KmRole(str, enum.Enum):
-    """Role of a KM in a session (the initiator's KM is the 014 master side)."""
+    """Role of a KM on a session's path (``qkdn-km:km-role``): the source serves the SAE that
+    opened the session (014 master), the destination its peer."""
 
-    INITIATOR = "initiator"
-    RESPONDER = "responder"
+    SOURCE = "source"
     RELAY = "relay"
+    DESTINATION = "destination"
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class KmConfig:
     bucket: TokenBucket
     app: AppBinding | None
     hops: tuple[VirtualHop, ...]
+    #: True for what a reroute leaves behind on a KM that stays on the path: only ``hops``
+    #: (the old virtual links) are to be removed, the session's ``qkd_app`` stays.
+    partial: bool = False
 
 
 def virtual_link_id(session_id: SessionId, generation: int, leg: int) -> LinkId:
@@ -144,11 +148,11 @@ def build_km_configs(*, session_id: SessionId, generation: int, route: Route | N
     configs = []
     for node in nodes_in_order:
         if node == init_node:
-            role = KmRole.INITIATOR
+            role = KmRole.SOURCE
             app = AppBinding(init_sae, resp_sae, init_sae, resp_sae, init_node, resp_node, qos,
                              backing)
         elif node == resp_node:
-            role = KmRole.RESPONDER
+            role = KmRole.DESTINATION
             app = AppBinding(resp_sae, init_sae, init_sae, resp_sae, resp_node, init_node, qos,
                              backing)
         else:

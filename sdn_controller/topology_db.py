@@ -33,9 +33,10 @@ from sdn_controller.link_metrics import LinkMetrics, LinkStatus
 from sdn_controller.qkd_node_data import notification_from_message, qkd_node_from_reply
 from sdn_controller.sql_database import SqlDatabase, open_sqlite
 
-#: Leaf names under ``qkdl_performance`` (any module prefix) read as the key-store level in
-#: bits. ETSI 015 has none; our extension module adds one.
-STORED_KEY_LEAVES = ("stored_key_bits", "key_store_level_bits", "stored_key")
+#: Where the key-store level (bits) sits under ``qkdl_performance``: ETSI 015 has none; our
+#: extension ``qkdn-key-manager`` adds ``key_store/stored_key_bits`` (config false).
+KEY_STORE_CONTAINER = "key_store"
+STORED_KEY_LEAF = "stored_key_bits"
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS nodes (
@@ -340,10 +341,9 @@ def _performance(perf: Mapping[str, Any]) -> dict[str, Any]:
     for item in perf.get("phys_perf") or []:
         if item.get("perf_type") == "QBER" and item.get("value") not in (None, ""):
             changes["qber"] = _decimal(item["value"], "QBER")
-    for leaf in STORED_KEY_LEAVES:
-        if perf.get(leaf) not in (None, ""):
-            changes["stored_bits"] = _int(perf[leaf], leaf)
-            break
+    store = perf.get(KEY_STORE_CONTAINER)
+    if isinstance(store, Mapping) and store.get(STORED_KEY_LEAF) not in (None, ""):
+        changes["stored_bits"] = _int(store[STORED_KEY_LEAF], STORED_KEY_LEAF)
     return changes
 
 

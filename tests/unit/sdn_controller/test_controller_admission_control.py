@@ -104,7 +104,7 @@ def test_configuration_per_km_two_hops(directory):
     by_node = {c.node_id: c for c in done.configs}
     assert set(by_node) == {"n2", "n0", "n3"}
     src, relay, dst = by_node["n2"], by_node["n0"], by_node["n3"]
-    assert (src.role, relay.role, dst.role) == (KmRole.INITIATOR, KmRole.RELAY, KmRole.RESPONDER)
+    assert (src.role, relay.role, dst.role) == (KmRole.SOURCE, KmRole.RELAY, KmRole.DESTINATION)
     assert relay.app is None and src.app.local_sae_id == "sae-2" and dst.app.local_sae_id == "sae-3"
     assert src.app.server_sae_id == dst.app.server_sae_id == "sae-2"
     (h_src,), (h_relay,), (h_dst,) = src.hops, relay.hops, dst.hops
