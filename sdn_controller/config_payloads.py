@@ -160,3 +160,23 @@ def session_delete_payload(config: KmConfig) -> etree._Element:
 
 def to_xml(payload: etree._Element, *, pretty: bool = False) -> str:
     return etree.tostring(payload, pretty_print=pretty, encoding="unicode")
+
+
+def session_restore_payload(old: KmConfig, new: KmConfig) -> etree._Element:
+    """Undo of installing ``new`` on a KM that held ``old`` (rollback of a reroute): put the
+    old ``qkd_app`` and virtual links back and delete the virtual links only ``new`` has."""
+    if old.node_id != new.node_id:
+        raise ValueError("old and new configuration are for different nodes")
+    root = session_config_payload(old)
+    node = root[0]
+    old_links = {h.link_id for h in old.hops}
+    added = [h for h in new.hops if h.link_id not in old_links]
+    if added:
+        links = node.find(_q("qkd_links"))
+        if links is None:
+            links = etree.SubElement(node, _q("qkd_links"))
+        for hop in added:
+            link = etree.SubElement(links, _q("qkd_link"))
+            _operation(link, "delete")
+            _leaf(link, "qkdl_id", hop.link_id)
+    return root
