@@ -162,7 +162,7 @@ def test_yang_module_files_match_namespaces_constants(ctx):
 
 def test_yang_every_yang_file_is_named_after_its_module(yang_dir):
     for path in yang_dir.glob("*.yang"):
-        first = re.search(r"^module\s+([\w.-]+)\s*\{", path.read_text(), re.M)
+        first = re.search(r"^module\s+([\w.-]+)\s*\{", path.read_text(), re.MULTILINE)
         assert first and first.group(1) == path.stem, path.name
 
 
@@ -295,7 +295,12 @@ def test_yang_key_manager_extends_application_new_notification(ctx):
                     "client_app_id": ["sae://bob"],
                     "app_priority": 2,
                     "local_qkdn_id": NODE_ID,
-                    "app_qos": {"max_bandwidth": 8192, "min_bandwidth": 1024, "jitter": 5, "ttl": 60},
+                    "app_qos": {
+                        "max_bandwidth": 8192,
+                        "min_bandwidth": 1024,
+                        "jitter": 5,
+                        "ttl": 60,
+                    },
                     f"{KM}:km_request": {
                         "authenticated_sae_id": "alice",
                         "certificate_sha256": ":".join(["ab"] * 32),
@@ -326,7 +331,13 @@ def test_yang_key_manager_rejects_malformed_certificate_fingerprint(ctx):
 def test_yang_key_manager_notifications_validate(ctx):
     parse_notification(
         ctx,
-        {f"{KM}:km_session_state_change": {"app_id": APP_ID, "state": "terminated", "reason": "idle timeout"}},
+        {
+            f"{KM}:km_session_state_change": {
+                "app_id": APP_ID,
+                "state": "terminated",
+                "reason": "idle timeout",
+            }
+        },
     )
     parse_notification(
         ctx,
