@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import logging
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 NETCONF_SUBSYSTEM = "netconf"
 #: A client that does not read its replies/notifications is dropped beyond this backlog.
 MAX_OUTPUT_BACKLOG = 64 * 1024 * 1024
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class ByteSession(Protocol):
@@ -120,6 +122,21 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
     def data_received(self, data: bytes, datatype: Any) -> None:
         if self._session is not None:
             self._session.data_received(data)
+        self._ack_promptly()
+
+    def _ack_promptly(self) -> None:
+        """Re-arm TCP quick-ACK after answering. Clients whose socket keeps Nagle on
+        (paramiko, hence ncclient) hold their next request until the server ACKs their last
+        small packet (an SSH window adjust); with Linux's delayed ACK that costs 40 ms per
+        RPC. Quick-ACK mode lapses after each exchange, so it is set again every time."""
+        if _TCP_QUICKACK is None or self._chan is None:
+            return
+        sock = self._chan.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                pass
 
     def eof_received(self) -> bool:
         return False  # close the channel
