@@ -1,6 +1,7 @@
 """SSH transport of the agent (RFC 6242): asyncssh glue only.
 
-An SSH connection authenticates with the agent's one user (password and/or public key), then
+An SSH connection authenticates with one of the agent's users (password, or public key for the
+main user), then
 opens a session channel and requests the ``netconf`` subsystem; shells, commands, port
 forwarding and every other subsystem are refused. Bytes received on the channel go to a
 :class:`~qkd_agent.session.NetconfSession`; the session writes through the channel.
@@ -13,7 +14,7 @@ import hmac
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,18 +151,18 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
 
 
 class _AgentSSHServer(asyncssh.SSHServer):
-    """Authentication of the agent's user and creation of NETCONF channels."""
+    """Authentication of the agent's users and creation of NETCONF channels."""
 
     def __init__(
         self,
-        username: str,
-        password: str | None,
+        passwords: Mapping[str, str],
+        key_user: str,
         authorized_keys: asyncssh.SSHAuthorizedKeys | None,
         factory: SessionFactory,
         hello_timeout: float,
     ) -> None:
-        self._username = username
-        self._password = password
+        self._passwords = passwords
+        self._key_user = key_user
         self._authorized_keys = authorized_keys
         self._factory = factory
         self._hello_timeout = hello_timeout
@@ -174,23 +175,23 @@ class _AgentSSHServer(asyncssh.SSHServer):
     def begin_auth(self, username: str) -> bool:
         self._user = username
         if self._conn is not None and self._authorized_keys is not None:
-            # keys authenticate only the configured user
+            # the authorized keys authenticate only the agent's main user
             self._conn.set_authorized_keys(
-                self._authorized_keys if username == self._username else asyncssh.import_authorized_keys("")
+                self._authorized_keys if username == self._key_user else _NO_KEYS
             )
         return True
 
     def password_auth_supported(self) -> bool:
-        return self._password is not None
+        return bool(self._passwords)
 
     def validate_password(self, username: str, password: str) -> bool:
-        if self._password is None:
-            return False
-        user_ok = hmac.compare_digest(username.encode(), self._username.encode())
-        pass_ok = hmac.compare_digest(password.encode(), self._password.encode())
-        if not (user_ok and pass_ok):
+        expected = self._passwords.get(username)
+        # compare against something even for unknown users (no timing oracle on names)
+        ok = hmac.compare_digest(password.encode(), (expected or "\0" * 16).encode())
+        if not ok or expected is None:
             log.warning("password authentication failed for user %r", username)
-        return user_ok and pass_ok
+            return False
+        return True
 
     def public_key_auth_supported(self) -> bool:
         return self._authorized_keys is not None
@@ -199,26 +200,32 @@ class _AgentSSHServer(asyncssh.SSHServer):
         return _NetconfChannelSession(self._user, self._factory, self._hello_timeout)
 
 
+_NO_KEYS = asyncssh.import_authorized_keys("")
+
+
 async def start_ssh_server(
     *,
     host: str,
     port: int,
     host_key: asyncssh.SSHKey,
-    username: str,
-    password: str | None,
+    passwords: Mapping[str, str],
+    key_user: str,
     authorized_keys_path: Path | None,
     factory: SessionFactory,
     hello_timeout: float = 30.0,
 ) -> asyncssh.SSHAcceptor:
-    """Listen for NETCONF-over-SSH connections; the acceptor (``.sockets``, ``.close()``)."""
+    """Listen for NETCONF-over-SSH connections; the acceptor (``.sockets``, ``.close()``).
+
+    ``passwords`` maps each user name to its password; the keys of ``authorized_keys_path``
+    authenticate ``key_user``."""
     authorized = (
         asyncssh.read_authorized_keys(str(authorized_keys_path)) if authorized_keys_path else None
     )
-    if password is None and authorized is None:
+    if not passwords and authorized is None:
         raise ValueError("the agent needs a password or an authorized_keys file")
 
     def server_factory() -> asyncssh.SSHServer:
-        return _AgentSSHServer(username, password, authorized, factory, hello_timeout)
+        return _AgentSSHServer(dict(passwords), key_user, authorized, factory, hello_timeout)
 
     return await asyncssh.create_server(
         server_factory,

@@ -91,7 +91,7 @@ def running(tmp_path: Path):
     client_key.write_private_key(str(tmp_path / "client_key"))
     (tmp_path / "authorized_keys").write_bytes(client_key.export_public_key())
     config = AgentConfig(password=PASSWORD, authorized_keys=tmp_path / "authorized_keys",
-                         host_key=tmp_path / "host_key")
+                         host_key=tmp_path / "host_key", read_only_users={"monitor": "mon-pw"})
     agent = QkdAgent(config, datastore, live_state, ctx=ctx)
     with AgentThread(agent) as thread:
         run = Running(thread, datastore, tmp_path)
@@ -136,6 +136,18 @@ def test_hello_advertises_modules_with_revision_and_get_schema_returns_files(run
 def test_public_key_authentication(running):
     with running.connect(password=None, key_filename=str(running.tmp / "client_key")) as m:
         assert m.connected
+
+
+def test_read_only_user_reads_but_may_not_write(running):
+    with running.connect(username="monitor", password="mon-pw") as m:
+        assert m.get_config("running").data is not None
+        err = _rpc_error(lambda: m.edit_config(target="running", config=add_app_and_link_xml()))
+        assert err.tag == "access-denied"
+        assert _rpc_error(lambda: m.lock("running")).tag == "access-denied"
+    assert running.changes == []
+    with pytest.raises(AuthenticationError):
+        running.connect(username="monitor", password=None,
+                        key_filename=str(running.tmp / "client_key"))
 
 
 def test_wrong_password_is_refused(running):
