@@ -292,7 +292,7 @@ def test_default_operation_none_applies_explicit_operations(store: Datastore) ->
 
 def test_default_operation_none_does_not_create_empty_parents(store: Datastore) -> None:
     store.edit_config(config(
-        f"<qkd_interfaces><qkd_interface><qkdi_id>3</qkdi_id></qkd_interface></qkd_interfaces>"
+        "<qkd_interfaces><qkd_interface><qkdi_id>3</qkdi_id></qkd_interface></qkd_interfaces>"
     ), default_operation="none")
     assert "qkd_interfaces" not in node(store)
 
@@ -411,27 +411,27 @@ def test_changing_link_type_with_virt_leaves_left_is_rejected(store: Datastore) 
     ("body", "bad"),
     [
         ("<qkdn_id>not-a-uuid</qkdn_id>", "qkdn_id"),  # pattern
-        (f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id><qkdl_enable>maybe</qkdl_enable>"
-         "</qkd_link></qkd_links>", "qkdl_enable"),  # boolean
-        (f"<qkd_links><qkd_link><qkdl_id>{VIRT_ID}</qkdl_id>"
-         "<virt_bandwidth>4294967296</virt_bandwidth></qkd_link></qkd_links>",
+        ((f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id><qkdl_enable>maybe</qkdl_enable>"
+         "</qkd_link></qkd_links>"), "qkdl_enable"),  # boolean
+        ((f"<qkd_links><qkd_link><qkdl_id>{VIRT_ID}</qkdl_id>"
+         "<virt_bandwidth>4294967296</virt_bandwidth></qkd_link></qkd_links>"),
          "virt_bandwidth"),  # range
-        (f"<qkd_links><qkd_link><qkdl_id>{VIRT_ID}</qkdl_id>"
-         "<virt_bandwidth>-1</virt_bandwidth></qkd_link></qkd_links>", "virt_bandwidth"),
-        (f"<qkd_links><qkd_link><qkdl_id>{VIRT_ID}</qkdl_id>"
-         "<virt_bandwidth>fast</virt_bandwidth></qkd_link></qkd_links>", "virt_bandwidth"),
-        (f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
-         "<phys_channel_att>1.23456</phys_channel_att></qkd_link></qkd_links>",
+        ((f"<qkd_links><qkd_link><qkdl_id>{VIRT_ID}</qkdl_id>"
+         "<virt_bandwidth>-1</virt_bandwidth></qkd_link></qkd_links>"), "virt_bandwidth"),
+        ((f"<qkd_links><qkd_link><qkdl_id>{VIRT_ID}</qkdl_id>"
+         "<virt_bandwidth>fast</virt_bandwidth></qkd_link></qkd_links>"), "virt_bandwidth"),
+        ((f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
+         "<phys_channel_att>1.23456</phys_channel_att></qkd_link></qkd_links>"),
          "phys_channel_att"),  # decimal64 fraction digits
-        (f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
-         "<qkdl_type>t:WORMHOLE</qkdl_type></qkd_link></qkd_links>", "qkdl_type"),  # identity
-        (f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
-         "<qkdl_type>t:TRANSMITTER</qkdl_type></qkd_link></qkd_links>",
+        ((f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
+         "<qkdl_type>t:WORMHOLE</qkdl_type></qkd_link></qkd_links>"), "qkdl_type"),  # identity
+        ((f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
+         "<qkdl_type>t:TRANSMITTER</qkdl_type></qkd_link></qkd_links>"),
          "qkdl_type"),  # identity of another base
-        (f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
-         "<qkdl_type>zz:PHYS</qkdl_type></qkd_link></qkd_links>", "qkdl_type"),  # prefix
-        (f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
-         "<qkdl_type>PHYS</qkdl_type></qkd_link></qkd_links>", "qkdl_type"),  # unqualified
+        ((f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
+         "<qkdl_type>zz:PHYS</qkdl_type></qkd_link></qkd_links>"), "qkdl_type"),  # prefix
+        ((f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>"
+         "<qkdl_type>PHYS</qkdl_type></qkd_link></qkd_links>"), "qkdl_type"),  # unqualified
         ("<qkd_links><qkd_link><qkdl_id>nope</qkdl_id></qkd_link></qkd_links>",
          "qkdl_id"),  # key type
     ],
@@ -492,10 +492,10 @@ def test_child_in_types_namespace_is_unknown_element(store: Datastore) -> None:
     "body",
     [
         "<qkdn_status>t:OPERATING</qkdn_status>",
-        f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id><qkdl_performance><skr>1</skr>"
-        "</qkdl_performance></qkd_link></qkd_links>",
-        f"<qkd_applications><qkd_app><app_id>{APP_ID}</app_id>"
-        "<creation_time>2026-01-01T00:00:00Z</creation_time></qkd_app></qkd_applications>",
+        (f"<qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id><qkdl_performance><skr>1</skr>"
+        "</qkdl_performance></qkd_link></qkd_links>"),
+        (f"<qkd_applications><qkd_app><app_id>{APP_ID}</app_id>"
+        "<creation_time>2026-01-01T00:00:00Z</creation_time></qkd_app></qkd_applications>"),
     ],
 )
 def test_config_false_nodes_are_rejected(store: Datastore, body: str) -> None:
