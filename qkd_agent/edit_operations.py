@@ -284,14 +284,18 @@ class _EditWalker:
         path = f"{parent_path}/{node.path_step(parent.module or None)}"
         if node.kind is NodeKind.LIST:
             self.apply_list(target, node, element, inherited, path)
-            return
-        op = self.operation(element, node, inherited, path)
-        if node.kind is NodeKind.CONTAINER:
-            self.apply_container(target, node, element, op, path)
-        elif node.kind is NodeKind.LEAF:
-            self.apply_leaf(target, node, element, op, path)
         else:
-            self.apply_leaf_list(target, node, element, op, path)
+            op = self.operation(element, node, inherited, path)
+            if node.kind is NodeKind.CONTAINER:
+                self.apply_container(target, node, element, op, path)
+            elif node.kind is NodeKind.LEAF:
+                self.apply_leaf(target, node, element, op, path)
+            else:
+                self.apply_leaf_list(target, node, element, op, path)
+        if node.cases and node.json_name in target:
+            for sibling in parent.children.values():
+                if sibling.json_name in target and node.excludes(sibling):
+                    del target[sibling.json_name]
 
     def apply_container(
         self,
