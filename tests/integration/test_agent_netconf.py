@@ -300,6 +300,17 @@ def test_notification_after_a_change(running):
         assert listener.get_config("running").data is not None
 
 
+def test_qkdn_extension_notification_and_module_capability(running):
+    with running.connect() as m:
+        assert any("module=qkdn-key-manager&revision=" in c for c in m.server_capabilities)
+        m.create_subscription()
+        sent = running.agent.notify({"qkdn-key-manager:km_session_state_change": {
+            "app_id": APP_ID, "state": "operative", "reason": "configured by controller"}})
+        assert sent == 1
+        note = etree.fromstring(m.take_notification(timeout=5).notification_xml.encode())
+        assert note.findtext(".//{urn:qkdn:yang:qkdn-key-manager}state") == "operative"
+
+
 def test_invalid_notification_is_refused_and_never_sent(running):
     with running.connect() as m:
         m.create_subscription()
