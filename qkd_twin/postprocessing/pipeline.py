@@ -24,7 +24,7 @@ import numpy as np
 from qkd_twin.physics import BB84_QBER_LIMIT, h2
 from qkd_twin.postprocessing.cascade import CascadeConfig, reconcile
 from qkd_twin.postprocessing.parameter_estimation import estimate_qber, qber_upper_bound
-from qkd_twin.postprocessing.privacy_amplification import toeplitz_hash, toeplitz_seed
+from qkd_twin.postprocessing.privacy_amplification import ToeplitzHasher, toeplitz_seed
 from qkd_twin.postprocessing.sifting import SiftedKey
 from qkd_twin.postprocessing.verification import TAG_BITS, hash_key, keys_match
 
@@ -128,7 +128,8 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
         return result(BlockStatus.NO_KEY, **common)
     started = time.perf_counter()
     seed = toeplitz_seed(alice.size, length, rng)
-    alice_key = toeplitz_hash(alice, length, seed)
-    bob_key = toeplitz_hash(ec.corrected, length, seed)
+    hasher = ToeplitzHasher(alice.size, length, seed)
+    alice_key = hasher(alice)
+    bob_key = hasher(ec.corrected)
     return result(BlockStatus.OK, alice_key=alice_key, bob_key=bob_key, final_bits=length,
                   pa_seconds=time.perf_counter() - started, **common)
