@@ -3,7 +3,8 @@
 A Toeplitz matrix ``T`` (``m x n``) is fixed by ``n + m - 1`` seed bits ``t``:
 ``T[i, j] = t[i - j + n - 1]``. Then ``y = T x mod 2`` is the slice ``[n-1, n-1+m)`` of the
 full convolution ``t * x`` reduced mod 2, which costs ``O((n+m) log(n+m))`` with a real FFT
-instead of ``O(n m)``. Sums are integers below ``n`` so float64 rounding is exact for the
+instead of ``O(n m)``. A *circular* convolution of length ``N >= n + m - 1`` suffices: the
+wrapped-around terms only land outside the wanted slice. Sums are integers below ``n`` so float64 rounding is exact for the
 frame sizes used (checked against the direct product in the tests).
 """
 
@@ -30,7 +31,7 @@ class ToeplitzHasher:
         if m > 0 and seed.size != n + m - 1:
             raise PostprocessingError("Toeplitz seed must have n + m - 1 bits")
         self.n, self.m = int(n), int(m)
-        self._size = sp_fft.next_fast_len(max(1, 2 * n + m - 2), real=True)
+        self._size = sp_fft.next_fast_len(max(1, n + m - 1), real=True)
         self._seed_spectrum = (sp_fft.rfft(seed.astype(np.float64), self._size)
                                if m > 0 else None)
 
