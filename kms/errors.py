@@ -13,6 +13,10 @@ class KmsError(QkdnError):
 class BadRequest(KmsError):
     """The request is malformed or asks for something the KM does not support (014: 400)."""
 
+    def __init__(self, message: str, details: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
 
 class Unauthorized(KmsError):
     """The caller's identity is missing or not allowed (014: 401)."""
