@@ -331,12 +331,12 @@ def compute_multipath(graph: nx.Graph, src: NodeId, dst: NodeId, rate_bps: int, 
     _check_ends(graph, src, dst)
     if rate_bps <= 0:
         raise ValueError("rate_bps must be positive")
-    net = _flow_network(graph, weight)
-    if src not in net or dst not in net or not nx.has_path(net, src, dst):
-        raise NoPathError(src, dst)
     guarded = _guarded(weight, 0)
     legs = _greedy_split(graph, src, dst, rate_bps, guarded)
     if legs is None:
+        net = _flow_network(graph, weight)
+        if src not in net or dst not in net or not nx.has_path(net, src, dst):
+            raise NoPathError(src, dst)
         available = int(nx.maximum_flow_value(net, src, dst))
         if available < rate_bps:
             raise InsufficientCapacityError(src, dst, rate_bps, available)
