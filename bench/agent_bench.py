@@ -144,7 +144,7 @@ class AgentProcess:
         if "listening on" not in line:
             self.proc.kill()
             raise RuntimeError(f"agent did not start: {line!r} {self.proc.stderr.read()!r}")
-        self.port = int(line.split()[3].rsplit(":", 1)[1])
+        self.port = int(line.split()[4].rsplit(":", 1)[1])
         return self
 
     def peak_rss_mib(self) -> float:

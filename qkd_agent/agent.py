@@ -14,9 +14,9 @@ import asyncio
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,10 +46,24 @@ class AgentConfig:
     username: str = "admin"
     password: str | None = None
     authorized_keys: Path | None = None  # OpenSSH authorized_keys file for public-key auth
+    #: extra users (name → password) who may read (get, get-config, get-schema, validate,
+    #: subscribe) but not write (edit-config, lock, unlock, kill-session: access-denied)
+    read_only_users: Mapping[str, str] = field(default_factory=dict)
     host_key: Path | None = None  # generated (Ed25519, mode 0600) and kept if missing
     yang_dir: Path = YANG_DIR  # where the advertised modules' texts come from
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     hello_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.username in self.read_only_users:
+            raise ValueError(f"user {self.username!r} cannot be both read-write and read-only")
+
+    def passwords(self) -> dict[str, str]:
+        """Every user that may log in with a password → its password."""
+        users = dict(self.read_only_users)
+        if self.password is not None:
+            users[self.username] = self.password
+        return users
 
 
 class QkdAgent:
@@ -88,8 +102,8 @@ class QkdAgent:
             host=self.config.host,
             port=self.config.port,
             host_key=host_key,
-            username=self.config.username,
-            password=self.config.password,
+            passwords=self.config.passwords(),
+            key_user=self.config.username,
             authorized_keys_path=self.config.authorized_keys,
             factory=self._new_session,
             hello_timeout=self.config.hello_timeout,
@@ -117,6 +131,7 @@ class QkdAgent:
             write,
             close,
             self.config.max_message_size,
+            may_write=username not in self.config.read_only_users,
         )
 
     @property

@@ -39,6 +39,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--username", default=env("QKDN_AGENT_USERNAME", "admin"))
     parser.add_argument("--password", default=env("QKDN_AGENT_PASSWORD"),
                         help="password of the user (or QKDN_AGENT_PASSWORD)")
+    parser.add_argument("--read-only-user", action="append", metavar="NAME:PASSWORD",
+                        default=[u for u in env("QKDN_AGENT_READ_ONLY_USERS", "").split(",") if u],
+                        help="an extra user who may read but not write (repeatable; or "
+                        "QKDN_AGENT_READ_ONLY_USERS=name:pw,...)")
     parser.add_argument("--authorized-keys", type=Path,
                         default=env("QKDN_AGENT_AUTHORIZED_KEYS"),
                         help="OpenSSH authorized_keys file for public-key authentication")
@@ -80,6 +84,17 @@ def standalone_state() -> Callable[[], dict]:
     return lambda: state
 
 
+def parse_read_only_users(specs: list[str]) -> dict[str, str]:
+    """``["name:password", ...]`` → ``{name: password}``."""
+    users = {}
+    for spec in specs:
+        name, sep, password = spec.partition(":")
+        if not sep or not name or not password:
+            raise ConfigError(f"read-only user {name or spec!r}: expected NAME:PASSWORD")
+        users[name] = password
+    return users
+
+
 def run_agent(args: argparse.Namespace) -> int:
     from qkd_agent.agent import AgentConfig, QkdAgent
     from qkd_agent.datastore import Datastore
@@ -95,10 +110,15 @@ def run_agent(args: argparse.Namespace) -> int:
     except Exception as exc:  # a config or model problem: one clear line, exit 1
         print(f"qkdn agent: {exc}", file=sys.stderr)
         return 1
-    config = AgentConfig(
-        host=args.host, port=args.port, username=args.username, password=args.password,
-        authorized_keys=args.authorized_keys, host_key=args.host_key, yang_dir=args.yang_dir,
-    )
+    try:
+        config = AgentConfig(
+            host=args.host, port=args.port, username=args.username, password=args.password,
+            authorized_keys=args.authorized_keys, host_key=args.host_key, yang_dir=args.yang_dir,
+            read_only_users=parse_read_only_users(args.read_only_user),
+        )
+    except (ConfigError, ValueError) as exc:
+        print(f"qkdn agent: {exc}", file=sys.stderr)
+        return 2
     agent = QkdAgent(config, datastore, standalone_state(), ctx=ctx)
     return asyncio.run(_serve(agent))
 

@@ -169,6 +169,20 @@ def _list_path(path: str, node: SchemaNode, keys: dict[str, Any]) -> str:
     return path + "".join(f"[{name}='{_predicate_value(value)}']" for name, value in keys.items())
 
 
+def _check_nested_operations(element: etree._Element, op: EditOperation, path: str) -> None:
+    """Inside a deleted/removed subtree only delete/remove may be asked for."""
+    for descendant in element.iterdescendants():
+        if not _is_element(descendant):
+            continue
+        nested = descendant.get(OPERATION_ATTRIBUTE)
+        if nested is not None and nested not in (EditOperation.DELETE, EditOperation.REMOVE):
+            name = etree.QName(descendant).localname
+            raise _error(
+                ErrorTag.BAD_ATTRIBUTE, f'operation "{nested}" on "{name}" inside a "{op}" subtree',
+                path, name, bad_attribute="operation",
+            )
+
+
 class _EditWalker:
     """One pass over a ``<config>`` element. With ``collect_errors`` the walk goes on past a
     failing node (continue-on-error) and records every error."""
@@ -270,14 +284,18 @@ class _EditWalker:
         path = f"{parent_path}/{node.path_step(parent.module or None)}"
         if node.kind is NodeKind.LIST:
             self.apply_list(target, node, element, inherited, path)
-            return
-        op = self.operation(element, node, inherited, path)
-        if node.kind is NodeKind.CONTAINER:
-            self.apply_container(target, node, element, op, path)
-        elif node.kind is NodeKind.LEAF:
-            self.apply_leaf(target, node, element, op, path)
         else:
-            self.apply_leaf_list(target, node, element, op, path)
+            op = self.operation(element, node, inherited, path)
+            if node.kind is NodeKind.CONTAINER:
+                self.apply_container(target, node, element, op, path)
+            elif node.kind is NodeKind.LEAF:
+                self.apply_leaf(target, node, element, op, path)
+            else:
+                self.apply_leaf_list(target, node, element, op, path)
+        if node.cases and node.json_name in target:
+            for sibling in parent.children.values():
+                if sibling.json_name in target and node.excludes(sibling):
+                    del target[sibling.json_name]
 
     def apply_container(
         self,
@@ -292,6 +310,7 @@ class _EditWalker:
         if op is EditOperation.DELETE and not exists:
             raise _error(ErrorTag.DATA_MISSING, f'"{node.name}" does not exist', path, node.name)
         if op in (EditOperation.DELETE, EditOperation.REMOVE):
+            _check_nested_operations(element, op, path)
             target.pop(key, None)
             return
         if op is EditOperation.CREATE and exists:
@@ -345,6 +364,7 @@ class _EditWalker:
             raise _error(ErrorTag.DATA_MISSING, f'"{node.name}" entry does not exist', path,
                          node.name)
         if op in (EditOperation.DELETE, EditOperation.REMOVE):
+            _check_nested_operations(element, op, path)
             if index is not None:
                 del entries[index]
                 if not entries:

@@ -127,13 +127,28 @@ _RULES: list[tuple[re.Pattern[str], ErrorTag, str | None]] = [
 ]
 
 
+_TAG_BY_APP_TAG = {
+    "instance-required": ErrorTag.DATA_MISSING,
+    "missing-choice": ErrorTag.DATA_MISSING,
+    "must-violation": ErrorTag.OPERATION_FAILED,
+    "data-not-unique": ErrorTag.OPERATION_FAILED,
+    "too-many-elements": ErrorTag.OPERATION_FAILED,
+    "too-few-elements": ErrorTag.OPERATION_FAILED,
+}
+
+
 def rpc_error_from_issue(issue: LibyangIssue) -> RpcError:
     """The ``<rpc-error>`` for one libyang error (anything unlisted is a bad value)."""
     tag, app_tag = ErrorTag.INVALID_VALUE, None
-    for pattern, rule_tag, rule_app_tag in _RULES:
-        if pattern.search(issue.message):
-            tag, app_tag = rule_tag, rule_app_tag
-            break
+    if issue.app_tag:
+        # libyang sets an app-tag for YANG constraint violations (RFC 7950 §15); a must
+        # statement's own error-message replaces the text, so its tag decides.
+        tag = _TAG_BY_APP_TAG.get(issue.app_tag, ErrorTag.OPERATION_FAILED)
+    else:
+        for pattern, rule_tag, rule_app_tag in _RULES:
+            if pattern.search(issue.message):
+                tag, app_tag = rule_tag, rule_app_tag
+                break
     info = {}
     bad_element = node_name_of(issue.path)
     if bad_element:

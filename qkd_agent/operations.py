@@ -71,7 +71,16 @@ class RpcCall:
     session_id: int
     server: ServerState
     deliver_notification: Callable[[bytes], None]
+    may_write: bool = True
+    username: str = ""
     close_after_reply: bool = False
+
+    def require_write(self, operation: str) -> None:
+        """``access-denied`` for a session of a read-only user."""
+        if not self.may_write:
+            raise RpcError(ErrorTag.ACCESS_DENIED,
+                           f"user {self.username!r} is read-only and may not {operation}",
+                           type=ErrorType.APPLICATION)
 
 
 Operation = Callable[[etree._Element, RpcCall], "etree._Element | None"]
@@ -212,6 +221,7 @@ def edit_config(op: etree._Element, call: RpcCall) -> None:
         )
     config = _param(op, NETCONF_BASE_NS, "config", required=True)
     assert config is not None
+    call.require_write("edit-config")
     if test_option != "test-only":
         call.server.locks.check_writable(target, call.session_id)
     call.server.datastore.edit_config(
@@ -240,6 +250,7 @@ def validate(op: etree._Element, call: RpcCall) -> None:
 def lock(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §7.5."""
     _check_known_children(op, NETCONF_BASE_NS, ("target",))
+    call.require_write("lock")
     call.server.locks.lock(_datastore(op, "target"), call.session_id)
     return None
 
@@ -247,6 +258,7 @@ def lock(op: etree._Element, call: RpcCall) -> None:
 def unlock(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §7.6."""
     _check_known_children(op, NETCONF_BASE_NS, ("target",))
+    call.require_write("unlock")
     call.server.locks.unlock(_datastore(op, "target"), call.session_id)
     return None
 
@@ -261,6 +273,7 @@ def close_session(op: etree._Element, call: RpcCall) -> None:
 def kill_session(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §7.9: end another session and release its locks."""
     _check_known_children(op, NETCONF_BASE_NS, ("session-id",))
+    call.require_write("kill-session")
     elem = _param(op, NETCONF_BASE_NS, "session-id", required=True)
     assert elem is not None
     text = (elem.text or "").strip()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import libyang
+from _libyang import ffi
 from libyang.schema import SNode, Type
 
 from qkd_agent.yang_context import module_namespace
@@ -51,6 +52,8 @@ class SchemaNode:
     json_name: str
     keys: tuple[str, ...] = ()
     value_kind: ValueKind | None = None
+    #: (choice, case) pairs between this node and its data parent, outermost first.
+    cases: tuple[tuple[str, str], ...] = ()
     children: dict[tuple[str, str], SchemaNode] = field(default_factory=dict)
 
     def child(self, namespace: str, name: str) -> SchemaNode | None:
@@ -62,6 +65,14 @@ class SchemaNode:
             if child_name == name:
                 return node
         return None
+
+    def excludes(self, other: SchemaNode) -> bool:
+        """True when ``other`` sits in another case of a choice this node is in (RFC 7950
+        §7.9: creating one case's node removes the other cases' nodes)."""
+        if not self.cases or not other.cases:
+            return False
+        mine = dict(self.cases)
+        return any(choice in mine and mine[choice] != case for choice, case in other.cases)
 
     def path_step(self, parent_module: str | None) -> str:
         """This node's step in a libyang/RFC 7951-style path (module prefix on a change)."""
@@ -111,6 +122,22 @@ def _value_kind(leaf_type: Type) -> ValueKind:
     return ValueKind.STRING
 
 
+def _cases_of(snode: SNode) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    case_name = None
+    parent = snode.cdata.parent
+    while parent != ffi.NULL and parent.nodetype in (SNode.CHOICE, SNode.CASE):
+        name = ffi.string(parent.name).decode()
+        if parent.nodetype == SNode.CASE:
+            case_name = name
+        else:
+            # a shorthand case (a data node directly under a choice) is its own case
+            pairs.append((name, case_name if case_name is not None else snode.name()))
+            case_name = None
+        parent = parent.parent
+    return tuple(reversed(pairs))
+
+
 def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
     module = snode.module()
     module_name = module.name()
@@ -131,6 +158,7 @@ def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
         json_name=name if parent_module == module_name else f"{module_name}:{name}",
         keys=keys,
         value_kind=value_kind,
+        cases=_cases_of(snode),
     )
     if kind in (NodeKind.CONTAINER, NodeKind.LIST):
         for child in snode.children(types=_DATA_TYPES):

@@ -140,9 +140,12 @@ class NetconfSession:
         write: Callable[[bytes], None],
         close: Callable[[], None],
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        *,
+        may_write: bool = True,
     ) -> None:
         self.session_id = session_id
         self.username = username
+        self.may_write = may_write
         self._server = server
         self._capabilities = capabilities
         self._write = write
@@ -223,7 +226,8 @@ class NetconfSession:
 
     def _receive_rpc(self, message: bytes) -> None:
         rpc: etree._Element | None = None
-        call = RpcCall(self.session_id, self._server, self.send_notification)
+        call = RpcCall(self.session_id, self._server, self.send_notification,
+                       may_write=self.may_write, username=self.username)
         try:
             rpc = parse_message(message)
             content = self._dispatch(rpc, call)

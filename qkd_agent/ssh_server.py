@@ -1,6 +1,7 @@
 """SSH transport of the agent (RFC 6242): asyncssh glue only.
 
-An SSH connection authenticates with the agent's one user (password and/or public key), then
+An SSH connection authenticates with one of the agent's users (password, or public key for the
+main user), then
 opens a session channel and requests the ``netconf`` subsystem; shells, commands, port
 forwarding and every other subsystem are refused. Bytes received on the channel go to a
 :class:`~qkd_agent.session.NetconfSession`; the session writes through the channel.
@@ -12,7 +13,8 @@ import asyncio
 import hmac
 import logging
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 NETCONF_SUBSYSTEM = "netconf"
 #: A client that does not read its replies/notifications is dropped beyond this backlog.
 MAX_OUTPUT_BACKLOG = 64 * 1024 * 1024
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class ByteSession(Protocol):
@@ -120,6 +123,21 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
     def data_received(self, data: bytes, datatype: Any) -> None:
         if self._session is not None:
             self._session.data_received(data)
+        self._ack_promptly()
+
+    def _ack_promptly(self) -> None:
+        """Re-arm TCP quick-ACK after answering. Clients whose socket keeps Nagle on
+        (paramiko, hence ncclient) hold their next request until the server ACKs their last
+        small packet (an SSH window adjust); with Linux's delayed ACK that costs 40 ms per
+        RPC. Quick-ACK mode lapses after each exchange, so it is set again every time."""
+        if _TCP_QUICKACK is None or self._chan is None:
+            return
+        sock = self._chan.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                pass
 
     def eof_received(self) -> bool:
         return False  # close the channel
@@ -133,18 +151,18 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
 
 
 class _AgentSSHServer(asyncssh.SSHServer):
-    """Authentication of the agent's user and creation of NETCONF channels."""
+    """Authentication of the agent's users and creation of NETCONF channels."""
 
     def __init__(
         self,
-        username: str,
-        password: str | None,
+        passwords: Mapping[str, str],
+        key_user: str,
         authorized_keys: asyncssh.SSHAuthorizedKeys | None,
         factory: SessionFactory,
         hello_timeout: float,
     ) -> None:
-        self._username = username
-        self._password = password
+        self._passwords = passwords
+        self._key_user = key_user
         self._authorized_keys = authorized_keys
         self._factory = factory
         self._hello_timeout = hello_timeout
@@ -157,23 +175,23 @@ class _AgentSSHServer(asyncssh.SSHServer):
     def begin_auth(self, username: str) -> bool:
         self._user = username
         if self._conn is not None and self._authorized_keys is not None:
-            # keys authenticate only the configured user
+            # the authorized keys authenticate only the agent's main user
             self._conn.set_authorized_keys(
-                self._authorized_keys if username == self._username else asyncssh.import_authorized_keys("")
+                self._authorized_keys if username == self._key_user else _NO_KEYS
             )
         return True
 
     def password_auth_supported(self) -> bool:
-        return self._password is not None
+        return bool(self._passwords)
 
     def validate_password(self, username: str, password: str) -> bool:
-        if self._password is None:
-            return False
-        user_ok = hmac.compare_digest(username.encode(), self._username.encode())
-        pass_ok = hmac.compare_digest(password.encode(), self._password.encode())
-        if not (user_ok and pass_ok):
+        expected = self._passwords.get(username)
+        # compare against something even for unknown users (no timing oracle on names)
+        ok = hmac.compare_digest(password.encode(), (expected or "\0" * 16).encode())
+        if not ok or expected is None:
             log.warning("password authentication failed for user %r", username)
-        return user_ok and pass_ok
+            return False
+        return True
 
     def public_key_auth_supported(self) -> bool:
         return self._authorized_keys is not None
@@ -182,26 +200,32 @@ class _AgentSSHServer(asyncssh.SSHServer):
         return _NetconfChannelSession(self._user, self._factory, self._hello_timeout)
 
 
+_NO_KEYS = asyncssh.import_authorized_keys("")
+
+
 async def start_ssh_server(
     *,
     host: str,
     port: int,
     host_key: asyncssh.SSHKey,
-    username: str,
-    password: str | None,
+    passwords: Mapping[str, str],
+    key_user: str,
     authorized_keys_path: Path | None,
     factory: SessionFactory,
     hello_timeout: float = 30.0,
 ) -> asyncssh.SSHAcceptor:
-    """Listen for NETCONF-over-SSH connections; the acceptor (``.sockets``, ``.close()``)."""
+    """Listen for NETCONF-over-SSH connections; the acceptor (``.sockets``, ``.close()``).
+
+    ``passwords`` maps each user name to its password; the keys of ``authorized_keys_path``
+    authenticate ``key_user``."""
     authorized = (
         asyncssh.read_authorized_keys(str(authorized_keys_path)) if authorized_keys_path else None
     )
-    if password is None and authorized is None:
+    if not passwords and authorized is None:
         raise ValueError("the agent needs a password or an authorized_keys file")
 
     def server_factory() -> asyncssh.SSHServer:
-        return _AgentSSHServer(username, password, authorized, factory, hello_timeout)
+        return _AgentSSHServer(dict(passwords), key_user, authorized, factory, hello_timeout)
 
     return await asyncssh.create_server(
         server_factory,

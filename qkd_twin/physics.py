@@ -265,3 +265,21 @@ def sweep(p: LinkParameters, lengths_km: list[float],
           decoy: DecoyModel = DecoyModel.INFINITE) -> list[tuple[float, LinkPerformance]]:
     """``evaluate`` at each length."""
     return [(length, evaluate(p.replace(length_km=length), decoy)) for length in lengths_km]
+
+
+def phase_error_bound(p: LinkParameters, mu: float, qber_upper: float,
+                      decoy: DecoyModel = DecoyModel.VACUUM_WEAK) -> float:
+    """Single-photon phase-error bound e1 from a measured QBER upper bound.
+
+    The decoy states fix the single-photon yield ``Y1`` (lower bound for the practical
+    variant) and the background ``Y0``; the measured QBER fixes the disturbance: invert
+    ``E_mu = (e0 Y0 + e_d' (1 - exp(-eta mu))) / Q_mu`` for ``e_d'`` (which includes any
+    eavesdropper) and attribute it to the single photons, ``e1 = (e0 Y0 + e_d' eta) / Y1``.
+    """
+    eta = total_transmittance(p)
+    signal = 1.0 - math.exp(-eta * mu)
+    y1, _ = single_photon_estimates(p, mu, decoy)
+    if y1 <= 0 or signal <= 0:
+        return 0.5
+    disturbance = min(0.5, max(0.0, (qber_upper * gain(p, mu) - E0 * p.y0) / signal))
+    return min(0.5, (E0 * p.y0 + disturbance * eta) / y1)

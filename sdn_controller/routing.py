@@ -318,22 +318,67 @@ _SUPER_SOURCE = ("qkdn-routing", "super-source")
 
 def compute_multipath(graph: nx.Graph, src: NodeId, dst: NodeId, rate_bps: int, *,
                       weight: Weight = key_aware_weight) -> Route:
-    """Split ``rate_bps`` over several paths: a min-cost flow of that value, decomposed.
+    """Split ``rate_bps`` over several paths.
 
-    Each leg is a simple path with the rate it carries; the legs' rates sum to ``rate_bps``
-    and the rates the legs put on a link never exceed its free capacity. Raises
+    First successive cheapest paths under ``weight`` over the remaining capacities (fast);
+    if that greedy split falls short although the max-flow bound allows the rate, an exact
+    min-cost flow of ``rate_bps`` (network simplex), decomposed into paths. Each leg is a
+    simple path with the rate it carries; the legs' rates sum to ``rate_bps`` and the rates
+    the legs put on a link never exceed its free capacity. Raises
     :class:`NoPathError` when ``src`` cannot reach ``dst`` at all and
     :class:`InsufficientCapacityError` (with the max-flow value) when the rate is too high.
     """
     _check_ends(graph, src, dst)
     if rate_bps <= 0:
         raise ValueError("rate_bps must be positive")
-    net = _flow_network(graph, weight)
-    if src not in net or dst not in net or not nx.has_path(net, src, dst):
-        raise NoPathError(src, dst)
-    available = int(nx.maximum_flow_value(net, src, dst))
-    if available < rate_bps:
-        raise InsufficientCapacityError(src, dst, rate_bps, available)
+    guarded = _guarded(weight, 0)
+    legs = _greedy_split(graph, src, dst, rate_bps, guarded)
+    if legs is None:
+        net = _flow_network(graph, weight)
+        if src not in net or dst not in net or not nx.has_path(net, src, dst):
+            raise NoPathError(src, dst)
+        available = int(nx.maximum_flow_value(net, src, dst))
+        if available < rate_bps:
+            raise InsufficientCapacityError(src, dst, rate_bps, available)
+        legs = _min_cost_split(graph, net, src, dst, rate_bps, guarded)
+    legs.sort(key=lambda leg: (-leg.rate_bps, leg.path.nodes))
+    return Route(tuple(legs))
+
+
+def _greedy_split(graph: nx.Graph, src: NodeId, dst: NodeId, rate_bps: int, weight: Weight,
+                  max_legs: int = 16) -> list[RouteLeg] | None:
+    """Successive cheapest paths over the remaining capacities (fast; weight-aware). None
+    when it does not reach ``rate_bps`` (greedy can miss a feasible split)."""
+    remaining_cap: dict[frozenset, int] = {}
+    amounts: dict[tuple, int] = {}
+
+    def residual_weight(u: Any, v: Any, data: dict[str, Any]) -> float | None:
+        if remaining_cap.get(frozenset((u, v)), data["capacity_bps"]) <= 0:
+            return None
+        return weight(u, v, data)
+
+    remaining = rate_bps
+    for _ in range(max_legs):
+        try:
+            _, nodes = nx.bidirectional_dijkstra(graph, src, dst, weight=residual_weight)
+        except nx.NetworkXNoPath:
+            return None
+        edges = [frozenset(e) for e in zip(nodes, nodes[1:])]
+        caps = [remaining_cap.get(e, graph.edges[tuple(e)]["capacity_bps"]) for e in edges]
+        amount = min(min(caps), remaining)
+        for e, cap in zip(edges, caps):
+            remaining_cap[e] = cap - amount
+        amounts[tuple(nodes)] = amounts.get(tuple(nodes), 0) + amount
+        remaining -= amount
+        if remaining == 0:
+            return [RouteLeg(_path_of(graph, list(nodes), weight), amount)
+                    for nodes, amount in amounts.items()]
+    return None
+
+
+def _min_cost_split(graph: nx.Graph, net: nx.DiGraph, src: NodeId, dst: NodeId,
+                    rate_bps: int, weight: Weight) -> list[RouteLeg]:
+    """Exact split: a min-cost flow of ``rate_bps`` (network simplex), decomposed."""
     net.add_edge(_SUPER_SOURCE, src, capacity=int(rate_bps), weight=0)
     flow = nx.max_flow_min_cost(net, _SUPER_SOURCE, dst)
     residual: dict[Any, dict[Any, int]] = {u: {v: f for v, f in nbrs.items() if f > 0}
@@ -347,7 +392,6 @@ def compute_multipath(graph: nx.Graph, src: NodeId, dst: NodeId, rate_bps: int, 
                 residual[u][v] -= m
                 residual[v][u] -= m
     legs = []
-    guarded = _guarded(weight, 0)
     remaining = rate_bps
     while remaining > 0:
         nodes = _flow_path(residual, src, dst)
@@ -356,10 +400,9 @@ def compute_multipath(graph: nx.Graph, src: NodeId, dst: NodeId, rate_bps: int, 
         amount = min(residual[u][v] for u, v in zip(nodes, nodes[1:]))
         for u, v in zip(nodes, nodes[1:]):
             residual[u][v] -= amount
-        legs.append(RouteLeg(_path_of(graph, nodes, guarded), amount))
+        legs.append(RouteLeg(_path_of(graph, nodes, weight), amount))
         remaining -= amount
-    legs.sort(key=lambda leg: (-leg.rate_bps, leg.path.nodes))
-    return Route(tuple(legs))
+    return legs
 
 
 def _flow_path(residual: Mapping[Any, Mapping[Any, int]], src: Any, dst: Any) -> list | None:

@@ -24,7 +24,7 @@ import numpy as np
 from qkd_twin.physics import BB84_QBER_LIMIT, h2
 from qkd_twin.postprocessing.cascade import CascadeConfig, reconcile
 from qkd_twin.postprocessing.parameter_estimation import estimate_qber, qber_upper_bound
-from qkd_twin.postprocessing.privacy_amplification import toeplitz_hash, toeplitz_seed
+from qkd_twin.postprocessing.privacy_amplification import ToeplitzHasher, toeplitz_seed
 from qkd_twin.postprocessing.sifting import SiftedKey
 from qkd_twin.postprocessing.verification import TAG_BITS, hash_key, keys_match
 
@@ -61,6 +61,7 @@ class BlockResult:
     measured_qber: float
     qber_upper: float
     leaked_ec_bits: int
+    reconciled_bits: int
     errors_corrected: int
     final_bits: int
     ec_seconds: float
@@ -96,7 +97,7 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
     """
     def result(status: BlockStatus, **kw) -> BlockResult:
         base = dict(alice_key=_EMPTY, bob_key=_EMPTY, sifted_bits=sifted.size,
-                    sample_qber=1.0, measured_qber=1.0, qber_upper=1.0, leaked_ec_bits=0,
+                    sample_qber=1.0, measured_qber=1.0, qber_upper=1.0, leaked_ec_bits=0, reconciled_bits=0,
                     errors_corrected=0, final_bits=0, ec_seconds=0.0, pa_seconds=0.0)
         base.update(kw)
         return BlockResult(status=status, **base)
@@ -118,7 +119,8 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
     upper = qber_upper_bound(sample.sample_errors + ec.errors_corrected, sifted.size,
                              security.eps_pe)
     common = dict(sample_qber=sample.qber, measured_qber=measured, qber_upper=upper,
-                  leaked_ec_bits=ec.leaked_bits, errors_corrected=ec.errors_corrected,
+                  leaked_ec_bits=ec.leaked_bits, reconciled_bits=int(alice.size),
+                  errors_corrected=ec.errors_corrected,
                   ec_seconds=ec_seconds)
     if not verified:
         return result(BlockStatus.ABORTED_VERIFICATION, **common)
@@ -128,7 +130,8 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
         return result(BlockStatus.NO_KEY, **common)
     started = time.perf_counter()
     seed = toeplitz_seed(alice.size, length, rng)
-    alice_key = toeplitz_hash(alice, length, seed)
-    bob_key = toeplitz_hash(ec.corrected, length, seed)
+    hasher = ToeplitzHasher(alice.size, length, seed)
+    alice_key = hasher(alice)
+    bob_key = hasher(ec.corrected)
     return result(BlockStatus.OK, alice_key=alice_key, bob_key=bob_key, final_bits=length,
                   pa_seconds=time.perf_counter() - started, **common)

@@ -55,12 +55,13 @@ class RecordingDatastore:
 class Peer:
     """The client end of one session: collects framed output and decodes it."""
 
-    def __init__(self, server: ServerState, session_id: int = 1, max_size: int = 1 << 20) -> None:
+    def __init__(self, server: ServerState, session_id: int = 1, max_size: int = 1 << 20,
+                 may_write: bool = True) -> None:
         self.raw = bytearray()
         self.closed = False
         caps = server_capabilities(server.modules)
         self.session = NetconfSession(session_id, "admin", server, caps, self.raw.extend,
-                                      self.close, max_size)
+                                      self.close, max_size, may_write=may_write)
         self.decoder: EndOfMessageDecoder | ChunkedDecoder = EndOfMessageDecoder()
         self.session.start()
         self.hello = parse_message(self.decoder.feed(bytes(self.raw))[0])
@@ -363,3 +364,22 @@ def test_oversized_message_closes_session(server):
     p.send_hello()
     p.session.data_received(b"\n#5000\n" + b"x" * 5000)
     assert p.closed
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        "<edit-config><target><running/></target><config/></edit-config>",
+        "<lock><target><running/></target></lock>",
+        "<unlock><target><running/></target></unlock>",
+        "<kill-session><session-id>1</session-id></kill-session>",
+    ],
+)
+def test_read_only_session_gets_access_denied_for_writes(server, op):
+    writer = Peer(server, 1)
+    reader = Peer(server, 2, may_write=False)
+    writer.send_hello()
+    reader.send_hello()
+    assert error_tag(reader.rpc(op)) == "access-denied"
+    assert not writer.closed and server.datastore.calls == []
+    assert reader.rpc("<get/>").find(Q + "data") is not None

@@ -1,8 +1,6 @@
-import threading
 import time
 
 import pytest
-from lxml import etree
 
 from sdn_controller.admission_control import (AdmissionControl, ConfigRequest, Configured,
                                               Rerouted)
@@ -13,51 +11,7 @@ from sdn_controller.routing import GraphRouter
 from sdn_controller.session_config import QoS
 from sdn_controller.user_db import SlaProfile, UserDb
 
-NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
-E = "urn:etsi:qkd:yang:etsi-qkd-node"
 N = {name: f"00000000-0000-0000-0000-0000000000{i:02d}" for i, name in enumerate("abcde")}
-
-
-class InMemoryNode:
-    """A node's qkd_applications/qkd_links as a dict, with edit-config's replace/delete
-    semantics (delete of a missing entry is an error, as in NETCONF)."""
-
-    def __init__(self, node_id, *, fail_apply=False, fail_rollback=False, delay=0.0):
-        self.node_id = node_id
-        self.entries = {}
-        self.fail_apply, self.fail_rollback, self.delay = fail_apply, fail_rollback, delay
-        self.calls = []
-        self.lock = threading.Lock()
-
-    def edit_config(self, config):
-        time.sleep(self.delay)
-        self.calls.append("edit")
-        if self.fail_apply:
-            raise RuntimeError("rpc-error: operation-failed")
-        self._apply(config)
-
-    def rollback(self, undo):
-        self.calls.append("rollback")
-        if self.fail_rollback:
-            raise RuntimeError("session lost")
-        self._apply(undo)
-
-    def _apply(self, config):
-        node = config.find(f"{{{E}}}qkd_node")
-        assert node.findtext(f"{{{E}}}qkdn_id") == self.node_id
-        with self.lock:
-            staged = dict(self.entries)
-            for tag, key in (("qkd_app", "app_id"), ("qkd_link", "qkdl_id")):
-                for entry in node.iter(f"{{{E}}}{tag}"):
-                    ident = (tag, entry.findtext(f"{{{E}}}{key}"))
-                    op = entry.get(f"{{{NC}}}operation", "merge")
-                    if op == "delete":
-                        if ident not in staged:
-                            raise RuntimeError(f"data-missing {ident}")
-                        del staged[ident]
-                    else:
-                        staged[ident] = etree.tostring(entry)
-            self.entries = staged
 
 
 @pytest.fixture
@@ -85,11 +39,14 @@ def session(ac):
     return out
 
 
-def nodes(**options):
-    return {N[n]: InMemoryNode(N[n], **options.get(n, {})) for n in "abcde"}
+@pytest.fixture
+def nodes(memory_node):
+    def make(**options):
+        return {N[n]: memory_node(N[n], **options.get(n, {})) for n in "abcde"}
+    return make
 
 
-def test_push_configures_every_node_of_the_path(ac):
+def test_push_configures_every_node_of_the_path(ac, nodes):
     out = session(ac)
     nodes_ = nodes()
     result = push_all(plan_session_push(out.configs), nodes_)
@@ -99,7 +56,7 @@ def test_push_configures_every_node_of_the_path(ac):
     result.raise_for_failure()
 
 
-def test_one_failure_rolls_back_the_others(ac):
+def test_one_failure_rolls_back_the_others(ac, nodes):
     out = session(ac)
     nodes_ = nodes(b={"fail_apply": True})
     result = push_all(plan_session_push(out.configs), nodes_)
@@ -115,14 +72,14 @@ def test_one_failure_rolls_back_the_others(ac):
     assert ended.status == 4 and len(ac.ledger) == 0
 
 
-def test_rollback_failure_is_reported(ac):
+def test_rollback_failure_is_reported(ac, nodes):
     out = session(ac)
     result = push_all(plan_session_push(out.configs),
                       nodes(b={"fail_apply": True}, a={"fail_rollback": True}))
     assert set(result.rollback_failures) == {N["a"]} and result.rolled_back == (N["c"],)
 
 
-def test_unreachable_node_means_nothing_is_touched(ac):
+def test_unreachable_node_means_nothing_is_touched(ac, nodes):
     out = session(ac)
     nodes_ = nodes()
     del nodes_[N["b"]]
@@ -131,7 +88,7 @@ def test_unreachable_node_means_nothing_is_touched(ac):
     assert all(n.calls == [] for n in nodes_.values())
 
 
-def test_pushes_go_out_in_parallel(ac):
+def test_pushes_go_out_in_parallel(ac, nodes):
     out = session(ac)
     nodes_ = nodes(a={"delay": 0.2}, b={"delay": 0.2}, c={"delay": 0.2})
     started = time.perf_counter()
@@ -139,7 +96,7 @@ def test_pushes_go_out_in_parallel(ac):
     assert time.perf_counter() - started < 0.45
 
 
-def test_remove_all_collects_confirmations(ac):
+def test_remove_all_collects_confirmations(ac, nodes):
     out = session(ac)
     nodes_ = nodes()
     push_all(plan_session_push(out.configs), nodes_)
@@ -153,7 +110,7 @@ def test_remove_all_collects_confirmations(ac):
     assert ac.session(out.session_id).pending_deletions == {N["c"]}
 
 
-def test_reroute_push_then_stale_deletion_and_rollback_restores(ac):
+def test_reroute_push_then_stale_deletion_and_rollback_restores(ac, nodes):
     out = session(ac)
     nodes_ = nodes()
     push_all(plan_session_push(out.configs), nodes_)

@@ -178,3 +178,20 @@ def test_random_graphs_multipath_never_exceeds_capacity_or_uses_closed_links():
             assert r <= g.edges[u, v]["capacity_bps"]
         with pytest.raises(InsufficientCapacityError):
             compute_multipath(g, "0", "11", available + 1)
+
+
+def test_exact_split_when_the_greedy_one_falls_short():
+    # cheapest first path s-a-b-t uses the cross link; afterwards s-b and a-t remain but do
+    # not join: only the exact min-cost flow finds s-a-t + s-b-t
+    links = [link("s", "a", skr=1000), link("a", "t", skr=1000), link("s", "b", skr=1000),
+             link("b", "t", skr=1000), link("a", "b", skr=1000)]
+    costly = {frozenset(("a", "t")), frozenset(("s", "b"))}
+
+    def weight(u, v, d):
+        return 10.0 if frozenset((u, v)) in costly else 1.0
+
+    g = build_graph(links)
+    route = compute_multipath(g, "s", "t", 2000, weight=weight)
+    assert sorted(leg.path.nodes for leg in route.legs) == [("s", "a", "t"), ("s", "b", "t")]
+    assert route.rate_bps == 2000
+    assert routing._greedy_split(g, "s", "t", 2000, weight) is None
