@@ -50,6 +50,8 @@ class KmConfig:
     max_key_per_request: int = 1000
     max_key_count: int = 100_000
     link_capacity_bytes: int = DEFAULT_CAPACITY_BYTES
+    #: blocks a sender leaves unused at the young end of a link store (see kms.key_store)
+    link_settle_blocks: int = 0
     concurrent_relays: int = 8
     resolve_interval_s: float = 1.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
@@ -138,7 +140,8 @@ class KeyManager:
             if store is None:
                 remote = self._directory.node(peer_node).qkdn_id
                 store = LinkKeyStore(self._dir / "links" / f"{qkdl_id}.sqlite", qkdl_id,
-                                     self.qkdn_id, remote, self.config.link_capacity_bytes)
+                                     self.qkdn_id, remote, self.config.link_capacity_bytes,
+                                     self.config.link_settle_blocks)
                 store.add_listener(self._on_key_material)
                 self._stores[qkdl_id] = store
             return store

@@ -6,6 +6,7 @@ key-request events (names aligned with ``yang/qkdn-key-manager.yang``).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from kms.forwarding import KM_MODULE, TYPES_MODULE
@@ -32,14 +33,33 @@ def application_disconnected(app_id: str) -> dict:
     return {f"{ETSI}:sdqkdn_application_disconnected": {"qkd_application": {"app_id": app_id}}}
 
 
+def _is_app_id(app_id: str) -> bool:
+    """Only sessions with an app_id (a UUID) are reported; a session still waiting for the
+    controller is known to it through ``sdqkdn_application_new`` instead."""
+    try:
+        uuid.UUID(app_id)
+    except ValueError:
+        return False
+    return True
+
+
 def session_state(app_id: str, old: str, event: str, new: str) -> dict:
-    return {f"{KM_MODULE}:km_session_state": {"app_id": app_id, "old_state": old, "event": event,
-                                              "new_state": new}}
+    """``km_session_state_change`` (empty for a session without an app_id yet)."""
+    if not _is_app_id(app_id):
+        return {}
+    return {f"{KM_MODULE}:km_session_state_change": {
+        "app_id": app_id, "state": new.replace("_", "-"),
+        "reason": f"{event.replace('_', '-')} (was {old.replace('_', '-')})"}}
 
 
-def key_request(app_id: str, sae_id: str, number: int, size: int) -> dict:
-    return {f"{KM_MODULE}:km_key_request": {"app_id": app_id, "sae_id": sae_id,
-                                            "number": number, "size": size}}
+def key_request(app_id: str, sae_id: str, number: int, size: int,
+                outcome: str = "delivered") -> dict:
+    """``km_key_request``: key-request activity of a session (resets the controller's idle
+    timer). ``sae_id`` is not part of the notification: the session identifies the pair."""
+    if not _is_app_id(app_id):
+        return {}
+    return {f"{KM_MODULE}:km_key_request": {"app_id": app_id, "number_of_keys": number,
+                                            "bits": str(number * size), "outcome": outcome}}
 
 
 def qos_to_app_qos(max_bps: int | None, min_bps: int | None, jitter: int | None,

@@ -23,35 +23,37 @@ def app_status(session: KmSession) -> str | None:
     return _APP_STATUS.get(session.state)
 
 
+def session_state_value(state: SessionState) -> str:
+    """The ``qkdn-key-manager`` km-session-state enum value of a session state."""
+    return state.value.replace("_", "-")
+
+
 def build_operational_state(sessions: Mapping[str, KmSession], table: ForwardingTable,
                             levels: Iterable[StoreLevels], pool_counts: Mapping[str, int]) -> dict:
+    """``config false`` data per ``yang/qkdn-key-manager.yang`` (64-bit values as strings,
+    RFC 7951 §6.1). ``pool_counts`` is kept for the caller's metrics; the model has no leaf."""
     apps = []
     for app_id in table.sessions:
         session = sessions.get(app_id)
         if session is None:
             continue
-        entry: dict = {"app_id": app_id, f"{KM_MODULE}:km_session_state": session.state.value}
+        entry: dict = {"app_id": app_id,
+                       f"{KM_MODULE}:km_session": {"state": session_state_value(session.state)}}
         status = app_status(session)
         if status:
             entry["app_status"] = f"{TYPES_MODULE}:{status}"
         apps.append(entry)
     links = [{
         "qkdl_id": lv.qkdl_id,
-        f"{KM_MODULE}:key_store": {
-            "outgoing_bits": lv.outgoing_bytes * 8,
-            "incoming_bits": lv.incoming_bytes * 8,
-            "capacity_bits": lv.capacity_bytes * 8,
-            "consumed_bits": lv.consumed_bytes * 8,
-            "blocks_delivered": lv.blocks_delivered,
-        },
+        "qkdl_performance": {f"{KM_MODULE}:key_store": {
+            "stored_key_bits": str((lv.outgoing_bytes + lv.incoming_bytes) * 8),
+            "capacity_bits": str(lv.capacity_bytes * 8),
+            "consumed_key_bits": str(lv.consumed_bytes * 8),
+        }},
     } for lv in levels]
     node: dict = {}
     if apps:
         node["qkd_applications"] = {"qkd_app": apps}
     if links:
         node["qkd_links"] = {"qkd_link": links}
-    node[f"{KM_MODULE}:key_pool"] = {
-        "ready_keys": int(pool_counts.get("ready", 0)),
-        "pending_keys": int(pool_counts.get("pending", 0)),
-    }
     return {NODE: node}
