@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -86,13 +85,11 @@ def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAU
     shutil.copyfile(topology_path, state.topology)
     password = password or secrets.token_urlsafe(16)
     for node in topology.nodes:
-        previous = _previous_config(state, node.name)
-        # the KM's port is fixed before start so that every KM knows its neighbours' relay URL;
-        # it is kept across restarts and later 'qkdn up' runs in the same folder
-        km_port = previous.km_port if previous and previous.km_port else free_port(host)
+        # ports 0 = ephemeral: the node binds, records the port in its ports.json and keeps
+        # it across restarts; KMs learn each other's relay URL from those files
         config = NodeProcessConfig(node.name, node.qkdn_id, state.node_dir(node.name),
                                    state.topology, host, node.netconf_port, username, password,
-                                   host, km_port)
+                                   host, node.km_port)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(state.node_config(node.name), config.to_json(), mode=0o600)
     write_link_seeds(state, topology)
@@ -100,20 +97,6 @@ def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAU
                             {sae.sae_id: sae.node for sae in topology.saes})
     write_json_atomic(state.pki, pki, mode=0o600)
     return topology
-
-
-def _previous_config(state: StateDir, name: str) -> NodeProcessConfig | None:
-    try:
-        return NodeProcessConfig.load(state.node_config(name))
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def free_port(host: str) -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def write_link_seeds(state: StateDir, topology: Topology) -> None:

@@ -37,17 +37,30 @@ LINK_SETTLE_BLOCKS = 4
 
 
 def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
-    """Where the KM of ``node_name`` finds SAEs, other KMs and its physical links."""
+    """Where the KM of ``node_name`` finds SAEs, other KMs (relay URL from each node's
+    ``ports.json``, empty while a node has not started yet) and its physical links."""
     from kms.directory import Directory, NodeEntry
 
     nodes = {}
     for node in topology.nodes:
         config = NodeProcessConfig.load(network.node_config(node.name))
-        nodes[node.name] = NodeEntry(node.name, node.qkdn_id,
-                                     f"https://{config.km_host}:{config.km_port}")
+        port = config.km_port or _recorded_port(network.node_dir(node.name) / "ports.json", "km")
+        url = f"https://{config.km_host}:{port}" if port else ""
+        nodes[node.name] = NodeEntry(node.name, node.qkdn_id, url)
     links = {link.peer_of(node_name): link.qkdl_id for link in topology.links_of(node_name)}
     return Directory(saes={sae.sae_id: sae.node for sae in topology.saes}, nodes=nodes,
                      links=links)
+
+
+def _recorded_port(path: Path, name: str) -> int:
+    try:
+        return int(read_json(path)[name])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+#: Seconds between refreshes of the KM's directory from the other nodes' ports files.
+DIRECTORY_REFRESH_S = 0.5
 
 
 class NodeRuntime:
@@ -64,6 +77,7 @@ class NodeRuntime:
         self.km: Any = None
         self.modules: dict[str, Any] = {}
         self.pairings: dict[str, Any] = {}
+        self.km_port = 0
 
     @property
     def running_path(self) -> Path:
@@ -80,12 +94,19 @@ class NodeRuntime:
         return initial_node_config(self.topology, self.config.name)
 
     def _netconf_port(self) -> int:
-        if self.config.netconf_port:
-            return self.config.netconf_port
-        try:
-            return int(read_json(self.ports_path)["netconf"])
-        except (OSError, ValueError, KeyError):
-            return 0
+        return self.config.netconf_port or _recorded_port(self.ports_path, "netconf")
+
+    def _km_port(self) -> int:
+        return self.config.km_port or _recorded_port(self.ports_path, "km")
+
+    def _refresh_directory(self, stop: threading.Event) -> None:
+        while not stop.wait(DIRECTORY_REFRESH_S):
+            try:
+                directory = km_directory(self.topology, self.config.name, self.network)
+                if directory != self.km.directory:
+                    self.km.set_directory(directory)
+            except Exception:  # a half-written file of another node: next round
+                log.debug("directory refresh failed", exc_info=True)
 
     # --- callbacks ---------------------------------------------------------------------
     def _on_config_change(self, _old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
@@ -181,8 +202,16 @@ class NodeRuntime:
                              config=KmConfig(require_controller=False,
                                              link_settle_blocks=LINK_SETTLE_BLOCKS))
         self.km.apply_running_config(self.datastore.running_json())
-        self.km.start(self.config.km_host, self.config.km_port)
+        self.km.start(self.config.km_host, self._km_port())
         self._stack.callback(self.km.stop)
+        self.km_port = int(self.km.base_url.rsplit(":", 1)[1])
+        write_json_atomic(self.ports_path, {"netconf": self.agent.port, "km": self.km_port})
+        stop = threading.Event()
+        refresher = threading.Thread(target=self._refresh_directory, args=(stop,),
+                                     name="km-directory", daemon=True)
+        refresher.start()
+        self._stack.callback(refresher.join, 2)
+        self._stack.callback(stop.set)
 
     def _start_modules(self) -> None:
         from qkd_twin.faults import fault_file
@@ -218,8 +247,6 @@ class NodeRuntime:
         except BaseException:
             self._stack.close()
             raise
-        write_json_atomic(self.ports_path, {"netconf": self.agent.port,
-                                            "km": self.config.km_port})
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -236,9 +263,9 @@ def run_node(config_path: Path) -> int:
     with NodeRuntime(config) as node:
         ready = config.state_dir / "ready.json"
         write_json_atomic(ready, {"pid": os.getpid(), "netconf_port": node.agent.port,
-                                  "km_port": config.km_port, "started_at": node.started_at})
+                                  "km_port": node.km_port, "started_at": node.started_at})
         log.info("node %s serving NETCONF on %s:%d, KM on %s:%d", config.name,
-                 config.netconf_host, node.agent.port, config.km_host, config.km_port)
+                 config.netconf_host, node.agent.port, config.km_host, node.km_port)
         stop.wait()
         log.info("node %s stopping", config.name)
         ready.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ class Node:
     qkdn_id: str
     location: str = ""
     netconf_port: int = 0  #: 0 = ephemeral
+    km_port: int = 0  #: HTTPS port of the KM (ETSI 014, 004, relay); 0 = ephemeral
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def parse_topology(raw: Mapping[str, Any], *, default_name: str = "network") -> 
         qkdn_id = str(entry.get("qkdn_id") or derive_id(name, "node", node_name))
         _check_uuid(qkdn_id, f"nodes[{i}].qkdn_id")
         nodes.append(Node(node_name, qkdn_id, str(entry.get("location", "")),
-                          int(entry.get("netconf_port", 0))))
+                          int(entry.get("netconf_port", 0)), int(entry.get("km_port", 0))))
     _unique([n.name for n in nodes], "node name")
     _unique([n.qkdn_id for n in nodes], "qkdn_id")
     names = {n.name for n in nodes}
