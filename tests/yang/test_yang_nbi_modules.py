@@ -770,3 +770,13 @@ def test_yang_nbi_doc_rpcs_and_notifications_validate(ctx):
             parsed.free()
         checked += 1
     assert checked >= 3
+
+
+def test_yang_nbi_readme_maps_every_rpc_and_notification(ctx, yang_dir):
+    """The correspondence table names every operation and notification of ours."""
+    readme = (yang_dir / "README.md").read_text()
+    section = readme[readme.index("## Controller north-bound modules"):]
+    for top in ctx.get_module(INV).children():
+        if top.keyword() in ("rpc", "notification"):
+            # `name` or `prefix:name`
+            assert re.search(rf"`([\w-]+:)?{top.name()}`", section), top.name()
