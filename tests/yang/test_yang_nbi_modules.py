@@ -780,3 +780,32 @@ def test_yang_nbi_readme_maps_every_rpc_and_notification(ctx, yang_dir):
         if top.keyword() in ("rpc", "notification"):
             # `name` or `prefix:name`
             assert re.search(rf"`([\w-]+:)?{top.name()}`", section), top.name()
+
+
+def test_yang_nbi_agent_advertises_the_modules_and_refuses_their_rpcs():
+    """What docs/controller-nbi.md promises about agents, which load every module of yang/."""
+    from lxml import etree
+
+    from qkd_agent.capabilities import collect_schema_modules, server_capabilities
+    from qkd_agent.operations import find_operation
+    from qkd_agent.rpc_error import RpcError
+    from qkd_agent.yang_context import load_context
+
+    context = load_context()
+    try:
+        capabilities = server_capabilities(collect_schema_modules(context, namespaces.YANG_DIR))
+    finally:
+        context.destroy()
+    for namespace, module in (
+        (namespaces.QKDN_TOPO_NS, TOPO),
+        (namespaces.QKDN_INV_NS, INV),
+        (namespaces.QKDN_ACC_NS, ACC),
+    ):
+        assert f"{namespace}?module={module}&revision=2026-11-27" in capabilities
+    rpc = etree.fromstring(
+        f'<close_svc_link xmlns="{namespaces.QKDN_INV_NS}"><qkdl_id>{svc_id(1)}</qkdl_id>'
+        "</close_svc_link>"
+    )
+    with pytest.raises(RpcError) as refused:
+        find_operation(rpc)
+    assert refused.value.tag.value == "operation-not-supported"
