@@ -22,6 +22,22 @@ QKDN_KM_NS = "urn:qkdn:yang:qkdn-key-manager"
 QKDN_KM_PREFIX = "qkdn-km"
 QKDN_KM_REVISION = "2026-11-27"
 
+#: Controller north-bound (orchestrator) modules, shaped after ETSI GS QKD 018.
+QKDN_TOPO_MODULE = "qkdn-sdn-topology"
+QKDN_TOPO_NS = "urn:qkdn:yang:qkdn-sdn-topology"
+QKDN_TOPO_PREFIX = "qkdn-topo"
+QKDN_TOPO_REVISION = "2026-11-27"
+
+QKDN_INV_MODULE = "qkdn-sdn-inventory"
+QKDN_INV_NS = "urn:qkdn:yang:qkdn-sdn-inventory"
+QKDN_INV_PREFIX = "qkdn-inv"
+QKDN_INV_REVISION = "2026-11-27"
+
+QKDN_ACC_MODULE = "qkdn-sdn-access"
+QKDN_ACC_NS = "urn:qkdn:yang:qkdn-sdn-access"
+QKDN_ACC_PREFIX = "qkdn-acc"
+QKDN_ACC_REVISION = "2026-11-27"
+
 NETCONF_BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 NETCONF_NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 NETCONF_MONITORING_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
