@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import betaincinv  # beta quantile; scipy.stats costs seconds to import
 
 
 @dataclass(frozen=True)
@@ -45,4 +45,4 @@ def qber_upper_bound(errors: int, total: int, eps: float) -> float:
         return 0.5
     if errors >= total:
         return 0.5
-    return min(0.5, float(beta.ppf(1.0 - eps, errors + 1, total - errors)))
+    return min(0.5, float(betaincinv(errors + 1, total - errors, 1.0 - eps)))
