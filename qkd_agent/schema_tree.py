@@ -31,7 +31,8 @@ class ValueKind(StrEnum):
     """How a leaf value is written in RFC 7951 JSON."""
 
     NUMBER = "number"  # int8..int32, uint8..uint32: a JSON number
-    STRING = "string"  # string, enumeration, bits, binary, 64-bit ints, decimal64, union
+    STRING = "string"  # string, enumeration, bits, binary, 64-bit ints, union
+    DECIMAL = "decimal64"  # a JSON string
     BOOLEAN = "boolean"
     EMPTY = "empty"  # [null]
     IDENTITYREF = "identityref"  # "module:identity"
@@ -113,6 +114,8 @@ def _value_kind(leaf_type: Type) -> ValueKind:
         return _value_kind(leaf_type.leafref_type())
     if base in _NUMBER_TYPES:
         return ValueKind.NUMBER
+    if base == Type.DEC64:
+        return ValueKind.DECIMAL
     if base == Type.BOOL:
         return ValueKind.BOOLEAN
     if base == Type.EMPTY:
