@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import libyang
 from _libyang import ffi
-from libyang.schema import SNode, Type
+from libyang.schema import SContainer, SLeaf, SLeafList, SList, SNode, Type
 
 from qkd_agent.yang_context import module_namespace
 
@@ -111,7 +111,8 @@ _DATA_TYPES = (
 def _value_kind(leaf_type: Type) -> ValueKind:
     base = leaf_type.base()
     if base == Type.LEAFREF:
-        return _value_kind(leaf_type.leafref_type())
+        target = leaf_type.leafref_type()
+        return _value_kind(target) if target is not None else ValueKind.STRING
     if base in _NUMBER_TYPES:
         return ValueKind.NUMBER
     if base == Type.DEC64:
@@ -147,9 +148,9 @@ def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
     kind = _KIND[snode.nodetype()]
     value_kind = None
     keys: tuple[str, ...] = ()
-    if kind in (NodeKind.LEAF, NodeKind.LEAF_LIST):
+    if isinstance(snode, (SLeaf, SLeafList)):
         value_kind = _value_kind(snode.type())
-    if kind is NodeKind.LIST:
+    if isinstance(snode, SList):
         keys = tuple(key.name() for key in snode.keys())  # noqa: SIM118 (SList.keys: key nodes)
     name = snode.name()
     node = SchemaNode(
@@ -163,7 +164,7 @@ def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
         value_kind=value_kind,
         cases=_cases_of(snode),
     )
-    if kind in (NodeKind.CONTAINER, NodeKind.LIST):
+    if isinstance(snode, (SContainer, SList)):
         for child in snode.children(types=_DATA_TYPES):
             built = _build_node(child, module_name)
             node.children[(built.namespace, built.name)] = built
