@@ -56,6 +56,12 @@ class SchemaNode:
     #: (choice, case) pairs between this node and its data parent, outermost first.
     cases: tuple[tuple[str, str], ...] = ()
     children: dict[tuple[str, str], SchemaNode] = field(default_factory=dict)
+    #: the same children keyed by lxml's Clark notation tag, ``{namespace}name``
+    children_by_tag: dict[str, SchemaNode] = field(default_factory=dict)
+
+    def add_child(self, node: SchemaNode) -> None:
+        self.children[(node.namespace, node.name)] = node
+        self.children_by_tag[f"{{{node.namespace}}}{node.name}"] = node
 
     def child(self, namespace: str, name: str) -> SchemaNode | None:
         return self.children.get((namespace, name))
@@ -166,8 +172,7 @@ def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
     )
     if isinstance(snode, (SContainer, SList)):
         for child in snode.children(types=_DATA_TYPES):
-            built = _build_node(child, module_name)
-            node.children[(built.namespace, built.name)] = built
+            node.add_child(_build_node(child, module_name))
     return node
 
 
@@ -185,6 +190,5 @@ def build_schema_tree(ctx: libyang.Context) -> SchemaTree:
         if not module.implemented():
             continue
         for snode in module.children(types=_DATA_TYPES):
-            built = _build_node(snode, None)
-            root.children[(built.namespace, built.name)] = built
+            root.add_child(_build_node(snode, None))
     return SchemaTree(root, module_by_namespace, namespace_by_module)

@@ -14,8 +14,16 @@ from lxml import etree
 from qkd_agent.schema_tree import NodeKind, SchemaNode
 
 
+def _first(parent: etree._Element, tag: str) -> etree._Element | None:
+    return next(parent.iterchildren(tag), None)
+
+
 def _key_values(entry: etree._Element, schema: SchemaNode) -> tuple[str | None, ...]:
-    return tuple(entry.findtext(f"{{{schema.namespace}}}{key}") for key in schema.keys)
+    values = []
+    for key in schema.keys:
+        leaf = _first(entry, f"{{{schema.namespace}}}{key}")
+        values.append(None if leaf is None else leaf.text)
+    return tuple(values)
 
 
 def merge_state(target: etree._Element, source: etree._Element, parent: SchemaNode) -> None:
@@ -26,12 +34,12 @@ def merge_state(target: etree._Element, source: etree._Element, parent: SchemaNo
     proportional to the state tree, plus one key index per list that state data touches.
     """
     list_indexes: dict[str, dict[tuple[str | None, ...], etree._Element]] = {}
+    by_tag = parent.children_by_tag
     for child in list(source):
         tag = child.tag
         if not isinstance(tag, str):
             continue
-        qname = etree.QName(child)
-        schema = parent.child(qname.namespace or "", qname.localname)
+        schema = by_tag.get(tag)
         if schema is None:
             target.append(child)
         elif schema.kind is NodeKind.LIST:
@@ -47,7 +55,7 @@ def merge_state(target: etree._Element, source: etree._Element, parent: SchemaNo
             else:
                 merge_state(existing, child, schema)
         elif schema.kind is NodeKind.CONTAINER:
-            existing = target.find(tag)
+            existing = _first(target, tag)
             if existing is None:
                 target.append(child)
             else:
@@ -57,7 +65,7 @@ def merge_state(target: etree._Element, source: etree._Element, parent: SchemaNo
             if not any((e.text or "").strip() == value for e in target.iterchildren(tag)):
                 target.append(child)
         elif schema.name not in parent.keys:  # leaf (key leaves are equal by matching)
-            existing = target.find(tag)
+            existing = _first(target, tag)
             if existing is None:
                 target.append(child)
             else:
