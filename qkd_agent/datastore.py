@@ -92,6 +92,7 @@ class Datastore:
         #: RFC 7951 JSON mirror of ``_tree``; never mutated (edits copy on write).
         self._running: dict[str, Any] = {}
         self._xml_cache: etree._Element | None = None
+        self._running_text: str | None = None
         self._snapshot_text = SnapshotText()
         self._candidate_texts: dict[int, Any] = {}
         if initial:
@@ -111,10 +112,19 @@ class Datastore:
 
     def running_json(self) -> dict[str, Any]:
         """The running configuration as RFC 7951 JSON (a fresh copy in libyang's canonical
-        form, config only)."""
+        form, config only). The text is printed once per commit; each call parses it."""
         with self._lock:
-            text = self._tree.print("json")
+            if self._running_text is None:
+                self._running_text = self._tree.print("json")
+            text = self._running_text
         return json.loads(text) if text else {}
+
+    def running_snapshot(self) -> dict[str, Any]:
+        """The running configuration as RFC 7951 JSON without any copy: the datastore's own
+        immutable snapshot (the object listeners receive). Cheap enough for every ``<get>``;
+        read it, never modify it."""
+        with self._lock:
+            return self._running
 
     def get_config(self, filter: etree._Element | None = None) -> etree._Element:
         """``<data>`` with the running configuration, filtered by the ``<filter>`` element
@@ -234,6 +244,7 @@ class Datastore:
         old_tree, self._tree = self._tree, new_tree
         self._running = candidate
         self._xml_cache = None
+        self._running_text = None
         old_tree.free()
         self._snapshot_text.adopt(self._candidate_texts)
         for listener in list(self._listeners):
