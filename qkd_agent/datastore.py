@@ -102,8 +102,8 @@ class Datastore:
                 raise ConfigError(f"initial configuration is invalid: {exc.message}"
                                   f" at {exc.path}") from exc
             self._running = json.loads(self._tree.print("json"))
-            self._validated(self._running).free()  # fills the entry text cache
-            self._snapshot_text.adopt(self._candidate_texts)
+            _, entry_texts = self._snapshot_text.text(self._running)
+            self._snapshot_text.adopt(entry_texts)
 
     # ------------------------------------------------------------------ reads
     @property
