@@ -339,8 +339,10 @@ class _EditWalker:
         fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or not exists
         content: JsonObject = {} if fresh else dict(target[key])  # copy on write
         self.apply_children(content, node, element, op, path)
-        if op is not EditOperation.NONE or content:
+        if content or (node.presence and (op is not EditOperation.NONE or exists)):
             target[key] = content
+        else:  # an empty non-presence container is no data (RFC 7950 §7.5.1)
+            target.pop(key, None)
 
     def apply_list(
         self,

@@ -118,11 +118,13 @@ def test_create_then_delete_restores(ctx: libyang.Context, cfg: dict[str, Any],
         f"{app_xml}</qkd_app></qkd_applications></qkd_node></config>"))
     added = {a["app_id"]: a for a in store.running_json()[NODE]["qkd_applications"]["qkd_app"]}
     assert added[app["app_id"]] == app
+    assert store.running_snapshot() == store.running_json()  # patched tree == snapshot
     store.edit_config(etree.fromstring(
         f'<config xmlns="{NETCONF_BASE_NS}" xmlns:nc="{NETCONF_BASE_NS}">'
         f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_applications><qkd_app nc:operation="delete">'
         f"<app_id>{app['app_id']}</app_id></qkd_app></qkd_applications></qkd_node></config>"))
     assert store.running_json() == cfg
+    assert store.running_snapshot() == cfg
 
 
 @SETTINGS
