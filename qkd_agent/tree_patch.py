@@ -123,23 +123,21 @@ class _Patcher:
         def key_of(entry: dict[str, Any]) -> tuple[Any, ...]:
             return tuple(entry.get(key) for key in node.keys)
 
-        old_entries = {key_of(entry): entry for entry in before}
-        new_keys = set()
+        # copy on write: an entry the edit did not touch is the very same object
+        kept = {id(entry) for entry in after}.intersection(id(entry) for entry in before)
+        old_changed = {key_of(e): e for e in before if id(e) not in kept}
         created = []
         for entry in after:
-            key = key_of(entry)
-            new_keys.add(key)
-            old_entry = old_entries.get(key)
-            if old_entry is entry:
+            if id(entry) in kept:
                 continue
+            old_entry = old_changed.pop(key_of(entry), None)
             if old_entry is None:
                 created.append(entry)
             else:
                 self.patch(self.find(parent, self.entry_path(node, entry)), node, old_entry,
                            entry)
-        for key, entry in old_entries.items():
-            if key not in new_keys:
-                lib.lyd_free_tree(self.find(parent, self.entry_path(node, entry)))
+        for entry in old_changed.values():  # entries that are gone
+            lib.lyd_free_tree(self.find(parent, self.entry_path(node, entry)))
         if created:
             self.parse_into(parent, node, created)
 
