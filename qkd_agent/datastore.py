@@ -240,13 +240,17 @@ class Datastore:
             try:
                 patch_tree(self._ctx, self._schema, work.first, self._running, candidate)
                 work.validate()
-                self._candidate_texts = None  # the entry text cache stays as it is
-                return work
             except PatchNotApplicable:
                 work.free()
             except LibyangParseError as exc:
                 work.free()
                 raise rpc_error_from_libyang(exc) from exc
+            except BaseException:
+                work.free()
+                raise
+            else:
+                self._candidate_texts = None  # the entry text cache stays as it is
+                return work
         return self._validated(candidate)
 
     def _validated(self, candidate: dict[str, Any]) -> DataTree:
