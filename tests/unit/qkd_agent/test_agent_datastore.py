@@ -358,3 +358,62 @@ def test_store_with_many_links_and_apps(ctx: libyang.Context) -> None:
     data = store.get_config()
     assert len(data.findall(f"{Q}qkd_node/{Q}qkd_links/{Q}qkd_link")) == 52
     assert len(data.findall(f"{Q}qkd_node/{Q}qkd_applications/{Q}qkd_app")) == 201
+
+
+def test_get_merges_augmented_state(store: Datastore) -> None:
+    km = "qkdn-key-manager"
+    state = {NODE: {"qkd_links": {"qkd_link": [{
+        "qkdl_id": PHYS_ID,
+        "qkdl_performance": {f"{km}:key_store": {"stored_key_bits": "4096",
+                                                  "capacity_bits": "1000000"}},
+    }]}}}
+    data = store.get(None, state)
+    km_ns = "urn:qkdn:yang:qkdn-key-manager"
+    bits = data.find(f"{Q}qkd_node/{Q}qkd_links/{Q}qkd_link/{Q}qkdl_performance/"
+                     f"{{{km_ns}}}key_store/{{{km_ns}}}stored_key_bits")
+    assert bits is not None and bits.text == "4096"
+
+
+def test_running_snapshot_is_the_listeners_view(store: Datastore) -> None:
+    seen: list[dict[str, Any]] = []
+    store.add_listener(lambda old, new: seen.append(new))
+    before = store.running_snapshot()
+    assert before == sample_config()
+    store.edit_config(config("<qkdn_version>5</qkdn_version>"))
+    assert seen[0] is store.running_snapshot()
+    assert before == sample_config()  # the old snapshot was not modified
+    assert store.running_json() == store.running_snapshot()
+
+
+_KEYS = {"qkd_link": ("qkdl_id",), "qkd_app": ("app_id",), "qkd_interface": ("qkdi_id",),
+         "phys_perf": ("perf_type",)}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        (f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links><qkd_link><qkdl_performance/>'
+        "</qkd_link></qkd_links></qkd_node>"),
+        f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkdn_status/><qkd_interfaces/></qkd_node>',
+        (f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>'
+        "</qkd_link></qkd_links></qkd_node>"),
+        (f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links><qkd_link>'
+        f'<qkdl_type xmlns:t="{ETSI_TYPES_NS}">t:PHYS</qkdl_type><qkdl_performance><skr/>'
+        "</qkdl_performance></qkd_link></qkd_links></qkd_node>"),
+        (f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links><qkd_link><qkdl_performance><phys_perf/>'
+        "</qkdl_performance></qkd_link><qkd_link><qkdl_enable/></qkd_link></qkd_links></qkd_node>"),
+        ('<qkd_node xmlns=""><qkd_links><qkd_link><qkdl_performance/></qkd_link></qkd_links>'
+        "</qkd_node>"),
+        f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>',
+    ],
+)
+def test_get_with_subtree_filter_equals_filtering_everything(store: Datastore, body: str) -> None:
+    """The state pruned to the filter before merging gives what filtering all data gives."""
+    from qkd_agent.subtree_filter import filter_subtree
+
+    flt = subtree_filter(body)
+    everything = store.get(None, operational_state())
+    expected = filter_subtree(everything, flt, lambda e: _KEYS.get(etree.QName(e).localname, ()))
+    got = store.get(flt, operational_state())
+    assert [etree.tostring(e) for e in got] == [etree.tostring(e) for e in expected]
+    assert len(got) > 0
