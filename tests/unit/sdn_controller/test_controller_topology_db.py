@@ -186,3 +186,11 @@ def test_virtual_links_are_not_topology(db):
         "virt_prev_hop": nid("2"), "virt_next_hop": [nid("3")]})
     db.ingest_node(cfg)
     assert len(db.links()) == 5
+
+
+def test_key_store_level_from_the_km_extension(db):
+    cfg = node_state("0")
+    link = cfg["etsi-qkd-sdn-node:qkd_node"]["qkd_links"]["qkd_link"][0]
+    link["qkdl_performance"]["qkdn-key-manager:key_store"] = {"stored_key_bits": "4096"}
+    db.ingest_node(cfg)
+    assert db.link(link["qkdl_id"]).stored_bits == 4096
