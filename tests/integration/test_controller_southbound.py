@@ -147,6 +147,8 @@ def net(tmp_path):
 
 def establish(net):
     net.open("a", "c")
+    wait_for(lambda: any(s.state is SessionState.ACCEPTED for s in net.admission.sessions()),
+             what="first request waiting for its peer")
     started = time.perf_counter()
     net.open("c", "a")
     wait_for(lambda: any(s.state is SessionState.ACTIVE for s in net.admission.sessions()),
