@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 PASSWORD = "controller-test-pw"
 T = "etsi-qkd-node-types:"
 NODE = "etsi-qkd-sdn-node:qkd_node"
-TOPO = parse_topology({
+RAW_TOPOLOGY = {
     "name": "square",
     "nodes": [{"name": n} for n in "abcd"],
     "links": [{"a": "a", "b": "b", "length_km": 10}, {"a": "b", "b": "c", "length_km": 10},
@@ -33,7 +33,8 @@ TOPO = parse_topology({
     "slas": [{"name": "std", "max_bps": 100000, "max_priority": 5, "idle_timeout_s": 60}],
     "users": [{"name": "ua", "sla": "std"}, {"name": "uc", "sla": "std"}],
     "saes": [{"id": "sae-a", "node": "a", "user": "ua"}, {"id": "sae-c", "node": "c", "user": "uc"}],
-})
+}
+TOPO = parse_topology(RAW_TOPOLOGY)
 
 
 def nid(name):
@@ -53,7 +54,7 @@ class Signals:
 
 
 class Network:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, *, controller=True):
         self.tmp = tmp_path
         self.live = {l.qkdl_id: {"status": "ACTIVE", "skr": 50_000 if "d" in l.ends() else 90_000}
                      for l in TOPO.links}
@@ -61,6 +62,11 @@ class Network:
         self.datastores = {}
         for node in TOPO.nodes:
             self.start_agent(node.name)
+        self.southbound = None
+        if controller:
+            self.start_controller()
+
+    def start_controller(self):
         endpoints = [AgentEndpoint(n.qkdn_id, "127.0.0.1", self.threads[n.name].port, "admin",
                                    PASSWORD, n.name) for n in TOPO.nodes]
         self.southbound = Southbound(endpoints, SouthboundConfig(poll_interval_s=1.0,
@@ -117,11 +123,12 @@ class Network:
                                             "application_interface": "etsi-014"}}}})
 
     def close(self):
-        self.southbound.stop()
+        if self.southbound is not None:
+            self.southbound.stop()
+            self.users.close()
+            self.topology.close()
         for thread in self.threads.values():
             thread.stop()
-        self.users.close()
-        self.topology.close()
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):
@@ -207,3 +214,48 @@ def test_reconnects_after_an_agent_restart(net):
     wait_for(lambda: session.connected and session.connects == 2, timeout=15,
              what="reconnect")
     establish(net)
+
+
+def test_controller_process_writes_sessions_and_topology_for_the_cli(tmp_path, capsys):
+    import json
+    import threading
+
+    import yaml
+
+    from qkdn.cli import main
+    from sdn_controller.daemon import ControllerProcess, resolve_settings
+
+    agents = Network(tmp_path, controller=False)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "topology.yaml").write_text(yaml.safe_dump(RAW_TOPOLOGY))
+    (state / "endpoints.json").write_text(json.dumps({"topology": "square", "nodes": {
+        n.name: {"qkdn_id": n.qkdn_id, "netconf": {
+            "host": "127.0.0.1", "port": agents.threads[n.name].port, "username": "admin",
+            "password": PASSWORD}} for n in TOPO.nodes}}))
+    process = ControllerProcess(resolve_settings(state, poll_interval_s=0.5, tick_s=0.1,
+                                                 environ={}))
+    stop = threading.Event()
+    runner = threading.Thread(target=process.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: (state / "controller" / "ready.json").exists(), timeout=15,
+                 what="controller ready")
+        wait_for(lambda: len([l for l in process.topology.links() if l.usable]) == 4,
+                 what="topology")
+        agents.admission = process.admission
+        establish(agents)
+        wait_for(lambda: any(s["state"] == "active" for s in json.loads(
+            (state / "controller" / "sessions.json").read_text())["sessions"]),
+            what="sessions.json")
+        assert main(["sessions", "--state-dir", str(state)]) == 0
+        out = capsys.readouterr().out
+        assert "active" in out and "sae-a@a" in out and "a-b-c" in out
+        assert main(["topology", "--state-dir", str(state)]) == 0
+        out = capsys.readouterr().out
+        assert "a-b" in out and "usable" in out and "ACTIVE" in out
+    finally:
+        stop.set()
+        runner.join(timeout=20)
+        agents.close()
+    assert not (state / "controller" / "ready.json").exists()
