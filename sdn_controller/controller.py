@@ -16,7 +16,7 @@ import enum
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,10 +97,18 @@ class Controller:
         self.signals = signals
         self.thresholds = thresholds
         self.clock = clock
-        self.executor = executor
+        #: pushes to the KMs of a path go out in parallel on this pool (kept for the process)
+        self._own_executor = executor is None
+        self.executor: Executor = executor or ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="qkdn-push")
         self.event_sink = event_sink
         self.events: collections.deque[ControllerEvent] = collections.deque(maxlen=history)
         self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Stop the push pool if the controller created it."""
+        if self._own_executor:
+            self.executor.shutdown(wait=True)
 
     # --- entry points for the southbound ----------------------------------------------------
     def handle_notification(self, node_id: str,

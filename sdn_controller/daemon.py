@@ -197,6 +197,7 @@ class ControllerProcess:
 
     def close(self) -> None:
         self.southbound.stop()
+        self.controller.close()
         self.write_snapshot()
         (self.dir / "ready.json").unlink(missing_ok=True)
         self.users.close()

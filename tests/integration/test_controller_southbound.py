@@ -125,6 +125,7 @@ class Network:
     def close(self):
         if self.southbound is not None:
             self.southbound.stop()
+            self.ctl.close()
             self.users.close()
             self.topology.close()
         for thread in self.threads.values():
