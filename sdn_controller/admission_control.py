@@ -280,6 +280,10 @@ class AdmissionControl:
         self.new_session_id = new_session_id
         self.ledger = ReservationLedger()
         self._sessions: dict[SessionId, _Session] = {}
+        #: open (ACCEPTED or ACTIVE) sessions per user, counted once per end the user holds
+        self._open_by_user: dict[str, int] = {}
+        #: ACCEPTED sessions by (initiator SAE, peer SAE), oldest first
+        self._waiting: dict[tuple[SaeId, SaeId], list[SessionId]] = {}
 
     # --- queries ----------------------------------------------------------------------------
     def session(self, session_id: str) -> SessionView:
@@ -326,8 +330,12 @@ class AdmissionControl:
             session = _Session(sid, endpoint, request.peer_sae_id, now, last_activity=now)
             self._sessions[sid] = session
             session.state = SessionState.ACCEPTED
+            self._count(request.user, +1)
+            self._waiting.setdefault((request.sae_id, request.peer_sae_id), []).append(sid)
             return Waiting(sid, request.node_id)
+        self._unwait(waiting)
         waiting.responder = endpoint
+        self._count(request.user, +1)
         return self._establish(waiting, now)
 
     def key_request(self, session_id: str) -> None:
@@ -430,16 +438,29 @@ class AdmissionControl:
         if request.session_id is not None:
             s = self._sessions.get(SessionId(request.session_id))
             return s if s is not None and matches(s) else None
-        candidates = [s for s in self._sessions.values() if matches(s)]
-        return min(candidates, key=lambda s: s.created_at, default=None)
+        for sid in self._waiting.get((request.peer_sae_id, request.sae_id), ()):
+            s = self._sessions[sid]
+            if matches(s):
+                return s
+        return None
+
+    def _unwait(self, session: _Session) -> None:
+        key = (session.initiator.sae_id, session.peer_sae_id)
+        queue = self._waiting.get(key, [])
+        if session.session_id in queue:
+            queue.remove(session.session_id)
+        if not queue:
+            self._waiting.pop(key, None)
+
+    def _count(self, user: str, delta: int) -> None:
+        count = self._open_by_user.get(user, 0) + delta
+        if count > 0:
+            self._open_by_user[user] = count
+        else:
+            self._open_by_user.pop(user, None)
 
     def _open_sessions_of(self, user: str) -> int:
-        count = 0
-        for s in self._sessions.values():
-            if s.state in (SessionState.ACCEPTED, SessionState.ACTIVE):
-                count += s.initiator.user == user
-                count += s.responder is not None and s.responder.user == user
-        return count
+        return self._open_by_user.get(user, 0)
 
     @staticmethod
     def _end_nodes(session: _Session) -> set[NodeId]:
@@ -532,6 +553,11 @@ class AdmissionControl:
         configs = session.configs
         notify = tuple(sorted(self._end_nodes(session) - {c.node_id for c in configs}))
         self.ledger.release(session.session_id)
+        if session.state in (SessionState.ACCEPTED, SessionState.ACTIVE):
+            self._unwait(session)
+            self._count(session.initiator.user, -1)
+            if session.responder is not None:
+                self._count(session.responder.user, -1)
         session.state = SessionState.TERMINATED
         session.reason, session.detail = reason, detail
         session.pending_deletions = {c.node_id for c in configs}

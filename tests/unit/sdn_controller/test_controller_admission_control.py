@@ -326,3 +326,21 @@ def test_fail_releases(directory):
     out = ac.fail(done.session_id, "node n0 refused edit-config")
     assert out.reason is AdmissionReason.CONFIGURATION_FAILED and len(ac.ledger) == 0
     assert out.detail == "node n0 refused edit-config"
+
+
+def test_session_limit_counts_open_sessions_only(directory):
+    ac, clock = make(directory, peer_wait_s=5)
+    _, first = open_pair(ac, 2, 3)
+    waiting = ac.request_config(req(2, 1))
+    assert isinstance(ac.request_config(req(2, 4)), Refused)  # u2 holds 2 (limit 2)
+    ac.close(first.session_id)
+    assert isinstance(ac.request_config(req(2, 4)), Waiting)  # one freed by the close
+    clock.advance(5)
+    assert len(ac.expire()) == 2  # both waiting sessions time out ...
+    assert isinstance(ac.request_config(req(2, 5)), Waiting)  # ... and free their places
+    assert ac.session(waiting.session_id).state is SessionState.TERMINATED
+    # the responder's user is counted too: u3 pairs twice, third time refused
+    ac2, _ = make(directory)
+    open_pair(ac2, 1, 3)
+    open_pair(ac2, 4, 3)
+    assert isinstance(ac2.request_config(req(3, 5)), Refused)
