@@ -40,8 +40,13 @@ from bench.report import percentile, row
 from sdn_controller.admission_control import AdmissionControl, ConfigRequest, Configured
 from sdn_controller.config_payloads import session_config_payload
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
-from sdn_controller.routing import (GraphRouter, build_graph, compute_multipath, compute_path,
-                                    compute_widest_path)
+from sdn_controller.routing import (
+    GraphRouter,
+    build_graph,
+    compute_multipath,
+    compute_path,
+    compute_widest_path,
+)
 from sdn_controller.session_config import QoS
 from sdn_controller.user_db import SlaProfile, UserDb
 
@@ -94,7 +99,7 @@ def bench_admission(quick: bool) -> list[dict]:
     nodes = 100
     sessions = 200 if quick else 1000
     links = random_links(nodes, 300, seed=3)
-    links = [LinkMetrics(l.qkdl_id, l.node_a, l.node_b, l.status, skr=10**8) for l in links]
+    links = [LinkMetrics(lk.qkdl_id, lk.node_a, lk.node_b, lk.status, skr=10**8) for lk in links]
     db = UserDb.open()
     db.add_sla(SlaProfile("bench", max_bps=10**6, max_priority=9, max_sessions=10**6,
                           idle_timeout_s=3600))
@@ -165,7 +170,7 @@ class _AgentNetwork:
             spec.write_text(json.dumps({
                 "initial": initial_node_config(self.topo, node.name), "password": "bench-pw",
                 "host_key": str(workdir / f"{node.name}.key"),
-                "links": [l.qkdl_id for l in self.topo.links_of(node.name)]}))
+                "links": [lk.qkdl_id for lk in self.topo.links_of(node.name)]}))
             proc = subprocess.Popen([sys.executable, "-m", "bench.netconf_agent_process",
                                      str(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     text=True, bufsize=1)
@@ -194,7 +199,7 @@ class _AgentNetwork:
                               lambda node, reply: self.controller.ingest_node(reply))
         if not self.southbound.wait_connected(30):
             raise RuntimeError("agents did not connect")
-        self.wait(lambda: len([l for l in self.topology.links() if l.usable]) ==
+        self.wait(lambda: len([lk for lk in self.topology.links() if lk.usable]) ==
                   len(self.topo.links), 30)
 
     def _read(self, name: str, proc: Any) -> None:
@@ -232,7 +237,7 @@ class _AgentNetwork:
             "qkd_application": {"app_id": session_id}}}})
 
     def _link(self, a: str, b: str) -> str:
-        return next(l.qkdl_id for l in self.topo.links if set(l.ends()) == {a, b})
+        return next(lk.qkdl_id for lk in self.topo.links if set(lk.ends()) == {a, b})
 
     def link_down(self, a: str, b: str) -> None:
         link = self._link(a, b)

@@ -28,13 +28,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from sdn_controller.errors import (InsufficientCapacityError, RoutingError, SessionStateError,
-                                   UnknownSessionError)
+from sdn_controller.errors import (
+    InsufficientCapacityError,
+    RoutingError,
+    SessionStateError,
+    UnknownSessionError,
+)
 from sdn_controller.identifiers import LinkId, NodeId, SaeId, SessionId
 from sdn_controller.reservations import ReservationLedger
 from sdn_controller.routing import Route
-from sdn_controller.session_config import (KmConfig, QoS, build_km_configs,
-                                           token_bucket_for)
+from sdn_controller.session_config import KmConfig, QoS, build_km_configs, token_bucket_for
 from sdn_controller.user_db import Directory, SlaProfile
 
 
@@ -297,7 +300,7 @@ class AdmissionControl:
         """Active sessions whose route crosses any of ``links``."""
         wanted = set(links)
         by_link = self.ledger.sessions_by_link()
-        found = set()
+        found: set[SessionId] = set()
         for link in wanted:
             found |= by_link.get(link, frozenset())
         for s in self._sessions.values():  # zero-rate sessions hold no reservation
@@ -479,10 +482,11 @@ class AdmissionControl:
             min(max(self.policy.default_rate_bps, floor), ceiling)
         rate = min(rate, ceiling)
         if floor > rate:
-            proposal = replace(resp.qos, min_bps=min(resp.qos.min_bps, rate), max_bps=rate)
-            return self._terminate(session, AdmissionReason.QOS_MISMATCH,
-                                   f"peers' rates do not overlap (min {floor} > max {rate})",
-                                   counter_proposal=proposal)
+            return self._terminate(
+                session, AdmissionReason.QOS_MISMATCH,
+                f"peers' rates do not overlap (min {floor} > max {rate})",
+                counter_proposal=replace(resp.qos, min_bps=min(resp.qos.min_bps, rate),
+                                         max_bps=rate))
         session.priority = min(init.qos.priority, resp.qos.priority)
         session.idle_timeout_s = min(init.sla.idle_timeout_s, resp.sla.idle_timeout_s)
         ttls = [q.ttl_s for q in (init.qos, resp.qos) if q.ttl_s]

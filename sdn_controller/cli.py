@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from datetime import UTC
 from pathlib import Path
 
 from qkdn.errors import QkdnError
@@ -162,10 +163,10 @@ def _add_user(args: argparse.Namespace) -> int:
 
 def _revoke_user(args: argparse.Namespace) -> int:
     def action(db: UserDb) -> int:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         db.revoke_user(args.name, args.reason,
-                       at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                       at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         print(f"user {args.name} revoked")
         return 0
     return _run(args, action)
@@ -256,23 +257,24 @@ def _topology(args: argparse.Namespace) -> int:
     try:
         nodes = db.nodes()
         names = {n.qkdn_id: n.name or n.qkdn_id for n in nodes}
-        links = sorted(db.links(), key=lambda l: (names.get(l.node_a, ""), names.get(l.node_b, "")))
+        links = sorted(db.links(),
+                       key=lambda lk: (names.get(lk.node_a, ""), names.get(lk.node_b, "")))
         if args.json:
             print(json.dumps({"nodes": [asdict(n) for n in nodes],
-                              "links": [{**asdict(l), "status": l.status.value,
-                                         "usable": l.usable} for l in links]}, indent=2))
+                              "links": [{**asdict(lk), "status": lk.status.value,
+                                         "usable": lk.usable} for lk in links]}, indent=2))
             return 0
         print(f"{'node':<8}{'qkdn_id':<38}{'status':<11}location")
         for n in nodes:
             print(f"{n.name or '-':<8}{n.qkdn_id:<38}{n.status or '-':<11}{n.location or ''}")
         print()
         print(f"{'link':<10}{'status':<9}{'skr':>9}{'eskr':>9}{'qber':>8}{'stored':>10}  state")
-        for l in links:
-            state = "usable" if l.usable else (l.down_reason or l.flag_reason or "unusable")
-            qber = f"{l.qber:.4f}" if l.qber is not None else "-"
-            stored = str(l.stored_bits) if l.stored_bits is not None else "-"
-            label = f"{names.get(l.node_a, l.node_a[:8])}-{names.get(l.node_b, l.node_b[:8])}"
-            print(f"{label:<10}{l.status.value:<9}{l.skr:>9}{l.eskr:>9}{qber:>8}{stored:>10}  "
+        for lk in links:
+            state = "usable" if lk.usable else (lk.down_reason or lk.flag_reason or "unusable")
+            qber = f"{lk.qber:.4f}" if lk.qber is not None else "-"
+            stored = str(lk.stored_bits) if lk.stored_bits is not None else "-"
+            label = f"{names.get(lk.node_a, lk.node_a[:8])}-{names.get(lk.node_b, lk.node_b[:8])}"
+            print(f"{label:<10}{lk.status.value:<9}{lk.skr:>9}{lk.eskr:>9}{qber:>8}{stored:>10}  "
                   f"{state}")
         return 0
     finally:

@@ -23,8 +23,14 @@ from __future__ import annotations
 
 from lxml import etree
 
-from qkdn.namespaces import (ETSI_NODE_NS, ETSI_TYPES_NS, ETSI_TYPES_PREFIX, NETCONF_BASE_NS,
-                             QKDN_KM_NS, QKDN_KM_PREFIX)
+from qkdn.namespaces import (
+    ETSI_NODE_NS,
+    ETSI_TYPES_NS,
+    ETSI_TYPES_PREFIX,
+    NETCONF_BASE_NS,
+    QKDN_KM_NS,
+    QKDN_KM_PREFIX,
+)
 from sdn_controller.session_config import KmConfig, KmRole, VirtualHop
 
 NC = "nc"

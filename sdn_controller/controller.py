@@ -23,17 +23,35 @@ from typing import Any, Protocol
 from lxml import etree
 
 from sdn_controller.access_control import check_access, etsi004_status
-from sdn_controller.admission_control import (AdmissionControl, ConfigRequest, Configured,
-                                              Outcome, Refused, Rerouted, SessionState,
-                                              Terminated, Waiting)
-from sdn_controller.application_events import (ApplicationClosed, ApplicationQosUpdate,
-                                               ApplicationRequest, KeyRequestEvent,
-                                               KmSessionStateEvent, application_event)
+from sdn_controller.admission_control import (
+    AdmissionControl,
+    ConfigRequest,
+    Configured,
+    Outcome,
+    Refused,
+    Rerouted,
+    SessionState,
+    Terminated,
+    Waiting,
+)
+from sdn_controller.application_events import (
+    ApplicationClosed,
+    ApplicationQosUpdate,
+    ApplicationRequest,
+    KeyRequestEvent,
+    KmSessionStateEvent,
+    application_event,
+)
 from sdn_controller.errors import SessionError
 from sdn_controller.identifiers import NodeId, SaeId, SessionId
 from sdn_controller.monitoring import AlarmEvent, MonitoringThresholds, assess
-from sdn_controller.push import (NodeConfigurator, plan_reroute_push, plan_session_push,
-                                 push_all, remove_all)
+from sdn_controller.push import (
+    NodeConfigurator,
+    plan_reroute_push,
+    plan_session_push,
+    push_all,
+    remove_all,
+)
 from sdn_controller.session_config import KmConfig, QoS
 from sdn_controller.topology_db import LinkUpdate, TopologyDb
 from sdn_controller.user_db import UserDb

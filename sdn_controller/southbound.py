@@ -21,8 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
 
-from qkdn.namespaces import (ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION,
-                             QKDN_KM_MODULE)
+from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, QKDN_KM_MODULE
 from qkdn.netconf_client import lower_ncclient_tick
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
@@ -48,10 +47,11 @@ def check_capabilities(capabilities: Iterable[str]) -> None:
     >>> check_capabilities([NOTIFICATION_CAPABILITY, INTERLEAVE_CAPABILITY,
     ...     "urn:etsi:qkd:yang:etsi-qkd-node?module=etsi-qkd-sdn-node&revision=2022-01-30",
     ...     "urn:qkdn:yang:qkdn-key-manager?module=qkdn-key-manager&revision=2026-11-27"])
-    >>> check_capabilities([NOTIFICATION_CAPABILITY])
-    Traceback (most recent call last):
-    ...
-    sdn_controller.southbound.CapabilityError: agent lacks interleave capability, module etsi-qkd-sdn-node@2022-01-30, module qkdn-key-manager
+    >>> try:
+    ...     check_capabilities([NOTIFICATION_CAPABILITY])
+    ... except CapabilityError as exc:
+    ...     print(exc)
+    agent lacks interleave capability, module etsi-qkd-sdn-node@2022-01-30, module qkdn-key-manager
     """
     caps = list(capabilities)
     modules: dict[str, set[str]] = {}
@@ -155,8 +155,9 @@ class AgentSession:
     def start(self, on_notification: NotificationHandler, on_state: StateHandler) -> None:
         self._on_notification, self._on_state = on_notification, on_state
         self._stop.clear()
+        label = self.endpoint.name or self.node_id
         self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"qkdn-southbound-{self.endpoint.name or self.node_id}")
+                                        name=f"qkdn-southbound-{label}")
         self._thread.start()
 
     def stop(self) -> None:

@@ -32,7 +32,8 @@ RAW_TOPOLOGY = {
               {"a": "a", "b": "d", "length_km": 30}, {"a": "d", "b": "c", "length_km": 30}],
     "slas": [{"name": "std", "max_bps": 100000, "max_priority": 5, "idle_timeout_s": 60}],
     "users": [{"name": "ua", "sla": "std"}, {"name": "uc", "sla": "std"}],
-    "saes": [{"id": "sae-a", "node": "a", "user": "ua"}, {"id": "sae-c", "node": "c", "user": "uc"}],
+    "saes": [{"id": "sae-a", "node": "a", "user": "ua"},
+             {"id": "sae-c", "node": "c", "user": "uc"}],
 }
 TOPO = parse_topology(RAW_TOPOLOGY)
 
@@ -42,7 +43,7 @@ def nid(name):
 
 
 def lid(a, b):
-    return next(l.qkdl_id for l in TOPO.links if set(l.ends()) == {a, b})
+    return next(lk.qkdl_id for lk in TOPO.links if set(lk.ends()) == {a, b})
 
 
 class Signals:
@@ -56,8 +57,8 @@ class Signals:
 class Network:
     def __init__(self, tmp_path, *, controller=True):
         self.tmp = tmp_path
-        self.live = {l.qkdl_id: {"status": "ACTIVE", "skr": 50_000 if "d" in l.ends() else 90_000}
-                     for l in TOPO.links}
+        self.live = {lk.qkdl_id: {"status": "ACTIVE", "skr": 50_000 if "d" in lk.ends() else 90_000}
+                     for lk in TOPO.links}
         self.threads = {}
         self.datastores = {}
         for node in TOPO.nodes:
@@ -84,10 +85,10 @@ class Network:
 
     def state_of(self, name):
         def provider():
-            links = [{"qkdl_id": l.qkdl_id, "qkdl_status": T + self.live[l.qkdl_id]["status"],
-                      "qkdl_performance": {"skr": self.live[l.qkdl_id]["skr"],
-                                           "eskr": self.live[l.qkdl_id]["skr"]}}
-                     for l in TOPO.links_of(name)]
+            links = [{"qkdl_id": lk.qkdl_id, "qkdl_status": T + self.live[lk.qkdl_id]["status"],
+                      "qkdl_performance": {"skr": self.live[lk.qkdl_id]["skr"],
+                                           "eskr": self.live[lk.qkdl_id]["skr"]}}
+                     for lk in TOPO.links_of(name)]
             return {NODE: {"qkdn_status": T + "OPERATING", "qkd_links": {"qkd_link": links}}}
         return provider
 
@@ -111,8 +112,8 @@ class Network:
                 self.running(name).get("qkd_applications", {}).get("qkd_app", [])}
 
     def virtual_links(self, name):
-        return {l["qkdl_id"]: l for l in self.running(name)["qkd_links"]["qkd_link"]
-                if l.get("qkdl_type") == T + "VIRT"}
+        return {lk["qkdl_id"]: lk for lk in self.running(name)["qkd_links"]["qkd_link"]
+                if lk.get("qkdl_type") == T + "VIRT"}
 
     def open(self, src, dst):
         self.notify(src, {"etsi-qkd-sdn-node:sdqkdn_application_new": {"qkd_application": {
@@ -146,7 +147,7 @@ def net(tmp_path):
     network = Network(tmp_path)
     try:
         assert network.southbound.wait_connected(15), "southbound did not connect"
-        wait_for(lambda: len([l for l in network.topology.links() if l.usable]) == 4,
+        wait_for(lambda: len([lk for lk in network.topology.links() if lk.usable]) == 4,
                  what="topology from the agents' get replies")
         yield network
     finally:
@@ -242,7 +243,7 @@ def test_controller_process_writes_sessions_and_topology_for_the_cli(tmp_path, c
     try:
         wait_for(lambda: (state / "controller" / "ready.json").exists(), timeout=15,
                  what="controller ready")
-        wait_for(lambda: len([l for l in process.topology.links() if l.usable]) == 4,
+        wait_for(lambda: len([lk for lk in process.topology.links() if lk.usable]) == 4,
                  what="topology")
         agents.admission = process.admission
         establish(agents)

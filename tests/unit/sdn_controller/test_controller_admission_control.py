@@ -4,10 +4,19 @@ import itertools
 import pytest
 
 from sdn_controller import admission_control
-from sdn_controller.admission_control import (AdmissionControl, AdmissionPolicy,
-                                              AdmissionReason, ConfigRequest, Configured,
-                                              Refused, Rerouted, SessionState, Terminated,
-                                              Waiting, check_qos)
+from sdn_controller.admission_control import (
+    AdmissionControl,
+    AdmissionPolicy,
+    AdmissionReason,
+    ConfigRequest,
+    Configured,
+    Refused,
+    Rerouted,
+    SessionState,
+    Terminated,
+    Waiting,
+    check_qos,
+)
 from sdn_controller.errors import SessionStateError, UnknownSessionError
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
 from sdn_controller.routing import GraphRouter
@@ -30,7 +39,7 @@ class Links:
     """A mutable set of links the router reads (stands for the topology DB)."""
 
     def __init__(self, links):
-        self.links = {l.qkdl_id: l for l in links}
+        self.links = {lk.qkdl_id: lk for lk in links}
 
     def __call__(self):
         return list(self.links.values())
@@ -259,6 +268,7 @@ def test_no_path(directory):
     out = ac.request_config(req(3, 2))
     assert isinstance(out, Terminated) and out.reason is AdmissionReason.NO_PATH
     assert out.status == 4 and set(out.notify_nodes) == {"n2", "n3"}
+    assert ac.session(first.session_id).state is SessionState.TERMINATED
 
 
 def test_multipath_when_one_path_is_too_thin(directory):

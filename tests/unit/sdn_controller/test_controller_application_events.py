@@ -1,8 +1,13 @@
 import pytest
 
-from sdn_controller.application_events import (ApplicationClosed, ApplicationQosUpdate,
-                                               ApplicationRequest, KeyRequestEvent,
-                                               KmSessionStateEvent, application_event)
+from sdn_controller.application_events import (
+    ApplicationClosed,
+    ApplicationQosUpdate,
+    ApplicationRequest,
+    KeyRequestEvent,
+    KmSessionStateEvent,
+    application_event,
+)
 from sdn_controller.errors import TopologyDataError
 
 E = "urn:etsi:qkd:yang:etsi-qkd-node"

@@ -8,8 +8,7 @@ import pytest
 from lxml import etree
 
 from qkdn.namespaces import NETCONF_BASE_NS
-from sdn_controller.config_payloads import (session_config_payload, session_delete_payload,
-                                            to_xml)
+from sdn_controller.config_payloads import session_config_payload, session_delete_payload, to_xml
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
 from sdn_controller.routing import build_graph, route_session
 from sdn_controller.session_config import KmRole, QoS, build_km_configs, token_bucket_for

@@ -27,7 +27,7 @@ def nid(name):
 
 
 def lid(a, b):
-    return next(l.qkdl_id for l in TOPO.links if set(l.ends()) == {a, b})
+    return next(lk.qkdl_id for lk in TOPO.links if set(lk.ends()) == {a, b})
 
 
 class Clock:

@@ -2,11 +2,10 @@ import time
 
 import pytest
 
-from sdn_controller.admission_control import (AdmissionControl, ConfigRequest, Configured,
-                                              Rerouted)
+from sdn_controller.admission_control import AdmissionControl, ConfigRequest, Configured, Rerouted
 from sdn_controller.errors import PushError
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
-from sdn_controller.push import (plan_reroute_push, plan_session_push, push_all, remove_all)
+from sdn_controller.push import plan_reroute_push, plan_session_push, push_all, remove_all
 from sdn_controller.routing import GraphRouter
 from sdn_controller.session_config import QoS
 from sdn_controller.user_db import SlaProfile, UserDb

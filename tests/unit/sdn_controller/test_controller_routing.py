@@ -7,9 +7,17 @@ import pytest
 from sdn_controller import routing
 from sdn_controller.errors import InsufficientCapacityError, NoPathError, UnknownNodeError
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
-from sdn_controller.routing import (build_graph, compute_multipath, compute_path,
-                                    compute_widest_path, hop_weight, key_aware_weight,
-                                    make_key_aware_weight, max_rate, route_session)
+from sdn_controller.routing import (
+    build_graph,
+    compute_multipath,
+    compute_path,
+    compute_widest_path,
+    hop_weight,
+    key_aware_weight,
+    make_key_aware_weight,
+    max_rate,
+    route_session,
+)
 
 
 def link(a, b, skr=100_000, **kw):
@@ -201,7 +209,7 @@ def test_graph_router_applies_reservations_and_follows_link_changes():
     from dataclasses import replace
 
     from sdn_controller.routing import GraphRouter
-    links = {l.qkdl_id: l for l in diamond()}
+    links = {lk.qkdl_id: lk for lk in diamond()}
     router = GraphRouter(lambda: list(links.values()))
     assert router("s", "t", 10_000).legs[0].path.nodes == ("s", "x", "t")
     # 25 kbit/s of s-x promised elsewhere: the session goes the other way
