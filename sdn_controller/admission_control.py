@@ -426,6 +426,54 @@ class AdmissionControl:
         return Rerouted(session.session_id, session.configs,
                         _stale(old, session.configs), route, rate)
 
+    def update_qos(self, session_id: str, node_id: NodeId, qos: QoS) -> Rerouted | Refused:
+        """An end asks for new QoS for its active session (``sdqkdn_application_qos_update``).
+
+        Checked against that end's SLA and agreed with the peer's QoS as at set-up; the
+        session is then re-admitted at the new rate (new route and reservations, same session
+        ID). When the update cannot be granted the session keeps its current QoS and route and
+        the refusal (status 7 with a counter-proposal, or 4) is returned."""
+        session = self._get(session_id)
+        if session.state is not SessionState.ACTIVE or session.responder is None:
+            raise SessionStateError(session_id, session.state.value, "update its QoS")
+        if node_id == session.initiator.node_id:
+            end, other = session.initiator, session.responder
+        elif node_id == session.responder.node_id:
+            end, other = session.responder, session.initiator
+        else:
+            raise SessionStateError(session_id, session.state.value,
+                                    f"take a QoS update from {node_id}")
+        check = check_qos(qos, end.sla)
+        if not check.ok:
+            return Refused(session.session_id, node_id, AdmissionReason.QOS_ABOVE_SLA, 7,
+                           "; ".join(check.violations), check.counter_proposal)
+        updated = replace(end, qos=qos)
+        init, resp = (updated, other) if end is session.initiator else (other, updated)
+        rate, floor = self._agreed_rate(init, resp)
+        if floor > rate:
+            return Refused(session.session_id, node_id, AdmissionReason.QOS_MISMATCH, 7,
+                           f"peer's rates do not overlap (min {floor} > max {rate})",
+                           replace(qos, max_bps=rate, min_bps=min(qos.min_bps, rate)))
+        previous = (session.initiator, session.responder)
+        session.initiator, session.responder = init, resp
+        held = self.ledger.release(session.session_id)
+        try:
+            route, admitted, _ = self._route(session, rate, floor=floor)
+        except _NoRoute as failure:
+            session.initiator, session.responder = previous
+            self.ledger.reserve(session.session_id, held)
+            proposal = None if failure.available_bps is None else \
+                replace(qos, max_bps=failure.available_bps,
+                        min_bps=min(qos.min_bps, failure.available_bps))
+            return Refused(session.session_id, node_id, failure.reason,
+                           etsi004_status(failure.reason), failure.detail, proposal)
+        old = session.configs
+        session.priority = min(init.qos.priority, resp.qos.priority)
+        session.generation += 1
+        self._install(session, route, admitted)
+        return Rerouted(session.session_id, session.configs, _stale(old, session.configs),
+                        route, admitted)
+
     # --- internals --------------------------------------------------------------------------
     def _get(self, session_id: str) -> _Session:
         try:
@@ -475,12 +523,7 @@ class AdmissionControl:
     def _establish(self, session: _Session, now: float) -> Outcome:
         init, resp = session.initiator, session.responder
         assert resp is not None
-        floor = max(init.qos.min_bps, resp.qos.min_bps, init.sla.min_bps, resp.sla.min_bps)
-        wanted = [q.max_bps for q in (init.qos, resp.qos) if q.max_bps]
-        ceiling = min(init.sla.max_bps, resp.sla.max_bps)
-        rate = min(wanted) if wanted else \
-            min(max(self.policy.default_rate_bps, floor), ceiling)
-        rate = min(rate, ceiling)
+        rate, floor = self._agreed_rate(init, resp)
         if floor > rate:
             return self._terminate(
                 session, AdmissionReason.QOS_MISMATCH,
@@ -506,6 +549,16 @@ class AdmissionControl:
         return Configured(session.session_id, session.configs, route, admitted,
                           AdmissionReason.ADMITTED_AT_LOWER_RATE if lowered
                           else AdmissionReason.ADMITTED)
+
+    def _agreed_rate(self, init: Endpoint, resp: Endpoint) -> tuple[int, int]:
+        """(rate, floor): the smaller max_bps of the peers (SLA default when neither names
+        one), capped by both SLAs; floor = the largest min_bps of both QoS and both SLAs."""
+        floor = max(init.qos.min_bps, resp.qos.min_bps, init.sla.min_bps, resp.sla.min_bps)
+        wanted = [q.max_bps for q in (init.qos, resp.qos) if q.max_bps]
+        ceiling = min(init.sla.max_bps, resp.sla.max_bps)
+        rate = min(wanted) if wanted else \
+            min(max(self.policy.default_rate_bps, floor), ceiling)
+        return min(rate, ceiling), floor
 
     def _route(self, session: _Session, rate: int, *, floor: int | None = None
                ) -> tuple[Route | None, int, bool]:

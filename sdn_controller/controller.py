@@ -142,8 +142,7 @@ class Controller:
         elif isinstance(event, KmSessionStateEvent):
             self._on_km_state(event)
         elif isinstance(event, ApplicationQosUpdate):
-            log.info("QoS update for session %s from %s: renegotiation is not supported; the "
-                     "session keeps its admitted QoS", event.session_id, node_id)
+            self._on_qos_update(event)
         else:
             with self._lock:
                 updates = self.topology.apply_notification(message, node_id=node_id)
@@ -222,6 +221,26 @@ class Controller:
                 return
         self._finish(ended)
 
+    def _on_qos_update(self, event: ApplicationQosUpdate) -> None:
+        with self._lock:
+            try:
+                view = self.admission.session(event.session_id)
+                old = view.configs
+                outcome = self.admission.update_qos(event.session_id, event.node_id, event.qos)
+            except SessionError as exc:
+                log.info("QoS update for %s ignored: %s", event.session_id, exc)
+                return
+        if isinstance(outcome, Refused):
+            sae, peer = _ends_for(view, event.node_id)
+            self._emit(EventKind.SESSION_REFUSED, session_id=event.session_id,
+                       node_id=event.node_id,
+                       detail=f"QoS update: {outcome.reason.value} {outcome.detail}")
+            self.signals.refuse(event.node_id, SessionRefusal(
+                sae, peer, outcome.session_id, outcome.status, outcome.reason.value,
+                outcome.detail, outcome.counter_proposal))
+            return
+        self._move(event.session_id, old, outcome, "QoS update")
+
     def _on_key_request(self, event: KeyRequestEvent) -> None:
         with self._lock:
             try:
@@ -271,12 +290,19 @@ class Controller:
             self._finish(outcome)
             return
         assert isinstance(outcome, Rerouted)
+        self._move(session_id, old, outcome, "reroute")
+
+    def _move(self, session_id: SessionId, old: tuple[KmConfig, ...], outcome: Rerouted,
+              why: str) -> None:
+        """Push a session's new configuration, then delete what the old one leaves behind;
+        if the push fails, the session ends (its KMs are back on the old configuration,
+        which is deleted)."""
         result = push_all(plan_reroute_push(outcome.new_configs, old), self.configurators,
                           executor=self.executor)
         if not result.ok:
             old_nodes = {c.node_id for c in old}
             with self._lock:
-                ended = self.admission.fail(session_id, f"reroute failed: {result.reason()}")
+                ended = self.admission.fail(session_id, f"{why} failed: {result.reason()}")
                 for node in result.rolled_back + tuple(result.failures):
                     if node not in old_nodes:  # new to the session and rolled back: clean
                         self.admission.confirm_deletion(session_id, node)
@@ -289,7 +315,8 @@ class Controller:
         remove_all(outcome.stale_configs, self.configurators, executor=self.executor)
         path = " | ".join("-".join(leg.path.nodes) for leg in outcome.route.legs) \
             if outcome.route else "local"
-        self._emit(EventKind.SESSION_REROUTED, session_id=session_id, detail=path)
+        self._emit(EventKind.SESSION_REROUTED, session_id=session_id,
+                   detail=f"{why}: {path} at {outcome.rate_bps} bit/s")
 
     # --- termination ------------------------------------------------------------------------
     def _finish(self, ended: Terminated, *, configs: list[KmConfig] | None = None,

@@ -354,3 +354,34 @@ def test_session_limit_counts_open_sessions_only(directory):
     open_pair(ac2, 1, 3)
     open_pair(ac2, 4, 3)
     assert isinstance(ac2.request_config(req(3, 5)), Refused)
+
+
+def test_qos_update_re_admits_at_the_new_rate_or_refuses_keeping_the_session(directory):
+    links = paper_links()
+    links.set("n0-n3", skr=30_000)
+    ac, _ = make(directory, links)
+    _, done = open_pair(ac, 2, 3, qos=QoS(max_bps=10_000, min_bps=1_000, priority=3))
+    sid = done.session_id
+    # above the SLA: refused, nothing changes
+    out = ac.update_qos(sid, "n2", QoS(max_bps=90_000))
+    assert isinstance(out, Refused) and out.status == 7 and out.counter_proposal.max_bps == 50_000
+    # both ends lower their rate: re-admitted at the new rate, same session
+    ac.update_qos(sid, "n3", QoS(max_bps=5_000, min_bps=1_000, priority=3))
+    assert ac.session(sid).rate_bps == 5_000
+    out = ac.update_qos(sid, "n2", QoS(max_bps=4_000, min_bps=1_000, priority=2))
+    assert isinstance(out, Rerouted) and out.rate_bps == 4_000 and ac.session(sid).priority == 2
+    assert ac.ledger.reserved_by_link() == {"n0-n2": 4_000, "n0-n3": 4_000}
+    assert {h.link_id for c in out.stale_configs for h in c.hops} != \
+        {h.link_id for c in out.new_configs for h in c.hops}
+    # a floor above what the peer asks for: refused as a mismatch
+    out = ac.update_qos(sid, "n3", QoS(max_bps=45_000, min_bps=40_000))
+    assert isinstance(out, Refused) and out.reason is AdmissionReason.QOS_MISMATCH
+    # more than the network can carry with a floor above it: refused, old rate kept
+    assert isinstance(ac.update_qos(sid, "n3", QoS(max_bps=45_000, min_bps=1_000)), Rerouted)
+    out = ac.update_qos(sid, "n2", QoS(max_bps=45_000, min_bps=40_000))
+    assert isinstance(out, Refused) and out.reason is AdmissionReason.INSUFFICIENT_CAPACITY
+    assert out.counter_proposal.max_bps == 30_000
+    assert ac.session(sid).rate_bps == 4_000
+    assert ac.ledger.reserved_by_link() == {"n0-n2": 4_000, "n0-n3": 4_000}
+    with pytest.raises(SessionStateError):
+        ac.update_qos(sid, "n5", QoS(max_bps=1_000))

@@ -241,3 +241,22 @@ def test_peer_never_comes(memory_node):
     net.ctl.tick()
     (node, refusal), = net.signals.refusals
     assert node == nid("2") and refusal.status == 6 and refusal.reason == "peer-timeout"
+
+
+def test_qos_update_moves_the_session_to_new_virtual_links(net):
+    view = net.pair("2", "3")
+    old_links = set(net.nodes[nid("0")].links())
+    for node in ("2", "3"):
+        net.ctl.handle_notification(nid(node), {f"{ETSI}:sdqkdn_application_qos_update": {
+            "qkd_application": {"app_id": view.session_id, "app_priority": 1,
+                                "app_qos": {"max_bandwidth": 2_000, "min_bandwidth": 1024}}}})
+    assert net.admission.session(view.session_id).rate_bps == 2_000
+    (vlink,) = net.nodes[nid("0")].links().values()
+    assert text(vlink, "virt_bandwidth") == ["2000"]
+    assert not (set(net.nodes[nid("0")].links()) & old_links)
+    (app,) = net.nodes[nid("2")].apps().values()
+    assert text(app, "max_bandwidth") == ["2000"]
+    net.ctl.handle_notification(nid("2"), {f"{ETSI}:sdqkdn_application_qos_update": {
+        "qkd_application": {"app_id": view.session_id, "app_qos": {"max_bandwidth": 10**7}}}})
+    (node, refusal), = net.signals.refusals
+    assert node == nid("2") and refusal.status == 7 and refusal.counter_proposal.max_bps == 10**6
