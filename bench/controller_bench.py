@@ -9,6 +9,8 @@
   requests, routing, reservation, per-KM configuration) with 1,000 sessions already active on
   a 100-node network; plus ``admission.sessions_per_s`` over those 1,000 set-ups and
   ``admission.errors`` (target 0).
+* ``admission.memory_mib_1000_sessions`` — memory held by admission control (sessions,
+  reservations, per-KM configurations, routing graph) for 1,000 active sessions (tracemalloc).
 * ``payloads.build_ms_per_km`` — building one KM's ETSI 015 install payload.
 
 Through real NETCONF agents (in this process, one thread each, loopback SSH):
@@ -96,8 +98,15 @@ def bench_routing(quick: bool) -> list[dict]:
 
 
 def bench_admission(quick: bool) -> list[dict]:
+    rows = _admission_run(200 if quick else 1000, measure_memory=False)
+    rows += _admission_run(1000, measure_memory=True)
+    return rows
+
+
+def _admission_run(sessions: int, *, measure_memory: bool) -> list[dict]:
+    import tracemalloc
+
     nodes = 100
-    sessions = 200 if quick else 1000
     links = random_links(nodes, 300, seed=3)
     links = [LinkMetrics(lk.qkdl_id, lk.node_a, lk.node_b, lk.status, skr=10**8) for lk in links]
     db = UserDb.open()
@@ -111,6 +120,9 @@ def bench_admission(quick: bool) -> list[dict]:
                           new_session_id=lambda: next(ids))
     rng = random.Random(4)
     samples, errors = [], 0
+    if measure_memory:
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
     started = time.perf_counter()
     for _ in range(sessions):
         a, b = rng.sample(range(nodes), 2)
@@ -122,6 +134,14 @@ def bench_admission(quick: bool) -> list[dict]:
         samples.append((time.perf_counter() - t0) * 1000)
         errors += not isinstance(out, Configured)
     elapsed = time.perf_counter() - started
+    if measure_memory:
+        held = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        db.close()
+        return [row("admission.memory_mib_1000_sessions", round(held / 2**20, 2), "MiB",
+                    runs=sessions),
+                row("admission.memory_errors", errors, "count", target="0", meets=errors == 0,
+                    runs=sessions)]
     payload_ms = []
     for view in ac.sessions()[:50]:
         for config in view.configs:
