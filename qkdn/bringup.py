@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kms.pki import issue_network_pki
 from qkdn.errors import QkdnError
 from qkdn.state_files import StateDir, read_json, write_json_atomic
 from qkdn.topology import Topology, load_topology
@@ -40,6 +42,13 @@ class NodeProcessConfig:
     netconf_port: int
     username: str
     password: str
+    km_host: str = DEFAULT_HOST
+    km_port: int = 0
+
+    @property
+    def network_dir(self) -> Path:
+        """The network's state directory (``DIR``), parent of every node's folder."""
+        return self.topology.parent
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,13 +56,16 @@ class NodeProcessConfig:
             "topology": str(self.topology),
             "netconf": {"host": self.netconf_host, "port": self.netconf_port,
                         "username": self.username, "password": self.password},
+            "km": {"host": self.km_host, "port": self.km_port},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeProcessConfig:
         nc = data["netconf"]
+        km = data.get("km", {})
         return cls(data["name"], data["qkdn_id"], Path(data["state_dir"]), Path(data["topology"]),
-                   nc["host"], int(nc["port"]), nc["username"], nc["password"])
+                   nc["host"], int(nc["port"]), nc["username"], nc["password"],
+                   km.get("host", DEFAULT_HOST), int(km.get("port", 0)))
 
     @classmethod
     def load(cls, path: Path) -> NodeProcessConfig:
@@ -74,11 +86,52 @@ def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAU
     shutil.copyfile(topology_path, state.topology)
     password = password or secrets.token_urlsafe(16)
     for node in topology.nodes:
+        previous = _previous_config(state, node.name)
+        # the KM's port is fixed before start so that every KM knows its neighbours' relay URL;
+        # it is kept across restarts and later 'qkdn up' runs in the same folder
+        km_port = previous.km_port if previous and previous.km_port else free_port(host)
         config = NodeProcessConfig(node.name, node.qkdn_id, state.node_dir(node.name),
-                                   state.topology, host, node.netconf_port, username, password)
+                                   state.topology, host, node.netconf_port, username, password,
+                                   host, km_port)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(state.node_config(node.name), config.to_json(), mode=0o600)
+    write_link_seeds(state, topology)
+    pki = issue_network_pki(state.root, [n.name for n in topology.nodes],
+                            {sae.sae_id: sae.node for sae in topology.saes})
+    write_json_atomic(state.pki, pki, mode=0o600)
     return topology
+
+
+def _previous_config(state: StateDir, name: str) -> NodeProcessConfig | None:
+    try:
+        return NodeProcessConfig.load(state.node_config(name))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def free_port(host: str) -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def write_link_seeds(state: StateDir, topology: Topology) -> None:
+    """Give both ends of every link the same secret seed for their emulated QKD modules.
+
+    A seed that exists already is kept, so a restarted network continues the same key stream
+    (the key stores know which blocks they have consumed).
+    """
+    for link in topology.links:
+        paths = [state.link_seed(end, link.qkdl_id) for end in link.ends()]
+        existing = next((p.read_bytes() for p in paths if p.exists()), None)
+        seed = existing or secrets.token_hex(32).encode()
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(seed)
 
 
 def start_supervisor(state: StateDir) -> int:
@@ -122,15 +175,22 @@ def wait_until_ready(state: StateDir, topology: Topology, *,
 
 def build_endpoints(state: StateDir, topology: Topology,
                     ready: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``endpoints.json`` contract (documented in docs/topology.md)."""
+    pki = read_json(state.pki)
     nodes = {}
     for node in topology.nodes:
         config = NodeProcessConfig.load(state.node_config(node.name))
+        km_url = f"https://{config.km_host}:{ready[node.name]['km_port']}"
         nodes[node.name] = {
             "qkdn_id": node.qkdn_id,
             "netconf": {"host": config.netconf_host, "port": ready[node.name]["netconf_port"],
                         "username": config.username, "password": config.password},
+            "etsi014": f"{km_url}/api/v1/keys",
+            "etsi004": f"{km_url}/api/v1/etsi004",
+            "km": km_url,
         }
-    return {"topology": topology.name, "state_dir": str(state.root), "nodes": nodes}
+    return {"topology": topology.name, "state_dir": str(state.root), "nodes": nodes,
+            "ca_cert": pki["ca_cert"], "saes": pki["saes"]}
 
 
 def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIMEOUT_S,

@@ -10,10 +10,7 @@ from typing import Any
 
 from qkdn import __version__
 from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_TYPES_MODULE
-from qkdn.topology import Link, Topology
-
-#: Fiber attenuation (dB/km) per twin preset, for ``phys_channel_att``; physics.md's table.
-PRESET_ALPHA_DB_PER_KM = {"gys": 0.21, "reference": 0.20, "high-end": 0.20}
+from qkdn.topology import Link, Topology, link_parameters
 
 QKD_NODE = f"{ETSI_NODE_MODULE}:qkd_node"
 
@@ -24,8 +21,9 @@ def identity(name: str) -> str:
 
 
 def channel_attenuation_db(link: Link) -> float:
-    alpha = link.params.get("alpha", PRESET_ALPHA_DB_PER_KM.get(link.preset, 0.2))
-    return round(alpha * link.length_km + link.params.get("extra_loss_db", 0.0), 3)
+    """Fiber loss plus any extra loss of the link's physics parameters, in dB."""
+    params = link_parameters(link)
+    return round(params.alpha_db_per_km * params.length_km + params.extra_loss_db, 3)
 
 
 def link_role(link: Link, node: str) -> str:

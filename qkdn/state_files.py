@@ -36,6 +36,18 @@ class StateDir:
     def supervisor_log(self) -> Path:
         return self.root / "supervisor.log"
 
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki.json"
+
+    def link_seed(self, node: str, qkdl_id: str) -> Path:
+        """The secret seed of ``node``'s QKD module on link ``qkdl_id`` (same at both ends)."""
+        return self.node_dir(node) / "links" / f"{qkdl_id}.seed"
+
+    def node_hold(self, name: str) -> Path:
+        """While this file exists the supervisor keeps the node stopped (``qkdn fault``)."""
+        return self.node_dir(name) / "held"
+
     def node_dir(self, name: str) -> Path:
         return self.root / "nodes" / name
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -19,10 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qkdn.errors import QkdnError
 from qkdn.state_files import StateDir, read_json, write_json_atomic
 from qkdn.topology import load_topology
 
 log = logging.getLogger("qkdn.supervisor")
+
+
+class SupervisorError(QkdnError):
+    """A fault action names an element the supervisor does not run."""
 
 POLL_INTERVAL_S = 0.1
 STOP_GRACE_S = 5.0
@@ -40,6 +46,7 @@ class ChildSpec:
     argv: tuple[str, ...]
     log_path: Path
     ready_path: Path | None = None
+    hold_path: Path | None = None  #: while it exists the child is kept stopped
 
 
 @dataclass
@@ -68,7 +75,8 @@ def child_specs(state: StateDir) -> list[ChildSpec]:
     specs = [
         ChildSpec(node.name, "node",
                   (python, "-m", "qkdn.cli", "node", "--config", str(state.node_config(node.name))),
-                  state.node_log(node.name), state.node_ready(node.name))
+                  state.node_log(node.name), state.node_ready(node.name),
+                  state.node_hold(node.name))
         for node in topology.nodes
     ]
     return specs
@@ -126,8 +134,9 @@ class Supervisor:
         changed = False
         now = time.time()
         for child in self.children:
+            held = child.spec.hold_path is not None and child.spec.hold_path.exists()
             if child.process is None:
-                if now >= child.next_start_at:
+                if now >= child.next_start_at and not held:
                     self._start(child)
                     changed = True
                 continue
@@ -137,6 +146,14 @@ class Supervisor:
                     child.consecutive_failures = 0
                 continue
             child.last_exit = code
+            if held:
+                log.warning("%s %s (pid %d) stopped (exit %s) and held by an operator",
+                            child.spec.kind, child.spec.name, child.process.pid, code)
+                child.history.append({"at": now, "exit": code, "pid": child.process.pid,
+                                      "held": True})
+                child.process = None
+                changed = True
+                continue
             child.restarts += 1
             child.consecutive_failures += 1
             delay = restart_delay(child.consecutive_failures)
@@ -168,8 +185,6 @@ class Supervisor:
 
     # --- process table ----------------------------------------------------------------
     def _write_table(self, *, stopped: bool = False) -> None:
-        import os
-
         table = {
             "pid": os.getpid(),
             "state": "stopped" if stopped else ("stopping" if self._stopping else "running"),
@@ -179,6 +194,7 @@ class Supervisor:
                     "kind": child.spec.kind,
                     "pid": child.process.pid if child.process else None,
                     "running": child.process is not None,
+                    "held": bool(child.spec.hold_path and child.spec.hold_path.exists()),
                     "started_at": child.started_at,
                     "restarts": child.restarts,
                     "last_exit": child.last_exit,
@@ -189,6 +205,45 @@ class Supervisor:
             },
         }
         write_json_atomic(self.state.supervisor, table)
+
+
+def kill_node(state_dir: Path, node: str) -> str:
+    """Fault injection: kill ``node``'s process (SIGKILL) and keep it down until
+    :func:`restart_node`. Its durable state stays in its folder."""
+    state = StateDir(Path(state_dir).resolve())
+    table = read_table(state) or {}
+    child = (table.get("children") or {}).get(node)
+    if child is None:
+        raise SupervisorError(f"no element named {node!r} in {state.root}")
+    state.node_hold(node).touch()
+    pid = child.get("pid")
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return f"node {node} killed (pid {pid}); held down until 'qkdn fault node-restart {node}'"
+
+
+def restart_node(state_dir: Path, node: str) -> str:
+    """Fault injection: let the supervisor start ``node`` again (after :func:`kill_node`),
+    or kill it so that it restarts at once if it is running."""
+    state = StateDir(Path(state_dir).resolve())
+    table = read_table(state) or {}
+    child = (table.get("children") or {}).get(node)
+    if child is None:
+        raise SupervisorError(f"no element named {node!r} in {state.root}")
+    hold = state.node_hold(node)
+    if hold.exists():
+        hold.unlink()
+        return f"node {node} released; the supervisor starts it again"
+    pid = child.get("pid")
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return f"node {node} (pid {pid}) killed; the supervisor restarts it"
 
 
 def read_table(state: StateDir) -> dict | None:

@@ -176,8 +176,9 @@ def parse_topology(raw: Mapping[str, Any], *, default_name: str = "network") -> 
         if not 0 < length <= 1000:
             raise ConfigError(f"{where}: length_km must be in (0, 1000]")
         params = {str(k): float(v) for k, v in (merged.get("params") or {}).items()}
-        links.append(Link(a, b, qkdl_id, length, str(merged.get("preset", "reference")),
-                          mode, params))
+        link = Link(a, b, qkdl_id, length, str(merged.get("preset", "reference")), mode, params)
+        link_parameters(link, where)
+        links.append(link)
     _unique([frozenset(link.ends()) for link in links], "link between the same nodes")
 
     slas = []
@@ -218,6 +219,20 @@ def parse_topology(raw: Mapping[str, Any], *, default_name: str = "network") -> 
 
     return Topology(name, tuple(nodes), tuple(links), tuple(saes), tuple(users), tuple(slas),
                     str(raw.get("description", "")))
+
+
+def link_parameters(link: Link, where: str = "link") -> Any:
+    """The twin's physics parameters of ``link`` (preset + overrides); ConfigError if invalid."""
+    from qkd_twin.errors import TwinError
+    from qkd_twin.physics import preset
+
+    try:
+        return preset(link.preset, link.length_km, **link.params)
+    except TwinError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    except TypeError as exc:
+        raise ConfigError(f"{where}: unknown physics parameter in params "
+                          f"({str(exc).split('argument')[-1].strip()})") from exc
 
 
 def _list(raw: Mapping[str, Any], key: str) -> list[Any]:

@@ -33,4 +33,4 @@ def test_attenuation_uses_preset_and_overrides():
     assert channel_attenuation_db(PAPER.links[0]) == 3.0
     from dataclasses import replace
 
-    assert channel_attenuation_db(replace(PAPER.links[0], params={"alpha": 0.25})) == 3.75
+    assert channel_attenuation_db(replace(PAPER.links[0], params={"alpha_db_per_km": 0.25})) == 3.75

@@ -1,0 +1,26 @@
+"""The KM's WSGI app: ETSI 014 and 004 for SAEs, the relay for KMs; one error translation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask
+
+if TYPE_CHECKING:
+    from kms.key_manager import KeyManager
+
+
+def create_app(km: "KeyManager") -> Flask:
+    from kms import etsi014, relay_api
+    app = Flask(f"km-{km.node_name}")
+    app.config["KM"] = km
+    app.json.sort_keys = False
+    app.register_blueprint(etsi014.blueprint)
+    try:
+        from kms import etsi004
+    except ImportError:
+        etsi004 = None
+    if etsi004 is not None:
+        app.register_blueprint(etsi004.create_blueprint(km))
+    app.register_blueprint(relay_api.blueprint)
+    return app

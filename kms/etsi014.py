@@ -1,0 +1,171 @@
+"""ETSI GS QKD 014 V1.1.1 REST API (Flask blueprint) over the KM.
+
+Routes (the SAE identity is the CN of its verified client certificate, never a parameter):
+
+* ``GET  /api/v1/keys/{slave_SAE_ID}/status``
+* ``GET|POST /api/v1/keys/{slave_SAE_ID}/enc_keys`` (GET: ``number``, ``size`` query
+  parameters; POST: Key request JSON)
+* ``GET|POST /api/v1/keys/{master_SAE_ID}/dec_keys`` (GET: ``key_ID`` query parameter;
+  POST: Key IDs JSON)
+
+Errors are ``{"message": ..., "details": [...]}`` with 400, 401 or 503 (014 clause 5.1). Keys
+and key material never appear in errors or logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from kms.errors import (BadRequest, InsufficientKey, KeyNotFound, KmsError, NoRoute, RateLimited,
+                        RelayError, Unauthorized)
+from kms.https_server import peer_identity
+from kms.key_pool import KeyRecord
+from kms.pki import SAE_UNIT
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("etsi014", __name__, url_prefix="/api/v1/keys")
+
+#: extension_mandatory parameters this KM understands (none yet).
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+
+
+def error_body(message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """014 Error data format."""
+    body: dict[str, Any] = {"message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def status_body(status) -> dict[str, Any]:  # noqa: ANN001 - KeyStatus
+    """014 Status data format."""
+    return {
+        "source_KME_ID": status.source_km,
+        "target_KME_ID": status.target_km,
+        "master_SAE_ID": status.master_sae_id,
+        "slave_SAE_ID": status.slave_sae_id,
+        "key_size": status.key_size,
+        "stored_key_count": status.stored_key_count,
+        "max_key_count": status.max_key_count,
+        "max_key_per_request": status.max_key_per_request,
+        "max_key_size": status.max_key_size,
+        "min_key_size": status.min_key_size,
+        "max_SAE_ID_count": status.max_sae_id_count,
+    }
+
+
+def key_container(records: list[KeyRecord]) -> dict[str, Any]:
+    """014 Key container data format."""
+    return {"keys": [{"key_ID": r.key_id, "key": base64.b64encode(r.key or b"").decode()}
+                     for r in records]}
+
+
+def _km():  # noqa: ANN202
+    return current_app.config["KM"]
+
+
+def _caller() -> str:
+    ident = peer_identity(request.environ)
+    if ident is None or ident.unit != SAE_UNIT:
+        raise Unauthorized("an SAE client certificate is required")
+    return ident.common_name
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _int_param(value: Any, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise BadRequest(f"{name} must be an integer")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be an integer") from None
+
+
+def _check_extensions(body: dict[str, Any]) -> None:
+    mandatory = body.get("extension_mandatory")
+    if mandatory is None:
+        return
+    if not isinstance(mandatory, list) or not all(isinstance(e, dict) for e in mandatory):
+        raise BadRequest("extension_mandatory must be an array of objects")
+    unsupported = [name for ext in mandatory for name in ext if name not in SUPPORTED_EXTENSIONS]
+    if unsupported:
+        raise BadRequest("unsupported extension_mandatory parameters",
+                         [{"extension_mandatory_unsupported": unsupported}])
+
+
+@blueprint.errorhandler(KmsError)
+def _kms_error(exc: KmsError):  # noqa: ANN202
+    status = 503
+    if isinstance(exc, BadRequest):
+        status = 400
+    elif isinstance(exc, Unauthorized):
+        status = 401
+    elif isinstance(exc, KeyNotFound):
+        status = 400
+    elif isinstance(exc, (InsufficientKey, RateLimited, NoRoute, RelayError)):
+        status = 503
+    details = exc.details if isinstance(exc, BadRequest) else None
+    log.info("014 %s %s -> %d (%s)", request.method, request.path, status, type(exc).__name__)
+    return jsonify(error_body(str(exc), details)), status
+
+
+@blueprint.get("/<slave_sae_id>/status")
+def get_status(slave_sae_id: str):  # noqa: ANN201
+    master = _caller()
+    km = _km()
+    if slave_sae_id not in km.directory.saes:
+        raise BadRequest("unknown slave_SAE_ID")
+    return jsonify(status_body(km.key_status(master, slave_sae_id)))
+
+
+@blueprint.route("/<slave_sae_id>/enc_keys", methods=["GET", "POST"])
+def enc_keys(slave_sae_id: str):  # noqa: ANN201
+    master = _caller()
+    km = _km()
+    if request.method == "POST":
+        body = _json_object()
+        _check_extensions(body)
+        if body.get("additional_slave_SAE_IDs"):
+            raise BadRequest("additional_slave_SAE_IDs not supported (max_SAE_ID_count is 0)")
+        number = _int_param(body.get("number"), "number", 1)
+        size = _int_param(body.get("size"), "size", km.config.default_key_size)
+    else:
+        number = _int_param(request.args.get("number"), "number", 1)
+        size = _int_param(request.args.get("size"), "size", km.config.default_key_size)
+    records = km.enc_keys(master, slave_sae_id, number, size)
+    log.info("014 enc_keys %s -> %s: %d key(s) of %d bits", master, slave_sae_id, len(records), size)
+    return jsonify(key_container(records))
+
+
+@blueprint.route("/<master_sae_id>/dec_keys", methods=["GET", "POST"])
+def dec_keys(master_sae_id: str):  # noqa: ANN201
+    slave = _caller()
+    km = _km()
+    if request.method == "POST":
+        body = _json_object()
+        _check_extensions(body)
+        raw = body.get("key_IDs")
+        if not isinstance(raw, list) or not all(isinstance(k, dict) and isinstance(k.get("key_ID"), str)
+                                                for k in raw):
+            raise BadRequest("key_IDs must be an array of {\"key_ID\": string}")
+        key_ids = [k["key_ID"] for k in raw]
+    else:
+        key_ids = request.args.getlist("key_ID")
+    if len(set(key_ids)) != len(key_ids):
+        raise BadRequest("duplicate key_ID")
+    records = km.dec_keys(slave, master_sae_id, key_ids)
+    log.info("014 dec_keys %s <- %s: %d key(s)", slave, master_sae_id, len(records))
+    return jsonify(key_container(records))

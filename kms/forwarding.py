@@ -1,0 +1,169 @@
+"""The KM's forwarding table, built from the node's running configuration (RFC 7951 JSON of
+``etsi-qkd-sdn-node:qkd_node``): pure functions, no I/O.
+
+* every ``qkd_app`` is a session (``app_id`` = session ID = Key_stream_ID): its SAEs
+  (``server_app_id`` / ``client_app_id``), priority, QoS and our ``qkdn-key-manager``
+  extension leaves (token bucket, idle timeout, role);
+* every VIRT ``qkd_link`` that names the session (in ``qkdl_applications`` or in the app's
+  ``backing_qkdl_id``) gives this KM's neighbours on the path: ``virt_prev_hop`` and
+  ``virt_next_hop`` (qkdn_ids). A PHYS backing link makes the session direct (neighbour =
+  the app's ``remote_qkdn_id`` or the link's remote end).
+
+A KM never learns the whole path: a message that arrives from one neighbour goes to the other;
+with no other neighbour this KM is the endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from kms.errors import NoRoute
+
+NODE = "etsi-qkd-sdn-node:qkd_node"
+KM_MODULE = "qkdn-key-manager"
+TYPES_MODULE = "etsi-qkd-node-types"
+
+# Extension leaves (module qkdn-key-manager, augmenting qkd_app); the one place they're spelled.
+EXT_TOKEN_BUCKET = f"{KM_MODULE}:token_bucket"      # container {bucket_size (bits), token_rate (bit/s)}
+EXT_IDLE_TIMEOUT = f"{KM_MODULE}:idle_timeout"      # seconds
+EXT_ROLE = f"{KM_MODULE}:km_role"                   # source | relay | destination
+
+
+class Role(str, Enum):
+    """This KM's role for a session."""
+
+    SOURCE = "source"
+    RELAY = "relay"
+    DESTINATION = "destination"
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What the controller (or an operator) configured for one session on this node."""
+
+    app_id: str
+    sae_ids: frozenset[str]
+    priority: int = 0
+    max_bandwidth: int | None = None
+    min_bandwidth: int | None = None
+    ttl: int | None = None
+    bucket_size: int | None = None
+    token_rate: int | None = None
+    idle_timeout: float | None = None
+    role: Role | None = None
+    backing_links: tuple[str, ...] = ()
+    remote_qkdn_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ForwardingRule:
+    """This KM's neighbours on a session's path (qkdn_ids); None at an endpoint."""
+
+    app_id: str
+    prev_hop: str | None
+    next_hop: str | None
+    bandwidth: int | None = None
+
+    def forward_from(self, sender: str | None) -> str | None:
+        """The neighbour a message from ``sender`` (None = this KM originates) goes to."""
+        neighbours = [h for h in (self.prev_hop, self.next_hop) if h]
+        if sender is None:
+            if len(neighbours) != 1:
+                raise NoRoute(f"session {self.app_id}: this KM is not an endpoint")
+            return neighbours[0]
+        others = [h for h in neighbours if h.lower() != sender.lower()]
+        if len(others) == len(neighbours):
+            raise NoRoute(f"session {self.app_id}: {sender} is not a neighbour on the path")
+        return others[0] if others else None
+
+
+@dataclass(frozen=True)
+class ForwardingTable:
+    sessions: Mapping[str, SessionConfig] = field(default_factory=dict)
+    rules: Mapping[str, ForwardingRule] = field(default_factory=dict)
+
+    def session_for_pair(self, sae_a: str, sae_b: str) -> SessionConfig | None:
+        """The configured session whose SAEs include both (None if there is none)."""
+        for session in self.sessions.values():
+            if {sae_a, sae_b} <= session.sae_ids:
+                return session
+        return None
+
+    def rule(self, app_id: str) -> ForwardingRule:
+        try:
+            return self.rules[app_id]
+        except KeyError:
+            raise NoRoute(f"no forwarding rule for session {app_id}") from None
+
+
+def _identity(value: Any) -> str:
+    """``etsi-qkd-node-types:VIRT`` → ``VIRT``."""
+    return str(value).split(":", 1)[-1] if value is not None else ""
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
+def parse_session(app: Mapping[str, Any]) -> SessionConfig:
+    """One ``qkd_app`` entry (RFC 7951 JSON) → :class:`SessionConfig`."""
+    qos = app.get("app_qos", {})
+    bucket = app.get(EXT_TOKEN_BUCKET, {})
+    saes = set(app.get("client_app_id", []))
+    if app.get("server_app_id"):
+        saes.add(app["server_app_id"])
+    role = app.get(EXT_ROLE)
+    timeout = app.get(EXT_IDLE_TIMEOUT)
+    return SessionConfig(
+        app_id=str(app["app_id"]).lower(),
+        sae_ids=frozenset(saes),
+        priority=int(app.get("app_priority", 0)),
+        max_bandwidth=_int(qos.get("max_bandwidth")),
+        min_bandwidth=_int(qos.get("min_bandwidth")),
+        ttl=_int(qos.get("ttl")),
+        bucket_size=_int(bucket.get("bucket_size")),
+        token_rate=_int(bucket.get("token_rate")),
+        idle_timeout=float(timeout) if timeout is not None else None,
+        role=Role(_identity(role)) if role else None,
+        backing_links=tuple(str(x).lower() for x in app.get("backing_qkdl_id", [])),
+        remote_qkdn_id=str(app["remote_qkdn_id"]).lower() if app.get("remote_qkdn_id") else None,
+    )
+
+
+def build_forwarding_table(running: Mapping[str, Any]) -> ForwardingTable:
+    """Build the table from the running configuration (RFC 7951 JSON)."""
+    node = running.get(NODE, {})
+    apps = node.get("qkd_applications", {}).get("qkd_app", [])
+    links = {str(link["qkdl_id"]).lower(): link
+             for link in node.get("qkd_links", {}).get("qkd_link", [])}
+    sessions = {s.app_id: s for s in (parse_session(a) for a in apps)}
+    rules: dict[str, ForwardingRule] = {}
+    for link in links.values():
+        if _identity(link.get("qkdl_type")) != "VIRT":
+            continue
+        app_ids = {str(a).lower() for a in link.get("qkdl_applications", [])}
+        app_ids |= {s.app_id for s in sessions.values() if str(link["qkdl_id"]).lower() in s.backing_links}
+        next_hops = link.get("virt_next_hop", [])
+        for app_id in app_ids:
+            rules[app_id] = ForwardingRule(
+                app_id=app_id,
+                prev_hop=str(link["virt_prev_hop"]).lower() if link.get("virt_prev_hop") else None,
+                next_hop=str(next_hops[0]).lower() if next_hops else None,
+                bandwidth=_int(link.get("virt_bandwidth")),
+            )
+    for session in sessions.values():
+        if session.app_id in rules:
+            continue
+        for link_id in session.backing_links:
+            link = links.get(link_id)
+            if link is not None and _identity(link.get("qkdl_type")) == "PHYS":
+                remote = session.remote_qkdn_id or link.get("qkdl_remote", {}).get("qkdn_id")
+                if remote:
+                    rules[session.app_id] = ForwardingRule(session.app_id, None, str(remote).lower())
+                    break
+        if session.app_id not in rules and session.remote_qkdn_id and not session.backing_links:
+            rules[session.app_id] = ForwardingRule(session.app_id, None, session.remote_qkdn_id)
+    return ForwardingTable(sessions=sessions, rules=rules)

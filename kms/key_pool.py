@@ -1,0 +1,273 @@
+"""End-to-end keys at an endpoint KM, from creation (or arrival) to release to the SAEs.
+
+Each key row has a ``key_id`` (UUID, never reused: rows of released or voided keys stay as
+bytes-free tombstones), the master and slave SAE, the size, optional 004 stream position,
+and a state:
+
+* ``pending`` — source side, relayed but not yet acknowledged; never released;
+* ``ready`` — acknowledged (source) or stored (destination): releasable once to each local SAE;
+* ``released`` / ``void`` — tombstones (key bytes overwritten and removed).
+
+Every transition is one SQLite transaction (WAL, synchronous FULL, secure_delete).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from kms.errors import KeyNotFound, RelayError
+from kms.key_store import open_database
+
+
+class KeyState(str, Enum):
+    PENDING = "pending"
+    READY = "ready"
+    RELEASED = "released"
+    VOID = "void"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An end-to-end key and who it is for (``key`` is None in tombstones)."""
+
+    key_id: str
+    master: str
+    slave: str
+    key: bytes | None
+    stream_id: str | None = None
+    stream_index: int | None = None
+    session: str | None = None
+    expires: float | None = None
+
+
+@dataclass(frozen=True)
+class PendingRelay:
+    key_ids: tuple[str, ...]
+    session: str | None
+    next_hop: str
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    key_id TEXT PRIMARY KEY, master TEXT NOT NULL, slave TEXT NOT NULL, key BLOB,
+    size_bits INTEGER NOT NULL, state TEXT NOT NULL,
+    master_local INTEGER NOT NULL, slave_local INTEGER NOT NULL,
+    master_taken INTEGER NOT NULL DEFAULT 0, slave_taken INTEGER NOT NULL DEFAULT 0,
+    stream_id TEXT, stream_index INTEGER, session TEXT, next_hop TEXT,
+    created REAL NOT NULL, expires REAL);
+CREATE INDEX IF NOT EXISTS keys_pair ON keys(master, slave, state);
+CREATE UNIQUE INDEX IF NOT EXISTS keys_stream ON keys(stream_id, stream_index);
+"""
+
+
+class KeyPool:
+    """Durable end-to-end keys of one KM."""
+
+    def __init__(self, path: Path, local_saes: Iterable[str] = ()) -> None:
+        self._lock = threading.RLock()
+        self._conn = open_database(path)
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _tx(self):  # noqa: ANN202 - small helper for BEGIN IMMEDIATE … COMMIT
+        return _Transaction(self._conn)
+
+    # -- source side ------------------------------------------------------------------------
+    def add_pending(self, records: Sequence[KeyRecord], *, master_local: bool, slave_local: bool,
+                    next_hop: str, now: float) -> None:
+        """Record keys about to be relayed (before any byte leaves this KM)."""
+        with self._lock, self._tx() as cur:
+            for r in records:
+                cur.execute(
+                    "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local, "
+                    "slave_local, stream_id, stream_index, session, next_hop, created, expires) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, KeyState.PENDING.value,
+                     int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
+                     next_hop, now, r.expires))
+
+    def mark_ready(self, key_ids: Sequence[str]) -> None:
+        with self._lock, self._tx() as cur:
+            for key_id in key_ids:
+                cur.execute("UPDATE keys SET state=? WHERE key_id=? AND state=?",
+                            (KeyState.READY.value, key_id, KeyState.PENDING.value))
+
+    def void(self, key_ids: Sequence[str]) -> None:
+        """Drop pending keys (the relay did not store them at the destination)."""
+        with self._lock, self._tx() as cur:
+            for key_id in key_ids:
+                _scrub(cur, key_id, KeyState.VOID)
+
+    def pending_relays(self) -> list[PendingRelay]:
+        """Relays whose outcome is unknown (e.g. after a crash), grouped by route."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key_id, session, next_hop FROM keys WHERE state=? ORDER BY created",
+                (KeyState.PENDING.value,)).fetchall()
+        groups: dict[tuple, list[str]] = {}
+        for key_id, session, next_hop in rows:
+            groups.setdefault((session, next_hop), []).append(key_id)
+        return [PendingRelay(tuple(ids), s, h) for (s, h), ids in groups.items()]
+
+    # -- destination side -------------------------------------------------------------------
+    def store_ready(self, records: Sequence[KeyRecord], *, master_local: bool, slave_local: bool,
+                    now: float) -> None:
+        """Store relayed keys, all or none; a key_id seen before (incl. voided) is a replay."""
+        with self._lock, self._tx() as cur:
+            for r in records:
+                try:
+                    cur.execute(
+                        "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local,"
+                        " slave_local, stream_id, stream_index, session, created, expires) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8,
+                         KeyState.READY.value, int(master_local), int(slave_local), r.stream_id,
+                         r.stream_index, r.session, now, r.expires))
+                except sqlite3.IntegrityError:
+                    raise RelayError(f"key {r.key_id} already known (replay)") from None
+
+    def resolve(self, key_ids: Sequence[str]) -> dict[str, str]:
+        """Destination's answer for an unknown-outcome relay: ``stored`` or ``void``.
+
+        An absent key is tombstoned as void, so a late copy of the relay is refused.
+        """
+        outcome = {}
+        with self._lock, self._tx() as cur:
+            for key_id in key_ids:
+                row = cur.execute("SELECT state FROM keys WHERE key_id=?", (key_id,)).fetchone()
+                if row is None:
+                    cur.execute("INSERT INTO keys(key_id, master, slave, key, size_bits, state, "
+                                "master_local, slave_local, created) VALUES (?,?,?,?,?,?,?,?,?)",
+                                (key_id, "", "", None, 0, KeyState.VOID.value, 0, 0, 0.0))
+                    outcome[key_id] = "void"
+                elif row[0] == KeyState.VOID.value:
+                    outcome[key_id] = "void"
+                else:
+                    outcome[key_id] = "stored"
+        return outcome
+
+    # -- release ----------------------------------------------------------------------------
+    def take_for_master(self, master: str, slave: str, number: int, size_bits: int,
+                        now: float) -> list[KeyRecord]:
+        """Release up to ``number`` ready keys of the pair to the master (oldest first)."""
+        with self._lock, self._tx() as cur:
+            rows = cur.execute(
+                "SELECT key_id, key, expires FROM keys WHERE master=? AND slave=? AND state=? AND "
+                "master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS NULL "
+                "AND (expires IS NULL OR expires>?) ORDER BY created LIMIT ?",
+                (master, slave, KeyState.READY.value, size_bits, now, number)).fetchall()
+            for key_id, _, _ in rows:
+                _mark_taken(cur, key_id, "master_taken")
+        return [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
+
+    def take_for_slave(self, slave: str, master: str, key_ids: Sequence[str],
+                       now: float) -> list[KeyRecord]:
+        """Release the named keys to the slave, all or none (missing == not yours)."""
+        with self._lock, self._tx() as cur:
+            out = []
+            for key_id in key_ids:
+                row = cur.execute(
+                    "SELECT key FROM keys WHERE key_id=? AND master=? AND slave=? AND state=? AND "
+                    "slave_local=1 AND slave_taken=0 AND (expires IS NULL OR expires>?)",
+                    (key_id, master, slave, KeyState.READY.value, now)).fetchone()
+                if row is None:
+                    raise KeyNotFound("one or more keys are not available to this SAE")
+                out.append(KeyRecord(key_id, master, slave, row[0]))
+                _mark_taken(cur, key_id, "slave_taken")
+        return out
+
+    def take_stream_key(self, stream_id: str, index: int, sae_id: str, now: float) -> KeyRecord | None:
+        """Release the stream key at ``index`` to the local SAE ``sae_id`` (None if absent)."""
+        with self._lock, self._tx() as cur:
+            row = cur.execute(
+                "SELECT key_id, master, slave, key, master_local, slave_local, master_taken, "
+                "slave_taken, state FROM keys WHERE stream_id=? AND stream_index=? AND "
+                "(expires IS NULL OR expires>?)", (stream_id, index, now)).fetchone()
+            if row is None or row[8] != KeyState.READY.value:
+                return None
+            key_id, master, slave, key, m_local, s_local, m_taken, s_taken, _ = row
+            if sae_id == master and m_local and not m_taken:
+                _mark_taken(cur, key_id, "master_taken")
+            elif sae_id == slave and s_local and not s_taken:
+                _mark_taken(cur, key_id, "slave_taken")
+            else:
+                raise KeyNotFound("key at this index already delivered to this SAE")
+        return KeyRecord(key_id, master, slave, key, stream_id, index)
+
+    def stream_state(self, stream_id: str, index: int) -> KeyState | None:
+        with self._lock:
+            row = self._conn.execute("SELECT state FROM keys WHERE stream_id=? AND stream_index=?",
+                                     (stream_id, index)).fetchone()
+        return KeyState(row[0]) if row else None
+
+    def max_stream_index(self, stream_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(stream_index) FROM keys WHERE stream_id=?",
+                                     (stream_id,)).fetchone()
+        return -1 if row[0] is None else row[0]
+
+    def ready_count(self, master: str, slave: str, size_bits: int) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT COUNT(*) FROM keys WHERE master=? AND slave=? AND state=? AND master_local=1"
+                " AND master_taken=0 AND size_bits=? AND stream_id IS NULL",
+                (master, slave, KeyState.READY.value, size_bits)).fetchone()[0]
+
+    def expire(self, now: float) -> int:
+        """Delete (overwrite) unreleased keys whose ``ttl`` ran out; returns how many."""
+        with self._lock, self._tx() as cur:
+            ids = [r[0] for r in cur.execute(
+                "SELECT key_id FROM keys WHERE state IN (?,?) AND expires IS NOT NULL AND expires<=?",
+                (KeyState.READY.value, KeyState.PENDING.value, now)).fetchall()]
+            for key_id in ids:
+                _scrub(cur, key_id, KeyState.VOID)
+        return len(ids)
+
+    def drop_stream(self, stream_id: str) -> None:
+        """Delete every unreleased key of a closed stream."""
+        with self._lock, self._tx() as cur:
+            for (key_id,) in cur.execute(
+                    "SELECT key_id FROM keys WHERE stream_id=? AND state=?",
+                    (stream_id, KeyState.READY.value)).fetchall():
+                _scrub(cur, key_id, KeyState.VOID)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._conn.execute("SELECT state, COUNT(*) FROM keys GROUP BY state").fetchall())
+
+
+def _mark_taken(cur: sqlite3.Cursor, key_id: str, column: str) -> None:
+    cur.execute(f"UPDATE keys SET {column}=1 WHERE key_id=?", (key_id,))
+    m_local, s_local, m_taken, s_taken = cur.execute(
+        "SELECT master_local, slave_local, master_taken, slave_taken FROM keys WHERE key_id=?",
+        (key_id,)).fetchone()
+    if (not m_local or m_taken) and (not s_local or s_taken):
+        _scrub(cur, key_id, KeyState.RELEASED)
+
+
+def _scrub(cur: sqlite3.Cursor, key_id: str, state: KeyState) -> None:
+    """Overwrite the key bytes, then drop them; the row stays as a tombstone."""
+    cur.execute("UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE key_id=? AND key IS NOT NULL",
+                (key_id,))
+    cur.execute("UPDATE keys SET key=NULL, state=? WHERE key_id=?", (state.value, key_id))
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self._cur = self._conn.cursor()
+        self._cur.execute("BEGIN IMMEDIATE")
+        return self._cur
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        self._cur.execute("COMMIT" if exc_type is None else "ROLLBACK")

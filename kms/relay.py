@@ -1,0 +1,375 @@
+"""Trusted-node key relay between KMs (paper Fig. 3b), over HTTPS with mutual TLS.
+
+Message shapes follow ETSI GS QKD 020 (``ext_keys``, ``ack``) loosely; see ``docs/kms.md``.
+
+* The source KM records the new end-to-end keys as *pending*, takes ``|K| + 32`` bytes of its
+  sending half of the link to the next hop, sends ``K ⊕ L`` with a Wegman–Carter tag keyed by
+  the last 32 bytes, and names the link bytes with a key reference.
+* Each relay takes exactly those bytes of its receiving half (a replay finds them gone),
+  checks the tag, decrypts, and re-encrypts with fresh bytes of its next link.
+* The destination stores the keys (all or none, key_IDs never reused) and answers with an
+  ``ack`` authenticated with 32 bytes of *its* sending half; every hop checks and re-signs
+  the ack on the way back, so the source marks the keys ready only on an authentic ack.
+* Link key per hop and message: exactly ``|K|`` bits of pad + 256 bits of MAC key for the
+  request + 256 bits for the ack.
+* A transport failure leaves the outcome unknown: the source keeps the keys pending (never
+  released) and later asks the destination to ``resolve`` them: stored → ready at both ends,
+  absent → tombstoned there (a late copy is refused) and voided here. Delivered to both or
+  to neither.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from kms.errors import AuthenticationFailed, InsufficientKey, KmsError, NoRoute, RelayError
+from kms.forwarding import ForwardingTable
+from kms.key_pool import KeyPool, KeyRecord
+from kms.key_store import KeyRef, LinkKeyStore
+from kms.otp_mac import MAC_KEY_BYTES, mac_tag, verify_tag, xor_bytes
+from kms.directory import Directory
+
+log = logging.getLogger(__name__)
+
+EXT_KEYS_PATH = "/relay/v1/ext_keys"
+RESOLVE_PATH = "/relay/v1/resolve"
+CONTROL_PATH = "/relay/v1/control"
+RELAY_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RelayTls:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def canonical(obj: Any) -> bytes:
+    """The bytes a MAC covers: sorted-key compact JSON."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def key_descriptor(record: KeyRecord) -> dict[str, Any]:
+    """Wire description of one key in ``ext_keys`` (no key material)."""
+    out: dict[str, Any] = {"key_ID": record.key_id, "master_SAE_ID": record.master,
+                           "slave_SAE_ID": record.slave, "size": len(record.key or b"") * 8}
+    if record.stream_id is not None:
+        out["Key_stream_ID"] = record.stream_id
+        out["index"] = record.stream_index
+    if record.expires is not None:
+        out["expires"] = record.expires
+    return out
+
+
+def build_ext_keys(session: str | None, records: Sequence[KeyRecord], link: LinkKeyStore) -> dict:
+    """Encrypt and authenticate keys for the next hop; consumes |K| + 32 bytes of the link."""
+    plain = b"".join(r.key or b"" for r in records)
+    ref, material = link.take_outgoing(len(plain) + MAC_KEY_BYTES)
+    pad, mac_key = material[:len(plain)], material[len(plain):]
+    body = {"session": session, "keys": [key_descriptor(r) for r in records],
+            "key_ref": ref.to_wire(),
+            "ciphertext": base64.b64encode(xor_bytes(plain, pad)).decode()}
+    body["mac"] = base64.b64encode(mac_tag(canonical(body), mac_key)).decode()
+    return body
+
+
+def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> list[KeyRecord]:
+    """Check and decrypt an ``ext_keys`` body; consumes the referenced link bytes."""
+    try:
+        unsigned = {k: body[k] for k in ("session", "keys", "key_ref", "ciphertext")}
+        tag = base64.b64decode(body["mac"], validate=True)
+        cipher = base64.b64decode(body["ciphertext"], validate=True)
+        sizes = [int(k["size"]) for k in body["keys"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AuthenticationFailed(f"malformed ext_keys: {type(exc).__name__}") from None
+    if any(s <= 0 or s % 8 for s in sizes) or sum(sizes) // 8 != len(cipher):
+        raise AuthenticationFailed("ext_keys sizes do not match the ciphertext")
+    ref = KeyRef.from_wire(str(body["key_ref"]))
+    if ref.length != len(cipher) + MAC_KEY_BYTES:
+        raise AuthenticationFailed("ext_keys key reference has the wrong length")
+    material = link.take_incoming(ref)
+    pad, mac_key = material[:len(cipher)], material[len(cipher):]
+    if not verify_tag(canonical(unsigned), mac_key, tag):
+        raise AuthenticationFailed("ext_keys MAC mismatch")
+    plain = xor_bytes(cipher, pad)
+    records, offset = [], 0
+    for desc, size in zip(body["keys"], sizes):
+        records.append(KeyRecord(
+            key_id=str(desc["key_ID"]), master=str(desc["master_SAE_ID"]),
+            slave=str(desc["slave_SAE_ID"]), key=plain[offset:offset + size // 8],
+            stream_id=desc.get("Key_stream_ID"), stream_index=desc.get("index"),
+            session=body["session"], expires=desc.get("expires")))
+        offset += size // 8
+    return records
+
+
+def build_ack(key_ids: Sequence[str], request_mac: str, link: LinkKeyStore) -> dict:
+    """The destination's (or a relay's re-signed) ack, bound to the request's tag."""
+    ref, mac_key = link.take_outgoing(MAC_KEY_BYTES)
+    body = {"status": "stored", "key_IDs": list(key_ids), "key_ref": ref.to_wire()}
+    tag = mac_tag(canonical({**body, "request_mac": request_mac}), mac_key)
+    return {**body, "mac": base64.b64encode(tag).decode()}
+
+
+def check_ack(ack: Mapping[str, Any], key_ids: Sequence[str], request_mac: str,
+              link: LinkKeyStore) -> None:
+    try:
+        body = {"status": ack["status"], "key_IDs": ack["key_IDs"], "key_ref": ack["key_ref"]}
+        tag = base64.b64decode(ack["mac"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise AuthenticationFailed("malformed ack") from None
+    ref = KeyRef.from_wire(str(body["key_ref"]))
+    if ref.length != MAC_KEY_BYTES:
+        raise AuthenticationFailed("ack key reference has the wrong length")
+    mac_key = link.take_incoming(ref)
+    if not verify_tag(canonical({**body, "request_mac": request_mac}), mac_key, tag):
+        raise AuthenticationFailed("ack MAC mismatch")
+    if body["status"] != "stored" or list(body["key_IDs"]) != list(key_ids):
+        raise AuthenticationFailed("ack does not acknowledge the keys sent")
+
+
+class RelayRejected(RelayError):
+    """The path refused the keys: stored nowhere."""
+
+    http_status = 403
+
+
+class RelayUnknown(RelayError):
+    """The outcome is unknown (transport failure); the source must resolve it."""
+
+    http_status = 504
+
+
+@dataclass(frozen=True)
+class RelayContext:
+    """What the relay engine needs from its KM (callables so the KM can swap config live)."""
+
+    node_name: str
+    qkdn_id: str
+    directory: Callable[[], Directory]
+    forwarding: Callable[[], ForwardingTable]
+    link_store: Callable[[str], LinkKeyStore]       # neighbour node name → store
+    pool: KeyPool
+    local_saes: Callable[[], frozenset[str]]
+    clock: Callable[[], float]                      # wall clock (expiry stamps)
+    control_handler: Callable[[str | None, dict], dict]   # 004 stream control at an endpoint
+    fault_delays: Mapping[str, float]
+
+
+class RelayEngine:
+    """Originates, forwards and terminates relay messages."""
+
+    def __init__(self, ctx: RelayContext, tls: RelayTls) -> None:
+        self.ctx = ctx
+        self._tls = tls
+        self._local = threading.local()
+        self._resolve_lock = threading.Lock()
+        self.rejected_messages = 0
+
+    # -- transport --------------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            s.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override the network CA
+            s.verify = str(self._tls.ca)
+            s.cert = (str(self._tls.cert), str(self._tls.key))
+            self._local.session = s
+        return s
+
+    def _post(self, neighbour: str, path: str, body: dict) -> requests.Response:
+        url = self.ctx.directory().node(neighbour).relay_url
+        if not url:
+            raise RelayUnknown(f"no relay URL for {neighbour}")
+        try:
+            return self._session().post(url + path, data=canonical(body), timeout=RELAY_TIMEOUT_S,
+                                        headers={"Content-Type": "application/json"})
+        except requests.RequestException as exc:
+            raise RelayUnknown(f"{neighbour} unreachable: {type(exc).__name__}") from None
+
+    def _delay(self, point: str) -> None:
+        seconds = self.ctx.fault_delays.get(point)
+        if seconds:
+            log.warning("%s: fault injection: pausing %.1fs at %s", self.ctx.node_name, seconds, point)
+            time.sleep(seconds)
+
+    # -- routing ----------------------------------------------------------------------------
+    def next_node(self, session: str | None, sender_node: str | None,
+                  direct_peer: str | None = None) -> str | None:
+        """The neighbour (node name) a message goes to; None if this KM is the endpoint."""
+        if session is None or session not in self.ctx.forwarding().rules:
+            if session is not None and sender_node is None and direct_peer is None:
+                raise NoRoute(f"no forwarding rule for session {session}")
+            return direct_peer if sender_node is None else None
+        sender_id = None
+        if sender_node is not None:
+            sender_id = self.ctx.directory().node(sender_node).qkdn_id
+        nxt = self.ctx.forwarding().rules[session].forward_from(sender_id)
+        return None if nxt is None else self.ctx.directory().node_by_qkdn_id(nxt).name
+
+    # -- source -----------------------------------------------------------------------------
+    def originate(self, session: str | None, next_node: str, records: Sequence[KeyRecord], *,
+                  master_local: bool, slave_local: bool) -> None:
+        """Relay new keys toward the peer; on return they are ready at both ends.
+
+        Raises :class:`RelayRejected` (stored nowhere, voided here) or :class:`RelayUnknown`
+        (pending; resolved later by :meth:`resolve_pending`).
+        """
+        link = self.ctx.link_store(next_node)
+        body = build_ext_keys(session, records, link)   # InsufficientKey → nothing recorded
+        key_ids = [r.key_id for r in records]
+        self.ctx.pool.add_pending(records, master_local=master_local, slave_local=slave_local,
+                                  next_hop=next_node, now=self.ctx.clock())
+        self._delay("source_after_pending")
+        try:
+            ack = self._send_ext_keys(next_node, body)
+            check_ack(ack, key_ids, body["mac"], link)
+        except RelayRejected:
+            self.ctx.pool.void(key_ids)
+            raise
+        except AuthenticationFailed as exc:
+            log.warning("%s: ack from %s rejected: %s", self.ctx.node_name, next_node, exc)
+            raise RelayUnknown(f"ack from {next_node} not authentic") from None
+        self.ctx.pool.mark_ready(key_ids)
+
+    def _send_ext_keys(self, neighbour: str, body: dict) -> dict:
+        response = self._post(neighbour, EXT_KEYS_PATH, body)
+        if response.status_code == 200:
+            return response.json()
+        message = _message(response)
+        if response.status_code in (400, 403, 409, 503):
+            raise RelayRejected(f"{neighbour}: {message}")
+        raise RelayUnknown(f"{neighbour}: {message}")
+
+    # -- relay / destination ----------------------------------------------------------------
+    def handle_ext_keys(self, sender_node: str, body: dict) -> tuple[int, dict]:
+        """Process an ``ext_keys`` from neighbour ``sender_node``; returns (HTTP status, body)."""
+        try:
+            incoming = self.ctx.link_store(sender_node)
+            records = open_ext_keys(body, incoming)
+        except AuthenticationFailed as exc:
+            self.rejected_messages += 1
+            log.warning("%s: relay message from %s rejected: %s", self.ctx.node_name,
+                        sender_node, exc)
+            return 403, {"status": "rejected", "message": "message not authentic or replayed"}
+        except (NoRoute, KmsError) as exc:
+            return 403, {"status": "rejected", "message": str(exc)}
+        session = body.get("session")
+        key_ids = [r.key_id for r in records]
+        try:
+            nxt = self.next_node(session, sender_node)
+        except NoRoute as exc:
+            return 403, {"status": "rejected", "message": str(exc)}
+        if nxt is None:
+            return self._terminate(sender_node, records, body["mac"])
+        self._delay("relay_before_forward")
+        try:
+            outgoing = self.ctx.link_store(nxt)
+            forward = build_ext_keys(session, records, outgoing)
+        except InsufficientKey:
+            return 503, {"status": "rejected", "message": f"insufficient key on link to {nxt}"}
+        except NoRoute as exc:
+            return 403, {"status": "rejected", "message": str(exc)}
+        try:
+            ack = self._send_ext_keys(nxt, forward)
+            check_ack(ack, key_ids, forward["mac"], outgoing)
+        except RelayRejected as exc:
+            return 403, {"status": "rejected", "message": str(exc)}
+        except (RelayUnknown, AuthenticationFailed) as exc:
+            return 504, {"status": "unknown", "message": str(exc)}
+        log.info("%s: relayed %d key(s) of session %s from %s to %s", self.ctx.node_name,
+                 len(records), session, sender_node, nxt)
+        return 200, build_ack(key_ids, body["mac"], incoming)
+
+    def _terminate(self, sender_node: str, records: list[KeyRecord], request_mac: str) -> tuple[int, dict]:
+        local = self.ctx.local_saes()
+        first = records[0]
+        if any(r.slave not in local and r.master not in local for r in records):
+            return 403, {"status": "rejected", "message": "no local SAE for these keys"}
+        self._delay("destination_before_store")
+        try:
+            self.ctx.pool.store_ready(records, master_local=first.master in local,
+                                      slave_local=first.slave in local, now=self.ctx.clock())
+        except RelayError as exc:
+            self.rejected_messages += 1
+            log.warning("%s: relay from %s rejected: %s", self.ctx.node_name, sender_node, exc)
+            return 409, {"status": "rejected", "message": "key_ID already known"}
+        self._delay("destination_before_ack")
+        log.info("%s: stored %d relayed key(s) from %s", self.ctx.node_name, len(records), sender_node)
+        return 200, build_ack([r.key_id for r in records], request_mac,
+                              self.ctx.link_store(sender_node))
+
+    # -- resolve (unknown outcomes) ---------------------------------------------------------
+    def handle_resolve(self, sender_node: str, body: dict) -> tuple[int, dict]:
+        session, key_ids = body.get("session"), [str(k) for k in body.get("key_IDs", [])]
+        try:
+            nxt = self.next_node(session, sender_node)
+        except NoRoute as exc:
+            return 403, {"message": str(exc)}
+        if nxt is None:
+            return 200, {"outcome": self.ctx.pool.resolve(key_ids)}
+        try:
+            response = self._post(nxt, RESOLVE_PATH, {"session": session, "key_IDs": key_ids})
+        except RelayUnknown as exc:
+            return 504, {"message": str(exc)}
+        return response.status_code, response.json()
+
+    def resolve_pending(self) -> int:
+        """Settle every pending relay that can be settled now; returns how many keys settled."""
+        settled = 0
+        with self._resolve_lock:
+            for pending in self.ctx.pool.pending_relays():
+                try:
+                    response = self._post(pending.next_hop, RESOLVE_PATH,
+                                          {"session": pending.session, "key_IDs": list(pending.key_ids)})
+                except RelayUnknown:
+                    continue
+                if response.status_code != 200:
+                    continue
+                outcome = response.json().get("outcome", {})
+                stored = [k for k in pending.key_ids if outcome.get(k) == "stored"]
+                voided = [k for k in pending.key_ids if outcome.get(k) == "void"]
+                self.ctx.pool.mark_ready(stored)
+                self.ctx.pool.void(voided)
+                settled += len(stored) + len(voided)
+                log.info("%s: resolved pending relay: %d stored, %d void", self.ctx.node_name,
+                         len(stored), len(voided))
+        return settled
+
+    # -- 004 stream control (forwarded like resolve) -----------------------------------------
+    def send_control(self, session: str | None, next_node: str, body: dict) -> dict:
+        response = self._post(next_node, CONTROL_PATH, {"session": session, **body})
+        if response.status_code != 200:
+            raise RelayUnknown(f"{next_node}: {_message(response)}")
+        return response.json()
+
+    def handle_control(self, sender_node: str, body: dict) -> tuple[int, dict]:
+        session = body.get("session")
+        try:
+            nxt = self.next_node(session, sender_node)
+        except NoRoute as exc:
+            return 403, {"message": str(exc)}
+        if nxt is None:
+            return 200, self.ctx.control_handler(sender_node, body)
+        try:
+            response = self._post(nxt, CONTROL_PATH, body)
+        except RelayUnknown as exc:
+            return 504, {"message": str(exc)}
+        return response.status_code, response.json()
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message", response.status_code))
+    except ValueError:
+        return f"HTTP {response.status_code}"

@@ -1,0 +1,45 @@
+"""HTTP endpoints of the KM-to-KM relay (mTLS, KM certificates only); see ``kms.relay``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from kms.https_server import peer_identity
+from kms.pki import KM_UNIT
+from kms.relay import CONTROL_PATH, EXT_KEYS_PATH, RESOLVE_PATH
+
+blueprint = Blueprint("relay", __name__)
+
+
+def _sender() -> str | None:
+    ident = peer_identity(request.environ)
+    if ident is None or ident.unit != KM_UNIT:
+        return None
+    km = current_app.config["KM"]
+    return ident.common_name if ident.common_name in km.directory.links else None
+
+
+def _dispatch(handler):  # noqa: ANN001, ANN202
+    sender = _sender()
+    if sender is None:
+        return jsonify({"status": "rejected", "message": "a neighbour KM certificate is required"}), 401
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify({"status": "rejected", "message": "body must be a JSON object"}), 400
+    status, payload = handler(sender, body)
+    return jsonify(payload), status
+
+
+@blueprint.post(EXT_KEYS_PATH)
+def ext_keys():  # noqa: ANN201
+    return _dispatch(current_app.config["KM"].relay.handle_ext_keys)
+
+
+@blueprint.post(RESOLVE_PATH)
+def resolve():  # noqa: ANN201
+    return _dispatch(current_app.config["KM"].relay.handle_resolve)
+
+
+@blueprint.post(CONTROL_PATH)
+def control():  # noqa: ANN201
+    return _dispatch(current_app.config["KM"].relay.handle_control)

@@ -1,0 +1,51 @@
+"""cheroot + mTLS: client identity reaches the app; no certificate, no connection."""
+
+import ssl
+
+import pytest
+import requests
+
+from kms.https_server import HttpsServer, TlsFiles, peer_identity
+from kms.pki import issue_network_pki
+
+pytestmark = pytest.mark.integration
+
+
+def whoami(environ, start_response):
+    ident = peer_identity(environ)
+    body = f"{ident.common_name}/{ident.unit}/{environ['SSL_PROTOCOL']}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return issue_network_pki(tmp_path_factory.mktemp("pki"), ["A"], {"sae-1": "A"})
+
+
+def test_client_certificate_identity_reaches_the_app(pki):
+    km = pki["kms"]["A"]
+    files = TlsFiles(km["cert"], km["key"], pki["ca_cert"])
+    sae = pki["saes"]["sae-1"]
+    with HttpsServer(whoami, files) as server:
+        r = requests.get(server.base_url + "/", cert=(sae["cert"], sae["key"]),
+                         verify=pki["ca_cert"], timeout=5)
+        assert r.text.startswith("sae-1/sae/TLSv1.")
+        r = requests.get(f"https://localhost:{server.port}/", cert=(km["cert"], km["key"]),
+                         verify=pki["ca_cert"], timeout=5)
+        assert r.text.startswith("A/km/")
+        with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+            requests.get(server.base_url + "/", verify=pki["ca_cert"], timeout=5).raise_for_status()
+
+
+def test_tls_1_1_refused(pki):
+    km = pki["kms"]["A"]
+    files = TlsFiles(km["cert"], km["key"], pki["ca_cert"])
+    with HttpsServer(whoami, files) as server:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(pki["ca_cert"])
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        import socket
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            with pytest.raises(ssl.SSLError):
+                ctx.wrap_socket(raw, server_hostname="localhost").do_handshake()
