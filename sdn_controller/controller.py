@@ -42,6 +42,7 @@ from sdn_controller.application_events import (
     KmSessionStateEvent,
     application_event,
 )
+from sdn_controller.config_payloads import orphan_delete_payload
 from sdn_controller.errors import SessionError
 from sdn_controller.identifiers import NodeId, SaeId, SessionId
 from sdn_controller.monitoring import AlarmEvent, MonitoringThresholds, assess
@@ -52,6 +53,7 @@ from sdn_controller.push import (
     push_all,
     remove_all,
 )
+from sdn_controller.qkd_node_data import qkd_node_from_reply
 from sdn_controller.session_config import KmConfig, QoS
 from sdn_controller.topology_db import LinkUpdate, TopologyDb
 from sdn_controller.user_db import UserDb
@@ -87,6 +89,7 @@ class EventKind(str, enum.Enum):
     SESSION_REFUSED = "session-refused"
     SESSION_TERMINATED = "session-terminated"
     SESSION_REROUTED = "session-rerouted"
+    ORPHANS_REMOVED = "orphans-removed"
     LINK_ALARM = "link-alarm"
 
 
@@ -149,10 +152,42 @@ class Controller:
             self._on_link_updates(updates)
 
     def ingest_node(self, reply: str | bytes | etree._Element | Mapping[str, Any]) -> None:
-        """A periodic ``get`` of an agent's ``qkd_node``."""
+        """A periodic ``get`` of an agent's ``qkd_node``: topology and metrics, then removal
+        of session configuration the controller does not know (orphans)."""
+        node = qkd_node_from_reply(reply)
         with self._lock:
-            updates = self.topology.ingest_node(reply)
+            updates = self.topology.ingest_node({"qkd_node": node})
         self._on_link_updates(updates)
+        self._remove_orphans(NodeId(str(node["qkdn_id"])), node)
+
+    def _remove_orphans(self, node_id: NodeId, node: Mapping[str, Any]) -> None:
+        """Delete ``qkd_app`` entries this controller created (they carry ``km_session``) for
+        sessions it no longer knows — left by a failed deletion or by an earlier controller
+        run — with their virtual links. Sessions the operator configured without
+        ``km_session`` are left alone."""
+        apps = (node.get("qkd_applications") or {}).get("qkd_app") or []
+        managed = {str(a.get("app_id")) for a in apps if "km_session" in a}
+        if not managed:
+            return
+        with self._lock:
+            known = {v.session_id for v in self.admission.sessions(include_terminated=True)}
+        orphans = sorted(managed - known)
+        if not orphans:
+            return
+        links = (node.get("qkd_links") or {}).get("qkd_link") or []
+        virtual = [str(link.get("qkdl_id")) for link in links
+                   if link.get("qkdl_type") == "VIRT"
+                   and set(map(str, link.get("qkdl_applications") or [])) & set(orphans)]
+        configurator = self.configurators.get(node_id)
+        if configurator is None:
+            return
+        try:
+            configurator.edit_config(orphan_delete_payload(node_id, orphans, virtual))
+        except Exception as exc:  # retried at the next get
+            log.warning("node %s: removing orphan sessions failed: %s", node_id, exc)
+            return
+        self._emit(EventKind.ORPHANS_REMOVED, node_id=node_id,
+                   detail=f"sessions {', '.join(orphans)}; virtual links {len(virtual)}")
 
     def tick(self) -> None:
         """Expire sessions whose timers ran out; drop fully deleted ones."""

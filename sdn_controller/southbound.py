@@ -243,6 +243,8 @@ class AgentSession:
             handler(self.node_id, message)
         except ControllerError as exc:  # bad data from this agent must not end the session
             log.warning("agent %s: %s", self.node_id, exc)
+        except Exception:  # nor a fault in the controller: log it and keep the session
+            log.exception("agent %s: handling a message failed", self.node_id)
 
 
 class Southbound(Mapping[NodeId, AgentSession]):

@@ -261,3 +261,20 @@ def test_controller_process_writes_sessions_and_topology_for_the_cli(tmp_path, c
         runner.join(timeout=20)
         agents.close()
     assert not (state / "controller" / "ready.json").exists()
+
+
+def test_orphan_configuration_left_on_an_agent_is_removed(net):
+    from ncclient import manager
+
+    orphan = "0bad0bad-0000-4000-8000-000000000001"
+    config = f"""<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">
+      <qkd_node xmlns="urn:etsi:qkd:yang:etsi-qkd-node"><qkdn_id>{nid("b")}</qkdn_id>
+        <qkd_applications><qkd_app><app_id>{orphan}</app_id>
+          <km_session xmlns="urn:qkdn:yang:qkdn-key-manager"><role>relay</role></km_session>
+        </qkd_app></qkd_applications></qkd_node></config>"""
+    with manager.connect(host="127.0.0.1", port=net.threads["b"].port, username="admin",
+                         password=PASSWORD, hostkey_verify=False, look_for_keys=False,
+                         allow_agent=False, timeout=10) as m:
+        m.edit_config(target="running", config=config)
+    assert orphan in net.apps("b")
+    wait_for(lambda: orphan not in net.apps("b"), timeout=5, what="orphan removed")

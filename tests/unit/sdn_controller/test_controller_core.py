@@ -260,3 +260,29 @@ def test_qos_update_moves_the_session_to_new_virtual_links(net):
         "qkd_application": {"app_id": view.session_id, "app_qos": {"max_bandwidth": 10**7}}}})
     (node, refusal), = net.signals.refusals
     assert node == nid("2") and refusal.status == 7 and refusal.counter_proposal.max_bps == 10**6
+
+
+def test_orphan_session_configuration_is_removed_at_the_next_get(net):
+    from sdn_controller.config_payloads import session_config_payload
+    live = net.pair("2", "3")
+    orphan_id = "0bad0bad-0000-4000-8000-000000000001"
+    # what a previous controller run left on node 0: a session it no longer knows
+    (relay_config,) = [c for c in live.configs if c.node_id == nid("0")]
+    from dataclasses import replace
+    hop = replace(relay_config.hops[0], link_id="0bad0bad-0000-4000-8000-0000000000ff")
+    net.nodes[nid("0")].edit_config(session_config_payload(
+        replace(relay_config, session_id=orphan_id, hops=(hop,))))
+    assert orphan_id in net.nodes[nid("0")].apps()
+    reply = node_state("0")
+    body = reply[f"{ETSI}:qkd_node"]
+    body["qkd_applications"] = {"qkd_app": [
+        {"app_id": sid, "app_type": T + "CLIENT", f"{KM}:km_session": {"role": "relay"}}
+        for sid in (live.session_id, orphan_id)] + [
+        {"app_id": "0ab0ab00-0000-4000-8000-000000000002", "app_type": T + "CLIENT"}]}
+    body["qkd_links"]["qkd_link"].append({
+        "qkdl_id": hop.link_id, "qkdl_type": T + "VIRT", "qkdl_applications": [orphan_id]})
+    net.ctl.ingest_node(reply)
+    assert set(net.nodes[nid("0")].apps()) == {live.session_id}
+    assert hop.link_id not in net.nodes[nid("0")].links()
+    assert len(net.nodes[nid("0")].links()) == 1  # the live session's virtual link stays
+    assert EventKind.ORPHANS_REMOVED in net.kinds()
