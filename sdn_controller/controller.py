@@ -361,13 +361,16 @@ class Controller:
         to_delete = list(ended.configs) if configs is None else configs
         result = remove_all(to_delete, self.configurators, executor=self.executor)
         with self._lock:
-            for node in result.confirmed:
-                self.admission.confirm_deletion(ended.session_id, node)
-            view = self.admission.session(ended.session_id)
+            try:
+                for node in result.confirmed:
+                    self.admission.confirm_deletion(ended.session_id, node)
+                view = self.admission.session(ended.session_id)
+            except SessionError:  # already forgotten by a concurrent tick: nothing pending
+                view = None
         for node, why in result.failures.items():
             log.warning("session %s: deletion on %s failed: %s", ended.session_id, node, why)
-        notify = set(ended.notify_nodes)
-        if refuse_ends:
+        notify = set(ended.notify_nodes) if view is not None else set()
+        if refuse_ends and view is not None:
             notify |= {view.initiator.node_id}
             if view.responder is not None:
                 notify.add(view.responder.node_id)

