@@ -89,6 +89,32 @@ def agent_endpoints(endpoints: Mapping[str, Any]) -> list[AgentEndpoint]:
     return out
 
 
+def wait_for_file(path: Path, timeout_s: float, *, interval_s: float = 0.1) -> Path:
+    """``path`` once it exists (``qkdn up`` writes endpoints.json when every node is up, so a
+    controller started beside the nodes waits for it); ConfigError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            raise ConfigError(f"{path} did not appear within {timeout_s:.0f} s")
+        time.sleep(interval_s)
+    return path
+
+
+def controller_child_spec(state_dir: Path) -> Any:
+    """The supervisor's :class:`~qkdn.supervisor.ChildSpec` of the controller process (for
+    ``qkdn up``): ``qkdn controller --state-dir DIR``, log in ``DIR/controller/controller.log``,
+    ready when ``DIR/controller/ready.json`` exists."""
+    import sys
+
+    from qkdn.supervisor import ChildSpec
+
+    folder = Path(state_dir) / CONTROLLER_DIR
+    return ChildSpec("controller", "controller",
+                     (sys.executable, "-m", "qkdn.cli", "controller", "--state-dir",
+                      str(state_dir)),
+                     folder / "controller.log", folder / "ready.json")
+
+
 class RefusalLog:
     """:class:`~sdn_controller.controller.KmSignals` that records refusals (shown by ``qkdn
     sessions``). The YANG modules have no channel yet by which the controller tells a KM that
@@ -144,7 +170,8 @@ class ControllerProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.topology_file: Topology = load_topology(root / "topology.yaml")
         self.names = {n.qkdn_id: n.name for n in self.topology_file.nodes}
-        endpoints = agent_endpoints(read_json(root / "endpoints.json"))
+        endpoints = agent_endpoints(read_json(wait_for_file(
+            root / "endpoints.json", settings.connect_timeout_s)))
         self.users = open_users_db(root)
         self.topology = TopologyDb.open(self.dir / "topology.sqlite", clock=time.time)
         for node in self.topology_file.nodes:
