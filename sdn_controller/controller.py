@@ -122,12 +122,16 @@ class Controller:
         self._own_executor = executor is None
         self.executor: Executor = executor or ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="qkdn-push")
+        #: sessions moved together (reroute after a link failure) are pushed in parallel here;
+        #: a separate pool, since each of its tasks waits for pushes on ``executor``
+        self._session_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qkdn-move")
         self.event_sink = event_sink
         self.events: collections.deque[ControllerEvent] = collections.deque(maxlen=history)
         self._lock = threading.RLock()
 
     def close(self) -> None:
         """Stop the push pool if the controller created it."""
+        self._session_pool.shutdown(wait=True)
         if self._own_executor:
             self.executor.shutdown(wait=True)
 
@@ -311,21 +315,35 @@ class Controller:
             for alarm in decision.alarms:
                 self._emit(EventKind.LINK_ALARM, qkdl_id=alarm.qkdl_id, alarm=alarm,
                            detail=f"{alarm.severity.value} {alarm.kind.value}: {alarm.message}")
-            for session_id in sorted(decision.reroute):
-                self._reroute(session_id)
+            if decision.reroute:
+                self._reroute(sorted(decision.reroute))
 
-    def _reroute(self, session_id: SessionId) -> None:
+    def _reroute(self, session_ids: list[SessionId]) -> None:
+        """New routes for all ``session_ids`` (decided one after the other, so each sees the
+        capacity the previous ones took), then their pushes in parallel."""
+        moves: list[tuple[SessionId, tuple[KmConfig, ...], Rerouted | Terminated]] = []
         with self._lock:
-            try:
-                old = self.admission.session(session_id).configs
-                outcome = self.admission.reroute(session_id)
-            except SessionError:
-                return
-        if isinstance(outcome, Terminated):
-            self._finish(outcome)
+            for session_id in session_ids:
+                try:
+                    old = self.admission.session(session_id).configs
+                    moves.append((session_id, old, self.admission.reroute(session_id)))
+                except SessionError:
+                    continue
+
+        def apply(move: tuple[SessionId, tuple[KmConfig, ...], Rerouted | Terminated]) -> None:
+            session_id, old, outcome = move
+            if isinstance(outcome, Terminated):
+                self._finish(outcome)
+            else:
+                self._move(session_id, old, outcome, "reroute")
+
+        if len(moves) == 1:
+            apply(moves[0])
             return
-        assert isinstance(outcome, Rerouted)
-        self._move(session_id, old, outcome, "reroute")
+        for future in [self._session_pool.submit(apply, move) for move in moves]:
+            exc = future.exception()
+            if exc is not None:
+                log.error("reroute failed: %s", exc, exc_info=exc)
 
     def _move(self, session_id: SessionId, old: tuple[KmConfig, ...], outcome: Rerouted,
               why: str) -> None:

@@ -286,3 +286,20 @@ def test_orphan_session_configuration_is_removed_at_the_next_get(net):
     assert hop.link_id not in net.nodes[nid("0")].links()
     assert len(net.nodes[nid("0")].links()) == 1  # the live session's virtual link stays
     assert EventKind.ORPHANS_REMOVED in net.kinds()
+
+
+def test_all_sessions_on_a_cut_link_are_rerouted(net):
+    for _ in range(3):
+        net.open("4", "5")
+        net.open("5", "4")
+    sessions = [s.session_id for s in net.admission.sessions()]
+    assert len(sessions) == 3
+    net.ctl.handle_notification(nid("5"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
+        "qkdl_id": lid("4", "5"), "reason": "fiber cut"}}})
+    for sid in sessions:
+        moved = net.admission.session(sid)
+        assert moved.state is SessionState.ACTIVE
+        assert moved.route.legs[0].path.nodes == (nid("4"), nid("0"), nid("5"))
+    assert set(net.nodes[nid("0")].apps()) == set(sessions)
+    assert len(net.nodes[nid("0")].links()) == 3 and len(net.nodes[nid("4")].links()) == 3
+    assert [e.kind for e in net.ctl.events].count(EventKind.SESSION_REROUTED) == 3
