@@ -9,7 +9,18 @@
   requests, routing, reservation, per-KM configuration) with 1,000 sessions already active on
   a 100-node network; plus ``admission.sessions_per_s`` over those 1,000 set-ups and
   ``admission.errors`` (target 0).
+* ``admission.memory_mib_1000_sessions`` — memory held by admission control (sessions,
+  reservations, per-KM configurations, routing graph) for 1,000 active sessions (tracemalloc).
 * ``payloads.build_ms_per_km`` — building one KM's ETSI 015 install payload.
+
+Through real NETCONF agents (in this process, one thread each, loopback SSH):
+
+* ``controller.setup_ms_1_hop`` / ``_1_trusted_node`` / ``_5_hops`` — from both applications'
+  ``sdqkdn_application_new`` notifications to the session configured in the datastore of every
+  KM on the path; target p50 <= 100 ms through one trusted node, and the 5-hop set-up at most
+  1.5 x the 1-hop one. (The KMs' own processing is not in this figure: there are no KMs.)
+* ``controller.reroute_ms_10_sessions_p95`` — link down notification to all 10 sessions on
+  the link configured on the other path and removed from the old relay; target p95 <= 1 s.
 
 ``python -m bench.controller_bench [--quick]`` prints the rows as JSON.
 """
@@ -23,6 +34,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import networkx as nx
 
@@ -30,8 +42,13 @@ from bench.report import percentile, row
 from sdn_controller.admission_control import AdmissionControl, ConfigRequest, Configured
 from sdn_controller.config_payloads import session_config_payload
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
-from sdn_controller.routing import (GraphRouter, build_graph, compute_multipath, compute_path,
-                                    compute_widest_path)
+from sdn_controller.routing import (
+    GraphRouter,
+    build_graph,
+    compute_multipath,
+    compute_path,
+    compute_widest_path,
+)
 from sdn_controller.session_config import QoS
 from sdn_controller.user_db import SlaProfile, UserDb
 
@@ -81,10 +98,17 @@ def bench_routing(quick: bool) -> list[dict]:
 
 
 def bench_admission(quick: bool) -> list[dict]:
+    rows = _admission_run(200 if quick else 1000, measure_memory=False)
+    rows += _admission_run(1000, measure_memory=True)
+    return rows
+
+
+def _admission_run(sessions: int, *, measure_memory: bool) -> list[dict]:
+    import tracemalloc
+
     nodes = 100
-    sessions = 200 if quick else 1000
     links = random_links(nodes, 300, seed=3)
-    links = [LinkMetrics(l.qkdl_id, l.node_a, l.node_b, l.status, skr=10**8) for l in links]
+    links = [LinkMetrics(lk.qkdl_id, lk.node_a, lk.node_b, lk.status, skr=10**8) for lk in links]
     db = UserDb.open()
     db.add_sla(SlaProfile("bench", max_bps=10**6, max_priority=9, max_sessions=10**6,
                           idle_timeout_s=3600))
@@ -96,6 +120,9 @@ def bench_admission(quick: bool) -> list[dict]:
                           new_session_id=lambda: next(ids))
     rng = random.Random(4)
     samples, errors = [], 0
+    if measure_memory:
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
     started = time.perf_counter()
     for _ in range(sessions):
         a, b = rng.sample(range(nodes), 2)
@@ -107,6 +134,14 @@ def bench_admission(quick: bool) -> list[dict]:
         samples.append((time.perf_counter() - t0) * 1000)
         errors += not isinstance(out, Configured)
     elapsed = time.perf_counter() - started
+    if measure_memory:
+        held = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        db.close()
+        return [row("admission.memory_mib_1000_sessions", round(held / 2**20, 2), "MiB",
+                    runs=sessions),
+                row("admission.memory_errors", errors, "count", target="0", meets=errors == 0,
+                    runs=sessions)]
     payload_ms = []
     for view in ac.sessions()[:50]:
         for config in view.configs:
@@ -120,8 +155,240 @@ def bench_admission(quick: bool) -> list[dict]:
     ]
 
 
+
+
+# --- through real NETCONF agents ----------------------------------------------------------------
+TARGET_SETUP_MS = 100.0
+TARGET_HOP_RATIO = 1.5
+TARGET_REROUTE_MS = 1000.0
+_T = "etsi-qkd-node-types:"
+_NODE = "etsi-qkd-sdn-node:qkd_node"
+
+
+class _AgentNetwork:
+    """One agent process per node (``bench.netconf_agent_process``), the controller in this
+    process wired to them over real NETCONF sessions, and a view of which sessions each
+    agent's datastore holds (reported by the agents on every commit)."""
+
+    def __init__(self, raw_topology: dict, workdir: Any) -> None:
+        import subprocess
+        import threading
+
+        from qkdn.node_model import initial_node_config
+        from qkdn.topology import parse_topology
+        from sdn_controller.controller import Controller
+        from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
+        from sdn_controller.topology_db import TopologyDb
+
+        self.topo = parse_topology(raw_topology)
+        self.apps: dict[str, set[str]] = {n.name: set() for n in self.topo.nodes}
+        self.changed = threading.Condition()
+        self.procs: dict[str, subprocess.Popen] = {}
+        ports = {}
+        for node in self.topo.nodes:
+            spec = workdir / f"{node.name}.json"
+            spec.write_text(json.dumps({
+                "initial": initial_node_config(self.topo, node.name), "password": "bench-pw",
+                "host_key": str(workdir / f"{node.name}.key"),
+                "links": [lk.qkdl_id for lk in self.topo.links_of(node.name)]}))
+            proc = subprocess.Popen([sys.executable, "-m", "bench.netconf_agent_process",
+                                     str(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    text=True, bufsize=1)
+            self.procs[node.name] = proc
+            first = proc.stdout.readline().split()
+            if first[:1] != ["port"]:
+                raise RuntimeError(f"agent {node.name} did not start")
+            ports[node.name] = int(first[1])
+            threading.Thread(target=self._read, args=(node.name, proc), daemon=True).start()
+        self.users = UserDb.open()
+        self.users.load_topology(self.topo)
+        self.topology = TopologyDb.open(clock=time.monotonic)
+        self.admission = AdmissionControl(self.users, GraphRouter(self.topology.links),
+                                          clock=time.monotonic)
+        self.southbound = Southbound(
+            [AgentEndpoint(n.qkdn_id, "127.0.0.1", ports[n.name], "admin", "bench-pw", n.name)
+             for n in self.topo.nodes], SouthboundConfig(poll_interval_s=30.0))
+
+        class _NoRefusal:
+            def refuse(self, node_id: Any, refusal: Any) -> None:
+                raise AssertionError(f"refused: {refusal}")
+
+        self.controller = Controller(self.users, self.topology, self.admission,
+                                     self.southbound, _NoRefusal(), clock=time.monotonic)
+        self.southbound.start(self.controller.handle_notification,
+                              lambda node, reply: self.controller.ingest_node(reply))
+        if not self.southbound.wait_connected(30):
+            raise RuntimeError("agents did not connect")
+        self.wait(lambda: len([lk for lk in self.topology.links() if lk.usable]) ==
+                  len(self.topo.links), 30)
+
+    def _read(self, name: str, proc: Any) -> None:
+        for line in proc.stdout:
+            if line.startswith("apps "):
+                with self.changed:
+                    self.apps[name] = set(json.loads(line[5:]))
+                    self.changed.notify_all()
+
+    def _send(self, name: str, command: dict) -> None:
+        proc = self.procs[name]
+        proc.stdin.write(json.dumps(command) + "\n")
+        proc.stdin.flush()
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("condition not reached")
+                self.changed.wait(min(left, 0.05))
+
+    def open(self, src: str, dst: str) -> None:
+        node = self.topo.node(src)
+        self._send(src, {"notify": {"etsi-qkd-sdn-node:sdqkdn_application_new": {
+            "qkd_application": {
+                "app_type": _T + "CLIENT", "server_app_id": f"sae-{src}",
+                "client_app_id": [f"sae-{dst}"], "local_qkdn_id": node.qkdn_id,
+                "app_qos": {"max_bandwidth": 1000},
+                "qkdn-key-manager:km_request": {"authenticated_sae_id": f"sae-{src}"}}}}})
+
+    def close_session(self, name: str, session_id: str) -> None:
+        self._send(name, {"notify": {"etsi-qkd-sdn-node:sdqkdn_application_disconnected": {
+            "qkd_application": {"app_id": session_id}}}})
+
+    def _link(self, a: str, b: str) -> str:
+        return next(lk.qkdl_id for lk in self.topo.links if set(lk.ends()) == {a, b})
+
+    def link_down(self, a: str, b: str) -> None:
+        link = self._link(a, b)
+        for end in (a, b):
+            self._send(end, {"link": [link, "OFF"]})
+        self._send(a, {"notify": {"etsi-qkd-sdn-node:sdqkdn_link_down": {"qkd_link": {
+            "qkdl_id": link, "reason": "bench cut"}}}})
+
+    def link_up(self, a: str, b: str) -> None:
+        link = self._link(a, b)
+        for end in (a, b):
+            self._send(end, {"link": [link, "ACTIVE"]})
+        self._send(a, {"notify": {"etsi-qkd-sdn-node:event": {"link": {
+            "qkdl_id": link, "qkdl_status": _T + "ACTIVE", "message": "restored",
+            "severity": _T + "MINOR"}}}})
+        self.wait(lambda: self.topology.link(link).usable)
+
+    def close(self) -> None:
+        self.southbound.stop()
+        self.controller.close()
+        for proc in self.procs.values():
+            proc.stdin.close()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except Exception:
+                proc.kill()
+        self.users.close()
+        self.topology.close()
+
+
+def _line(n: int) -> dict:
+    names = [str(i) for i in range(n)]
+    return {"name": "bench-line", "nodes": [{"name": x} for x in names],
+            "links": [{"a": a, "b": b, "length_km": 10} for a, b in zip(names, names[1:])],
+            "slas": [{"name": "s", "max_bps": 10**6, "max_sessions": 10**4,
+                      "idle_timeout_s": 3600}],
+            "users": [{"name": f"u{x}", "sla": "s"} for x in names],
+            "saes": [{"id": f"sae-{x}", "node": x, "user": f"u{x}"} for x in names]}
+
+
+def _setup_once(net: _AgentNetwork, src: str, dst: str, path: list[str]) -> float:
+    """Both requests → every KM on the path configured; then closed and cleaned (untimed)."""
+    before = {s.session_id for s in net.admission.sessions(include_terminated=True)}
+    started = time.perf_counter()
+    net.open(src, dst)
+    net.open(dst, src)
+
+    def configured() -> bool:
+        sessions = [s for s in net.admission.sessions() if s.session_id not in before]
+        return bool(sessions) and all(sessions[0].session_id in net.apps[n] for n in path)
+
+    net.wait(configured)
+    elapsed = (time.perf_counter() - started) * 1000
+    (session,) = [s for s in net.admission.sessions() if s.session_id not in before]
+    net.close_session(src, session.session_id)
+    net.wait(lambda: all(session.session_id not in net.apps[n] for n in path))
+    return elapsed
+
+
+def bench_netconf(quick: bool) -> list[dict]:
+    import tempfile
+    from pathlib import Path
+
+    runs = 5 if quick else 30
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        net = _AgentNetwork(_line(6), Path(tmp))
+        try:
+            for _ in range(2):  # warm-up
+                _setup_once(net, "0", "1", ["0", "1"])
+            one_hop = [_setup_once(net, "0", "1", ["0", "1"]) for _ in range(runs)]
+            trusted = [_setup_once(net, "0", "2", ["0", "1", "2"]) for _ in range(runs)]
+            five = [_setup_once(net, "0", "5", [str(i) for i in range(6)]) for _ in range(runs)]
+        finally:
+            net.close()
+        p50_trusted = percentile(trusted, 50)
+        ratio = percentile(five, 50) / percentile(one_hop, 50)
+        rows += [
+            row("controller.setup_ms_1_hop", percentile(one_hop, 50), "ms", samples=one_hop),
+            row("controller.setup_ms_1_trusted_node", p50_trusted, "ms",
+                target=f"<= {TARGET_SETUP_MS:g}", meets=p50_trusted <= TARGET_SETUP_MS,
+                samples=trusted),
+            row("controller.setup_ms_5_hops", percentile(five, 50), "ms", samples=five),
+            row("controller.setup_ratio_5_to_1_hop", round(ratio, 3), "x",
+                target=f"<= {TARGET_HOP_RATIO:g}", meets=ratio <= TARGET_HOP_RATIO, runs=runs),
+        ]
+        rows += _bench_reroute(Path(tmp), quick)
+    return rows
+
+
+def _bench_reroute(workdir: Any, quick: bool) -> list[dict]:
+    """10 active sessions a-c on one side of a square; cut the link they use; time until every
+    one is configured on the other side's relay and gone from the old one."""
+    raw = {"name": "bench-square", "nodes": [{"name": x} for x in "abcd"],
+           "links": [{"a": "a", "b": "b", "length_km": 10}, {"a": "b", "b": "c", "length_km": 10},
+                     {"a": "a", "b": "d", "length_km": 10}, {"a": "d", "b": "c", "length_km": 10}],
+           "slas": [{"name": "s", "max_bps": 10**6, "max_sessions": 10**4,
+                     "idle_timeout_s": 3600}],
+           "users": [{"name": "ua", "sla": "s"}, {"name": "uc", "sla": "s"}],
+           "saes": [{"id": "sae-a", "node": "a", "user": "ua"},
+                    {"id": "sae-c", "node": "c", "user": "uc"}]}
+    net = _AgentNetwork(raw, workdir)
+    samples = []
+    try:
+        for _ in range(10):
+            before = len(net.admission.sessions())
+            net.open("a", "c")
+            net.open("c", "a")
+            net.wait(lambda b=before: len([s for s in net.admission.sessions()
+                                           if s.state.value == "active"]) == b + 1)
+        ids = {s.session_id for s in net.admission.sessions()}
+        net.wait(lambda: ids <= net.apps["a"] and ids <= net.apps["c"])
+        relay, other = ("b", "d") if ids <= net.apps["b"] else ("d", "b")
+        for _ in range(3 if quick else 10):
+            started = time.perf_counter()
+            net.link_down(relay, "c")
+            net.wait(lambda r=relay, o=other: ids <= net.apps[o] and not (ids & net.apps[r]))
+            samples.append((time.perf_counter() - started) * 1000)
+            net.link_up(relay, "c")
+            relay, other = other, relay
+    finally:
+        net.close()
+    p95 = percentile(samples, 95)
+    return [row("controller.reroute_ms_10_sessions_p95", p95, "ms",
+                target=f"<= {TARGET_REROUTE_MS:g}", meets=p95 <= TARGET_REROUTE_MS,
+                samples=samples)]
+
+
 def run(quick: bool = False) -> list[dict]:
-    return bench_routing(quick) + bench_admission(quick)
+    return bench_routing(quick) + bench_admission(quick) + bench_netconf(quick)
 
 
 if __name__ == "__main__":

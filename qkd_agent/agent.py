@@ -53,6 +53,7 @@ class AgentConfig:
     yang_dir: Path = YANG_DIR  # where the advertised modules' texts come from
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     hello_timeout: float = 30.0
+    max_sessions: int = 64  # further sessions are closed at once
 
     def __post_init__(self) -> None:
         if self.username in self.read_only_users:
@@ -122,7 +123,11 @@ class QkdAgent:
 
     def _new_session(
         self, username: str, write: Callable[[bytes], None], close: Callable[[], None]
-    ) -> NetconfSession:
+    ) -> NetconfSession | None:
+        if len(self.server.sessions) >= self.config.max_sessions:
+            log.warning("session limit (%d) reached; refusing a session of %r",
+                        self.config.max_sessions, username)
+            return None
         return NetconfSession(
             next(self._session_ids),
             username,

@@ -43,8 +43,9 @@ class ByteSession(Protocol):
     def awaiting_hello(self) -> bool: ...
 
 
-#: Builds the protocol session for an authenticated user, given ``write`` and ``close``.
-SessionFactory = Callable[[str, Callable[[bytes], None], Callable[[], None]], ByteSession]
+#: Builds the protocol session for an authenticated user, given ``write`` and ``close``;
+#: None refuses the session.
+SessionFactory = Callable[[str, Callable[[bytes], None], Callable[[], None]], ByteSession | None]
 
 
 def load_or_create_host_key(path: Path | None) -> asyncssh.SSHKey:
@@ -95,6 +96,9 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
             self._close()
             return
         self._session = self._factory(self._username, self._write, self._close)
+        if self._session is None:  # the agent is at its session limit
+            self._close()
+            return
         self._session.start()
         self._hello_timer = asyncio.get_running_loop().call_later(
             self._hello_timeout, self._check_hello
@@ -121,8 +125,15 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
             self._chan.close()
 
     def data_received(self, data: bytes, datatype: Any) -> None:
-        if self._session is not None:
+        if self._session is None:
+            return
+        try:
             self._session.data_received(data)
+        except Exception:  # a bug must cost one session, never the agent
+            log.exception("session failed; closing it")
+            self._session.kill()
+            self._close()
+            return
         self._ack_promptly()
 
     def _ack_promptly(self) -> None:

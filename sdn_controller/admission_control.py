@@ -28,13 +28,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from sdn_controller.errors import (InsufficientCapacityError, RoutingError, SessionStateError,
-                                   UnknownSessionError)
+from sdn_controller.errors import (
+    InsufficientCapacityError,
+    RoutingError,
+    SessionStateError,
+    UnknownSessionError,
+)
 from sdn_controller.identifiers import LinkId, NodeId, SaeId, SessionId
 from sdn_controller.reservations import ReservationLedger
 from sdn_controller.routing import Route
-from sdn_controller.session_config import (KmConfig, QoS, build_km_configs,
-                                           token_bucket_for)
+from sdn_controller.session_config import KmConfig, QoS, build_km_configs, token_bucket_for
 from sdn_controller.user_db import Directory, SlaProfile
 
 
@@ -280,6 +283,10 @@ class AdmissionControl:
         self.new_session_id = new_session_id
         self.ledger = ReservationLedger()
         self._sessions: dict[SessionId, _Session] = {}
+        #: open (ACCEPTED or ACTIVE) sessions per user, counted once per end the user holds
+        self._open_by_user: dict[str, int] = {}
+        #: ACCEPTED sessions by (initiator SAE, peer SAE), oldest first
+        self._waiting: dict[tuple[SaeId, SaeId], list[SessionId]] = {}
 
     # --- queries ----------------------------------------------------------------------------
     def session(self, session_id: str) -> SessionView:
@@ -293,7 +300,7 @@ class AdmissionControl:
         """Active sessions whose route crosses any of ``links``."""
         wanted = set(links)
         by_link = self.ledger.sessions_by_link()
-        found = set()
+        found: set[SessionId] = set()
         for link in wanted:
             found |= by_link.get(link, frozenset())
         for s in self._sessions.values():  # zero-rate sessions hold no reservation
@@ -326,8 +333,12 @@ class AdmissionControl:
             session = _Session(sid, endpoint, request.peer_sae_id, now, last_activity=now)
             self._sessions[sid] = session
             session.state = SessionState.ACCEPTED
+            self._count(request.user, +1)
+            self._waiting.setdefault((request.sae_id, request.peer_sae_id), []).append(sid)
             return Waiting(sid, request.node_id)
+        self._unwait(waiting)
         waiting.responder = endpoint
+        self._count(request.user, +1)
         return self._establish(waiting, now)
 
     def key_request(self, session_id: str) -> None:
@@ -415,6 +426,54 @@ class AdmissionControl:
         return Rerouted(session.session_id, session.configs,
                         _stale(old, session.configs), route, rate)
 
+    def update_qos(self, session_id: str, node_id: NodeId, qos: QoS) -> Rerouted | Refused:
+        """An end asks for new QoS for its active session (``sdqkdn_application_qos_update``).
+
+        Checked against that end's SLA and agreed with the peer's QoS as at set-up; the
+        session is then re-admitted at the new rate (new route and reservations, same session
+        ID). When the update cannot be granted the session keeps its current QoS and route and
+        the refusal (status 7 with a counter-proposal, or 4) is returned."""
+        session = self._get(session_id)
+        if session.state is not SessionState.ACTIVE or session.responder is None:
+            raise SessionStateError(session_id, session.state.value, "update its QoS")
+        if node_id == session.initiator.node_id:
+            end, other = session.initiator, session.responder
+        elif node_id == session.responder.node_id:
+            end, other = session.responder, session.initiator
+        else:
+            raise SessionStateError(session_id, session.state.value,
+                                    f"take a QoS update from {node_id}")
+        check = check_qos(qos, end.sla)
+        if not check.ok:
+            return Refused(session.session_id, node_id, AdmissionReason.QOS_ABOVE_SLA, 7,
+                           "; ".join(check.violations), check.counter_proposal)
+        updated = replace(end, qos=qos)
+        init, resp = (updated, other) if end is session.initiator else (other, updated)
+        rate, floor = self._agreed_rate(init, resp)
+        if floor > rate:
+            return Refused(session.session_id, node_id, AdmissionReason.QOS_MISMATCH, 7,
+                           f"peer's rates do not overlap (min {floor} > max {rate})",
+                           replace(qos, max_bps=rate, min_bps=min(qos.min_bps, rate)))
+        previous = (session.initiator, session.responder)
+        session.initiator, session.responder = init, resp
+        held = self.ledger.release(session.session_id)
+        try:
+            route, admitted, _ = self._route(session, rate, floor=floor)
+        except _NoRoute as failure:
+            session.initiator, session.responder = previous
+            self.ledger.reserve(session.session_id, held)
+            proposal = None if failure.available_bps is None else \
+                replace(qos, max_bps=failure.available_bps,
+                        min_bps=min(qos.min_bps, failure.available_bps))
+            return Refused(session.session_id, node_id, failure.reason,
+                           etsi004_status(failure.reason), failure.detail, proposal)
+        old = session.configs
+        session.priority = min(init.qos.priority, resp.qos.priority)
+        session.generation += 1
+        self._install(session, route, admitted)
+        return Rerouted(session.session_id, session.configs, _stale(old, session.configs),
+                        route, admitted)
+
     # --- internals --------------------------------------------------------------------------
     def _get(self, session_id: str) -> _Session:
         try:
@@ -430,16 +489,29 @@ class AdmissionControl:
         if request.session_id is not None:
             s = self._sessions.get(SessionId(request.session_id))
             return s if s is not None and matches(s) else None
-        candidates = [s for s in self._sessions.values() if matches(s)]
-        return min(candidates, key=lambda s: s.created_at, default=None)
+        for sid in self._waiting.get((request.peer_sae_id, request.sae_id), ()):
+            s = self._sessions[sid]
+            if matches(s):
+                return s
+        return None
+
+    def _unwait(self, session: _Session) -> None:
+        key = (session.initiator.sae_id, session.peer_sae_id)
+        queue = self._waiting.get(key, [])
+        if session.session_id in queue:
+            queue.remove(session.session_id)
+        if not queue:
+            self._waiting.pop(key, None)
+
+    def _count(self, user: str, delta: int) -> None:
+        count = self._open_by_user.get(user, 0) + delta
+        if count > 0:
+            self._open_by_user[user] = count
+        else:
+            self._open_by_user.pop(user, None)
 
     def _open_sessions_of(self, user: str) -> int:
-        count = 0
-        for s in self._sessions.values():
-            if s.state in (SessionState.ACCEPTED, SessionState.ACTIVE):
-                count += s.initiator.user == user
-                count += s.responder is not None and s.responder.user == user
-        return count
+        return self._open_by_user.get(user, 0)
 
     @staticmethod
     def _end_nodes(session: _Session) -> set[NodeId]:
@@ -451,17 +523,13 @@ class AdmissionControl:
     def _establish(self, session: _Session, now: float) -> Outcome:
         init, resp = session.initiator, session.responder
         assert resp is not None
-        floor = max(init.qos.min_bps, resp.qos.min_bps, init.sla.min_bps, resp.sla.min_bps)
-        wanted = [q.max_bps for q in (init.qos, resp.qos) if q.max_bps]
-        ceiling = min(init.sla.max_bps, resp.sla.max_bps)
-        rate = min(wanted) if wanted else \
-            min(max(self.policy.default_rate_bps, floor), ceiling)
-        rate = min(rate, ceiling)
+        rate, floor = self._agreed_rate(init, resp)
         if floor > rate:
-            proposal = replace(resp.qos, min_bps=min(resp.qos.min_bps, rate), max_bps=rate)
-            return self._terminate(session, AdmissionReason.QOS_MISMATCH,
-                                   f"peers' rates do not overlap (min {floor} > max {rate})",
-                                   counter_proposal=proposal)
+            return self._terminate(
+                session, AdmissionReason.QOS_MISMATCH,
+                f"peers' rates do not overlap (min {floor} > max {rate})",
+                counter_proposal=replace(resp.qos, min_bps=min(resp.qos.min_bps, rate),
+                                         max_bps=rate))
         session.priority = min(init.qos.priority, resp.qos.priority)
         session.idle_timeout_s = min(init.sla.idle_timeout_s, resp.sla.idle_timeout_s)
         ttls = [q.ttl_s for q in (init.qos, resp.qos) if q.ttl_s]
@@ -481,6 +549,16 @@ class AdmissionControl:
         return Configured(session.session_id, session.configs, route, admitted,
                           AdmissionReason.ADMITTED_AT_LOWER_RATE if lowered
                           else AdmissionReason.ADMITTED)
+
+    def _agreed_rate(self, init: Endpoint, resp: Endpoint) -> tuple[int, int]:
+        """(rate, floor): the smaller max_bps of the peers (SLA default when neither names
+        one), capped by both SLAs; floor = the largest min_bps of both QoS and both SLAs."""
+        floor = max(init.qos.min_bps, resp.qos.min_bps, init.sla.min_bps, resp.sla.min_bps)
+        wanted = [q.max_bps for q in (init.qos, resp.qos) if q.max_bps]
+        ceiling = min(init.sla.max_bps, resp.sla.max_bps)
+        rate = min(wanted) if wanted else \
+            min(max(self.policy.default_rate_bps, floor), ceiling)
+        return min(rate, ceiling), floor
 
     def _route(self, session: _Session, rate: int, *, floor: int | None = None
                ) -> tuple[Route | None, int, bool]:
@@ -532,6 +610,11 @@ class AdmissionControl:
         configs = session.configs
         notify = tuple(sorted(self._end_nodes(session) - {c.node_id for c in configs}))
         self.ledger.release(session.session_id)
+        if session.state in (SessionState.ACCEPTED, SessionState.ACTIVE):
+            self._unwait(session)
+            self._count(session.initiator.user, -1)
+            if session.responder is not None:
+                self._count(session.responder.user, -1)
         session.state = SessionState.TERMINATED
         session.reason, session.detail = reason, detail
         session.pending_deletions = {c.node_id for c in configs}

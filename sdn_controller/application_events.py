@@ -24,8 +24,14 @@ from lxml import etree
 from qkdn.namespaces import NETCONF_NOTIFICATION_NS, QKDN_KM_NS
 from sdn_controller.errors import TopologyDataError
 from sdn_controller.identifiers import NodeId, SaeId, SessionId
-from sdn_controller.qkd_node_data import (NOTIFICATION_LIST_NODES, bare_name, element_to_dict,
-                                          normalise_json, notification_from_message, parse_xml)
+from sdn_controller.qkd_node_data import (
+    NOTIFICATION_LIST_NODES,
+    bare_name,
+    element_to_dict,
+    normalise_json,
+    notification_from_message,
+    parse_xml,
+)
 from sdn_controller.session_config import QoS
 
 KM_NOTIFICATIONS = frozenset({"km_key_request", "km_session_state_change"})

@@ -1,7 +1,8 @@
-"""``qkdn users ...``: the user/SLA database of a network (``DIR/controller/users.sqlite``).
+"""The controller's commands: ``qkdn controller`` (the process), ``qkdn sessions``,
+``qkdn topology`` and ``qkdn users ...`` (the user/SLA database, ``DIR/controller/users.sqlite``).
 
-When the database does not exist yet it is created and loaded from ``DIR/topology.yaml`` (the
-copy ``qkdn up`` keeps), so the operator sees the topology's users right away.
+When the user database does not exist yet it is created and loaded from ``DIR/topology.yaml``
+(the copy ``qkdn up`` keeps), so the operator sees the topology's users right away.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from datetime import UTC
 from pathlib import Path
 
 from qkdn.errors import QkdnError
@@ -36,6 +38,28 @@ def open_users_db(state_dir: Path) -> UserDb:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    ctl = subparsers.add_parser("controller", help="run the SDN controller of a network "
+                                                   "(started by 'qkdn up')")
+    ctl.add_argument("--state-dir", required=True, type=Path)
+    ctl.add_argument("--qber-alarm", type=float, default=None,
+                     help="QBER above which a link is flagged (default 0.11; QKDN_QBER_ALARM)")
+    ctl.add_argument("--poll-interval", type=float, default=None,
+                     help="seconds between gets of each agent (default 5; QKDN_POLL_INTERVAL)")
+    ctl.add_argument("--peer-wait", type=float, default=None,
+                     help="seconds a session waits for its peer (default 30; QKDN_PEER_WAIT)")
+    ctl.set_defaults(func=_run_controller)
+
+    sessions = subparsers.add_parser("sessions", help="sessions with their paths and state")
+    sessions.add_argument("--state-dir", required=True, type=Path)
+    sessions.add_argument("--all", action="store_true", help="include terminated sessions")
+    sessions.add_argument("--json", action="store_true")
+    sessions.set_defaults(func=_sessions)
+
+    topo = subparsers.add_parser("topology", help="nodes and links with their live metrics")
+    topo.add_argument("--state-dir", required=True, type=Path)
+    topo.add_argument("--json", action="store_true")
+    topo.set_defaults(func=_topology)
+
     users = subparsers.add_parser("users", help="users, applications and SLA profiles "
                                                 "(controller's user database)")
     users.add_argument("--state-dir", required=True, type=Path)
@@ -139,10 +163,10 @@ def _add_user(args: argparse.Namespace) -> int:
 
 def _revoke_user(args: argparse.Namespace) -> int:
     def action(db: UserDb) -> int:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         db.revoke_user(args.name, args.reason,
-                       at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                       at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         print(f"user {args.name} revoked")
         return 0
     return _run(args, action)
@@ -181,3 +205,77 @@ def _add_sla(args: argparse.Namespace) -> int:
         print(f"SLA profile {sla.name} stored")
         return 0
     return _run(args, action)
+
+
+def _run_controller(args: argparse.Namespace) -> int:
+    from sdn_controller.daemon import resolve_settings, run_controller
+
+    try:
+        settings = resolve_settings(args.state_dir.resolve(), qber_alarm=args.qber_alarm,
+                                    poll_interval_s=args.poll_interval,
+                                    peer_wait_s=args.peer_wait)
+        return run_controller(settings)
+    except QkdnError as exc:
+        print(f"qkdn controller: {exc}", file=sys.stderr)
+        return 1
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    path = args.state_dir / "controller" / "sessions.json"
+    if not path.exists():
+        print(f"qkdn sessions: no controller state in {path.parent} (is the network up?)",
+              file=sys.stderr)
+        return 1
+    data = json.loads(path.read_text())
+    shown = [s for s in data["sessions"] if args.all or s["state"] != "terminated"]
+    if args.json:
+        print(json.dumps({**data, "sessions": shown}, indent=2))
+        return 0
+    print(f"{'session':<38}{'state':<12}{'from':<18}{'to':<18}{'bit/s':>9}  path")
+    for s in shown:
+        src = f"{s['initiator']['sae_id']}@{s['initiator']['node']}"
+        dst = (f"{s['responder']['sae_id']}@{s['responder']['node']}" if s["responder"]
+               else f"{s['peer_sae_id']} (waiting)")
+        path_text = " | ".join("-".join(leg["nodes"]) for leg in s["paths"]) or "-"
+        extra = f"  ({s['reason']})" if s["state"] == "terminated" and s["reason"] else ""
+        print(f"{s['session_id']:<38}{s['state']:<12}{src:<18}{dst:<18}{s['rate_bps']:>9}  "
+              f"{path_text}{extra}")
+    return 0
+
+
+def _topology(args: argparse.Namespace) -> int:
+    import time as _time
+
+    from sdn_controller.topology_db import TopologyDb
+
+    path = args.state_dir / "controller" / "topology.sqlite"
+    if not path.exists():
+        print(f"qkdn topology: no topology database at {path} (is the network up?)",
+              file=sys.stderr)
+        return 1
+    db = TopologyDb.open(path, clock=_time.time)
+    try:
+        nodes = db.nodes()
+        names = {n.qkdn_id: n.name or n.qkdn_id for n in nodes}
+        links = sorted(db.links(),
+                       key=lambda lk: (names.get(lk.node_a, ""), names.get(lk.node_b, "")))
+        if args.json:
+            print(json.dumps({"nodes": [asdict(n) for n in nodes],
+                              "links": [{**asdict(lk), "status": lk.status.value,
+                                         "usable": lk.usable} for lk in links]}, indent=2))
+            return 0
+        print(f"{'node':<8}{'qkdn_id':<38}{'status':<11}location")
+        for n in nodes:
+            print(f"{n.name or '-':<8}{n.qkdn_id:<38}{n.status or '-':<11}{n.location or ''}")
+        print()
+        print(f"{'link':<10}{'status':<9}{'skr':>9}{'eskr':>9}{'qber':>8}{'stored':>10}  state")
+        for lk in links:
+            state = "usable" if lk.usable else (lk.down_reason or lk.flag_reason or "unusable")
+            qber = f"{lk.qber:.4f}" if lk.qber is not None else "-"
+            stored = str(lk.stored_bits) if lk.stored_bits is not None else "-"
+            label = f"{names.get(lk.node_a, lk.node_a[:8])}-{names.get(lk.node_b, lk.node_b[:8])}"
+            print(f"{label:<10}{lk.status.value:<9}{lk.skr:>9}{lk.eskr:>9}{qber:>8}{stored:>10}  "
+                  f"{state}")
+        return 0
+    finally:
+        db.close()

@@ -23,8 +23,14 @@ from __future__ import annotations
 
 from lxml import etree
 
-from qkdn.namespaces import (ETSI_NODE_NS, ETSI_TYPES_NS, ETSI_TYPES_PREFIX, NETCONF_BASE_NS,
-                             QKDN_KM_NS, QKDN_KM_PREFIX)
+from qkdn.namespaces import (
+    ETSI_NODE_NS,
+    ETSI_TYPES_NS,
+    ETSI_TYPES_PREFIX,
+    NETCONF_BASE_NS,
+    QKDN_KM_NS,
+    QKDN_KM_PREFIX,
+)
 from sdn_controller.session_config import KmConfig, KmRole, VirtualHop
 
 NC = "nc"
@@ -179,4 +185,23 @@ def session_restore_payload(old: KmConfig, new: KmConfig) -> etree._Element:
             link = etree.SubElement(links, _q("qkd_link"))
             _operation(link, "delete")
             _leaf(link, "qkdl_id", hop.link_id)
+    return root
+
+
+def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: list[str]
+                          ) -> etree._Element:
+    """Delete ``qkd_app`` entries and virtual links the controller no longer knows."""
+    root, node = _config_root(node_id)
+    if app_ids:
+        apps = etree.SubElement(node, _q("qkd_applications"))
+        for app_id in app_ids:
+            app = etree.SubElement(apps, _q("qkd_app"))
+            _operation(app, "delete")
+            _leaf(app, "app_id", app_id)
+    if virtual_link_ids:
+        links = etree.SubElement(node, _q("qkd_links"))
+        for link_id in virtual_link_ids:
+            link = etree.SubElement(links, _q("qkd_link"))
+            _operation(link, "delete")
+            _leaf(link, "qkdl_id", link_id)
     return root

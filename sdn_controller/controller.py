@@ -16,24 +16,44 @@ import enum
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lxml import etree
 
 from sdn_controller.access_control import check_access, etsi004_status
-from sdn_controller.admission_control import (AdmissionControl, ConfigRequest, Configured,
-                                              Outcome, Refused, Rerouted, SessionState,
-                                              Terminated, Waiting)
-from sdn_controller.application_events import (ApplicationClosed, ApplicationQosUpdate,
-                                               ApplicationRequest, KeyRequestEvent,
-                                               KmSessionStateEvent, application_event)
+from sdn_controller.admission_control import (
+    AdmissionControl,
+    ConfigRequest,
+    Configured,
+    Outcome,
+    Refused,
+    Rerouted,
+    SessionState,
+    Terminated,
+    Waiting,
+)
+from sdn_controller.application_events import (
+    ApplicationClosed,
+    ApplicationQosUpdate,
+    ApplicationRequest,
+    KeyRequestEvent,
+    KmSessionStateEvent,
+    application_event,
+)
+from sdn_controller.config_payloads import orphan_delete_payload
 from sdn_controller.errors import SessionError
 from sdn_controller.identifiers import NodeId, SaeId, SessionId
 from sdn_controller.monitoring import AlarmEvent, MonitoringThresholds, assess
-from sdn_controller.push import (NodeConfigurator, plan_reroute_push, plan_session_push,
-                                 push_all, remove_all)
+from sdn_controller.push import (
+    NodeConfigurator,
+    plan_reroute_push,
+    plan_session_push,
+    push_all,
+    remove_all,
+)
+from sdn_controller.qkd_node_data import qkd_node_from_reply
 from sdn_controller.session_config import KmConfig, QoS
 from sdn_controller.topology_db import LinkUpdate, TopologyDb
 from sdn_controller.user_db import UserDb
@@ -69,6 +89,7 @@ class EventKind(str, enum.Enum):
     SESSION_REFUSED = "session-refused"
     SESSION_TERMINATED = "session-terminated"
     SESSION_REROUTED = "session-rerouted"
+    ORPHANS_REMOVED = "orphans-removed"
     LINK_ALARM = "link-alarm"
 
 
@@ -97,10 +118,22 @@ class Controller:
         self.signals = signals
         self.thresholds = thresholds
         self.clock = clock
-        self.executor = executor
+        #: pushes to the KMs of a path go out in parallel on this pool (kept for the process)
+        self._own_executor = executor is None
+        self.executor: Executor = executor or ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="qkdn-push")
+        #: sessions moved together (reroute after a link failure) are pushed in parallel here;
+        #: a separate pool, since each of its tasks waits for pushes on ``executor``
+        self._session_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qkdn-move")
         self.event_sink = event_sink
         self.events: collections.deque[ControllerEvent] = collections.deque(maxlen=history)
         self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Stop the push pool if the controller created it."""
+        self._session_pool.shutdown(wait=True)
+        if self._own_executor:
+            self.executor.shutdown(wait=True)
 
     # --- entry points for the southbound ----------------------------------------------------
     def handle_notification(self, node_id: str,
@@ -116,18 +149,49 @@ class Controller:
         elif isinstance(event, KmSessionStateEvent):
             self._on_km_state(event)
         elif isinstance(event, ApplicationQosUpdate):
-            log.info("QoS update for session %s from %s: renegotiation is not supported; the "
-                     "session keeps its admitted QoS", event.session_id, node_id)
+            self._on_qos_update(event)
         else:
             with self._lock:
                 updates = self.topology.apply_notification(message, node_id=node_id)
             self._on_link_updates(updates)
 
     def ingest_node(self, reply: str | bytes | etree._Element | Mapping[str, Any]) -> None:
-        """A periodic ``get`` of an agent's ``qkd_node``."""
+        """A periodic ``get`` of an agent's ``qkd_node``: topology and metrics, then removal
+        of session configuration the controller does not know (orphans)."""
+        node = qkd_node_from_reply(reply)
         with self._lock:
-            updates = self.topology.ingest_node(reply)
+            updates = self.topology.ingest_node({"qkd_node": node})
         self._on_link_updates(updates)
+        self._remove_orphans(NodeId(str(node["qkdn_id"])), node)
+
+    def _remove_orphans(self, node_id: NodeId, node: Mapping[str, Any]) -> None:
+        """Delete ``qkd_app`` entries this controller created (they carry ``km_session``) for
+        sessions it no longer knows — left by a failed deletion or by an earlier controller
+        run — with their virtual links. Sessions the operator configured without
+        ``km_session`` are left alone."""
+        apps = (node.get("qkd_applications") or {}).get("qkd_app") or []
+        managed = {str(a.get("app_id")) for a in apps if "km_session" in a}
+        if not managed:
+            return
+        with self._lock:
+            known = {v.session_id for v in self.admission.sessions(include_terminated=True)}
+        orphans = sorted(managed - known)
+        if not orphans:
+            return
+        links = (node.get("qkd_links") or {}).get("qkd_link") or []
+        virtual = [str(link.get("qkdl_id")) for link in links
+                   if link.get("qkdl_type") == "VIRT"
+                   and set(map(str, link.get("qkdl_applications") or [])) & set(orphans)]
+        configurator = self.configurators.get(node_id)
+        if configurator is None:
+            return
+        try:
+            configurator.edit_config(orphan_delete_payload(node_id, orphans, virtual))
+        except Exception as exc:  # retried at the next get
+            log.warning("node %s: removing orphan sessions failed: %s", node_id, exc)
+            return
+        self._emit(EventKind.ORPHANS_REMOVED, node_id=node_id,
+                   detail=f"sessions {', '.join(orphans)}; virtual links {len(virtual)}")
 
     def tick(self) -> None:
         """Expire sessions whose timers ran out; drop fully deleted ones."""
@@ -196,6 +260,26 @@ class Controller:
                 return
         self._finish(ended)
 
+    def _on_qos_update(self, event: ApplicationQosUpdate) -> None:
+        with self._lock:
+            try:
+                view = self.admission.session(event.session_id)
+                old = view.configs
+                outcome = self.admission.update_qos(event.session_id, event.node_id, event.qos)
+            except SessionError as exc:
+                log.info("QoS update for %s ignored: %s", event.session_id, exc)
+                return
+        if isinstance(outcome, Refused):
+            sae, peer = _ends_for(view, event.node_id)
+            self._emit(EventKind.SESSION_REFUSED, session_id=event.session_id,
+                       node_id=event.node_id,
+                       detail=f"QoS update: {outcome.reason.value} {outcome.detail}")
+            self.signals.refuse(event.node_id, SessionRefusal(
+                sae, peer, outcome.session_id, outcome.status, outcome.reason.value,
+                outcome.detail, outcome.counter_proposal))
+            return
+        self._move(event.session_id, old, outcome, "QoS update")
+
     def _on_key_request(self, event: KeyRequestEvent) -> None:
         with self._lock:
             try:
@@ -231,26 +315,47 @@ class Controller:
             for alarm in decision.alarms:
                 self._emit(EventKind.LINK_ALARM, qkdl_id=alarm.qkdl_id, alarm=alarm,
                            detail=f"{alarm.severity.value} {alarm.kind.value}: {alarm.message}")
-            for session_id in sorted(decision.reroute):
-                self._reroute(session_id)
+            if decision.reroute:
+                self._reroute(sorted(decision.reroute))
 
-    def _reroute(self, session_id: SessionId) -> None:
+    def _reroute(self, session_ids: list[SessionId]) -> None:
+        """New routes for all ``session_ids`` (decided one after the other, so each sees the
+        capacity the previous ones took), then their pushes in parallel."""
+        moves: list[tuple[SessionId, tuple[KmConfig, ...], Rerouted | Terminated]] = []
         with self._lock:
-            try:
-                old = self.admission.session(session_id).configs
-                outcome = self.admission.reroute(session_id)
-            except SessionError:
-                return
-        if isinstance(outcome, Terminated):
-            self._finish(outcome)
+            for session_id in session_ids:
+                try:
+                    old = self.admission.session(session_id).configs
+                    moves.append((session_id, old, self.admission.reroute(session_id)))
+                except SessionError:
+                    continue
+
+        def apply(move: tuple[SessionId, tuple[KmConfig, ...], Rerouted | Terminated]) -> None:
+            session_id, old, outcome = move
+            if isinstance(outcome, Terminated):
+                self._finish(outcome)
+            else:
+                self._move(session_id, old, outcome, "reroute")
+
+        if len(moves) == 1:
+            apply(moves[0])
             return
-        assert isinstance(outcome, Rerouted)
+        for future in [self._session_pool.submit(apply, move) for move in moves]:
+            exc = future.exception()
+            if exc is not None:
+                log.error("reroute failed: %s", exc, exc_info=exc)
+
+    def _move(self, session_id: SessionId, old: tuple[KmConfig, ...], outcome: Rerouted,
+              why: str) -> None:
+        """Push a session's new configuration, then delete what the old one leaves behind;
+        if the push fails, the session ends (its KMs are back on the old configuration,
+        which is deleted)."""
         result = push_all(plan_reroute_push(outcome.new_configs, old), self.configurators,
                           executor=self.executor)
         if not result.ok:
             old_nodes = {c.node_id for c in old}
             with self._lock:
-                ended = self.admission.fail(session_id, f"reroute failed: {result.reason()}")
+                ended = self.admission.fail(session_id, f"{why} failed: {result.reason()}")
                 for node in result.rolled_back + tuple(result.failures):
                     if node not in old_nodes:  # new to the session and rolled back: clean
                         self.admission.confirm_deletion(session_id, node)
@@ -263,7 +368,8 @@ class Controller:
         remove_all(outcome.stale_configs, self.configurators, executor=self.executor)
         path = " | ".join("-".join(leg.path.nodes) for leg in outcome.route.legs) \
             if outcome.route else "local"
-        self._emit(EventKind.SESSION_REROUTED, session_id=session_id, detail=path)
+        self._emit(EventKind.SESSION_REROUTED, session_id=session_id,
+                   detail=f"{why}: {path} at {outcome.rate_bps} bit/s")
 
     # --- termination ------------------------------------------------------------------------
     def _finish(self, ended: Terminated, *, configs: list[KmConfig] | None = None,
@@ -273,13 +379,16 @@ class Controller:
         to_delete = list(ended.configs) if configs is None else configs
         result = remove_all(to_delete, self.configurators, executor=self.executor)
         with self._lock:
-            for node in result.confirmed:
-                self.admission.confirm_deletion(ended.session_id, node)
-            view = self.admission.session(ended.session_id)
+            try:
+                for node in result.confirmed:
+                    self.admission.confirm_deletion(ended.session_id, node)
+                view = self.admission.session(ended.session_id)
+            except SessionError:  # already forgotten by a concurrent tick: nothing pending
+                view = None
         for node, why in result.failures.items():
             log.warning("session %s: deletion on %s failed: %s", ended.session_id, node, why)
-        notify = set(ended.notify_nodes)
-        if refuse_ends:
+        notify = set(ended.notify_nodes) if view is not None else set()
+        if refuse_ends and view is not None:
             notify |= {view.initiator.node_id}
             if view.responder is not None:
                 notify.add(view.responder.node_id)

@@ -16,8 +16,11 @@ from typing import Protocol
 
 from lxml import etree
 
-from sdn_controller.config_payloads import (session_config_payload, session_delete_payload,
-                                            session_restore_payload)
+from sdn_controller.config_payloads import (
+    session_config_payload,
+    session_delete_payload,
+    session_restore_payload,
+)
 from sdn_controller.errors import PushError
 from sdn_controller.identifiers import NodeId
 from sdn_controller.session_config import KmConfig

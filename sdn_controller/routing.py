@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -443,9 +444,10 @@ class GraphRouter:
     """The routing element as admission control calls it: ``router(src, dst, rate_bps,
     reserved_bps=..., sessions=...) -> Route``.
 
-    ``links`` returns the current :class:`LinkMetrics` (the topology database); each call
-    builds the graph with the given reservations, so a link's capacity already promised to
-    other sessions is never offered twice.
+    ``links`` returns the current :class:`LinkMetrics` (the topology database). The graph is
+    rebuilt only when a link changed (the database hands out new frozen values on every
+    change); reservations and session counts are applied to it on every call, so a link's
+    capacity already promised to other sessions is never offered twice. Thread-safe.
     """
 
     def __init__(self, links: Callable[[], Iterable[LinkMetrics]], *,
@@ -453,14 +455,46 @@ class GraphRouter:
         self._links = links
         self.weight = weight
         self.allow_multipath = allow_multipath
+        self._lock = threading.Lock()
+        self._built_from: list[LinkMetrics] = []
+        self._graph: nx.Graph | None = None
+        self._data_of: dict[LinkId, dict[str, Any]] = {}
+        self._loaded: set[LinkId] = set()
+
+    def _current(self, reserved_bps: Mapping[LinkId, int],
+                 sessions: Mapping[LinkId, int]) -> nx.Graph:
+        links = list(self._links())
+        if self._graph is None or len(links) != len(self._built_from) or \
+                any(a is not b for a, b in zip(links, self._built_from)):
+            self._graph = build_graph(links)
+            self._built_from = links
+            self._data_of = {d["qkdl_id"]: d for _, _, d in self._graph.edges(data=True)}
+            self._loaded = set()
+        graph = self._graph
+        data_of = self._data_of
+        for link in self._loaded | reserved_bps.keys() | sessions.keys():
+            data = data_of.get(link)
+            if data is None:
+                continue
+            reserved = int(reserved_bps.get(link, 0))
+            count = int(sessions.get(link, 0))
+            if data["reserved_bps"] != reserved or data["sessions"] != count:
+                data["reserved_bps"] = reserved
+                data["sessions"] = count
+                data["capacity_bps"] = max(0, data["metrics"].key_rate_bps - reserved)
+        self._loaded = set(reserved_bps) | set(sessions)
+        return graph
 
     def graph(self, *, reserved_bps: Mapping[LinkId, int] | None = None,
               sessions: Mapping[LinkId, int] | None = None) -> nx.Graph:
-        return build_graph(self._links(), reserved_bps=reserved_bps, sessions=sessions)
+        """A copy of the routing graph with these reservations applied."""
+        with self._lock:
+            return self._current(reserved_bps or {}, sessions or {}).copy()
 
     def __call__(self, src: NodeId, dst: NodeId, rate_bps: int, *,
                  reserved_bps: Mapping[LinkId, int] | None = None,
                  sessions: Mapping[LinkId, int] | None = None) -> Route:
-        graph = self.graph(reserved_bps=reserved_bps, sessions=sessions)
-        return route_session(graph, src, dst, rate_bps, weight=self.weight,
-                             allow_multipath=self.allow_multipath)
+        with self._lock:
+            graph = self._current(reserved_bps or {}, sessions or {})
+            return route_session(graph, src, dst, rate_bps, weight=self.weight,
+                                 allow_multipath=self.allow_multipath)

@@ -231,9 +231,10 @@ class TopologyDb:
             status = "FAILED" if name == "sdqkdn_interface_down" else "DISABLED"
             self.db.execute("UPDATE interfaces SET status = :s WHERE qkdn_id = :n AND "
                             "qkdi_id = :i", {"s": status, "n": node_id, "i": qkdi_id})
-            qkdl_id = self._interfaces.get((NodeId(node_id), qkdi_id))
-            if qkdl_id is None:
+            found = self._interfaces.get((NodeId(node_id), qkdi_id))
+            if found is None:
                 return []
+            qkdl_id = found
             reason = str(iface.get("reason") or name.replace("sdqkdn_", "").replace("_", " "))
             return [self._update(qkdl_id, {"status": LinkStatus.OFF, "down_reason": reason,
                                            "updated_at": now}, name, reason)]

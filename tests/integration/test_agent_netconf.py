@@ -477,6 +477,32 @@ def test_client_that_never_says_hello_is_dropped(running):
             client.close()
 
 
+def test_session_limit(running):
+    config = AgentConfig(password=PASSWORD, max_sessions=2)
+    small = QkdAgent(config, running.datastore, ctx=running.agent.ctx)
+    with AgentThread(small) as thread:
+        first, second = (manager.connect(host="127.0.0.1", port=thread.port, username="admin",
+                                         password=PASSWORD, hostkey_verify=False,
+                                         look_for_keys=False, allow_agent=False, timeout=5)
+                         for _ in range(2))
+        client = RawClient(thread.port)
+        try:
+            client.run(client.open())
+            assert client.hello is None  # closed without a hello
+        finally:
+            client.close()
+        first.close_session()
+        deadline = time.time() + 5
+        while small.session_count >= 2 and time.time() < deadline:
+            time.sleep(0.02)
+        third = manager.connect(host="127.0.0.1", port=thread.port, username="admin",
+                                password=PASSWORD, hostkey_verify=False, look_for_keys=False,
+                                allow_agent=False, timeout=5)
+        assert third.connected
+        third.close_session()
+        second.close_session()
+
+
 def test_shell_and_other_subsystems_are_refused(running):
     async def attempt() -> None:
         async with asyncssh.connect("127.0.0.1", running.port, username="admin",

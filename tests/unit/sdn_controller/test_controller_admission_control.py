@@ -4,10 +4,19 @@ import itertools
 import pytest
 
 from sdn_controller import admission_control
-from sdn_controller.admission_control import (AdmissionControl, AdmissionPolicy,
-                                              AdmissionReason, ConfigRequest, Configured,
-                                              Refused, Rerouted, SessionState, Terminated,
-                                              Waiting, check_qos)
+from sdn_controller.admission_control import (
+    AdmissionControl,
+    AdmissionPolicy,
+    AdmissionReason,
+    ConfigRequest,
+    Configured,
+    Refused,
+    Rerouted,
+    SessionState,
+    Terminated,
+    Waiting,
+    check_qos,
+)
 from sdn_controller.errors import SessionStateError, UnknownSessionError
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
 from sdn_controller.routing import GraphRouter
@@ -30,7 +39,7 @@ class Links:
     """A mutable set of links the router reads (stands for the topology DB)."""
 
     def __init__(self, links):
-        self.links = {l.qkdl_id: l for l in links}
+        self.links = {lk.qkdl_id: lk for lk in links}
 
     def __call__(self):
         return list(self.links.values())
@@ -259,6 +268,7 @@ def test_no_path(directory):
     out = ac.request_config(req(3, 2))
     assert isinstance(out, Terminated) and out.reason is AdmissionReason.NO_PATH
     assert out.status == 4 and set(out.notify_nodes) == {"n2", "n3"}
+    assert ac.session(first.session_id).state is SessionState.TERMINATED
 
 
 def test_multipath_when_one_path_is_too_thin(directory):
@@ -326,3 +336,52 @@ def test_fail_releases(directory):
     out = ac.fail(done.session_id, "node n0 refused edit-config")
     assert out.reason is AdmissionReason.CONFIGURATION_FAILED and len(ac.ledger) == 0
     assert out.detail == "node n0 refused edit-config"
+
+
+def test_session_limit_counts_open_sessions_only(directory):
+    ac, clock = make(directory, peer_wait_s=5)
+    _, first = open_pair(ac, 2, 3)
+    waiting = ac.request_config(req(2, 1))
+    assert isinstance(ac.request_config(req(2, 4)), Refused)  # u2 holds 2 (limit 2)
+    ac.close(first.session_id)
+    assert isinstance(ac.request_config(req(2, 4)), Waiting)  # one freed by the close
+    clock.advance(5)
+    assert len(ac.expire()) == 2  # both waiting sessions time out ...
+    assert isinstance(ac.request_config(req(2, 5)), Waiting)  # ... and free their places
+    assert ac.session(waiting.session_id).state is SessionState.TERMINATED
+    # the responder's user is counted too: u3 pairs twice, third time refused
+    ac2, _ = make(directory)
+    open_pair(ac2, 1, 3)
+    open_pair(ac2, 4, 3)
+    assert isinstance(ac2.request_config(req(3, 5)), Refused)
+
+
+def test_qos_update_re_admits_at_the_new_rate_or_refuses_keeping_the_session(directory):
+    links = paper_links()
+    links.set("n0-n3", skr=30_000)
+    ac, _ = make(directory, links)
+    _, done = open_pair(ac, 2, 3, qos=QoS(max_bps=10_000, min_bps=1_000, priority=3))
+    sid = done.session_id
+    # above the SLA: refused, nothing changes
+    out = ac.update_qos(sid, "n2", QoS(max_bps=90_000))
+    assert isinstance(out, Refused) and out.status == 7 and out.counter_proposal.max_bps == 50_000
+    # both ends lower their rate: re-admitted at the new rate, same session
+    ac.update_qos(sid, "n3", QoS(max_bps=5_000, min_bps=1_000, priority=3))
+    assert ac.session(sid).rate_bps == 5_000
+    out = ac.update_qos(sid, "n2", QoS(max_bps=4_000, min_bps=1_000, priority=2))
+    assert isinstance(out, Rerouted) and out.rate_bps == 4_000 and ac.session(sid).priority == 2
+    assert ac.ledger.reserved_by_link() == {"n0-n2": 4_000, "n0-n3": 4_000}
+    assert {h.link_id for c in out.stale_configs for h in c.hops} != \
+        {h.link_id for c in out.new_configs for h in c.hops}
+    # a floor above what the peer asks for: refused as a mismatch
+    out = ac.update_qos(sid, "n3", QoS(max_bps=45_000, min_bps=40_000))
+    assert isinstance(out, Refused) and out.reason is AdmissionReason.QOS_MISMATCH
+    # more than the network can carry with a floor above it: refused, old rate kept
+    assert isinstance(ac.update_qos(sid, "n3", QoS(max_bps=45_000, min_bps=1_000)), Rerouted)
+    out = ac.update_qos(sid, "n2", QoS(max_bps=45_000, min_bps=40_000))
+    assert isinstance(out, Refused) and out.reason is AdmissionReason.INSUFFICIENT_CAPACITY
+    assert out.counter_proposal.max_bps == 30_000
+    assert ac.session(sid).rate_bps == 4_000
+    assert ac.ledger.reserved_by_link() == {"n0-n2": 4_000, "n0-n3": 4_000}
+    with pytest.raises(SessionStateError):
+        ac.update_qos(sid, "n5", QoS(max_bps=1_000))

@@ -27,7 +27,7 @@ def nid(name):
 
 
 def lid(a, b):
-    return next(l.qkdl_id for l in TOPO.links if set(l.ends()) == {a, b})
+    return next(lk.qkdl_id for lk in TOPO.links if set(lk.ends()) == {a, b})
 
 
 class Clock:
@@ -241,3 +241,65 @@ def test_peer_never_comes(memory_node):
     net.ctl.tick()
     (node, refusal), = net.signals.refusals
     assert node == nid("2") and refusal.status == 6 and refusal.reason == "peer-timeout"
+
+
+def test_qos_update_moves_the_session_to_new_virtual_links(net):
+    view = net.pair("2", "3")
+    old_links = set(net.nodes[nid("0")].links())
+    for node in ("2", "3"):
+        net.ctl.handle_notification(nid(node), {f"{ETSI}:sdqkdn_application_qos_update": {
+            "qkd_application": {"app_id": view.session_id, "app_priority": 1,
+                                "app_qos": {"max_bandwidth": 2_000, "min_bandwidth": 1024}}}})
+    assert net.admission.session(view.session_id).rate_bps == 2_000
+    (vlink,) = net.nodes[nid("0")].links().values()
+    assert text(vlink, "virt_bandwidth") == ["2000"]
+    assert not (set(net.nodes[nid("0")].links()) & old_links)
+    (app,) = net.nodes[nid("2")].apps().values()
+    assert text(app, "max_bandwidth") == ["2000"]
+    net.ctl.handle_notification(nid("2"), {f"{ETSI}:sdqkdn_application_qos_update": {
+        "qkd_application": {"app_id": view.session_id, "app_qos": {"max_bandwidth": 10**7}}}})
+    (node, refusal), = net.signals.refusals
+    assert node == nid("2") and refusal.status == 7 and refusal.counter_proposal.max_bps == 10**6
+
+
+def test_orphan_session_configuration_is_removed_at_the_next_get(net):
+    from sdn_controller.config_payloads import session_config_payload
+    live = net.pair("2", "3")
+    orphan_id = "0bad0bad-0000-4000-8000-000000000001"
+    # what a previous controller run left on node 0: a session it no longer knows
+    (relay_config,) = [c for c in live.configs if c.node_id == nid("0")]
+    from dataclasses import replace
+    hop = replace(relay_config.hops[0], link_id="0bad0bad-0000-4000-8000-0000000000ff")
+    net.nodes[nid("0")].edit_config(session_config_payload(
+        replace(relay_config, session_id=orphan_id, hops=(hop,))))
+    assert orphan_id in net.nodes[nid("0")].apps()
+    reply = node_state("0")
+    body = reply[f"{ETSI}:qkd_node"]
+    body["qkd_applications"] = {"qkd_app": [
+        {"app_id": sid, "app_type": T + "CLIENT", f"{KM}:km_session": {"role": "relay"}}
+        for sid in (live.session_id, orphan_id)] + [
+        {"app_id": "0ab0ab00-0000-4000-8000-000000000002", "app_type": T + "CLIENT"}]}
+    body["qkd_links"]["qkd_link"].append({
+        "qkdl_id": hop.link_id, "qkdl_type": T + "VIRT", "qkdl_applications": [orphan_id]})
+    net.ctl.ingest_node(reply)
+    assert set(net.nodes[nid("0")].apps()) == {live.session_id}
+    assert hop.link_id not in net.nodes[nid("0")].links()
+    assert len(net.nodes[nid("0")].links()) == 1  # the live session's virtual link stays
+    assert EventKind.ORPHANS_REMOVED in net.kinds()
+
+
+def test_all_sessions_on_a_cut_link_are_rerouted(net):
+    for _ in range(3):
+        net.open("4", "5")
+        net.open("5", "4")
+    sessions = [s.session_id for s in net.admission.sessions()]
+    assert len(sessions) == 3
+    net.ctl.handle_notification(nid("5"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
+        "qkdl_id": lid("4", "5"), "reason": "fiber cut"}}})
+    for sid in sessions:
+        moved = net.admission.session(sid)
+        assert moved.state is SessionState.ACTIVE
+        assert moved.route.legs[0].path.nodes == (nid("4"), nid("0"), nid("5"))
+    assert set(net.nodes[nid("0")].apps()) == set(sessions)
+    assert len(net.nodes[nid("0")].links()) == 3 and len(net.nodes[nid("4")].links()) == 3
+    assert [e.kind for e in net.ctl.events].count(EventKind.SESSION_REROUTED) == 3

@@ -1,12 +1,11 @@
-import time
+import threading
 
 import pytest
 
-from sdn_controller.admission_control import (AdmissionControl, ConfigRequest, Configured,
-                                              Rerouted)
+from sdn_controller.admission_control import AdmissionControl, ConfigRequest, Configured, Rerouted
 from sdn_controller.errors import PushError
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
-from sdn_controller.push import (plan_reroute_push, plan_session_push, push_all, remove_all)
+from sdn_controller.push import plan_reroute_push, plan_session_push, push_all, remove_all
 from sdn_controller.routing import GraphRouter
 from sdn_controller.session_config import QoS
 from sdn_controller.user_db import SlaProfile, UserDb
@@ -89,11 +88,20 @@ def test_unreachable_node_means_nothing_is_touched(ac, nodes):
 
 
 def test_pushes_go_out_in_parallel(ac, nodes):
+    """Each node's edit-config waits at a barrier for the other two: only concurrent calls
+    can pass it (sequential calls would break it after its timeout)."""
     out = session(ac)
-    nodes_ = nodes(a={"delay": 0.2}, b={"delay": 0.2}, c={"delay": 0.2})
-    started = time.perf_counter()
-    assert push_all(plan_session_push(out.configs), nodes_).ok
-    assert time.perf_counter() - started < 0.45
+    nodes_ = nodes()
+    barrier = threading.Barrier(3, timeout=5)
+    for node in (N["a"], N["b"], N["c"]):
+        original = nodes_[node].edit_config
+
+        def edit(config, original=original):
+            barrier.wait()
+            original(config)
+        nodes_[node].edit_config = edit
+    result = push_all(plan_session_push(out.configs), nodes_)
+    assert result.ok and not barrier.broken
 
 
 def test_remove_all_collects_confirmations(ac, nodes):

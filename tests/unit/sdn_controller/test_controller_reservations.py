@@ -17,3 +17,10 @@ def test_totals_users_and_release():
     assert ledger.release("unknown") == {}
     with pytest.raises(ValueError):
         ledger.reserve("s3", {"l1": -1})
+
+
+def test_southbound_capability_check_doctest():
+    import doctest
+
+    from sdn_controller import southbound
+    assert doctest.testmod(southbound).failed == 0

@@ -7,9 +7,17 @@ import pytest
 from sdn_controller import routing
 from sdn_controller.errors import InsufficientCapacityError, NoPathError, UnknownNodeError
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
-from sdn_controller.routing import (build_graph, compute_multipath, compute_path,
-                                    compute_widest_path, hop_weight, key_aware_weight,
-                                    make_key_aware_weight, max_rate, route_session)
+from sdn_controller.routing import (
+    build_graph,
+    compute_multipath,
+    compute_path,
+    compute_widest_path,
+    hop_weight,
+    key_aware_weight,
+    make_key_aware_weight,
+    max_rate,
+    route_session,
+)
 
 
 def link(a, b, skr=100_000, **kw):
@@ -195,3 +203,23 @@ def test_exact_split_when_the_greedy_one_falls_short():
     assert sorted(leg.path.nodes for leg in route.legs) == [("s", "a", "t"), ("s", "b", "t")]
     assert route.rate_bps == 2000
     assert routing._greedy_split(g, "s", "t", 2000, weight) is None
+
+
+def test_graph_router_applies_reservations_and_follows_link_changes():
+    from dataclasses import replace
+
+    from sdn_controller.routing import GraphRouter
+    links = {lk.qkdl_id: lk for lk in diamond()}
+    router = GraphRouter(lambda: list(links.values()))
+    assert router("s", "t", 10_000).legs[0].path.nodes == ("s", "x", "t")
+    # 25 kbit/s of s-x promised elsewhere: the session goes the other way
+    r = router("s", "t", 10_000, reserved_bps={"s-x": 25_000}, sessions={"s-x": 3})
+    assert r.legs[0].path.nodes == ("s", "y", "t")
+    g = router.graph(reserved_bps={"s-x": 25_000})
+    assert g.edges["s", "x"]["capacity_bps"] == 5_000
+    # reservations are not sticky: the next call without them sees full capacity again
+    assert router.graph().edges["s", "x"]["capacity_bps"] == 30_000
+    links["s-x"] = replace(links["s-x"], down_reason="cut")  # a new value: graph rebuilt
+    assert router("s", "t", 10_000).legs[0].path.nodes == ("s", "y", "t")
+    with pytest.raises(InsufficientCapacityError):
+        router("s", "t", 30_000, reserved_bps={"s-t": 5_000})

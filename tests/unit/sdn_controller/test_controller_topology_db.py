@@ -59,7 +59,7 @@ def db():
 
 
 def link_id(a, b):
-    return next(l.qkdl_id for l in TOPO.links if set(l.ends()) == {a, b})
+    return next(lk.qkdl_id for lk in TOPO.links if set(lk.ends()) == {a, b})
 
 
 def nid(name):
@@ -99,7 +99,7 @@ def test_ingest_json_and_persistence(tmp_path):
 def test_both_ends_report_one_link(db):
     db.ingest_node(node_state("0", skr=1000))
     db.ingest_node(node_state("1", skr=2000))
-    assert len([l for l in db.links() if {l.node_a, l.node_b} == {nid("0"), nid("1")}]) == 1
+    assert len([lk for lk in db.links() if {lk.node_a, lk.node_b} == {nid("0"), nid("1")}]) == 1
     assert db.link(link_id("0", "1")).skr == 2000
 
 
@@ -146,7 +146,7 @@ def test_overloaded_alarm_and_interface_down(db):
         "qkdl_id": lid, "qkdl_status": T + "OFF", "message": "module failure",
         "severity": T + "MAJOR"}}}, node_id=nid("0"))
     assert u.current.down_reason == "alarm: module failure" and u.severity == "MAJOR"
-    qkdi = TOPO.interface_id("0", next(l for l in TOPO.links if l.qkdl_id == link_id("0", "5")))
+    qkdi = TOPO.interface_id("0", next(lk for lk in TOPO.links if lk.qkdl_id == link_id("0", "5")))
     (u,) = db.apply_notification({"etsi-qkd-sdn-node:sdqkdn_interface_down": {
         "qkd_interface": {"qkdi_id": qkdi, "reason": "detector failure"}}}, node_id=nid("0"))
     assert u.current.qkdl_id == link_id("0", "5") and u.current.down_reason == "detector failure"
@@ -186,3 +186,11 @@ def test_virtual_links_are_not_topology(db):
         "virt_prev_hop": nid("2"), "virt_next_hop": [nid("3")]})
     db.ingest_node(cfg)
     assert len(db.links()) == 5
+
+
+def test_key_store_level_from_the_km_extension(db):
+    cfg = node_state("0")
+    link = cfg["etsi-qkd-sdn-node:qkd_node"]["qkd_links"]["qkd_link"][0]
+    link["qkdl_performance"]["qkdn-key-manager:key_store"] = {"stored_key_bits": "4096"}
+    db.ingest_node(cfg)
+    assert db.link(link["qkdl_id"]).stored_bits == 4096

@@ -5,8 +5,12 @@ import pytest
 
 from qkdn.topology import load_topology
 from sdn_controller import sql_database
-from sdn_controller.errors import (DatabaseError, DuplicateEntryError, InvalidEntryError,
-                                   UnknownEntryError)
+from sdn_controller.errors import (
+    DatabaseError,
+    DuplicateEntryError,
+    InvalidEntryError,
+    UnknownEntryError,
+)
 from sdn_controller.sql_database import to_paramstyle
 from sdn_controller.user_db import FallbackPolicy, SlaProfile, UserDb
 
@@ -88,10 +92,9 @@ def test_load_paper_topology_is_idempotent(tmp_path):
 
 def test_transaction_is_all_or_nothing(db):
     db.add_sla(SlaProfile("std", max_bps=1000))
-    with pytest.raises(UnknownEntryError):
-        with db.db.transaction():
-            db.add_user("alice", "std")
-            db.add_application("sae-1", "ghost", "n1")
+    with pytest.raises(UnknownEntryError), db.db.transaction():
+        db.add_user("alice", "std")
+        db.add_application("sae-1", "ghost", "n1")
     assert db.user("alice") is None
 
 

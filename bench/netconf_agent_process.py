@@ -1,0 +1,61 @@
+"""One NETCONF agent in its own process for the controller benchmark.
+
+``python -m bench.netconf_agent_process CONFIG.json`` where the file holds ``{"initial":
+<RFC 7951 qkd_node>, "password": ..., "host_key": ..., "links": [qkdl_id...]}``. Prints
+``port <n>`` once listening, then one line ``apps <json list of app_ids>`` after every
+committed change of the datastore. Reads commands from stdin, one JSON object per line:
+``{"notify": <notification body>}`` or ``{"link": [qkdl_id, "ACTIVE"|"OFF"]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
+from qkd_agent.datastore import Datastore
+from qkd_agent.yang_context import load_context
+
+T = "etsi-qkd-node-types:"
+NODE = "etsi-qkd-sdn-node:qkd_node"
+
+
+def main(path: str) -> int:
+    spec = json.loads(open(path).read())
+    ctx = load_context()
+    store = Datastore(ctx, spec["initial"])
+    live = {link: "ACTIVE" for link in spec["links"]}
+    out_lock = threading.Lock()
+
+    def emit(line: str) -> None:
+        with out_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def on_change(old: dict, new: dict) -> None:
+        apps = new.get(NODE, {}).get("qkd_applications", {}).get("qkd_app", [])
+        emit("apps " + json.dumps(sorted(a["app_id"] for a in apps)))
+
+    def state() -> dict:
+        links = [{"qkdl_id": link, "qkdl_status": T + status,
+                  "qkdl_performance": {"skr": 10**6, "eskr": 10**6}}
+                 for link, status in live.items()]
+        return {NODE: {"qkdn_status": T + "OPERATING", "qkd_links": {"qkd_link": links}}}
+
+    store.add_listener(on_change)
+    agent = QkdAgent(AgentConfig(password=spec["password"], host_key=spec["host_key"]), store,
+                     state, ctx=ctx)
+    with AgentThread(agent) as thread:
+        emit(f"port {thread.port}")
+        for line in sys.stdin:
+            command = json.loads(line)
+            if "link" in command:
+                live[command["link"][0]] = command["link"][1]
+            if "notify" in command:
+                agent.notify(command["notify"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,239 @@
+"""``qkdn controller``: the controller process of a network brought up in a state directory.
+
+Reads ``DIR/endpoints.json`` (agents' NETCONF endpoints and credentials) and
+``DIR/topology.yaml``, opens ``DIR/controller/users.sqlite`` and ``DIR/controller/
+topology.sqlite``, connects to every agent and runs the control loop until SIGTERM/SIGINT.
+Every ``tick_s`` it expires sessions and writes ``DIR/controller/sessions.json`` (sessions with
+their paths and state, recent events), which ``qkdn sessions`` prints; ``qkdn topology`` reads
+the topology database directly. ``DIR/controller/ready.json`` appears once every agent is
+connected.
+
+Settings: argument, then ``QKDN_*`` environment variable, then default, resolved once
+(:func:`resolve_settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from qkdn.errors import ConfigError
+from qkdn.state_files import read_json, write_json_atomic
+from qkdn.topology import Topology, load_topology
+from sdn_controller.admission_control import AdmissionControl, AdmissionPolicy, SessionView
+from sdn_controller.cli import open_users_db
+from sdn_controller.controller import Controller, ControllerEvent, SessionRefusal
+from sdn_controller.identifiers import NodeId
+from sdn_controller.monitoring import MonitoringThresholds
+from sdn_controller.routing import GraphRouter
+from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
+from sdn_controller.topology_db import TopologyDb
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_DIR = "controller"
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    state_dir: Path
+    qber_alarm: float = 0.11
+    poll_interval_s: float = 5.0
+    tick_s: float = 0.5
+    peer_wait_s: float = 30.0
+    connect_timeout_s: float = 60.0
+
+
+def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
+                     poll_interval_s: float | None = None, tick_s: float | None = None,
+                     peer_wait_s: float | None = None,
+                     environ: Mapping[str, str] = os.environ) -> ControllerSettings:
+    """Argument, then ``QKDN_QBER_ALARM`` / ``QKDN_POLL_INTERVAL`` / ``QKDN_TICK`` /
+    ``QKDN_PEER_WAIT``, then the default."""
+    def pick(value: float | None, env: str, default: float) -> float:
+        if value is not None:
+            return float(value)
+        if env in environ:
+            try:
+                return float(environ[env])
+            except ValueError:
+                raise ConfigError(f"{env}={environ[env]!r} is not a number") from None
+        return default
+
+    defaults = ControllerSettings(state_dir)
+    return ControllerSettings(
+        state_dir=Path(state_dir),
+        qber_alarm=pick(qber_alarm, "QKDN_QBER_ALARM", defaults.qber_alarm),
+        poll_interval_s=pick(poll_interval_s, "QKDN_POLL_INTERVAL", defaults.poll_interval_s),
+        tick_s=pick(tick_s, "QKDN_TICK", defaults.tick_s),
+        peer_wait_s=pick(peer_wait_s, "QKDN_PEER_WAIT", defaults.peer_wait_s))
+
+
+def agent_endpoints(endpoints: Mapping[str, Any]) -> list[AgentEndpoint]:
+    """The agents of an ``endpoints.json`` document."""
+    out = []
+    try:
+        for name, node in endpoints["nodes"].items():
+            nc = node["netconf"]
+            out.append(AgentEndpoint(NodeId(node["qkdn_id"]), nc["host"], int(nc["port"]),
+                                     nc["username"], nc["password"], name))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"endpoints.json: malformed node entry ({exc})") from exc
+    return out
+
+
+def wait_for_file(path: Path, timeout_s: float, *, interval_s: float = 0.1) -> Path:
+    """``path`` once it exists (``qkdn up`` writes endpoints.json when every node is up, so a
+    controller started beside the nodes waits for it); ConfigError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            raise ConfigError(f"{path} did not appear within {timeout_s:.0f} s")
+        time.sleep(interval_s)
+    return path
+
+
+def controller_child_spec(state_dir: Path) -> Any:
+    """The supervisor's :class:`~qkdn.supervisor.ChildSpec` of the controller process (for
+    ``qkdn up``): ``qkdn controller --state-dir DIR``, log in ``DIR/controller/controller.log``,
+    ready when ``DIR/controller/ready.json`` exists."""
+    import sys
+
+    from qkdn.supervisor import ChildSpec
+
+    folder = Path(state_dir) / CONTROLLER_DIR
+    return ChildSpec("controller", "controller",
+                     (sys.executable, "-m", "qkdn.cli", "controller", "--state-dir",
+                      str(state_dir)),
+                     folder / "controller.log", folder / "ready.json")
+
+
+class RefusalLog:
+    """:class:`~sdn_controller.controller.KmSignals` that records refusals (shown by ``qkdn
+    sessions``). The YANG modules have no channel yet by which the controller tells a KM that
+    holds no configuration about a refusal; until they do, such a KM ends the request by its
+    own timeout."""
+
+    def __init__(self, keep: int = 200) -> None:
+        self.keep = keep
+        self.refusals: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def refuse(self, node_id: NodeId, refusal: SessionRefusal) -> None:
+        log.info("refused %s -> %s at %s: status %d %s", refusal.sae_id, refusal.peer_sae_id,
+                 node_id, refusal.status, refusal.reason)
+        entry = {"node_id": node_id, **asdict(refusal)}
+        with self._lock:
+            self.refusals = (self.refusals + [entry])[-self.keep:]
+
+
+def session_summary(view: SessionView, names: Mapping[str, str]) -> dict[str, Any]:
+    """A session as ``qkdn sessions`` shows it (node names instead of ids)."""
+    def name(node: str) -> str:
+        return names.get(node, node)
+
+    legs = []
+    if view.route is not None:
+        legs = [{"nodes": [name(n) for n in leg.path.nodes], "rate_bps": leg.rate_bps}
+                for leg in view.route.legs]
+    return {
+        "session_id": view.session_id, "state": view.state.value,
+        "initiator": {"sae_id": view.initiator.sae_id, "node": name(view.initiator.node_id)},
+        "responder": None if view.responder is None else
+        {"sae_id": view.responder.sae_id, "node": name(view.responder.node_id)},
+        "peer_sae_id": view.peer_sae_id, "rate_bps": view.rate_bps,
+        "priority": view.priority, "idle_timeout_s": view.idle_timeout_s, "paths": legs,
+        "created_at": view.created_at, "last_activity": view.last_activity,
+        "reason": view.reason.value if view.reason else None, "detail": view.detail,
+    }
+
+
+def event_summary(event: ControllerEvent) -> dict[str, Any]:
+    return {"kind": event.kind.value, "at": event.at, "session_id": event.session_id,
+            "qkdl_id": event.qkdl_id, "node_id": event.node_id, "detail": event.detail}
+
+
+class ControllerProcess:
+    """The wired controller of one state directory (also usable in-process by tests)."""
+
+    def __init__(self, settings: ControllerSettings) -> None:
+        self.settings = settings
+        root = settings.state_dir
+        self.dir = root / CONTROLLER_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.topology_file: Topology = load_topology(root / "topology.yaml")
+        self.names = {n.qkdn_id: n.name for n in self.topology_file.nodes}
+        endpoints = agent_endpoints(read_json(wait_for_file(
+            root / "endpoints.json", settings.connect_timeout_s)))
+        self.users = open_users_db(root)
+        self.topology = TopologyDb.open(self.dir / "topology.sqlite", clock=time.time)
+        for node in self.topology_file.nodes:
+            self.topology.name_node(node.qkdn_id, node.name)
+        self.admission = AdmissionControl(
+            self.users, GraphRouter(self.topology.links), clock=time.monotonic,
+            policy=AdmissionPolicy(peer_wait_s=settings.peer_wait_s))
+        self.southbound = Southbound(endpoints, SouthboundConfig(
+            poll_interval_s=settings.poll_interval_s))
+        self.refusals = RefusalLog()
+        self.controller = Controller(
+            self.users, self.topology, self.admission, self.southbound, self.refusals,
+            thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time)
+
+    def start(self) -> None:
+        self.southbound.start(self.controller.handle_notification,
+                              lambda node, reply: self.controller.ingest_node(reply))
+
+    def write_snapshot(self) -> None:
+        sessions = [session_summary(v, self.names)
+                    for v in self.admission.sessions(include_terminated=True)]
+        write_json_atomic(self.dir / "sessions.json", {
+            "written_at": time.time(), "sessions": sessions,
+            "events": [event_summary(e) for e in list(self.controller.events)[-100:]],
+            "refusals": list(self.refusals.refusals)[-50:],
+            "agents": {self.names.get(n, n): {"connected": s.connected,
+                                             "connects": s.connects, "last_error": s.last_error}
+                       for n, s in self.southbound.items()}})
+
+    def run(self, stop: threading.Event) -> int:
+        self.start()
+        ready = False
+        deadline = time.monotonic() + self.settings.connect_timeout_s
+        try:
+            while not stop.is_set():
+                if not ready and all(s.connected for s in self.southbound.values()):
+                    ready = True
+                    write_json_atomic(self.dir / "ready.json", {"pid": os.getpid(),
+                                                                "at": time.time()})
+                if not ready and time.monotonic() > deadline:
+                    log.warning("not every agent is connected after %.0f s",
+                                self.settings.connect_timeout_s)
+                    deadline = float("inf")
+                self.controller.tick()
+                self.write_snapshot()
+                stop.wait(self.settings.tick_s)
+        finally:
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        self.southbound.stop()
+        self.controller.close()
+        self.write_snapshot()
+        (self.dir / "ready.json").unlink(missing_ok=True)
+        self.users.close()
+        self.topology.close()
+
+
+def run_controller(settings: ControllerSettings) -> int:
+    """Run until SIGTERM/SIGINT (the supervisor's stop)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return ControllerProcess(settings).run(stop)

@@ -1,0 +1,286 @@
+"""NETCONF southbound: one ncclient session per agent, kept alive and reconnected with
+back-off, subscribed to the agent's notification stream (RFC 5277, interleaved with RPCs),
+with the agent's capabilities checked at connect.
+
+Each :class:`AgentSession` is the :class:`~sdn_controller.push.NodeConfigurator` of its node
+(edit-config on ``running``); notifications and periodic ``get`` replies of ``qkd_node`` are
+handed to callbacks (the :class:`~sdn_controller.controller.Controller`). ncclient's send tick
+is lowered (it adds ~100 ms per RPC by default). Never logs payloads (they may name keys'
+sessions and SAEs; never key material, but the habit stays).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from lxml import etree
+
+from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, QKDN_KM_MODULE
+from qkdn.netconf_client import lower_ncclient_tick
+from sdn_controller.errors import ControllerError, PushError
+from sdn_controller.identifiers import NodeId
+
+log = logging.getLogger(__name__)
+
+NOTIFICATION_CAPABILITY = "urn:ietf:params:netconf:capability:notification:1.0"
+INTERLEAVE_CAPABILITY = "urn:ietf:params:netconf:capability:interleave:1.0"
+#: Modules (and revisions; None = any) an agent must implement for this controller.
+REQUIRED_MODULES: Mapping[str, str | None] = {ETSI_NODE_MODULE: ETSI_NODE_REVISION,
+                                              QKDN_KM_MODULE: None}
+QKD_NODE_FILTER = f'<qkd_node xmlns="{ETSI_NODE_NS}"/>'
+
+
+class CapabilityError(ControllerError):
+    """An agent lacks a capability or module the controller needs."""
+
+
+def check_capabilities(capabilities: Iterable[str]) -> None:
+    """Raise :class:`CapabilityError` unless the hello advertises notifications with
+    interleave and every module of :data:`REQUIRED_MODULES` (at the revision named).
+
+    >>> check_capabilities([NOTIFICATION_CAPABILITY, INTERLEAVE_CAPABILITY,
+    ...     "urn:etsi:qkd:yang:etsi-qkd-node?module=etsi-qkd-sdn-node&revision=2022-01-30",
+    ...     "urn:qkdn:yang:qkdn-key-manager?module=qkdn-key-manager&revision=2026-11-27"])
+    >>> try:
+    ...     check_capabilities([NOTIFICATION_CAPABILITY])
+    ... except CapabilityError as exc:
+    ...     print(exc)
+    agent lacks interleave capability, module etsi-qkd-sdn-node@2022-01-30, module qkdn-key-manager
+    """
+    caps = list(capabilities)
+    modules: dict[str, set[str]] = {}
+    for cap in caps:
+        query = parse_qs(urlsplit(cap).query)
+        for name in query.get("module", []):
+            modules.setdefault(name, set()).update(query.get("revision", []) or [""])
+    missing = []
+    if NOTIFICATION_CAPABILITY not in caps:
+        missing.append("notification capability")
+    if INTERLEAVE_CAPABILITY not in caps:
+        missing.append("interleave capability")
+    for name, revision in REQUIRED_MODULES.items():
+        if name not in modules or (revision is not None and revision not in modules[name]):
+            missing.append(f"module {name}@{revision}" if revision else f"module {name}")
+    if missing:
+        raise CapabilityError("agent lacks " + ", ".join(missing))
+
+
+@dataclass(frozen=True)
+class AgentEndpoint:
+    """Where a node's agent listens (from ``endpoints.json``) and how to log in."""
+
+    node_id: NodeId
+    host: str
+    port: int
+    username: str
+    password: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class SouthboundConfig:
+    connect_timeout_s: float = 10.0
+    rpc_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 5.0
+    poll_interval_s: float = 5.0        #: periodic get of qkd_node (state and metrics)
+    notification_wait_s: float = 0.2    #: how long one wait for a notification blocks
+
+
+NotificationHandler = Callable[[NodeId, str], None]
+StateHandler = Callable[[NodeId, str], None]
+
+
+class AgentSession:
+    """The controller's NETCONF session to one agent (a ``NodeConfigurator``)."""
+
+    def __init__(self, endpoint: AgentEndpoint, config: SouthboundConfig = SouthboundConfig()
+                 ) -> None:
+        self.endpoint = endpoint
+        self.node_id = endpoint.node_id
+        self.config = config
+        self._manager: Any = None
+        self._rpc_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_notification: NotificationHandler | None = None
+        self._on_state: StateHandler | None = None
+        self.connects = 0  #: successful connections so far (reconnects = connects - 1)
+        self.last_error: str | None = None
+
+    # --- NodeConfigurator -------------------------------------------------------------------
+    def edit_config(self, config: etree._Element) -> None:
+        from ncclient.operations import RPCError
+        from ncclient.transport import TransportError
+
+        manager = self._manager
+        if manager is None or not self._connected.is_set():
+            raise PushError(self.node_id, "no NETCONF session to this node")
+        try:
+            with self._rpc_lock:
+                manager.edit_config(target="running", config=config)
+        except RPCError as exc:
+            raise PushError(self.node_id, f"{exc.tag}: {exc.message or exc}") from exc
+        except (TransportError, OSError) as exc:
+            self._connected.clear()
+            raise PushError(self.node_id, f"session lost: {exc}") from exc
+
+    def rollback(self, undo: etree._Element) -> None:
+        self.edit_config(undo)
+
+    # --- reads ------------------------------------------------------------------------------
+    def get_qkd_node(self) -> str:
+        """``<rpc-reply>`` of a ``get`` of ``qkd_node`` (config and state)."""
+        manager = self._manager
+        if manager is None or not self._connected.is_set():
+            raise PushError(self.node_id, "no NETCONF session to this node")
+        with self._rpc_lock:
+            return str(manager.get(filter=("subtree", QKD_NODE_FILTER)).xml)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    # --- life cycle -------------------------------------------------------------------------
+    def start(self, on_notification: NotificationHandler, on_state: StateHandler) -> None:
+        self._on_notification, self._on_state = on_notification, on_state
+        self._stop.clear()
+        label = self.endpoint.name or self.node_id
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"qkdn-southbound-{label}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.config.rpc_timeout_s + 5)
+        self._close()
+
+    def _connect(self) -> Any:
+        from ncclient import manager
+
+        lower_ncclient_tick()
+        logging.getLogger("ncclient").setLevel(logging.WARNING)
+        ep = self.endpoint
+        m = manager.connect(host=ep.host, port=ep.port, username=ep.username,
+                            password=ep.password, hostkey_verify=False, allow_agent=False,
+                            look_for_keys=False, timeout=self.config.connect_timeout_s,
+                            manager_params={"timeout": self.config.rpc_timeout_s})
+        try:
+            check_capabilities(m.server_capabilities)
+            m.create_subscription()
+        except BaseException:
+            m.close_session()
+            raise
+        return m
+
+    def _close(self) -> None:
+        self._connected.clear()
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            try:
+                manager.close_session()
+            except Exception:  # the session may already be gone
+                pass
+
+    def _run(self) -> None:
+        backoff = self.config.backoff_initial_s
+        while not self._stop.is_set():
+            try:
+                self._manager = self._connect()
+            except CapabilityError as exc:
+                self.last_error = str(exc)
+                log.error("agent %s: %s", self.node_id, exc)
+                self._stop.wait(self.config.backoff_max_s)
+                continue
+            except Exception as exc:  # refused, timed out, auth failed: retry with back-off
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.info("agent %s unreachable (%s); retrying in %.1f s", self.node_id,
+                         self.last_error, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.config.backoff_max_s)
+                continue
+            backoff = self.config.backoff_initial_s
+            self.connects += 1
+            self._connected.set()
+            log.info("agent %s connected (%s:%d)", self.node_id, self.endpoint.host,
+                     self.endpoint.port)
+            try:
+                self._serve()
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("agent %s session ended: %s", self.node_id, self.last_error)
+            finally:
+                self._close()
+
+    def _serve(self) -> None:
+        assert self._on_notification is not None and self._on_state is not None
+        next_poll = 0.0
+        while not self._stop.is_set():
+            manager = self._manager
+            if manager is None or not manager.connected:
+                raise ConnectionError("session closed by the agent")
+            if time.monotonic() >= next_poll:
+                self._deliver(self._on_state, self.get_qkd_node())
+                next_poll = time.monotonic() + self.config.poll_interval_s
+            notification = manager.take_notification(block=True,
+                                                     timeout=self.config.notification_wait_s)
+            if notification is not None:
+                self._deliver(self._on_notification, notification.notification_xml)
+
+    def _deliver(self, handler: Callable[[NodeId, str], None], message: str) -> None:
+        try:
+            handler(self.node_id, message)
+        except ControllerError as exc:  # bad data from this agent must not end the session
+            log.warning("agent %s: %s", self.node_id, exc)
+        except Exception:  # nor a fault in the controller: log it and keep the session
+            log.exception("agent %s: handling a message failed", self.node_id)
+
+
+class Southbound(Mapping[NodeId, AgentSession]):
+    """Every agent's session; a mapping node_id → :class:`AgentSession` (the controller's
+    configurators). Context manager: ``with Southbound(...) as sb: sb.start(...)``."""
+
+    def __init__(self, endpoints: Iterable[AgentEndpoint],
+                 config: SouthboundConfig = SouthboundConfig()) -> None:
+        self._sessions = {ep.node_id: AgentSession(ep, config) for ep in endpoints}
+
+    def __getitem__(self, node_id: NodeId) -> AgentSession:
+        return self._sessions[node_id]
+
+    def __iter__(self) -> Iterator[NodeId]:
+        return iter(self._sessions)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def start(self, on_notification: NotificationHandler, on_state: StateHandler) -> None:
+        for session in self._sessions.values():
+            session.start(on_notification, on_state)
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(s.wait_connected(max(0.0, deadline - time.monotonic()))
+                   for s in self._sessions.values())
+
+    def stop(self) -> None:
+        for session in self._sessions.values():
+            session._stop.set()
+        for session in self._sessions.values():
+            session.stop()
+
+    def __enter__(self) -> Southbound:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
