@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -78,6 +79,7 @@ class NodeRuntime:
         self.modules: dict[str, Any] = {}
         self.pairings: dict[str, Any] = {}
         self.km_port = 0
+        self._notifications: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
 
     @property
     def running_path(self) -> Path:
@@ -115,13 +117,24 @@ class NodeRuntime:
             self.km.apply_running_config(new)
 
     def notify(self, notification: dict[str, Any]) -> None:
-        """Send an RFC 7951 JSON notification to the agent's subscribers (any thread)."""
-        if self.agent is None or not notification:
-            return
-        try:
-            self.agent.notify(notification)
-        except Exception:  # a notification that fails validation is a bug; keep serving
-            log.exception("notification %s rejected", next(iter(notification), "?"))
+        """Queue an RFC 7951 JSON notification for the agent's subscribers. Never blocks: the
+        caller may hold its own locks (the KM does) while the agent's loop is busy with a
+        ``get`` that reads the KM's state."""
+        if notification:
+            self._notifications.put(notification)
+
+    def _send_notifications(self) -> None:
+        """The notifier thread: hands queued notifications to the agent, in order."""
+        while True:
+            notification = self._notifications.get()
+            if notification is None:
+                return
+            if self.agent is None:
+                continue
+            try:
+                self.agent.notify(notification)
+            except Exception:  # a body the model rejects is a bug; log it and keep serving
+                log.exception("notification %s not sent", next(iter(notification), "?"))
 
     def _on_link_event(self, event: Any) -> None:
         from qkd_twin.link_notifications import notifications_for
@@ -159,7 +172,7 @@ class NodeRuntime:
         """RFC 7951 JSON of the node's ``config false`` data right now."""
         from qkd_twin.link_notifications import link_operational_json
 
-        running = self.datastore.running_json().get(QKD_NODE, {})
+        running = self.datastore.running_snapshot().get(QKD_NODE, {})
         interfaces = [{"qkdi_id": i["qkdi_id"], "qkdi_status": identity("ENABLED")}
                       for i in running.get("qkd_interfaces", {}).get("qkd_interface", [])]
         links = [link_operational_json(qkdl_id, self._link_state(qkdl_id))
@@ -188,6 +201,11 @@ class NodeRuntime:
         )
         self.agent = QkdAgent(agent_config, self.datastore, self.operational_state, ctx=ctx)
         self._stack.enter_context(AgentThread(self.agent))
+        notifier = threading.Thread(target=self._send_notifications, name="notifier",
+                                    daemon=True)
+        notifier.start()
+        self._stack.callback(notifier.join, 5)
+        self._stack.callback(self._notifications.put, None)
 
     def _start_key_manager(self) -> None:
         from kms.https_server import TlsFiles
