@@ -51,6 +51,9 @@ class KmConfig:
     max_key_count: int = 100_000
     link_capacity_bytes: int = DEFAULT_CAPACITY_BYTES
     concurrent_relays: int = 8
+    #: keys relayed per ext_keys message when the ready pool of a pair runs short (≥ request);
+    #: the surplus waits, ready at both ends, for the pair's next requests
+    relay_batch: int = 32
     resolve_interval_s: float = 1.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
     fault_delays: Mapping[str, float] = field(default_factory=dict)
@@ -337,8 +340,13 @@ class KeyManager:
         missing = number - len(taken)
         if missing == 0:
             return taken
+        batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
+        if route.next_node is not None:
+            available = self.store_for_peer(route.next_node).available_outgoing()
+            affordable = (available - 32) // (size // 8) if available > 32 else 0
+            batch = max(missing, min(batch, affordable))
         records = [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
-                             session=route.session) for _ in range(missing)]
+                             session=route.session) for _ in range(batch)]
         if route.next_node is None:
             self.pool.store_ready(records, master_local=True, slave_local=True, now=now)
         else:

@@ -131,8 +131,8 @@ class KeyPool:
                         (r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8,
                          KeyState.READY.value, int(master_local), int(slave_local), r.stream_id,
                          r.stream_index, r.session, now, r.expires))
-                except sqlite3.IntegrityError:
-                    raise RelayError(f"key {r.key_id} already known (replay)") from None
+                except sqlite3.IntegrityError as exc:
+                    raise RelayError(f"key {r.key_id} already known (replay): {exc}") from None
 
     def resolve(self, key_ids: Sequence[str]) -> dict[str, str]:
         """Destination's answer for an unknown-outcome relay: ``stored`` or ``void``.

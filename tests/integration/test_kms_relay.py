@@ -8,6 +8,7 @@ import uuid
 import pytest
 import requests
 
+from kms.key_manager import KmConfig
 from kms.key_pool import KeyRecord
 from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id
 from kms.relay import EXT_KEYS_PATH, build_ext_keys, canonical
@@ -42,7 +43,8 @@ def running_config(node, prev, nxt, with_app=True):
 
 @pytest.fixture
 def net(tmp_path):
-    with LocalKmNetwork(tmp_path, ["A", "B", "C"], [("A", "B"), ("B", "C")], SAES) as net:
+    with LocalKmNetwork(tmp_path, ["A", "B", "C"], [("A", "B"), ("B", "C")], SAES,
+                        config=KmConfig(relay_batch=1)) as net:
         net.feed("A", "B", blocks=4)
         net.feed("B", "C", blocks=4)
         net.kms["A"].apply_running_config(running_config("A", None, "B"))
@@ -90,6 +92,12 @@ def test_three_node_relay_delivers_the_same_keys_and_consumes_exactly_k_per_hop(
     assert ab.levels().consumed_bytes - before_ab == 4 * 32 + 32 + 32
     assert bc.levels().consumed_bytes - before_bc == 4 * 32 + 32 + 32
     assert net.kms["C"].store(link_id("B", "C")).levels().consumed_bytes == 4 * 32 + 64
+    # batching: a short pool is refilled with one message of relay_batch keys (surplus ready)
+    net.kms["A"].config = KmConfig(relay_batch=10)
+    keys = enc(net, number=1).json()["keys"]
+    assert ab.levels().consumed_bytes - before_ab == (4 + 10) * 32 + 2 * 64
+    assert net.kms["A"].pool.ready_count("sae-a", "sae-c", 256) == 9
+    assert dec(net, keys).json()["keys"] == keys
     # the relay never stores the end-to-end key
     assert net.kms["B"].pool.counts() == {}
     assert dec(net, keys).status_code == 400
