@@ -20,6 +20,7 @@ ETSI_TYPES_REVISION = "2022-01-30"
 QKDN_KM_MODULE = "qkdn-key-manager"
 QKDN_KM_NS = "urn:qkdn:yang:qkdn-key-manager"
 QKDN_KM_PREFIX = "qkdn-km"
+QKDN_KM_REVISION = "2026-11-27"
 
 NETCONF_BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 NETCONF_NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
