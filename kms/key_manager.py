@@ -33,6 +33,16 @@ from kms.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
 
+_REASONS = {
+    SessionEvent.ACCESS_GRANTED: "access granted",
+    SessionEvent.CONFIGURED: "session configuration received",
+    SessionEvent.DELETED: "removed by controller",
+    SessionEvent.CLOSED: "closed by SAE",
+    SessionEvent.EXPIRED: "idle timeout",
+    SessionEvent.KEY_REQUEST: "key request",
+    SessionEvent.KEY_DELIVERED: "key delivered",
+}
+
 #: Namespace for session IDs of controller-less direct sessions (same at both ends).
 DIRECT_SESSION_NS = uuid.UUID("6f1d3c2e-8a4b-4f6e-9a51-3c0d2b7e9f10")
 
@@ -140,8 +150,11 @@ class KeyManager:
             store = self._stores.get(qkdl_id)
             if store is None:
                 remote = self._directory.node(peer_node).qkdn_id
+                capacity = self.config.link_capacity_bytes
+                if self._forwarding.key_store_capacity_bits:
+                    capacity = self._forwarding.key_store_capacity_bits // 8
                 store = LinkKeyStore(self._dir / "links" / f"{qkdl_id}.sqlite", qkdl_id,
-                                     self.qkdn_id, remote, self.config.link_capacity_bytes)
+                                     self.qkdn_id, remote, capacity)
                 store.add_listener(self._on_key_material)
                 self._stores[qkdl_id] = store
             return store
@@ -173,6 +186,9 @@ class KeyManager:
         """Datastore listener: rebuild the forwarding table; start/stop sessions accordingly."""
         table = build_forwarding_table(running)
         with self._lock:
+            if table.key_store_capacity_bits:
+                for store in self._stores.values():
+                    store.capacity_bytes = table.key_store_capacity_bits // 8
             old = self._forwarding
             self._forwarding = table
             self._running = dict(running)
@@ -209,10 +225,20 @@ class KeyManager:
         return session
 
     def _on_transition(self, t: Transition) -> None:
-        self._notify(notifications.session_state(t.session_id, t.old.value, t.event.value,
-                                                 t.new.value))
-        if t.new is SessionState.TERMINATED and not t.session_id.startswith("pending:"):
+        if t.session_id.startswith("pending:"):
+            return  # no app_id yet: the controller knows it only by sdqkdn_application_new
+        if t.event in (SessionEvent.KEY_REQUEST, SessionEvent.KEY_DELIVERED) and t.old is t.new:
+            return
+        self._notify(notifications.session_state(t.session_id, t.new.value,
+                                                 _REASONS.get(t.event)))
+        if t.new is SessionState.TERMINATED:
             self._notify(notifications.application_disconnected(t.session_id))
+
+    def report_key_request(self, session_id: str, number: int, bits: int,
+                           outcome: notifications.KeyRequestOutcome) -> None:
+        """Emit ``km_key_request`` (the controller resets its session timer on it)."""
+        if not session_id.startswith("pending:"):
+            self._notify(notifications.key_request(session_id, number, bits, outcome))
 
     def _release_session(self, session_id: str) -> None:
         self._buckets.pop(session_id, None)
@@ -221,7 +247,10 @@ class KeyManager:
 
     # -- sessions for SAE pairs (014) ---------------------------------------------------------
     def session_for_pair(self, master: str, slave: str, *, qos: Mapping[str, int] | None = None,
-                         priority: int = 0) -> KmSession:
+                         priority: int = 0,
+                         interface: notifications.ApplicationInterface = notifications.ApplicationInterface.ETSI_014,
+                         key_stream_id: str | None = None,
+                         etsi004_qos: Mapping[str, Any] | None = None) -> KmSession:
         """The session serving (master, slave); opens one (and notifies) on the first request."""
         with self._lock:
             cfg = self._forwarding.session_for_pair(master, slave)
@@ -237,8 +266,9 @@ class KeyManager:
                 session = self._new_session(cfg.app_id, pair)
                 session.configure(cfg.idle_timeout)
                 return session
-            self._notify(notifications.application_new(master, [slave], self.qkdn_id,
-                                                       priority, dict(qos or {})))
+            self._notify(notifications.application_new(
+                master, [slave], self.qkdn_id, priority, dict(qos or {}), interface=interface,
+                key_stream_id=key_stream_id, etsi004_qos=dict(etsi004_qos) if etsi004_qos else None))
             if self.config.require_controller:
                 return self._new_session(f"pending:{uuid.uuid4()}", pair)
             session = self._new_session(direct_session_id(master, slave), pair)
@@ -269,7 +299,7 @@ class KeyManager:
         rate = cfg.token_rate or cfg.max_bandwidth
         if not rate:
             return
-        size = cfg.bucket_size or max(rate, bits)
+        size = cfg.bucket_size or rate   # absent: one second of token_rate (YANG)
         now = time.monotonic()
         with self._lock:
             bucket = self._buckets.get(session.session_id)
@@ -316,18 +346,26 @@ class KeyManager:
             raise BadRequest(f"number must be 1..{self.config.max_key_per_request}")
         self.check_size(size)
         session = self.session_for_pair(master, slave)
-        route = self.route_for(master, slave, session)
-        self._charge(session, number * size)
-        self._key_request(session, master, number, size)
+        outcome = notifications.KeyRequestOutcome.REFUSED
         try:
-            return self._produce(master, slave, number, size, route)
+            route = self.route_for(master, slave, session)
+            self._charge(session, number * size)
+            with self._lock:
+                session.fire(SessionEvent.KEY_REQUEST)
+            try:
+                records = self._produce(master, slave, number, size, route)
+            finally:
+                self._key_done(session)
+            outcome = notifications.KeyRequestOutcome.DELIVERED
+            return records
+        except RateLimited:
+            outcome = notifications.KeyRequestOutcome.RATE_LIMITED
+            raise
+        except InsufficientKey:
+            outcome = notifications.KeyRequestOutcome.INSUFFICIENT_KEY
+            raise
         finally:
-            self._key_done(session)
-
-    def _key_request(self, session: KmSession, sae: str, number: int, size: int) -> None:
-        with self._lock:
-            session.fire(SessionEvent.KEY_REQUEST)
-        self._notify(notifications.key_request(session.session_id, sae, number, size))
+            self.report_key_request(session.session_id, number, number * size, outcome)
 
     def _key_done(self, session: KmSession) -> None:
         with self._lock:
@@ -395,8 +433,7 @@ class KeyManager:
     def operational_state(self) -> dict:
         """RFC 7951 JSON fragments of ``config false`` data for the agent's ``get``."""
         from kms.operational_state import build_operational_state
-        return build_operational_state(self.sessions(), self._forwarding, self.link_levels(),
-                                       self.pool.counts())
+        return build_operational_state(self.sessions(), self._forwarding, self.link_levels())
 
     # -- background: resolver, timers, ttl ------------------------------------------------------
     def _kick_resolver(self) -> None:

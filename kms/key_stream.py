@@ -145,7 +145,9 @@ class StreamManager:
         # a new stream, originated here
         ksid = (ksid or str(uuid.uuid4())).lower()
         session = km.session_for_pair(source, destination, qos=notifications.qos_to_app_qos(
-            qos.max_bps, qos.min_bps, qos.jitter, qos.ttl), priority=qos.priority)
+            qos.max_bps, qos.min_bps, qos.jitter, qos.ttl), priority=qos.priority,
+            interface=notifications.ApplicationInterface.ETSI_004, key_stream_id=ksid,
+            etsi004_qos=_etsi004_extra(qos))
         if not self._wait_active(session, qos.timeout):
             return Reply(Status.TIMEOUT, None)
         try:
@@ -177,7 +179,8 @@ class StreamManager:
 
     def _notify_new(self, caller: str, peer: str, qos: QoS) -> None:
         self.km.session_for_pair(caller, peer, qos=notifications.qos_to_app_qos(
-            qos.max_bps, qos.min_bps, qos.jitter, qos.ttl), priority=qos.priority)
+            qos.max_bps, qos.min_bps, qos.jitter, qos.ttl), priority=qos.priority,
+            interface=notifications.ApplicationInterface.ETSI_004, etsi004_qos=_etsi004_extra(qos))
 
     def _half_open_for(self, caller: str, peer: str) -> KeyStream | None:
         for stream in self._streams.values():
@@ -224,6 +227,7 @@ class StreamManager:
                 except KmsError:
                     return Reply(Status.INSUFFICIENT_KEY, ksid, index=index)  # already delivered
                 if record is not None:
+                    self._report(stream, notifications.KeyRequestOutcome.DELIVERED)
                     return Reply(Status.SUCCESS, ksid, key=record.key, index=index, metadata=metadata)
                 state = self.km.pool.stream_state(stream.ksid, index)
                 if state is not None and state is not KeyState.PENDING:
@@ -239,6 +243,8 @@ class StreamManager:
                 if time.monotonic() >= deadline:
                     log.info("%s: 004 GET_KEY %s[%d]: %s", self.km.node_name, ksid, index,
                              type(reason).__name__)
+                    self._report(stream, notifications.KeyRequestOutcome.TIMEOUT if stream.qos.timeout
+                                 else notifications.KeyRequestOutcome.INSUFFICIENT_KEY)
                     return Reply(Status.TIMEOUT if stream.qos.timeout else Status.INSUFFICIENT_KEY,
                                  ksid, index=index)
                 obtained = False
@@ -247,6 +253,10 @@ class StreamManager:
             with self.km._lock:
                 if session.state is SessionState.KEY_EXCHANGING:
                     session.fire(SessionEvent.KEY_DELIVERED)
+
+    def _report(self, stream: KeyStream, outcome: "notifications.KeyRequestOutcome") -> None:
+        self.km.report_key_request(stream.session.session_id, 1, stream.qos.key_chunk_size * 8,
+                                   outcome)
 
     def _metadata(self, stream: KeyStream, index: int) -> bytes:
         return (f'{{"Key_stream_ID":"{stream.ksid}","index":{index},'
@@ -353,6 +363,12 @@ class StreamManager:
                 return {"status": "error", "message": type(exc).__name__}
             return {"status": "ok"}
         return {"status": "error", "message": f"unsupported op {op!r}"}
+
+
+def _etsi004_extra(qos: QoS) -> dict[str, Any]:
+    """The 004 QoS fields 015's app_qos cannot carry (km_request/etsi004_qos)."""
+    return {"key_chunk_size": qos.key_chunk_size, "timeout": qos.timeout,
+            "metadata_mimetype": qos.metadata_mimetype}
 
 
 def _reverse_route(km: "KeyManager", session: str | None, sender_node: str | None) -> "Route":

@@ -1,10 +1,14 @@
-"""RFC 7951 JSON of the KM's ``config false`` data, merged by the agent into ``get`` (pure)."""
+"""RFC 7951 JSON of the KM's ``config false`` data, merged by the agent into ``get`` (pure).
+
+Shapes follow ``etsi-qkd-sdn-node`` (``app_status``) and ``yang/qkdn-key-manager.yang``
+(``km_session/state``, ``km_session/counters``, ``qkdl_performance/key_store``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from kms.forwarding import KM_MODULE, NODE, TYPES_MODULE, ForwardingTable
+from kms.forwarding import EXT_KEY_STORE, EXT_SESSION, NODE, TYPES_MODULE, ForwardingTable
 from kms.key_store import StoreLevels
 from kms.session import KmSession, SessionEvent, SessionState
 
@@ -24,34 +28,33 @@ def app_status(session: KmSession) -> str | None:
 
 
 def build_operational_state(sessions: Mapping[str, KmSession], table: ForwardingTable,
-                            levels: Iterable[StoreLevels], pool_counts: Mapping[str, int]) -> dict:
+                            levels: Iterable[StoreLevels]) -> dict:
+    """Apps configured on this node (with their KM session state) and link key-store levels."""
     apps = []
     for app_id in table.sessions:
         session = sessions.get(app_id)
         if session is None:
             continue
-        entry: dict = {"app_id": app_id, f"{KM_MODULE}:km_session_state": session.state.value}
+        requests = sum(1 for t in session.history if t.event is SessionEvent.KEY_REQUEST)
+        entry: dict = {"app_id": app_id, EXT_SESSION: {
+            "state": session.state.value,
+            "counters": {"key_requests": str(requests)},
+        }}
         status = app_status(session)
         if status:
             entry["app_status"] = f"{TYPES_MODULE}:{status}"
         apps.append(entry)
     links = [{
         "qkdl_id": lv.qkdl_id,
-        f"{KM_MODULE}:key_store": {
-            "outgoing_bits": lv.outgoing_bytes * 8,
-            "incoming_bits": lv.incoming_bytes * 8,
-            "capacity_bits": lv.capacity_bytes * 8,
-            "consumed_bits": lv.consumed_bytes * 8,
-            "blocks_delivered": lv.blocks_delivered,
-        },
+        "qkdl_performance": {EXT_KEY_STORE: {
+            "stored_key_bits": str((lv.outgoing_bytes + lv.incoming_bytes) * 8),
+            "capacity_bits": str(lv.capacity_bytes * 8),
+            "consumed_key_bits": str(lv.consumed_bytes * 8),
+        }},
     } for lv in levels]
     node: dict = {}
     if apps:
         node["qkd_applications"] = {"qkd_app": apps}
     if links:
         node["qkd_links"] = {"qkd_link": links}
-    node[f"{KM_MODULE}:key_pool"] = {
-        "ready_keys": int(pool_counts.get("ready", 0)),
-        "pending_keys": int(pool_counts.get("pending", 0)),
-    }
     return {NODE: node}

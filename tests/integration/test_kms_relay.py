@@ -36,7 +36,8 @@ def running_config(node, prev, nxt, with_app=True):
             "server_app_id": "sae-a", "client_app_id": ["sae-c"], "app_priority": 5,
             "backing_qkdl_id": [VIRT], "local_qkdn_id": node_qkdn_id(node),
             "app_qos": {"max_bandwidth": 10_000_000},
-            "qkdn-key-manager:idle_timeout": 60,
+            "qkdn-key-manager:km_session": {"role": "source" if node == "A" else "destination",
+                                            "idle_timeout": 60},
         }]}
     return {"etsi-qkd-sdn-node:qkd_node": node_body}
 

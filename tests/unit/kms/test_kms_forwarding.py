@@ -23,8 +23,9 @@ def config(prev=None, nxt=None, app=True, extra=None):
         node["qkd_applications"] = {"qkd_app": [{
             "app_id": APP.upper(), "server_app_id": "sae-a", "client_app_id": ["sae-c"],
             "app_priority": 7, "backing_qkdl_id": [VIRT], "app_qos": {"max_bandwidth": 1000, "ttl": 30},
-            "qkdn-key-manager:token_bucket": {"bucket_size": 4096, "token_rate": 512},
-            "qkdn-key-manager:idle_timeout": 60, "qkdn-key-manager:km_role": "relay", **(extra or {})}]}
+            "qkdn-key-manager:km_session": {"role": "relay", "idle_timeout": 60, "key_chunk_size": 32,
+                                            "token_bucket": {"bucket_size": 4096, "token_rate": 512}},
+            **(extra or {})}]}
     else:
         link["qkdl_applications"] = [APP]
     return {"etsi-qkd-sdn-node:qkd_node": node}
@@ -36,6 +37,7 @@ def test_relay_rule_and_session_leaves():
     assert session.sae_ids == {"sae-a", "sae-c"} and session.priority == 7
     assert (session.bucket_size, session.token_rate, session.idle_timeout) == (4096, 512, 60.0)
     assert session.role is Role.RELAY and session.max_bandwidth == 1000 and session.ttl == 30
+    assert session.key_chunk_size == 32
     rule = table.rule(APP)
     assert rule.forward_from(N_A) == N_C and rule.forward_from(N_C) == N_A
     with pytest.raises(NoRoute):
