@@ -278,7 +278,7 @@ class KeyManager:
     def route_for(self, master: str, slave: str, session: KmSession) -> Route:
         """Where keys for this pair go from here."""
         if not session.active:
-            raise RateLimited(f"session {session.session_id} is {session.state.value}")
+            raise SessionError(f"session for this SAE pair is {session.state.value}; retry later")
         peer_node = self._directory.node_of_sae(slave)
         if peer_node == self.node_name:
             return Route(session.session_id, None)

@@ -10,6 +10,7 @@ ends of a link — exactly what the twin's paired modules do.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -54,13 +55,14 @@ class LocalKmNetwork:
 
     def __init__(self, state_dir: Path, nodes: Sequence[str], links: Sequence[tuple[str, str]],
                  saes: Mapping[str, str], config: KmConfig = KmConfig(),
-                 notify=None) -> None:  # noqa: ANN001
+                 clock=time.time) -> None:  # noqa: ANN001
         self.state_dir = Path(state_dir)
         self.nodes, self.links, self.saes = list(nodes), list(links), dict(saes)
         self.pki = issue_network_pki(self.state_dir, self.nodes, self.saes)
         self.notifications: list[tuple[str, dict]] = []
         self.kms: dict[str, KeyManager] = {}
         self._config = config
+        self._clock = clock
         self._next_block: dict[str, int] = {}
 
     def tls(self, node: str) -> TlsFiles:
@@ -80,7 +82,7 @@ class LocalKmNetwork:
             km = KeyManager(node, node_qkdn_id(node), self.state_dir / "nodes" / node,
                             directory_for(node, self.nodes, self.links, self.saes),
                             self.tls(node), notify=lambda body, n=node: self.notifications.append((n, body)),
-                            config=self._config)
+                            clock=self._clock, config=self._config)
             self.kms[node] = km.start()
         urls = {n: km.base_url for n, km in self.kms.items()}
         for node, km in self.kms.items():
