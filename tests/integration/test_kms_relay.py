@@ -144,3 +144,21 @@ def test_tampered_and_replayed_relay_messages_rejected(net, caplog):
     # a key sent by a non-neighbour KM (C → A is not a link) is refused
     r = km_session(net, "C").post(net.kms["A"].base_url + EXT_KEYS_PATH, json=body, timeout=10)
     assert r.status_code == 401
+
+
+def call004(net, sae, node, op, body):
+    s = client(net, sae)
+    return s.post(net.kms[node].base_url + f"/api/v1/qkd004/{op}", json=body, timeout=10).json()
+
+
+def test_etsi004_stream_through_the_relay(net):
+    qos = {"key_chunk_size": 32, "timeout": 1000, "ttl": 30}
+    r = call004(net, "sae-a", "A", "open_connect", {"source": "sae-a", "destination": "sae-c", "QoS": qos})
+    assert r["status"] == 1 and r["Key_stream_ID"] == SESSION   # the controller's session ID
+    r = call004(net, "sae-c", "C", "open_connect", {"source": "sae-c", "destination": "sae-a", "QoS": qos,
+                                                    "Key_stream_ID": SESSION})
+    assert r["status"] == 0
+    c0 = call004(net, "sae-c", "C", "get_key", {"Key_stream_ID": SESSION, "index": 0})  # pulled via B
+    a0 = call004(net, "sae-a", "A", "get_key", {"Key_stream_ID": SESSION, "index": 0})
+    assert c0["status"] == a0["status"] == 0 and c0["key_buffer"] == a0["key_buffer"]
+    assert net.kms["B"].pool.counts() == {}
