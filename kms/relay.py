@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import requests.adapters
 
 from kms.errors import AuthenticationFailed, InsufficientKey, KmsError, NoRoute, RelayError
 from kms.forwarding import ForwardingTable
@@ -172,7 +173,7 @@ class RelayEngine:
     def __init__(self, ctx: RelayContext, tls: RelayTls) -> None:
         self.ctx = ctx
         self._tls = tls
-        self._local = threading.local()
+        self._shared: requests.Session | None = None
         self._resolve_lock = threading.Lock()
         self._in_flight: set[str] = set()    # key_IDs of relays this process is still running
         self._in_flight_lock = threading.Lock()
@@ -180,13 +181,19 @@ class RelayEngine:
 
     # -- transport --------------------------------------------------------------------------
     def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
+        """One keep-alive connection pool to the neighbours, shared by all threads."""
+        s = self._shared
         if s is None:
-            s = requests.Session()
-            s.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override the network CA
-            s.verify = str(self._tls.ca)
-            s.cert = (str(self._tls.cert), str(self._tls.key))
-            self._local.session = s
+            with self._in_flight_lock:
+                if self._shared is None:
+                    s = requests.Session()
+                    s.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override the CA
+                    s.verify = str(self._tls.ca)
+                    s.cert = (str(self._tls.cert), str(self._tls.key))
+                    adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=64)
+                    s.mount("https://", adapter)
+                    self._shared = s
+                s = self._shared
         return s
 
     def _post(self, neighbour: str, path: str, body: dict) -> requests.Response:
