@@ -60,6 +60,8 @@ class KmConfig:
     max_key_per_request: int = 1000
     max_key_count: int = 100_000
     link_capacity_bytes: int = DEFAULT_CAPACITY_BYTES
+    #: blocks a sender leaves unused at the young end of a link store (see kms.key_store)
+    link_settle_blocks: int = 0
     concurrent_relays: int = 8
     #: keys relayed per ext_keys message when the ready pool of a pair runs short (≥ request);
     #: the surplus waits, ready at both ends, for the pair's next requests
@@ -154,7 +156,8 @@ class KeyManager:
                 if self._forwarding.key_store_capacity_bits:
                     capacity = self._forwarding.key_store_capacity_bits // 8
                 store = LinkKeyStore(self._dir / "links" / f"{qkdl_id}.sqlite", qkdl_id,
-                                     self.qkdn_id, remote, capacity)
+                                     self.qkdn_id, remote, capacity,
+                                     self.config.link_settle_blocks)
                 store.add_listener(self._on_key_material)
                 self._stores[qkdl_id] = store
             return store

@@ -29,6 +29,10 @@ from pathlib import Path
 from kms.errors import AuthenticationFailed, CapacityExceeded, InsufficientKey
 
 DEFAULT_CAPACITY_BYTES = 64 * 1024 * 1024
+#: A sender uses only blocks at least this many block indices older than the newest block it
+#: holds, so that the peer (whose module delivers the same block a moment later) has them too.
+#: 0 suits a source that delivers to both ends at once (tests); node processes set it (KmConfig).
+DEFAULT_SETTLE_BLOCKS = 0
 _CHECKPOINT_EVERY = 256
 
 
@@ -129,9 +133,11 @@ class LinkKeyStore:
     """The key material of one physical link at this end."""
 
     def __init__(self, path: Path, qkdl_id: str, local_qkdn_id: str, remote_qkdn_id: str,
-                 capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> None:
+                 capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
+                 settle_blocks: int = DEFAULT_SETTLE_BLOCKS) -> None:
         self.qkdl_id = qkdl_id
         self.capacity_bytes = capacity_bytes
+        self.settle_blocks = settle_blocks
         self.own_half = sender_half(local_qkdn_id, remote_qkdn_id)
         self.peer_half = Half.HIGH if self.own_half is Half.LOW else Half.LOW
         self._lock = threading.RLock()
@@ -193,9 +199,11 @@ class LinkKeyStore:
             try:
                 rows = []
                 needed = nbytes
+                newest = cur.execute("SELECT MAX(block) FROM blocks").fetchone()[0]
+                settled = -1 if newest is None else newest - self.settle_blocks
                 for block, offset, data in cur.execute(
-                        "SELECT block, offset, data FROM ranges WHERE half=? ORDER BY block, offset",
-                        (self.own_half.value,)):
+                        "SELECT block, offset, data FROM ranges WHERE half=? AND block<=? "
+                        "ORDER BY block, offset", (self.own_half.value, settled)):
                     rows.append((block, offset, data))
                     needed -= len(data)
                     if needed <= 0:
@@ -266,10 +274,45 @@ class LinkKeyStore:
             cur.execute("INSERT INTO ranges(half, block, offset, data) VALUES (?,?,?,?)",
                         (half.value, block, cut_offset + cut_length, after))
 
+    # -- pairing with the peer end ------------------------------------------------------------
+    def max_block(self) -> int:
+        """Index of the newest block this end holds (-1 if none)."""
+        with self._lock:
+            newest = self._conn.execute("SELECT MAX(block) FROM blocks").fetchone()[0]
+        return -1 if newest is None else newest
+
+    def discard_blocks(self, first: int, last: int) -> int:
+        """Drop (overwrite and delete) what is left of blocks ``first..last``: key the peer end
+        never received (it was down), which no reference may ever use. Returns bytes dropped."""
+        if last < first:
+            return 0
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                dropped = cur.execute(
+                    "SELECT COALESCE(SUM(LENGTH(data)),0) FROM ranges WHERE block BETWEEN ? AND ?",
+                    (first, last)).fetchone()[0]
+                cur.execute("UPDATE ranges SET data=zeroblob(LENGTH(data)) "
+                            "WHERE block BETWEEN ? AND ?", (first, last))
+                cur.execute("DELETE FROM ranges WHERE block BETWEEN ? AND ?", (first, last))
+                self._bump("discarded_bytes", dropped, cur)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return dropped
+
     # -- levels -----------------------------------------------------------------------------
     def available_outgoing(self) -> int:
+        """Bytes this end may send with now (its half of settled blocks)."""
         with self._lock:
-            return self._half_bytes(self.own_half)
+            newest = self._conn.execute("SELECT MAX(block) FROM blocks").fetchone()[0]
+            if newest is None:
+                return 0
+            return self._conn.execute(
+                "SELECT COALESCE(SUM(LENGTH(data)),0) FROM ranges WHERE half=? AND block<=?",
+                (self.own_half.value, newest - self.settle_blocks)).fetchone()[0]
 
     def levels(self) -> StoreLevels:
         with self._lock:

@@ -92,3 +92,28 @@ def test_consumed_key_is_gone_after_restart_and_bytes_overwritten(tmp_path):
     assert key not in raw
     conn = sqlite3.connect(str(path))
     assert conn.execute("SELECT COUNT(*) FROM ranges").fetchone()[0] == 1  # peer half only
+
+
+def test_sender_leaves_young_blocks_for_the_peer_to_catch_up(tmp_path):
+    s = LinkKeyStore(tmp_path / "settle.sqlite", "L", A, B, settle_blocks=2)
+    s.deliver(0, bytes(range(64)))
+    s.deliver(1, bytes(range(64)))
+    with pytest.raises(InsufficientKey):
+        s.take_outgoing(1)            # newest is 1: nothing is 2 blocks old yet
+    s.deliver(2, bytes(range(64)))
+    ref, _ = s.take_outgoing(32)      # block 0 is settled now
+    assert {seg.block for seg in ref.segments} == {0}
+    with pytest.raises(InsufficientKey):
+        s.take_outgoing(1)            # block 1 is not
+
+
+def test_discarded_blocks_are_gone_and_stay_gone(tmp_path):
+    a = LinkKeyStore(tmp_path / "da.sqlite", "L", A, B)
+    for index in range(4):
+        a.deliver(index, bytes([index]) * 64)
+    assert a.max_block() == 3
+    assert a.discard_blocks(1, 2) == 128
+    assert a.deliver(1, bytes(64)) is False      # a discarded block is not taken again
+    ref, key = a.take_outgoing(64)
+    assert {seg.block for seg in ref.segments} == {0, 3}
+    assert a.discard_blocks(5, 4) == 0

@@ -1,0 +1,70 @@
+"""Benchmark rows and the report: the one place their shape is defined."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation; samples need not be sorted."""
+    ordered = sorted(samples)
+    if not ordered:
+        raise ValueError("no samples")
+    pos = (len(ordered) - 1) * q / 100.0
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def row(name: str, value: float, unit: str, *, target: str | None = None,
+        meets: bool | None = None, samples: Sequence[float] | None = None,
+        runs: int | None = None) -> dict[str, Any]:
+    """A report row. ``target`` is human text such as '<= 10'; ``meets`` None = no target."""
+    return {
+        "name": name, "value": value, "unit": unit, "target": target, "meets": meets,
+        "runs": runs if runs is not None else (len(samples) if samples else 1),
+        "p50": statistics.median(samples) if samples else value,
+        "p99": percentile(samples, 99) if samples else value,
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        with open("/proc/meminfo") as handle:
+            mem_kib = int(handle.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"hostname": platform.node(), "cpu": cpu, "cores": os.cpu_count(),
+            "memory_gib": round(mem_kib / 1024 / 1024, 1), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [f"{'name':<40}{'value':>14} {'unit':<10}{'target':<14}{'meets':<7}"
+             f"{'runs':>6}{'p50':>12}{'p99':>12}"]
+    for r in rows:
+        meets = {True: "yes", False: "NO", None: "-"}[r["meets"]]
+        lines.append(f"{r['name']:<40}{_fmt(r['value']):>14} {r['unit']:<10}"
+                     f"{r['target'] or '-':<14}{meets:<7}{r['runs']:>6}"
+                     f"{_fmt(r['p50']):>12}{_fmt(r['p99']):>12}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,282 @@
+"""The agent's running configuration datastore, validated by libyang on every change.
+
+Pure: no sockets, no threads of its own. The running configuration is held as a validated
+libyang data tree plus its canonical RFC 7951 JSON text. An ``<edit-config>`` is applied to a
+JSON working copy (:mod:`qkd_agent.edit_operations`, RFC 6241 §7.2 semantics node by node),
+the whole result is then parsed and validated strictly by libyang (types, ranges, patterns,
+identityrefs, keys, must/when, leafref, mandatory, unique) and only then swapped in. Any
+failure raises :class:`~qkd_agent.rpc_error.RpcError` and leaves the datastore unchanged.
+
+Reads produce XML in the NETCONF base ``<data>`` element: ``get-config`` from the running
+tree, ``get`` from the running tree merged with the operational (``config false``) data a
+state provider supplies as RFC 7951 JSON; both filtered by an RFC 6241 subtree or XPath
+filter. Listeners are told of every committed change with the old and new configuration.
+
+See ``docs/datastore.md`` for the semantics and the error mapping.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import libyang
+from lxml import etree
+
+from qkd_agent.data_tree import DataTree
+from qkd_agent.edit_operations import (
+    DefaultOperation,
+    ErrorOption,
+    RpcErrors,
+    TestOption,
+    apply_edit,
+)
+from qkd_agent.libyang_errors import LibyangParseError, rpc_error_from_libyang
+from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
+from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, build_schema_tree
+from qkd_agent.subtree_filter import filter_subtree
+from qkd_agent.xpath_filter import libyang_xpath
+from qkdn.errors import ConfigError
+from qkdn.namespaces import NETCONF_BASE_NS
+
+log = logging.getLogger(__name__)
+
+#: ``callback(old, new)`` with the running configuration before and after a change.
+ChangeListener = Callable[[dict[str, Any], dict[str, Any]], None]
+
+_XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+_DATA_TAG = f"{{{NETCONF_BASE_NS}}}data"
+
+
+def _option(enum: type, value: object, name: str) -> Any:
+    try:
+        return enum(str(value))
+    except ValueError:
+        raise RpcError(
+            tag=ErrorTag.INVALID_VALUE,
+            message=f'"{value}" is not a valid {name}',
+            type=ErrorType.PROTOCOL,
+            info={"bad-element": name},
+        ) from None
+
+
+def _data_element(xml_text: str) -> etree._Element:
+    """Wrap libyang's XML printout of a forest into ``<data>``."""
+    return etree.fromstring(
+        f'<data xmlns="{NETCONF_BASE_NS}">{xml_text}</data>'.encode(), _XML_PARSER
+    )
+
+
+class Datastore:
+    """The running configuration datastore of one agent.
+
+    ``initial`` is RFC 7951 JSON of the running config (``{"etsi-qkd-sdn-node:qkd_node":
+    {...}}``); it must validate (else :class:`qkdn.errors.ConfigError`). ``None`` starts
+    empty: unconfigured, until a first edit creates ``qkd_node`` with its mandatory
+    ``qkdn_id``. All methods are thread-safe (one internal lock); the usual caller is the
+    agent's event loop.
+    """
+
+    def __init__(self, ctx: libyang.Context, initial: dict[str, Any] | None = None) -> None:
+        self._ctx = ctx
+        self._schema: SchemaTree = build_schema_tree(ctx)
+        self._lock = threading.RLock()
+        self._listeners: list[ChangeListener] = []
+        self._tree = DataTree(ctx, None)
+        self._json_text = ""
+        self._xml_cache: etree._Element | None = None
+        if initial:
+            try:
+                self._tree = self._validated(initial)
+            except RpcError as exc:
+                raise ConfigError(f"initial configuration is invalid: {exc.message}"
+                                  f" at {exc.path}") from exc
+            self._json_text = self._tree.print("json")
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def schema(self) -> SchemaTree:
+        return self._schema
+
+    def running_json(self) -> dict[str, Any]:
+        """The running configuration as RFC 7951 JSON (a fresh copy, config only)."""
+        with self._lock:
+            return json.loads(self._json_text) if self._json_text else {}
+
+    def get_config(self, filter: etree._Element | None = None) -> etree._Element:
+        """``<data>`` with the running configuration, filtered by the ``<filter>`` element
+        (``type`` subtree, the default, or xpath with a ``select`` attribute)."""
+        with self._lock:
+            if filter is not None and _filter_type(filter) == "xpath":
+                return self._xpath_data(self._tree, filter)
+            if self._xml_cache is None:
+                self._xml_cache = _data_element(self._tree.print("xml"))
+            return self._filtered(self._xml_cache, filter)
+
+    def get(
+        self,
+        filter: etree._Element | None = None,
+        operational: dict[str, Any] | None = None,
+    ) -> etree._Element:
+        """``<data>`` with the running configuration merged with ``operational`` (RFC 7951
+        JSON of ``config false`` data, keys included), then filtered like :meth:`get_config`.
+
+        Operational data is parsed strictly against the model (unknown nodes and bad values
+        are an ``operation-failed`` error: they are the agent's fault, not the client's)."""
+        if not operational:
+            return self.get_config(filter)
+        try:
+            state = DataTree.parse(
+                self._ctx, json.dumps(operational), config_only=False, validate=False
+            )
+        except LibyangParseError as exc:
+            inner = rpc_error_from_libyang(exc)
+            raise RpcError(
+                tag=ErrorTag.OPERATION_FAILED,
+                message=f"operational state does not match the model: {inner.message}",
+                path=inner.path,
+            ) from exc
+        with self._lock:
+            merged = self._tree.duplicate()
+        with merged, state:
+            merged.merge_from(state)
+            if filter is not None and _filter_type(filter) == "xpath":
+                return self._xpath_data(merged, filter)
+            return self._filtered(_data_element(merged.print("xml")), filter, copy_all=False)
+
+    # ----------------------------------------------------------------- writes
+    def edit_config(
+        self,
+        config: etree._Element,
+        *,
+        default_operation: str = "merge",
+        test_option: str = "test-then-set",
+        error_option: str = "stop-on-error",
+    ) -> None:
+        """Apply an RFC 6241 ``<config>`` element atomically.
+
+        ``test-then-set`` and ``set`` both validate the whole result before committing (an
+        invalid running configuration is never stored); ``test-only`` validates and discards.
+        Every ``error-option`` is all-or-nothing here: on any error nothing is applied.
+        ``continue-on-error`` differs only in that the edit is walked to its end and every
+        error found is reported (:class:`~qkd_agent.edit_operations.RpcErrors`).
+        """
+        default_op = _option(DefaultOperation, default_operation, "default-operation")
+        test_opt = _option(TestOption, test_option, "test-option")
+        error_opt = _option(ErrorOption, error_option, "error-option")
+        with self._lock:
+            candidate = json.loads(self._json_text) if self._json_text else {}
+            errors = apply_edit(
+                candidate, config, self._schema, default_op,
+                collect_errors=error_opt is ErrorOption.CONTINUE_ON_ERROR,
+            )
+            if errors:
+                raise RpcErrors.of(errors)
+            new_tree = self._validated(candidate)
+            if test_opt is TestOption.TEST_ONLY:
+                new_tree.free()
+                return
+            self._commit(new_tree)
+
+    def validate(self, config: etree._Element | None = None) -> None:
+        """RFC 6241 ``<validate>``: the running configuration (``None``) or a complete
+        ``<config>`` element (as if it were the whole datastore), checked without storing."""
+        with self._lock:
+            if config is None:
+                self._validated(self.running_json()).free()
+                return
+            candidate: dict[str, Any] = {}
+            apply_edit(candidate, config, self._schema, DefaultOperation.MERGE)
+            self._validated(candidate).free()
+
+    def add_listener(self, callback: ChangeListener) -> None:
+        """Call ``callback(old, new)`` after every committed change (RFC 7951 JSON)."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: ChangeListener) -> None:
+        with self._lock:
+            self._listeners.remove(callback)
+
+    # -------------------------------------------------------------- internals
+    def _validated(self, candidate: dict[str, Any]) -> DataTree:
+        try:
+            return DataTree.parse(self._ctx, json.dumps(candidate))
+        except LibyangParseError as exc:
+            raise rpc_error_from_libyang(exc) from exc
+
+    def _commit(self, new_tree: DataTree) -> None:
+        new_text = new_tree.print("json")
+        if new_text == self._json_text:
+            new_tree.free()
+            return
+        old_text = self._json_text
+        old_tree, self._tree = self._tree, new_tree
+        self._json_text = new_text
+        self._xml_cache = None
+        old_tree.free()
+        for listener in list(self._listeners):
+            try:  # each listener gets its own copies (json.loads beats copy.deepcopy)
+                listener(json.loads(old_text) if old_text else {}, json.loads(new_text))
+            except Exception:  # a listener's bug must not undo or block a committed change
+                log.exception("datastore change listener %r failed", listener)
+
+    def _keys_of(self, element: etree._Element) -> tuple[str, ...]:
+        chain = []
+        node: etree._Element | None = element
+        while node is not None and node.tag != _DATA_TAG:
+            chain.append(etree.QName(node))
+            node = node.getparent()
+        schema: SchemaNode | None = self._schema.root
+        for qname in reversed(chain):
+            schema = schema.child(qname.namespace or "", qname.localname) if schema else None
+        if schema is None or schema.kind is not NodeKind.LIST:
+            return ()
+        return schema.keys
+
+    def _filtered(
+        self, data: etree._Element, filter: etree._Element | None, copy_all: bool = True
+    ) -> etree._Element:
+        if filter is None:
+            return copy.deepcopy(data) if copy_all else data
+        kind = _filter_type(filter)
+        if kind != "subtree":
+            raise RpcError(
+                tag=ErrorTag.BAD_ATTRIBUTE,
+                message=f'filter type "{kind}" is not supported',
+                type=ErrorType.PROTOCOL,
+                info={"bad-attribute": "type", "bad-element": "filter"},
+            )
+        out = etree.Element(_DATA_TAG, nsmap={None: NETCONF_BASE_NS})
+        for node in filter_subtree(data, filter, self._keys_of):
+            out.append(node)
+        return out
+
+    def _xpath_data(self, tree: DataTree, filter: etree._Element) -> etree._Element:
+        select = filter.get("select") or filter.get(f"{{{NETCONF_BASE_NS}}}select")
+        if not select:
+            raise RpcError(
+                tag=ErrorTag.MISSING_ATTRIBUTE,
+                message='an XPath filter needs a "select" attribute',
+                type=ErrorType.PROTOCOL,
+                info={"bad-attribute": "select", "bad-element": "filter"},
+            )
+        xpath = libyang_xpath(select, filter.nsmap, self._schema.module_by_namespace)
+        try:
+            with tree.select_xpath(xpath) as selected:
+                return _data_element(selected.print("xml"))
+        except LibyangParseError as exc:
+            raise RpcError(
+                tag=ErrorTag.INVALID_VALUE,
+                message=f"XPath filter rejected: {exc}",
+                type=ErrorType.PROTOCOL,
+                info={"bad-attribute": "select", "bad-element": "filter"},
+            ) from exc
+
+
+def _filter_type(filter: etree._Element) -> str:
+    return filter.get("type") or filter.get(f"{{{NETCONF_BASE_NS}}}type") or "subtree"

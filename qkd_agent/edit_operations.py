@@ -1,0 +1,479 @@
+"""RFC 6241 §7.2 ``<edit-config>`` semantics applied to an RFC 7951 JSON working copy.
+
+:func:`apply_edit` walks the ``<config>`` element against the schema mirror and changes a
+JSON tree in place, node by node: ``merge``, ``replace``, ``create``, ``delete``, ``remove``
+(the ``nc:operation`` attribute at any level, inherited by descendants), with
+``default-operation`` merge / replace / none. It detects what only the edit can tell —
+unknown namespaces and elements, ``config false`` nodes, missing list keys, bad operation
+attributes, ``data-exists`` on create and ``data-missing`` on delete — and raises the matching
+:class:`~qkd_agent.rpc_error.RpcError`. Whole-tree validation (types, ranges, when, must,
+leafref, mandatory, unique) is libyang's job afterwards, in :mod:`qkd_agent.datastore`.
+
+XML values are converted to their RFC 7951 JSON encoding here (numbers, booleans, empty,
+identityrefs re-qualified by module name from the XML namespace in scope).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from lxml import etree
+
+from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
+from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, ValueKind
+from qkdn.namespaces import NETCONF_BASE_NS
+
+OPERATION_ATTRIBUTE = f"{{{NETCONF_BASE_NS}}}operation"
+
+JsonObject = dict[str, Any]
+
+
+class EditOperation(StrEnum):
+    """The ``nc:operation`` attribute values, plus ``none`` (default-operation only)."""
+
+    MERGE = "merge"
+    REPLACE = "replace"
+    CREATE = "create"
+    DELETE = "delete"
+    REMOVE = "remove"
+    NONE = "none"
+
+
+class DefaultOperation(StrEnum):
+    MERGE = "merge"
+    REPLACE = "replace"
+    NONE = "none"
+
+
+class TestOption(StrEnum):
+    TEST_THEN_SET = "test-then-set"
+    SET = "set"
+    TEST_ONLY = "test-only"
+
+
+class ErrorOption(StrEnum):
+    STOP_ON_ERROR = "stop-on-error"
+    CONTINUE_ON_ERROR = "continue-on-error"
+    ROLLBACK_ON_ERROR = "rollback-on-error"
+
+
+@dataclass
+class RpcErrors(RpcError):
+    """Several ``<rpc-error>`` of one ``<edit-config>`` (``continue-on-error``).
+
+    Its own fields are those of the first error, so code that knows only :class:`RpcError`
+    still reports something right; :meth:`to_xml_list` gives one element per error."""
+
+    errors: list[RpcError] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, errors: list[RpcError]) -> RpcError:
+        """The single error itself, or an :class:`RpcErrors` for several."""
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        return cls(
+            tag=first.tag, message=first.message, type=first.type, severity=first.severity,
+            app_tag=first.app_tag, path=first.path, info=dict(first.info), errors=list(errors),
+        )
+
+    def to_xml_list(self) -> list[etree._Element]:
+        return [error.to_xml() for error in self.errors]
+
+
+_ATTRIBUTE_OPERATIONS = {
+    op.value: op for op in EditOperation if op is not EditOperation.NONE
+}
+
+
+def _error(
+    tag: ErrorTag,
+    message: str,
+    path: str | None,
+    element: str | None = None,
+    **extra_info: str,
+) -> RpcError:
+    info = {}
+    if element is not None:
+        info["bad-element"] = element
+    info.update({key.replace("_", "-"): value for key, value in extra_info.items()})
+    return RpcError(tag=tag, message=message, type=ErrorType.APPLICATION, path=path, info=info)
+
+
+def _is_element(node: Any) -> bool:
+    return isinstance(node.tag, str)
+
+
+def _child_elements(element: etree._Element) -> list[etree._Element]:
+    return [child for child in element if _is_element(child)]
+
+
+def _text(element: etree._Element) -> str:
+    return element.text or ""
+
+
+def json_value(node: SchemaNode, element: etree._Element, schema: SchemaTree, path: str) -> Any:
+    """The RFC 7951 JSON value of the leaf or leaf-list ``element`` (schema ``node``).
+
+    Numbers and booleans that do not even parse are rejected here with ``invalid-value``;
+    every other constraint (range, pattern, identity base...) is left to libyang.
+    """
+    text = _text(element)
+    kind = node.value_kind
+    if kind is ValueKind.NUMBER:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise _error(
+                ErrorTag.INVALID_VALUE, f'"{text}" is not an integer', path, node.name
+            ) from None
+    if kind is ValueKind.BOOLEAN:
+        value = text.strip()
+        if value not in ("true", "false"):
+            raise _error(ErrorTag.INVALID_VALUE, f'"{text}" is not a boolean', path, node.name)
+        return value == "true"
+    if kind is ValueKind.EMPTY:
+        if text.strip():
+            raise _error(ErrorTag.INVALID_VALUE, "a leaf of type empty has no value", path, node.name)
+        return [None]
+    if kind is ValueKind.IDENTITYREF:
+        value = text.strip()
+        prefix, _, local = value.rpartition(":")
+        namespace = element.nsmap.get(prefix or None)
+        if prefix and namespace is None:
+            raise _error(
+                ErrorTag.INVALID_VALUE, f'unknown prefix "{prefix}" in identityref "{value}"',
+                path, node.name,
+            )
+        if namespace is None:
+            return local
+        module = schema.module_by_namespace.get(namespace)
+        if module is None:
+            raise _error(
+                ErrorTag.INVALID_VALUE, f'identityref "{value}" names an unknown module',
+                path, node.name,
+            )
+        return f"{module}:{local}"
+    return text
+
+
+def _predicate_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _list_path(path: str, node: SchemaNode, keys: dict[str, Any]) -> str:
+    return path + "".join(f"[{name}='{_predicate_value(value)}']" for name, value in keys.items())
+
+
+def _check_nested_operations(element: etree._Element, op: EditOperation, path: str) -> None:
+    """Inside a deleted/removed subtree only delete/remove may be asked for."""
+    for descendant in element.iterdescendants():
+        if not _is_element(descendant):
+            continue
+        nested = descendant.get(OPERATION_ATTRIBUTE)
+        if nested is not None and nested not in (EditOperation.DELETE, EditOperation.REMOVE):
+            name = etree.QName(descendant).localname
+            raise _error(
+                ErrorTag.BAD_ATTRIBUTE, f'operation "{nested}" on "{name}" inside a "{op}" subtree',
+                path, name, bad_attribute="operation",
+            )
+
+
+class _EditWalker:
+    """One pass over a ``<config>`` element. With ``collect_errors`` the walk goes on past a
+    failing node (continue-on-error) and records every error."""
+
+    def __init__(self, schema: SchemaTree, collect_errors: bool) -> None:
+        self.schema = schema
+        self.collect_errors = collect_errors
+        self.errors: list[RpcError] = []
+
+    def apply_children(
+        self,
+        target: JsonObject,
+        parent: SchemaNode,
+        element: etree._Element,
+        inherited: EditOperation,
+        path: str,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
+        for child in _child_elements(element):
+            if etree.QName(child).localname in skip and etree.QName(child).namespace == parent.namespace:
+                continue
+            try:
+                self.apply_node(target, parent, child, inherited, path)
+            except RpcError as exc:
+                if not self.collect_errors:
+                    raise
+                self.errors.append(exc)
+
+    def resolve(
+        self, parent: SchemaNode, element: etree._Element, path: str
+    ) -> SchemaNode:
+        qname = etree.QName(element)
+        namespace, name = qname.namespace or "", qname.localname
+        if namespace not in self.schema.module_by_namespace:
+            raise _error(
+                ErrorTag.UNKNOWN_NAMESPACE,
+                f'namespace "{namespace}" of element "{name}" is not a known YANG module',
+                f"{path}/{name}", name, bad_namespace=namespace,
+            )
+        node = parent.child(namespace, name)
+        if node is None:
+            where = f'"{parent.name}"' if parent.name else "the top level"
+            raise _error(
+                ErrorTag.UNKNOWN_ELEMENT, f'"{name}" is not a data node under {where}',
+                f"{path}/{name}", name,
+            )
+        if not node.config:
+            raise _error(
+                ErrorTag.BAD_ELEMENT,
+                f'"{name}" is config false (state data) and cannot be edited',
+                f"{path}/{node.path_step(parent.module or None)}", name,
+            )
+        if node.kind is NodeKind.ANY:
+            raise _error(
+                ErrorTag.OPERATION_NOT_SUPPORTED, f'editing anydata "{name}" is not supported',
+                f"{path}/{node.path_step(parent.module or None)}", name,
+            )
+        return node
+
+    def operation(
+        self, element: etree._Element, node: SchemaNode, inherited: EditOperation, path: str
+    ) -> EditOperation:
+        own = None
+        for attribute, value in element.attrib.items():
+            if attribute == OPERATION_ATTRIBUTE:
+                own = _ATTRIBUTE_OPERATIONS.get(value)
+                if own is None:
+                    raise _error(
+                        ErrorTag.BAD_ATTRIBUTE, f'"{value}" is not an edit operation', path,
+                        node.name, bad_attribute="operation",
+                    )
+            else:
+                raise _error(
+                    ErrorTag.UNKNOWN_ATTRIBUTE,
+                    f'attribute "{etree.QName(attribute).localname}" is not supported here',
+                    path, node.name, bad_attribute=etree.QName(attribute).localname,
+                )
+        if own is None:
+            return inherited
+        if inherited in (EditOperation.DELETE, EditOperation.REMOVE) and own not in (
+            EditOperation.DELETE, EditOperation.REMOVE
+        ):
+            raise _error(
+                ErrorTag.BAD_ATTRIBUTE,
+                f'operation "{own}" inside a "{inherited}" subtree', path, node.name,
+                bad_attribute="operation",
+            )
+        return own
+
+    def apply_node(
+        self,
+        target: JsonObject,
+        parent: SchemaNode,
+        element: etree._Element,
+        inherited: EditOperation,
+        parent_path: str,
+    ) -> None:
+        node = self.resolve(parent, element, parent_path)
+        path = f"{parent_path}/{node.path_step(parent.module or None)}"
+        if node.kind is NodeKind.LIST:
+            self.apply_list(target, node, element, inherited, path)
+        else:
+            op = self.operation(element, node, inherited, path)
+            if node.kind is NodeKind.CONTAINER:
+                self.apply_container(target, node, element, op, path)
+            elif node.kind is NodeKind.LEAF:
+                self.apply_leaf(target, node, element, op, path)
+            else:
+                self.apply_leaf_list(target, node, element, op, path)
+        if node.cases and node.json_name in target:
+            for sibling in parent.children.values():
+                if sibling.json_name in target and node.excludes(sibling):
+                    del target[sibling.json_name]
+
+    def apply_container(
+        self,
+        target: JsonObject,
+        node: SchemaNode,
+        element: etree._Element,
+        op: EditOperation,
+        path: str,
+    ) -> None:
+        key = node.json_name
+        exists = key in target
+        if op is EditOperation.DELETE and not exists:
+            raise _error(ErrorTag.DATA_MISSING, f'"{node.name}" does not exist', path, node.name)
+        if op in (EditOperation.DELETE, EditOperation.REMOVE):
+            _check_nested_operations(element, op, path)
+            target.pop(key, None)
+            return
+        if op is EditOperation.CREATE and exists:
+            raise _error(ErrorTag.DATA_EXISTS, f'"{node.name}" already exists', path, node.name)
+        if (element.text or "").strip():
+            raise _error(ErrorTag.BAD_ELEMENT, f'container "{node.name}" has a text value',
+                         path, node.name)
+        fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or not exists
+        content: JsonObject = {} if fresh else target[key]
+        self.apply_children(content, node, element, op, path)
+        if op is not EditOperation.NONE or content:
+            target[key] = content
+
+    def apply_list(
+        self,
+        target: JsonObject,
+        node: SchemaNode,
+        element: etree._Element,
+        inherited: EditOperation,
+        path: str,
+    ) -> None:
+        keys: dict[str, Any] = {}
+        children = _child_elements(element)
+        for key_name in node.keys:
+            key_node = node.child_by_name(key_name)
+            assert key_node is not None
+            key_element = next(
+                (
+                    child for child in children
+                    if etree.QName(child).localname == key_name
+                    and etree.QName(child).namespace == key_node.namespace
+                ),
+                None,
+            )
+            if key_element is None:
+                raise _error(
+                    ErrorTag.MISSING_ELEMENT,
+                    f'list "{node.name}" entry without its key "{key_name}"', path, key_name,
+                )
+            keys[key_node.json_name] = json_value(key_node, key_element, self.schema,
+                                                  f"{path}/{key_name}")
+        path = _list_path(path, node, keys)
+        op = self.operation(element, node, inherited, path)
+        entries: list[JsonObject] = target.get(node.json_name, [])
+        index = next(
+            (i for i, entry in enumerate(entries)
+             if all(entry.get(name) == value for name, value in keys.items())),
+            None,
+        )
+        if op is EditOperation.DELETE and index is None:
+            raise _error(ErrorTag.DATA_MISSING, f'"{node.name}" entry does not exist', path,
+                         node.name)
+        if op in (EditOperation.DELETE, EditOperation.REMOVE):
+            _check_nested_operations(element, op, path)
+            if index is not None:
+                del entries[index]
+                if not entries:
+                    target.pop(node.json_name, None)
+            return
+        if op is EditOperation.CREATE and index is not None:
+            raise _error(ErrorTag.DATA_EXISTS, f'"{node.name}" entry already exists', path,
+                         node.name)
+        fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or index is None
+        entry: JsonObject = dict(keys) if fresh else entries[index]  # type: ignore[index]
+        self.apply_children(entry, node, element, op, path, skip=frozenset(node.keys))
+        if op is EditOperation.NONE and index is None and len(entry) == len(keys):
+            return
+        if index is None:
+            entries.append(entry)
+            target[node.json_name] = entries
+        else:
+            entries[index] = entry
+
+    def apply_leaf(
+        self,
+        target: JsonObject,
+        node: SchemaNode,
+        element: etree._Element,
+        op: EditOperation,
+        path: str,
+    ) -> None:
+        key = node.json_name
+        exists = key in target
+        if op is EditOperation.DELETE and not exists:
+            raise _error(ErrorTag.DATA_MISSING, f'"{node.name}" does not exist', path, node.name)
+        if op in (EditOperation.DELETE, EditOperation.REMOVE):
+            target.pop(key, None)
+            return
+        if _child_elements(element):
+            raise _error(ErrorTag.BAD_ELEMENT, f'leaf "{node.name}" has child elements', path,
+                         node.name)
+        if op is EditOperation.CREATE and exists:
+            raise _error(ErrorTag.DATA_EXISTS, f'"{node.name}" already exists', path, node.name)
+        value = json_value(node, element, self.schema, path)
+        if op is not EditOperation.NONE:
+            target[key] = value
+
+    def apply_leaf_list(
+        self,
+        target: JsonObject,
+        node: SchemaNode,
+        element: etree._Element,
+        op: EditOperation,
+        path: str,
+    ) -> None:
+        key = node.json_name
+        if _child_elements(element):
+            raise _error(ErrorTag.BAD_ELEMENT, f'leaf-list "{node.name}" has child elements',
+                         path, node.name)
+        value = json_value(node, element, self.schema, path)
+        path = f"{path}[.='{_predicate_value(value)}']"
+        values: list[Any] = target.get(key, [])
+        exists = value in values
+        if op is EditOperation.DELETE and not exists:
+            raise _error(ErrorTag.DATA_MISSING, f'"{node.name}" value does not exist', path,
+                         node.name)
+        if op in (EditOperation.DELETE, EditOperation.REMOVE):
+            if exists:
+                values.remove(value)
+                if not values:
+                    target.pop(key, None)
+            return
+        if op is EditOperation.CREATE and exists:
+            raise _error(ErrorTag.DATA_EXISTS, f'"{node.name}" value already exists', path,
+                         node.name)
+        if op is not EditOperation.NONE and not exists:
+            values.append(value)
+            target[key] = values
+
+
+def check_config_element(config: etree._Element) -> None:
+    """``malformed-message`` unless ``config`` is a NETCONF ``<config>`` element."""
+    if not _is_element(config) or config.tag != f"{{{NETCONF_BASE_NS}}}config":
+        raise RpcError(
+            tag=ErrorTag.MALFORMED_MESSAGE,
+            message="the edit must be a <config> element in the NETCONF base namespace",
+            type=ErrorType.RPC,
+        )
+    if (config.text or "").strip():
+        raise RpcError(
+            tag=ErrorTag.MALFORMED_MESSAGE,
+            message="<config> holds text outside any data node",
+            type=ErrorType.RPC,
+        )
+
+
+def apply_edit(
+    target: JsonObject,
+    config: etree._Element,
+    schema: SchemaTree,
+    default_operation: DefaultOperation = DefaultOperation.MERGE,
+    *,
+    collect_errors: bool = False,
+) -> list[RpcError]:
+    """Apply the ``<config>`` element to ``target`` (RFC 7951 JSON, changed in place).
+
+    Without ``collect_errors`` the first error is raised. With it (continue-on-error) the
+    walk skips each failing node, goes on, and returns every error found (empty: success).
+    """
+    check_config_element(config)
+    walker = _EditWalker(schema, collect_errors)
+    if default_operation is DefaultOperation.REPLACE:
+        # RFC 6241: replace at the top replaces the whole datastore with the <config> content.
+        target.clear()
+    walker.apply_children(target, schema.root, config, EditOperation(default_operation.value), "")
+    return walker.errors

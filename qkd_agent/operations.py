@@ -1,0 +1,375 @@
+"""The NETCONF operations the agent serves: one small function per operation.
+
+Each function takes the operation element (the child of ``<rpc>``) and the :class:`RpcCall`
+it belongs to, checks its parameters, acts on the shared :class:`ServerState` and returns the
+reply content: an element to place in ``<rpc-reply>`` (``<data>``) or ``None`` for ``<ok/>``.
+Any failure is an :class:`~qkd_agent.rpc_error.RpcError`; building the reply message and
+sending it is the session's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lxml import etree
+
+from qkd_agent.capabilities import SchemaModule, find_schema
+from qkd_agent.datastore_lock import DatastoreName, LockTable
+from qkd_agent.notifications import DEFAULT_STREAM, NotificationHub, Subscription
+from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
+from qkdn.namespaces import NETCONF_BASE_NS, NETCONF_MONITORING_NS, NETCONF_NOTIFICATION_NS
+
+
+class DatastoreAccess(Protocol):
+    """What the operations need from :class:`qkd_agent.datastore.Datastore`."""
+
+    def get_config(self, filter: etree._Element | None) -> etree._Element: ...
+
+    def get(self, filter: etree._Element | None, operational: dict) -> etree._Element: ...
+
+    def edit_config(
+        self,
+        config: etree._Element,
+        *,
+        default_operation: str = "merge",
+        test_option: str = "test-then-set",
+        error_option: str = "stop-on-error",
+    ) -> None: ...
+
+    def validate(self, config: etree._Element | None = None) -> None: ...
+
+
+class SessionHandle(Protocol):
+    """What one session exposes to the others (kill-session)."""
+
+    session_id: int
+
+    def kill(self) -> None: ...
+
+
+@dataclass
+class ServerState:
+    """Everything the sessions of one agent share. Used from the agent's event loop only."""
+
+    datastore: DatastoreAccess
+    modules: tuple[SchemaModule, ...]
+    state_provider: Callable[[], dict] | None = None
+    locks: LockTable = field(default_factory=LockTable)
+    hub: NotificationHub = field(default_factory=NotificationHub)
+    sessions: dict[int, SessionHandle] = field(default_factory=dict)
+
+    def operational_state(self) -> dict:
+        return self.state_provider() if self.state_provider else {}
+
+
+@dataclass
+class RpcCall:
+    """One ``<rpc>`` being served: who asked, and what the session must do afterwards."""
+
+    session_id: int
+    server: ServerState
+    deliver_notification: Callable[[bytes], None]
+    may_write: bool = True
+    username: str = ""
+    close_after_reply: bool = False
+
+    def require_write(self, operation: str) -> None:
+        """``access-denied`` for a session of a read-only user."""
+        if not self.may_write:
+            raise RpcError(ErrorTag.ACCESS_DENIED,
+                           f"user {self.username!r} is read-only and may not {operation}",
+                           type=ErrorType.APPLICATION)
+
+
+Operation = Callable[[etree._Element, RpcCall], "etree._Element | None"]
+
+_BASE = f"{{{NETCONF_BASE_NS}}}"
+_NOTIF = f"{{{NETCONF_NOTIFICATION_NS}}}"
+_MON = f"{{{NETCONF_MONITORING_NS}}}"
+
+EDIT_DEFAULT_OPERATIONS = ("merge", "replace", "none")
+EDIT_TEST_OPTIONS = ("test-then-set", "set", "test-only")
+EDIT_ERROR_OPTIONS = ("stop-on-error", "continue-on-error", "rollback-on-error")
+
+
+# --------------------------------------------------------------------------- parameter helpers
+
+
+def _children(op: etree._Element) -> list[etree._Element]:
+    return [c for c in op if isinstance(c.tag, str)]
+
+
+def _check_known_children(op: etree._Element, ns: str, allowed: tuple[str, ...]) -> None:
+    for child in _children(op):
+        q = etree.QName(child)
+        if q.namespace != ns or q.localname not in allowed:
+            raise RpcError(
+                ErrorTag.UNKNOWN_ELEMENT,
+                f"unexpected parameter <{q.localname}> in <{etree.QName(op).localname}>",
+                type=ErrorType.PROTOCOL,
+                info={"bad-element": q.localname},
+            )
+
+
+def _param(op: etree._Element, ns: str, name: str, required: bool = False) -> etree._Element | None:
+    found = op.find(f"{{{ns}}}{name}")
+    if found is None and required:
+        raise RpcError(
+            ErrorTag.MISSING_ELEMENT,
+            f"<{etree.QName(op).localname}> needs <{name}>",
+            type=ErrorType.PROTOCOL,
+            info={"bad-element": name},
+        )
+    return found
+
+
+def _text_choice(op: etree._Element, name: str, choices: tuple[str, ...], default: str) -> str:
+    elem = _param(op, NETCONF_BASE_NS, name)
+    if elem is None:
+        return default
+    value = (elem.text or "").strip()
+    if value not in choices:
+        raise RpcError(
+            ErrorTag.INVALID_VALUE,
+            f"<{name}> must be one of {', '.join(choices)}, not {value!r}",
+            type=ErrorType.PROTOCOL,
+            info={"bad-element": name},
+        )
+    return value
+
+
+def _datastore(op: etree._Element, name: str) -> DatastoreName:
+    """The datastore named in ``<target>`` / ``<source>``; only running is offered."""
+    holder = _param(op, NETCONF_BASE_NS, name, required=True)
+    assert holder is not None
+    chosen = _children(holder)
+    if len(chosen) != 1:
+        raise RpcError(
+            ErrorTag.MISSING_ELEMENT if not chosen else ErrorTag.BAD_ELEMENT,
+            f"<{name}> must name exactly one datastore",
+            type=ErrorType.PROTOCOL,
+            info={"bad-element": name},
+        )
+    q = etree.QName(chosen[0])
+    if q.namespace == NETCONF_BASE_NS and q.localname == DatastoreName.RUNNING:
+        return DatastoreName.RUNNING
+    if q.namespace == NETCONF_BASE_NS and q.localname in ("candidate", "startup", "url", "config"):
+        raise RpcError(
+            ErrorTag.OPERATION_NOT_SUPPORTED,
+            f"<{q.localname}> as {name} is not supported; this agent offers <running/> only",
+            type=ErrorType.PROTOCOL,
+            info={"bad-element": q.localname},
+        )
+    raise RpcError(
+        ErrorTag.UNKNOWN_ELEMENT,
+        f"unknown datastore <{q.localname}>",
+        type=ErrorType.PROTOCOL,
+        info={"bad-element": q.localname},
+    )
+
+
+def _filter(op: etree._Element) -> etree._Element | None:
+    """The ``<filter>`` element of get / get-config: subtree (default) or xpath (RFC 6241
+    §8.9, with a ``select`` attribute); the datastore applies it."""
+    flt = _param(op, NETCONF_BASE_NS, "filter")
+    if flt is None:
+        return None
+    kind = flt.get("type") or flt.get(_BASE + "type") or "subtree"
+    if kind not in ("subtree", "xpath"):
+        raise RpcError(
+            ErrorTag.BAD_ATTRIBUTE,
+            f"filter type {kind!r} is not supported; use subtree or xpath",
+            type=ErrorType.PROTOCOL,
+            info={"bad-attribute": "type", "bad-element": "filter"},
+        )
+    return flt
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def get(op: etree._Element, call: RpcCall) -> etree._Element:
+    """RFC 6241 §7.7: running config and operational state."""
+    _check_known_children(op, NETCONF_BASE_NS, ("filter",))
+    flt = _filter(op)
+    return call.server.datastore.get(flt, call.server.operational_state())
+
+
+def get_config(op: etree._Element, call: RpcCall) -> etree._Element:
+    """RFC 6241 §7.1."""
+    _check_known_children(op, NETCONF_BASE_NS, ("source", "filter"))
+    _datastore(op, "source")
+    return call.server.datastore.get_config(_filter(op))
+
+
+def edit_config(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.2 on <running/>; atomic (all or nothing) whatever the error-option."""
+    _check_known_children(
+        op, NETCONF_BASE_NS,
+        ("target", "default-operation", "test-option", "error-option", "config", "url"),
+    )
+    target = _datastore(op, "target")
+    default_operation = _text_choice(op, "default-operation", EDIT_DEFAULT_OPERATIONS, "merge")
+    test_option = _text_choice(op, "test-option", EDIT_TEST_OPTIONS, "test-then-set")
+    error_option = _text_choice(op, "error-option", EDIT_ERROR_OPTIONS, "stop-on-error")
+    if _param(op, NETCONF_BASE_NS, "url") is not None:
+        raise RpcError(
+            ErrorTag.OPERATION_NOT_SUPPORTED, "<url> is not supported (no :url capability)",
+            type=ErrorType.PROTOCOL, info={"bad-element": "url"},
+        )
+    config = _param(op, NETCONF_BASE_NS, "config", required=True)
+    assert config is not None
+    call.require_write("edit-config")
+    if test_option != "test-only":
+        call.server.locks.check_writable(target, call.session_id)
+    call.server.datastore.edit_config(
+        config,
+        default_operation=default_operation,
+        test_option=test_option,
+        error_option=error_option,
+    )
+    return None
+
+
+def validate(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §8.6: validate running or an inline ``<config>``."""
+    _check_known_children(op, NETCONF_BASE_NS, ("source",))
+    source = _param(op, NETCONF_BASE_NS, "source", required=True)
+    assert source is not None
+    inline = source.find(_BASE + "config")
+    if inline is not None:
+        call.server.datastore.validate(inline)
+        return None
+    _datastore(op, "source")
+    call.server.datastore.validate(None)
+    return None
+
+
+def lock(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.5."""
+    _check_known_children(op, NETCONF_BASE_NS, ("target",))
+    call.require_write("lock")
+    call.server.locks.lock(_datastore(op, "target"), call.session_id)
+    return None
+
+
+def unlock(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.6."""
+    _check_known_children(op, NETCONF_BASE_NS, ("target",))
+    call.require_write("unlock")
+    call.server.locks.unlock(_datastore(op, "target"), call.session_id)
+    return None
+
+
+def close_session(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.8: reply ``<ok/>``, then end the session (locks are released)."""
+    _check_known_children(op, NETCONF_BASE_NS, ())
+    call.close_after_reply = True
+    return None
+
+
+def kill_session(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.9: end another session and release its locks."""
+    _check_known_children(op, NETCONF_BASE_NS, ("session-id",))
+    call.require_write("kill-session")
+    elem = _param(op, NETCONF_BASE_NS, "session-id", required=True)
+    assert elem is not None
+    text = (elem.text or "").strip()
+    if not text.isdigit() or int(text) == 0:
+        raise RpcError(ErrorTag.INVALID_VALUE, f"bad session-id {text!r}",
+                       type=ErrorType.PROTOCOL, info={"bad-element": "session-id"})
+    target_id = int(text)
+    if target_id == call.session_id:
+        raise RpcError(ErrorTag.INVALID_VALUE, "use close-session to end your own session",
+                       type=ErrorType.PROTOCOL, info={"bad-element": "session-id"})
+    target = call.server.sessions.get(target_id)
+    if target is None:
+        raise RpcError(ErrorTag.INVALID_VALUE, f"no session {target_id}",
+                       type=ErrorType.PROTOCOL, info={"bad-element": "session-id"})
+    call.server.locks.release_all(target_id)
+    call.server.hub.unsubscribe(target_id)
+    target.kill()
+    return None
+
+
+def get_schema(op: etree._Element, call: RpcCall) -> etree._Element:
+    """RFC 6022 §3.1: the text of one module the agent advertises."""
+    _check_known_children(op, NETCONF_MONITORING_NS, ("identifier", "version", "format"))
+    ident = _param(op, NETCONF_MONITORING_NS, "identifier", required=True)
+    assert ident is not None
+    identifier = (ident.text or "").strip()
+    version_elem = _param(op, NETCONF_MONITORING_NS, "version")
+    version = (version_elem.text or "").strip() if version_elem is not None else None
+    format_elem = _param(op, NETCONF_MONITORING_NS, "format")
+    if format_elem is not None:
+        fmt = (format_elem.text or "").strip().split(":")[-1]
+        if fmt != "yang":
+            raise RpcError(ErrorTag.INVALID_VALUE, f"schema format {fmt!r} is not offered; use yang",
+                           type=ErrorType.APPLICATION, info={"bad-element": "format"})
+    found = find_schema(call.server.modules, identifier, version)
+    if not found:
+        raise RpcError(ErrorTag.INVALID_VALUE, f"no schema {identifier!r}"
+                       + (f" revision {version}" if version else ""),
+                       type=ErrorType.PROTOCOL, info={"bad-element": "identifier"})
+    if len(found) > 1:
+        raise RpcError(ErrorTag.OPERATION_FAILED, f"several revisions of {identifier!r}; give <version>",
+                       type=ErrorType.PROTOCOL, app_tag="data-not-unique")
+    data = etree.Element(_MON + "data", nsmap={None: NETCONF_MONITORING_NS})
+    data.text = found[0].text
+    return data
+
+
+def create_subscription(op: etree._Element, call: RpcCall) -> None:
+    """RFC 5277 §2.1.1 on the NETCONF stream; no replay (startTime is refused)."""
+    _check_known_children(op, NETCONF_NOTIFICATION_NS, ("stream", "filter", "startTime", "stopTime"))
+    stream = _param(op, NETCONF_NOTIFICATION_NS, "stream")
+    name = (stream.text or "").strip() if stream is not None else DEFAULT_STREAM
+    if name != DEFAULT_STREAM:
+        raise RpcError(ErrorTag.INVALID_VALUE, f"no stream {name!r}; the only stream is {DEFAULT_STREAM}",
+                       type=ErrorType.APPLICATION, info={"bad-element": "stream"})
+    if _param(op, NETCONF_NOTIFICATION_NS, "startTime") is not None:
+        raise RpcError(ErrorTag.OPERATION_NOT_SUPPORTED, "replay is not supported (no startTime)",
+                       type=ErrorType.PROTOCOL, info={"bad-element": "startTime"})
+    if _param(op, NETCONF_NOTIFICATION_NS, "stopTime") is not None:
+        raise RpcError(ErrorTag.MISSING_ELEMENT, "stopTime needs startTime (replay)",
+                       type=ErrorType.PROTOCOL, info={"bad-element": "startTime"})
+    flt = _param(op, NETCONF_NOTIFICATION_NS, "filter")
+    if flt is not None and flt.get("type", "subtree") != "subtree":
+        raise RpcError(ErrorTag.OPERATION_NOT_SUPPORTED, "only subtree filters are supported",
+                       type=ErrorType.PROTOCOL, info={"bad-attribute": "type", "bad-element": "filter"})
+    if call.server.hub.is_subscribed(call.session_id):
+        raise RpcError(ErrorTag.IN_USE, "this session already has a subscription",
+                       type=ErrorType.PROTOCOL)
+    call.server.hub.subscribe(Subscription(call.session_id, call.deliver_notification, flt))
+    return None
+
+
+#: (namespace, local name) of each operation element → the function serving it.
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    (NETCONF_BASE_NS, "get"): get,
+    (NETCONF_BASE_NS, "get-config"): get_config,
+    (NETCONF_BASE_NS, "edit-config"): edit_config,
+    (NETCONF_BASE_NS, "validate"): validate,
+    (NETCONF_BASE_NS, "lock"): lock,
+    (NETCONF_BASE_NS, "unlock"): unlock,
+    (NETCONF_BASE_NS, "close-session"): close_session,
+    (NETCONF_BASE_NS, "kill-session"): kill_session,
+    (NETCONF_MONITORING_NS, "get-schema"): get_schema,
+    (NETCONF_NOTIFICATION_NS, "create-subscription"): create_subscription,
+}
+
+
+def find_operation(op: etree._Element) -> Operation:
+    """The function for an operation element; ``operation-not-supported`` if none."""
+    q = etree.QName(op)
+    func = OPERATIONS.get((q.namespace or "", q.localname))
+    if func is None:
+        raise RpcError(
+            ErrorTag.OPERATION_NOT_SUPPORTED,
+            f"operation <{q.localname}> ({q.namespace or 'no namespace'}) is not supported",
+            type=ErrorType.PROTOCOL,
+            info={"bad-element": q.localname},
+        )
+    return func

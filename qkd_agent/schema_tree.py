@@ -1,0 +1,186 @@
+"""A plain-Python mirror of the compiled YANG data tree, built once per libyang context.
+
+The edit-config walker and the subtree filter resolve XML elements (namespace, local name) to
+schema nodes many times per RPC; walking libyang's C structures through cffi for each lookup
+would cost more than the whole edit. :func:`build_schema_tree` copies what those walkers
+need (kind, config, keys, JSON member name, value encoding) into frozen dataclasses.
+Choices and cases are transparent, as on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import libyang
+from _libyang import ffi
+from libyang.schema import SNode, Type
+
+from qkd_agent.yang_context import module_namespace
+
+
+class NodeKind(StrEnum):
+    CONTAINER = "container"
+    LIST = "list"
+    LEAF = "leaf"
+    LEAF_LIST = "leaf-list"
+    ANY = "anydata"
+
+
+class ValueKind(StrEnum):
+    """How a leaf value is written in RFC 7951 JSON."""
+
+    NUMBER = "number"  # int8..int32, uint8..uint32: a JSON number
+    STRING = "string"  # string, enumeration, bits, binary, 64-bit ints, decimal64, union
+    BOOLEAN = "boolean"
+    EMPTY = "empty"  # [null]
+    IDENTITYREF = "identityref"  # "module:identity"
+
+
+_NUMBER_TYPES = {Type.INT8, Type.INT16, Type.INT32, Type.UINT8, Type.UINT16, Type.UINT32}
+
+
+@dataclass(frozen=True, eq=False)
+class SchemaNode:
+    """One data node of the schema. ``children`` maps (namespace, name) to the child."""
+
+    name: str
+    module: str
+    namespace: str
+    kind: NodeKind
+    config: bool
+    json_name: str
+    keys: tuple[str, ...] = ()
+    value_kind: ValueKind | None = None
+    #: (choice, case) pairs between this node and its data parent, outermost first.
+    cases: tuple[tuple[str, str], ...] = ()
+    children: dict[tuple[str, str], SchemaNode] = field(default_factory=dict)
+
+    def child(self, namespace: str, name: str) -> SchemaNode | None:
+        return self.children.get((namespace, name))
+
+    def child_by_name(self, name: str) -> SchemaNode | None:
+        """The child called ``name`` in any namespace (first match); for keys and wildcards."""
+        for (_, child_name), node in self.children.items():
+            if child_name == name:
+                return node
+        return None
+
+    def excludes(self, other: SchemaNode) -> bool:
+        """True when ``other`` sits in another case of a choice this node is in (RFC 7950
+        §7.9: creating one case's node removes the other cases' nodes)."""
+        if not self.cases or not other.cases:
+            return False
+        mine = dict(self.cases)
+        return any(choice in mine and mine[choice] != case for choice, case in other.cases)
+
+    def path_step(self, parent_module: str | None) -> str:
+        """This node's step in a libyang/RFC 7951-style path (module prefix on a change)."""
+        return self.name if parent_module == self.module else f"{self.module}:{self.name}"
+
+
+@dataclass(frozen=True, eq=False)
+class SchemaTree:
+    """The data roots of every implemented module, plus module/namespace maps."""
+
+    root: SchemaNode
+    module_by_namespace: dict[str, str]
+    namespace_by_module: dict[str, str]
+
+
+_KIND = {
+    SNode.CONTAINER: NodeKind.CONTAINER,
+    SNode.LIST: NodeKind.LIST,
+    SNode.LEAF: NodeKind.LEAF,
+    SNode.LEAFLIST: NodeKind.LEAF_LIST,
+    SNode.ANYXML: NodeKind.ANY,
+    SNode.ANYDATA: NodeKind.ANY,
+}
+
+_DATA_TYPES = (
+    SNode.CONTAINER,
+    SNode.LIST,
+    SNode.LEAF,
+    SNode.LEAFLIST,
+    SNode.ANYXML,
+    SNode.ANYDATA,
+)
+
+
+def _value_kind(leaf_type: Type) -> ValueKind:
+    base = leaf_type.base()
+    if base == Type.LEAFREF:
+        return _value_kind(leaf_type.leafref_type())
+    if base in _NUMBER_TYPES:
+        return ValueKind.NUMBER
+    if base == Type.BOOL:
+        return ValueKind.BOOLEAN
+    if base == Type.EMPTY:
+        return ValueKind.EMPTY
+    if base == Type.IDENT:
+        return ValueKind.IDENTITYREF
+    return ValueKind.STRING
+
+
+def _cases_of(snode: SNode) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    case_name = None
+    parent = snode.cdata.parent
+    while parent != ffi.NULL and parent.nodetype in (SNode.CHOICE, SNode.CASE):
+        name = ffi.string(parent.name).decode()
+        if parent.nodetype == SNode.CASE:
+            case_name = name
+        else:
+            # a shorthand case (a data node directly under a choice) is its own case
+            pairs.append((name, case_name if case_name is not None else snode.name()))
+            case_name = None
+        parent = parent.parent
+    return tuple(reversed(pairs))
+
+
+def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
+    module = snode.module()
+    module_name = module.name()
+    kind = _KIND[snode.nodetype()]
+    value_kind = None
+    keys: tuple[str, ...] = ()
+    if kind in (NodeKind.LEAF, NodeKind.LEAF_LIST):
+        value_kind = _value_kind(snode.type())
+    if kind is NodeKind.LIST:
+        keys = tuple(key.name() for key in snode.keys())  # noqa: SIM118 (SList.keys: key nodes)
+    name = snode.name()
+    node = SchemaNode(
+        name=name,
+        module=module_name,
+        namespace=module_namespace(module),
+        kind=kind,
+        config=not snode.config_false(),
+        json_name=name if parent_module == module_name else f"{module_name}:{name}",
+        keys=keys,
+        value_kind=value_kind,
+        cases=_cases_of(snode),
+    )
+    if kind in (NodeKind.CONTAINER, NodeKind.LIST):
+        for child in snode.children(types=_DATA_TYPES):
+            built = _build_node(child, module_name)
+            node.children[(built.namespace, built.name)] = built
+    return node
+
+
+def build_schema_tree(ctx: libyang.Context) -> SchemaTree:
+    """Mirror the data nodes of every implemented module of ``ctx``."""
+    root = SchemaNode(
+        name="", module="", namespace="", kind=NodeKind.CONTAINER, config=True, json_name=""
+    )
+    module_by_namespace: dict[str, str] = {}
+    namespace_by_module: dict[str, str] = {}
+    for module in ctx:
+        namespace = module_namespace(module)
+        module_by_namespace[namespace] = module.name()
+        namespace_by_module[module.name()] = namespace
+        if not module.implemented():
+            continue
+        for snode in module.children(types=_DATA_TYPES):
+            built = _build_node(snode, None)
+            root.children[(built.namespace, built.name)] = built
+    return SchemaTree(root, module_by_namespace, namespace_by_module)

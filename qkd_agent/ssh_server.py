@@ -1,0 +1,240 @@
+"""SSH transport of the agent (RFC 6242): asyncssh glue only.
+
+An SSH connection authenticates with one of the agent's users (password, or public key for the
+main user), then
+opens a session channel and requests the ``netconf`` subsystem; shells, commands, port
+forwarding and every other subsystem are refused. Bytes received on the channel go to a
+:class:`~qkd_agent.session.NetconfSession`; the session writes through the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncssh
+
+log = logging.getLogger(__name__)
+
+NETCONF_SUBSYSTEM = "netconf"
+#: A client that does not read its replies/notifications is dropped beyond this backlog.
+MAX_OUTPUT_BACKLOG = 64 * 1024 * 1024
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class ByteSession(Protocol):
+    """What the glue drives: the protocol session of one channel."""
+
+    def start(self) -> None: ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    @property
+    def awaiting_hello(self) -> bool: ...
+
+
+#: Builds the protocol session for an authenticated user, given ``write`` and ``close``.
+SessionFactory = Callable[[str, Callable[[bytes], None], Callable[[], None]], ByteSession]
+
+
+def load_or_create_host_key(path: Path | None) -> asyncssh.SSHKey:
+    """The server's host key: read from ``path``, or generated (Ed25519) and written there
+    with mode 0600 if the file does not exist yet; in memory only when ``path`` is None."""
+    if path is not None and Path(path).exists():
+        return asyncssh.read_private_key(str(path))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key.export_private_key())
+    return key
+
+
+class _NetconfChannelSession(asyncssh.SSHServerSession):
+    """One SSH session channel carrying the ``netconf`` subsystem."""
+
+    def __init__(self, username: str, factory: SessionFactory, hello_timeout: float) -> None:
+        self._username = username
+        self._factory = factory
+        self._hello_timeout = hello_timeout
+        self._chan: asyncssh.SSHServerChannel | None = None
+        self._session: ByteSession | None = None
+        self._subsystem_ok = False
+        self._hello_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
+        self._chan = chan
+
+    def pty_requested(self, *args: Any) -> bool:
+        return False
+
+    def shell_requested(self) -> bool:
+        return False
+
+    def exec_requested(self, command: str) -> bool:
+        return False
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        self._subsystem_ok = subsystem == NETCONF_SUBSYSTEM
+        return self._subsystem_ok
+
+    def session_started(self) -> None:
+        if not self._subsystem_ok:
+            self._close()
+            return
+        self._session = self._factory(self._username, self._write, self._close)
+        self._session.start()
+        self._hello_timer = asyncio.get_running_loop().call_later(
+            self._hello_timeout, self._check_hello
+        )
+
+    def _check_hello(self) -> None:
+        if self._session is not None and self._session.awaiting_hello:
+            log.warning("no hello within %.0f s; closing", self._hello_timeout)
+            self._session.kill()
+
+    def _write(self, data: bytes) -> None:
+        chan = self._chan
+        if chan is None or chan.is_closing():
+            return
+        if chan.get_write_buffer_size() > MAX_OUTPUT_BACKLOG:
+            log.warning("client does not read its messages; closing the session")
+            if self._session is not None:
+                self._session.kill()
+            return
+        chan.write(data)
+
+    def _close(self) -> None:
+        if self._chan is not None and not self._chan.is_closing():
+            self._chan.close()
+
+    def data_received(self, data: bytes, datatype: Any) -> None:
+        if self._session is not None:
+            self._session.data_received(data)
+        self._ack_promptly()
+
+    def _ack_promptly(self) -> None:
+        """Re-arm TCP quick-ACK after answering. Clients whose socket keeps Nagle on
+        (paramiko, hence ncclient) hold their next request until the server ACKs their last
+        small packet (an SSH window adjust); with Linux's delayed ACK that costs 40 ms per
+        RPC. Quick-ACK mode lapses after each exchange, so it is set again every time."""
+        if _TCP_QUICKACK is None or self._chan is None:
+            return
+        sock = self._chan.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                pass
+
+    def eof_received(self) -> bool:
+        return False  # close the channel
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        if self._session is not None:
+            self._session.connection_lost()
+        self._chan = None
+
+
+class _AgentSSHServer(asyncssh.SSHServer):
+    """Authentication of the agent's users and creation of NETCONF channels."""
+
+    def __init__(
+        self,
+        passwords: Mapping[str, str],
+        key_user: str,
+        authorized_keys: asyncssh.SSHAuthorizedKeys | None,
+        factory: SessionFactory,
+        hello_timeout: float,
+    ) -> None:
+        self._passwords = passwords
+        self._key_user = key_user
+        self._authorized_keys = authorized_keys
+        self._factory = factory
+        self._hello_timeout = hello_timeout
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._user = ""
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+
+    def begin_auth(self, username: str) -> bool:
+        self._user = username
+        if self._conn is not None and self._authorized_keys is not None:
+            # the authorized keys authenticate only the agent's main user
+            self._conn.set_authorized_keys(
+                self._authorized_keys if username == self._key_user else _NO_KEYS
+            )
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return bool(self._passwords)
+
+    def validate_password(self, username: str, password: str) -> bool:
+        expected = self._passwords.get(username)
+        # compare against something even for unknown users (no timing oracle on names)
+        ok = hmac.compare_digest(password.encode(), (expected or "\0" * 16).encode())
+        if not ok or expected is None:
+            log.warning("password authentication failed for user %r", username)
+            return False
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return self._authorized_keys is not None
+
+    def session_requested(self) -> asyncssh.SSHServerSession:
+        return _NetconfChannelSession(self._user, self._factory, self._hello_timeout)
+
+
+_NO_KEYS = asyncssh.import_authorized_keys("")
+
+
+async def start_ssh_server(
+    *,
+    host: str,
+    port: int,
+    host_key: asyncssh.SSHKey,
+    passwords: Mapping[str, str],
+    key_user: str,
+    authorized_keys_path: Path | None,
+    factory: SessionFactory,
+    hello_timeout: float = 30.0,
+) -> asyncssh.SSHAcceptor:
+    """Listen for NETCONF-over-SSH connections; the acceptor (``.sockets``, ``.close()``).
+
+    ``passwords`` maps each user name to its password; the keys of ``authorized_keys_path``
+    authenticate ``key_user``."""
+    authorized = (
+        asyncssh.read_authorized_keys(str(authorized_keys_path)) if authorized_keys_path else None
+    )
+    if not passwords and authorized is None:
+        raise ValueError("the agent needs a password or an authorized_keys file")
+
+    def server_factory() -> asyncssh.SSHServer:
+        return _AgentSSHServer(dict(passwords), key_user, authorized, factory, hello_timeout)
+
+    return await asyncssh.create_server(
+        server_factory,
+        host,
+        port,
+        server_host_keys=[host_key],
+        encoding=None,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        keepalive_interval=0,
+        login_timeout=30,
+    )

@@ -1,0 +1,417 @@
+"""Emulated QKD modules: one per link end, deterministic from the link's secret seed.
+
+Both ends of a link run the same simulation from the same per-link secret seed
+(``DIR/nodes/<node>/links/<qkdl_id>.seed``), block by block, so each node process computes its
+own end's key and no key crosses a process boundary. Block ``n`` covers Unix time
+``[n Δ, (n+1) Δ)`` (``Δ = block_seconds``, default 0.25 s); it is computed as soon as it has
+ended, so the first key arrives within about ``Δ`` of :meth:`QkdModule.start`.
+
+Modes (:class:`ModuleMode`):
+
+``protocol``
+    The block's raw detections are emulated from the model (:mod:`qkd_twin.detection`) and the
+    full post-processing runs on them: sifting, parameter estimation, Cascade, verification,
+    privacy amplification sized from the measured QBER. A block simulates
+    ``min(model sifted bits in Δ, max_sifted_bits_per_block)`` sifted bits, so on fast links
+    the delivered (``eskr``) rate is a scaled-down sample of the model rate (``skr``); on slow
+    links several time blocks are pooled into one post-processing frame of at least
+    ``min_frame_bits`` and the key is delivered at the frame's last block.
+``rate``
+    Key is emitted at the model's secret key rate: every block gets
+    ``floor(R Δ (n+1) / 8) - floor(R Δ n / 8)`` bytes drawn from SHAKE-256 of the seed and the
+    block index; the QBER reported is sampled binomially around the model QBER over the
+    block's sifted bits, and a block whose QBER exceeds the abort threshold yields no key.
+
+A :class:`QkdModule` (thread shell) calls ``sink.deliver(qkdl_id, block_index, key)`` for each
+finished block with key, and calls its listeners with :class:`LinkEvent` values (performance
+update on significant change, link down/up, aborted block, QBER alarm). Key bytes are never
+logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from qkd_twin.detection import detections_for_sifted, emulate_detections
+from qkd_twin.faults import DEFAULT_BLOCK_SECONDS, FaultWatcher, LinkFaultState, apply_faults
+from qkd_twin.physics import (
+    DecoyModel, LinkParameters, LinkPerformance, evaluate, phase_error_bound,
+)
+from qkd_twin.postprocessing.pipeline import (
+    BlockResult, BlockStatus, SecurityParameters, run_block,
+)
+from qkd_twin.postprocessing.sifting import sift
+
+log = logging.getLogger(__name__)
+
+
+class ModuleMode(str, Enum):
+    """How a module produces key."""
+
+    PROTOCOL = "protocol"
+    RATE = "rate"
+
+
+class LinkRole(str, Enum):
+    """Which end of the link this module is (which party's key it delivers)."""
+
+    TRANSMITTER = "TRANSMITTER"   # Alice
+    RECEIVER = "RECEIVER"         # Bob
+
+
+class LinkStatus(str, Enum):
+    """ETSI 015 link-status-types as seen by the module."""
+
+    ACTIVE = "ACTIVE"      # generating key
+    PASSIVE = "PASSIVE"    # not generating (cut, or every block aborted)
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """What the module publishes about its link (rates in bit/s, QBER as a fraction)."""
+
+    status: LinkStatus
+    skr: float
+    eskr: float
+    qber: float
+    block_index: int = -1
+    reason: str = ""
+
+
+class LinkEventKind(str, Enum):
+    """Events a module reports to its listeners."""
+
+    PERF_UPDATE = "perf-update"       # status / skr / eskr / QBER changed significantly
+    LINK_DOWN = "link-down"           # key generation stopped (fiber cut)
+    LINK_UP = "link-up"               # key generation restored
+    BLOCK_ABORTED = "block-aborted"   # QBER above threshold or verification failed: no key
+    QBER_ALARM = "qber-alarm"         # QBER rose above the alarm threshold (eavesdropping?)
+    QBER_CLEARED = "qber-cleared"     # QBER back below the alarm threshold
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """One event about one link end."""
+
+    kind: LinkEventKind
+    qkdl_id: str
+    block_index: int
+    state: LinkState
+    message: str = ""
+
+
+class KeySink(Protocol):
+    """Where a module's key goes (the node's KM key store for this link)."""
+
+    def deliver(self, qkdl_id: str, block_index: int, key: bytes) -> None: ...
+
+
+LinkListener = Callable[[LinkEvent], None]
+
+
+@dataclass(frozen=True)
+class ModuleConfig:
+    """Everything one link end needs; both ends differ only in ``role``."""
+
+    qkdl_id: str
+    role: LinkRole
+    params: LinkParameters
+    seed: bytes
+    mode: ModuleMode = ModuleMode.RATE
+    fault_path: Path | None = None
+    block_seconds: float = DEFAULT_BLOCK_SECONDS
+    max_sifted_bits_per_block: int = 8192
+    min_frame_bits: int = 4096
+    max_frame_blocks: int = 240
+    decoy: DecoyModel = DecoyModel.VACUUM_WEAK
+    security: SecurityParameters = field(default_factory=SecurityParameters)
+    qber_alarm: float = 0.05
+    perf_change_ratio: float = 0.10    # relative skr/eskr change that is "significant"
+    qber_change: float = 0.005         # absolute QBER change that is "significant"
+
+
+@dataclass(frozen=True)
+class BlockOutput:
+    """One block's product at this end."""
+
+    block_index: int
+    key: bytes
+    status: BlockStatus | None     # None: link down, or a pooled block (no frame end)
+    qber: float | None             # measured QBER (None when not measured)
+    performance: LinkPerformance | None
+    detail: BlockResult | None = None
+    down: bool = False
+
+
+def read_seed(path: str | Path) -> bytes:
+    """A link's secret seed file (raw bytes or hex text)."""
+    data = Path(path).read_bytes()
+    text = data.strip()
+    try:
+        return bytes.fromhex(text.decode("ascii")) if text else data
+    except (UnicodeDecodeError, ValueError):
+        return data
+
+
+class LinkEmulator:
+    """The deterministic core of a module: block index → key, QBER and performance."""
+
+    def __init__(self, config: ModuleConfig) -> None:
+        if not config.seed:
+            raise ValueError("a link needs a non-empty secret seed")
+        self.config = config
+        self._perf_cache: dict[LinkParameters, LinkPerformance] = {}
+
+    # -- deterministic randomness -------------------------------------------------------
+    def _digest(self, block_index: int, purpose: bytes) -> bytes:
+        h = hashlib.sha256()
+        for part in (b"qkdn-twin", self.config.seed, self.config.qkdl_id.encode(),
+                     str(block_index).encode(), purpose):
+            h.update(len(part).to_bytes(4, "big") + part)
+        return h.digest()
+
+    def block_rng(self, block_index: int, purpose: bytes) -> np.random.Generator:
+        return np.random.default_rng(int.from_bytes(self._digest(block_index, purpose), "big"))
+
+    # -- physics --------------------------------------------------------------------------
+    def parameters(self, faults: LinkFaultState) -> LinkParameters:
+        return apply_faults(self.config.params, faults)
+
+    def performance(self, faults: LinkFaultState) -> LinkPerformance:
+        params = self.parameters(faults)
+        perf = self._perf_cache.get(params)
+        if perf is None:
+            perf = evaluate(params, self.config.decoy)
+            self._perf_cache[params] = perf
+        return perf
+
+    def frame_blocks(self, perf: LinkPerformance) -> int:
+        """Time blocks pooled into one post-processing frame (protocol mode)."""
+        per_block = perf.sifted_bps * self.config.block_seconds
+        if per_block <= 0:
+            return self.config.max_frame_blocks
+        return max(1, min(self.config.max_frame_blocks,
+                          math.ceil(self.config.min_frame_bits / per_block)))
+
+    # -- one block ------------------------------------------------------------------------
+    def run_block(self, block_index: int, faults: LinkFaultState) -> BlockOutput:
+        if faults.down:
+            return BlockOutput(block_index, b"", None, None, None, down=True)
+        perf = self.performance(faults)
+        if self.config.mode is ModuleMode.RATE:
+            return self._rate_block(block_index, perf)
+        return self._protocol_block(block_index, faults, perf)
+
+    def _rate_block(self, n: int, perf: LinkPerformance) -> BlockOutput:
+        cfg = self.config
+        sifted = max(1, int(perf.sifted_bps * cfg.block_seconds))
+        errors = int(self.block_rng(n, b"qber").binomial(sifted, min(1.0, perf.qber)))
+        measured = errors / sifted
+        if measured > cfg.security.qber_abort or perf.skr_bps <= 0:
+            status = (BlockStatus.ABORTED_QBER if measured > cfg.security.qber_abort
+                      else BlockStatus.NO_KEY)
+            return BlockOutput(n, b"", status, measured, perf)
+        per_block = perf.skr_bps * cfg.block_seconds / 8.0
+        nbytes = math.floor(per_block * (n + 1)) - math.floor(per_block * n)
+        key = hashlib.shake_256(self._digest(n, b"rate-key")).digest(nbytes) if nbytes else b""
+        return BlockOutput(n, key, BlockStatus.OK if key else BlockStatus.NO_KEY, measured, perf)
+
+    def _protocol_block(self, n: int, faults: LinkFaultState,
+                        perf: LinkPerformance) -> BlockOutput:
+        cfg = self.config
+        frame = self.frame_blocks(perf)
+        if (n + 1) % frame:
+            return BlockOutput(n, b"", None, None, perf)
+        sifted_target = min(cfg.max_sifted_bits_per_block,
+                            int(perf.sifted_bps * cfg.block_seconds * frame))
+        params = self.parameters(faults)
+        quantum = self.block_rng(n, b"quantum")
+        count = int(quantum.poisson(detections_for_sifted(params, sifted_target)))
+        raw = emulate_detections(params, perf.mu, count, quantum)
+        sifted = sift(raw.alice_bits, raw.alice_bases, raw.bob_bits, raw.bob_bases)
+        result = run_block(
+            sifted, self.block_rng(n, b"public"), security=cfg.security,
+            single_photon_fraction=perf.single_photon_fraction,
+            phase_error=lambda e: phase_error_bound(params, perf.mu, e, cfg.decoy))
+        own = result.alice_key if cfg.role is LinkRole.TRANSMITTER else result.bob_key
+        usable = (own.size // 8) * 8
+        key = np.packbits(own[:usable]).tobytes() if result.ok and usable else b""
+        measured = result.measured_qber if result.status is not BlockStatus.ABORTED_QBER \
+            else result.sample_qber
+        return BlockOutput(n, key, result.status, measured, perf, detail=result)
+
+
+class QkdModule:
+    """A running emulated QKD module (thread) for one link end.
+
+    Example::
+
+        module = QkdModule(config, sink)
+        module.add_listener(on_event)
+        with module:                 # start() ... stop()
+            ...
+    """
+
+    def __init__(self, config: ModuleConfig, sink: KeySink,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.emulator = LinkEmulator(config)
+        self._sink = sink
+        self._clock = clock
+        self._watcher = FaultWatcher(config.fault_path)
+        self._listeners: list[LinkListener] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = LinkState(LinkStatus.PASSIVE, 0.0, 0.0, 0.0, -1, "starting")
+        self._published: LinkState | None = None
+        self._down = False
+        self._alarm = False
+        self._eskr_window: list[tuple[int, int]] = []  # (block, delivered bits)
+        self.blocks_done = 0
+        self.blocks_aborted = 0
+        self.delivered_bits = 0
+        self.last_detail: BlockResult | None = None
+
+    # -- listeners and state ----------------------------------------------------------
+    def add_listener(self, listener: LinkListener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    @property
+    def state(self) -> LinkState:
+        """Latest link state (for the agent's operational data)."""
+        with self._lock:
+            return self._state
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self, start_block: int | None = None) -> None:
+        if self._thread is not None:
+            return
+        first = (math.floor(self._clock() / self.config.block_seconds)
+                 if start_block is None else start_block)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(first,), daemon=True,
+                                        name=f"qkd-module-{self.config.qkdl_id[:8]}")
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> "QkdModule":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self, block: int) -> None:
+        delta = self.config.block_seconds
+        while not self._stop.is_set():
+            wait = (block + 1) * delta - self._clock()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            behind = math.floor(self._clock() / delta) - block
+            if behind > 8:   # overloaded: skip ahead instead of falling further behind
+                log.warning("link %s: %d blocks behind, skipping", self.config.qkdl_id, behind)
+                block += behind - 1
+            try:
+                self.process_block(block)
+            except Exception:  # keep the module alive; the error is the module's, not a key
+                log.exception("link %s: block %d failed", self.config.qkdl_id, block)
+            block += 1
+
+    # -- one block (also callable directly, e.g. in tests) ------------------------------------
+    def process_block(self, block: int) -> BlockOutput:
+        cfg = self.config
+        faults = self._watcher.state_at(block, cfg.block_seconds)
+        out = self.emulator.run_block(block, faults)
+        if out.key:
+            self._sink.deliver(cfg.qkdl_id, block, out.key)
+        self._account(out)
+        return out
+
+    def _account(self, out: BlockOutput) -> None:
+        cfg = self.config
+        events: list[LinkEvent] = []
+        n = out.block_index
+        self.blocks_done += 1
+        self.delivered_bits += 8 * len(out.key)
+        if out.detail is not None:
+            self.last_detail = out.detail
+        window_blocks = max(4, int(round(2.0 / cfg.block_seconds)))
+        if out.performance is not None and cfg.mode is ModuleMode.PROTOCOL:
+            window_blocks = max(window_blocks, 2 * self.emulator.frame_blocks(out.performance))
+        self._eskr_window.append((n, 8 * len(out.key)))
+        self._eskr_window = [(b, bits) for b, bits in self._eskr_window if b > n - window_blocks]
+        span = min(window_blocks, n - self._eskr_window[0][0] + 1) * cfg.block_seconds
+        eskr = sum(bits for _, bits in self._eskr_window) / span
+        previous = self._state
+        if out.down:
+            state = LinkState(LinkStatus.PASSIVE, 0.0, 0.0, previous.qber, n, "link down")
+            if not self._down:
+                self._down = True
+                events.append(LinkEvent(LinkEventKind.LINK_DOWN, cfg.qkdl_id, n, state,
+                                        "quantum channel lost (no detections)"))
+        else:
+            skr = out.performance.skr_bps if out.performance is not None else 0.0
+            qber = out.qber if out.qber is not None else previous.qber
+            aborted = out.status in (BlockStatus.ABORTED_QBER, BlockStatus.ABORTED_VERIFICATION)
+            status = LinkStatus.PASSIVE if aborted else LinkStatus.ACTIVE
+            reason = out.status.value if aborted and out.status is not None else ""
+            state = LinkState(status, skr, eskr, qber, n, reason)
+            if self._down:
+                self._down = False
+                events.append(LinkEvent(LinkEventKind.LINK_UP, cfg.qkdl_id, n, state,
+                                        "quantum channel restored"))
+            if aborted:
+                self.blocks_aborted += 1
+                events.append(LinkEvent(LinkEventKind.BLOCK_ABORTED, cfg.qkdl_id, n, state,
+                                        f"block {n} aborted ({reason}), QBER {qber:.4f}"))
+            if out.qber is not None:
+                if not self._alarm and qber > cfg.qber_alarm:
+                    self._alarm = True
+                    events.append(LinkEvent(LinkEventKind.QBER_ALARM, cfg.qkdl_id, n, state,
+                                            f"QBER {qber:.4f} above {cfg.qber_alarm:.4f}: "
+                                            "possible eavesdropping"))
+                elif self._alarm and qber <= cfg.qber_alarm * 0.8:
+                    self._alarm = False
+                    events.append(LinkEvent(LinkEventKind.QBER_CLEARED, cfg.qkdl_id, n, state,
+                                            f"QBER {qber:.4f} back below {cfg.qber_alarm:.4f}"))
+        if self._significant(self._published, state):
+            self._published = state
+            events.insert(0, LinkEvent(LinkEventKind.PERF_UPDATE, cfg.qkdl_id, n, state))
+        with self._lock:
+            self._state = state
+            listeners = list(self._listeners)
+        for event in events:
+            for listener in listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("link %s: listener failed on %s", cfg.qkdl_id,
+                                  event.kind.value)
+
+    def _significant(self, old: LinkState | None, new: LinkState) -> bool:
+        if old is None or old.status is not new.status:
+            return True
+        cfg = self.config
+
+        def moved(a: float, b: float) -> bool:
+            return abs(a - b) > cfg.perf_change_ratio * max(abs(a), abs(b), 1.0)
+        return (moved(old.skr, new.skr) or moved(old.eskr, new.eskr)
+                or abs(old.qber - new.qber) > cfg.qber_change)

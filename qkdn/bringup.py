@@ -1,0 +1,276 @@
+"""``qkdn up`` / ``down`` / ``status``: bring a topology up as separate OS processes on
+loopback under one supervisor, wait until every element answers, and write the
+``endpoints.json`` contract; stop it all again and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kms.pki import issue_network_pki
+from qkdn.errors import QkdnError
+from qkdn.state_files import StateDir, read_json, write_json_atomic
+from qkdn.topology import Topology, load_topology
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_USERNAME = "qkdn"
+READY_TIMEOUT_S = 60.0
+
+
+class BringUpError(QkdnError):
+    """The network could not be brought up or stopped; the message says which element."""
+
+
+@dataclass(frozen=True)
+class NodeProcessConfig:
+    """What one node process needs to know (``DIR/nodes/<name>/node.json``)."""
+
+    name: str
+    qkdn_id: str
+    state_dir: Path
+    topology: Path
+    netconf_host: str
+    netconf_port: int
+    username: str
+    password: str
+    km_host: str = DEFAULT_HOST
+    km_port: int = 0
+
+    @property
+    def network_dir(self) -> Path:
+        """The network's state directory (``DIR``), parent of every node's folder."""
+        return self.topology.parent
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "qkdn_id": self.qkdn_id, "state_dir": str(self.state_dir),
+            "topology": str(self.topology),
+            "netconf": {"host": self.netconf_host, "port": self.netconf_port,
+                        "username": self.username, "password": self.password},
+            "km": {"host": self.km_host, "port": self.km_port},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeProcessConfig:
+        nc = data["netconf"]
+        km = data.get("km", {})
+        return cls(data["name"], data["qkdn_id"], Path(data["state_dir"]), Path(data["topology"]),
+                   nc["host"], int(nc["port"]), nc["username"], nc["password"],
+                   km.get("host", DEFAULT_HOST), int(km.get("port", 0)))
+
+    @classmethod
+    def load(cls, path: Path) -> NodeProcessConfig:
+        return cls.from_json(read_json(path))
+
+
+def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAULT_HOST,
+                      username: str = DEFAULT_USERNAME, password: str | None = None) -> Topology:
+    """Lay out ``state`` for ``topology_path``: the topology copy and every node's config.
+
+    Durable state of an earlier run in the same folder (node identities, key stores) is kept.
+    """
+    topology = load_topology(topology_path)
+    if supervisor_alive(state):
+        raise BringUpError(f"a network is already running in {state.root} (qkdn down first)")
+    state.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(state.root, 0o700)
+    shutil.copyfile(topology_path, state.topology)
+    password = password or secrets.token_urlsafe(16)
+    for node in topology.nodes:
+        previous = _previous_config(state, node.name)
+        # the KM's port is fixed before start so that every KM knows its neighbours' relay URL;
+        # it is kept across restarts and later 'qkdn up' runs in the same folder
+        km_port = previous.km_port if previous and previous.km_port else free_port(host)
+        config = NodeProcessConfig(node.name, node.qkdn_id, state.node_dir(node.name),
+                                   state.topology, host, node.netconf_port, username, password,
+                                   host, km_port)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(state.node_config(node.name), config.to_json(), mode=0o600)
+    write_link_seeds(state, topology)
+    pki = issue_network_pki(state.root, [n.name for n in topology.nodes],
+                            {sae.sae_id: sae.node for sae in topology.saes})
+    write_json_atomic(state.pki, pki, mode=0o600)
+    return topology
+
+
+def _previous_config(state: StateDir, name: str) -> NodeProcessConfig | None:
+    try:
+        return NodeProcessConfig.load(state.node_config(name))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def free_port(host: str) -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def write_link_seeds(state: StateDir, topology: Topology) -> None:
+    """Give both ends of every link the same secret seed for their emulated QKD modules.
+
+    A seed that exists already is kept, so a restarted network continues the same key stream
+    (the key stores know which blocks they have consumed).
+    """
+    for link in topology.links:
+        paths = [state.link_seed(end, link.qkdl_id) for end in link.ends()]
+        existing = next((p.read_bytes() for p in paths if p.exists()), None)
+        seed = existing or secrets.token_hex(32).encode()
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(seed)
+
+
+def start_supervisor(state: StateDir) -> int:
+    """Start the detached supervisor; it outlives this command. Returns its pid."""
+    with open(state.supervisor_log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "qkdn.supervisor", "--state-dir", str(state.root)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+    return process.pid
+
+
+def wait_until_ready(state: StateDir, topology: Topology, *,
+                     timeout: float = READY_TIMEOUT_S) -> dict[str, dict[str, Any]]:
+    """Wait for every node's ready file and a NETCONF hello from its agent."""
+    from qkdn.netconf_probe import probe_netconf
+
+    deadline = time.monotonic() + timeout
+    ready: dict[str, dict[str, Any]] = {}
+    pending = [node.name for node in topology.nodes]
+    while pending:
+        if time.monotonic() > deadline:
+            raise BringUpError(f"not ready after {timeout:.0f} s: nodes {', '.join(pending)} "
+                               f"(see {state.root}/nodes/<name>/node.log)")
+        if not supervisor_alive(state) and state.supervisor.exists():
+            raise BringUpError(f"the supervisor exited; see {state.supervisor_log}")
+        for name in list(pending):
+            try:
+                info = read_json(state.node_ready(name))
+            except (OSError, ValueError):
+                continue
+            config = NodeProcessConfig.load(state.node_config(name))
+            if probe_netconf(config.netconf_host, info["netconf_port"], config.username,
+                             config.password):
+                ready[name] = info
+                pending.remove(name)
+        time.sleep(0.05)
+    return ready
+
+
+def build_endpoints(state: StateDir, topology: Topology,
+                    ready: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``endpoints.json`` contract (documented in docs/topology.md)."""
+    pki = read_json(state.pki)
+    nodes = {}
+    for node in topology.nodes:
+        config = NodeProcessConfig.load(state.node_config(node.name))
+        km_url = f"https://{config.km_host}:{ready[node.name]['km_port']}"
+        nodes[node.name] = {
+            "qkdn_id": node.qkdn_id,
+            "netconf": {"host": config.netconf_host, "port": ready[node.name]["netconf_port"],
+                        "username": config.username, "password": config.password},
+            "etsi014": f"{km_url}/api/v1/keys",
+            "etsi004": f"{km_url}/api/v1/etsi004",
+            "km": km_url,
+        }
+    return {"topology": topology.name, "state_dir": str(state.root), "nodes": nodes,
+            "ca_cert": pki["ca_cert"], "saes": pki["saes"]}
+
+
+def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIMEOUT_S,
+             password: str | None = None) -> dict[str, Any]:
+    topology = prepare_state_dir(topology_path, state, password=password)
+    state.endpoints.unlink(missing_ok=True)
+    start_supervisor(state)
+    try:
+        ready = wait_until_ready(state, topology, timeout=timeout)
+    except BaseException:
+        bring_down(state)
+        raise
+    endpoints = build_endpoints(state, topology, ready)
+    write_json_atomic(state.endpoints, endpoints, mode=0o600)
+    return endpoints
+
+
+def supervisor_alive(state: StateDir) -> bool:
+    table = _table(state)
+    return bool(table) and table.get("state") != "stopped" and pid_alive(table.get("pid"))
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def bring_down(state: StateDir, *, timeout: float = 15.0) -> list[int]:
+    """Stop the supervisor and every element; returns the pids that had to be killed."""
+    table = _table(state)
+    if not table:
+        return []
+    pids = [child["pid"] for child in table["children"].values() if child.get("pid")]
+    supervisor_pid = table.get("pid")
+    if pid_alive(supervisor_pid):
+        os.kill(supervisor_pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (
+            pid_alive(supervisor_pid) or any(pid_alive(p) for p in pids)):
+        time.sleep(0.05)
+    killed = []
+    for pid in [supervisor_pid, *pids]:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def network_status(state: StateDir) -> dict[str, Any]:
+    table = _table(state) or {}
+    endpoints: dict[str, Any] = {}
+    if state.endpoints.exists():
+        endpoints = read_json(state.endpoints)
+    rows = []
+    for name, child in (table.get("children") or {}).items():
+        node = endpoints.get("nodes", {}).get(name, {})
+        netconf = node.get("netconf")
+        rows.append({
+            "name": name, "kind": child["kind"], "pid": child.get("pid"),
+            "alive": pid_alive(child.get("pid")), "restarts": child.get("restarts", 0),
+            "endpoint": f"netconf://{netconf['host']}:{netconf['port']}" if netconf else "",
+        })
+    return {"supervisor": {"pid": table.get("pid"), "alive": supervisor_alive(state),
+                           "state": table.get("state", "absent")},
+            "processes": rows}
+
+
+def _table(state: StateDir) -> dict[str, Any] | None:
+    try:
+        return read_json(state.supervisor)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,23 @@
+"""``qkdn demo``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser("demo", help="run the paper's network end to end")
+    demo.add_argument("--topology", type=Path, default=None,
+                      help="topology file (default topologies/paper.yaml)")
+    demo.add_argument("--state-dir", type=Path, default=None,
+                      help="state directory (default: a temporary one)")
+    demo.add_argument("--keep", action="store_true", help="leave the network running")
+    demo.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from qkdn.demo import PAPER_TOPOLOGY, run_demo
+
+    return run_demo(topology=args.topology or PAPER_TOPOLOGY, state_dir=args.state_dir,
+                    keep=args.keep)

@@ -1,0 +1,245 @@
+"""One node process (``qkdn node``): the QKD agent (NETCONF server), the key manager and the
+emulated QKD modules of the node's link ends, sharing live objects, until SIGTERM.
+
+- The agent serves the node's datastore; its ``get`` reads operational state from the live
+  objects (node and interface status, each link's state and performance from its module,
+  sessions and key-store levels from the KM).
+- Every committed configuration change goes to the KM (forwarding table, sessions) and is
+  saved to ``<node state dir>/running.json``, reloaded on restart together with the SSH host
+  key, the NETCONF and KM ports and the key stores, so a restarted node is the same node.
+- Module events become ETSI 015 notifications (``sdqkdn_link_perf_update``,
+  ``sdqkdn_link_down``, ``alarm``/``event``); KM events become application notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from qkdn.bringup import NodeProcessConfig
+from qkdn.node_model import QKD_NODE, identity, initial_node_config, link_role
+from qkdn.operational_merge import merge_operational
+from qkdn.state_files import StateDir, read_json, write_json_atomic
+from qkdn.topology import Topology, load_topology, link_parameters
+
+log = logging.getLogger("qkdn.node")
+
+#: Blocks of a link store a sending KM leaves unused until the peer end surely has them too
+#: (4 blocks of 0.25 s: the two node processes may deliver the same block up to 1 s apart).
+LINK_SETTLE_BLOCKS = 4
+
+
+def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
+    """Where the KM of ``node_name`` finds SAEs, other KMs and its physical links."""
+    from kms.directory import Directory, NodeEntry
+
+    nodes = {}
+    for node in topology.nodes:
+        config = NodeProcessConfig.load(network.node_config(node.name))
+        nodes[node.name] = NodeEntry(node.name, node.qkdn_id,
+                                     f"https://{config.km_host}:{config.km_port}")
+    links = {link.peer_of(node_name): link.qkdl_id for link in topology.links_of(node_name)}
+    return Directory(saes={sae.sae_id: sae.node for sae in topology.saes}, nodes=nodes,
+                     links=links)
+
+
+class NodeRuntime:
+    """The live objects of one node; a context manager that serves while open."""
+
+    def __init__(self, config: NodeProcessConfig):
+        self.config = config
+        self.network = StateDir(config.network_dir)
+        self.topology = load_topology(config.topology)
+        self.started_at = time.time()
+        self._stack = ExitStack()
+        self.agent: Any = None
+        self.datastore: Any = None
+        self.km: Any = None
+        self.modules: dict[str, Any] = {}
+        self.pairings: dict[str, Any] = {}
+
+    @property
+    def running_path(self) -> Path:
+        return self.config.state_dir / "running.json"
+
+    @property
+    def ports_path(self) -> Path:
+        return self.config.state_dir / "ports.json"
+
+    def _initial_running(self) -> dict[str, Any]:
+        if self.running_path.exists():
+            log.info("restoring the running configuration from %s", self.running_path)
+            return read_json(self.running_path)
+        return initial_node_config(self.topology, self.config.name)
+
+    def _netconf_port(self) -> int:
+        if self.config.netconf_port:
+            return self.config.netconf_port
+        try:
+            return int(read_json(self.ports_path)["netconf"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    # --- callbacks ---------------------------------------------------------------------
+    def _on_config_change(self, _old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        write_json_atomic(self.running_path, new, mode=0o600)
+        if self.km is not None:
+            self.km.apply_running_config(new)
+
+    def notify(self, notification: dict[str, Any]) -> None:
+        """Send an RFC 7951 JSON notification to the agent's subscribers (any thread)."""
+        if self.agent is None or not notification:
+            return
+        try:
+            self.agent.notify(notification)
+        except Exception:  # a notification that fails validation is a bug; keep serving
+            log.exception("notification %s rejected", next(iter(notification), "?"))
+
+    def _on_link_event(self, event: Any) -> None:
+        from qkd_twin.link_notifications import notifications_for
+
+        log.info("link %s: %s %s", event.qkdl_id, event.kind.value, event.message)
+        for notification in notifications_for(event):
+            self.notify(notification)
+
+    def _link_state(self, qkdl_id: str) -> Any:
+        """The module's link state; PASSIVE with no key rate while the peer end is down."""
+        from dataclasses import replace
+
+        from qkd_twin.module import LinkStatus
+
+        state = self.modules[qkdl_id].state
+        pairing = self.pairings.get(qkdl_id)
+        if pairing is not None and not pairing.peer_up:
+            return replace(state, status=LinkStatus.PASSIVE, skr=0.0, eskr=0.0,
+                           reason="peer end not running")
+        return state
+
+    def _on_peer_change(self, qkdl_id: str, up: bool) -> None:
+        from qkd_twin.link_notifications import link_alarm, link_down
+
+        if up:
+            log.info("link %s: peer end running, key generation starts", qkdl_id)
+            if qkdl_id in self.modules:
+                self.notify(link_alarm(qkdl_id, self._link_state(qkdl_id),
+                                       "peer end running", major=False, informational=True))
+        else:
+            log.warning("link %s: peer end not running, no key generated", qkdl_id)
+            self.notify(link_down(qkdl_id, "peer end not running"))
+
+    def operational_state(self) -> dict[str, Any]:
+        """RFC 7951 JSON of the node's ``config false`` data right now."""
+        from qkd_twin.link_notifications import link_operational_json
+
+        running = self.datastore.running_json().get(QKD_NODE, {})
+        interfaces = [{"qkdi_id": i["qkdi_id"], "qkdi_status": identity("ENABLED")}
+                      for i in running.get("qkd_interfaces", {}).get("qkd_interface", [])]
+        links = [link_operational_json(qkdl_id, self._link_state(qkdl_id))
+                 for qkdl_id in self.modules]
+        body: dict[str, Any] = {"qkdn_status": identity("OPERATING")}
+        if interfaces:
+            body["qkd_interfaces"] = {"qkd_interface": interfaces}
+        if links:
+            body["qkd_links"] = {"qkd_link": links}
+        own = {QKD_NODE: body}
+        return merge_operational(own, self.km.operational_state()) if self.km else own
+
+    # --- life cycle --------------------------------------------------------------------
+    def _start_agent(self) -> None:
+        from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
+        from qkd_agent.datastore import Datastore
+        from qkd_agent.yang_context import load_context
+
+        ctx = load_context()
+        self.datastore = Datastore(ctx, self._initial_running())
+        self.datastore.add_listener(self._on_config_change)
+        agent_config = AgentConfig(
+            host=self.config.netconf_host, port=self._netconf_port(),
+            username=self.config.username, password=self.config.password,
+            host_key=self.config.state_dir / "ssh_host_key",
+        )
+        self.agent = QkdAgent(agent_config, self.datastore, self.operational_state, ctx=ctx)
+        self._stack.enter_context(AgentThread(self.agent))
+
+    def _start_key_manager(self) -> None:
+        from kms.https_server import TlsFiles
+        from kms.key_manager import KeyManager, KmConfig
+
+        pki = read_json(self.network.pki)
+        km_files = pki["kms"][self.config.name]
+        tls = TlsFiles(Path(km_files["cert"]), Path(km_files["key"]), Path(pki["ca_cert"]))
+        self.km = KeyManager(self.config.name, self.config.qkdn_id, self.config.state_dir,
+                             km_directory(self.topology, self.config.name, self.network), tls,
+                             notify=self.notify,
+                             config=KmConfig(require_controller=False,
+                                             link_settle_blocks=LINK_SETTLE_BLOCKS))
+        self.km.apply_running_config(self.datastore.running_json())
+        self.km.start(self.config.km_host, self.config.km_port)
+        self._stack.callback(self.km.stop)
+
+    def _start_modules(self) -> None:
+        from qkd_twin.faults import fault_file
+        from qkd_twin.module import LinkRole, ModuleConfig, ModuleMode, QkdModule, read_seed
+        from qkd_twin.pairing import PairedSink
+
+        for link in self.topology.links_of(self.config.name):
+            peer = link.peer_of(self.config.name)
+            store = self.km.store_for_peer(peer)
+            config = ModuleConfig(
+                qkdl_id=link.qkdl_id,
+                role=LinkRole(link_role(link, self.config.name)),
+                params=link_parameters(link),
+                seed=read_seed(self.network.link_seed(self.config.name, link.qkdl_id)),
+                mode=ModuleMode(link.mode),
+                fault_path=fault_file(self.network.root, link.a, link.b),
+            )
+            paired = PairedSink(
+                self.network.root, link.qkdl_id, self.config.name, peer, self.km,
+                block_seconds=config.block_seconds, resumed_after=store.max_block(),
+                discard=store.discard_blocks,
+                on_peer_change=lambda up, qkdl_id=link.qkdl_id: self._on_peer_change(qkdl_id, up))
+            self.pairings[link.qkdl_id] = paired
+            module = QkdModule(config, paired)
+            module.add_listener(self._on_link_event)
+            self.modules[link.qkdl_id] = self._stack.enter_context(module)
+
+    def __enter__(self) -> NodeRuntime:
+        try:
+            self._start_agent()
+            self._start_key_manager()
+            self._start_modules()
+        except BaseException:
+            self._stack.close()
+            raise
+        write_json_atomic(self.ports_path, {"netconf": self.agent.port,
+                                            "km": self.config.km_port})
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
+def run_node(config_path: Path) -> int:
+    config = NodeProcessConfig.load(config_path)
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per channel otherwise
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with NodeRuntime(config) as node:
+        ready = config.state_dir / "ready.json"
+        write_json_atomic(ready, {"pid": os.getpid(), "netconf_port": node.agent.port,
+                                  "km_port": config.km_port, "started_at": node.started_at})
+        log.info("node %s serving NETCONF on %s:%d, KM on %s:%d", config.name,
+                 config.netconf_host, node.agent.port, config.km_host, config.km_port)
+        stop.wait()
+        log.info("node %s stopping", config.name)
+        ready.unlink(missing_ok=True)
+    return 0

@@ -1,0 +1,267 @@
+"""The supervisor of a network brought up by ``qkdn up``: one detached process that starts
+every element (node processes now; controller and orchestrator as they land) as a child,
+restarts a child that dies with exponential back-off, keeps the live process table in
+``DIR/supervisor.json`` and stops everything on SIGTERM.
+
+Children get ``PR_SET_PDEATHSIG`` so that even a ``kill -9`` of the supervisor leaves no
+element running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qkdn.errors import QkdnError
+from qkdn.state_files import StateDir, read_json, write_json_atomic
+from qkdn.topology import load_topology
+
+log = logging.getLogger("qkdn.supervisor")
+
+
+class SupervisorError(QkdnError):
+    """A fault action names an element the supervisor does not run."""
+
+POLL_INTERVAL_S = 0.1
+STOP_GRACE_S = 5.0
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 5.0
+HEALTHY_AFTER_S = 30.0  #: a child up this long gets its back-off reset
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """What to run for one element, and where its output goes."""
+
+    name: str
+    kind: str  #: node | controller | orchestrator
+    argv: tuple[str, ...]
+    log_path: Path
+    ready_path: Path | None = None
+    hold_path: Path | None = None  #: while it exists the child is kept stopped
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    consecutive_failures: int = 0
+    next_start_at: float = 0.0
+    last_exit: int | None = None
+    history: list[dict[str, object]] = field(default_factory=list)
+
+
+def restart_delay(consecutive_failures: int) -> float:
+    """Back-off before restarting a child that has failed ``consecutive_failures`` times."""
+    if consecutive_failures <= 0:
+        return 0.0
+    return min(BACKOFF_FIRST_S * 2 ** (consecutive_failures - 1), BACKOFF_MAX_S)
+
+
+def child_specs(state: StateDir) -> list[ChildSpec]:
+    """Every element of the network in ``state``, in start order."""
+    topology = load_topology(state.topology)
+    python = sys.executable
+    specs = [
+        ChildSpec(node.name, "node",
+                  (python, "-m", "qkdn.cli", "node", "--config", str(state.node_config(node.name))),
+                  state.node_log(node.name), state.node_ready(node.name),
+                  state.node_hold(node.name))
+        for node in topology.nodes
+    ]
+    return specs
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor goes away."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Supervisor:
+    def __init__(self, state: StateDir, specs: list[ChildSpec]):
+        self.state = state
+        self.children = [Child(spec) for spec in specs]
+        self._stopping = False
+
+    # --- life cycle -------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        for child in self.children:
+            self._start(child)
+        self._write_table()
+        while not self._stopping:
+            if self._poll():
+                self._write_table()
+            time.sleep(POLL_INTERVAL_S)
+        self._stop_all()
+        self._write_table(stopped=True)
+        return 0
+
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping every element", signum)
+        self._stopping = True
+
+    def _start(self, child: Child) -> None:
+        spec = child.spec
+        if spec.ready_path is not None:
+            spec.ready_path.unlink(missing_ok=True)
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(spec.log_path, "ab") as out:
+            child.process = subprocess.Popen(
+                spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent, close_fds=True,
+            )
+        child.started_at = time.time()
+        log.info("started %s %s (pid %d)", spec.kind, spec.name, child.process.pid)
+
+    def _poll(self) -> bool:
+        """Restart children that exited; True when the table changed."""
+        changed = False
+        now = time.time()
+        for child in self.children:
+            held = child.spec.hold_path is not None and child.spec.hold_path.exists()
+            if child.process is None:
+                if now >= child.next_start_at and not held:
+                    self._start(child)
+                    changed = True
+                continue
+            code = child.process.poll()
+            if code is None:
+                if child.consecutive_failures and now - child.started_at > HEALTHY_AFTER_S:
+                    child.consecutive_failures = 0
+                continue
+            child.last_exit = code
+            if held:
+                log.warning("%s %s (pid %d) stopped (exit %s) and held by an operator",
+                            child.spec.kind, child.spec.name, child.process.pid, code)
+                child.history.append({"at": now, "exit": code, "pid": child.process.pid,
+                                      "held": True})
+                child.process = None
+                changed = True
+                continue
+            child.restarts += 1
+            child.consecutive_failures += 1
+            delay = restart_delay(child.consecutive_failures)
+            child.history.append({"at": now, "exit": code, "pid": child.process.pid})
+            log.warning("%s %s (pid %d) exited with %s; restart #%d in %.1f s",
+                        child.spec.kind, child.spec.name, child.process.pid, code,
+                        child.restarts, delay)
+            child.process = None
+            child.next_start_at = now + delay
+            changed = True
+        return changed
+
+    def _stop_all(self) -> None:
+        running = [c for c in self.children if c.process is not None]
+        for child in running:
+            assert child.process is not None
+            child.process.terminate()
+        deadline = time.time() + STOP_GRACE_S
+        for child in running:
+            assert child.process is not None
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing", child.spec.name, STOP_GRACE_S)
+                child.process.kill()
+                child.process.wait()
+            child.last_exit = child.process.returncode
+            child.process = None
+
+    # --- process table ----------------------------------------------------------------
+    def _write_table(self, *, stopped: bool = False) -> None:
+        table = {
+            "pid": os.getpid(),
+            "state": "stopped" if stopped else ("stopping" if self._stopping else "running"),
+            "updated_at": time.time(),
+            "children": {
+                child.spec.name: {
+                    "kind": child.spec.kind,
+                    "pid": child.process.pid if child.process else None,
+                    "running": child.process is not None,
+                    "held": bool(child.spec.hold_path and child.spec.hold_path.exists()),
+                    "started_at": child.started_at,
+                    "restarts": child.restarts,
+                    "last_exit": child.last_exit,
+                    "log": str(child.spec.log_path),
+                    "history": child.history[-10:],
+                }
+                for child in self.children
+            },
+        }
+        write_json_atomic(self.state.supervisor, table)
+
+
+def kill_node(state_dir: Path, node: str) -> str:
+    """Fault injection: kill ``node``'s process (SIGKILL) and keep it down until
+    :func:`restart_node`. Its durable state stays in its folder."""
+    state = StateDir(Path(state_dir).resolve())
+    table = read_table(state) or {}
+    child = (table.get("children") or {}).get(node)
+    if child is None:
+        raise SupervisorError(f"no element named {node!r} in {state.root}")
+    state.node_hold(node).touch()
+    pid = child.get("pid")
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return f"node {node} killed (pid {pid}); held down until 'qkdn fault node-restart {node}'"
+
+
+def restart_node(state_dir: Path, node: str) -> str:
+    """Fault injection: let the supervisor start ``node`` again (after :func:`kill_node`),
+    or kill it so that it restarts at once if it is running."""
+    state = StateDir(Path(state_dir).resolve())
+    table = read_table(state) or {}
+    child = (table.get("children") or {}).get(node)
+    if child is None:
+        raise SupervisorError(f"no element named {node!r} in {state.root}")
+    hold = state.node_hold(node)
+    if hold.exists():
+        hold.unlink()
+        return f"node {node} released; the supervisor starts it again"
+    pid = child.get("pid")
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return f"node {node} (pid {pid}) killed; the supervisor restarts it"
+
+
+def read_table(state: StateDir) -> dict | None:
+    try:
+        return read_json(state.supervisor)
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qkdn.supervisor")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state = StateDir(args.state_dir.resolve())
+    return Supervisor(state, child_specs(state)).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

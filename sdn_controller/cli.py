@@ -1,0 +1,183 @@
+"""``qkdn users ...``: the user/SLA database of a network (``DIR/controller/users.sqlite``).
+
+When the database does not exist yet it is created and loaded from ``DIR/topology.yaml`` (the
+copy ``qkdn up`` keeps), so the operator sees the topology's users right away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from qkdn.errors import QkdnError
+from sdn_controller.user_db import ANY_PEER, FallbackPolicy, SlaProfile, UserDb
+
+USERS_DB = Path("controller") / "users.sqlite"
+
+
+def users_db_path(state_dir: Path) -> Path:
+    return state_dir / USERS_DB
+
+
+def open_users_db(state_dir: Path) -> UserDb:
+    """The network's user DB; created (and loaded from the topology copy) if missing."""
+    path = users_db_path(state_dir)
+    fresh = not path.exists()
+    db = UserDb.open(path)
+    topology_file = state_dir / "topology.yaml"
+    if fresh and topology_file.exists():
+        from qkdn.topology import load_topology
+
+        db.load_topology(load_topology(topology_file))
+    return db
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    users = subparsers.add_parser("users", help="users, applications and SLA profiles "
+                                                "(controller's user database)")
+    users.add_argument("--state-dir", required=True, type=Path)
+    users.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", help="users with SLA, peers, state and applications")
+    p.set_defaults(func=_list_users)
+
+    p = sub.add_parser("add", help="add (or with --replace update) a user")
+    p.add_argument("name")
+    p.add_argument("--sla", required=True)
+    p.add_argument("--peer", action="append", default=[],
+                   help="user this user's applications may reach (repeatable; default any)")
+    p.add_argument("--app", action="append", default=[], metavar="SAE_ID@NODE",
+                   help="bind an application (SAE id) on a node to the user (repeatable)")
+    p.add_argument("--replace", action="store_true")
+    p.set_defaults(func=_add_user)
+
+    p = sub.add_parser("revoke", help="revoke a user: its applications are refused from now on")
+    p.add_argument("name")
+    p.add_argument("--reason", default="revoked by operator")
+    p.set_defaults(func=_revoke_user)
+
+    p = sub.add_parser("reinstate", help="undo a revocation")
+    p.add_argument("name")
+    p.set_defaults(func=_reinstate_user)
+
+    p = sub.add_parser("sla-list", help="SLA profiles")
+    p.set_defaults(func=_list_slas)
+
+    p = sub.add_parser("sla-add", help="add (or with --replace update) an SLA profile")
+    p.add_argument("name")
+    p.add_argument("--max-bps", type=int, required=True)
+    p.add_argument("--min-bps", type=int, default=0)
+    p.add_argument("--max-priority", type=int, default=0)
+    p.add_argument("--max-sessions", type=int, default=16)
+    p.add_argument("--idle-timeout", type=int, default=60, help="seconds")
+    p.add_argument("--no-lower-rate", action="store_true",
+                   help="refuse instead of admitting at a lower rate")
+    p.add_argument("--fallback", choices=[f.value for f in FallbackPolicy],
+                   default=FallbackPolicy.QKD_ONLY.value)
+    p.add_argument("--replace", action="store_true")
+    p.set_defaults(func=_add_sla)
+
+
+def _run(args: argparse.Namespace, action) -> int:  # type: ignore[no-untyped-def]
+    try:
+        db = open_users_db(args.state_dir)
+    except QkdnError as exc:
+        print(f"qkdn users: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return int(action(db) or 0)
+    except QkdnError as exc:
+        print(f"qkdn users: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+
+
+def _list_users(args: argparse.Namespace) -> int:
+    def action(db: UserDb) -> int:
+        users = db.users()
+        apps = {u.name: [a for a in db.applications(u.name)] for u in users}
+        if args.json:
+            print(json.dumps([{**asdict(u), "applications": [asdict(a) for a in apps[u.name]]}
+                              for u in users], indent=2))
+            return 0
+        print(f"{'user':<16}{'sla':<12}{'state':<10}{'peers':<20}applications")
+        for u in users:
+            state = "revoked" if u.revoked else "active"
+            app_text = ", ".join(f"{a.sae_id}@{a.node_name}" + (" (revoked)" if a.revoked else "")
+                                 for a in apps[u.name]) or "-"
+            print(f"{u.name:<16}{u.sla:<12}{state:<10}{','.join(u.allowed_peers):<20}{app_text}")
+        return 0
+    return _run(args, action)
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    bindings = []
+    for spec in args.app:
+        sae_id, sep, node = spec.rpartition("@")
+        if not sep or not sae_id or not node:
+            print(f"qkdn users add: --app {spec!r}: expected SAE_ID@NODE", file=sys.stderr)
+            return 2
+
+        bindings.append((sae_id, node))
+
+    def action(db: UserDb) -> int:
+        with db.db.transaction():
+            user = db.add_user(args.name, args.sla, tuple(args.peer) or (ANY_PEER,),
+                               replace=args.replace)
+            for sae_id, node in bindings:
+                db.add_application(sae_id, user.name, node, replace=args.replace)
+        print(f"user {user.name} ({user.sla})" +
+              (f" with {', '.join(s for s, _ in bindings)}" if bindings else ""))
+        return 0
+    return _run(args, action)
+
+
+def _revoke_user(args: argparse.Namespace) -> int:
+    def action(db: UserDb) -> int:
+        from datetime import datetime, timezone
+
+        db.revoke_user(args.name, args.reason,
+                       at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        print(f"user {args.name} revoked")
+        return 0
+    return _run(args, action)
+
+
+def _reinstate_user(args: argparse.Namespace) -> int:
+    def action(db: UserDb) -> int:
+        db.reinstate_user(args.name)
+        print(f"user {args.name} reinstated")
+        return 0
+    return _run(args, action)
+
+
+def _list_slas(args: argparse.Namespace) -> int:
+    def action(db: UserDb) -> int:
+        slas = db.slas()
+        if args.json:
+            print(json.dumps([asdict(s) for s in slas], indent=2))
+            return 0
+        print(f"{'sla':<14}{'max_bps':>10}{'min_bps':>10}{'max_prio':>9}{'max_sess':>9}"
+              f"{'idle_s':>8}  lower-rate  fallback")
+        for s in slas:
+            print(f"{s.name:<14}{s.max_bps:>10}{s.min_bps:>10}{s.max_priority:>9}"
+                  f"{s.max_sessions:>9}{s.idle_timeout_s:>8}  "
+                  f"{'yes' if s.allow_lower_rate else 'no':<10}  {s.fallback.value}")
+        return 0
+    return _run(args, action)
+
+
+def _add_sla(args: argparse.Namespace) -> int:
+    def action(db: UserDb) -> int:
+        sla = SlaProfile(args.name, args.max_bps, args.min_bps, args.max_priority,
+                         args.max_sessions, args.idle_timeout, not args.no_lower_rate,
+                         FallbackPolicy(args.fallback))
+        db.add_sla(sla, replace=args.replace)
+        print(f"SLA profile {sla.name} stored")
+        return 0
+    return _run(args, action)

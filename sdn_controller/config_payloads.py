@@ -1,0 +1,182 @@
+"""ETSI GS QKD 015 edit-config payloads for a session's key managers (pure functions).
+
+For each KM on a session's path, :func:`session_config_payload` builds the ``<config>`` of one
+edit-config:
+
+- a ``qkd_app`` (``app_id`` = session ID, ``app_type`` CLIENT, ``server_app_id`` = the SAE
+  that opened the session, ``client_app_id`` = its peer, ``app_priority``, ``app_qos``,
+  ``backing_qkdl_id``, ``local_qkdn_id``/``remote_qkdn_id``) with our ``qkdn-km:km_session``
+  extension (role, token bucket, idle timeout, key size). Relays get the same entry without
+  SAE ids: they learn only which virtual links the session uses.
+  The entry is sent with ``nc:operation="replace"`` so a reroute swaps its backing links;
+- on every node of a multi-hop leg, a VIRT ``qkd_link`` (``qkdl_type`` etsi-qkdn-types:VIRT,
+  ``virt_prev_hop``, ``virt_next_hop``, ``virt_bandwidth``, ``qkdl_local``/``qkdl_remote``):
+  the forwarding rule. At an end KM ``qkdl_local`` is itself and ``qkdl_remote`` the other
+  end; at a relay they are the leg's source and destination. ``virt_prev_hop`` is absent at the
+  source and ``virt_next_hop`` at the destination.
+
+:func:`session_delete_payload` removes the same entries (``nc:operation="delete"``).
+Wire names appear only here; the values come from :mod:`sdn_controller.session_config`.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from qkdn.namespaces import (ETSI_NODE_NS, ETSI_TYPES_NS, ETSI_TYPES_PREFIX, NETCONF_BASE_NS,
+                             QKDN_KM_NS, QKDN_KM_PREFIX)
+from sdn_controller.session_config import KmConfig, KmRole, VirtualHop
+
+NC = "nc"
+_NSMAP_CONFIG = {None: NETCONF_BASE_NS}
+
+
+def _q(tag: str, ns: str = ETSI_NODE_NS) -> str:
+    return f"{{{ns}}}{tag}"
+
+
+def _leaf(parent: etree._Element, tag: str, value: object, ns: str = ETSI_NODE_NS
+          ) -> etree._Element:
+    element = etree.SubElement(parent, _q(tag, ns))
+    element.text = str(value).lower() if isinstance(value, bool) else str(value)
+    return element
+
+
+def _identity(parent: etree._Element, tag: str, identity: str) -> etree._Element:
+    element = etree.SubElement(parent, _q(tag), nsmap={ETSI_TYPES_PREFIX: ETSI_TYPES_NS})
+    element.text = f"{ETSI_TYPES_PREFIX}:{identity}"
+    return element
+
+
+def _config_root(node_id: str) -> tuple[etree._Element, etree._Element]:
+    config = etree.Element(_q("config", NETCONF_BASE_NS), nsmap={NC: NETCONF_BASE_NS})
+    node = etree.SubElement(config, _q("qkd_node"), nsmap={None: ETSI_NODE_NS})
+    _leaf(node, "qkdn_id", node_id)
+    return config, node
+
+
+def _operation(element: etree._Element, operation: str) -> None:
+    element.set(_q("operation", NETCONF_BASE_NS), operation)
+
+
+def session_config_payload(config: KmConfig, *, with_extensions: bool = True
+                           ) -> etree._Element:
+    """The ``<config>`` that installs ``config`` on its KM (``config.node_id``).
+
+    ``with_extensions=False`` leaves out the ``qkdn-km`` leaves (plain ETSI 015 agents)."""
+    root, node = _config_root(config.node_id)
+    apps = etree.SubElement(node, _q("qkd_applications"))
+    app = etree.SubElement(apps, _q("qkd_app"))
+    _operation(app, "replace")
+    _leaf(app, "app_id", config.session_id)
+    _identity(app, "app_type", "CLIENT")
+    binding = config.app
+    if binding is not None:
+        _leaf(app, "server_app_id", binding.server_sae_id)
+        _leaf(app, "client_app_id", binding.client_sae_id)
+    _leaf(app, "app_priority", config.priority)
+    if binding is not None:
+        qos = etree.SubElement(app, _q("app_qos"))
+        if binding.qos.max_bps:
+            _leaf(qos, "max_bandwidth", binding.qos.max_bps)
+        if binding.qos.min_bps:
+            _leaf(qos, "min_bandwidth", binding.qos.min_bps)
+        if binding.qos.jitter_ms:
+            _leaf(qos, "jitter", binding.qos.jitter_ms)
+        if binding.qos.ttl_s:
+            _leaf(qos, "ttl", binding.qos.ttl_s)
+        backing = binding.backing_links
+        local, remote = binding.local_node, binding.remote_node
+    else:
+        backing = tuple(h.link_id for h in config.hops)
+        local, remote = config.hops[0].source, config.hops[0].destination
+    for link_id in backing:
+        _leaf(app, "backing_qkdl_id", link_id)
+    _leaf(app, "local_qkdn_id", local)
+    _leaf(app, "remote_qkdn_id", remote)
+    if with_extensions:
+        _km_session(app, config)
+    if config.hops:
+        links = etree.SubElement(node, _q("qkd_links"))
+        for hop in config.hops:
+            _virtual_link(links, config, hop)
+    return root
+
+
+def _km_session(app: etree._Element, config: KmConfig) -> None:
+    session = etree.SubElement(app, _q("km_session", QKDN_KM_NS),
+                               nsmap={QKDN_KM_PREFIX: QKDN_KM_NS})
+    _leaf(session, "role", config.role.value, QKDN_KM_NS)
+    bucket = etree.SubElement(session, _q("token_bucket", QKDN_KM_NS))
+    _leaf(bucket, "bucket_size", config.bucket.size_bits, QKDN_KM_NS)
+    _leaf(bucket, "token_rate", config.bucket.rate_bps, QKDN_KM_NS)
+    _leaf(session, "idle_timeout", config.idle_timeout_s, QKDN_KM_NS)
+    chunk = config.app.qos.key_chunk_size if config.app is not None else 0
+    if chunk:
+        _leaf(session, "key_chunk_size", chunk, QKDN_KM_NS)
+
+
+def _virtual_link(links: etree._Element, config: KmConfig, hop: VirtualHop) -> None:
+    link = etree.SubElement(links, _q("qkd_link"))
+    _operation(link, "replace")
+    _leaf(link, "qkdl_id", hop.link_id)
+    _leaf(link, "qkdl_enable", True)
+    if config.role is KmRole.RELAY:
+        local, remote = hop.source, hop.destination
+    else:
+        local = config.node_id
+        remote = hop.destination if config.node_id == hop.source else hop.source
+    _leaf(etree.SubElement(link, _q("qkdl_local")), "qkdn_id", local)
+    _leaf(etree.SubElement(link, _q("qkdl_remote")), "qkdn_id", remote)
+    _identity(link, "qkdl_type", "VIRT")
+    _leaf(link, "qkdl_applications", config.session_id)
+    if hop.prev_node is not None:
+        _leaf(link, "virt_prev_hop", hop.prev_node)
+    if hop.next_node is not None:
+        _leaf(link, "virt_next_hop", hop.next_node)
+    _leaf(link, "virt_bandwidth", hop.bandwidth_bps)
+
+
+def session_delete_payload(config: KmConfig) -> etree._Element:
+    """The ``<config>`` removing ``config`` from its KM: the ``qkd_app`` and every virtual
+    link of ``config.hops``. A ``partial`` configuration (left behind by a reroute on a KM
+    that stays on the path) removes only its old virtual links; the ``qkd_app``, already
+    replaced, stays.
+    """
+    root, node = _config_root(config.node_id)
+    if not config.partial:
+        apps = etree.SubElement(node, _q("qkd_applications"))
+        app = etree.SubElement(apps, _q("qkd_app"))
+        _operation(app, "delete")
+        _leaf(app, "app_id", config.session_id)
+    if config.hops:
+        links = etree.SubElement(node, _q("qkd_links"))
+        for hop in config.hops:
+            link = etree.SubElement(links, _q("qkd_link"))
+            _operation(link, "delete")
+            _leaf(link, "qkdl_id", hop.link_id)
+    return root
+
+
+def to_xml(payload: etree._Element, *, pretty: bool = False) -> str:
+    return etree.tostring(payload, pretty_print=pretty, encoding="unicode")
+
+
+def session_restore_payload(old: KmConfig, new: KmConfig) -> etree._Element:
+    """Undo of installing ``new`` on a KM that held ``old`` (rollback of a reroute): put the
+    old ``qkd_app`` and virtual links back and delete the virtual links only ``new`` has."""
+    if old.node_id != new.node_id:
+        raise ValueError("old and new configuration are for different nodes")
+    root = session_config_payload(old)
+    node = root[0]
+    old_links = {h.link_id for h in old.hops}
+    added = [h for h in new.hops if h.link_id not in old_links]
+    if added:
+        links = node.find(_q("qkd_links"))
+        if links is None:
+            links = etree.SubElement(node, _q("qkd_links"))
+        for hop in added:
+            link = etree.SubElement(links, _q("qkd_link"))
+            _operation(link, "delete")
+            _leaf(link, "qkdl_id", hop.link_id)
+    return root

@@ -1,0 +1,307 @@
+"""The controller core: wires access control, admission control, routing, monitoring and the
+two databases to the southbound's seams.
+
+The southbound (NETCONF sessions, one per agent) calls :meth:`Controller.handle_notification`
+for every notification, :meth:`Controller.ingest_node` for every periodic ``get`` and
+:meth:`Controller.tick` on a timer; the controller configures KMs only through
+:class:`~sdn_controller.push.NodeConfigurator` objects and tells KMs about refusals through
+:class:`KmSignals`. No sockets here, so the whole control loop runs in unit tests with
+in-memory nodes.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lxml import etree
+
+from sdn_controller.access_control import check_access, etsi004_status
+from sdn_controller.admission_control import (AdmissionControl, ConfigRequest, Configured,
+                                              Outcome, Refused, Rerouted, SessionState,
+                                              Terminated, Waiting)
+from sdn_controller.application_events import (ApplicationClosed, ApplicationQosUpdate,
+                                               ApplicationRequest, KeyRequestEvent,
+                                               KmSessionStateEvent, application_event)
+from sdn_controller.errors import SessionError
+from sdn_controller.identifiers import NodeId, SaeId, SessionId
+from sdn_controller.monitoring import AlarmEvent, MonitoringThresholds, assess
+from sdn_controller.push import (NodeConfigurator, plan_reroute_push, plan_session_push,
+                                 push_all, remove_all)
+from sdn_controller.session_config import KmConfig, QoS
+from sdn_controller.topology_db import LinkUpdate, TopologyDb
+from sdn_controller.user_db import UserDb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionRefusal:
+    """What a KM must tell its application when the controller refuses (004 status; 014
+    401 for access refusals), with the counter-proposal for status 7."""
+
+    sae_id: SaeId
+    peer_sae_id: SaeId
+    session_id: SessionId | None
+    status: int
+    reason: str
+    detail: str = ""
+    counter_proposal: QoS | None = None
+    access_denied: bool = False
+
+
+class KmSignals(Protocol):
+    """How refusals reach a KM that holds no configuration to delete (southbound)."""
+
+    def refuse(self, node_id: NodeId, refusal: SessionRefusal) -> None: ...
+
+
+class EventKind(str, enum.Enum):
+    ACCESS_DENIED = "access-denied"
+    SESSION_WAITING = "session-waiting"
+    SESSION_ACTIVE = "session-active"
+    SESSION_REFUSED = "session-refused"
+    SESSION_TERMINATED = "session-terminated"
+    SESSION_REROUTED = "session-rerouted"
+    LINK_ALARM = "link-alarm"
+
+
+@dataclass(frozen=True)
+class ControllerEvent:
+    kind: EventKind
+    at: float
+    session_id: str | None = None
+    qkdl_id: str | None = None
+    node_id: str | None = None
+    detail: str = ""
+    alarm: AlarmEvent | None = None
+
+
+class Controller:
+    def __init__(self, users: UserDb, topology: TopologyDb, admission: AdmissionControl,
+                 configurators: Mapping[NodeId, NodeConfigurator], signals: KmSignals, *,
+                 thresholds: MonitoringThresholds = MonitoringThresholds(),
+                 clock: Callable[[], float], executor: Executor | None = None,
+                 event_sink: Callable[[ControllerEvent], None] | None = None,
+                 history: int = 1000) -> None:
+        self.users = users
+        self.topology = topology
+        self.admission = admission
+        self.configurators = configurators
+        self.signals = signals
+        self.thresholds = thresholds
+        self.clock = clock
+        self.executor = executor
+        self.event_sink = event_sink
+        self.events: collections.deque[ControllerEvent] = collections.deque(maxlen=history)
+        self._lock = threading.RLock()
+
+    # --- entry points for the southbound ----------------------------------------------------
+    def handle_notification(self, node_id: str,
+                            message: str | bytes | etree._Element | Mapping[str, Any]) -> None:
+        """One notification from ``node_id``'s agent (XML or RFC 7951 JSON)."""
+        event = application_event(message, node_id=node_id)
+        if isinstance(event, ApplicationRequest):
+            self._on_request(event)
+        elif isinstance(event, ApplicationClosed):
+            self._on_closed(event)
+        elif isinstance(event, KeyRequestEvent):
+            self._on_key_request(event)
+        elif isinstance(event, KmSessionStateEvent):
+            self._on_km_state(event)
+        elif isinstance(event, ApplicationQosUpdate):
+            log.info("QoS update for session %s from %s: renegotiation is not supported; the "
+                     "session keeps its admitted QoS", event.session_id, node_id)
+        else:
+            with self._lock:
+                updates = self.topology.apply_notification(message, node_id=node_id)
+            self._on_link_updates(updates)
+
+    def ingest_node(self, reply: str | bytes | etree._Element | Mapping[str, Any]) -> None:
+        """A periodic ``get`` of an agent's ``qkd_node``."""
+        with self._lock:
+            updates = self.topology.ingest_node(reply)
+        self._on_link_updates(updates)
+
+    def tick(self) -> None:
+        """Expire sessions whose timers ran out; drop fully deleted ones."""
+        with self._lock:
+            ended = self.admission.expire()
+        for termination in ended:
+            self._finish(termination)
+        with self._lock:
+            self.admission.forget_terminated()
+
+    # --- application events -----------------------------------------------------------------
+    def _on_request(self, req: ApplicationRequest) -> None:
+        with self._lock:
+            decision = check_access(self.users, req.sae_id, req.peer_sae_id, req.node_id)
+            if not decision.allowed:
+                self._emit(EventKind.ACCESS_DENIED, node_id=req.node_id,
+                           detail=f"{req.sae_id} -> {req.peer_sae_id}: {decision.reason.value}")
+                self.signals.refuse(req.node_id, SessionRefusal(
+                    req.sae_id, req.peer_sae_id, req.session_id,
+                    etsi004_status(decision.reason), decision.reason.value, decision.detail,
+                    access_denied=True))
+                return
+            assert decision.user is not None and decision.sla is not None
+            outcome = self.admission.request_config(ConfigRequest(
+                req.node_id, req.sae_id, req.peer_sae_id, decision.user, decision.sla,
+                req.qos, req.session_id))
+        self._apply(outcome, req)
+
+    def _apply(self, outcome: Outcome, req: ApplicationRequest) -> None:
+        if isinstance(outcome, Waiting):
+            self._emit(EventKind.SESSION_WAITING, session_id=outcome.session_id,
+                       node_id=outcome.node_id)
+        elif isinstance(outcome, Refused):
+            self._emit(EventKind.SESSION_REFUSED, session_id=outcome.session_id,
+                       node_id=outcome.node_id, detail=f"{outcome.reason.value} {outcome.detail}")
+            self.signals.refuse(outcome.node_id, SessionRefusal(
+                req.sae_id, req.peer_sae_id, outcome.session_id, outcome.status,
+                outcome.reason.value, outcome.detail, outcome.counter_proposal))
+        elif isinstance(outcome, Configured):
+            self._configure(outcome)
+        elif isinstance(outcome, Terminated):
+            self._finish(outcome)
+
+    def _configure(self, outcome: Configured) -> None:
+        result = push_all(plan_session_push(outcome.configs), self.configurators,
+                          executor=self.executor)
+        if result.ok:
+            self._emit(EventKind.SESSION_ACTIVE, session_id=outcome.session_id,
+                       detail=f"{outcome.reason.value} at {outcome.rate_bps} bit/s")
+            return
+        with self._lock:
+            ended = self.admission.fail(outcome.session_id, result.reason())
+            for node in result.rolled_back + tuple(result.failures):
+                self.admission.confirm_deletion(outcome.session_id, node)
+        # nodes that could not be rolled back still hold the configuration: delete it there
+        leftovers = [c for c in ended.configs if c.node_id in result.rollback_failures]
+        self._finish(ended, configs=leftovers, refuse_ends=True)
+
+    def _on_closed(self, event: ApplicationClosed) -> None:
+        with self._lock:
+            try:
+                ended = self.admission.close(event.session_id, event.node_id)
+            except SessionError as exc:
+                log.info("close of session %s from %s ignored: %s", event.session_id,
+                         event.node_id, exc)
+                return
+        self._finish(ended)
+
+    def _on_key_request(self, event: KeyRequestEvent) -> None:
+        with self._lock:
+            try:
+                self.admission.key_request(event.session_id)
+            except SessionError as exc:
+                log.info("key request event for %s ignored: %s", event.session_id, exc)
+
+    def _on_km_state(self, event: KmSessionStateEvent) -> None:
+        if event.state != "terminated":
+            return
+        with self._lock:
+            try:
+                view = self.admission.session(event.session_id)
+            except SessionError:
+                return
+            if view.state is SessionState.TERMINATED:
+                self.admission.confirm_deletion(event.session_id, event.node_id)
+                return
+            if event.node_id not in {view.initiator.node_id,
+                                     view.responder.node_id if view.responder else None}:
+                return  # a relay does not end a session by itself
+            ended = self.admission.close(event.session_id, event.node_id)
+        self._finish(ended)
+
+    # --- links ------------------------------------------------------------------------------
+    def _on_link_updates(self, updates: list[LinkUpdate]) -> None:
+        for update in updates:
+            with self._lock:
+                decision = assess(update, self.thresholds,
+                                  self.admission.ledger.sessions_by_link())
+                if decision.flag_changed:
+                    self.topology.set_flag(decision.qkdl_id, decision.flag_reason)
+            for alarm in decision.alarms:
+                self._emit(EventKind.LINK_ALARM, qkdl_id=alarm.qkdl_id, alarm=alarm,
+                           detail=f"{alarm.severity.value} {alarm.kind.value}: {alarm.message}")
+            for session_id in sorted(decision.reroute):
+                self._reroute(session_id)
+
+    def _reroute(self, session_id: SessionId) -> None:
+        with self._lock:
+            try:
+                old = self.admission.session(session_id).configs
+                outcome = self.admission.reroute(session_id)
+            except SessionError:
+                return
+        if isinstance(outcome, Terminated):
+            self._finish(outcome)
+            return
+        assert isinstance(outcome, Rerouted)
+        result = push_all(plan_reroute_push(outcome.new_configs, old), self.configurators,
+                          executor=self.executor)
+        if not result.ok:
+            old_nodes = {c.node_id for c in old}
+            with self._lock:
+                ended = self.admission.fail(session_id, f"reroute failed: {result.reason()}")
+                for node in result.rolled_back + tuple(result.failures):
+                    if node not in old_nodes:  # new to the session and rolled back: clean
+                        self.admission.confirm_deletion(session_id, node)
+            # rolled-back nodes hold the old configuration again: delete that, and the new
+            # one where the rollback itself failed
+            leftovers = [c for c in ended.configs
+                         if c.node_id in result.rollback_failures and c.node_id not in old_nodes]
+            self._finish(ended, configs=list(old) + leftovers)
+            return
+        remove_all(outcome.stale_configs, self.configurators, executor=self.executor)
+        path = " | ".join("-".join(leg.path.nodes) for leg in outcome.route.legs) \
+            if outcome.route else "local"
+        self._emit(EventKind.SESSION_REROUTED, session_id=session_id, detail=path)
+
+    # --- termination ------------------------------------------------------------------------
+    def _finish(self, ended: Terminated, *, configs: list[KmConfig] | None = None,
+                refuse_ends: bool = False) -> None:
+        """Delete the session from its KMs (collecting confirmations) and tell KMs that hold
+        no configuration (still waiting) with a refusal."""
+        to_delete = list(ended.configs) if configs is None else configs
+        result = remove_all(to_delete, self.configurators, executor=self.executor)
+        with self._lock:
+            for node in result.confirmed:
+                self.admission.confirm_deletion(ended.session_id, node)
+            view = self.admission.session(ended.session_id)
+        for node, why in result.failures.items():
+            log.warning("session %s: deletion on %s failed: %s", ended.session_id, node, why)
+        notify = set(ended.notify_nodes)
+        if refuse_ends:
+            notify |= {view.initiator.node_id}
+            if view.responder is not None:
+                notify.add(view.responder.node_id)
+        for node in sorted(notify):
+            sae, peer = _ends_for(view, node)
+            self.signals.refuse(node, SessionRefusal(sae, peer, ended.session_id, ended.status,
+                                                     ended.reason.value, ended.detail,
+                                                     ended.counter_proposal))
+        self._emit(EventKind.SESSION_TERMINATED, session_id=ended.session_id,
+                   detail=f"{ended.reason.value} {ended.detail}".strip())
+
+    def _emit(self, kind: EventKind, **fields: Any) -> None:
+        event = ControllerEvent(kind, self.clock(), **fields)
+        self.events.append(event)
+        log.info("%s %s", kind.value, {k: v for k, v in fields.items() if k != "alarm"})
+        if self.event_sink is not None:
+            self.event_sink(event)
+
+
+def _ends_for(view: Any, node: NodeId) -> tuple[SaeId, SaeId]:
+    """(this node's SAE, its peer) of a session, from the point of view of ``node``."""
+    if view.responder is not None and view.responder.node_id == node and \
+            view.initiator.node_id != node:
+        return view.responder.sae_id, view.initiator.sae_id
+    return view.initiator.sae_id, view.peer_sae_id

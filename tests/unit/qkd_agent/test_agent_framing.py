@@ -1,0 +1,116 @@
+"""RFC 6242 framing: both decoders fed whole, byte by byte and with bad input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qkd_agent.framing import (
+    ChunkedDecoder,
+    EndOfMessageDecoder,
+    Framing,
+    FramingError,
+    MessageTooBig,
+    encode_message,
+    make_decoder,
+)
+
+
+def feed_bytewise(decoder, data: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    for i in range(len(data)):
+        out += decoder.feed(data[i : i + 1])
+    return out
+
+
+def test_end_of_message_round_trip():
+    wire = encode_message(b"<hello/>", Framing.END_OF_MESSAGE) + encode_message(b"<rpc/>", Framing.END_OF_MESSAGE)
+    assert wire == b"<hello/>]]>]]><rpc/>]]>]]>"
+    assert EndOfMessageDecoder().feed(wire) == [b"<hello/>", b"<rpc/>"]
+    assert feed_bytewise(EndOfMessageDecoder(), wire) == [b"<hello/>", b"<rpc/>"]
+
+
+def test_end_of_message_keeps_remainder_for_framing_switch():
+    dec = EndOfMessageDecoder()
+    assert dec.feed(b"<hello/>]]>]]>\n#3\nabc") == [b"<hello/>"]
+    rest = dec.take_remainder()
+    chunked = ChunkedDecoder()
+    assert chunked.feed(rest) == []
+    assert chunked.feed(b"\n##\n") == [b"abc"]
+
+
+def test_chunked_encoding_matches_rfc_example():
+    assert encode_message(b"<rpc/>", Framing.CHUNKED) == b"\n#6\n<rpc/>\n##\n"
+
+
+def test_chunked_multi_chunk_message():
+    parts = [b"<rpc", b' message-id="102"', b"/>\n"]
+    wire = b"".join(b"\n#%d\n%s" % (len(p), p) for p in parts) + b"\n##\n"
+    assert ChunkedDecoder().feed(wire) == [b'<rpc message-id="102"/>\n']
+    assert feed_bytewise(ChunkedDecoder(), wire) == [b'<rpc message-id="102"/>\n']
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"xx",                      # no chunk header at all
+        b"\n#0\nabc\n##\n",          # zero size
+        b"\n#012\n",                 # leading zero
+        b"\n#abc\n",                 # not digits
+        b"\n#4294967296\n",          # larger than the RFC maximum
+        b"\n#99999999999\n",         # header too long
+        b"\n##\n",                   # end of chunks with no chunk
+        b"\n#3\nabc\n#x",            # garbage after a chunk
+        b"\n#3\nabc\n##x",           # bad end marker
+    ],
+)
+def test_chunked_rejects_bad_framing(wire):
+    with pytest.raises(FramingError):
+        ChunkedDecoder().feed(wire)
+    with pytest.raises(FramingError):
+        feed_bytewise(ChunkedDecoder(), wire)
+
+
+def test_chunked_max_message_size_counts_all_chunks():
+    dec = ChunkedDecoder(max_message_size=10)
+    dec.feed(b"\n#6\nabcdef")
+    with pytest.raises(MessageTooBig):
+        dec.feed(b"\n#6\n")
+
+
+def test_end_of_message_max_size_without_delimiter():
+    dec = EndOfMessageDecoder(max_message_size=10)
+    dec.feed(b"0123456789")
+    with pytest.raises(MessageTooBig):
+        dec.feed(b"0123456789")
+
+
+def test_end_of_message_exact_max_size_is_accepted():
+    dec = EndOfMessageDecoder(max_message_size=10)
+    assert dec.feed(b"0123456789]]>]]>") == [b"0123456789"]
+
+
+def test_make_decoder():
+    assert isinstance(make_decoder(Framing.CHUNKED), ChunkedDecoder)
+    assert isinstance(make_decoder(Framing.END_OF_MESSAGE), EndOfMessageDecoder)
+
+
+messages = st.lists(st.binary(min_size=1, max_size=200).filter(lambda b: b"]]>]]>" not in b), min_size=1, max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages, st.integers(min_value=1, max_value=50))
+def test_any_split_decodes_the_same(msgs, step):
+    for framing in Framing:
+        wire = b"".join(encode_message(m, framing) for m in msgs)
+        dec = make_decoder(framing)
+        out: list[bytes] = []
+        for i in range(0, len(wire), step):
+            out += dec.feed(wire[i : i + step])
+        if framing is Framing.END_OF_MESSAGE:
+            # a message ending in a prefix of the delimiter is ambiguous only if it glues into ]]>]]>
+            if any((m + b"]]>]]>").find(b"]]>]]>") != len(m) for m in msgs):
+                continue
+        assert out == msgs
+        assert dec.pending == 0

@@ -1,0 +1,243 @@
+"""The whole control loop without sockets: notifications in, edit-configs out (in-memory
+nodes), on the paper's six-node network."""
+
+from pathlib import Path
+
+import pytest
+
+from qkdn.node_model import initial_node_config
+from qkdn.topology import load_topology
+from sdn_controller.admission_control import AdmissionControl, AdmissionPolicy, SessionState
+from sdn_controller.controller import Controller, EventKind
+from sdn_controller.monitoring import MonitoringThresholds
+from sdn_controller.routing import GraphRouter
+from sdn_controller.topology_db import TopologyDb
+from sdn_controller.user_db import UserDb
+
+REPO = Path(__file__).resolve().parents[3]
+TOPO = load_topology(REPO / "topologies" / "paper.yaml")
+T = "etsi-qkd-node-types:"
+E = "urn:etsi:qkd:yang:etsi-qkd-node"
+ETSI = "etsi-qkd-sdn-node"
+KM = "qkdn-key-manager"
+
+
+def nid(name):
+    return TOPO.node(name).qkdn_id
+
+
+def lid(a, b):
+    return next(l.qkdl_id for l in TOPO.links if set(l.ends()) == {a, b})
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class Signals:
+    def __init__(self):
+        self.refusals = []
+
+    def refuse(self, node_id, refusal):
+        self.refusals.append((node_id, refusal))
+
+
+def node_state(name, skr=200_000):
+    cfg = initial_node_config(TOPO, name)
+    body = cfg[f"{ETSI}:qkd_node"]
+    for link in body.get("qkd_links", {}).get("qkd_link", []):
+        link["qkdl_status"] = T + "ACTIVE"
+        link["qkdl_performance"] = {"skr": skr, "eskr": skr, "phys_perf": [
+            {"perf_type": T + "QBER", "value": "0.02"}]}
+    return cfg
+
+
+class Net:
+    def __init__(self, memory_node, **policy):
+        self.clock = Clock()
+        self.users = UserDb.open()
+        self.users.load_topology(TOPO)
+        self.topology = TopologyDb.open(clock=self.clock)
+        for node in TOPO.nodes:
+            self.topology.name_node(node.qkdn_id, node.name)
+        self.nodes = {n.qkdn_id: memory_node(n.qkdn_id) for n in TOPO.nodes}
+        self.signals = Signals()
+        self.admission = AdmissionControl(self.users, GraphRouter(self.topology.links),
+                                          clock=self.clock, policy=AdmissionPolicy(**policy))
+        self.ctl = Controller(self.users, self.topology, self.admission, self.nodes,
+                              self.signals, clock=self.clock,
+                              thresholds=MonitoringThresholds(qber_alarm=0.11))
+        for node in TOPO.nodes:
+            self.ctl.ingest_node(node_state(node.name))
+
+    def open(self, src, dst, *, sae=None, peer=None, max_bps=10_000, priority=1, ksid=None):
+        sae = sae or f"sae-{src}"
+        peer = peer or f"sae-{dst}"
+        app = {"app_type": T + "CLIENT", "server_app_id": sae, "client_app_id": [peer],
+               "app_priority": priority, "local_qkdn_id": nid(src),
+               "app_qos": {"max_bandwidth": max_bps, "min_bandwidth": 1024},
+               f"{KM}:km_request": {"authenticated_sae_id": sae,
+                                    "application_interface": "etsi-004"}}
+        if ksid:
+            app[f"{KM}:km_request"]["key_stream_id"] = ksid
+        self.ctl.handle_notification(nid(src), {f"{ETSI}:sdqkdn_application_new":
+                                                {"qkd_application": app}})
+
+    def pair(self, a, b, **kw):
+        self.open(a, b, **kw)
+        self.open(b, a, **kw)
+        (view,) = [s for s in self.admission.sessions(include_terminated=True)
+                   if {s.initiator.sae_id, s.peer_sae_id} == {f"sae-{a}", f"sae-{b}"}]
+        return view
+
+    def configured(self):
+        return {n: node for n, node in self.nodes.items() if node.entries}
+
+    def kinds(self):
+        return [e.kind for e in self.ctl.events]
+
+
+@pytest.fixture
+def net(memory_node):
+    n = Net(memory_node)
+    yield n
+    n.users.close()
+    n.topology.close()
+
+
+def text(element, tag):
+    return [x.text for x in element.iter(f"{{{E}}}{tag}")]
+
+
+def test_two_hop_session_through_the_hub_and_nobody_knows_the_path(net):
+    view = net.pair("2", "3")
+    assert view.state is SessionState.ACTIVE
+    assert set(net.configured()) == {nid("2"), nid("0"), nid("3")}
+    hub = net.nodes[nid("0")]
+    (vlink,) = hub.links().values()
+    assert text(vlink, "virt_prev_hop") == [nid("2")] and text(vlink, "virt_next_hop") == [nid("3")]
+    src_link = next(iter(net.nodes[nid("2")].links().values()))
+    assert text(src_link, "virt_next_hop") == [nid("0")] and text(src_link, "virt_prev_hop") == []
+    dst_link = next(iter(net.nodes[nid("3")].links().values()))
+    assert text(dst_link, "virt_prev_hop") == [nid("0")] and text(dst_link, "virt_next_hop") == []
+    (app,) = net.nodes[nid("2")].apps().values()
+    assert text(app, "app_id") == [view.session_id]
+    assert EventKind.SESSION_ACTIVE in net.kinds() and net.signals.refusals == []
+
+
+@pytest.mark.parametrize("a,b", [("0", "1"), ("4", "5")])
+def test_adjacent_pairs_go_direct(net, a, b):
+    net.pair(a, b)
+    assert set(net.configured()) == {nid(a), nid(b)}
+    for n in (a, b):
+        node = net.nodes[nid(n)]
+        assert node.links() == {}
+        (app,) = node.apps().values()
+        assert text(app, "backing_qkdl_id") == [lid(a, b)]
+
+
+def test_unknown_user_refused_with_access_denied(net):
+    net.open("2", "3", sae="sae-mallory")
+    (node, refusal), = net.signals.refusals
+    assert node == nid("2") and refusal.access_denied and refusal.status == 4
+    assert refusal.reason == "unknown-application" and net.configured() == {}
+    assert net.admission.sessions() == []
+
+
+def test_sae_on_the_wrong_node_refused(net):
+    net.open("2", "3", sae="sae-4")
+    (_, refusal), = net.signals.refusals
+    assert refusal.reason == "wrong-node"
+
+
+def test_qos_above_sla_refused_with_counter_proposal(net):
+    net.open("2", "3", max_bps=5_000_000)  # user-2 is 'standard': 1 Mbit/s
+    (_, refusal), = net.signals.refusals
+    assert refusal.status == 7 and not refusal.access_denied
+    assert refusal.counter_proposal.max_bps == 1_000_000
+
+
+def test_idle_sessions_expire_and_every_km_drops_them(net):
+    view = net.pair("2", "3")
+    net.clock.now += 59
+    net.ctl.handle_notification(nid("2"), {f"{KM}:km_key_request": {
+        "app_id": view.session_id, "number_of_keys": 1, "bits": 256, "outcome": "delivered"}})
+    net.clock.now += 59
+    net.ctl.tick()
+    assert net.admission.session(view.session_id).state is SessionState.ACTIVE
+    net.clock.now += 61
+    net.ctl.tick()
+    assert net.configured() == {}
+    assert EventKind.SESSION_TERMINATED in net.kinds()
+    assert net.admission.sessions(include_terminated=True) == []  # all deletions confirmed
+
+
+def test_close_from_the_application(net):
+    view = net.pair("2", "3")
+    net.ctl.handle_notification(nid("3"), f"""
+      <notification xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">
+        <eventTime>2026-11-27T03:00:00Z</eventTime>
+        <sdqkdn_application_disconnected xmlns="{E}">
+          <qkd_application><app_id>{view.session_id}</app_id></qkd_application>
+        </sdqkdn_application_disconnected></notification>""")
+    assert net.configured() == {}
+    assert net.admission.session(view.session_id).state is SessionState.TERMINATED
+
+
+def test_km_reports_its_own_termination(net):
+    view = net.pair("4", "5")
+    net.ctl.handle_notification(nid("4"), {f"{KM}:km_session_state_change": {
+        "app_id": view.session_id, "state": "terminated", "reason": "idle timeout"}})
+    assert net.configured() == {}
+
+
+def test_cut_link_reroutes_active_session_keeping_its_id(net):
+    view = net.pair("4", "5")
+    assert set(net.configured()) == {nid("4"), nid("5")}
+    net.ctl.handle_notification(nid("4"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
+        "qkdl_id": lid("4", "5"), "reason": "fiber cut"}}})
+    moved = net.admission.session(view.session_id)
+    assert moved.state is SessionState.ACTIVE and moved.session_id == view.session_id
+    assert moved.route.legs[0].path.nodes == (nid("4"), nid("0"), nid("5"))
+    assert set(net.configured()) == {nid("4"), nid("0"), nid("5")}
+    (vlink,) = net.nodes[nid("0")].links().values()
+    assert text(vlink, "virt_prev_hop") == [nid("4")]
+    kinds = net.kinds()
+    assert EventKind.LINK_ALARM in kinds and EventKind.SESSION_REROUTED in kinds
+    assert net.signals.refusals == []
+
+
+def test_high_qber_with_no_alternative_terminates_with_status(net):
+    view = net.pair("2", "3")
+    net.ctl.handle_notification(nid("0"), {f"{ETSI}:sdqkdn_link_perf_update": {"qkd_link": {
+        "qkdl_id": lid("0", "3"), "performance": {"skr": 200_000, "phys_perf": [
+            {"perf_type": T + "QBER", "value": "0.18"}]}}}})
+    assert net.topology.link(lid("0", "3")).flag_reason.startswith("QBER")
+    ended = net.admission.session(view.session_id)
+    assert ended.state is SessionState.TERMINATED and ended.reason.value == "link-failure"
+    assert net.configured() == {}
+    alarms = [e.alarm for e in net.ctl.events if e.kind is EventKind.LINK_ALARM]
+    assert alarms[0].kind.value == "qber-high" and alarms[0].severity.value == "MAJOR"
+
+
+def test_failed_push_refuses_both_ends_and_leaves_nothing(net):
+    net.nodes[nid("0")].fail_apply = True
+    view = net.pair("2", "3")
+    assert view.state is SessionState.TERMINATED
+    assert net.configured() == {}
+    assert {n for n, _ in net.signals.refusals} == {nid("2"), nid("3")}
+    assert all(r.status == 4 for _, r in net.signals.refusals)
+    assert net.admission.ledger.reserved_by_link() == {}
+
+
+def test_peer_never_comes(memory_node):
+    net = Net(memory_node, peer_wait_s=5)
+    net.open("2", "3")
+    net.clock.now += 5
+    net.ctl.tick()
+    (node, refusal), = net.signals.refusals
+    assert node == nid("2") and refusal.status == 6 and refusal.reason == "peer-timeout"

@@ -1,0 +1,135 @@
+import time
+
+import pytest
+
+from sdn_controller.admission_control import (AdmissionControl, ConfigRequest, Configured,
+                                              Rerouted)
+from sdn_controller.errors import PushError
+from sdn_controller.link_metrics import LinkMetrics, LinkStatus
+from sdn_controller.push import (plan_reroute_push, plan_session_push, push_all, remove_all)
+from sdn_controller.routing import GraphRouter
+from sdn_controller.session_config import QoS
+from sdn_controller.user_db import SlaProfile, UserDb
+
+N = {name: f"00000000-0000-0000-0000-0000000000{i:02d}" for i, name in enumerate("abcde")}
+
+
+@pytest.fixture
+def ac():
+    db = UserDb.open()
+    db.add_sla(SlaProfile("std", max_bps=10**6, max_priority=5))
+    for name in "abcde":
+        db.add_user(f"u{name}", "std")
+        db.add_application(f"sae-{name}", f"u{name}", N[name], N[name])
+    links = {f"{x}{y}": LinkMetrics(f"10000000-0000-0000-0000-0000000000{i:02d}", N[x], N[y],
+                                    LinkStatus.ACTIVE, skr=100_000)
+             for i, (x, y) in enumerate(["ab", "bc", "ad", "de", "ec"])}
+    sids = iter(f"5e55105e-0000-4000-8000-0000000000{i:02d}" for i in range(99))
+    control = AdmissionControl(db, GraphRouter(lambda: links.values()), clock=lambda: 0.0,
+                               new_session_id=lambda: next(sids))
+    control.links = links
+    return control
+
+
+def session(ac):
+    ac.request_config(ConfigRequest(N["a"], "sae-a", "sae-c", "ua", "std", QoS(max_bps=1000)))
+    out = ac.request_config(ConfigRequest(N["c"], "sae-c", "sae-a", "uc", "std",
+                                          QoS(max_bps=1000)))
+    assert isinstance(out, Configured)
+    return out
+
+
+@pytest.fixture
+def nodes(memory_node):
+    def make(**options):
+        return {N[n]: memory_node(N[n], **options.get(n, {})) for n in "abcde"}
+    return make
+
+
+def test_push_configures_every_node_of_the_path(ac, nodes):
+    out = session(ac)
+    nodes_ = nodes()
+    result = push_all(plan_session_push(out.configs), nodes_)
+    assert result.ok and set(result.applied) == {N["a"], N["b"], N["c"]}
+    assert len(nodes_[N["a"]].entries) == 2 and len(nodes_[N["b"]].entries) == 2
+    assert nodes_[N["d"]].entries == {}
+    result.raise_for_failure()
+
+
+def test_one_failure_rolls_back_the_others(ac, nodes):
+    out = session(ac)
+    nodes_ = nodes(b={"fail_apply": True})
+    result = push_all(plan_session_push(out.configs), nodes_)
+    assert not result.ok and set(result.failures) == {N["b"]}
+    assert "operation-failed" in result.reason()
+    assert set(result.rolled_back) == {N["a"], N["c"]}
+    assert all(n.entries == {} for n in nodes_.values())
+    with pytest.raises(PushError) as err:
+        result.raise_for_failure()
+    assert err.value.node_id == N["b"]
+    # admission control turns it into a refusal that releases the reservation
+    ended = ac.fail(out.session_id, result.reason())
+    assert ended.status == 4 and len(ac.ledger) == 0
+
+
+def test_rollback_failure_is_reported(ac, nodes):
+    out = session(ac)
+    result = push_all(plan_session_push(out.configs),
+                      nodes(b={"fail_apply": True}, a={"fail_rollback": True}))
+    assert set(result.rollback_failures) == {N["a"]} and result.rolled_back == (N["c"],)
+
+
+def test_unreachable_node_means_nothing_is_touched(ac, nodes):
+    out = session(ac)
+    nodes_ = nodes()
+    del nodes_[N["b"]]
+    result = push_all(plan_session_push(out.configs), nodes_)
+    assert not result.ok and "no NETCONF session" in result.failures[N["b"]]
+    assert all(n.calls == [] for n in nodes_.values())
+
+
+def test_pushes_go_out_in_parallel(ac, nodes):
+    out = session(ac)
+    nodes_ = nodes(a={"delay": 0.2}, b={"delay": 0.2}, c={"delay": 0.2})
+    started = time.perf_counter()
+    assert push_all(plan_session_push(out.configs), nodes_).ok
+    assert time.perf_counter() - started < 0.45
+
+
+def test_remove_all_collects_confirmations(ac, nodes):
+    out = session(ac)
+    nodes_ = nodes()
+    push_all(plan_session_push(out.configs), nodes_)
+    ended = ac.close(out.session_id, N["a"])
+    nodes_[N["c"]].fail_apply = True
+    result = remove_all(ended.configs, nodes_)
+    assert set(result.confirmed) == {N["a"], N["b"]} and set(result.failures) == {N["c"]}
+    assert nodes_[N["a"]].entries == {} and nodes_[N["b"]].entries == {}
+    for node in result.confirmed:
+        ac.confirm_deletion(out.session_id, node)
+    assert ac.session(out.session_id).pending_deletions == {N["c"]}
+
+
+def test_reroute_push_then_stale_deletion_and_rollback_restores(ac, nodes):
+    out = session(ac)
+    nodes_ = nodes()
+    push_all(plan_session_push(out.configs), nodes_)
+    before = {n: dict(node.entries) for n, node in nodes_.items()}
+    from dataclasses import replace
+    ac.links["bc"] = replace(ac.links["bc"], down_reason="cut")
+    moved = ac.reroute(out.session_id)
+    assert isinstance(moved, Rerouted)
+    # a failing reroute push puts every node back exactly as it was
+    failing = dict(nodes_)
+    nodes_[N["e"]].fail_apply = True
+    result = push_all(plan_reroute_push(moved.new_configs, out.configs), failing)
+    assert not result.ok
+    assert {n: node.entries for n, node in nodes_.items()} == before
+    nodes_[N["e"]].fail_apply = False
+    assert push_all(plan_reroute_push(moved.new_configs, out.configs), nodes_).ok
+    assert remove_all(moved.stale_configs, nodes_).failures == {}
+    assert nodes_[N["b"]].entries == {}  # left the path
+    apps_a = [k for k in nodes_[N["a"]].entries if k[0] == "qkd_app"]
+    links_a = [k for k in nodes_[N["a"]].entries if k[0] == "qkd_link"]
+    assert len(apps_a) == 1 and len(links_a) == 1  # old virtual link gone, new one there
+    assert set(nodes_[N["d"]].entries) and set(nodes_[N["e"]].entries)
