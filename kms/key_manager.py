@@ -398,7 +398,9 @@ class KeyManager:
                 except RelayUnknown:
                     self._kick_resolver()
                     raise
-        return taken + self.pool.take_for_master(master, slave, missing, size, now)
+        # exactly this request's keys: a concurrent request of the pair may take the surplus
+        return taken + self.pool.take_named_for_master(
+            master, [r.key_id for r in records[:missing]], now)
 
     def dec_keys(self, slave: str, master: str, key_ids: list[str]) -> list[KeyRecord]:
         """Release the named keys to the slave (all or none)."""

@@ -168,6 +168,20 @@ class KeyPool:
                 _mark_taken(cur, key_id, "master_taken")
         return [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
 
+    def take_named_for_master(self, master: str, key_ids: Sequence[str], now: float) -> list[KeyRecord]:
+        """Release exactly the named ready keys to the master (keys this request relayed)."""
+        with self._lock, self._tx() as cur:
+            out = []
+            for key_id in key_ids:
+                row = cur.execute(
+                    "SELECT slave, key, expires FROM keys WHERE key_id=? AND master=? AND state=? "
+                    "AND master_local=1 AND master_taken=0", (key_id, master, KeyState.READY.value)).fetchone()
+                if row is None:
+                    raise KeyNotFound("relayed key no longer available")
+                out.append(KeyRecord(key_id, master, row[0], row[1], expires=row[2]))
+                _mark_taken(cur, key_id, "master_taken")
+        return out
+
     def take_for_slave(self, slave: str, master: str, key_ids: Sequence[str],
                        now: float) -> list[KeyRecord]:
         """Release the named keys to the slave, all or none (missing == not yours)."""

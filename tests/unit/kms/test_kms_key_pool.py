@@ -48,3 +48,13 @@ def test_stream_keys_once_per_side_and_ttl(tmp_path):
     assert p.expire(now=11) == 1
     assert p.take_stream_key("ks", 1, "m", now=11) is None
     assert p.max_stream_index("ks") == 1
+
+
+def test_named_release_to_master(tmp_path):
+    p = KeyPool(tmp_path / "p.sqlite")
+    p.store_ready([rec(1), rec(2)], master_local=True, slave_local=False, now=0)
+    assert [r.key_id for r in p.take_named_for_master("m", ["k2"], now=0)] == ["k2"]
+    with pytest.raises(KeyNotFound):
+        p.take_named_for_master("m", ["k2"], now=0)
+    with pytest.raises(KeyNotFound):
+        p.take_named_for_master("other", ["k1"], now=0)
