@@ -312,6 +312,30 @@ class KeyManager:
                 raise RateLimited(f"session {session.session_id}: key rate above the agreed "
                                   f"{rate} bit/s")
 
+    def wait_for_tokens(self, session_id: str, bits: int, rate: float | None,
+                        deadline: float) -> bool:
+        """004: wait (until the monotonic ``deadline``) for ``bits`` tokens of the session's
+        bucket; the rate is the configured one, else ``rate`` (the stream's max_bps); no rate
+        means no limit. False if the tokens did not come in time."""
+        cfg = self._forwarding.sessions.get(session_id)
+        configured = cfg and (cfg.token_rate or cfg.max_bandwidth)
+        rate = configured or rate
+        if not rate:
+            return True
+        size = (cfg.bucket_size if cfg and cfg.bucket_size else None) or max(rate, bits)
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                bucket = self._buckets.get(session_id)
+                if bucket is None:
+                    bucket = self._buckets[session_id] = TokenBucket.full(size, rate, now)
+                if bucket.try_consume(bits, now):
+                    return True
+                wait = bucket.wait_time(bits, now)
+            if now + wait > deadline:
+                return False
+            time.sleep(wait)
+
     # -- ETSI 014 core --------------------------------------------------------------------------
     def check_size(self, size: int) -> None:
         if size < self.config.min_key_size or size > self.config.max_key_size or size % 8:

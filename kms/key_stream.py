@@ -216,6 +216,13 @@ class StreamManager:
             stream.next_index[caller] = max(stream.next_index.get(caller, 0), index + 1)
         deadline = time.monotonic() + stream.qos.timeout / 1000
         session = stream.session
+        if not self.km.wait_for_tokens(session.session_id, stream.qos.key_chunk_size * 8,
+                                       stream.qos.max_bps or None, deadline):
+            self._report(stream, notifications.KeyRequestOutcome.RATE_LIMITED)
+            with stream.lock:   # the index was not served: hand it out again next time
+                if stream.next_index.get(caller) == index + 1:
+                    stream.next_index[caller] = index
+            return Reply(Status.TIMEOUT, ksid, index=index)
         with self.km._lock:
             if session.active:
                 session.fire(SessionEvent.KEY_REQUEST)

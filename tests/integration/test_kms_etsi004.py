@@ -90,3 +90,16 @@ def test_insufficient_key_and_timeout(net):
     call(net, "sae-b", "B", "open_connect", {"source": "sae-b", "destination": "sae-a",
                                              "QoS": {"key_chunk_size": 1024, "timeout": 300}, "Key_stream_ID": ksid2})
     assert call(net, "sae-a", "A", "get_key", {"Key_stream_ID": ksid2}).json()["status"] == 6
+
+
+def test_rate_beyond_max_bps_waits_then_times_out(net):
+    import time
+    # 256-bit chunks at max_bps 256: one key per second, burst of one key
+    qos = {"key_chunk_size": 32, "max_bps": 256, "timeout": 100}
+    ksid = call(net, "sae-a", "A", "open_connect", {"source": "sae-a", "destination": "sae-b", "QoS": qos}).json()["Key_stream_ID"]
+    call(net, "sae-b", "B", "open_connect", {"source": "sae-b", "destination": "sae-a", "QoS": qos, "Key_stream_ID": ksid})
+    assert call(net, "sae-a", "A", "get_key", {"Key_stream_ID": ksid}).json()["status"] == 0
+    assert call(net, "sae-a", "A", "get_key", {"Key_stream_ID": ksid}).json()["status"] == 6
+    time.sleep(1.05)
+    r = call(net, "sae-a", "A", "get_key", {"Key_stream_ID": ksid}).json()
+    assert r["status"] == 0 and r["index"] == 1    # the refused index is served next
