@@ -1,12 +1,12 @@
 """ETSI GS QKD 004 as JSON over HTTPS (004 defines the calls, not a wire format; ours is in
 ``docs/kms.md``). The SAE identity is the CN of its verified client certificate.
 
-* ``POST /api/v1/qkd004/open_connect`` ``{"source", "destination", "QoS": {...},
+* ``POST /api/v1/etsi004/open_connect`` ``{"source", "destination", "QoS": {...},
   "Key_stream_ID": uuid|null}`` → ``{"status", "Key_stream_ID", "QoS"}``
-* ``POST /api/v1/qkd004/get_key`` ``{"Key_stream_ID", "index": int|null,
+* ``POST /api/v1/etsi004/get_key`` ``{"Key_stream_ID", "index": int|null,
   "metadata_size": int|null}`` → ``{"status", "Key_stream_ID", "index", "key_buffer",
   "metadata": {"mimetype", "size", "buffer"}}``
-* ``POST /api/v1/qkd004/close`` ``{"Key_stream_ID"}`` → ``{"status"}``
+* ``POST /api/v1/etsi004/close`` ``{"Key_stream_ID"}`` → ``{"status"}``
 
 Protocol outcomes are HTTP 200 with the 004 ``status`` code (0–8); a malformed request is a
 400 and a missing SAE certificate a 401, both ``{"message", "details"}``.
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BASE_PATH = "/api/v1/qkd004"
+BASE_PATH = "/api/v1/etsi004"
 
 
 def reply_body(reply: Reply, mimetype: str = "application/json") -> dict[str, Any]:

@@ -23,7 +23,7 @@ def call(net, sae, node, op, body):
     s = requests.Session()
     s.trust_env = False
     s.cert, s.verify = net.sae_cert(sae), net.ca
-    r = s.post(net.kms[node].base_url + f"/api/v1/qkd004/{op}", json=body, timeout=10)
+    r = s.post(net.kms[node].base_url + f"/api/v1/etsi004/{op}", json=body, timeout=10)
     return r
 
 

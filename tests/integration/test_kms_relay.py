@@ -148,7 +148,7 @@ def test_tampered_and_replayed_relay_messages_rejected(net, caplog):
 
 def call004(net, sae, node, op, body):
     s = client(net, sae)
-    return s.post(net.kms[node].base_url + f"/api/v1/qkd004/{op}", json=body, timeout=10).json()
+    return s.post(net.kms[node].base_url + f"/api/v1/etsi004/{op}", json=body, timeout=10).json()
 
 
 def test_etsi004_stream_through_the_relay(net):
