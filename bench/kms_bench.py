@@ -24,7 +24,7 @@ from kms.local_network import LocalKmNetwork, node_qkdn_id
 KEY_BITS = 256
 
 
-def _row(name, value, unit, target, meets, runs, p50=None, p99=None) -> dict:  # noqa: ANN001
+def _row(name, value, unit, target, meets, runs, p50=None, p99=None) -> dict:
     return {"name": name, "value": round(value, 3), "unit": unit, "target": target,
             "meets": bool(meets), "runs": runs,
             "p50": None if p50 is None else round(p50, 3), "p99": None if p99 is None else round(p99, 3)}

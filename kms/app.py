@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from kms.key_manager import KeyManager
 
 
-def create_app(km: "KeyManager") -> Flask:
+def create_app(km: KeyManager) -> Flask:
     from kms import etsi014, relay_api
     app = Flask(f"km-{km.node_name}")
     app.config["KM"] = km

@@ -48,7 +48,7 @@ def reply_body(reply: Reply, mimetype: str = "application/json") -> dict[str, An
     return body
 
 
-def _error(message: str, status: int):  # noqa: ANN202
+def _error(message: str, status: int):
     return jsonify({"message": message}), status
 
 
@@ -71,11 +71,11 @@ def _ksid(body: dict, required: bool) -> str | None:
         raise ValueError("Key_stream_ID must be a UUID") from None
 
 
-def create_blueprint(km: "KeyManager") -> Blueprint:
+def create_blueprint(km: KeyManager) -> Blueprint:
     streams = km.streams if km.streams is not None else StreamManager(km)
     bp = Blueprint("etsi004", __name__, url_prefix=BASE_PATH)
 
-    def call(handler):  # noqa: ANN001, ANN202
+    def call(handler):
         ident = peer_identity(request.environ)
         if ident is None or ident.unit != SAE_UNIT:
             return _error("an SAE client certificate is required", 401)
@@ -93,8 +93,8 @@ def create_blueprint(km: "KeyManager") -> Blueprint:
         return jsonify(reply_body(reply, mimetype))
 
     @bp.post("/open_connect")
-    def open_connect():  # noqa: ANN202
-        def run(caller: str, body: dict):  # noqa: ANN202
+    def open_connect():
+        def run(caller: str, body: dict):
             source, destination = body.get("source"), body.get("destination")
             if not isinstance(source, str) or not isinstance(destination, str):
                 raise ValueError("source and destination must be strings")
@@ -104,8 +104,8 @@ def create_blueprint(km: "KeyManager") -> Blueprint:
         return call(run)
 
     @bp.post("/get_key")
-    def get_key():  # noqa: ANN202
-        def run(caller: str, body: dict):  # noqa: ANN202
+    def get_key():
+        def run(caller: str, body: dict):
             ksid = _ksid(body, required=True)
             reply = streams.get_key(caller, ksid, _optional_int(body, "index"),
                                     _optional_int(body, "metadata_size"))
@@ -113,8 +113,8 @@ def create_blueprint(km: "KeyManager") -> Blueprint:
         return call(run)
 
     @bp.post("/close")
-    def close():  # noqa: ANN202
-        def run(caller: str, body: dict):  # noqa: ANN202
+    def close():
+        def run(caller: str, body: dict):
             return streams.close(caller, _ksid(body, required=True)), QoS().metadata_mimetype
         return call(run)
 

@@ -14,14 +14,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kms import notifications
 from kms.directory import Directory
-from kms.errors import (BadRequest, InsufficientKey, KeyNotFound, KmsError, NoRoute, RateLimited,
-                        SessionError, Unauthorized)
+from kms.errors import (
+    BadRequest,
+    InsufficientKey,
+    KmsError,
+    NoRoute,
+    RateLimited,
+    SessionError,
+    Unauthorized,
+)
 from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_table
 from kms.https_server import HttpsServer, TlsFiles
 from kms.key_pool import KeyPool, KeyRecord
@@ -455,7 +462,7 @@ class KeyManager:
         with self._lock:
             return dict(self._sessions)
 
-    def link_levels(self):  # noqa: ANN201
+    def link_levels(self):
         with self._lock:
             return [store.levels() for store in self._stores.values()]
 
@@ -483,15 +490,15 @@ class KeyManager:
         while not self._stop.wait(self.config.resolve_interval_s):
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - keep the KM alive; the reason is logged
+            except Exception:
                 log.exception("%s: housekeeping failed", self.node_name)
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def build_app(self):  # noqa: ANN201
+    def build_app(self):
         from kms.app import create_app
         return create_app(self)
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "KeyManager":
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> KeyManager:
         self._server = HttpsServer(self.build_app(), self.tls, host, port, threads=32,
                                    name=f"km-{self.node_name}").start()
         self._stop.clear()
@@ -515,7 +522,7 @@ class KeyManager:
             store.close()
         self.pool.close()
 
-    def __enter__(self) -> "KeyManager":
+    def __enter__(self) -> KeyManager:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -77,7 +77,7 @@ class KeyPool:
         with self._lock:
             self._conn.close()
 
-    def _tx(self):  # noqa: ANN202 - small helper for BEGIN IMMEDIATE … COMMIT
+    def _tx(self):
         return _Transaction(self._conn)
 
     # -- source side ------------------------------------------------------------------------
@@ -283,5 +283,5 @@ class _Transaction:
         self._cur.execute("BEGIN IMMEDIATE")
         return self._cur
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         self._cur.execute("COMMIT" if exc_type is None else "ROLLBACK")

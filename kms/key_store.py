@@ -66,7 +66,7 @@ class KeyRef:
         return ",".join(f"{s.block}:{s.offset}:{s.length}" for s in self.segments)
 
     @classmethod
-    def from_wire(cls, text: str) -> "KeyRef":
+    def from_wire(cls, text: str) -> KeyRef:
         try:
             segments = []
             for part in text.split(","):

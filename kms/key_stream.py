@@ -77,7 +77,7 @@ class KeyStream:
     saes: tuple[str, str]            # (originating SAE, peer SAE)
     qos: QoS
     originator: bool
-    route: "Route"
+    route: Route
     session: KmSession
     open_saes: set[str] = field(default_factory=set)
     peer_open: bool = False          # the remote SAE has opened (remote streams only)
@@ -93,14 +93,14 @@ class KeyStream:
 class StreamManager:
     """004 streams of one KM; the HTTP binding is :mod:`kms.etsi004`."""
 
-    def __init__(self, km: "KeyManager") -> None:
+    def __init__(self, km: KeyManager) -> None:
         self.km = km
         self._streams: dict[str, KeyStream] = {}
         self._lock = threading.RLock()
         km.streams = self
 
     # -- QoS ----------------------------------------------------------------------------------
-    def negotiate(self, qos: QoS, session_cfg) -> QoS | None:  # noqa: ANN001
+    def negotiate(self, qos: QoS, session_cfg) -> QoS | None:
         """None if acceptable, else the counter-proposal."""
         counter = qos
         if not 1 <= qos.key_chunk_size <= MAX_CHUNK_BYTES:
@@ -261,7 +261,7 @@ class StreamManager:
                 if session.state is SessionState.KEY_EXCHANGING:
                     session.fire(SessionEvent.KEY_DELIVERED)
 
-    def _report(self, stream: KeyStream, outcome: "notifications.KeyRequestOutcome") -> None:
+    def _report(self, stream: KeyStream, outcome: notifications.KeyRequestOutcome) -> None:
         self.km.report_key_request(stream.session.session_id, 1, stream.qos.key_chunk_size * 8,
                                    outcome)
 
@@ -378,7 +378,7 @@ def _etsi004_extra(qos: QoS) -> dict[str, Any]:
             "metadata_mimetype": qos.metadata_mimetype}
 
 
-def _reverse_route(km: "KeyManager", session: str | None, sender_node: str | None) -> "Route":
+def _reverse_route(km: KeyManager, session: str | None, sender_node: str | None) -> Route:
     from kms.key_manager import Route
     return Route(session, sender_node)
 

@@ -13,7 +13,6 @@ import hashlib
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from kms.directory import Directory, NodeEntry
@@ -55,7 +54,7 @@ class LocalKmNetwork:
 
     def __init__(self, state_dir: Path, nodes: Sequence[str], links: Sequence[tuple[str, str]],
                  saes: Mapping[str, str], config: KmConfig = KmConfig(),
-                 clock=time.time) -> None:  # noqa: ANN001
+                 clock=time.time) -> None:
         self.state_dir = Path(state_dir)
         self.nodes, self.links, self.saes = list(nodes), list(links), dict(saes)
         self.pki = issue_network_pki(self.state_dir, self.nodes, self.saes)
@@ -77,7 +76,7 @@ class LocalKmNetwork:
     def ca(self) -> str:
         return self.pki["ca_cert"]
 
-    def start(self) -> "LocalKmNetwork":
+    def start(self) -> LocalKmNetwork:
         for node in self.nodes:
             km = KeyManager(node, node_qkdn_id(node), self.state_dir / "nodes" / node,
                             directory_for(node, self.nodes, self.links, self.saes),
@@ -104,7 +103,7 @@ class LocalKmNetwork:
         for km in self.kms.values():
             km.stop()
 
-    def __enter__(self) -> "LocalKmNetwork":
+    def __enter__(self) -> LocalKmNetwork:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -33,12 +33,12 @@ from typing import Any
 import requests
 import requests.adapters
 
+from kms.directory import Directory
 from kms.errors import AuthenticationFailed, InsufficientKey, KmsError, NoRoute, RelayError
 from kms.forwarding import ForwardingTable
 from kms.key_pool import KeyPool, KeyRecord
 from kms.key_store import KeyRef, LinkKeyStore
 from kms.otp_mac import MAC_KEY_BYTES, mac_tag, verify_tag, xor_bytes
-from kms.directory import Directory
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from kms.local_network import directory_for, link_id, node_qkdn_id
+from kms.local_network import directory_for, node_qkdn_id
 from kms.pki import issue_network_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
