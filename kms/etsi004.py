@@ -65,6 +65,10 @@ def _ksid(body: dict, required: bool) -> str | None:
     value = body.get("Key_stream_ID")
     if value is None and not required:
         return None
+    return _uuid(value)
+
+
+def _uuid(value: Any) -> str:
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
@@ -106,7 +110,7 @@ def create_blueprint(km: KeyManager) -> Blueprint:
     @bp.post("/get_key")
     def get_key():
         def run(caller: str, body: dict):
-            ksid = _ksid(body, required=True)
+            ksid = _uuid(body.get("Key_stream_ID"))
             reply = streams.get_key(caller, ksid, _optional_int(body, "index"),
                                     _optional_int(body, "metadata_size"))
             return reply, QoS().metadata_mimetype
@@ -115,7 +119,7 @@ def create_blueprint(km: KeyManager) -> Blueprint:
     @bp.post("/close")
     def close():
         def run(caller: str, body: dict):
-            return streams.close(caller, _ksid(body, required=True)), QoS().metadata_mimetype
+            return streams.close(caller, _uuid(body.get("Key_stream_ID"))), QoS().metadata_mimetype
         return call(run)
 
     return bp

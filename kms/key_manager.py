@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kms import notifications
 from kms.directory import Directory
@@ -37,6 +37,9 @@ from kms.priority_queue import PriorityGate
 from kms.relay import RelayContext, RelayEngine, RelayTls, RelayUnknown
 from kms.session import KmSession, SessionEvent, SessionState, Transition
 from kms.token_bucket import TokenBucket
+
+if TYPE_CHECKING:
+    from kms.key_stream import StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,7 @@ class KeyManager:
             forwarding=lambda: self._forwarding, link_store=self.store_for_peer, pool=self.pool,
             local_saes=self.local_saes, clock=clock, control_handler=self._handle_control,
             fault_delays=config.fault_delays), RelayTls(tls.ca, tls.cert, tls.key))
-        self.streams = None  # set by kms.etsi004.StreamManager when the 004 app is built
+        self.streams: StreamManager | None = None  # set when the 004 app is built
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None

@@ -331,6 +331,8 @@ class StreamManager:
 
     # -- KM-to-KM control ---------------------------------------------------------------------
     def _control(self, stream: KeyStream, body: dict) -> dict:
+        if stream.route.next_node is None:
+            raise NoRoute("both SAEs of this stream are local")
         return self.km.relay.send_control(stream.route.session, stream.route.next_node, body)
 
     def handle_control(self, sender_node: str | None, body: dict[str, Any]) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from kms.directory import Directory, NodeEntry
@@ -76,11 +76,16 @@ class LocalKmNetwork:
     def ca(self) -> str:
         return self.pki["ca_cert"]
 
+    def _recorder(self, node: str) -> Callable[[dict], None]:
+        def record(body: dict) -> None:
+            self.notifications.append((node, body))
+        return record
+
     def start(self) -> LocalKmNetwork:
         for node in self.nodes:
             km = KeyManager(node, node_qkdn_id(node), self.state_dir / "nodes" / node,
                             directory_for(node, self.nodes, self.links, self.saes),
-                            self.tls(node), notify=lambda body, n=node: self.notifications.append((n, body)),
+                            self.tls(node), notify=self._recorder(node),
                             clock=self._clock, config=self._config)
             self.kms[node] = km.start()
         urls = {n: km.base_url for n, km in self.kms.items()}
