@@ -10,17 +10,13 @@ if TYPE_CHECKING:
     from kms.key_manager import KeyManager
 
 
-def create_app(km: "KeyManager") -> Flask:
+def create_app(km: KeyManager) -> Flask:
     from kms import etsi014, relay_api
     app = Flask(f"km-{km.node_name}")
     app.config["KM"] = km
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider
     app.register_blueprint(etsi014.blueprint)
-    try:
-        from kms import etsi004
-    except ImportError:
-        etsi004 = None
-    if etsi004 is not None:
-        app.register_blueprint(etsi004.create_blueprint(km))
+    from kms import etsi004
+    app.register_blueprint(etsi004.create_blueprint(km))
     app.register_blueprint(relay_api.blueprint)
     return app

@@ -20,8 +20,16 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from kms.errors import (BadRequest, InsufficientKey, KeyNotFound, KmsError, NoRoute, RateLimited,
-                        RelayError, Unauthorized)
+from kms.errors import (
+    BadRequest,
+    InsufficientKey,
+    KeyNotFound,
+    KmsError,
+    NoRoute,
+    RateLimited,
+    RelayError,
+    Unauthorized,
+)
 from kms.https_server import peer_identity
 from kms.key_pool import KeyRecord
 from kms.pki import SAE_UNIT
@@ -42,7 +50,7 @@ def error_body(message: str, details: list[dict[str, Any]] | None = None) -> dic
     return body
 
 
-def status_body(status) -> dict[str, Any]:  # noqa: ANN001 - KeyStatus
+def status_body(status) -> dict[str, Any]:
     """014 Status data format."""
     return {
         "source_KME_ID": status.source_km,
@@ -65,7 +73,7 @@ def key_container(records: list[KeyRecord]) -> dict[str, Any]:
                      for r in records]}
 
 
-def _km():  # noqa: ANN202
+def _km():
     return current_app.config["KM"]
 
 
@@ -107,7 +115,7 @@ def _check_extensions(body: dict[str, Any]) -> None:
 
 
 @blueprint.errorhandler(KmsError)
-def _kms_error(exc: KmsError):  # noqa: ANN202
+def _kms_error(exc: KmsError):
     status = 503
     if isinstance(exc, BadRequest):
         status = 400
@@ -123,7 +131,7 @@ def _kms_error(exc: KmsError):  # noqa: ANN202
 
 
 @blueprint.get("/<slave_sae_id>/status")
-def get_status(slave_sae_id: str):  # noqa: ANN201
+def get_status(slave_sae_id: str):
     master = _caller()
     km = _km()
     if slave_sae_id not in km.directory.saes:
@@ -132,7 +140,7 @@ def get_status(slave_sae_id: str):  # noqa: ANN201
 
 
 @blueprint.route("/<slave_sae_id>/enc_keys", methods=["GET", "POST"])
-def enc_keys(slave_sae_id: str):  # noqa: ANN201
+def enc_keys(slave_sae_id: str):
     master = _caller()
     km = _km()
     if request.method == "POST":
@@ -151,7 +159,7 @@ def enc_keys(slave_sae_id: str):  # noqa: ANN201
 
 
 @blueprint.route("/<master_sae_id>/dec_keys", methods=["GET", "POST"])
-def dec_keys(master_sae_id: str):  # noqa: ANN201
+def dec_keys(master_sae_id: str):
     slave = _caller()
     km = _km()
     if request.method == "POST":

@@ -26,10 +26,11 @@ NODE = "etsi-qkd-sdn-node:qkd_node"
 KM_MODULE = "qkdn-key-manager"
 TYPES_MODULE = "etsi-qkd-node-types"
 
-# Extension leaves (module qkdn-key-manager, augmenting qkd_app); the one place they're spelled.
-EXT_TOKEN_BUCKET = f"{KM_MODULE}:token_bucket"      # container {bucket_size (bits), token_rate (bit/s)}
-EXT_IDLE_TIMEOUT = f"{KM_MODULE}:idle_timeout"      # seconds
-EXT_ROLE = f"{KM_MODULE}:km_role"                   # source | relay | destination
+# Extension nodes (yang/qkdn-key-manager.yang); the one place they're spelled.
+EXT_SESSION = f"{KM_MODULE}:km_session"     # in qkd_app: role, token_bucket{bucket_size, token_rate},
+                                            # idle_timeout (s), key_chunk_size (bytes)
+EXT_KEY_MANAGER = f"{KM_MODULE}:key_manager"  # in qkd_node: key_store_capacity (bits)
+EXT_KEY_STORE = f"{KM_MODULE}:key_store"      # in qkd_link/qkdl_performance (state)
 
 
 class Role(str, Enum):
@@ -54,6 +55,7 @@ class SessionConfig:
     token_rate: int | None = None
     idle_timeout: float | None = None
     role: Role | None = None
+    key_chunk_size: int | None = None
     backing_links: tuple[str, ...] = ()
     remote_qkdn_id: str | None = None
 
@@ -84,6 +86,7 @@ class ForwardingRule:
 class ForwardingTable:
     sessions: Mapping[str, SessionConfig] = field(default_factory=dict)
     rules: Mapping[str, ForwardingRule] = field(default_factory=dict)
+    key_store_capacity_bits: int | None = None
 
     def session_for_pair(self, sae_a: str, sae_b: str) -> SessionConfig | None:
         """The configured session whose SAEs include both (None if there is none)."""
@@ -111,12 +114,13 @@ def _int(value: Any) -> int | None:
 def parse_session(app: Mapping[str, Any]) -> SessionConfig:
     """One ``qkd_app`` entry (RFC 7951 JSON) → :class:`SessionConfig`."""
     qos = app.get("app_qos", {})
-    bucket = app.get(EXT_TOKEN_BUCKET, {})
+    km = app.get(EXT_SESSION, {})
+    bucket = km.get("token_bucket", {})
     saes = set(app.get("client_app_id", []))
     if app.get("server_app_id"):
         saes.add(app["server_app_id"])
-    role = app.get(EXT_ROLE)
-    timeout = app.get(EXT_IDLE_TIMEOUT)
+    role = km.get("role")
+    timeout = km.get("idle_timeout")
     return SessionConfig(
         app_id=str(app["app_id"]).lower(),
         sae_ids=frozenset(saes),
@@ -128,6 +132,7 @@ def parse_session(app: Mapping[str, Any]) -> SessionConfig:
         token_rate=_int(bucket.get("token_rate")),
         idle_timeout=float(timeout) if timeout is not None else None,
         role=Role(_identity(role)) if role else None,
+        key_chunk_size=_int(km.get("key_chunk_size")),
         backing_links=tuple(str(x).lower() for x in app.get("backing_qkdl_id", [])),
         remote_qkdn_id=str(app["remote_qkdn_id"]).lower() if app.get("remote_qkdn_id") else None,
     )
@@ -166,4 +171,6 @@ def build_forwarding_table(running: Mapping[str, Any]) -> ForwardingTable:
                     break
         if session.app_id not in rules and session.remote_qkdn_id and not session.backing_links:
             rules[session.app_id] = ForwardingRule(session.app_id, None, session.remote_qkdn_id)
-    return ForwardingTable(sessions=sessions, rules=rules)
+    capacity = node.get(EXT_KEY_MANAGER, {}).get("key_store_capacity")
+    return ForwardingTable(sessions=sessions, rules=rules,
+                           key_store_capacity_bits=int(capacity) if capacity is not None else None)

@@ -91,7 +91,7 @@ class HttpsServer:
     def base_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self) -> "HttpsServer":
+    def start(self) -> HttpsServer:
         self._server.prepare()  # binds, so .port is known on return
         self._thread = threading.Thread(target=self._server.serve, name=f"https-{self._name}",
                                         daemon=True)
@@ -104,7 +104,7 @@ class HttpsServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "HttpsServer":
+    def __enter__(self) -> HttpsServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

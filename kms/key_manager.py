@@ -14,14 +14,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kms import notifications
 from kms.directory import Directory
-from kms.errors import (BadRequest, InsufficientKey, KeyNotFound, KmsError, NoRoute, RateLimited,
-                        SessionError, Unauthorized)
+from kms.errors import (
+    BadRequest,
+    InsufficientKey,
+    KmsError,
+    NoRoute,
+    RateLimited,
+    SessionError,
+    Unauthorized,
+)
 from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_table
 from kms.https_server import HttpsServer, TlsFiles
 from kms.key_pool import KeyPool, KeyRecord
@@ -31,7 +38,20 @@ from kms.relay import RelayContext, RelayEngine, RelayTls, RelayUnknown
 from kms.session import KmSession, SessionEvent, SessionState, Transition
 from kms.token_bucket import TokenBucket
 
+if TYPE_CHECKING:
+    from kms.key_stream import StreamManager
+
 log = logging.getLogger(__name__)
+
+_REASONS = {
+    SessionEvent.ACCESS_GRANTED: "access granted",
+    SessionEvent.CONFIGURED: "session configuration received",
+    SessionEvent.DELETED: "removed by controller",
+    SessionEvent.CLOSED: "closed by SAE",
+    SessionEvent.EXPIRED: "idle timeout",
+    SessionEvent.KEY_REQUEST: "key request",
+    SessionEvent.KEY_DELIVERED: "key delivered",
+}
 
 #: Namespace for session IDs of controller-less direct sessions (same at both ends).
 DIRECT_SESSION_NS = uuid.UUID("6f1d3c2e-8a4b-4f6e-9a51-3c0d2b7e9f10")
@@ -53,6 +73,9 @@ class KmConfig:
     #: blocks a sender leaves unused at the young end of a link store (see kms.key_store)
     link_settle_blocks: int = 0
     concurrent_relays: int = 8
+    #: keys relayed per ext_keys message when the ready pool of a pair runs short (≥ request);
+    #: the surplus waits, ready at both ends, for the pair's next requests
+    relay_batch: int = 32
     resolve_interval_s: float = 1.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
     fault_delays: Mapping[str, float] = field(default_factory=dict)
@@ -112,7 +135,7 @@ class KeyManager:
             forwarding=lambda: self._forwarding, link_store=self.store_for_peer, pool=self.pool,
             local_saes=self.local_saes, clock=clock, control_handler=self._handle_control,
             fault_delays=config.fault_delays), RelayTls(tls.ca, tls.cert, tls.key))
-        self.streams = None  # set by kms.etsi004.StreamManager when the 004 app is built
+        self.streams: StreamManager | None = None  # set when the 004 app is built
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -139,8 +162,11 @@ class KeyManager:
             store = self._stores.get(qkdl_id)
             if store is None:
                 remote = self._directory.node(peer_node).qkdn_id
+                capacity = self.config.link_capacity_bytes
+                if self._forwarding.key_store_capacity_bits:
+                    capacity = self._forwarding.key_store_capacity_bits // 8
                 store = LinkKeyStore(self._dir / "links" / f"{qkdl_id}.sqlite", qkdl_id,
-                                     self.qkdn_id, remote, self.config.link_capacity_bytes,
+                                     self.qkdn_id, remote, capacity,
                                      self.config.link_settle_blocks)
                 store.add_listener(self._on_key_material)
                 self._stores[qkdl_id] = store
@@ -173,6 +199,9 @@ class KeyManager:
         """Datastore listener: rebuild the forwarding table; start/stop sessions accordingly."""
         table = build_forwarding_table(running)
         with self._lock:
+            if table.key_store_capacity_bits:
+                for store in self._stores.values():
+                    store.capacity_bytes = table.key_store_capacity_bits // 8
             old = self._forwarding
             self._forwarding = table
             self._running = dict(running)
@@ -209,10 +238,20 @@ class KeyManager:
         return session
 
     def _on_transition(self, t: Transition) -> None:
-        self._notify(notifications.session_state(t.session_id, t.old.value, t.event.value,
-                                                 t.new.value))
-        if t.new is SessionState.TERMINATED and not t.session_id.startswith("pending:"):
+        if t.session_id.startswith("pending:"):
+            return  # no app_id yet: the controller knows it only by sdqkdn_application_new
+        if t.event in (SessionEvent.KEY_REQUEST, SessionEvent.KEY_DELIVERED) and t.old is t.new:
+            return
+        self._notify(notifications.session_state(t.session_id, t.new.value,
+                                                 _REASONS.get(t.event)))
+        if t.new is SessionState.TERMINATED:
             self._notify(notifications.application_disconnected(t.session_id))
+
+    def report_key_request(self, session_id: str, number: int, bits: int,
+                           outcome: notifications.KeyRequestOutcome) -> None:
+        """Emit ``km_key_request`` (the controller resets its session timer on it)."""
+        if not session_id.startswith("pending:"):
+            self._notify(notifications.key_request(session_id, number, bits, outcome))
 
     def _release_session(self, session_id: str) -> None:
         self._buckets.pop(session_id, None)
@@ -221,7 +260,10 @@ class KeyManager:
 
     # -- sessions for SAE pairs (014) ---------------------------------------------------------
     def session_for_pair(self, master: str, slave: str, *, qos: Mapping[str, int] | None = None,
-                         priority: int = 0) -> KmSession:
+                         priority: int = 0,
+                         interface: notifications.ApplicationInterface = notifications.ApplicationInterface.ETSI_014,
+                         key_stream_id: str | None = None,
+                         etsi004_qos: Mapping[str, Any] | None = None) -> KmSession:
         """The session serving (master, slave); opens one (and notifies) on the first request."""
         with self._lock:
             cfg = self._forwarding.session_for_pair(master, slave)
@@ -237,8 +279,9 @@ class KeyManager:
                 session = self._new_session(cfg.app_id, pair)
                 session.configure(cfg.idle_timeout)
                 return session
-            self._notify(notifications.application_new(master, [slave], self.qkdn_id,
-                                                       priority, dict(qos or {})))
+            self._notify(notifications.application_new(
+                master, [slave], self.qkdn_id, priority, dict(qos or {}), interface=interface,
+                key_stream_id=key_stream_id, etsi004_qos=dict(etsi004_qos) if etsi004_qos else None))
             if self.config.require_controller:
                 return self._new_session(f"pending:{uuid.uuid4()}", pair)
             session = self._new_session(direct_session_id(master, slave), pair)
@@ -248,7 +291,7 @@ class KeyManager:
     def route_for(self, master: str, slave: str, session: KmSession) -> Route:
         """Where keys for this pair go from here."""
         if not session.active:
-            raise RateLimited(f"session {session.session_id} is {session.state.value}")
+            raise SessionError(f"session for this SAE pair is {session.state.value}; retry later")
         peer_node = self._directory.node_of_sae(slave)
         if peer_node == self.node_name:
             return Route(session.session_id, None)
@@ -269,7 +312,7 @@ class KeyManager:
         rate = cfg.token_rate or cfg.max_bandwidth
         if not rate:
             return
-        size = cfg.bucket_size or max(rate, bits)
+        size = cfg.bucket_size or rate   # absent: one second of token_rate (YANG)
         now = time.monotonic()
         with self._lock:
             bucket = self._buckets.get(session.session_id)
@@ -278,6 +321,30 @@ class KeyManager:
             if not bucket.try_consume(bits, now):
                 raise RateLimited(f"session {session.session_id}: key rate above the agreed "
                                   f"{rate} bit/s")
+
+    def wait_for_tokens(self, session_id: str, bits: int, rate: float | None,
+                        deadline: float) -> bool:
+        """004: wait (until the monotonic ``deadline``) for ``bits`` tokens of the session's
+        bucket; the rate is the configured one, else ``rate`` (the stream's max_bps); no rate
+        means no limit. False if the tokens did not come in time."""
+        cfg = self._forwarding.sessions.get(session_id)
+        configured = cfg and (cfg.token_rate or cfg.max_bandwidth)
+        rate = configured or rate
+        if not rate:
+            return True
+        size = (cfg.bucket_size if cfg and cfg.bucket_size else None) or max(rate, bits)
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                bucket = self._buckets.get(session_id)
+                if bucket is None:
+                    bucket = self._buckets[session_id] = TokenBucket.full(size, rate, now)
+                if bucket.try_consume(bits, now):
+                    return True
+                wait = bucket.wait_time(bits, now)
+            if now + wait > deadline:
+                return False
+            time.sleep(wait)
 
     # -- ETSI 014 core --------------------------------------------------------------------------
     def check_size(self, size: int) -> None:
@@ -316,18 +383,26 @@ class KeyManager:
             raise BadRequest(f"number must be 1..{self.config.max_key_per_request}")
         self.check_size(size)
         session = self.session_for_pair(master, slave)
-        route = self.route_for(master, slave, session)
-        self._charge(session, number * size)
-        self._key_request(session, master, number, size)
+        outcome = notifications.KeyRequestOutcome.REFUSED
         try:
-            return self._produce(master, slave, number, size, route)
+            route = self.route_for(master, slave, session)
+            self._charge(session, number * size)
+            with self._lock:
+                session.fire(SessionEvent.KEY_REQUEST)
+            try:
+                records = self._produce(master, slave, number, size, route)
+            finally:
+                self._key_done(session)
+            outcome = notifications.KeyRequestOutcome.DELIVERED
+            return records
+        except RateLimited:
+            outcome = notifications.KeyRequestOutcome.RATE_LIMITED
+            raise
+        except InsufficientKey:
+            outcome = notifications.KeyRequestOutcome.INSUFFICIENT_KEY
+            raise
         finally:
-            self._key_done(session)
-
-    def _key_request(self, session: KmSession, sae: str, number: int, size: int) -> None:
-        with self._lock:
-            session.fire(SessionEvent.KEY_REQUEST)
-        self._notify(notifications.key_request(session.session_id, sae, number, size))
+            self.report_key_request(session.session_id, number, number * size, outcome)
 
     def _key_done(self, session: KmSession) -> None:
         with self._lock:
@@ -340,8 +415,13 @@ class KeyManager:
         missing = number - len(taken)
         if missing == 0:
             return taken
+        batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
+        if route.next_node is not None:
+            available = self.store_for_peer(route.next_node).available_outgoing()
+            affordable = (available - 32) // (size // 8) if available > 32 else 0
+            batch = max(missing, min(batch, affordable))
         records = [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
-                             session=route.session) for _ in range(missing)]
+                             session=route.session) for _ in range(batch)]
         if route.next_node is None:
             self.pool.store_ready(records, master_local=True, slave_local=True, now=now)
         else:
@@ -352,7 +432,9 @@ class KeyManager:
                 except RelayUnknown:
                     self._kick_resolver()
                     raise
-        return taken + self.pool.take_for_master(master, slave, missing, size, now)
+        # exactly this request's keys: a concurrent request of the pair may take the surplus
+        return taken + self.pool.take_named_for_master(
+            master, [r.key_id for r in records[:missing]], now)
 
     def dec_keys(self, slave: str, master: str, key_ids: list[str]) -> list[KeyRecord]:
         """Release the named keys to the slave (all or none)."""
@@ -383,15 +465,14 @@ class KeyManager:
         with self._lock:
             return dict(self._sessions)
 
-    def link_levels(self):  # noqa: ANN201
+    def link_levels(self):
         with self._lock:
             return [store.levels() for store in self._stores.values()]
 
     def operational_state(self) -> dict:
         """RFC 7951 JSON fragments of ``config false`` data for the agent's ``get``."""
         from kms.operational_state import build_operational_state
-        return build_operational_state(self.sessions(), self._forwarding, self.link_levels(),
-                                       self.pool.counts())
+        return build_operational_state(self.sessions(), self._forwarding, self.link_levels())
 
     # -- background: resolver, timers, ttl ------------------------------------------------------
     def _kick_resolver(self) -> None:
@@ -412,15 +493,15 @@ class KeyManager:
         while not self._stop.wait(self.config.resolve_interval_s):
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - keep the KM alive; the reason is logged
+            except Exception:
                 log.exception("%s: housekeeping failed", self.node_name)
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def build_app(self):  # noqa: ANN201
+    def build_app(self):
         from kms.app import create_app
         return create_app(self)
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "KeyManager":
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> KeyManager:
         self._server = HttpsServer(self.build_app(), self.tls, host, port, threads=32,
                                    name=f"km-{self.node_name}").start()
         self._stop.clear()
@@ -444,7 +525,7 @@ class KeyManager:
             store.close()
         self.pool.close()
 
-    def __enter__(self) -> "KeyManager":
+    def __enter__(self) -> KeyManager:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -77,7 +77,7 @@ class KeyPool:
         with self._lock:
             self._conn.close()
 
-    def _tx(self):  # noqa: ANN202 - small helper for BEGIN IMMEDIATE … COMMIT
+    def _tx(self):
         return _Transaction(self._conn)
 
     # -- source side ------------------------------------------------------------------------
@@ -131,8 +131,8 @@ class KeyPool:
                         (r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8,
                          KeyState.READY.value, int(master_local), int(slave_local), r.stream_id,
                          r.stream_index, r.session, now, r.expires))
-                except sqlite3.IntegrityError:
-                    raise RelayError(f"key {r.key_id} already known (replay)") from None
+                except sqlite3.IntegrityError as exc:
+                    raise RelayError(f"key {r.key_id} already known (replay): {exc}") from None
 
     def resolve(self, key_ids: Sequence[str]) -> dict[str, str]:
         """Destination's answer for an unknown-outcome relay: ``stored`` or ``void``.
@@ -167,6 +167,20 @@ class KeyPool:
             for key_id, _, _ in rows:
                 _mark_taken(cur, key_id, "master_taken")
         return [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
+
+    def take_named_for_master(self, master: str, key_ids: Sequence[str], now: float) -> list[KeyRecord]:
+        """Release exactly the named ready keys to the master (keys this request relayed)."""
+        with self._lock, self._tx() as cur:
+            out = []
+            for key_id in key_ids:
+                row = cur.execute(
+                    "SELECT slave, key, expires FROM keys WHERE key_id=? AND master=? AND state=? "
+                    "AND master_local=1 AND master_taken=0", (key_id, master, KeyState.READY.value)).fetchone()
+                if row is None:
+                    raise KeyNotFound("relayed key no longer available")
+                out.append(KeyRecord(key_id, master, row[0], row[1], expires=row[2]))
+                _mark_taken(cur, key_id, "master_taken")
+        return out
 
     def take_for_slave(self, slave: str, master: str, key_ids: Sequence[str],
                        now: float) -> list[KeyRecord]:
@@ -269,5 +283,5 @@ class _Transaction:
         self._cur.execute("BEGIN IMMEDIATE")
         return self._cur
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         self._cur.execute("COMMIT" if exc_type is None else "ROLLBACK")

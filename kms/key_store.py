@@ -66,7 +66,7 @@ class KeyRef:
         return ",".join(f"{s.block}:{s.offset}:{s.length}" for s in self.segments)
 
     @classmethod
-    def from_wire(cls, text: str) -> "KeyRef":
+    def from_wire(cls, text: str) -> KeyRef:
         try:
             segments = []
             for part in text.split(","):
@@ -305,8 +305,14 @@ class LinkKeyStore:
 
     # -- levels -----------------------------------------------------------------------------
     def available_outgoing(self) -> int:
+        """Bytes this end may send with now (its half of settled blocks)."""
         with self._lock:
-            return self._half_bytes(self.own_half)
+            newest = self._conn.execute("SELECT MAX(block) FROM blocks").fetchone()[0]
+            if newest is None:
+                return 0
+            return self._conn.execute(
+                "SELECT COALESCE(SUM(LENGTH(data)),0) FROM ranges WHERE half=? AND block<=?",
+                (self.own_half.value, newest - self.settle_blocks)).fetchone()[0]
 
     def levels(self) -> StoreLevels:
         with self._lock:

@@ -10,9 +10,9 @@ ends of a link — exactly what the twin's paired modules do.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from kms.directory import Directory, NodeEntry
@@ -54,13 +54,14 @@ class LocalKmNetwork:
 
     def __init__(self, state_dir: Path, nodes: Sequence[str], links: Sequence[tuple[str, str]],
                  saes: Mapping[str, str], config: KmConfig = KmConfig(),
-                 notify=None) -> None:  # noqa: ANN001
+                 clock=time.time) -> None:
         self.state_dir = Path(state_dir)
         self.nodes, self.links, self.saes = list(nodes), list(links), dict(saes)
         self.pki = issue_network_pki(self.state_dir, self.nodes, self.saes)
         self.notifications: list[tuple[str, dict]] = []
         self.kms: dict[str, KeyManager] = {}
         self._config = config
+        self._clock = clock
         self._next_block: dict[str, int] = {}
 
     def tls(self, node: str) -> TlsFiles:
@@ -75,12 +76,17 @@ class LocalKmNetwork:
     def ca(self) -> str:
         return self.pki["ca_cert"]
 
-    def start(self) -> "LocalKmNetwork":
+    def _recorder(self, node: str) -> Callable[[dict], None]:
+        def record(body: dict) -> None:
+            self.notifications.append((node, body))
+        return record
+
+    def start(self) -> LocalKmNetwork:
         for node in self.nodes:
             km = KeyManager(node, node_qkdn_id(node), self.state_dir / "nodes" / node,
                             directory_for(node, self.nodes, self.links, self.saes),
-                            self.tls(node), notify=lambda body, n=node: self.notifications.append((n, body)),
-                            config=self._config)
+                            self.tls(node), notify=self._recorder(node),
+                            clock=self._clock, config=self._config)
             self.kms[node] = km.start()
         urls = {n: km.base_url for n, km in self.kms.items()}
         for node, km in self.kms.items():
@@ -102,7 +108,7 @@ class LocalKmNetwork:
         for km in self.kms.values():
             km.stop()
 
-    def __enter__(self) -> "LocalKmNetwork":
+    def __enter__(self) -> LocalKmNetwork:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

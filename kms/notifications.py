@@ -1,12 +1,13 @@
 """RFC 7951 JSON bodies of the notifications the KM emits through the agent (pure builders).
 
-ETSI 015 names for application events; our ``qkdn-key-manager`` module for session-state and
-key-request events (names aligned with ``yang/qkdn-key-manager.yang``).
+ETSI 015 names for application events; ``yang/qkdn-key-manager.yang`` for the
+``km_request`` augment of ``sdqkdn_application_new`` and for session-state and key-request
+notifications.
 """
 
 from __future__ import annotations
 
-import uuid
+from enum import Enum
 from typing import Any
 
 from kms.forwarding import KM_MODULE, TYPES_MODULE
@@ -14,9 +15,28 @@ from kms.forwarding import KM_MODULE, TYPES_MODULE
 ETSI = "etsi-qkd-sdn-node"
 
 
+class ApplicationInterface(str, Enum):
+    ETSI_014 = "etsi-014"
+    ETSI_004 = "etsi-004"
+
+
+class KeyRequestOutcome(str, Enum):
+    DELIVERED = "delivered"
+    RATE_LIMITED = "rate-limited"
+    INSUFFICIENT_KEY = "insufficient-key"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+
+
 def application_new(server_app_id: str, client_app_ids: list[str], local_qkdn_id: str,
-                    priority: int = 0, qos: dict[str, Any] | None = None) -> dict:
-    """``sdqkdn_application_new``: an application asks this node for service (no app_id yet)."""
+                    priority: int = 0, qos: dict[str, Any] | None = None, *,
+                    interface: ApplicationInterface = ApplicationInterface.ETSI_014,
+                    key_stream_id: str | None = None,
+                    etsi004_qos: dict[str, Any] | None = None) -> dict:
+    """``sdqkdn_application_new``: an application asks this node for service (no app_id yet).
+
+    ``server_app_id`` is the SAE the KM authenticated from its client certificate.
+    """
     app: dict[str, Any] = {
         "app_type": f"{TYPES_MODULE}:CLIENT",
         "server_app_id": server_app_id,
@@ -26,6 +46,13 @@ def application_new(server_app_id: str, client_app_ids: list[str], local_qkdn_id
     }
     if qos:
         app["app_qos"] = dict(qos)
+    request: dict[str, Any] = {"authenticated_sae_id": server_app_id,
+                               "application_interface": interface.value}
+    if key_stream_id:
+        request["key_stream_id"] = key_stream_id
+    if etsi004_qos:
+        request["etsi004_qos"] = dict(etsi004_qos)
+    app[f"{KM_MODULE}:km_request"] = request
     return {f"{ETSI}:sdqkdn_application_new": {"qkd_application": app}}
 
 
@@ -33,33 +60,17 @@ def application_disconnected(app_id: str) -> dict:
     return {f"{ETSI}:sdqkdn_application_disconnected": {"qkd_application": {"app_id": app_id}}}
 
 
-def _is_app_id(app_id: str) -> bool:
-    """Only sessions with an app_id (a UUID) are reported; a session still waiting for the
-    controller is known to it through ``sdqkdn_application_new`` instead."""
-    try:
-        uuid.UUID(app_id)
-    except ValueError:
-        return False
-    return True
+def session_state(app_id: str, state: str, reason: str | None = None) -> dict:
+    body: dict[str, Any] = {"app_id": app_id, "state": state}
+    if reason:
+        body["reason"] = reason
+    return {f"{KM_MODULE}:km_session_state_change": body}
 
 
-def session_state(app_id: str, old: str, event: str, new: str) -> dict:
-    """``km_session_state_change`` (empty for a session without an app_id yet)."""
-    if not _is_app_id(app_id):
-        return {}
-    return {f"{KM_MODULE}:km_session_state_change": {
-        "app_id": app_id, "state": new.replace("_", "-"),
-        "reason": f"{event.replace('_', '-')} (was {old.replace('_', '-')})"}}
-
-
-def key_request(app_id: str, sae_id: str, number: int, size: int,
-                outcome: str = "delivered") -> dict:
-    """``km_key_request``: key-request activity of a session (resets the controller's idle
-    timer). ``sae_id`` is not part of the notification: the session identifies the pair."""
-    if not _is_app_id(app_id):
-        return {}
+def key_request(app_id: str, number: int, bits: int, outcome: KeyRequestOutcome) -> dict:
     return {f"{KM_MODULE}:km_key_request": {"app_id": app_id, "number_of_keys": number,
-                                            "bits": str(number * size), "outcome": outcome}}
+                                            "bits": str(bits),  # uint64: a JSON string (RFC 7951)
+                                            "outcome": outcome.value}}
 
 
 def qos_to_app_qos(max_bps: int | None, min_bps: int | None, jitter: int | None,

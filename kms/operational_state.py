@@ -1,10 +1,14 @@
-"""RFC 7951 JSON of the KM's ``config false`` data, merged by the agent into ``get`` (pure)."""
+"""RFC 7951 JSON of the KM's ``config false`` data, merged by the agent into ``get`` (pure).
+
+Shapes follow ``etsi-qkd-sdn-node`` (``app_status``) and ``yang/qkdn-key-manager.yang``
+(``km_session/state``, ``km_session/counters``, ``qkdl_performance/key_store``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from kms.forwarding import KM_MODULE, NODE, TYPES_MODULE, ForwardingTable
+from kms.forwarding import EXT_KEY_STORE, EXT_SESSION, NODE, TYPES_MODULE, ForwardingTable
 from kms.key_store import StoreLevels
 from kms.session import KmSession, SessionEvent, SessionState
 
@@ -23,29 +27,26 @@ def app_status(session: KmSession) -> str | None:
     return _APP_STATUS.get(session.state)
 
 
-def session_state_value(state: SessionState) -> str:
-    """The ``qkdn-key-manager`` km-session-state enum value of a session state."""
-    return state.value.replace("_", "-")
-
-
 def build_operational_state(sessions: Mapping[str, KmSession], table: ForwardingTable,
-                            levels: Iterable[StoreLevels], pool_counts: Mapping[str, int]) -> dict:
-    """``config false`` data per ``yang/qkdn-key-manager.yang`` (64-bit values as strings,
-    RFC 7951 §6.1). ``pool_counts`` is kept for the caller's metrics; the model has no leaf."""
+                            levels: Iterable[StoreLevels]) -> dict:
+    """Apps configured on this node (with their KM session state) and link key-store levels."""
     apps = []
     for app_id in table.sessions:
         session = sessions.get(app_id)
         if session is None:
             continue
-        entry: dict = {"app_id": app_id,
-                       f"{KM_MODULE}:km_session": {"state": session_state_value(session.state)}}
+        requests = sum(1 for t in session.history if t.event is SessionEvent.KEY_REQUEST)
+        entry: dict = {"app_id": app_id, EXT_SESSION: {
+            "state": session.state.value,
+            "counters": {"key_requests": str(requests)},
+        }}
         status = app_status(session)
         if status:
             entry["app_status"] = f"{TYPES_MODULE}:{status}"
         apps.append(entry)
     links = [{
         "qkdl_id": lv.qkdl_id,
-        "qkdl_performance": {f"{KM_MODULE}:key_store": {
+        "qkdl_performance": {EXT_KEY_STORE: {
             "stored_key_bits": str((lv.outgoing_bytes + lv.incoming_bytes) * 8),
             "capacity_bits": str(lv.capacity_bytes * 8),
             "consumed_key_bits": str(lv.consumed_bytes * 8),

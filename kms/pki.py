@@ -69,7 +69,7 @@ class CertificateAuthority:
         self.cert, self._key, self.paths = cert, key, paths
 
     @classmethod
-    def create_or_load(cls, directory: Path, name: str = "qkdn network CA") -> "CertificateAuthority":
+    def create_or_load(cls, directory: Path, name: str = "qkdn network CA") -> CertificateAuthority:
         paths = CertPaths(directory / "ca.pem", directory / "ca.key")
         if paths.cert.exists() and paths.key.exists():
             cert = x509.load_pem_x509_certificate(paths.cert.read_bytes())
@@ -79,7 +79,7 @@ class CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qkdn"),
                              x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
@@ -95,7 +95,7 @@ class CertificateAuthority:
               server: bool, client: bool, dns_names: Iterable[str] = ()) -> CertPaths:
         """Issue a leaf certificate; written to ``directory/stem.pem`` and ``stem.key``."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         usages = []
         if server:
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import requests.adapters
 
+from kms.directory import Directory
 from kms.errors import AuthenticationFailed, InsufficientKey, KmsError, NoRoute, RelayError
 from kms.forwarding import ForwardingTable
 from kms.key_pool import KeyPool, KeyRecord
 from kms.key_store import KeyRef, LinkKeyStore
 from kms.otp_mac import MAC_KEY_BYTES, mac_tag, verify_tag, xor_bytes
-from kms.directory import Directory
 
 log = logging.getLogger(__name__)
 
@@ -172,19 +173,27 @@ class RelayEngine:
     def __init__(self, ctx: RelayContext, tls: RelayTls) -> None:
         self.ctx = ctx
         self._tls = tls
-        self._local = threading.local()
+        self._shared: requests.Session | None = None
         self._resolve_lock = threading.Lock()
+        self._in_flight: set[str] = set()    # key_IDs of relays this process is still running
+        self._in_flight_lock = threading.Lock()
         self.rejected_messages = 0
 
     # -- transport --------------------------------------------------------------------------
     def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
+        """One keep-alive connection pool to the neighbours, shared by all threads."""
+        s = self._shared
         if s is None:
-            s = requests.Session()
-            s.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override the network CA
-            s.verify = str(self._tls.ca)
-            s.cert = (str(self._tls.cert), str(self._tls.key))
-            self._local.session = s
+            with self._in_flight_lock:
+                if self._shared is None:
+                    s = requests.Session()
+                    s.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override the CA
+                    s.verify = str(self._tls.ca)
+                    s.cert = (str(self._tls.cert), str(self._tls.key))
+                    adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=64)
+                    s.mount("https://", adapter)
+                    self._shared = s
+                s = self._shared
         return s
 
     def _post(self, neighbour: str, path: str, body: dict) -> requests.Response:
@@ -228,19 +237,25 @@ class RelayEngine:
         link = self.ctx.link_store(next_node)
         body = build_ext_keys(session, records, link)   # InsufficientKey → nothing recorded
         key_ids = [r.key_id for r in records]
-        self.ctx.pool.add_pending(records, master_local=master_local, slave_local=slave_local,
-                                  next_hop=next_node, now=self.ctx.clock())
-        self._delay("source_after_pending")
+        with self._in_flight_lock:
+            self._in_flight.update(key_ids)
         try:
-            ack = self._send_ext_keys(next_node, body)
-            check_ack(ack, key_ids, body["mac"], link)
-        except RelayRejected:
-            self.ctx.pool.void(key_ids)
-            raise
-        except AuthenticationFailed as exc:
-            log.warning("%s: ack from %s rejected: %s", self.ctx.node_name, next_node, exc)
-            raise RelayUnknown(f"ack from {next_node} not authentic") from None
-        self.ctx.pool.mark_ready(key_ids)
+            self.ctx.pool.add_pending(records, master_local=master_local, slave_local=slave_local,
+                                      next_hop=next_node, now=self.ctx.clock())
+            self._delay("source_after_pending")
+            try:
+                ack = self._send_ext_keys(next_node, body)
+                check_ack(ack, key_ids, body["mac"], link)
+            except RelayRejected:
+                self.ctx.pool.void(key_ids)
+                raise
+            except AuthenticationFailed as exc:
+                log.warning("%s: ack from %s rejected: %s", self.ctx.node_name, next_node, exc)
+                raise RelayUnknown(f"ack from {next_node} not authentic") from None
+            self.ctx.pool.mark_ready(key_ids)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.difference_update(key_ids)
 
     def _send_ext_keys(self, neighbour: str, body: dict) -> dict:
         response = self._post(neighbour, EXT_KEYS_PATH, body)
@@ -329,6 +344,9 @@ class RelayEngine:
         settled = 0
         with self._resolve_lock:
             for pending in self.ctx.pool.pending_relays():
+                with self._in_flight_lock:
+                    if self._in_flight.intersection(pending.key_ids):
+                        continue   # still running here: its own outcome settles it
                 try:
                     response = self._post(pending.next_hop, RESOLVE_PATH,
                                           {"session": pending.session, "key_IDs": list(pending.key_ids)})

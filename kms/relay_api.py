@@ -19,7 +19,7 @@ def _sender() -> str | None:
     return ident.common_name if ident.common_name in km.directory.links else None
 
 
-def _dispatch(handler):  # noqa: ANN001, ANN202
+def _dispatch(handler):
     sender = _sender()
     if sender is None:
         return jsonify({"status": "rejected", "message": "a neighbour KM certificate is required"}), 401
@@ -31,15 +31,15 @@ def _dispatch(handler):  # noqa: ANN001, ANN202
 
 
 @blueprint.post(EXT_KEYS_PATH)
-def ext_keys():  # noqa: ANN201
+def ext_keys():
     return _dispatch(current_app.config["KM"].relay.handle_ext_keys)
 
 
 @blueprint.post(RESOLVE_PATH)
-def resolve():  # noqa: ANN201
+def resolve():
     return _dispatch(current_app.config["KM"].relay.handle_resolve)
 
 
 @blueprint.post(CONTROL_PATH)
-def control():  # noqa: ANN201
+def control():
     return _dispatch(current_app.config["KM"].relay.handle_control)

@@ -18,10 +18,12 @@ log = logging.getLogger(__name__)
 
 
 class SessionState(str, Enum):
+    """Values spelled as ``km-session-state`` in yang/qkdn-key-manager.yang."""
+
     AUTHENTICATING = "authenticating"
-    USER_ACCEPTED = "user_accepted"
+    USER_ACCEPTED = "user-accepted"
     OPERATIVE = "operative"
-    KEY_EXCHANGING = "key_exchanging"
+    KEY_EXCHANGING = "key-exchanging"
     TERMINATED = "terminated"
 
 

@@ -17,7 +17,7 @@ class TokenBucket:
     stamp: float
 
     @classmethod
-    def full(cls, size: float, rate: float, now: float) -> "TokenBucket":
+    def full(cls, size: float, rate: float, now: float) -> TokenBucket:
         if size <= 0 or rate < 0:
             raise ValueError("bucket size must be > 0 and rate >= 0")
         return cls(size=size, rate=rate, tokens=size, stamp=now)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from kms.local_network import directory_for, link_id, node_qkdn_id
+from kms.local_network import directory_for, node_qkdn_id
 from kms.pki import issue_network_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -68,7 +68,7 @@ class Cluster:
                                     for n, e in d.nodes.items()}},
             "running": running(node, *hops),
             "feed": {q: {"blocks": 4, "size": 4096} for q in d.links.values()},
-            "fault_delays": fault_delays or {}, "resolve_interval_s": 0.3,
+            "fault_delays": fault_delays or {}, "resolve_interval_s": 0.3, "relay_batch": 1,
         }
 
     def start(self, node, fault_delays=None):

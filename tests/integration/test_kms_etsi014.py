@@ -109,3 +109,28 @@ def test_application_new_notified_once(net):
     assert len(news) == 1
     body = news[0]["etsi-qkd-sdn-node:sdqkdn_application_new"]["qkd_application"]
     assert body["server_app_id"] == "sae-a" and body["client_app_id"] == ["sae-b"]
+
+
+def test_concurrent_requests_get_exactly_their_keys_once(net):
+    import threading
+    results, lock = [], threading.Lock()
+
+    def worker():
+        c = client(net, "sae-a")
+        for _ in range(5):
+            r = c.post(url(net, "A", "sae-b/enc_keys"), json={"number": 3}, timeout=20)
+            with lock:
+                results.append(r)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.status_code == 200 for r in results)
+    keys = [k for r in results for k in r.json()["keys"]]
+    assert all(len(r.json()["keys"]) == 3 for r in results)
+    assert len({k["key_ID"] for k in keys}) == len(keys) == 90
+    got = client(net, "sae-b").post(url(net, "B", "sae-a/dec_keys"),
+                                    json={"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]}, timeout=20)
+    assert got.status_code == 200 and sorted(got.json()["keys"], key=str) == sorted(keys, key=str)

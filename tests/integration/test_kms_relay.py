@@ -8,6 +8,7 @@ import uuid
 import pytest
 import requests
 
+from kms.key_manager import KmConfig
 from kms.key_pool import KeyRecord
 from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id
 from kms.relay import EXT_KEYS_PATH, build_ext_keys, canonical
@@ -35,14 +36,16 @@ def running_config(node, prev, nxt, with_app=True):
             "server_app_id": "sae-a", "client_app_id": ["sae-c"], "app_priority": 5,
             "backing_qkdl_id": [VIRT], "local_qkdn_id": node_qkdn_id(node),
             "app_qos": {"max_bandwidth": 10_000_000},
-            "qkdn-key-manager:idle_timeout": 60,
+            "qkdn-key-manager:km_session": {"role": "source" if node == "A" else "destination",
+                                            "idle_timeout": 60},
         }]}
     return {"etsi-qkd-sdn-node:qkd_node": node_body}
 
 
 @pytest.fixture
 def net(tmp_path):
-    with LocalKmNetwork(tmp_path, ["A", "B", "C"], [("A", "B"), ("B", "C")], SAES) as net:
+    with LocalKmNetwork(tmp_path, ["A", "B", "C"], [("A", "B"), ("B", "C")], SAES,
+                        config=KmConfig(relay_batch=1)) as net:
         net.feed("A", "B", blocks=4)
         net.feed("B", "C", blocks=4)
         net.kms["A"].apply_running_config(running_config("A", None, "B"))
@@ -90,6 +93,12 @@ def test_three_node_relay_delivers_the_same_keys_and_consumes_exactly_k_per_hop(
     assert ab.levels().consumed_bytes - before_ab == 4 * 32 + 32 + 32
     assert bc.levels().consumed_bytes - before_bc == 4 * 32 + 32 + 32
     assert net.kms["C"].store(link_id("B", "C")).levels().consumed_bytes == 4 * 32 + 64
+    # batching: a short pool is refilled with one message of relay_batch keys (surplus ready)
+    net.kms["A"].config = KmConfig(relay_batch=10)
+    keys = enc(net, number=1).json()["keys"]
+    assert ab.levels().consumed_bytes - before_ab == (4 + 10) * 32 + 2 * 64
+    assert net.kms["A"].pool.ready_count("sae-a", "sae-c", 256) == 9
+    assert dec(net, keys).json()["keys"] == keys
     # the relay never stores the end-to-end key
     assert net.kms["B"].pool.counts() == {}
     assert dec(net, keys).status_code == 400
@@ -135,3 +144,21 @@ def test_tampered_and_replayed_relay_messages_rejected(net, caplog):
     # a key sent by a non-neighbour KM (C → A is not a link) is refused
     r = km_session(net, "C").post(net.kms["A"].base_url + EXT_KEYS_PATH, json=body, timeout=10)
     assert r.status_code == 401
+
+
+def call004(net, sae, node, op, body):
+    s = client(net, sae)
+    return s.post(net.kms[node].base_url + f"/api/v1/etsi004/{op}", json=body, timeout=10).json()
+
+
+def test_etsi004_stream_through_the_relay(net):
+    qos = {"key_chunk_size": 32, "timeout": 1000, "ttl": 30}
+    r = call004(net, "sae-a", "A", "open_connect", {"source": "sae-a", "destination": "sae-c", "QoS": qos})
+    assert r["status"] == 1 and r["Key_stream_ID"] == SESSION   # the controller's session ID
+    r = call004(net, "sae-c", "C", "open_connect", {"source": "sae-c", "destination": "sae-a", "QoS": qos,
+                                                    "Key_stream_ID": SESSION})
+    assert r["status"] == 0
+    c0 = call004(net, "sae-c", "C", "get_key", {"Key_stream_ID": SESSION, "index": 0})  # pulled via B
+    a0 = call004(net, "sae-a", "A", "get_key", {"Key_stream_ID": SESSION, "index": 0})
+    assert c0["status"] == a0["status"] == 0 and c0["key_buffer"] == a0["key_buffer"]
+    assert net.kms["B"].pool.counts() == {}

@@ -3,7 +3,8 @@
 import os
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kms.otp_mac import PRIME, mac_tag, poly_hash, verify_tag, xor_bytes
 

@@ -1,0 +1,406 @@
+"""ETSI GS QKD 004 key streams at one KM: OPEN_CONNECT / GET_KEY / CLOSE semantics.
+
+One Key_stream_ID (KSID) is shared by both peers; the KM where the stream was opened first is
+its *originator* and is the only one that creates keys, so index ``i`` is the same key on both
+sides. The other KM asks the originator (``pull`` control message, forwarded hop by hop like
+the relay) to relay keys up to an index. Keys live in the :class:`~kms.key_pool.KeyPool` with
+their stream position and are deleted ``ttl`` seconds after creation if unused.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from kms import notifications
+from kms.errors import InsufficientKey, KmsError, NoRoute, RelayError
+from kms.key_pool import KeyRecord, KeyState
+from kms.session import KmSession, SessionEvent, SessionState
+
+if TYPE_CHECKING:
+    from kms.key_manager import KeyManager, Route
+
+log = logging.getLogger(__name__)
+
+PULL_BATCH = 16
+MAX_CHUNK_BYTES = 1024
+
+
+class Status(IntEnum):
+    """ETSI 004 status codes, exactly."""
+
+    SUCCESS = 0
+    PEER_NOT_CONNECTED_YET = 1     # successful connection, but peer not connected
+    INSUFFICIENT_KEY = 2           # GET_KEY failed: insufficient key available
+    PEER_NOT_CONNECTED = 3         # GET_KEY failed: peer application not connected
+    NO_QKD_CONNECTION = 4          # no QKD connection available
+    KSID_IN_USE = 5                # OPEN_CONNECT failed: KSID already in use
+    TIMEOUT = 6                    # TIMEOUT_ERROR
+    QOS_NOT_MET = 7                # OPEN failed: requested QoS not met (counter-proposal)
+    METADATA_TOO_SMALL = 8         # GET_KEY failed: metadata buffer too small
+
+
+@dataclass(frozen=True)
+class QoS:
+    """004 QoS; key_chunk_size in bytes, bit rates in bit/s, jitter and timeout in ms, ttl in s."""
+
+    key_chunk_size: int = 32
+    max_bps: int = 0
+    min_bps: int = 0
+    jitter: int = 0
+    priority: int = 0
+    timeout: int = 0
+    ttl: int = 0
+    metadata_mimetype: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: Status
+    ksid: str | None = None
+    qos: QoS | None = None
+    key: bytes | None = None
+    index: int | None = None
+    metadata: bytes | None = None
+
+
+@dataclass
+class KeyStream:
+    ksid: str
+    local_saes: set[str]
+    saes: tuple[str, str]            # (originating SAE, peer SAE)
+    qos: QoS
+    originator: bool
+    route: Route
+    session: KmSession
+    open_saes: set[str] = field(default_factory=set)
+    peer_open: bool = False          # the remote SAE has opened (remote streams only)
+    next_index: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connected(self) -> bool:
+        if len(self.local_saes) == 2:
+            return self.open_saes == self.local_saes
+        return bool(self.open_saes) and self.peer_open
+
+
+class StreamManager:
+    """004 streams of one KM; the HTTP binding is :mod:`kms.etsi004`."""
+
+    def __init__(self, km: KeyManager) -> None:
+        self.km = km
+        self._streams: dict[str, KeyStream] = {}
+        self._lock = threading.RLock()
+        km.streams = self
+
+    # -- QoS ----------------------------------------------------------------------------------
+    def negotiate(self, qos: QoS, session_cfg) -> QoS | None:
+        """None if acceptable, else the counter-proposal."""
+        counter = qos
+        if not 1 <= qos.key_chunk_size <= MAX_CHUNK_BYTES:
+            counter = replace(counter, key_chunk_size=min(max(qos.key_chunk_size, 1), MAX_CHUNK_BYTES))
+        if session_cfg is not None and session_cfg.max_bandwidth:
+            cap = session_cfg.max_bandwidth
+            if qos.min_bps > cap or qos.max_bps > cap:
+                counter = replace(counter, min_bps=min(qos.min_bps, cap), max_bps=min(qos.max_bps or cap, cap))
+        return None if counter == qos else counter
+
+    # -- OPEN_CONNECT -------------------------------------------------------------------------
+    def open_connect(self, caller: str, source: str, destination: str, qos: QoS,
+                     ksid: str | None) -> Reply:
+        if caller != source:
+            raise PermissionError("source must be the calling SAE")
+        km = self.km
+        try:
+            peer_node = km.directory.node_of_sae(destination)
+        except KmsError:
+            return Reply(Status.NO_QKD_CONNECTION)
+        counter = self.negotiate(qos, km._forwarding.session_for_pair(source, destination))
+        if counter is not None:
+            return Reply(Status.QOS_NOT_MET, ksid, counter)
+        with self._lock:
+            stream = self._streams.get(ksid) if ksid else self._half_open_for(caller, destination)
+            if stream is not None:
+                if caller not in stream.local_saes or caller in stream.open_saes or \
+                        set(stream.saes) != {source, destination}:
+                    return Reply(Status.KSID_IN_USE, stream.ksid)
+                stream.open_saes.add(caller)
+                joined = stream
+            else:
+                joined = None
+        if joined is not None:
+            if len(joined.local_saes) == 1:
+                try:
+                    self._control(joined, {"op": "connected", "Key_stream_ID": joined.ksid})
+                except (KmsError, RelayError):
+                    return Reply(Status.NO_QKD_CONNECTION, joined.ksid)
+            self._notify_new(caller, destination, qos)
+            return Reply(Status.SUCCESS, joined.ksid, joined.qos)
+        # a new stream, originated here
+        ksid = (ksid or str(uuid.uuid4())).lower()
+        session = km.session_for_pair(source, destination, qos=notifications.qos_to_app_qos(
+            qos.max_bps, qos.min_bps, qos.jitter, qos.ttl), priority=qos.priority,
+            interface=notifications.ApplicationInterface.ETSI_004, key_stream_id=ksid,
+            etsi004_qos=_etsi004_extra(qos))
+        if not self._wait_active(session, qos.timeout):
+            return Reply(Status.TIMEOUT, None)
+        try:
+            route = km.route_for(source, destination, session)
+        except KmsError:
+            return Reply(Status.NO_QKD_CONNECTION)
+        if session.session_id in km._forwarding.sessions:
+            ksid = session.session_id  # with a controller, the KSID is the session ID
+        local = {s for s in (source, destination) if km.directory.saes.get(s) == km.node_name}
+        stream = KeyStream(ksid, local, (source, destination), qos, True, route, session,
+                           open_saes={caller})
+        with self._lock:
+            if ksid in self._streams:
+                return Reply(Status.KSID_IN_USE, ksid)
+            self._streams[ksid] = stream
+        if peer_node != km.node_name:
+            try:
+                answer = self._control(stream, {"op": "open", "Key_stream_ID": ksid,
+                                                "source": source, "destination": destination,
+                                                "qos": qos_to_wire(qos)})
+            except (KmsError, RelayError):
+                with self._lock:
+                    self._streams.pop(ksid, None)
+                return Reply(Status.NO_QKD_CONNECTION)
+            stream.peer_open = bool(answer.get("peer_open"))
+        log.info("%s: 004 stream %s opened by %s", km.node_name, ksid, caller)
+        status = Status.SUCCESS if stream.connected() else Status.PEER_NOT_CONNECTED_YET
+        return Reply(status, ksid, qos)
+
+    def _notify_new(self, caller: str, peer: str, qos: QoS) -> None:
+        self.km.session_for_pair(caller, peer, qos=notifications.qos_to_app_qos(
+            qos.max_bps, qos.min_bps, qos.jitter, qos.ttl), priority=qos.priority,
+            interface=notifications.ApplicationInterface.ETSI_004, etsi004_qos=_etsi004_extra(qos))
+
+    def _half_open_for(self, caller: str, peer: str) -> KeyStream | None:
+        for stream in self._streams.values():
+            if caller in stream.local_saes and caller not in stream.open_saes and \
+                    set(stream.saes) == {caller, peer}:
+                return stream
+        return None
+
+    def _wait_active(self, session: KmSession, timeout_ms: int) -> bool:
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not session.active:
+            if session.state is SessionState.TERMINATED or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    # -- GET_KEY ------------------------------------------------------------------------------
+    def get_key(self, caller: str, ksid: str, index: int | None, metadata_size: int | None) -> Reply:
+        with self._lock:
+            stream = self._streams.get(str(ksid).lower())
+        if stream is None or caller not in stream.open_saes:
+            return Reply(Status.NO_QKD_CONNECTION, ksid)   # not yours == does not exist
+        if not stream.connected():
+            return Reply(Status.PEER_NOT_CONNECTED, ksid)
+        with stream.lock:
+            if index is None:
+                index = stream.next_index.get(caller, 0)
+            if index < 0:
+                return Reply(Status.INSUFFICIENT_KEY, ksid)
+            metadata = self._metadata(stream, index)
+            if metadata_size is not None and metadata_size < len(metadata):
+                return Reply(Status.METADATA_TOO_SMALL, ksid, index=index, metadata=None)
+            stream.next_index[caller] = max(stream.next_index.get(caller, 0), index + 1)
+        deadline = time.monotonic() + stream.qos.timeout / 1000
+        session = stream.session
+        if not self.km.wait_for_tokens(session.session_id, stream.qos.key_chunk_size * 8,
+                                       stream.qos.max_bps or None, deadline):
+            self._report(stream, notifications.KeyRequestOutcome.RATE_LIMITED)
+            with stream.lock:   # the index was not served: hand it out again next time
+                if stream.next_index.get(caller) == index + 1:
+                    stream.next_index[caller] = index
+            return Reply(Status.TIMEOUT, ksid, index=index)
+        with self.km._lock:
+            if session.active:
+                session.fire(SessionEvent.KEY_REQUEST)
+        obtained = False
+        try:
+            while True:
+                try:
+                    record = self.km.pool.take_stream_key(stream.ksid, index, caller, self.km._clock())
+                except KmsError:
+                    return Reply(Status.INSUFFICIENT_KEY, ksid, index=index)  # already delivered
+                if record is not None:
+                    self._report(stream, notifications.KeyRequestOutcome.DELIVERED)
+                    return Reply(Status.SUCCESS, ksid, key=record.key, index=index, metadata=metadata)
+                state = self.km.pool.stream_state(stream.ksid, index)
+                if state is not None and state is not KeyState.PENDING:
+                    return Reply(Status.INSUFFICIENT_KEY, ksid, index=index)  # released/expired
+                reason: Exception = InsufficientKey("key not yet relayed")
+                if state is None and not obtained:
+                    try:
+                        self._obtain(stream, index)
+                        obtained = True
+                        continue
+                    except (InsufficientKey, RelayError, NoRoute) as exc:
+                        reason = exc
+                if time.monotonic() >= deadline:
+                    log.info("%s: 004 GET_KEY %s[%d]: %s", self.km.node_name, ksid, index,
+                             type(reason).__name__)
+                    self._report(stream, notifications.KeyRequestOutcome.TIMEOUT if stream.qos.timeout
+                                 else notifications.KeyRequestOutcome.INSUFFICIENT_KEY)
+                    return Reply(Status.TIMEOUT if stream.qos.timeout else Status.INSUFFICIENT_KEY,
+                                 ksid, index=index)
+                obtained = False
+                self.km.wait_for_key_material(min(0.2, max(0.0, deadline - time.monotonic())))
+        finally:
+            with self.km._lock:
+                if session.state is SessionState.KEY_EXCHANGING:
+                    session.fire(SessionEvent.KEY_DELIVERED)
+
+    def _report(self, stream: KeyStream, outcome: notifications.KeyRequestOutcome) -> None:
+        self.km.report_key_request(stream.session.session_id, 1, stream.qos.key_chunk_size * 8,
+                                   outcome)
+
+    def _metadata(self, stream: KeyStream, index: int) -> bytes:
+        return (f'{{"Key_stream_ID":"{stream.ksid}","index":{index},'
+                f'"key_chunk_size":{stream.qos.key_chunk_size}}}').encode()
+
+    def _obtain(self, stream: KeyStream, index: int) -> None:
+        if stream.originator:
+            self.produce(stream, index)
+        else:
+            answer = self._control(stream, {"op": "pull", "Key_stream_ID": stream.ksid, "index": index})
+            if answer.get("status") != "ok":
+                raise InsufficientKey(str(answer.get("message", "originator has no key")))
+
+    def produce(self, stream: KeyStream, up_to: int) -> None:
+        """Originator: create and relay every missing key up to ``up_to`` (plus a batch ahead)."""
+        km = self.km
+        with stream.lock:
+            first = km.pool.max_stream_index(stream.ksid) + 1
+            if first > up_to:
+                return
+            last = max(up_to, first + PULL_BATCH - 1)
+            now = km._clock()
+            expires = now + stream.qos.ttl if stream.qos.ttl else None
+            master, slave = stream.saes
+            records = [KeyRecord(str(uuid.uuid5(uuid.UUID(stream.ksid), str(i))), master, slave,
+                                 secrets.token_bytes(stream.qos.key_chunk_size), stream.ksid, i,
+                                 stream.route.session, expires) for i in range(first, last + 1)]
+            if stream.route.next_node is None:
+                km.pool.store_ready(records, master_local=True, slave_local=True, now=now)
+                return
+            with km.gate.slot(stream.qos.priority):
+                km.relay.originate(stream.route.session, stream.route.next_node, records,
+                                   master_local=master in stream.local_saes,
+                                   slave_local=slave in stream.local_saes)
+
+    # -- CLOSE --------------------------------------------------------------------------------
+    def close(self, caller: str, ksid: str) -> Reply:
+        with self._lock:
+            stream = self._streams.get(str(ksid).lower())
+            if stream is None or caller not in stream.open_saes:
+                return Reply(Status.NO_QKD_CONNECTION, ksid)
+            stream.open_saes.discard(caller)
+            finished = not stream.open_saes
+            if finished:
+                self._streams.pop(stream.ksid, None)
+        if finished:
+            self.km.pool.drop_stream(stream.ksid)
+            with self.km._lock:
+                if stream.session.state is not SessionState.TERMINATED:
+                    stream.session.fire(SessionEvent.CLOSED)
+            if len(stream.local_saes) == 1:
+                try:
+                    self._control(stream, {"op": "close", "Key_stream_ID": stream.ksid})
+                except (KmsError, RelayError):
+                    log.info("%s: peer KM not told of close of %s", self.km.node_name, stream.ksid)
+        return Reply(Status.SUCCESS, stream.ksid)
+
+    def on_session_terminated(self, session_id: str) -> None:
+        with self._lock:
+            gone = [s for s in self._streams.values() if s.session.session_id == session_id]
+            for stream in gone:
+                self._streams.pop(stream.ksid, None)
+        for stream in gone:
+            self.km.pool.drop_stream(stream.ksid)
+
+    # -- KM-to-KM control ---------------------------------------------------------------------
+    def _control(self, stream: KeyStream, body: dict) -> dict:
+        if stream.route.next_node is None:
+            raise NoRoute("both SAEs of this stream are local")
+        return self.km.relay.send_control(stream.route.session, stream.route.next_node, body)
+
+    def handle_control(self, sender_node: str | None, body: dict[str, Any]) -> dict:
+        """A control message that reached this KM as the stream's other endpoint."""
+        op, ksid = body.get("op"), str(body.get("Key_stream_ID", "")).lower()
+        km = self.km
+        if op == "open":
+            source, destination = str(body["source"]), str(body["destination"])
+            if km.directory.saes.get(destination) != km.node_name:
+                return {"status": "error", "message": "destination SAE not here"}
+            qos = qos_from_wire(body.get("qos", {}))
+            with self._lock:
+                existing = self._streams.get(ksid)
+                if existing is not None:
+                    existing.peer_open = True
+                    return {"status": "ok", "peer_open": bool(existing.open_saes)}
+                session = km.session_for_pair(destination, source)
+                route_session = body.get("session")
+                route = _reverse_route(km, route_session, sender_node)
+                self._streams[ksid] = KeyStream(ksid, {destination}, (source, destination), qos,
+                                                False, route, session, peer_open=True)
+            return {"status": "ok", "peer_open": False}
+        with self._lock:
+            stream = self._streams.get(ksid)
+        if stream is None:
+            return {"status": "error", "message": "unknown Key_stream_ID"}
+        if op == "connected":
+            stream.peer_open = True
+            return {"status": "ok"}
+        if op == "close":
+            stream.peer_open = False
+            return {"status": "ok"}
+        if op == "pull" and stream.originator:
+            try:
+                self.produce(stream, int(body["index"]))
+            except (KmsError, RelayError) as exc:
+                return {"status": "error", "message": type(exc).__name__}
+            return {"status": "ok"}
+        return {"status": "error", "message": f"unsupported op {op!r}"}
+
+
+def _etsi004_extra(qos: QoS) -> dict[str, Any]:
+    """The 004 QoS fields 015's app_qos cannot carry (km_request/etsi004_qos)."""
+    return {"key_chunk_size": qos.key_chunk_size, "timeout": qos.timeout,
+            "metadata_mimetype": qos.metadata_mimetype}
+
+
+def _reverse_route(km: KeyManager, session: str | None, sender_node: str | None) -> Route:
+    from kms.key_manager import Route
+    return Route(session, sender_node)
+
+
+def qos_to_wire(qos: QoS) -> dict[str, Any]:
+    return {"key_chunk_size": qos.key_chunk_size, "max_bps": qos.max_bps, "min_bps": qos.min_bps,
+            "jitter": qos.jitter, "priority": qos.priority, "timeout": qos.timeout, "ttl": qos.ttl,
+            "metadata_mimetype": qos.metadata_mimetype}
+
+
+def qos_from_wire(body: dict[str, Any]) -> QoS:
+    """Parse 004 QoS JSON; ValueError on a wrong type or a negative value."""
+    defaults = QoS()
+    values: dict[str, Any] = {}
+    for name in ("key_chunk_size", "max_bps", "min_bps", "jitter", "priority", "timeout", "ttl"):
+        raw = body.get(name, getattr(defaults, name))
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise ValueError(f"QoS {name} must be a non-negative integer")
+        values[name] = raw
+    mimetype = body.get("metadata_mimetype", defaults.metadata_mimetype)
+    if not isinstance(mimetype, str):
+        raise ValueError("QoS metadata_mimetype must be a string")
+    return QoS(metadata_mimetype=mimetype, **values)
