@@ -46,10 +46,17 @@ import numpy as np
 from qkd_twin.detection import detections_for_sifted, emulate_detections
 from qkd_twin.faults import DEFAULT_BLOCK_SECONDS, FaultWatcher, LinkFaultState, apply_faults
 from qkd_twin.physics import (
-    DecoyModel, LinkParameters, LinkPerformance, evaluate, phase_error_bound,
+    DecoyModel,
+    LinkParameters,
+    LinkPerformance,
+    evaluate,
+    phase_error_bound,
 )
 from qkd_twin.postprocessing.pipeline import (
-    BlockResult, BlockStatus, SecurityParameters, run_block,
+    BlockResult,
+    BlockStatus,
+    SecurityParameters,
+    run_block,
 )
 from qkd_twin.postprocessing.sifting import sift
 
@@ -312,7 +319,7 @@ class QkdModule:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> "QkdModule":
+    def __enter__(self) -> QkdModule:
         self.start()
         return self
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -96,9 +97,10 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
     permutations, hash point and Toeplitz seed. Both link ends seed it alike.
     """
     def result(status: BlockStatus, **kw) -> BlockResult:
-        base = dict(alice_key=_EMPTY, bob_key=_EMPTY, sifted_bits=sifted.size,
-                    sample_qber=1.0, measured_qber=1.0, qber_upper=1.0, leaked_ec_bits=0, reconciled_bits=0,
-                    errors_corrected=0, final_bits=0, ec_seconds=0.0, pa_seconds=0.0)
+        base: dict[str, Any] = dict(
+            alice_key=_EMPTY, bob_key=_EMPTY, sifted_bits=sifted.size, sample_qber=1.0,
+            measured_qber=1.0, qber_upper=1.0, leaked_ec_bits=0, reconciled_bits=0,
+            errors_corrected=0, final_bits=0, ec_seconds=0.0, pa_seconds=0.0)
         base.update(kw)
         return BlockResult(status=status, **base)
 

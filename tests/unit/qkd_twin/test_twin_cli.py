@@ -12,7 +12,12 @@ import pytest
 from qkd_twin.cli import add_commands
 from qkd_twin.faults import fault_file, read_faults
 from qkd_twin.module import (
-    LinkEventKind, LinkRole, LinkStatus, ModuleConfig, ModuleMode, QkdModule,
+    LinkEventKind,
+    LinkRole,
+    LinkStatus,
+    ModuleConfig,
+    ModuleMode,
+    QkdModule,
 )
 from qkd_twin.physics import preset
 

@@ -10,7 +10,13 @@ import pytest
 
 from qkd_twin.faults import FaultKind, LinkFaultState, append_fault, fault_file
 from qkd_twin.module import (
-    LinkEmulator, LinkEventKind, LinkRole, LinkStatus, ModuleConfig, ModuleMode, QkdModule,
+    LinkEmulator,
+    LinkEventKind,
+    LinkRole,
+    LinkStatus,
+    ModuleConfig,
+    ModuleMode,
+    QkdModule,
     read_seed,
 )
 from qkd_twin.physics import preset
