@@ -39,12 +39,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from qkd_twin.detection import detections_for_sifted, emulate_detections
-from qkd_twin.faults import DEFAULT_BLOCK_SECONDS, FaultWatcher, LinkFaultState, apply_faults
+from qkd_twin.faults import (
+    DEFAULT_BLOCK_SECONDS, FaultWatcher, LinkFaultState, apply_faults, fault_file,
+)
 from qkd_twin.physics import (
     DecoyModel,
     LinkParameters,
@@ -169,6 +171,23 @@ def read_seed(path: str | Path) -> bytes:
         return bytes.fromhex(text.decode("ascii")) if text else data
     except (UnicodeDecodeError, ValueError):
         return data
+
+
+def seed_path(state_dir: str | Path, node: str, qkdl_id: str) -> Path:
+    """Where ``qkdn up`` keeps a link's secret seed for one of its nodes."""
+    return Path(state_dir) / "nodes" / node / "links" / f"{qkdl_id}.seed"
+
+
+def module_config_for_link(state_dir: str | Path, node: str, peer: str, qkdl_id: str,
+                           role: LinkRole, params: LinkParameters,
+                           mode: ModuleMode | str = ModuleMode.RATE,
+                           **options: Any) -> ModuleConfig:
+    """The config of ``node``'s end of the link to ``peer`` in a network's state directory:
+    the seed from ``seed_path`` and the fault file of the link (``faults.fault_file``)."""
+    return ModuleConfig(qkdl_id=qkdl_id, role=role, params=params,
+                        seed=read_seed(seed_path(state_dir, node, qkdl_id)),
+                        mode=ModuleMode(mode), fault_path=fault_file(state_dir, node, peer),
+                        **options)
 
 
 class LinkEmulator:

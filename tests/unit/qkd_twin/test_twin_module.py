@@ -153,3 +153,15 @@ def test_twin_read_seed_hex_or_raw(tmp_path):
     (tmp_path / "raw.seed").write_bytes(b"\xff\x00raw")
     assert read_seed(tmp_path / "hex.seed") == SEED
     assert read_seed(tmp_path / "raw.seed") == b"\xff\x00raw"
+
+
+def test_twin_module_config_for_link_reads_the_state_dir(tmp_path):
+    from qkd_twin.faults import fault_file
+    from qkd_twin.module import module_config_for_link, seed_path
+    path = seed_path(tmp_path, "A", "l-ab")
+    path.parent.mkdir(parents=True)
+    path.write_text(SEED.hex())
+    cfg = module_config_for_link(tmp_path, "A", "B", "l-ab", LinkRole.TRANSMITTER,
+                                 preset("reference", 20), "protocol", block_seconds=0.5)
+    assert cfg.seed == SEED and cfg.mode is ModuleMode.PROTOCOL and cfg.block_seconds == 0.5
+    assert cfg.fault_path == fault_file(tmp_path, "B", "A")
