@@ -273,8 +273,12 @@ class LinkEmulator:
         own = result.alice_key if cfg.role is LinkRole.TRANSMITTER else result.bob_key
         usable = (own.size // 8) * 8
         key = np.packbits(own[:usable]).tobytes() if result.ok and usable else b""
-        measured = result.measured_qber if result.status is not BlockStatus.ABORTED_QBER \
-            else result.sample_qber
+        if result.status is BlockStatus.ABORTED_QBER:
+            measured: float | None = result.sample_qber
+        elif result.reconciled_bits == 0:       # frame too short to estimate anything
+            measured = None
+        else:
+            measured = result.measured_qber
         return BlockOutput(n, key, result.status, measured, perf, detail=result)
 
 
@@ -439,5 +443,7 @@ class QkdModule:
 
         def moved(a: float, b: float) -> bool:
             return abs(a - b) > cfg.perf_change_ratio * max(abs(a), abs(b), 1.0)
+        # QBER: absolute step, or a quarter of its value (binomial noise on slow links)
+        qber_step = max(cfg.qber_change, 0.25 * max(old.qber, new.qber))
         return (moved(old.skr, new.skr) or moved(old.eskr, new.eskr)
-                or abs(old.qber - new.qber) > cfg.qber_change)
+                or abs(old.qber - new.qber) > qber_step)

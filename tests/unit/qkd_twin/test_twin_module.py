@@ -165,3 +165,17 @@ def test_twin_module_config_for_link_reads_the_state_dir(tmp_path):
                                  preset("reference", 20), "protocol", block_seconds=0.5)
     assert cfg.seed == SEED and cfg.mode is ModuleMode.PROTOCOL and cfg.block_seconds == 0.5
     assert cfg.fault_path == fault_file(tmp_path, "B", "A")
+
+
+def test_twin_too_short_frames_report_no_qber_and_raise_no_alarm():
+    params = preset("gys", 135)            # near the cut-off: tiny sifted rate
+    config = ModuleConfig("l-ab", LinkRole.TRANSMITTER, params, SEED, ModuleMode.PROTOCOL,
+                          max_frame_blocks=2)
+    module = QkdModule(config, Store())
+    events = []
+    module.add_listener(events.append)
+    for n in range(6):
+        out = module.process_block(n)
+        assert out.key == b""
+    assert all(e.kind is not LinkEventKind.QBER_ALARM for e in events)
+    assert module.state.qber == 0.0
