@@ -48,7 +48,7 @@ def _reconciliation(quick: bool) -> list[dict]:
                         target="<= 1.20 (stretch 1.10)", meets=mean <= 1.20,
                         samples=efficiencies))
     for qber in (0.02, 0.05):        # many shorter frames (10^4 bits) for the error rate
-        for _ in range(50 if quick else 1000):
+        for _ in range(50 if quick else 1500):
             result = run_block(noisy_frame(10_000, qber, rng),
                                np.random.default_rng(rng.integers(2**63)))
             total += 1
