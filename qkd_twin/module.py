@@ -269,7 +269,8 @@ class LinkEmulator:
         result = run_block(
             sifted, self.block_rng(n, b"public"), security=cfg.security,
             single_photon_fraction=perf.single_photon_fraction,
-            phase_error=lambda e: phase_error_bound(params, perf.mu, e, cfg.decoy))
+            phase_error=lambda e: phase_error_bound(params, perf.mu, e, cfg.decoy),
+            hash_parties=(cfg.role is LinkRole.TRANSMITTER, cfg.role is LinkRole.RECEIVER))
         own = result.alice_key if cfg.role is LinkRole.TRANSMITTER else result.bob_key
         usable = (own.size // 8) * 8
         key = np.packbits(own[:usable]).tobytes() if result.ok and usable else b""

@@ -90,7 +90,8 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
               security: SecurityParameters = SecurityParameters(),
               single_photon_fraction: float = 1.0,
               phase_error: Callable[[float], float] = lambda e: e,
-              cascade: CascadeConfig = CascadeConfig()) -> BlockResult:
+              cascade: CascadeConfig = CascadeConfig(),
+              hash_parties: tuple[bool, bool] = (True, True)) -> BlockResult:
     """Run the whole post-processing of one sifted block for both parties.
 
     ``rng`` is the shared (public-channel) randomness of the block: sample positions,
@@ -133,7 +134,7 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
     started = time.thread_time()
     seed = toeplitz_seed(alice.size, length, rng)
     hasher = ToeplitzHasher(alice.size, length, seed)
-    alice_key = hasher(alice)
-    bob_key = hasher(ec.corrected)
+    alice_key = hasher(alice) if hash_parties[0] else _EMPTY
+    bob_key = hasher(ec.corrected) if hash_parties[1] else _EMPTY
     return result(BlockStatus.OK, alice_key=alice_key, bob_key=bob_key, final_bits=length,
                   pa_seconds=time.thread_time() - started, **common)
