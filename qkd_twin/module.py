@@ -404,6 +404,8 @@ class QkdModule:
             aborted = out.status in (BlockStatus.ABORTED_QBER, BlockStatus.ABORTED_VERIFICATION)
             status = LinkStatus.PASSIVE if aborted else LinkStatus.ACTIVE
             reason = out.status.value if aborted and out.status is not None else ""
+            if not aborted and skr <= 0:
+                status, reason = LinkStatus.PASSIVE, "no secret key at this channel loss"
             state = LinkState(status, skr, eskr, qber, n, reason)
             if self._down:
                 self._down = False

@@ -179,3 +179,27 @@ def test_twin_too_short_frames_report_no_qber_and_raise_no_alarm():
         assert out.key == b""
     assert all(e.kind is not LinkEventKind.QBER_ALARM for e in events)
     assert module.state.qber == 0.0
+
+
+def test_twin_link_beyond_cutoff_is_passive(tmp_path):
+    path = fault_file(tmp_path, "A", "B")
+    config = ModuleConfig("l-ab", LinkRole.TRANSMITTER, preset("reference", 20), SEED,
+                          ModuleMode.RATE, fault_path=path)
+    module = QkdModule(config, Store())
+    events = []
+    module.add_listener(events.append)
+    now = 1_764_000_000.0
+    first = int(now / 0.25)
+    module.process_block(first)
+    # 4 dB of fiber + 36 dB = 200 km of reference fiber: QBER 8 %, below the abort
+    # threshold, but no secret key left
+    loss = append_fault(tmp_path, "A", "B", FaultKind.EXTRA_LOSS, 36.0, now=now)
+    out = module.process_block(loss.effective_block)
+    assert out.key == b"" and out.status is BlockStatus.NO_KEY
+    assert module.state.status is LinkStatus.PASSIVE
+    assert module.state.skr == 0 and "loss" in module.state.reason
+    assert [e.kind for e in events] == [LinkEventKind.PERF_UPDATE, LinkEventKind.PERF_UPDATE,
+                                        LinkEventKind.QBER_ALARM]
+    deeper = append_fault(tmp_path, "A", "B", FaultKind.EXTRA_LOSS, 45.0, now=now + 1)
+    out = module.process_block(deeper.effective_block)
+    assert out.status is BlockStatus.ABORTED_QBER and module.state.reason == "aborted-qber"
