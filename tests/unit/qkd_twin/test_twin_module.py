@@ -203,3 +203,6 @@ def test_twin_link_beyond_cutoff_is_passive(tmp_path):
     deeper = append_fault(tmp_path, "A", "B", FaultKind.EXTRA_LOSS, 45.0, now=now + 1)
     out = module.process_block(deeper.effective_block)
     assert out.status is BlockStatus.ABORTED_QBER and module.state.reason == "aborted-qber"
+    aborted = [e for e in events if e.kind is LinkEventKind.BLOCK_ABORTED]
+    assert len(aborted) == 1 and aborted[0].block_index == deeper.effective_block
+    assert module.blocks_aborted == 1
