@@ -146,8 +146,10 @@ class ModuleConfig:
     decoy: DecoyModel = DecoyModel.VACUUM_WEAK
     security: SecurityParameters = field(default_factory=SecurityParameters)
     qber_alarm: float = 0.05
-    perf_change_ratio: float = 0.10    # relative skr/eskr change that is "significant"
+    perf_change_ratio: float = 0.10    # relative skr change that is "significant"
+    eskr_change_ratio: float = 0.25    # relative eskr change (noisy: finite blocks)
     qber_change: float = 0.005         # absolute QBER change that is "significant"
+    perf_hold_blocks: int = 4          # min blocks between two perf updates (status: always)
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,7 @@ class QkdModule:
         self._thread: threading.Thread | None = None
         self._state = LinkState(LinkStatus.PASSIVE, 0.0, 0.0, 0.0, -1, "starting")
         self._published: LinkState | None = None
+        self._published_block = -(1 << 62)
         self._down = False
         self._alarm = False
         self._eskr_window: list[tuple[int, int]] = []  # (block, delivered bits)
@@ -427,6 +430,7 @@ class QkdModule:
                                             f"QBER {qber:.4f} back below {cfg.qber_alarm:.4f}"))
         if self._significant(self._published, state):
             self._published = state
+            self._published_block = n
             events.insert(0, LinkEvent(LinkEventKind.PERF_UPDATE, cfg.qkdl_id, n, state))
         with self._lock:
             self._state = state
@@ -440,13 +444,18 @@ class QkdModule:
                                   event.kind.value)
 
     def _significant(self, old: LinkState | None, new: LinkState) -> bool:
+        """Publish on a status change at once; otherwise on a real change in skr, eskr or
+        QBER, at most once per ``perf_hold_blocks`` blocks."""
         if old is None or old.status is not new.status:
             return True
         cfg = self.config
+        if new.block_index - self._published_block < cfg.perf_hold_blocks:
+            return False
 
-        def moved(a: float, b: float) -> bool:
-            return abs(a - b) > cfg.perf_change_ratio * max(abs(a), abs(b), 1.0)
+        def moved(a: float, b: float, ratio: float) -> bool:
+            return abs(a - b) > ratio * max(abs(a), abs(b), 1.0)
         # QBER: absolute step, or a quarter of its value (binomial noise on slow links)
         qber_step = max(cfg.qber_change, 0.25 * max(old.qber, new.qber))
-        return (moved(old.skr, new.skr) or moved(old.eskr, new.eskr)
+        return (moved(old.skr, new.skr, cfg.perf_change_ratio)
+                or moved(old.eskr, new.eskr, cfg.eskr_change_ratio)
                 or abs(old.qber - new.qber) > qber_step)

@@ -206,3 +206,22 @@ def test_twin_link_beyond_cutoff_is_passive(tmp_path):
     aborted = [e for e in events if e.kind is LinkEventKind.BLOCK_ABORTED]
     assert len(aborted) == 1 and aborted[0].block_index == deeper.effective_block
     assert module.blocks_aborted == 1
+
+
+def test_twin_perf_updates_are_rate_limited_under_attack():
+    config = ModuleConfig("l-ab", LinkRole.TRANSMITTER, preset("reference", 10), SEED,
+                          ModuleMode.PROTOCOL)
+    module = QkdModule(config, Store())
+    events = []
+    module.add_listener(events.append)
+
+    class Tapped:
+        def state_at(self, block, block_seconds):
+            return LinkFaultState(eavesdrop_fraction=0.3 if block >= 4 else 0.0)
+    module._watcher = Tapped()
+    for n in range(40):
+        module.process_block(n)
+    updates = [e.block_index for e in events if e.kind is LinkEventKind.PERF_UPDATE]
+    assert updates[0] == 0 and len(updates) <= 1 + 36 // 4
+    assert all(b - a >= 4 for a, b in zip(updates, updates[1:]))
+    assert any(e.kind is LinkEventKind.QBER_ALARM and e.block_index <= 5 for e in events)
