@@ -136,7 +136,7 @@ class ModuleConfig:
     qkdl_id: str
     role: LinkRole
     params: LinkParameters
-    seed: bytes
+    seed: bytes = field(repr=False)      # secret: never in a repr or a log line
     mode: ModuleMode = ModuleMode.RATE
     fault_path: Path | None = None
     block_seconds: float = DEFAULT_BLOCK_SECONDS
@@ -157,7 +157,7 @@ class BlockOutput:
     """One block's product at this end."""
 
     block_index: int
-    key: bytes
+    key: bytes = field(repr=False)
     status: BlockStatus | None     # None: link down, or a pooled block (no frame end)
     qber: float | None             # measured QBER (None when not measured)
     performance: LinkPerformance | None

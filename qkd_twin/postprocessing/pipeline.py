@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -55,8 +55,8 @@ class BlockResult:
     """Outcome of one block; keys are empty unless ``status`` is OK."""
 
     status: BlockStatus
-    alice_key: np.ndarray
-    bob_key: np.ndarray
+    alice_key: np.ndarray = field(repr=False)
+    bob_key: np.ndarray = field(repr=False)
     sifted_bits: int
     sample_qber: float
     measured_qber: float

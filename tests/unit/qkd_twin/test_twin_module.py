@@ -225,3 +225,11 @@ def test_twin_perf_updates_are_rate_limited_under_attack():
     assert updates[0] == 0 and len(updates) <= 1 + 36 // 4
     assert all(b - a >= 4 for a, b in zip(updates, updates[1:]))
     assert any(e.kind is LinkEventKind.QBER_ALARM and e.block_index <= 5 for e in events)
+
+
+def test_twin_secrets_stay_out_of_reprs():
+    alice, _ = pair(ModuleMode.PROTOCOL)
+    out = alice.run_block(3, LinkFaultState())
+    assert SEED.hex() not in repr(alice.config) and repr(SEED) not in repr(alice.config)
+    assert out.key and repr(out.key) not in repr(out)
+    assert "alice_key" not in repr(out.detail)
