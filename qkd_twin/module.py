@@ -355,14 +355,18 @@ class QkdModule:
 
     def _run(self, block: int) -> None:
         delta = self.config.block_seconds
+        lagging = False
         while not self._stop.is_set():
             wait = (block + 1) * delta - self._clock()
             if wait > 0 and self._stop.wait(wait):
                 break
+            # Never skip a block: the peer end produces every block, so a skipped one would
+            # leave key at one end only. A module that fell behind catches up block by block.
             behind = math.floor(self._clock() / delta) - block
-            if behind > 8:   # overloaded: skip ahead instead of falling further behind
-                log.warning("link %s: %d blocks behind, skipping", self.config.qkdl_id, behind)
-                block += behind - 1
+            if behind > 8 and not lagging:
+                log.warning("link %s: %d blocks behind real time, catching up",
+                            self.config.qkdl_id, behind)
+            lagging = behind > 8
             try:
                 self.process_block(block)
             except Exception:  # keep the module alive; the error is the module's, not a key

@@ -233,3 +233,21 @@ def test_twin_secrets_stay_out_of_reprs():
     assert SEED.hex() not in repr(alice.config) and repr(SEED) not in repr(alice.config)
     assert out.key and repr(out.key) not in repr(out)
     assert "alice_key" not in repr(out.detail)
+
+
+def test_twin_module_behind_real_time_catches_up_without_gaps():
+    now = [1_764_000_000.0]
+    store = Store()
+    config = ModuleConfig("l-ab", LinkRole.TRANSMITTER, preset("reference", 20), SEED,
+                          ModuleMode.RATE)
+    module = QkdModule(config, store, clock=lambda: now[0])
+    first = int(now[0] / 0.25)
+    module.start()
+    try:
+        now[0] += 3.0          # the process was paused for 3 s
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(store.keys) < 12:
+            time.sleep(0.01)
+    finally:
+        module.stop()
+    assert sorted(store.keys)[:12] == list(range(first, first + 12))
