@@ -356,6 +356,10 @@ class QkdModule:
     def _run(self, block: int) -> None:
         delta = self.config.block_seconds
         lagging = False
+        try:   # warm the model (μ optimisation) while the first block is still running
+            self.emulator.performance(self._watcher.state_at(block, delta))
+        except Exception:
+            log.exception("link %s: link model failed", self.config.qkdl_id)
         while not self._stop.is_set():
             wait = (block + 1) * delta - self._clock()
             if wait > 0 and self._stop.wait(wait):
