@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from qkd_twin.errors import TwinError
+from qkdn.errors import QkdnError
 from qkd_twin.faults import FaultKind, append_fault, fault_file, fault_state_at, read_faults
 from qkd_twin.physics import PRESETS, DecoyModel, LinkParameters, evaluate, preset
 
@@ -205,6 +206,27 @@ def _check_network(state_dir: Path, nodes: list[str]) -> str | None:
         missing = [n for n in nodes if n not in known]
         if missing:
             return f"unknown node(s) {', '.join(missing)}; known: {', '.join(sorted(known))}"
+    if len(nodes) == 2:
+        return _check_link(state_dir / "topology.yaml", nodes[0], nodes[1])
+    return None
+
+
+def _check_link(topology_path: Path, node_a: str, node_b: str) -> str | None:
+    """A message when the network's topology copy has no physical link between the nodes."""
+    if not topology_path.exists():
+        return None
+    import yaml
+    try:
+        raw = yaml.safe_load(topology_path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return f"cannot read {topology_path}: {exc}"
+    links = raw.get("links") if isinstance(raw, dict) else None
+    if not isinstance(links, list):
+        return None
+    pairs = {frozenset((str(link.get("a")), str(link.get("b")))) for link in links
+             if isinstance(link, dict)}
+    if frozenset((node_a, node_b)) not in pairs:
+        return f"no physical link between {node_a} and {node_b} in {topology_path}"
     return None
 
 
@@ -252,6 +274,6 @@ def cmd_node_fault(args: argparse.Namespace) -> int:
                       " which this build does not provide")
     try:
         print(action(args.state_dir, args.node))
-    except TwinError as exc:
+    except QkdnError as exc:        # e.g. the supervisor's own errors
         return _error(str(exc))
     return 0

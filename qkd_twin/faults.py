@@ -76,7 +76,7 @@ class FaultRecord:
                 "block_seconds": self.block_seconds, "created_at": self.created_at}
 
     @classmethod
-    def from_json(cls, data: dict) -> "FaultRecord":
+    def from_json(cls, data: dict) -> FaultRecord:
         try:
             value = data.get("value")
             return cls(seq=int(data["seq"]), kind=FaultKind(data["kind"]),

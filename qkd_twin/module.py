@@ -39,17 +39,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from qkd_twin.detection import detections_for_sifted, emulate_detections
-from qkd_twin.faults import DEFAULT_BLOCK_SECONDS, FaultWatcher, LinkFaultState, apply_faults
+from qkd_twin.faults import (
+    DEFAULT_BLOCK_SECONDS, FaultWatcher, LinkFaultState, apply_faults, fault_file,
+)
 from qkd_twin.physics import (
-    DecoyModel, LinkParameters, LinkPerformance, evaluate, phase_error_bound,
+    DecoyModel,
+    LinkParameters,
+    LinkPerformance,
+    evaluate,
+    phase_error_bound,
 )
 from qkd_twin.postprocessing.pipeline import (
-    BlockResult, BlockStatus, SecurityParameters, run_block,
+    BlockResult,
+    BlockStatus,
+    SecurityParameters,
+    run_block,
 )
 from qkd_twin.postprocessing.sifting import sift
 
@@ -127,7 +136,7 @@ class ModuleConfig:
     qkdl_id: str
     role: LinkRole
     params: LinkParameters
-    seed: bytes
+    seed: bytes = field(repr=False)      # secret: never in a repr or a log line
     mode: ModuleMode = ModuleMode.RATE
     fault_path: Path | None = None
     block_seconds: float = DEFAULT_BLOCK_SECONDS
@@ -137,8 +146,10 @@ class ModuleConfig:
     decoy: DecoyModel = DecoyModel.VACUUM_WEAK
     security: SecurityParameters = field(default_factory=SecurityParameters)
     qber_alarm: float = 0.05
-    perf_change_ratio: float = 0.10    # relative skr/eskr change that is "significant"
+    perf_change_ratio: float = 0.10    # relative skr change that is "significant"
+    eskr_change_ratio: float = 0.25    # relative eskr change (noisy: finite blocks)
     qber_change: float = 0.005         # absolute QBER change that is "significant"
+    perf_hold_blocks: int = 4          # min blocks between two perf updates (status: always)
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,7 @@ class BlockOutput:
     """One block's product at this end."""
 
     block_index: int
-    key: bytes
+    key: bytes = field(repr=False)
     status: BlockStatus | None     # None: link down, or a pooled block (no frame end)
     qber: float | None             # measured QBER (None when not measured)
     performance: LinkPerformance | None
@@ -162,6 +173,23 @@ def read_seed(path: str | Path) -> bytes:
         return bytes.fromhex(text.decode("ascii")) if text else data
     except (UnicodeDecodeError, ValueError):
         return data
+
+
+def seed_path(state_dir: str | Path, node: str, qkdl_id: str) -> Path:
+    """Where ``qkdn up`` keeps a link's secret seed for one of its nodes."""
+    return Path(state_dir) / "nodes" / node / "links" / f"{qkdl_id}.seed"
+
+
+def module_config_for_link(state_dir: str | Path, node: str, peer: str, qkdl_id: str,
+                           role: LinkRole, params: LinkParameters,
+                           mode: ModuleMode | str = ModuleMode.RATE,
+                           **options: Any) -> ModuleConfig:
+    """The config of ``node``'s end of the link to ``peer`` in a network's state directory:
+    the seed from ``seed_path`` and the fault file of the link (``faults.fault_file``)."""
+    return ModuleConfig(qkdl_id=qkdl_id, role=role, params=params,
+                        seed=read_seed(seed_path(state_dir, node, qkdl_id)),
+                        mode=ModuleMode(mode), fault_path=fault_file(state_dir, node, peer),
+                        **options)
 
 
 class LinkEmulator:
@@ -243,12 +271,17 @@ class LinkEmulator:
         result = run_block(
             sifted, self.block_rng(n, b"public"), security=cfg.security,
             single_photon_fraction=perf.single_photon_fraction,
-            phase_error=lambda e: phase_error_bound(params, perf.mu, e, cfg.decoy))
+            phase_error=lambda e: phase_error_bound(params, perf.mu, e, cfg.decoy),
+            hash_parties=(cfg.role is LinkRole.TRANSMITTER, cfg.role is LinkRole.RECEIVER))
         own = result.alice_key if cfg.role is LinkRole.TRANSMITTER else result.bob_key
         usable = (own.size // 8) * 8
         key = np.packbits(own[:usable]).tobytes() if result.ok and usable else b""
-        measured = result.measured_qber if result.status is not BlockStatus.ABORTED_QBER \
-            else result.sample_qber
+        if result.status is BlockStatus.ABORTED_QBER:
+            measured: float | None = result.sample_qber
+        elif result.reconciled_bits == 0:       # frame too short to estimate anything
+            measured = None
+        else:
+            measured = result.measured_qber
         return BlockOutput(n, key, result.status, measured, perf, detail=result)
 
 
@@ -276,6 +309,7 @@ class QkdModule:
         self._thread: threading.Thread | None = None
         self._state = LinkState(LinkStatus.PASSIVE, 0.0, 0.0, 0.0, -1, "starting")
         self._published: LinkState | None = None
+        self._published_block = -(1 << 62)
         self._down = False
         self._alarm = False
         self._eskr_window: list[tuple[int, int]] = []  # (block, delivered bits)
@@ -312,7 +346,7 @@ class QkdModule:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> "QkdModule":
+    def __enter__(self) -> QkdModule:
         self.start()
         return self
 
@@ -321,14 +355,22 @@ class QkdModule:
 
     def _run(self, block: int) -> None:
         delta = self.config.block_seconds
+        lagging = False
+        try:   # warm the model (μ optimisation) while the first block is still running
+            self.emulator.performance(self._watcher.state_at(block, delta))
+        except Exception:
+            log.exception("link %s: link model failed", self.config.qkdl_id)
         while not self._stop.is_set():
             wait = (block + 1) * delta - self._clock()
             if wait > 0 and self._stop.wait(wait):
                 break
+            # Never skip a block: the peer end produces every block, so a skipped one would
+            # leave key at one end only. A module that fell behind catches up block by block.
             behind = math.floor(self._clock() / delta) - block
-            if behind > 8:   # overloaded: skip ahead instead of falling further behind
-                log.warning("link %s: %d blocks behind, skipping", self.config.qkdl_id, behind)
-                block += behind - 1
+            if behind > 8 and not lagging:
+                log.warning("link %s: %d blocks behind real time, catching up",
+                            self.config.qkdl_id, behind)
+            lagging = behind > 8
             try:
                 self.process_block(block)
             except Exception:  # keep the module alive; the error is the module's, not a key
@@ -373,6 +415,8 @@ class QkdModule:
             aborted = out.status in (BlockStatus.ABORTED_QBER, BlockStatus.ABORTED_VERIFICATION)
             status = LinkStatus.PASSIVE if aborted else LinkStatus.ACTIVE
             reason = out.status.value if aborted and out.status is not None else ""
+            if not aborted and skr <= 0:
+                status, reason = LinkStatus.PASSIVE, "no secret key at this channel loss"
             state = LinkState(status, skr, eskr, qber, n, reason)
             if self._down:
                 self._down = False
@@ -394,6 +438,7 @@ class QkdModule:
                                             f"QBER {qber:.4f} back below {cfg.qber_alarm:.4f}"))
         if self._significant(self._published, state):
             self._published = state
+            self._published_block = n
             events.insert(0, LinkEvent(LinkEventKind.PERF_UPDATE, cfg.qkdl_id, n, state))
         with self._lock:
             self._state = state
@@ -407,11 +452,18 @@ class QkdModule:
                                   event.kind.value)
 
     def _significant(self, old: LinkState | None, new: LinkState) -> bool:
+        """Publish on a status change at once; otherwise on a real change in skr, eskr or
+        QBER, at most once per ``perf_hold_blocks`` blocks."""
         if old is None or old.status is not new.status:
             return True
         cfg = self.config
+        if new.block_index - self._published_block < cfg.perf_hold_blocks:
+            return False
 
-        def moved(a: float, b: float) -> bool:
-            return abs(a - b) > cfg.perf_change_ratio * max(abs(a), abs(b), 1.0)
-        return (moved(old.skr, new.skr) or moved(old.eskr, new.eskr)
-                or abs(old.qber - new.qber) > cfg.qber_change)
+        def moved(a: float, b: float, ratio: float) -> bool:
+            return abs(a - b) > ratio * max(abs(a), abs(b), 1.0)
+        # QBER: absolute step, or a quarter of its value (binomial noise on slow links)
+        qber_step = max(cfg.qber_change, 0.25 * max(old.qber, new.qber))
+        return (moved(old.skr, new.skr, cfg.perf_change_ratio)
+                or moved(old.eskr, new.eskr, cfg.eskr_change_ratio)
+                or abs(old.qber - new.qber) > qber_step)

@@ -90,7 +90,7 @@ class LinkParameters:
             if not ok or (isinstance(value, float) and math.isnan(value)):
                 raise InvalidLinkParameters(f"link parameter {name}={value!r} is out of range")
 
-    def replace(self, **changes: float) -> "LinkParameters":
+    def replace(self, **changes: float) -> LinkParameters:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 

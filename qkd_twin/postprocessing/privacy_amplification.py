@@ -4,8 +4,9 @@ A Toeplitz matrix ``T`` (``m x n``) is fixed by ``n + m - 1`` seed bits ``t``:
 ``T[i, j] = t[i - j + n - 1]``. Then ``y = T x mod 2`` is the slice ``[n-1, n-1+m)`` of the
 full convolution ``t * x`` reduced mod 2, which costs ``O((n+m) log(n+m))`` with a real FFT
 instead of ``O(n m)``. A *circular* convolution of length ``N >= n + m - 1`` suffices: the
-wrapped-around terms only land outside the wanted slice. Sums are integers below ``n`` so float64 rounding is exact for the
-frame sizes used (checked against the direct product in the tests).
+wrapped-around terms only land outside the wanted slice. Sums are integers below ``n``, so
+rounding the float64 result is exact for the frame sizes used (checked against the direct
+matrix product in the tests).
 """
 
 from __future__ import annotations

@@ -12,7 +12,12 @@ import pytest
 from qkd_twin.cli import add_commands
 from qkd_twin.faults import fault_file, read_faults
 from qkd_twin.module import (
-    LinkEventKind, LinkRole, LinkStatus, ModuleConfig, ModuleMode, QkdModule,
+    LinkEventKind,
+    LinkRole,
+    LinkStatus,
+    ModuleConfig,
+    ModuleMode,
+    QkdModule,
 )
 from qkd_twin.physics import preset
 
@@ -97,6 +102,11 @@ def test_twin_cli_fault_errors(capsys, tmp_path):
     assert "unknown node" in capsys.readouterr().err
     assert run(["fault", "--state-dir", str(state), "eavesdrop", "A", "B", "2"]) == 2
     assert "fraction" in capsys.readouterr().err
+    (state / "endpoints.json").write_text(json.dumps({"nodes": {"A": {}, "B": {}, "C": {}}}))
+    (state / "topology.yaml").write_text("links:\n  - {a: A, b: B, length_km: 5}\n")
+    assert run(["fault", "--state-dir", str(state), "link-down", "A", "C"]) == 2
+    assert "no physical link between A and C" in capsys.readouterr().err
+    assert run(["fault", "--state-dir", str(state), "link-down", "B", "A"]) == 0
 
 
 def test_twin_cli_fault_reaches_both_running_ends_within_a_second(tmp_path):
@@ -166,3 +176,10 @@ def test_twin_cli_node_fault_seam(capsys, tmp_path, monkeypatch):
     assert run(["fault", "--state-dir", str(state), "node-restart", "B"]) == 0
     assert calls == [(state, "B")] and "restarted" in capsys.readouterr().out
     assert run(["fault", "--state-dir", str(state), "node-restart", "Q"]) == 2
+    from qkdn.errors import QkdnError
+
+    def refuse(state_dir, node):
+        raise QkdnError(f"no element named {node!r}")
+    fake.restart_node = refuse
+    assert run(["fault", "--state-dir", str(state), "node-restart", "A"]) == 2
+    assert "no element named 'A'" in capsys.readouterr().err

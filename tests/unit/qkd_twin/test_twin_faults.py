@@ -9,8 +9,15 @@ import pytest
 
 from qkd_twin.errors import FaultFileError
 from qkd_twin.faults import (
-    FaultKind, FaultWatcher, LinkFaultState, append_fault, apply_faults, fault_file,
-    fault_state_at, link_key, read_faults,
+    FaultKind,
+    FaultWatcher,
+    LinkFaultState,
+    append_fault,
+    apply_faults,
+    fault_file,
+    fault_state_at,
+    link_key,
+    read_faults,
 )
 from qkd_twin.physics import evaluate, preset
 

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from qkd_twin.link_notifications import (
-    link_operational_json, link_perf_update, notifications_for,
+    link_operational_json,
+    link_perf_update,
+    notifications_for,
 )
 from qkd_twin.module import LinkEvent, LinkEventKind, LinkState, LinkStatus
 

@@ -10,7 +10,13 @@ import pytest
 
 from qkd_twin.faults import FaultKind, LinkFaultState, append_fault, fault_file
 from qkd_twin.module import (
-    LinkEmulator, LinkEventKind, LinkRole, LinkStatus, ModuleConfig, ModuleMode, QkdModule,
+    LinkEmulator,
+    LinkEventKind,
+    LinkRole,
+    LinkStatus,
+    ModuleConfig,
+    ModuleMode,
+    QkdModule,
     read_seed,
 )
 from qkd_twin.physics import preset
@@ -147,3 +153,101 @@ def test_twin_read_seed_hex_or_raw(tmp_path):
     (tmp_path / "raw.seed").write_bytes(b"\xff\x00raw")
     assert read_seed(tmp_path / "hex.seed") == SEED
     assert read_seed(tmp_path / "raw.seed") == b"\xff\x00raw"
+
+
+def test_twin_module_config_for_link_reads_the_state_dir(tmp_path):
+    from qkd_twin.faults import fault_file
+    from qkd_twin.module import module_config_for_link, seed_path
+    path = seed_path(tmp_path, "A", "l-ab")
+    path.parent.mkdir(parents=True)
+    path.write_text(SEED.hex())
+    cfg = module_config_for_link(tmp_path, "A", "B", "l-ab", LinkRole.TRANSMITTER,
+                                 preset("reference", 20), "protocol", block_seconds=0.5)
+    assert cfg.seed == SEED and cfg.mode is ModuleMode.PROTOCOL and cfg.block_seconds == 0.5
+    assert cfg.fault_path == fault_file(tmp_path, "B", "A")
+
+
+def test_twin_too_short_frames_report_no_qber_and_raise_no_alarm():
+    params = preset("gys", 135)            # near the cut-off: tiny sifted rate
+    config = ModuleConfig("l-ab", LinkRole.TRANSMITTER, params, SEED, ModuleMode.PROTOCOL,
+                          max_frame_blocks=2)
+    module = QkdModule(config, Store())
+    events = []
+    module.add_listener(events.append)
+    for n in range(6):
+        out = module.process_block(n)
+        assert out.key == b""
+    assert all(e.kind is not LinkEventKind.QBER_ALARM for e in events)
+    assert module.state.qber == 0.0
+
+
+def test_twin_link_beyond_cutoff_is_passive(tmp_path):
+    path = fault_file(tmp_path, "A", "B")
+    config = ModuleConfig("l-ab", LinkRole.TRANSMITTER, preset("reference", 20), SEED,
+                          ModuleMode.RATE, fault_path=path)
+    module = QkdModule(config, Store())
+    events = []
+    module.add_listener(events.append)
+    now = 1_764_000_000.0
+    first = int(now / 0.25)
+    module.process_block(first)
+    # 4 dB of fiber + 36 dB = 200 km of reference fiber: QBER 8 %, below the abort
+    # threshold, but no secret key left
+    loss = append_fault(tmp_path, "A", "B", FaultKind.EXTRA_LOSS, 36.0, now=now)
+    out = module.process_block(loss.effective_block)
+    assert out.key == b"" and out.status is BlockStatus.NO_KEY
+    assert module.state.status is LinkStatus.PASSIVE
+    assert module.state.skr == 0 and "loss" in module.state.reason
+    assert [e.kind for e in events] == [LinkEventKind.PERF_UPDATE, LinkEventKind.PERF_UPDATE,
+                                        LinkEventKind.QBER_ALARM]
+    deeper = append_fault(tmp_path, "A", "B", FaultKind.EXTRA_LOSS, 45.0, now=now + 1)
+    out = module.process_block(deeper.effective_block)
+    assert out.status is BlockStatus.ABORTED_QBER and module.state.reason == "aborted-qber"
+    aborted = [e for e in events if e.kind is LinkEventKind.BLOCK_ABORTED]
+    assert len(aborted) == 1 and aborted[0].block_index == deeper.effective_block
+    assert module.blocks_aborted == 1
+
+
+def test_twin_perf_updates_are_rate_limited_under_attack():
+    config = ModuleConfig("l-ab", LinkRole.TRANSMITTER, preset("reference", 10), SEED,
+                          ModuleMode.PROTOCOL)
+    module = QkdModule(config, Store())
+    events = []
+    module.add_listener(events.append)
+
+    class Tapped:
+        def state_at(self, block, block_seconds):
+            return LinkFaultState(eavesdrop_fraction=0.3 if block >= 4 else 0.0)
+    module._watcher = Tapped()
+    for n in range(40):
+        module.process_block(n)
+    updates = [e.block_index for e in events if e.kind is LinkEventKind.PERF_UPDATE]
+    assert updates[0] == 0 and len(updates) <= 1 + 36 // 4
+    assert all(b - a >= 4 for a, b in zip(updates, updates[1:]))
+    assert any(e.kind is LinkEventKind.QBER_ALARM and e.block_index <= 5 for e in events)
+
+
+def test_twin_secrets_stay_out_of_reprs():
+    alice, _ = pair(ModuleMode.PROTOCOL)
+    out = alice.run_block(3, LinkFaultState())
+    assert SEED.hex() not in repr(alice.config) and repr(SEED) not in repr(alice.config)
+    assert out.key and repr(out.key) not in repr(out)
+    assert "alice_key" not in repr(out.detail)
+
+
+def test_twin_module_behind_real_time_catches_up_without_gaps():
+    now = [1_764_000_000.0]
+    store = Store()
+    config = ModuleConfig("l-ab", LinkRole.TRANSMITTER, preset("reference", 20), SEED,
+                          ModuleMode.RATE)
+    module = QkdModule(config, store, clock=lambda: now[0])
+    first = int(now[0] / 0.25)
+    module.start()
+    try:
+        now[0] += 3.0          # the process was paused for 3 s
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(store.keys) < 12:
+            time.sleep(0.01)
+    finally:
+        module.stop()
+    assert sorted(store.keys)[:12] == list(range(first, first + 12))

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from qkd_twin.errors import InvalidLinkParameters, UnknownPreset
 from qkd_twin.physics import (
-    DecoyModel, LinkParameters, cutoff_length_km, evaluate, h2, plob_bps, preset,
+    DecoyModel,
+    LinkParameters,
+    cutoff_length_km,
+    evaluate,
+    h2,
+    plob_bps,
+    preset,
 )
 
 # (length km, mu*, QBER, R bit/pulse, PLOB bit/s) - physics.md, reference link

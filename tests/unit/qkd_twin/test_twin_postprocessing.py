@@ -46,7 +46,7 @@ def test_twin_cascade_does_not_touch_inputs_and_rejects_bad_frames():
 
 def test_twin_block_sizes_schedule():
     sizes = block_sizes(100_000, 0.01)
-    assert sizes[0] == 64 and sizes[1] == 256 and sizes[2:] == [50_000] * 8
+    assert sizes[:3] == [64, 256, 1024] and sizes[3:] == [50_000] * 7
 
 
 def test_twin_toeplitz_fft_matches_matrix_product():
@@ -131,3 +131,13 @@ def test_twin_single_photon_fraction_scales_the_key():
                      single_photon_fraction=0.5)
     assert 0 < half.final_bits < full.final_bits
     assert SecurityParameters().eps_pa == 1e-10
+
+
+def test_twin_pipeline_can_hash_one_party_only():
+    alice, bob = noisy_pair(20_000, 0.02, 3)
+    both = run_block(SiftedKey(alice, bob, 20_000), np.random.default_rng(4))
+    only_bob = run_block(SiftedKey(alice, bob, 20_000), np.random.default_rng(4),
+                         hash_parties=(False, True))
+    assert only_bob.alice_key.size == 0
+    assert np.array_equal(only_bob.bob_key, both.bob_key)
+    assert np.array_equal(both.alice_key, both.bob_key)
