@@ -43,6 +43,9 @@ class NodeProcessConfig:
     password: str
     km_host: str = DEFAULT_HOST
     km_port: int = 0
+    #: sessions are admitted and configured by the SDN controller (else: adjacent SAEs are
+    #: served directly and multi-hop paths are provisioned by an operator over NETCONF)
+    controller: bool = True
 
     @property
     def network_dir(self) -> Path:
@@ -56,6 +59,7 @@ class NodeProcessConfig:
             "netconf": {"host": self.netconf_host, "port": self.netconf_port,
                         "username": self.username, "password": self.password},
             "km": {"host": self.km_host, "port": self.km_port},
+            "controller": self.controller,
         }
 
     @classmethod
@@ -64,7 +68,8 @@ class NodeProcessConfig:
         km = data.get("km", {})
         return cls(data["name"], data["qkdn_id"], Path(data["state_dir"]), Path(data["topology"]),
                    nc["host"], int(nc["port"]), nc["username"], nc["password"],
-                   km.get("host", DEFAULT_HOST), int(km.get("port", 0)))
+                   km.get("host", DEFAULT_HOST), int(km.get("port", 0)),
+                   bool(data.get("controller", True)))
 
     @classmethod
     def load(cls, path: Path) -> NodeProcessConfig:
@@ -72,7 +77,8 @@ class NodeProcessConfig:
 
 
 def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAULT_HOST,
-                      username: str = DEFAULT_USERNAME, password: str | None = None) -> Topology:
+                      username: str = DEFAULT_USERNAME, password: str | None = None,
+                      controller: bool = True) -> Topology:
     """Lay out ``state`` for ``topology_path``: the topology copy and every node's config.
 
     Durable state of an earlier run in the same folder (node identities, key stores) is kept.
@@ -89,9 +95,10 @@ def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAU
         # it across restarts; KMs learn each other's relay URL from those files
         config = NodeProcessConfig(node.name, node.qkdn_id, state.node_dir(node.name),
                                    state.topology, host, node.netconf_port, username, password,
-                                   host, node.km_port)
+                                   host, node.km_port, controller)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(state.node_config(node.name), config.to_json(), mode=0o600)
+    write_json_atomic(state.network, {"controller": controller})
     write_link_seeds(state, topology)
     pki = issue_network_pki(state.root, [n.name for n in topology.nodes],
                             {sae.sae_id: sae.node for sae in topology.saes})
@@ -177,18 +184,46 @@ def build_endpoints(state: StateDir, topology: Topology,
 
 
 def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIMEOUT_S,
-             password: str | None = None) -> dict[str, Any]:
-    topology = prepare_state_dir(topology_path, state, password=password)
+             password: str | None = None, controller: bool = True) -> dict[str, Any]:
+    """Start the network; returns (and writes) ``endpoints.json`` once every element serves.
+
+    The controller reads the nodes' part of ``endpoints.json`` to connect to the agents, so
+    that part is written first; the controller's entry is added once it is connected."""
+    started = time.monotonic()
+    topology = prepare_state_dir(topology_path, state, password=password, controller=controller)
     state.endpoints.unlink(missing_ok=True)
+    state.controller_ready.unlink(missing_ok=True)
     start_supervisor(state)
     try:
         ready = wait_until_ready(state, topology, timeout=timeout)
+        endpoints = build_endpoints(state, topology, ready)
+        write_json_atomic(state.endpoints, endpoints, mode=0o600)
+        if controller:
+            left = max(1.0, timeout - (time.monotonic() - started))
+            endpoints["controller"] = wait_for_controller(state, timeout=left)
+            write_json_atomic(state.endpoints, endpoints, mode=0o600)
     except BaseException:
         bring_down(state)
         raise
-    endpoints = build_endpoints(state, topology, ready)
-    write_json_atomic(state.endpoints, endpoints, mode=0o600)
     return endpoints
+
+
+def wait_for_controller(state: StateDir, *, timeout: float) -> dict[str, Any]:
+    """The controller's entry of endpoints.json, once it is connected to every agent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = read_json(state.controller_ready)
+            return {"pid": info.get("pid"), "state_dir": str(state.controller_dir),
+                    "log": str(state.controller_dir / "controller.log")}
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise BringUpError(f"the controller was not ready after {timeout:.0f} s "
+                               f"(see {state.controller_dir / 'controller.log'})")
+        if not supervisor_alive(state):
+            raise BringUpError(f"the supervisor exited; see {state.supervisor_log}")
+        time.sleep(0.05)
 
 
 def supervisor_alive(state: StateDir) -> bool:

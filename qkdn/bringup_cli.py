@@ -18,6 +18,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--timeout", type=float, default=60.0,
                     help="seconds to wait for every element (default 60)")
     up.add_argument("--password", help="NETCONF password for the agents (default: random)")
+    up.add_argument("--no-controller", dest="controller", action="store_false",
+                    help="no SDN controller: adjacent SAEs are served directly, multi-hop "
+                         "paths are provisioned by an operator over NETCONF")
     up.set_defaults(func=_up)
 
     down = subparsers.add_parser("down", help="stop a network brought up by 'qkdn up'")
@@ -40,14 +43,19 @@ def _up(args: argparse.Namespace) -> int:
 
     state = StateDir(args.state_dir.resolve())
     try:
-        endpoints = bring_up(args.topology, state, timeout=args.timeout, password=args.password)
+        endpoints = bring_up(args.topology, state, timeout=args.timeout, password=args.password,
+                             controller=args.controller)
     except QkdnError as exc:
         print(f"qkdn up: {exc}", file=sys.stderr)
         return 1
     print(f"network '{endpoints['topology']}' is up; endpoints in {state.endpoints}")
     for name, node in endpoints["nodes"].items():
         nc = node["netconf"]
-        print(f"  node {name:>6}  {node['qkdn_id']}  netconf {nc['host']}:{nc['port']}")
+        print(f"  node {name:>6}  {node['qkdn_id']}  netconf {nc['host']}:{nc['port']}  "
+              f"km {node['km']}")
+    if "controller" in endpoints:
+        print(f"  controller pid {endpoints['controller']['pid']}  "
+              f"log {endpoints['controller']['log']}")
     return 0
 
 

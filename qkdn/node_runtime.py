@@ -217,7 +217,7 @@ class NodeRuntime:
         self.km = KeyManager(self.config.name, self.config.qkdn_id, self.config.state_dir,
                              km_directory(self.topology, self.config.name, self.network), tls,
                              notify=self.notify,
-                             config=KmConfig(require_controller=False,
+                             config=KmConfig(require_controller=self.config.controller,
                                              link_settle_blocks=LINK_SETTLE_BLOCKS))
         self.km.apply_running_config(self.datastore.running_json())
         self.km.start(self.config.km_host, self._km_port())

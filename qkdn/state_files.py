@@ -37,6 +37,19 @@ class StateDir:
         return self.root / "supervisor.log"
 
     @property
+    def network(self) -> Path:
+        """How the network was brought up (e.g. whether a controller runs)."""
+        return self.root / "network.json"
+
+    @property
+    def controller_dir(self) -> Path:
+        return self.root / "controller"
+
+    @property
+    def controller_ready(self) -> Path:
+        return self.controller_dir / "ready.json"
+
+    @property
     def pki(self) -> Path:
         return self.root / "pki.json"
 

@@ -79,6 +79,14 @@ def child_specs(state: StateDir) -> list[ChildSpec]:
                   state.node_hold(node.name))
         for node in topology.nodes
     ]
+    try:
+        with_controller = bool(read_json(state.network).get("controller", True))
+    except (OSError, ValueError):
+        with_controller = True
+    if with_controller:
+        from sdn_controller.daemon import controller_child_spec
+
+        specs.append(controller_child_spec(state.root))
     return specs
 
 

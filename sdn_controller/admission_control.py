@@ -121,6 +121,9 @@ class ConfigRequest:
     sla: str
     qos: QoS = QoS()
     session_id: SessionId | None = None  #: a KSID the application proposed (004), if any
+    #: False for ETSI 014: the slave SAE opens nothing before its dec_keys, so the master's
+    #: request stands for both ends (access control has checked the peer is allowed)
+    peer_opens: bool = True
 
 
 @dataclass(frozen=True)
@@ -329,6 +332,18 @@ class AdmissionControl:
         if self._open_sessions_of(request.user) >= sla.max_sessions:
             return Refused(sid, request.node_id, AdmissionReason.SESSION_LIMIT, 4,
                            f"user {request.user} already has {sla.max_sessions} sessions")
+        if waiting is None and not request.peer_opens:
+            responder = self._implied_peer(request)
+            if responder is None:
+                return Refused(sid, request.node_id, AdmissionReason.UNKNOWN_SLA,
+                               etsi004_status(AdmissionReason.UNKNOWN_SLA),
+                               f"no SLA for the peer {request.peer_sae_id}")
+            session = _Session(sid, endpoint, request.peer_sae_id, now, last_activity=now,
+                               state=SessionState.ACCEPTED, responder=responder)
+            self._sessions[sid] = session
+            self._count(request.user, +1)
+            self._count(responder.user, +1)
+            return self._establish(session, now)
         if waiting is None:
             session = _Session(sid, endpoint, request.peer_sae_id, now, last_activity=now)
             self._sessions[sid] = session
@@ -480,6 +495,16 @@ class AdmissionControl:
             return self._sessions[SessionId(session_id)]
         except KeyError:
             raise UnknownSessionError(session_id) from None
+
+    def _implied_peer(self, request: ConfigRequest) -> Endpoint | None:
+        """The peer end of a session whose peer does not open one itself (ETSI 014)."""
+        app = self.directory.application(request.peer_sae_id)
+        user = self.directory.user(app.user) if app is not None else None
+        sla = self.directory.sla(user.sla) if user is not None else None
+        if app is None or user is None or sla is None:
+            return None
+        node = app.node_id or NodeId(app.node_name)
+        return Endpoint(request.peer_sae_id, node, user.name, sla, request.qos)
 
     def _find_waiting(self, request: ConfigRequest) -> _Session | None:
         def matches(s: _Session) -> bool:

@@ -217,7 +217,7 @@ class Controller:
             assert decision.user is not None and decision.sla is not None
             outcome = self.admission.request_config(ConfigRequest(
                 req.node_id, req.sae_id, req.peer_sae_id, decision.user, decision.sla,
-                req.qos, req.session_id))
+                req.qos, req.session_id, peer_opens=req.interface != "etsi-014"))
         self._apply(outcome, req)
 
     def _apply(self, outcome: Outcome, req: ApplicationRequest) -> None:

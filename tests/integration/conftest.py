@@ -26,8 +26,21 @@ class RunningNetwork:
 
 @pytest.fixture(scope="module")
 def paper_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNetwork]:
+    """The paper's network without a controller (static provisioning over NETCONF)."""
     state = StateDir(tmp_path_factory.mktemp("paper"))
-    endpoints = bring_up(PAPER, state, timeout=90)
+    endpoints = bring_up(PAPER, state, timeout=90, controller=False)
+    try:
+        yield RunningNetwork(state, endpoints)
+    finally:
+        bring_down(state)
+
+
+@pytest.fixture(scope="module")
+def controlled_paper_network(tmp_path_factory: pytest.TempPathFactory
+                             ) -> Iterator[RunningNetwork]:
+    """The paper's network with its SDN controller admitting and configuring sessions."""
+    state = StateDir(tmp_path_factory.mktemp("paper-sdn"))
+    endpoints = bring_up(PAPER, state, timeout=120, controller=True)
     try:
         yield RunningNetwork(state, endpoints)
     finally:

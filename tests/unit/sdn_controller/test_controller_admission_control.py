@@ -385,3 +385,23 @@ def test_qos_update_re_admits_at_the_new_rate_or_refuses_keeping_the_session(dir
     assert ac.ledger.reserved_by_link() == {"n0-n2": 4_000, "n0-n3": 4_000}
     with pytest.raises(SessionStateError):
         ac.update_qos(sid, "n5", QoS(max_bps=1_000))
+
+
+def test_etsi014_master_request_stands_for_both_ends(directory):
+    """ETSI 014: the slave SAE opens nothing before dec_keys, so the master's first request
+    is admitted at once, with the peer's node, user and SLA from the user database."""
+    ac, _ = make(directory)
+    request = ConfigRequest("n2", "sae-2", "sae-3", "u2", "std",
+                            QoS(max_bps=10_000, min_bps=1_000, priority=3), peer_opens=False)
+    done = ac.request_config(request)
+    assert isinstance(done, Configured)
+    view = ac.session(done.session_id)
+    assert view.state is SessionState.ACTIVE
+    assert view.route.legs[0].path.nodes == ("n2", "n0", "n3")
+    by_node = {c.node_id: c for c in done.configs}
+    assert by_node["n3"].app.local_sae_id == "sae-3"
+    # both users count against their SLA's session limit (2 for "std")
+    ac.request_config(ConfigRequest("n3", "sae-3", "sae-1", "u3", "std", peer_opens=False))
+    refused = ac.request_config(ConfigRequest("n3", "sae-3", "sae-4", "u3", "std",
+                                              peer_opens=False))
+    assert isinstance(refused, Refused) and refused.reason is AdmissionReason.SESSION_LIMIT
