@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 NODE = "etsi-qkd-sdn-node"
@@ -128,22 +129,24 @@ class AgentProcess:
         self.workdir = workdir
         self.config_file = workdir / "initial.json"
         self.config_file.write_text(json.dumps(config))
+        self.log_file = workdir / "agent.log"
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
-    def __enter__(self) -> AgentProcess:
+    def __enter__(self) -> Self:
         env = dict(os.environ, PYTHONPATH=str(REPO), QKDN_AGENT_PASSWORD=PASSWORD)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qkdn.cli", "agent", "--host", "127.0.0.1", "--port", "0",
              "--username", "bench", "--initial-config", str(self.config_file),
              "--host-key", str(self.workdir / "host_key")],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self.log_file.open("w"), text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.kill()
-            raise RuntimeError(f"agent did not start: {line!r} {self.proc.stderr.read()!r}")
+            self.proc.wait()
+            raise RuntimeError(f"agent did not start: {line!r} {self.log_file.read_text()!r}")
         self.port = int(line.split()[4].rsplit(":", 1)[1])
         return self
 
@@ -203,8 +206,10 @@ def run(quick: bool = False) -> list[dict]:
             get_ms = [_time_ms(lambda: m.get(filter=("subtree", flt))) for _ in range(gets)]
             edit_ms = []
             for n in range(edits):
-                edit_ms.append(_time_ms(lambda n=n: m.edit_config(
-                    target="running", config=add_session_xml(qkdn_id, n))))
+                body = add_session_xml(qkdn_id, n)
+                start = time.perf_counter()
+                m.edit_config(target="running", config=body)
+                edit_ms.append((time.perf_counter() - start) * 1000)
                 m.edit_config(target="running", config=remove_session_xml(qkdn_id, n))
         rss = agent.peak_rss_mib()
     return [

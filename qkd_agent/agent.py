@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import asyncssh
 import libyang
@@ -151,7 +151,7 @@ class QkdAgent:
         it waits (up to 10 s) for the agent's loop to publish it. Raises
         :class:`~qkd_agent.notifications.InvalidNotification` for a body the YANG modules
         reject."""
-        event_time = datetime.now(timezone.utc)
+        event_time = datetime.now(UTC)
         loop = self._loop
         if loop is None or not loop.is_running():
             raise RuntimeError("the agent is not running")
@@ -162,7 +162,7 @@ class QkdAgent:
         def publish() -> None:
             try:
                 future.set_result(self._publish(notification, event_time))
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 future.set_exception(exc)
 
         loop.call_soon_threadsafe(publish)
@@ -198,7 +198,7 @@ class AgentThread:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self.agent.start())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised by start()
             self._error = exc
             self._started.set()
             return
@@ -207,7 +207,7 @@ class AgentThread:
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
 
-    def start(self) -> AgentThread:
+    def start(self) -> Self:
         self._thread.start()
         self._started.wait()
         if self._error is not None:
@@ -221,10 +221,10 @@ class AgentThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
-    def __enter__(self) -> AgentThread:
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
@@ -238,7 +238,7 @@ class AgentThread:
         def run() -> None:
             try:
                 future.set_result(func(*args))
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                 future.set_exception(exc)
 
         self._loop.call_soon_threadsafe(run)

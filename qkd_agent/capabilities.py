@@ -95,7 +95,7 @@ def collect_schema_modules(ctx: libyang.Context, yang_dir: Path) -> tuple[Schema
     for name in sorted(wanted):
         module = by_name[name]
         path = module.filepath()
-        text = Path(path).read_text(encoding="utf-8") if path else module.print_mem("yang")
+        text = Path(path).read_text(encoding="utf-8") if path else str(module.print_mem("yang"))
         features = tuple(f.name() for f in module.features() if module.feature_state(f.name()))
         result.append(
             SchemaModule(

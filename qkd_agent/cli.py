@@ -107,7 +107,7 @@ def run_agent(args: argparse.Namespace) -> int:
     try:
         ctx = load_context(args.yang_dir)
         datastore = Datastore(ctx, initial_running_config(args.qkdn_id, args.initial_config))
-    except Exception as exc:  # a config or model problem: one clear line, exit 1
+    except Exception as exc:  # noqa: BLE001 - a config or model problem: one line, exit 1
         print(f"qkdn agent: {exc}", file=sys.stderr)
         return 1
     try:

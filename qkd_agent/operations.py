@@ -230,7 +230,6 @@ def edit_config(op: etree._Element, call: RpcCall) -> None:
         test_option=test_option,
         error_option=error_option,
     )
-    return None
 
 
 def validate(op: etree._Element, call: RpcCall) -> None:
@@ -241,10 +240,10 @@ def validate(op: etree._Element, call: RpcCall) -> None:
     inline = source.find(_BASE + "config")
     if inline is not None:
         call.server.datastore.validate(inline)
-        return None
+        return
     _datastore(op, "source")
     call.server.datastore.validate(None)
-    return None
+    return
 
 
 def lock(op: etree._Element, call: RpcCall) -> None:
@@ -252,7 +251,6 @@ def lock(op: etree._Element, call: RpcCall) -> None:
     _check_known_children(op, NETCONF_BASE_NS, ("target",))
     call.require_write("lock")
     call.server.locks.lock(_datastore(op, "target"), call.session_id)
-    return None
 
 
 def unlock(op: etree._Element, call: RpcCall) -> None:
@@ -260,14 +258,12 @@ def unlock(op: etree._Element, call: RpcCall) -> None:
     _check_known_children(op, NETCONF_BASE_NS, ("target",))
     call.require_write("unlock")
     call.server.locks.unlock(_datastore(op, "target"), call.session_id)
-    return None
 
 
 def close_session(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §7.8: reply ``<ok/>``, then end the session (locks are released)."""
     _check_known_children(op, NETCONF_BASE_NS, ())
     call.close_after_reply = True
-    return None
 
 
 def kill_session(op: etree._Element, call: RpcCall) -> None:
@@ -291,7 +287,6 @@ def kill_session(op: etree._Element, call: RpcCall) -> None:
     call.server.locks.release_all(target_id)
     call.server.hub.unsubscribe(target_id)
     target.kill()
-    return None
 
 
 def get_schema(op: etree._Element, call: RpcCall) -> etree._Element:
@@ -343,7 +338,6 @@ def create_subscription(op: etree._Element, call: RpcCall) -> None:
         raise RpcError(ErrorTag.IN_USE, "this session already has a subscription",
                        type=ErrorType.PROTOCOL)
     call.server.hub.subscribe(Subscription(call.session_id, call.deliver_notification, flt))
-    return None
 
 
 #: (namespace, local name) of each operation element → the function serving it.

@@ -51,7 +51,7 @@ def netconf_console(port: int, *args: str, cwd: Path | None = None, ok: bool = T
     result = subprocess.run(
         [str(NETCONF_CONSOLE), "--host", "127.0.0.1", "--port", str(port), "-u", "admin",
          "-p", PASSWORD, *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd,
+        capture_output=True, text=True, timeout=60, cwd=cwd, check=False,
     )
     assert (result.returncode == 0) is ok, result.stderr
     return result.stdout
@@ -61,7 +61,7 @@ def yangcli(port: int, *args: str) -> str:
     result = subprocess.run(
         [YANGCLI, "--server=127.0.0.1", f"--ncport={port}", "--user=admin",
          f"--password={PASSWORD}", "--batch-mode", *args],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
     )
     return result.stdout + result.stderr
 
@@ -140,5 +140,6 @@ def test_qkdn_agent_command(tmp_path):
 def test_qkdn_agent_refuses_bad_node_id():
     env = dict(os.environ, PYTHONPATH=str(REPO), QKDN_AGENT_PASSWORD=PASSWORD)
     result = subprocess.run([sys.executable, "-m", "qkdn.cli", "agent", "--qkdn-id", "xyz"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+                            check=False)
     assert result.returncode == 1 and "not a UUID" in result.stderr

@@ -6,7 +6,7 @@ is exercised by the integration tests); everything else is the production code.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from lxml import etree
@@ -241,7 +241,7 @@ def test_edit_config_options_reach_datastore(peer, server):
         '<config><x xmlns="urn:m"/></config></edit-config>'
     )
     assert reply.find(Q + "ok") is not None
-    name, config, options = server.datastore.calls[-1]
+    _, config, options = server.datastore.calls[-1]
     assert config.tag == Q + "config"
     assert options == {"default_operation": "replace", "test_option": "test-only",
                        "error_option": "rollback-on-error"}
@@ -337,7 +337,7 @@ def test_subscription_receives_notifications_between_replies(peer, server):
     assert peer.rpc(sub).find(Q + "ok") is not None
     assert error_tag(peer.rpc(sub)) == "in-use"
     body = etree.fromstring(b'<ev xmlns="urn:m"><a>1</a></ev>')
-    assert server.hub.publish(body, datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == 1
+    assert server.hub.publish(body, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)) == 1
     note = peer.take()
     assert note.findtext("{urn:ietf:params:xml:ns:netconf:notification:1.0}eventTime") == \
         "2024-01-02T03:04:05.000000Z"
@@ -348,7 +348,7 @@ def test_subscription_receives_notifications_between_replies(peer, server):
 def test_subscription_filter(peer, server):
     peer.rpc('<create-subscription xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
              '<filter type="subtree"><ev xmlns="urn:m"><a>2</a></ev></filter></create-subscription>')
-    t = datetime.now(timezone.utc)
+    t = datetime.now(UTC)
     assert server.hub.publish(etree.fromstring(b'<ev xmlns="urn:m"><a>1</a></ev>'), t) == 0
     assert server.hub.publish(etree.fromstring(b'<other xmlns="urn:m"/>'), t) == 0
     assert server.hub.publish(etree.fromstring(b'<ev xmlns="urn:m"><a>2</a></ev>'), t) == 1
