@@ -30,6 +30,7 @@ from qkd_agent.notifications import render_notification_body
 from qkd_agent.operations import DatastoreAccess, ServerState
 from qkd_agent.session import NetconfSession
 from qkd_agent.ssh_server import load_or_create_host_key, start_ssh_server
+from qkd_agent.yang_context import load_context
 from qkdn.namespaces import YANG_DIR
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class AgentConfig:
     #: subscribe) but not write (edit-config, lock, unlock, kill-session: access-denied)
     read_only_users: Mapping[str, str] = field(default_factory=dict)
     host_key: Path | None = None  # generated (Ed25519, mode 0600) and kept if missing
-    yang_dir: Path = YANG_DIR  # where the advertised modules' texts come from
+    yang_dir: Path = YANG_DIR  # modules for notifications if the datastore's ctx is not given
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     hello_timeout: float = 30.0
     max_sessions: int = 64  # further sessions are closed at once
@@ -78,13 +79,14 @@ class QkdAgent:
         *,
         ctx: libyang.Context | None = None,
     ) -> None:
-        ctx = ctx if ctx is not None else getattr(datastore, "ctx", None)
         if ctx is None:
-            raise ValueError("QkdAgent needs the libyang context (ctx=) of the datastore")
+            ctx = getattr(datastore, "ctx", None)
+        if ctx is None:  # an equivalent context: same modules, used for notifications only
+            ctx = load_context(config.yang_dir)
         self.config = config
         self.ctx = ctx
         self.datastore = datastore
-        modules = collect_schema_modules(ctx, config.yang_dir)
+        modules = collect_schema_modules(ctx)
         self.capabilities = server_capabilities(modules)
         self.server = ServerState(datastore=datastore, modules=modules,
                                   state_provider=state_provider)

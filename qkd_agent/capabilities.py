@@ -69,13 +69,13 @@ class SchemaModule:
         return uri
 
 
-def collect_schema_modules(ctx: libyang.Context, yang_dir: Path) -> tuple[SchemaModule, ...]:
-    """The modules of ``ctx`` that come from ``yang_dir`` and everything they import.
+def collect_schema_modules(ctx: libyang.Context) -> tuple[SchemaModule, ...]:
+    """The modules of ``ctx`` loaded from files (the project's ``yang/``) and everything they
+    import.
 
     The text of a module loaded from a file is that file, byte for byte; a module libyang
     carries built in (ietf-inet-types, ietf-yang-types) is printed by libyang.
     """
-    yang_dir = Path(yang_dir).resolve()
     by_name = {m.name(): m for m in ctx}
     wanted: list[str] = []
 
@@ -87,8 +87,7 @@ def collect_schema_modules(ctx: libyang.Context, yang_dir: Path) -> tuple[Schema
             visit(imp.name())
 
     for module in ctx:
-        path = module.filepath()
-        if path and Path(path).resolve().parent == yang_dir:
+        if module.filepath():
             visit(module.name())
 
     result = []

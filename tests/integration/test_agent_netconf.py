@@ -453,7 +453,7 @@ def test_bad_chunk_framing_closes_only_that_session(raw, running):
 
 def test_oversized_message_closes_session(running, tmp_path):
     config = AgentConfig(password=PASSWORD, max_message_size=4096)
-    small = QkdAgent(config, running.datastore, ctx=running.agent.ctx)
+    small = QkdAgent(config, running.datastore)  # the interface's signature: no ctx given
     with AgentThread(small) as thread:
         client = RawClient(thread.port)
         try:

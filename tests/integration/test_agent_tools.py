@@ -90,6 +90,11 @@ def test_netconf_console2_get_edit_and_notification(agent_port, tmp_path):
     assert "module etsi-qkd-sdn-node" in schema
 
 
+def test_netconf_console2_base10_framing(agent_port):
+    out = netconf_console(agent_port, "-v", "1.0", "--get-config")
+    assert NODE_ID in out
+
+
 def test_netconf_console2_shows_rpc_error(agent_port, tmp_path):
     (tmp_path / "bad.xml").write_text(
         f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkdn_id>{NODE_ID}</qkdn_id>'

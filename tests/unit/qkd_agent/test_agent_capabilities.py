@@ -23,7 +23,7 @@ from qkdn.namespaces import (
 
 @pytest.fixture(scope="module")
 def modules():
-    return collect_schema_modules(load_context(), YANG_DIR)
+    return collect_schema_modules(load_context())
 
 
 def test_every_project_module_and_its_imports_are_served(modules):
