@@ -191,26 +191,38 @@ class NetconfSession:
     # ------------------------------------------------------------------ input
 
     def data_received(self, data: bytes) -> None:
-        """Feed received bytes; replies are written before this returns."""
+        """Feed received bytes and answer every complete request before returning."""
+        for message in self.feed(data):
+            self.handle(message)
+            if self.state is SessionState.CLOSED:
+                return
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Decode received bytes: the hello is processed here (it decides the framing of what
+        follows); the complete requests are returned for :meth:`handle`, in order. Bad
+        framing or an invalid hello ends the session (and returns nothing)."""
         if self.state is SessionState.CLOSED:
-            return
+            return []
         try:
             if self.state is SessionState.AWAITING_HELLO:
                 assert isinstance(self._decoder, EndOfMessageDecoder)
                 hello = self._decoder.feed(data, limit=1)
                 if not hello:
-                    return
+                    return []
                 self._receive_hello(hello[0])
                 data = self._decoder.take_remainder()
                 if self.framing is Framing.CHUNKED:
                     self._decoder = make_decoder(Framing.CHUNKED, self._max_message_size)
-            for message in self._decoder.feed(data):
-                self._receive_rpc(message)
-                if self.state is SessionState.CLOSED:
-                    return
+            return self._decoder.feed(data)
         except FramingError as exc:
             log.warning("session %d: closing: %s", self.session_id, exc)
             self.kill()
+            return []
+
+    def handle(self, message: bytes) -> None:
+        """Answer one request (a decoded message) with its ``<rpc-reply>``."""
+        if self.state is SessionState.ESTABLISHED:
+            self._receive_rpc(message)
 
     def _receive_hello(self, message: bytes) -> None:
         try:

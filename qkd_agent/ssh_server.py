@@ -14,6 +14,7 @@ import hmac
 import logging
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 NETCONF_SUBSYSTEM = "netconf"
 #: A client that does not read its replies/notifications is dropped beyond this backlog.
 MAX_OUTPUT_BACKLOG = 64 * 1024 * 1024
+#: Reading from a client pauses while this many of its requests wait to be answered.
+MAX_PENDING_REQUESTS = 16
 _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
@@ -33,7 +36,9 @@ class ByteSession(Protocol):
 
     def start(self) -> None: ...
 
-    def data_received(self, data: bytes) -> None: ...
+    def feed(self, data: bytes) -> list[bytes]: ...
+
+    def handle(self, message: bytes) -> None: ...
 
     def connection_lost(self) -> None: ...
 
@@ -74,6 +79,9 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         self._session: ByteSession | None = None
         self._subsystem_ok = False
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._inbox: deque[bytes] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._paused = False
 
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self._chan = chan
@@ -128,13 +136,44 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         if self._session is None:
             return
         try:
-            self._session.data_received(data)
+            self._inbox.extend(self._session.feed(data))
         except Exception:  # a bug must cost one session, never the agent
             log.exception("session failed; closing it")
-            self._session.kill()
-            self._close()
+            self._abort()
             return
-        self._ack_promptly()
+        if len(self._inbox) >= MAX_PENDING_REQUESTS and self._chan is not None:
+            self._chan.pause_reading()
+            self._paused = True
+        if self._inbox and self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._answer())
+
+    async def _answer(self) -> None:
+        """Answer queued requests in order, letting other sessions run between two requests
+        (a client that pipelines many requests does not starve the others)."""
+        try:
+            while self._inbox and self._session is not None:
+                message = self._inbox.popleft()
+                try:
+                    self._session.handle(message)
+                except Exception:  # a bug must cost one session, never the agent
+                    log.exception("session failed; closing it")
+                    self._abort()
+                    return
+                self._ack_promptly()
+                if self._paused and len(self._inbox) < MAX_PENDING_REQUESTS // 2:
+                    self._paused = False
+                    if self._chan is not None:
+                        self._chan.resume_reading()
+                if self._inbox:
+                    await asyncio.sleep(0)
+        finally:
+            self._worker = None
+
+    def _abort(self) -> None:
+        self._inbox.clear()
+        if self._session is not None:
+            self._session.kill()
+        self._close()
 
     def _ack_promptly(self) -> None:
         """Re-arm TCP quick-ACK after answering. Clients whose socket keeps Nagle on
@@ -154,6 +193,7 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         return False  # close the channel
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._inbox.clear()
         if self._hello_timer is not None:
             self._hello_timer.cancel()
         if self._session is not None:

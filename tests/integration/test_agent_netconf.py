@@ -443,6 +443,19 @@ def test_malformed_xml_and_bombs_get_rpc_errors_session_survives(raw, running):
     assert running.agent.session_count == 1
 
 
+def test_pipelined_requests_are_answered_in_order(raw, running):
+    raw.run(raw.hello_11())
+    burst = b"".join(encode_message(
+        f'<rpc message-id="m{i}" xmlns="{NC}"><get-config><source><running/></source>'
+        "</get-config></rpc>".encode(), Framing.CHUNKED) for i in range(60))
+    raw.writer.write(burst + encode_message(
+        f'<rpc message-id="last" xmlns="{NC}"><close-session/></rpc>'.encode(), Framing.CHUNKED))
+    ids = []
+    while (message := raw.run(raw.next_message())) is not None:
+        ids.append(etree.fromstring(message).get("message-id"))
+    assert ids == [f"m{i}" for i in range(60)] + ["last"]
+
+
 def test_bad_chunk_framing_closes_only_that_session(raw, running):
     raw.run(raw.hello_11())
     with running.connect() as other:
