@@ -177,7 +177,11 @@ XXE_NET = b"""<?xml version="1.0"?><!DOCTYPE r SYSTEM "http://203.0.113.1/x.dtd"
 <rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1"><get/></rpc>"""
 
 
-@pytest.mark.parametrize("payload", [BILLION_LAUGHS, XXE, XXE_NET])
+DEEP = (b'<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1"><get><filter>'
+        + b"<a>" * 5000 + b"</a>" * 5000 + b"</filter></get></rpc>")
+
+
+@pytest.mark.parametrize("payload", [BILLION_LAUGHS, XXE, XXE_NET, DEEP])
 def test_dtd_and_entities_are_refused(peer, server, payload):
     reply = peer.rpc("", raw=payload)
     assert error_tag(reply) == "malformed-message"
