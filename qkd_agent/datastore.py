@@ -38,6 +38,8 @@ from qkd_agent.edit_operations import (
 from qkd_agent.libyang_errors import LibyangParseError, rpc_error_from_libyang
 from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
 from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, build_schema_tree
+from qkd_agent.snapshot_text import SnapshotText
+from qkd_agent.state_merge import merge_state
 from qkd_agent.subtree_filter import filter_subtree
 from qkd_agent.xpath_filter import libyang_xpath
 from qkdn.errors import ConfigError
@@ -87,15 +89,20 @@ class Datastore:
         self._lock = threading.RLock()
         self._listeners: list[ChangeListener] = []
         self._tree = DataTree(ctx, None)
-        self._json_text = ""
+        #: RFC 7951 JSON mirror of ``_tree``; never mutated (edits copy on write).
+        self._running: dict[str, Any] = {}
         self._xml_cache: etree._Element | None = None
+        self._snapshot_text = SnapshotText()
+        self._candidate_texts: dict[int, Any] = {}
         if initial:
             try:
                 self._tree = self._validated(initial)
             except RpcError as exc:
                 raise ConfigError(f"initial configuration is invalid: {exc.message}"
                                   f" at {exc.path}") from exc
-            self._json_text = self._tree.print("json")
+            self._running = json.loads(self._tree.print("json"))
+            self._validated(self._running).free()  # fills the entry text cache
+            self._snapshot_text.adopt(self._candidate_texts)
 
     # ------------------------------------------------------------------ reads
     @property
@@ -103,9 +110,11 @@ class Datastore:
         return self._schema
 
     def running_json(self) -> dict[str, Any]:
-        """The running configuration as RFC 7951 JSON (a fresh copy, config only)."""
+        """The running configuration as RFC 7951 JSON (a fresh copy in libyang's canonical
+        form, config only)."""
         with self._lock:
-            return json.loads(self._json_text) if self._json_text else {}
+            text = self._tree.print("json")
+        return json.loads(text) if text else {}
 
     def get_config(self, filter: etree._Element | None = None) -> etree._Element:
         """``<data>`` with the running configuration, filtered by the ``<filter>`` element
@@ -140,13 +149,16 @@ class Datastore:
                 message=f"operational state does not match the model: {inner.message}",
                 path=inner.path,
             ) from exc
-        with self._lock:
-            merged = self._tree.duplicate()
-        with merged, state:
-            merged.merge_from(state)
+        with state:
             if filter is not None and _filter_type(filter) == "xpath":
-                return self._xpath_data(merged, filter)
-            return self._filtered(_data_element(merged.print("xml")), filter, copy_all=False)
+                with self._lock:
+                    merged = self._tree.duplicate()
+                with merged:
+                    merged.merge_from(state)
+                    return self._xpath_data(merged, filter)
+            data = self.get_config()  # a private copy
+            merge_state(data, _data_element(state.print("xml")), self._schema.root)
+        return self._filtered(data, filter, copy_all=False)
 
     # ----------------------------------------------------------------- writes
     def edit_config(
@@ -169,32 +181,37 @@ class Datastore:
         test_opt = _option(TestOption, test_option, "test-option")
         error_opt = _option(ErrorOption, error_option, "error-option")
         with self._lock:
-            candidate = json.loads(self._json_text) if self._json_text else {}
-            errors = apply_edit(
-                candidate, config, self._schema, default_op,
+            candidate, errors = apply_edit(
+                self._running, config, self._schema, default_op,
                 collect_errors=error_opt is ErrorOption.CONTINUE_ON_ERROR,
             )
             if errors:
                 raise RpcErrors.of(errors)
+            if candidate == self._running:
+                return  # nothing changes: the running configuration is valid already
             new_tree = self._validated(candidate)
             if test_opt is TestOption.TEST_ONLY:
                 new_tree.free()
                 return
-            self._commit(new_tree)
+            self._commit(new_tree, candidate)
 
     def validate(self, config: etree._Element | None = None) -> None:
         """RFC 6241 ``<validate>``: the running configuration (``None``) or a complete
         ``<config>`` element (as if it were the whole datastore), checked without storing."""
         with self._lock:
             if config is None:
-                self._validated(self.running_json()).free()
+                self._validated(self._running).free()
                 return
-            candidate: dict[str, Any] = {}
-            apply_edit(candidate, config, self._schema, DefaultOperation.MERGE)
+            candidate, _ = apply_edit({}, config, self._schema, DefaultOperation.MERGE)
             self._validated(candidate).free()
 
     def add_listener(self, callback: ChangeListener) -> None:
-        """Call ``callback(old, new)`` after every committed change (RFC 7951 JSON)."""
+        """Call ``callback(old, new)`` after every committed change (RFC 7951 JSON).
+
+        ``old`` and ``new`` are the datastore's own immutable snapshots (shared, not copied,
+        to keep commits cheap): a listener must only read them (``copy.deepcopy`` first to
+        change anything). Called synchronously, under the datastore lock; an exception in
+        a listener is logged and does not undo the change."""
         with self._lock:
             self._listeners.append(callback)
 
@@ -204,24 +221,24 @@ class Datastore:
 
     # -------------------------------------------------------------- internals
     def _validated(self, candidate: dict[str, Any]) -> DataTree:
+        """The candidate parsed and validated as a whole by libyang (RpcError if invalid).
+        Remembers the entry texts of the candidate for :meth:`_commit`."""
+        text, self._candidate_texts = self._snapshot_text.text(candidate)
         try:
-            return DataTree.parse(self._ctx, json.dumps(candidate))
+            return DataTree.parse(self._ctx, text)
         except LibyangParseError as exc:
             raise rpc_error_from_libyang(exc) from exc
 
-    def _commit(self, new_tree: DataTree) -> None:
-        new_text = new_tree.print("json")
-        if new_text == self._json_text:
-            new_tree.free()
-            return
-        old_text = self._json_text
+    def _commit(self, new_tree: DataTree, candidate: dict[str, Any]) -> None:
+        old = self._running
         old_tree, self._tree = self._tree, new_tree
-        self._json_text = new_text
+        self._running = candidate
         self._xml_cache = None
         old_tree.free()
+        self._snapshot_text.adopt(self._candidate_texts)
         for listener in list(self._listeners):
-            try:  # each listener gets its own copies (json.loads beats copy.deepcopy)
-                listener(json.loads(old_text) if old_text else {}, json.loads(new_text))
+            try:
+                listener(old, candidate)
             except Exception:  # a listener's bug must not undo or block a committed change
                 log.exception("datastore change listener %r failed", listener)
 

@@ -1,7 +1,8 @@
 """RFC 6241 §7.2 ``<edit-config>`` semantics applied to an RFC 7951 JSON working copy.
 
-:func:`apply_edit` walks the ``<config>`` element against the schema mirror and changes a
-JSON tree in place, node by node: ``merge``, ``replace``, ``create``, ``delete``, ``remove``
+:func:`apply_edit` walks the ``<config>`` element against the schema mirror and derives a
+candidate JSON tree from the running one, node by node (copy on write: untouched subtrees
+are shared, the running tree is never modified): ``merge``, ``replace``, ``create``, ``delete``, ``remove``
 (the ``nc:operation`` attribute at any level, inherited by descendants), with
 ``default-operation`` merge / replace / none. It detects what only the edit can tell —
 unknown namespaces and elements, ``config false`` nodes, missing list keys, bad operation
@@ -10,12 +11,15 @@ attributes, ``data-exists`` on create and ``data-missing`` on delete — and rai
 leafref, mandatory, unique) is libyang's job afterwards, in :mod:`qkd_agent.datastore`.
 
 XML values are converted to their RFC 7951 JSON encoding here (numbers, booleans, empty,
-identityrefs re-qualified by module name from the XML namespace in scope).
+decimal64 in canonical form, identityrefs re-qualified by module name from the XML namespace
+in scope).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -134,6 +138,8 @@ def json_value(node: SchemaNode, element: etree._Element, schema: SchemaTree, pa
         if value not in ("true", "false"):
             raise _error(ErrorTag.INVALID_VALUE, f'"{text}" is not a boolean', path, node.name)
         return value == "true"
+    if kind is ValueKind.DECIMAL:
+        return canonical_decimal(text)
     if kind is ValueKind.EMPTY:
         if text.strip():
             raise _error(ErrorTag.INVALID_VALUE, "a leaf of type empty has no value", path, node.name)
@@ -157,6 +163,18 @@ def json_value(node: SchemaNode, element: etree._Element, schema: SchemaTree, pa
             )
         return f"{module}:{local}"
     return text
+
+
+_DECIMAL64 = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+def canonical_decimal(text: str) -> str:
+    """RFC 7950 §9.3.2 canonical decimal64 ("04.20" -> "4.2", "3" -> "3.0"); text that is
+    not a decimal number is returned unchanged for libyang to reject."""
+    if not _DECIMAL64.fullmatch(text.strip()):
+        return text
+    out = format(Decimal(text.strip()).normalize(), "f")
+    return out if "." in out else out + ".0"
 
 
 def _predicate_value(value: Any) -> str:
@@ -319,7 +337,7 @@ class _EditWalker:
             raise _error(ErrorTag.BAD_ELEMENT, f'container "{node.name}" has a text value',
                          path, node.name)
         fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or not exists
-        content: JsonObject = {} if fresh else target[key]
+        content: JsonObject = {} if fresh else dict(target[key])  # copy on write
         self.apply_children(content, node, element, op, path)
         if op is not EditOperation.NONE or content:
             target[key] = content
@@ -354,7 +372,7 @@ class _EditWalker:
                                                   f"{path}/{key_name}")
         path = _list_path(path, node, keys)
         op = self.operation(element, node, inherited, path)
-        entries: list[JsonObject] = target.get(node.json_name, [])
+        entries: list[JsonObject] = list(target.get(node.json_name, ()))  # copy on write
         index = next(
             (i for i, entry in enumerate(entries)
              if all(entry.get(name) == value for name, value in keys.items())),
@@ -367,22 +385,24 @@ class _EditWalker:
             _check_nested_operations(element, op, path)
             if index is not None:
                 del entries[index]
-                if not entries:
+                if entries:
+                    target[node.json_name] = entries
+                else:
                     target.pop(node.json_name, None)
             return
         if op is EditOperation.CREATE and index is not None:
             raise _error(ErrorTag.DATA_EXISTS, f'"{node.name}" entry already exists', path,
                          node.name)
         fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or index is None
-        entry: JsonObject = dict(keys) if fresh else entries[index]  # type: ignore[index]
+        entry: JsonObject = dict(keys) if fresh else dict(entries[index])  # type: ignore[index]
         self.apply_children(entry, node, element, op, path, skip=frozenset(node.keys))
         if op is EditOperation.NONE and index is None and len(entry) == len(keys):
             return
         if index is None:
             entries.append(entry)
-            target[node.json_name] = entries
         else:
             entries[index] = entry
+        target[node.json_name] = entries
 
     def apply_leaf(
         self,
@@ -422,7 +442,7 @@ class _EditWalker:
                          path, node.name)
         value = json_value(node, element, self.schema, path)
         path = f"{path}[.='{_predicate_value(value)}']"
-        values: list[Any] = target.get(key, [])
+        values: list[Any] = list(target.get(key, ()))  # copy on write
         exists = value in values
         if op is EditOperation.DELETE and not exists:
             raise _error(ErrorTag.DATA_MISSING, f'"{node.name}" value does not exist', path,
@@ -430,7 +450,9 @@ class _EditWalker:
         if op in (EditOperation.DELETE, EditOperation.REMOVE):
             if exists:
                 values.remove(value)
-                if not values:
+                if values:
+                    target[key] = values
+                else:
                     target.pop(key, None)
             return
         if op is EditOperation.CREATE and exists:
@@ -458,22 +480,26 @@ def check_config_element(config: etree._Element) -> None:
 
 
 def apply_edit(
-    target: JsonObject,
+    running: JsonObject,
     config: etree._Element,
     schema: SchemaTree,
     default_operation: DefaultOperation = DefaultOperation.MERGE,
     *,
     collect_errors: bool = False,
-) -> list[RpcError]:
-    """Apply the ``<config>`` element to ``target`` (RFC 7951 JSON, changed in place).
+) -> tuple[JsonObject, list[RpcError]]:
+    """Apply the ``<config>`` element to the RFC 7951 JSON tree ``running``.
 
-    Without ``collect_errors`` the first error is raised. With it (continue-on-error) the
-    walk skips each failing node, goes on, and returns every error found (empty: success).
+    Returns the candidate tree and the errors found. ``running`` is never modified: the
+    walk copies on write, so the candidate shares every untouched subtree with it (treat
+    both as immutable afterwards). Without ``collect_errors`` the first error is raised;
+    with it (continue-on-error) the walk skips each failing node, goes on, and returns every
+    error found (an empty list: success).
     """
     check_config_element(config)
     walker = _EditWalker(schema, collect_errors)
-    if default_operation is DefaultOperation.REPLACE:
-        # RFC 6241: replace at the top replaces the whole datastore with the <config> content.
-        target.clear()
-    walker.apply_children(target, schema.root, config, EditOperation(default_operation.value), "")
-    return walker.errors
+    # RFC 6241: default-operation replace replaces the whole datastore with <config>.
+    candidate: JsonObject = {} if default_operation is DefaultOperation.REPLACE else dict(running)
+    walker.apply_children(
+        candidate, schema.root, config, EditOperation(default_operation.value), ""
+    )
+    return candidate, walker.errors

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import libyang
 from _libyang import ffi
-from libyang.schema import SNode, Type
+from libyang.schema import SContainer, SLeaf, SLeafList, SList, SNode, Type
 
 from qkd_agent.yang_context import module_namespace
 
@@ -31,7 +31,8 @@ class ValueKind(StrEnum):
     """How a leaf value is written in RFC 7951 JSON."""
 
     NUMBER = "number"  # int8..int32, uint8..uint32: a JSON number
-    STRING = "string"  # string, enumeration, bits, binary, 64-bit ints, decimal64, union
+    STRING = "string"  # string, enumeration, bits, binary, 64-bit ints, union
+    DECIMAL = "decimal64"  # a JSON string
     BOOLEAN = "boolean"
     EMPTY = "empty"  # [null]
     IDENTITYREF = "identityref"  # "module:identity"
@@ -55,6 +56,12 @@ class SchemaNode:
     #: (choice, case) pairs between this node and its data parent, outermost first.
     cases: tuple[tuple[str, str], ...] = ()
     children: dict[tuple[str, str], SchemaNode] = field(default_factory=dict)
+    #: the same children keyed by lxml's Clark notation tag, ``{namespace}name``
+    children_by_tag: dict[str, SchemaNode] = field(default_factory=dict)
+
+    def add_child(self, node: SchemaNode) -> None:
+        self.children[(node.namespace, node.name)] = node
+        self.children_by_tag[f"{{{node.namespace}}}{node.name}"] = node
 
     def child(self, namespace: str, name: str) -> SchemaNode | None:
         return self.children.get((namespace, name))
@@ -110,9 +117,12 @@ _DATA_TYPES = (
 def _value_kind(leaf_type: Type) -> ValueKind:
     base = leaf_type.base()
     if base == Type.LEAFREF:
-        return _value_kind(leaf_type.leafref_type())
+        target = leaf_type.leafref_type()
+        return _value_kind(target) if target is not None else ValueKind.STRING
     if base in _NUMBER_TYPES:
         return ValueKind.NUMBER
+    if base == Type.DEC64:
+        return ValueKind.DECIMAL
     if base == Type.BOOL:
         return ValueKind.BOOLEAN
     if base == Type.EMPTY:
@@ -144,9 +154,9 @@ def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
     kind = _KIND[snode.nodetype()]
     value_kind = None
     keys: tuple[str, ...] = ()
-    if kind in (NodeKind.LEAF, NodeKind.LEAF_LIST):
+    if isinstance(snode, (SLeaf, SLeafList)):
         value_kind = _value_kind(snode.type())
-    if kind is NodeKind.LIST:
+    if isinstance(snode, SList):
         keys = tuple(key.name() for key in snode.keys())  # noqa: SIM118 (SList.keys: key nodes)
     name = snode.name()
     node = SchemaNode(
@@ -160,10 +170,9 @@ def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
         value_kind=value_kind,
         cases=_cases_of(snode),
     )
-    if kind in (NodeKind.CONTAINER, NodeKind.LIST):
+    if isinstance(snode, (SContainer, SList)):
         for child in snode.children(types=_DATA_TYPES):
-            built = _build_node(child, module_name)
-            node.children[(built.namespace, built.name)] = built
+            node.add_child(_build_node(child, module_name))
     return node
 
 
@@ -181,6 +190,5 @@ def build_schema_tree(ctx: libyang.Context) -> SchemaTree:
         if not module.implemented():
             continue
         for snode in module.children(types=_DATA_TYPES):
-            built = _build_node(snode, None)
-            root.children[(built.namespace, built.name)] = built
+            root.add_child(_build_node(snode, None))
     return SchemaTree(root, module_by_namespace, namespace_by_module)

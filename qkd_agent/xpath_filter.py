@@ -17,7 +17,7 @@ from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
 
 # string literals, or a prefix followed by ':' (not '::', the axis separator)
 _TOKENS = re.compile(
-    r"""(?P<literal>'[^']*'|"[^"]*")|(?<![\w.\-:])(?P<prefix>[A-Za-z_][\w.\-]*):(?!:)"""
+    r"""(?P<literal>'[^']*'|"[^"]*")|(?<![\w.\-])(?P<prefix>[A-Za-z_][\w.\-]*):(?!:)"""
 )
 
 

@@ -17,6 +17,8 @@ from qkdn import namespaces
 
 ETSI_MODULES = (namespaces.ETSI_TYPES_MODULE, namespaces.ETSI_NODE_MODULE)
 ALL_MODULES = (*ETSI_MODULES, namespaces.QKDN_KM_MODULE)
+#: Every module file in yang/ (modules added later are checked too).
+MODULE_FILES = sorted(path.stem for path in namespaces.YANG_DIR.glob("*.yang"))
 
 #: Committed `pyang -f tree` renderings, one per module that has data nodes.
 TREE_FILES = {
@@ -39,7 +41,7 @@ KM = namespaces.QKDN_KM_MODULE
 def ctx(yang_dir: Path):
     """A libyang context with every module of yang/ implemented."""
     context = libyang.Context(str(yang_dir))
-    for name in ALL_MODULES:
+    for name in MODULE_FILES:
         context.load_module(name)
     yield context
     context.destroy()
@@ -112,7 +114,11 @@ def node_with_session(**km_session) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ALL_MODULES)
+def test_yang_folder_holds_the_expected_modules():
+    assert set(ALL_MODULES) <= set(MODULE_FILES)
+
+
+@pytest.mark.parametrize("module", MODULE_FILES)
 def test_yang_module_is_clean_under_pyang_strict(module, yang_dir, run_pyang):
     result = run_pyang("--strict", str(yang_dir / f"{module}.yang"), path=(yang_dir,))
     assert result.returncode == 0, result.stderr
@@ -122,14 +128,13 @@ def test_yang_module_is_clean_under_pyang_strict(module, yang_dir, run_pyang):
 
 
 def test_yang_all_modules_together_are_clean_under_pyang_strict(yang_dir, run_pyang):
-    files = [str(path) for path in sorted(yang_dir.glob("*.yang"))]
-    assert len(files) == len(ALL_MODULES), f"unexpected module set: {files}"
+    files = [str(yang_dir / f"{name}.yang") for name in MODULE_FILES]
     result = run_pyang("--strict", *files, path=(yang_dir,))
     assert (result.returncode, result.stderr, result.stdout) == (0, "", "")
 
 
 def test_yang_libyang_implements_every_module(ctx):
-    for name in ALL_MODULES:
+    for name in MODULE_FILES:
         module = ctx.get_module(name)
         assert module.implemented(), f"{name} is only imported"
 
@@ -357,3 +362,8 @@ def test_yang_key_manager_notifications_require_session_and_outcome(ctx):
         parse_notification(ctx, {f"{KM}:km_key_request": {"app_id": APP_ID, "number_of_keys": 1}})
     with pytest.raises(libyang.LibyangError):
         parse_notification(ctx, {f"{KM}:km_session_state_change": {"state": "operative"}})
+
+
+def test_yang_readme_shows_the_current_key_manager_tree(yang_dir):
+    tree = (yang_dir / TREE_FILES[KM]).read_text().strip()
+    assert tree in (yang_dir / "README.md").read_text(), "update the tree in yang/README.md"

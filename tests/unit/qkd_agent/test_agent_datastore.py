@@ -358,3 +358,17 @@ def test_store_with_many_links_and_apps(ctx: libyang.Context) -> None:
     data = store.get_config()
     assert len(data.findall(f"{Q}qkd_node/{Q}qkd_links/{Q}qkd_link")) == 52
     assert len(data.findall(f"{Q}qkd_node/{Q}qkd_applications/{Q}qkd_app")) == 201
+
+
+def test_get_merges_augmented_state(store: Datastore) -> None:
+    km = "qkdn-key-manager"
+    state = {NODE: {"qkd_links": {"qkd_link": [{
+        "qkdl_id": PHYS_ID,
+        "qkdl_performance": {f"{km}:key_store": {"stored_key_bits": "4096",
+                                                  "capacity_bits": "1000000"}},
+    }]}}}
+    data = store.get(None, state)
+    km_ns = "urn:qkdn:yang:qkdn-key-manager"
+    bits = data.find(f"{Q}qkd_node/{Q}qkd_links/{Q}qkd_link/{Q}qkdl_performance/"
+                     f"{{{km_ns}}}key_store/{{{km_ns}}}stored_key_bits")
+    assert bits is not None and bits.text == "4096"

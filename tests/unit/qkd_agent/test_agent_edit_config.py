@@ -548,3 +548,39 @@ def test_first_edit_on_empty_store_needs_qkdn_id(ctx: libyang.Context) -> None:
     assert err.tag is ErrorTag.MISSING_ELEMENT
     store.edit_config(config(f"<qkdn_id>{NODE_ID}</qkdn_id>"))
     assert store.running_json() == {NODE: {"qkdn_id": NODE_ID}}
+
+
+# ------------------------------------------- our augmentations (qkdn-key-manager)
+KM_NS = "urn:qkdn:yang:qkdn-key-manager"
+
+
+def test_augmented_km_session_is_edited_in_its_namespace(store: Datastore) -> None:
+    store.edit_config(config(
+        f"<qkd_applications><qkd_app><app_id>{APP_ID}</app_id>"
+        f'<km_session xmlns="{KM_NS}"><role>source</role>'
+        "<token_bucket><bucket_size>4096</bucket_size><token_rate>1000</token_rate>"
+        "</token_bucket></km_session></qkd_app></qkd_applications>"
+        f'<key_manager xmlns="{KM_NS}"><key_store_capacity>1000000</key_store_capacity>'
+        "</key_manager>"
+    ))
+    session = apps(store)[APP_ID]["qkdn-key-manager:km_session"]
+    assert session["role"] == "source"
+    assert session["token_bucket"] == {"bucket_size": 4096, "token_rate": 1000}
+    assert node(store)["qkdn-key-manager:key_manager"] == {"key_store_capacity": "1000000"}
+    err = rejected(store, config(
+        f"<qkd_applications><qkd_app><app_id>{APP_ID}</app_id>"
+        f'<km_session xmlns="{KM_NS}"><role>sink</role></km_session></qkd_app>'
+        "</qkd_applications>"))
+    assert err.tag is ErrorTag.INVALID_VALUE  # not an enum of km-role
+    err = rejected(store, config(
+        f"<qkd_applications><qkd_app><app_id>{APP_ID}</app_id>"
+        f'<km_session xmlns="{KM_NS}"><state>open</state></km_session></qkd_app>'
+        "</qkd_applications>"))
+    assert err.tag is ErrorTag.BAD_ELEMENT  # config false
+
+
+def test_augmented_node_in_the_base_namespace_is_unknown(store: Datastore) -> None:
+    err = rejected(store, config(
+        f"<qkd_applications><qkd_app><app_id>{APP_ID}</app_id><km_session/></qkd_app>"
+        "</qkd_applications>"))
+    assert err.tag is ErrorTag.UNKNOWN_ELEMENT
