@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncssh
+
 from qkdn.errors import ConfigError
 from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_TYPES_MODULE, YANG_DIR
 
@@ -133,9 +135,12 @@ async def _serve(agent: object) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await agent.start()
-    except OSError as exc:
-        print(f"qkdn agent: cannot listen on {agent.config.host}:{agent.config.port}: {exc}",
+    except OSError as exc:  # address in use, unreadable key files
+        print(f"qkdn agent: cannot start on {agent.config.host}:{agent.config.port}: {exc}",
               file=sys.stderr)
+        return 1
+    except (asyncssh.KeyImportError, ValueError) as exc:  # a host key or authorized_keys file
+        print(f"qkdn agent: bad key file: {exc}", file=sys.stderr)
         return 1
     print(f"qkdn agent listening on {agent.config.host}:{agent.port} "
           f"session-user {agent.config.username}", flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,21 @@ def test_qkdn_agent_refuses_bad_node_id():
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
                             check=False)
     assert result.returncode == 1 and "not a UUID" in result.stderr
+
+
+def test_qkdn_agent_reports_bad_key_file_and_busy_port(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), QKDN_AGENT_PASSWORD=PASSWORD)
+    (tmp_path / "hostkey").write_text("not a key")
+    result = subprocess.run([sys.executable, "-m", "qkdn.cli", "agent", "--port", "0",
+                             "--host-key", str(tmp_path / "hostkey")],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert result.returncode == 1 and "bad key file" in result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = subprocess.run([sys.executable, "-m", "qkdn.cli", "agent", "--port",
+                                 str(busy.getsockname()[1])],
+                                cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+                                check=False)
+    assert result.returncode == 1 and "cannot start" in result.stderr
