@@ -128,6 +128,11 @@ def error_reply(rpc: etree._Element | None, error: RpcError) -> bytes:
     return build_rpc_reply(rpc, to_list() if callable(to_list) else [error.to_xml()])
 
 
+def _reply_target(root: etree._Element | None) -> etree._Element | None:
+    """The ``<rpc>`` whose attributes a reply carries; None when the message was none."""
+    return root if root is not None and root.tag == _BASE + "rpc" else None
+
+
 class NetconfSession:
     """Protocol state of one session. Not thread-safe: driven from the agent's event loop."""
 
@@ -171,7 +176,7 @@ class NetconfSession:
         """End this session at once (kill-session from another session, or shutdown)."""
         if self.state is SessionState.CLOSED:
             return
-        log.info("session %d killed", self.session_id)
+        log.info("session %d ended", self.session_id)
         self._end()
         self._close()
 
@@ -245,12 +250,13 @@ class NetconfSession:
             content = self._dispatch(rpc, call)
             reply = build_rpc_reply(rpc, content)
         except RpcError as exc:
-            reply = error_reply(rpc if rpc is not None and rpc.tag == _BASE + "rpc" else None, exc)
+            reply = error_reply(_reply_target(rpc), exc)
         except QkdnError as exc:
-            reply = error_reply(rpc, RpcError(ErrorTag.OPERATION_FAILED, str(exc)))
+            reply = error_reply(_reply_target(rpc), RpcError(ErrorTag.OPERATION_FAILED, str(exc)))
         except Exception:
             log.exception("session %d: operation failed", self.session_id)
-            reply = error_reply(rpc, RpcError(ErrorTag.OPERATION_FAILED, "internal error"))
+            reply = error_reply(_reply_target(rpc),
+                                RpcError(ErrorTag.OPERATION_FAILED, "internal error"))
         self.send(reply)
         if call.close_after_reply:
             self.kill()
