@@ -44,6 +44,13 @@ def test_chunked_encoding_matches_rfc_example():
     assert encode_message(b"<rpc/>", Framing.CHUNKED) == b"\n#6\n<rpc/>\n##\n"
 
 
+def test_chunked_encoding_in_fixed_size_chunks():
+    wire = encode_message(b"abcdefghij", Framing.CHUNKED, chunk_size=4)
+    assert wire == b"\n#4\nabcd\n#4\nefgh\n#2\nij\n##\n"
+    assert ChunkedDecoder().feed(wire) == [b"abcdefghij"]
+    assert encode_message(b"abc", Framing.CHUNKED, chunk_size=4) == b"\n#3\nabc\n##\n"
+
+
 def test_chunked_multi_chunk_message():
     parts = [b"<rpc", b' message-id="102"', b"/>\n"]
     wire = b"".join(b"\n#%d\n%s" % (len(p), p) for p in parts) + b"\n##\n"
