@@ -40,6 +40,8 @@ class DatastoreAccess(Protocol):
 
     def validate(self, config: etree._Element | None = None) -> None: ...
 
+    def running_json(self) -> dict: ...
+
 
 class SessionHandle(Protocol):
     """What one session exposes to the others (kill-session)."""
@@ -232,6 +234,53 @@ def edit_config(op: etree._Element, call: RpcCall) -> None:
     )
 
 
+def whole_replacement(config: etree._Element, running: dict,
+                      namespaces: dict[str, str]) -> etree._Element:
+    """An edit ``<config>`` (for default-operation replace) that makes the running datastore
+    equal to ``config``: its top-level nodes replace the running ones, and each top-level node
+    of ``running`` (RFC 7951 JSON; ``namespaces`` maps module name to namespace) that
+    ``config`` lacks is removed."""
+    edit = etree.fromstring(etree.tostring(config))
+    present = {(etree.QName(c).namespace, etree.QName(c).localname) for c in _children(edit)}
+    for member in running:
+        module, _, name = member.partition(":")
+        namespace = namespaces.get(module)
+        if namespace is None or (namespace, name) in present:
+            continue
+        gone = etree.SubElement(edit, f"{{{namespace}}}{name}")
+        gone.set(_BASE + "operation", "remove")
+    return edit
+
+
+def copy_config(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.3 onto <running/>: from an inline ``<config>`` (the whole new running
+    configuration, applied atomically) or from <running/> itself (nothing to do)."""
+    _check_known_children(op, NETCONF_BASE_NS, ("target", "source"))
+    target = _datastore(op, "target")
+    source = _param(op, NETCONF_BASE_NS, "source", required=True)
+    assert source is not None
+    inline = source.find(_BASE + "config")
+    if inline is None:
+        _datastore(op, "source")
+    call.require_write("copy-config")
+    call.server.locks.check_writable(target, call.session_id)
+    if inline is None:
+        return
+    namespaces = {m.name: m.namespace for m in call.server.modules}
+    call.server.datastore.edit_config(
+        whole_replacement(inline, call.server.datastore.running_json(), namespaces),
+        default_operation="replace",
+    )
+
+
+def delete_config(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.4: the running datastore cannot be deleted, and it is the only one."""
+    _check_known_children(op, NETCONF_BASE_NS, ("target",))
+    _datastore(op, "target")
+    raise RpcError(ErrorTag.OPERATION_FAILED, "the running datastore cannot be deleted",
+                   type=ErrorType.PROTOCOL, info={"bad-element": "running"})
+
+
 def validate(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §8.6: validate running or an inline ``<config>``."""
     _check_known_children(op, NETCONF_BASE_NS, ("source",))
@@ -345,6 +394,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     (NETCONF_BASE_NS, "get"): get,
     (NETCONF_BASE_NS, "get-config"): get_config,
     (NETCONF_BASE_NS, "edit-config"): edit_config,
+    (NETCONF_BASE_NS, "copy-config"): copy_config,
+    (NETCONF_BASE_NS, "delete-config"): delete_config,
     (NETCONF_BASE_NS, "validate"): validate,
     (NETCONF_BASE_NS, "lock"): lock,
     (NETCONF_BASE_NS, "unlock"): unlock,

@@ -246,6 +246,20 @@ def test_delete_and_replace(running):
     assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "lab-C"
 
 
+def test_copy_config_replaces_the_running_config(running):
+    new_config = (f'<source xmlns="{NC}"><config><qkd_node xmlns="{ETSI_NODE_NS}">'
+                  f"<qkdn_id>{NODE_ID}</qkdn_id><qkdn_location_id>lab-copy</qkdn_location_id>"
+                  "</qkd_node></config></source>")
+    with running.connect() as m:
+        m.copy_config(source=new_config, target="running")
+        node = running.datastore.running_json()[NODE]
+        assert node == {"qkdn_id": NODE_ID, "qkdn_location_id": "lab-copy"}
+        bad = new_config.replace(NODE_ID, "bad-id")
+        assert _rpc_error(lambda: m.copy_config(source=bad, target="running")).tag == \
+            "invalid-value"
+    assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "lab-copy"
+
+
 def test_lock_denied_names_holder_and_is_released_on_close(running):
     a = running.connect()
     with running.connect() as b:

@@ -51,6 +51,9 @@ class RecordingDatastore:
         self.calls.append(("validate", config))
         self._maybe_fail()
 
+    def running_json(self):
+        return {"m:x": {"y": 1}, "m:gone": {}, "unknown-module:z": {}}
+
 
 class Peer:
     """The client end of one session: collects framed output and decodes it."""
@@ -387,3 +390,23 @@ def test_read_only_session_gets_access_denied_for_writes(server, op):
     assert error_tag(reader.rpc(op)) == "access-denied"
     assert not writer.closed and server.datastore.calls == []
     assert reader.rpc("<get/>").find(Q + "data") is not None
+
+
+def test_copy_config_replaces_whole_running(peer, server):
+    reply = peer.rpc('<copy-config><target><running/></target><source><config>'
+                     '<x xmlns="urn:m"><y>2</y></x></config></source></copy-config>')
+    assert reply.find(Q + "ok") is not None
+    _, edit, options = server.datastore.calls[-1]
+    assert options["default_operation"] == "replace"
+    assert [(etree.QName(c).localname, c.get(Q + "operation")) for c in edit] == [
+        ("x", None), ("gone", "remove")]
+
+
+def test_copy_config_running_to_running_and_delete_config(peer, server):
+    reply = peer.rpc("<copy-config><target><running/></target><source><running/></source>"
+                     "</copy-config>")
+    assert reply.find(Q + "ok") is not None and server.datastore.calls == []
+    assert error_tag(peer.rpc("<delete-config><target><running/></target></delete-config>")) \
+        == "operation-failed"
+    assert error_tag(peer.rpc("<delete-config><target><startup/></target></delete-config>")) \
+        == "operation-not-supported"
