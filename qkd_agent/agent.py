@@ -24,7 +24,9 @@ from typing import Any, Self, TypeVar
 import asyncssh
 import libyang
 
+from qkd_agent.candidate import CandidateStore
 from qkd_agent.capabilities import collect_schema_modules, server_capabilities
+from qkd_agent.datastore import Datastore
 from qkd_agent.framing import DEFAULT_MAX_MESSAGE_SIZE
 from qkd_agent.notifications import render_notification_body
 from qkd_agent.operations import DatastoreAccess, ServerState
@@ -55,6 +57,9 @@ class AgentConfig:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     hello_timeout: float = 30.0
     max_sessions: int = 64  # further sessions are closed at once
+    #: offer the :candidate datastore (commit, discard-changes). Off by default: with it,
+    #: tools such as yangcli send their edits to the candidate and need an explicit commit.
+    candidate: bool = False
 
     def __post_init__(self) -> None:
         if self.username in self.read_only_users:
@@ -87,9 +92,13 @@ class QkdAgent:
         self.ctx = ctx
         self.datastore = datastore
         modules = collect_schema_modules(ctx)
-        self.capabilities = server_capabilities(modules)
+        self.capabilities = server_capabilities(modules, candidate=config.candidate)
+        candidate = None
+        if config.candidate:
+            context = ctx
+            candidate = CandidateStore(datastore, lambda initial: Datastore(context, initial))
         self.server = ServerState(datastore=datastore, modules=modules,
-                                  state_provider=state_provider)
+                                  state_provider=state_provider, candidate=candidate)
         self._session_ids = itertools.count(1)
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

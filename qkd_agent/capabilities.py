@@ -24,6 +24,7 @@ class Capability(StrEnum):
     BASE_1_0 = BASE_1_0
     BASE_1_1 = BASE_1_1
     WRITABLE_RUNNING = "urn:ietf:params:netconf:capability:writable-running:1.0"
+    CANDIDATE = "urn:ietf:params:netconf:capability:candidate:1.0"
     ROLLBACK_ON_ERROR = "urn:ietf:params:netconf:capability:rollback-on-error:1.0"
     XPATH = "urn:ietf:params:netconf:capability:xpath:1.0"
     VALIDATE_1_0 = "urn:ietf:params:netconf:capability:validate:1.0"
@@ -108,9 +109,13 @@ def collect_schema_modules(ctx: libyang.Context) -> tuple[SchemaModule, ...]:
     return tuple(result)
 
 
-def server_capabilities(modules: tuple[SchemaModule, ...]) -> tuple[str, ...]:
-    """Every capability URI of the server's hello, protocol ones first."""
-    return tuple(str(c) for c in Capability) + tuple(m.capability for m in modules)
+def server_capabilities(
+    modules: tuple[SchemaModule, ...], *, candidate: bool = False
+) -> tuple[str, ...]:
+    """Every capability URI of the server's hello, protocol ones first (``:candidate`` only
+    when the agent offers a candidate datastore)."""
+    protocol = [str(c) for c in Capability if candidate or c is not Capability.CANDIDATE]
+    return tuple(protocol) + tuple(m.capability for m in modules)
 
 
 def find_schema(

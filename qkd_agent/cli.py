@@ -50,6 +50,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="OpenSSH authorized_keys file for public-key authentication")
     parser.add_argument("--host-key", type=Path, default=env("QKDN_AGENT_HOST_KEY"),
                         help="SSH host key file (generated if missing; default: in memory)")
+    parser.add_argument("--candidate", action="store_true",
+                        default=env("QKDN_AGENT_CANDIDATE", "") in ("1", "true", "yes"),
+                        help="also offer the :candidate datastore (edits wait for <commit>)")
     parser.add_argument("--qkdn-id", default=env("QKDN_AGENT_QKDN_ID"),
                         help="UUID of the node (default: random)")
     parser.add_argument("--initial-config", type=Path,
@@ -117,6 +120,7 @@ def run_agent(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, username=args.username, password=args.password,
             authorized_keys=args.authorized_keys, host_key=args.host_key, yang_dir=args.yang_dir,
             read_only_users=parse_read_only_users(args.read_only_user),
+            candidate=args.candidate,
         )
     except (ConfigError, ValueError) as exc:
         print(f"qkdn agent: {exc}", file=sys.stderr)

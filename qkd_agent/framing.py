@@ -53,7 +53,7 @@ def encode_message(message: bytes, framing: Framing, chunk_size: int = 0) -> byt
     if chunk_size <= 0 or len(message) <= chunk_size:
         return b"\n#%d\n%s%s" % (len(message), message, END_OF_CHUNKS)
     view = memoryview(message)
-    parts = []
+    parts: list[bytes | memoryview] = []
     for start in range(0, len(message), chunk_size):
         piece = view[start : start + chunk_size]
         parts.append(b"\n#%d\n" % len(piece))

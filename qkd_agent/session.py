@@ -192,10 +192,8 @@ class NetconfSession:
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
-        self._server.locks.release_all(self.session_id)
-        self._server.hub.unsubscribe(self.session_id)
         if self._server.sessions.get(self.session_id) is self:
-            del self._server.sessions[self.session_id]
+            self._server.end_session(self.session_id)
 
     # ------------------------------------------------------------------ input
 

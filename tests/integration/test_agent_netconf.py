@@ -91,7 +91,8 @@ def running(tmp_path: Path):
     client_key.write_private_key(str(tmp_path / "client_key"))
     (tmp_path / "authorized_keys").write_bytes(client_key.export_public_key())
     config = AgentConfig(password=PASSWORD, authorized_keys=tmp_path / "authorized_keys",
-                         host_key=tmp_path / "host_key", read_only_users={"monitor": "mon-pw"})
+                         host_key=tmp_path / "host_key", read_only_users={"monitor": "mon-pw"},
+                         candidate=True)
     agent = QkdAgent(config, datastore, live_state, ctx=ctx)
     with AgentThread(agent) as thread:
         run = Running(thread, datastore, tmp_path)
@@ -258,6 +259,53 @@ def test_copy_config_replaces_the_running_config(running):
         assert _rpc_error(lambda: m.copy_config(source=bad, target="running")).tag == \
             "invalid-value"
     assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "lab-copy"
+
+
+def _location_xml(value: str) -> str:
+    return edit_node_xml(f"<qkdn_location_id>{value}</qkdn_location_id>")
+
+
+def test_candidate_commit_and_discard(running):
+    with running.connect() as m:
+        assert ":candidate" in " ".join(m.server_capabilities)
+        m.edit_config(target="candidate", config=_location_xml("lab-cand"))
+        assert "lab-cand" in m.get_config("candidate").data_xml
+        assert "lab-cand" not in m.get_config("running").data_xml
+        assert running.changes == []
+        m.commit()
+        assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "lab-cand"
+        assert len(running.changes) == 1
+        assert APP_ID in str(running.datastore.running_json())  # the rest is kept
+        m.edit_config(target="candidate", config=_location_xml("lab-tmp"))
+        m.discard_changes()
+        assert "lab-cand" in m.get_config("candidate").data_xml
+        m.edit_config(target="running", config=_location_xml("lab-direct"))
+        assert "lab-direct" in m.get_config("candidate").data_xml  # unmodified: mirrors
+        m.validate(source="candidate")
+
+
+def test_candidate_invalid_edit_and_locks(running):
+    a = running.connect()
+    with running.connect() as b:
+        err = _rpc_error(lambda: b.edit_config(target="candidate",
+                                               config=_location_xml("x").replace(NODE_ID, "bad")))
+        assert err.tag == "invalid-value"
+        a.lock("candidate")  # the failed edit left the candidate unmodified
+        assert _rpc_error(lambda: b.edit_config(target="candidate",
+                                                config=_location_xml("b"))).tag == "in-use"
+        assert _rpc_error(lambda: b.commit()).tag == "in-use"
+        a.edit_config(target="candidate", config=_location_xml("by-a"))
+        a.close_session()  # the lock holder leaves: its uncommitted changes are discarded
+        deadline = time.time() + 5
+        while running.agent.session_count > 1 and time.time() < deadline:
+            time.sleep(0.02)
+        assert "by-a" not in b.get_config("candidate").data_xml
+        b.edit_config(target="candidate", config=_location_xml("by-b"))
+        with running.connect() as c:
+            err = _rpc_error(lambda: c.lock("candidate"))  # modified, uncommitted
+            assert err.tag == "lock-denied"
+        b.commit()
+    assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "by-b"
 
 
 def test_lock_denied_names_holder_and_is_released_on_close(running):

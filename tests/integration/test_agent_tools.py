@@ -143,6 +143,19 @@ def test_qkdn_agent_command(tmp_path):
         assert proc.wait(timeout=10) == 0
 
 
+def test_yangcli_with_candidate_needs_commit(tmp_path):
+    ctx = load_context()
+    datastore = Datastore(ctx, {"etsi-qkd-sdn-node:qkd_node": {"qkdn_id": NODE_ID}})
+    agent = QkdAgent(AgentConfig(password=PASSWORD, candidate=True), datastore, ctx=ctx)
+    with AgentThread(agent) as thread:
+        script = tmp_path / "script"
+        script.write_text("merge /qkd_node/qkdn_location_id value=lab-K\ncommit\n")
+        out = yangcli(thread.port, f"--run-script={script}")
+        assert "Default target set to: <candidate>" in out, out
+        assert datastore.running_json()["etsi-qkd-sdn-node:qkd_node"]["qkdn_location_id"] \
+            == "lab-K"
+
+
 def test_qkdn_agent_refuses_bad_node_id():
     env = dict(os.environ, PYTHONPATH=str(REPO), QKDN_AGENT_PASSWORD=PASSWORD)
     result = subprocess.run([sys.executable, "-m", "qkdn.cli", "agent", "--qkdn-id", "xyz"],
