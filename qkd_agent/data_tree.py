@@ -14,7 +14,7 @@ from typing import Self
 import libyang
 from _libyang import ffi, lib
 
-from qkd_agent.libyang_errors import LibyangParseError, collect_issues, parse_data
+from qkd_agent.libyang_errors import LibyangIssue, LibyangParseError, collect_issues, parse_data
 
 
 class DataTree:
@@ -47,6 +47,26 @@ class DataTree:
     @property
     def empty(self) -> bool:
         return self._first is None
+
+    @property
+    def first(self) -> object | None:
+        """The first top-level node (a cffi pointer), for in-place changes."""
+        return self._first
+
+    def validate(self) -> None:
+        """Validate the whole forest as configuration (state data is an error), as libyang
+        does after parsing: types, keys, when, must, leafref, mandatory, unique, min/max."""
+        if self._first is None:
+            raise LibyangParseError(
+                [LibyangIssue("an empty configuration is not valid", None, None)]
+            )
+        lib.ly_err_clean(self._ctx.cdata, ffi.NULL)
+        tree_p = ffi.new("struct lyd_node **", self._first)
+        ret = lib.lyd_validate_all(tree_p, self._ctx.cdata, lib.LYD_VALIDATE_NO_STATE, ffi.NULL)
+        self._first = tree_p[0] if tree_p[0] != ffi.NULL else None
+        self._rewind()
+        if ret != lib.LY_SUCCESS:
+            raise LibyangParseError(collect_issues(self._ctx))
 
     def duplicate(self) -> DataTree:
         """A deep copy of the whole forest."""

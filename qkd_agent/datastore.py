@@ -41,6 +41,7 @@ from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, build_schema
 from qkd_agent.snapshot_text import SnapshotText
 from qkd_agent.state_merge import merge_state
 from qkd_agent.subtree_filter import filter_subtree
+from qkd_agent.tree_patch import PatchNotApplicable, patch_tree
 from qkd_agent.xpath_filter import libyang_xpath
 from qkdn.errors import ConfigError
 from qkdn.namespaces import NETCONF_BASE_NS
@@ -92,8 +93,9 @@ class Datastore:
         #: RFC 7951 JSON mirror of ``_tree``; never mutated (edits copy on write).
         self._running: dict[str, Any] = {}
         self._xml_cache: etree._Element | None = None
+        self._running_text: str | None = None
         self._snapshot_text = SnapshotText()
-        self._candidate_texts: dict[int, Any] = {}
+        self._candidate_texts: dict[int, Any] | None = None
         if initial:
             try:
                 self._tree = self._validated(initial)
@@ -101,8 +103,8 @@ class Datastore:
                 raise ConfigError(f"initial configuration is invalid: {exc.message}"
                                   f" at {exc.path}") from exc
             self._running = json.loads(self._tree.print("json"))
-            self._validated(self._running).free()  # fills the entry text cache
-            self._snapshot_text.adopt(self._candidate_texts)
+            _, entry_texts = self._snapshot_text.text(self._running)
+            self._snapshot_text.adopt(entry_texts)
 
     # ------------------------------------------------------------------ reads
     @property
@@ -111,10 +113,19 @@ class Datastore:
 
     def running_json(self) -> dict[str, Any]:
         """The running configuration as RFC 7951 JSON (a fresh copy in libyang's canonical
-        form, config only)."""
+        form, config only). The text is printed once per commit; each call parses it."""
         with self._lock:
-            text = self._tree.print("json")
+            if self._running_text is None:
+                self._running_text = self._tree.print("json")
+            text = self._running_text
         return json.loads(text) if text else {}
+
+    def running_snapshot(self) -> dict[str, Any]:
+        """The running configuration as RFC 7951 JSON without any copy: the datastore's own
+        immutable snapshot (the object listeners receive). Cheap enough for every ``<get>``;
+        read it, never modify it."""
+        with self._lock:
+            return self._running
 
     def get_config(self, filter: etree._Element | None = None) -> etree._Element:
         """``<data>`` with the running configuration, filtered by the ``<filter>`` element
@@ -189,7 +200,7 @@ class Datastore:
                 raise RpcErrors.of(errors)
             if candidate == self._running:
                 return  # nothing changes: the running configuration is valid already
-            new_tree = self._validated(candidate)
+            new_tree = self._candidate_tree(candidate)
             if test_opt is TestOption.TEST_ONLY:
                 new_tree.free()
                 return
@@ -220,6 +231,24 @@ class Datastore:
             self._listeners.remove(callback)
 
     # -------------------------------------------------------------- internals
+    def _candidate_tree(self, candidate: dict[str, Any]) -> DataTree:
+        """The validated libyang tree of ``candidate``: a copy of the running tree patched
+        with the edit's changes and validated as a whole, or (when a patch does not apply)
+        the whole candidate parsed and validated."""
+        if not self._tree.empty:
+            work = self._tree.duplicate()
+            try:
+                patch_tree(self._ctx, self._schema, work.first, self._running, candidate)
+                work.validate()
+                self._candidate_texts = None  # the entry text cache stays as it is
+                return work
+            except PatchNotApplicable:
+                work.free()
+            except LibyangParseError as exc:
+                work.free()
+                raise rpc_error_from_libyang(exc) from exc
+        return self._validated(candidate)
+
     def _validated(self, candidate: dict[str, Any]) -> DataTree:
         """The candidate parsed and validated as a whole by libyang (RpcError if invalid).
         Remembers the entry texts of the candidate for :meth:`_commit`."""
@@ -234,8 +263,10 @@ class Datastore:
         old_tree, self._tree = self._tree, new_tree
         self._running = candidate
         self._xml_cache = None
+        self._running_text = None
         old_tree.free()
-        self._snapshot_text.adopt(self._candidate_texts)
+        if self._candidate_texts is not None:
+            self._snapshot_text.adopt(self._candidate_texts)
         for listener in list(self._listeners):
             try:
                 listener(old, candidate)

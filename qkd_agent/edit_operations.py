@@ -201,6 +201,20 @@ def _check_nested_operations(element: etree._Element, op: EditOperation, path: s
             )
 
 
+def _find_entry(entries: list[JsonObject], keys: dict[str, Any]) -> int | None:
+    """Index of the entry with these key values, or None."""
+    if len(keys) == 1:
+        ((name, value),) = keys.items()
+        try:
+            return [entry.get(name) for entry in entries].index(value)
+        except ValueError:
+            return None
+    for i, entry in enumerate(entries):
+        if all(entry.get(name) == value for name, value in keys.items()):
+            return i
+    return None
+
+
 class _EditWalker:
     """One pass over a ``<config>`` element. With ``collect_errors`` the walk goes on past a
     failing node (continue-on-error) and records every error."""
@@ -339,8 +353,10 @@ class _EditWalker:
         fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or not exists
         content: JsonObject = {} if fresh else dict(target[key])  # copy on write
         self.apply_children(content, node, element, op, path)
-        if op is not EditOperation.NONE or content:
+        if content or (node.presence and (op is not EditOperation.NONE or exists)):
             target[key] = content
+        else:  # an empty non-presence container is no data (RFC 7950 §7.5.1)
+            target.pop(key, None)
 
     def apply_list(
         self,
@@ -373,11 +389,7 @@ class _EditWalker:
         path = _list_path(path, node, keys)
         op = self.operation(element, node, inherited, path)
         entries: list[JsonObject] = list(target.get(node.json_name, ()))  # copy on write
-        index = next(
-            (i for i, entry in enumerate(entries)
-             if all(entry.get(name) == value for name, value in keys.items())),
-            None,
-        )
+        index = _find_entry(entries, keys)
         if op is EditOperation.DELETE and index is None:
             raise _error(ErrorTag.DATA_MISSING, f'"{node.name}" entry does not exist', path,
                          node.name)

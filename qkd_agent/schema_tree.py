@@ -53,15 +53,20 @@ class SchemaNode:
     json_name: str
     keys: tuple[str, ...] = ()
     value_kind: ValueKind | None = None
+    #: a presence container (exists even when empty)
+    presence: bool = False
     #: (choice, case) pairs between this node and its data parent, outermost first.
     cases: tuple[tuple[str, str], ...] = ()
     children: dict[tuple[str, str], SchemaNode] = field(default_factory=dict)
     #: the same children keyed by lxml's Clark notation tag, ``{namespace}name``
     children_by_tag: dict[str, SchemaNode] = field(default_factory=dict)
+    #: the same children keyed by their RFC 7951 member name under this node
+    children_by_json: dict[str, SchemaNode] = field(default_factory=dict)
 
     def add_child(self, node: SchemaNode) -> None:
         self.children[(node.namespace, node.name)] = node
         self.children_by_tag[f"{{{node.namespace}}}{node.name}"] = node
+        self.children_by_json[node.json_name] = node
 
     def child(self, namespace: str, name: str) -> SchemaNode | None:
         return self.children.get((namespace, name))
@@ -169,6 +174,7 @@ def _build_node(snode: SNode, parent_module: str | None) -> SchemaNode:
         keys=keys,
         value_kind=value_kind,
         cases=_cases_of(snode),
+        presence=isinstance(snode, SContainer) and snode.presence() is not None,
     )
     if isinstance(snode, (SContainer, SList)):
         for child in snode.children(types=_DATA_TYPES):

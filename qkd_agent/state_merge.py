@@ -40,7 +40,8 @@ def merge_state(target: etree._Element, source: etree._Element, parent: SchemaNo
         if not isinstance(tag, str):
             continue
         schema = by_tag.get(tag)
-        if schema is None:
+        if schema is None or not schema.config:
+            # config false: never in the configuration, nothing to merge with
             target.append(child)
         elif schema.kind is NodeKind.LIST:
             index = list_indexes.get(tag)

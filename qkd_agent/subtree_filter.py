@@ -36,11 +36,46 @@ def _elements(parent: etree._Element) -> list[etree._Element]:
     return [child for child in parent if isinstance(child.tag, str)]
 
 
-def _names_match(filter_node: etree._Element, data_node: etree._Element) -> bool:
-    f_qname, d_qname = etree.QName(filter_node), etree.QName(data_node)
-    if f_qname.localname != d_qname.localname:
-        return False
-    return not f_qname.namespace or f_qname.namespace == d_qname.namespace
+class _FilterNode:
+    """One filter element, classified once (RFC 6241 §6.2)."""
+
+    __slots__ = ("children", "element", "local", "tag", "value")
+
+    def __init__(self, element: etree._Element) -> None:
+        qname = etree.QName(element)
+        self.element = element
+        # Clark tag to match exactly, or None: no namespace matches any namespace (§6.2.1)
+        self.tag = element.tag if qname.namespace else None
+        self.local = qname.localname
+        self.children = [_FilterNode(child) for child in _elements(element)]
+        text = (element.text or "").strip()
+        self.value = text if text and not self.children else None
+
+    @property
+    def is_content_match(self) -> bool:
+        return self.value is not None
+
+    @property
+    def is_selection(self) -> bool:
+        return self.value is None and not self.children
+
+    def matches_in(self, parent: etree._Element) -> list[etree._Element]:
+        """The children of ``parent`` with this node's name (and namespace)."""
+        if self.tag is not None:
+            return list(parent.iterchildren(self.tag))
+        return [
+            child for child in parent.iterchildren()
+            if isinstance(child.tag, str) and etree.QName(child).localname == self.local
+        ]
+
+    def value_matches(self, data_node: etree._Element) -> bool:
+        assert self.value is not None
+        actual = (data_node.text or "").strip()
+        if self.value == actual:
+            return True
+        f_ns, f_local = _qualified(self.value, self.element)
+        d_ns, d_local = _qualified(actual, data_node)
+        return f_ns is not None and (f_ns, f_local) == (d_ns, d_local)
 
 
 def _qualified(value: str, element: etree._Element) -> tuple[str | None, str]:
@@ -51,23 +86,9 @@ def _qualified(value: str, element: etree._Element) -> tuple[str | None, str]:
     return None, value
 
 
-def _values_match(filter_node: etree._Element, data_node: etree._Element) -> bool:
-    wanted = (filter_node.text or "").strip()
-    actual = (data_node.text or "").strip()
-    if wanted == actual:
-        return True
-    f_ns, f_local = _qualified(wanted, filter_node)
-    d_ns, d_local = _qualified(actual, data_node)
-    return f_ns is not None and (f_ns, f_local) == (d_ns, d_local)
-
-
-def _is_content_match(node: etree._Element) -> bool:
-    return not _elements(node) and bool((node.text or "").strip())
-
-
 def _select(
     data_parent: etree._Element,
-    filter_parent: etree._Element,
+    filter_parent: _FilterNode,
     full: set[etree._Element],
     partial: set[etree._Element],
 ) -> bool:
@@ -76,27 +97,22 @@ def _select(
     Returns False when a content match node fails (the parent is then not selected).
     ``full`` collects data nodes returned with their whole subtree, ``partial`` the nodes
     returned with only some descendants."""
-    filters = _elements(filter_parent)
-    data_children = _elements(data_parent)
-    content = [f for f in filters if _is_content_match(f)]
+    content = [f for f in filter_parent.children if f.is_content_match]
+    content_hits: list[etree._Element] = []
     for f in content:
-        if not any(_names_match(f, d) and _values_match(f, d) for d in data_children):
+        hits = [d for d in f.matches_in(data_parent) if f.value_matches(d)]
+        if not hits:
             return False
-    others = [f for f in filters if not _is_content_match(f)]
+        content_hits.extend(hits)
+    others = [f for f in filter_parent.children if not f.is_content_match]
     if not others:
         full.add(data_parent)
         return True
-    selected = False
-    for f in content:
-        for d in data_children:
-            if _names_match(f, d) and _values_match(f, d):
-                full.add(d)
-                selected = True
+    full.update(content_hits)
+    selected = bool(content_hits)
     for f in others:
-        for d in data_children:
-            if not _names_match(f, d):
-                continue
-            if not _elements(f):
+        for d in f.matches_in(data_parent):
+            if f.is_selection:
                 full.add(d)
                 selected = True
                 continue
@@ -142,15 +158,13 @@ def filter_subtree(
     """
     full: set[etree._Element] = set()
     partial: set[etree._Element] = set()
-    result = []
-    for top in _elements(data):
-        for f in _elements(filter_element):
-            if not _names_match(f, top):
-                continue
-            if not _elements(f) and not (f.text or "").strip():
+    roots = [_FilterNode(f) for f in _elements(filter_element)]
+    for f in roots:
+        for top in f.matches_in(data):
+            if f.is_selection:
                 full.add(top)
-            elif _is_content_match(f):
-                if _values_match(f, top):
+            elif f.is_content_match:
+                if f.value_matches(top):
                     full.add(top)
             else:
                 top_full: set[etree._Element] = set()
@@ -160,6 +174,8 @@ def filter_subtree(
                     partial.update(top_partial)
                     if top not in top_full:
                         partial.add(top)
-        if top in full or top in partial:
-            result.append(_copy_selected(top, full, partial, keys_of))
-    return result
+    return [
+        _copy_selected(top, full, partial, keys_of)
+        for top in _elements(data)
+        if top in full or top in partial
+    ]

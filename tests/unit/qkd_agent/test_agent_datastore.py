@@ -372,3 +372,14 @@ def test_get_merges_augmented_state(store: Datastore) -> None:
     bits = data.find(f"{Q}qkd_node/{Q}qkd_links/{Q}qkd_link/{Q}qkdl_performance/"
                      f"{{{km_ns}}}key_store/{{{km_ns}}}stored_key_bits")
     assert bits is not None and bits.text == "4096"
+
+
+def test_running_snapshot_is_the_listeners_view(store: Datastore) -> None:
+    seen: list[dict[str, Any]] = []
+    store.add_listener(lambda old, new: seen.append(new))
+    before = store.running_snapshot()
+    assert before == sample_config()
+    store.edit_config(config("<qkdn_version>5</qkdn_version>"))
+    assert seen[0] is store.running_snapshot()
+    assert before == sample_config()  # the old snapshot was not modified
+    assert store.running_json() == store.running_snapshot()

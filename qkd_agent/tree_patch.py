@@ -1,0 +1,174 @@
+"""Bring a copy of the running libyang tree to a candidate snapshot, change by change.
+
+Parsing a whole candidate costs libyang a full parse of every value (most of an edit's
+time); duplicating the validated running tree and changing only what the edit changed is
+several times cheaper. Snapshots are copy-on-write (:mod:`qkd_agent.edit_operations`), so
+``old is new`` tells an untouched subtree at once. Changed leaves are replaced, new entries
+and subtrees are parsed in place from RFC 7951 JSON fragments (types checked by libyang as
+they are stored), removed ones are freed. The patched tree is then validated as a whole by
+the caller (``DataTree.validate``): this is an optimisation of how the candidate tree is
+built, not of what is validated.
+
+Anything unusual (a top-level node appearing or disappearing, a key value that cannot be
+quoted in a path, a node not found where the snapshot says it is) raises
+:class:`PatchNotApplicable`, and the caller falls back to parsing the whole candidate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import libyang
+from _libyang import ffi, lib
+
+from qkd_agent.libyang_errors import LibyangIssue, LibyangParseError, collect_issues
+from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree
+
+_PARSE_FLAGS = lib.LYD_PARSE_ONLY | lib.LYD_PARSE_STRICT | lib.LYD_PARSE_NO_STATE
+
+
+class PatchNotApplicable(Exception):
+    """The change cannot be applied in place; parse the whole candidate instead."""
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise PatchNotApplicable("key value with both quote characters")
+
+
+class _Patcher:
+    def __init__(self, ctx: libyang.Context, schema: SchemaTree) -> None:
+        self.ctx = ctx
+        self.schema = schema
+
+    def find(self, parent: Any, path: str) -> Any:
+        found = ffi.new("struct lyd_node **")
+        if lib.lyd_find_path(parent, path.encode(), 0, found) != lib.LY_SUCCESS:
+            lib.ly_err_clean(self.ctx.cdata, ffi.NULL)
+            raise PatchNotApplicable(f"{path} not found")
+        return found[0]
+
+    def parse_into(self, parent: Any, node: SchemaNode, value: Any) -> None:
+        text = json.dumps({f"{node.module}:{node.name}": value})
+        lib.ly_err_clean(self.ctx.cdata, ffi.NULL)
+        in_p = ffi.new("struct ly_in **")
+        buffer = ffi.new("char[]", text.encode())
+        if lib.ly_in_new_memory(buffer, in_p) != lib.LY_SUCCESS:
+            raise LibyangParseError(collect_issues(self.ctx))
+        try:
+            ret = lib.lyd_parse_data(
+                self.ctx.cdata, parent, in_p[0], lib.LYD_JSON, _PARSE_FLAGS, 0, ffi.NULL
+            )
+        finally:
+            lib.ly_in_free(in_p[0], 0)
+        if ret != lib.LY_SUCCESS:
+            raise LibyangParseError(
+                [self.rooted(issue, parent, node) for issue in collect_issues(self.ctx)]
+            )
+
+    def rooted(self, issue: LibyangIssue, parent: Any, node: SchemaNode) -> LibyangIssue:
+        """libyang locates errors in a fragment from the fragment's root; prefix the
+        parent's path so that error-path is absolute in the whole tree."""
+        fragment_root = f"/{node.module}:{node.name}"
+        if issue.path is None or not issue.path.startswith(fragment_root):
+            return issue
+        raw = lib.lyd_path(parent, lib.LYD_PATH_STD, ffi.NULL, 0)
+        try:
+            parent_path = ffi.string(raw).decode()
+        finally:
+            lib.free(raw)
+        rest = issue.path[len(fragment_root):]
+        return replace(issue, path=f"{parent_path}/{node.json_name}{rest}")
+
+    def entry_path(self, node: SchemaNode, entry: dict[str, Any]) -> str:
+        step = node.json_name
+        return step + "".join(f"[{key}={_literal(entry[key])}]" for key in node.keys)
+
+    def patch(self, parent: Any, schema: SchemaNode, old: dict[str, Any],
+              new: dict[str, Any]) -> None:
+        for name in list(old) + [k for k in new if k not in old]:
+            before, after = old.get(name), new.get(name)
+            if before is after or name in schema.keys:  # keys are equal by matching
+                continue
+            node = schema.children_by_json.get(name)
+            if node is None:
+                raise PatchNotApplicable(f"no schema node {name}")
+            if node.kind is NodeKind.LEAF and before == after:
+                continue
+            if node.kind is NodeKind.LIST:
+                self.patch_list(parent, node, before or [], after or [])
+            elif node.kind is NodeKind.LEAF_LIST:
+                self.patch_leaf_list(parent, node, before or [], after or [])
+            elif after is None:
+                lib.lyd_free_tree(self.find(parent, name))
+            elif before is None:
+                self.parse_into(parent, node, after)
+            elif node.kind is NodeKind.CONTAINER:
+                self.patch(self.find(parent, name), node, before, after)
+            else:  # a leaf with a new value
+                lib.lyd_free_tree(self.find(parent, name))
+                self.parse_into(parent, node, after)
+
+    def patch_list(self, parent: Any, node: SchemaNode, before: list[dict[str, Any]],
+                   after: list[dict[str, Any]]) -> None:
+        def key_of(entry: dict[str, Any]) -> tuple[Any, ...]:
+            return tuple(entry.get(key) for key in node.keys)
+
+        # copy on write: an entry the edit did not touch is the very same object
+        kept = {id(entry) for entry in after}.intersection(id(entry) for entry in before)
+        old_changed = {key_of(e): e for e in before if id(e) not in kept}
+        created = []
+        for entry in after:
+            if id(entry) in kept:
+                continue
+            old_entry = old_changed.pop(key_of(entry), None)
+            if old_entry is None:
+                created.append(entry)
+            else:
+                self.patch(self.find(parent, self.entry_path(node, entry)), node, old_entry,
+                           entry)
+        for entry in old_changed.values():  # entries that are gone
+            lib.lyd_free_tree(self.find(parent, self.entry_path(node, entry)))
+        if created:
+            self.parse_into(parent, node, created)
+
+    def patch_leaf_list(self, parent: Any, node: SchemaNode, before: list[Any],
+                        after: list[Any]) -> None:
+        for value in before:
+            if value not in after:
+                lib.lyd_free_tree(self.find(parent, f"{node.json_name}[.={_literal(value)}]"))
+        added = [value for value in after if value not in before]
+        if added:
+            self.parse_into(parent, node, added)
+
+
+def patch_tree(
+    ctx: libyang.Context,
+    schema: SchemaTree,
+    first: Any,
+    old: dict[str, Any],
+    new: dict[str, Any],
+) -> None:
+    """Change the forest starting at ``first`` (a copy of the tree of ``old``) into ``new``.
+
+    Raises :class:`PatchNotApplicable` (fall back to a full parse) or
+    :class:`~qkd_agent.libyang_errors.LibyangParseError` (a value libyang refuses)."""
+    if first is None or set(old) != set(new):
+        raise PatchNotApplicable("top-level nodes appear or disappear")
+    patcher = _Patcher(ctx, schema)
+    for name, before in old.items():
+        if before is new[name]:
+            continue
+        top = schema.root.children_by_json.get(name)
+        if top is None or top.kind is not NodeKind.CONTAINER:
+            raise PatchNotApplicable(f"top-level {name}")
+        patcher.patch(patcher.find(first, f"/{name}"), top, before, new[name])
