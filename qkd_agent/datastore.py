@@ -40,7 +40,7 @@ from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
 from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, build_schema_tree
 from qkd_agent.snapshot_text import SnapshotText
 from qkd_agent.state_merge import merge_state
-from qkd_agent.subtree_filter import filter_subtree
+from qkd_agent.subtree_filter import filter_subtree, prune_to_filter
 from qkd_agent.tree_patch import PatchNotApplicable, patch_tree
 from qkd_agent.xpath_filter import libyang_xpath
 from qkdn.errors import ConfigError
@@ -167,8 +167,11 @@ class Datastore:
                 with merged:
                     merged.merge_from(state)
                     return self._xpath_data(merged, filter)
-            data = self.get_config()  # a private copy
-            merge_state(data, _data_element(state.print("xml")), self._schema.root)
+            state_xml = _data_element(state.print("xml"))
+        if filter is not None and _filter_type(filter) == "subtree":
+            prune_to_filter(state_xml, filter, self._keys_of)
+        data = self.get_config()  # a private copy
+        merge_state(data, state_xml, self._schema.root)
         return self._filtered(data, filter, copy_all=False)
 
     # ----------------------------------------------------------------- writes
@@ -240,13 +243,17 @@ class Datastore:
             try:
                 patch_tree(self._ctx, self._schema, work.first, self._running, candidate)
                 work.validate()
-                self._candidate_texts = None  # the entry text cache stays as it is
-                return work
             except PatchNotApplicable:
                 work.free()
             except LibyangParseError as exc:
                 work.free()
                 raise rpc_error_from_libyang(exc) from exc
+            except BaseException:
+                work.free()
+                raise
+            else:
+                self._candidate_texts = None  # the entry text cache stays as it is
+                return work
         return self._validated(candidate)
 
     def _validated(self, candidate: dict[str, Any]) -> DataTree:

@@ -233,8 +233,9 @@ class _EditWalker:
         path: str,
         skip: frozenset[str] = frozenset(),
     ) -> None:
+        """Apply each child element of ``element`` (``skip``: Clark tags to leave out)."""
         for child in _child_elements(element):
-            if etree.QName(child).localname in skip and etree.QName(child).namespace == parent.namespace:
+            if child.tag in skip:  # list keys: they identified the entry already
                 continue
             try:
                 self.apply_node(target, parent, child, inherited, path)
@@ -292,17 +293,7 @@ class _EditWalker:
                     f'attribute "{etree.QName(attribute).localname}" is not supported here',
                     path, node.name, bad_attribute=etree.QName(attribute).localname,
                 )
-        if own is None:
-            return inherited
-        if inherited in (EditOperation.DELETE, EditOperation.REMOVE) and own not in (
-            EditOperation.DELETE, EditOperation.REMOVE
-        ):
-            raise _error(
-                ErrorTag.BAD_ATTRIBUTE,
-                f'operation "{own}" inside a "{inherited}" subtree', path, node.name,
-                bad_attribute="operation",
-            )
-        return own
+        return inherited if own is None else own
 
     def apply_node(
         self,
@@ -407,7 +398,8 @@ class _EditWalker:
                          node.name)
         fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or index is None
         entry: JsonObject = dict(keys) if fresh else dict(entries[index])  # type: ignore[index]
-        self.apply_children(entry, node, element, op, path, skip=frozenset(node.keys))
+        key_tags = frozenset(f"{{{node.namespace}}}{key}" for key in node.keys)
+        self.apply_children(entry, node, element, op, path, skip=key_tags)
         if op is EditOperation.NONE and index is None and len(entry) == len(keys):
             return
         if index is None:

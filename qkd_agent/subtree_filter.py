@@ -68,6 +68,12 @@ class _FilterNode:
             if isinstance(child.tag, str) and etree.QName(child).localname == self.local
         ]
 
+    def names(self, data_node: etree._Element) -> bool:
+        """True when ``data_node`` has this node's name (and namespace, unless wildcard)."""
+        if self.tag is not None:
+            return data_node.tag == self.tag
+        return etree.QName(data_node).localname == self.local
+
     def value_matches(self, data_node: etree._Element) -> bool:
         assert self.value is not None
         actual = (data_node.text or "").strip()
@@ -179,3 +185,30 @@ def filter_subtree(
         for top in _elements(data)
         if top in full or top in partial
     ]
+
+
+def _prune(data_parent: etree._Element, filter_parent: _FilterNode, keys_of: KeyLookup) -> None:
+    filters = filter_parent.children
+    if not filters or all(f.is_content_match for f in filters):
+        return  # the whole parent may be returned
+    keys = set(keys_of(data_parent))
+    for child in _elements(data_parent):
+        matching = [f for f in filters if f.names(child)]
+        if not matching:
+            if etree.QName(child).localname not in keys:
+                data_parent.remove(child)
+        elif len(matching) == 1 and matching[0].children and not matching[0].is_content_match:
+            _prune(child, matching[0], keys_of)
+
+
+def prune_to_filter(
+    data: etree._Element, filter_element: etree._Element, keys_of: KeyLookup = _no_keys
+) -> None:
+    """Remove from ``data`` (in place) every node the subtree filter cannot return, keeping
+    list keys, so that merging more data into it and then filtering gives the same result
+    as filtering the whole. Used to avoid merging operational state nobody asked for.
+
+    A node can only be returned if a filter node at its level names it — unless the level
+    holds content match nodes only (then the whole parent may be returned, §6.2.5); a
+    node named by exactly one containment node is pruned by that node recursively."""
+    _prune(data, _FilterNode(filter_element), keys_of)

@@ -383,3 +383,37 @@ def test_running_snapshot_is_the_listeners_view(store: Datastore) -> None:
     assert seen[0] is store.running_snapshot()
     assert before == sample_config()  # the old snapshot was not modified
     assert store.running_json() == store.running_snapshot()
+
+
+_KEYS = {"qkd_link": ("qkdl_id",), "qkd_app": ("app_id",), "qkd_interface": ("qkdi_id",),
+         "phys_perf": ("perf_type",)}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        (f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links><qkd_link><qkdl_performance/>'
+        "</qkd_link></qkd_links></qkd_node>"),
+        f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkdn_status/><qkd_interfaces/></qkd_node>',
+        (f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links><qkd_link><qkdl_id>{PHYS_ID}</qkdl_id>'
+        "</qkd_link></qkd_links></qkd_node>"),
+        (f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links><qkd_link>'
+        f'<qkdl_type xmlns:t="{ETSI_TYPES_NS}">t:PHYS</qkdl_type><qkdl_performance><skr/>'
+        "</qkdl_performance></qkd_link></qkd_links></qkd_node>"),
+        (f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links><qkd_link><qkdl_performance><phys_perf/>'
+        "</qkdl_performance></qkd_link><qkd_link><qkdl_enable/></qkd_link></qkd_links></qkd_node>"),
+        ('<qkd_node xmlns=""><qkd_links><qkd_link><qkdl_performance/></qkd_link></qkd_links>'
+        "</qkd_node>"),
+        f'<qkd_node xmlns="{ETSI_NODE_NS}"><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>',
+    ],
+)
+def test_get_with_subtree_filter_equals_filtering_everything(store: Datastore, body: str) -> None:
+    """The state pruned to the filter before merging gives what filtering all data gives."""
+    from qkd_agent.subtree_filter import filter_subtree
+
+    flt = subtree_filter(body)
+    everything = store.get(None, operational_state())
+    expected = filter_subtree(everything, flt, lambda e: _KEYS.get(etree.QName(e).localname, ()))
+    got = store.get(flt, operational_state())
+    assert [etree.tostring(e) for e in got] == [etree.tostring(e) for e in expected]
+    assert len(got) > 0

@@ -153,3 +153,31 @@ def test_qualified_name_values_compare_by_namespace(filter_value: str, matches: 
     # <kind> inherits the default namespace NS from <link>
     flt = etree.fromstring(f'<filter xmlns="{BASE}"><link xmlns="{NS}">{filter_value}</link></filter>')
     assert bool(filter_subtree(data, flt)) is matches
+
+
+def pruned(filter_body: str) -> etree._Element:
+    from qkd_agent.subtree_filter import prune_to_filter
+
+    data = etree.fromstring(DATA, etree.XMLParser(remove_blank_text=True))
+    prune_to_filter(data, etree.fromstring(f'<filter xmlns="{BASE}">{filter_body}</filter>'),
+                    _keys)
+    return data
+
+
+def test_prune_keeps_named_nodes_and_keys() -> None:
+    data = pruned(f'<team xmlns="{NS}"><member><company><badge/></company></member></team>')
+    (team,) = data  # <other> is gone
+    assert child_names(team) == ["member", "member", "member"]  # <tag>s are gone
+    assert all(child_names(m) == ["login", "company"] for m in team)
+    assert all(child_names(m[1]) == ["badge"] for m in team)
+
+
+def test_prune_keeps_everything_under_content_match_only_levels() -> None:
+    data = pruned(f'<team xmlns="{NS}"><member><login>bob</login></member></team>')
+    assert all(child_names(m) == ["login", "role", "full-name", "company"] for m in data[0])
+
+
+def test_prune_keeps_whole_entries_named_by_two_filter_nodes() -> None:
+    data = pruned(f'<team xmlns="{NS}"><member><login>ada</login><role/></member>'
+                  "<member><company/></member></team>")
+    assert all(len(m) == 4 for m in data[0])

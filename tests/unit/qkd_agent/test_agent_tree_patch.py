@@ -116,3 +116,19 @@ def test_key_with_a_quote_falls_back_to_a_full_parse(ctx: libyang.Context) -> No
                 "<client_app_id nc:operation=\"delete\">it's</client_app_id></qkd_app>"
                 "</qkd_applications>")
     assert consistent(store)["qkd_applications"]["qkd_app"][0]["client_app_id"] == ["a", "b"]
+
+
+def test_changes_inside_an_augmented_container(store: Datastore) -> None:
+    km = 'xmlns="urn:qkdn:yang:qkdn-key-manager"'
+    for bucket in ("100", "200"):
+        edit(store, f"<qkd_applications><qkd_app><app_id>{APP}</app_id>"
+                    f"<km_session {km}><role>relay</role><token_bucket>"
+                    f"<bucket_size>{bucket}</bucket_size></token_bucket></km_session>"
+                    "</qkd_app></qkd_applications>")
+    app = consistent(store)["qkd_applications"]["qkd_app"][0]
+    assert app["qkdn-key-manager:km_session"]["token_bucket"] == {"bucket_size": 200}
+    edit(store, f"<qkd_applications><qkd_app><app_id>{APP}</app_id>"
+                f'<km_session {km}><role nc:operation="delete"/></km_session>'
+                "</qkd_app></qkd_applications>")
+    assert "role" not in consistent(store)["qkd_applications"]["qkd_app"][0][
+        "qkdn-key-manager:km_session"]
