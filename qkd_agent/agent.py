@@ -31,7 +31,7 @@ from qkd_agent.framing import DEFAULT_MAX_MESSAGE_SIZE
 from qkd_agent.notifications import render_notification_body
 from qkd_agent.operations import DatastoreAccess, ServerState
 from qkd_agent.session import NetconfSession
-from qkd_agent.ssh_server import load_or_create_host_key, start_ssh_server
+from qkd_agent.ssh_server import MAX_OUTPUT_BACKLOG, load_or_create_host_key, start_ssh_server
 from qkd_agent.yang_context import load_context
 from qkdn.namespaces import YANG_DIR
 
@@ -56,6 +56,9 @@ class AgentConfig:
     yang_dir: Path = YANG_DIR  # modules for notifications if the datastore's ctx is not given
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     hello_timeout: float = 30.0
+    #: bytes of unsent output (replies, notifications) after which a client that does not
+    #: read is disconnected
+    max_output_backlog: int = MAX_OUTPUT_BACKLOG
     max_sessions: int = 64  # further sessions are closed at once
     #: offer the :candidate datastore (commit, discard-changes). Off by default: with it,
     #: tools such as yangcli send their edits to the candidate and need an explicit commit.
@@ -119,6 +122,7 @@ class QkdAgent:
             authorized_keys_path=self.config.authorized_keys,
             factory=self._new_session,
             hello_timeout=self.config.hello_timeout,
+            max_backlog=self.config.max_output_backlog,
         )
         self.port = self._acceptor.sockets[0].getsockname()[1]
         log.info("NETCONF agent listening on %s:%d", self.config.host, self.port)

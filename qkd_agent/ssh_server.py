@@ -71,8 +71,10 @@ def load_or_create_host_key(path: Path | None) -> asyncssh.SSHKey:
 class _NetconfChannelSession(asyncssh.SSHServerSession):
     """One SSH session channel carrying the ``netconf`` subsystem."""
 
-    def __init__(self, username: str, factory: SessionFactory, hello_timeout: float) -> None:
+    def __init__(self, username: str, factory: SessionFactory, hello_timeout: float,
+                 max_backlog: int = MAX_OUTPUT_BACKLOG) -> None:
         self._username = username
+        self._max_backlog = max_backlog
         self._factory = factory
         self._hello_timeout = hello_timeout
         self._chan: asyncssh.SSHServerChannel | None = None
@@ -121,7 +123,7 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         chan = self._chan
         if chan is None or chan.is_closing():
             return
-        if chan.get_write_buffer_size() > MAX_OUTPUT_BACKLOG:
+        if chan.get_write_buffer_size() > self._max_backlog:
             log.warning("client does not read its messages; closing the session")
             if self._session is not None:
                 self._session.kill()
@@ -211,8 +213,10 @@ class _AgentSSHServer(asyncssh.SSHServer):
         authorized_keys: asyncssh.SSHAuthorizedKeys | None,
         factory: SessionFactory,
         hello_timeout: float,
+        max_backlog: int = MAX_OUTPUT_BACKLOG,
     ) -> None:
         self._passwords = passwords
+        self._max_backlog = max_backlog
         self._key_user = key_user
         self._authorized_keys = authorized_keys
         self._factory = factory
@@ -248,7 +252,8 @@ class _AgentSSHServer(asyncssh.SSHServer):
         return self._authorized_keys is not None
 
     def session_requested(self) -> asyncssh.SSHServerSession:
-        return _NetconfChannelSession(self._user, self._factory, self._hello_timeout)
+        return _NetconfChannelSession(self._user, self._factory, self._hello_timeout,
+                                      self._max_backlog)
 
 
 _NO_KEYS = asyncssh.import_authorized_keys("")
@@ -264,6 +269,7 @@ async def start_ssh_server(
     authorized_keys_path: Path | None,
     factory: SessionFactory,
     hello_timeout: float = 30.0,
+    max_backlog: int = MAX_OUTPUT_BACKLOG,
 ) -> asyncssh.SSHAcceptor:
     """Listen for NETCONF-over-SSH connections; the acceptor (``.sockets``, ``.close()``).
 
@@ -276,7 +282,8 @@ async def start_ssh_server(
         raise ValueError("the agent needs a password or an authorized_keys file")
 
     def server_factory() -> asyncssh.SSHServer:
-        return _AgentSSHServer(dict(passwords), key_user, authorized, factory, hello_timeout)
+        return _AgentSSHServer(dict(passwords), key_user, authorized, factory, hello_timeout,
+                               max_backlog)
 
     return await asyncssh.create_server(
         server_factory,

@@ -578,6 +578,34 @@ def test_session_limit(running):
         second.close_session()
 
 
+def test_client_that_stops_reading_is_disconnected(running):
+    config = AgentConfig(password=PASSWORD, max_output_backlog=32 * 1024)
+    agent = QkdAgent(config, running.datastore, ctx=running.agent.ctx)
+    sub = (f'<rpc message-id="1" xmlns="{NC}"><create-subscription '
+           f'xmlns="{NOTIF_NS}"/></rpc>').encode()
+
+    async def scenario(port: int) -> None:
+        async with asyncssh.connect("127.0.0.1", port, username="admin", password=PASSWORD,
+                                    known_hosts=None, window=16 * 1024) as conn:
+            writer, _reader, _ = await conn.open_session(subsystem="netconf", encoding=None,
+                                                         window=16 * 1024)
+            writer.write(encode_message(HELLO_11, Framing.END_OF_MESSAGE))
+            writer.write(encode_message(sub, Framing.CHUNKED))
+            await asyncio.sleep(0.3)  # subscribed; from now on never read
+            for i in range(2000):
+                await asyncio.to_thread(agent.notify, link_down(f"flood-{i}"))
+                if agent.session_count == 0:
+                    return
+            raise AssertionError("the agent kept a session that reads nothing")
+
+    with AgentThread(agent) as thread:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(asyncio.wait_for(scenario(thread.port), 60))
+        finally:
+            loop.close()
+
+
 def test_shell_and_other_subsystems_are_refused(running):
     async def attempt() -> None:
         async with asyncssh.connect("127.0.0.1", running.port, username="admin",
