@@ -17,19 +17,22 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import asyncssh
 import libyang
 
+from qkd_agent.candidate import CandidateStore
 from qkd_agent.capabilities import collect_schema_modules, server_capabilities
+from qkd_agent.datastore import Datastore
 from qkd_agent.framing import DEFAULT_MAX_MESSAGE_SIZE
 from qkd_agent.notifications import render_notification_body
 from qkd_agent.operations import DatastoreAccess, ServerState
 from qkd_agent.session import NetconfSession
-from qkd_agent.ssh_server import load_or_create_host_key, start_ssh_server
+from qkd_agent.ssh_server import MAX_OUTPUT_BACKLOG, load_or_create_host_key, start_ssh_server
+from qkd_agent.yang_context import load_context
 from qkdn.namespaces import YANG_DIR
 
 log = logging.getLogger(__name__)
@@ -50,10 +53,16 @@ class AgentConfig:
     #: subscribe) but not write (edit-config, lock, unlock, kill-session: access-denied)
     read_only_users: Mapping[str, str] = field(default_factory=dict)
     host_key: Path | None = None  # generated (Ed25519, mode 0600) and kept if missing
-    yang_dir: Path = YANG_DIR  # where the advertised modules' texts come from
+    yang_dir: Path = YANG_DIR  # modules for notifications if the datastore's ctx is not given
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     hello_timeout: float = 30.0
+    #: bytes of unsent output (replies, notifications) after which a client that does not
+    #: read is disconnected
+    max_output_backlog: int = MAX_OUTPUT_BACKLOG
     max_sessions: int = 64  # further sessions are closed at once
+    #: offer the :candidate datastore (commit, discard-changes). Off by default: with it,
+    #: tools such as yangcli send their edits to the candidate and need an explicit commit.
+    candidate: bool = False
 
     def __post_init__(self) -> None:
         if self.username in self.read_only_users:
@@ -78,16 +87,21 @@ class QkdAgent:
         *,
         ctx: libyang.Context | None = None,
     ) -> None:
-        ctx = ctx if ctx is not None else getattr(datastore, "ctx", None)
         if ctx is None:
-            raise ValueError("QkdAgent needs the libyang context (ctx=) of the datastore")
+            ctx = getattr(datastore, "ctx", None)
+        if ctx is None:  # an equivalent context: same modules, used for notifications only
+            ctx = load_context(config.yang_dir)
         self.config = config
         self.ctx = ctx
         self.datastore = datastore
-        modules = collect_schema_modules(ctx, config.yang_dir)
-        self.capabilities = server_capabilities(modules)
+        modules = collect_schema_modules(ctx)
+        self.capabilities = server_capabilities(modules, candidate=config.candidate)
+        candidate = None
+        if config.candidate:
+            context = ctx
+            candidate = CandidateStore(datastore, lambda initial: Datastore(context, initial))
         self.server = ServerState(datastore=datastore, modules=modules,
-                                  state_provider=state_provider)
+                                  state_provider=state_provider, candidate=candidate)
         self._session_ids = itertools.count(1)
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,6 +122,7 @@ class QkdAgent:
             authorized_keys_path=self.config.authorized_keys,
             factory=self._new_session,
             hello_timeout=self.config.hello_timeout,
+            max_backlog=self.config.max_output_backlog,
         )
         self.port = self._acceptor.sockets[0].getsockname()[1]
         log.info("NETCONF agent listening on %s:%d", self.config.host, self.port)
@@ -151,7 +166,7 @@ class QkdAgent:
         it waits (up to 10 s) for the agent's loop to publish it. Raises
         :class:`~qkd_agent.notifications.InvalidNotification` for a body the YANG modules
         reject."""
-        event_time = datetime.now(timezone.utc)
+        event_time = datetime.now(UTC)
         loop = self._loop
         if loop is None or not loop.is_running():
             raise RuntimeError("the agent is not running")
@@ -162,7 +177,7 @@ class QkdAgent:
         def publish() -> None:
             try:
                 future.set_result(self._publish(notification, event_time))
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 future.set_exception(exc)
 
         loop.call_soon_threadsafe(publish)
@@ -198,7 +213,7 @@ class AgentThread:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self.agent.start())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised by start()
             self._error = exc
             self._started.set()
             return
@@ -207,7 +222,7 @@ class AgentThread:
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
 
-    def start(self) -> AgentThread:
+    def start(self) -> Self:
         self._thread.start()
         self._started.wait()
         if self._error is not None:
@@ -221,10 +236,10 @@ class AgentThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
-    def __enter__(self) -> AgentThread:
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
@@ -238,7 +253,7 @@ class AgentThread:
         def run() -> None:
             try:
                 future.set_result(func(*args))
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                 future.set_exception(exc)
 
         self._loop.call_soon_threadsafe(run)

@@ -24,6 +24,7 @@ class Capability(StrEnum):
     BASE_1_0 = BASE_1_0
     BASE_1_1 = BASE_1_1
     WRITABLE_RUNNING = "urn:ietf:params:netconf:capability:writable-running:1.0"
+    CANDIDATE = "urn:ietf:params:netconf:capability:candidate:1.0"
     ROLLBACK_ON_ERROR = "urn:ietf:params:netconf:capability:rollback-on-error:1.0"
     XPATH = "urn:ietf:params:netconf:capability:xpath:1.0"
     VALIDATE_1_0 = "urn:ietf:params:netconf:capability:validate:1.0"
@@ -69,13 +70,13 @@ class SchemaModule:
         return uri
 
 
-def collect_schema_modules(ctx: libyang.Context, yang_dir: Path) -> tuple[SchemaModule, ...]:
-    """The modules of ``ctx`` that come from ``yang_dir`` and everything they import.
+def collect_schema_modules(ctx: libyang.Context) -> tuple[SchemaModule, ...]:
+    """The modules of ``ctx`` loaded from files (the project's ``yang/``) and everything they
+    import.
 
     The text of a module loaded from a file is that file, byte for byte; a module libyang
     carries built in (ietf-inet-types, ietf-yang-types) is printed by libyang.
     """
-    yang_dir = Path(yang_dir).resolve()
     by_name = {m.name(): m for m in ctx}
     wanted: list[str] = []
 
@@ -87,15 +88,14 @@ def collect_schema_modules(ctx: libyang.Context, yang_dir: Path) -> tuple[Schema
             visit(imp.name())
 
     for module in ctx:
-        path = module.filepath()
-        if path and Path(path).resolve().parent == yang_dir:
+        if module.filepath():
             visit(module.name())
 
     result = []
     for name in sorted(wanted):
         module = by_name[name]
         path = module.filepath()
-        text = Path(path).read_text(encoding="utf-8") if path else module.print_mem("yang")
+        text = Path(path).read_text(encoding="utf-8") if path else str(module.print_mem("yang"))
         features = tuple(f.name() for f in module.features() if module.feature_state(f.name()))
         result.append(
             SchemaModule(
@@ -109,9 +109,13 @@ def collect_schema_modules(ctx: libyang.Context, yang_dir: Path) -> tuple[Schema
     return tuple(result)
 
 
-def server_capabilities(modules: tuple[SchemaModule, ...]) -> tuple[str, ...]:
-    """Every capability URI of the server's hello, protocol ones first."""
-    return tuple(str(c) for c in Capability) + tuple(m.capability for m in modules)
+def server_capabilities(
+    modules: tuple[SchemaModule, ...], *, candidate: bool = False
+) -> tuple[str, ...]:
+    """Every capability URI of the server's hello, protocol ones first (``:candidate`` only
+    when the agent offers a candidate datastore)."""
+    protocol = [str(c) for c in Capability if candidate or c is not Capability.CANDIDATE]
+    return tuple(protocol) + tuple(m.capability for m in modules)
 
 
 def find_schema(

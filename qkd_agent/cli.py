@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncssh
+
 from qkdn.errors import ConfigError
 from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_TYPES_MODULE, YANG_DIR
 
@@ -48,6 +50,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="OpenSSH authorized_keys file for public-key authentication")
     parser.add_argument("--host-key", type=Path, default=env("QKDN_AGENT_HOST_KEY"),
                         help="SSH host key file (generated if missing; default: in memory)")
+    parser.add_argument("--candidate", action="store_true",
+                        default=env("QKDN_AGENT_CANDIDATE", "") in ("1", "true", "yes"),
+                        help="also offer the :candidate datastore (edits wait for <commit>)")
     parser.add_argument("--qkdn-id", default=env("QKDN_AGENT_QKDN_ID"),
                         help="UUID of the node (default: random)")
     parser.add_argument("--initial-config", type=Path,
@@ -107,7 +112,7 @@ def run_agent(args: argparse.Namespace) -> int:
     try:
         ctx = load_context(args.yang_dir)
         datastore = Datastore(ctx, initial_running_config(args.qkdn_id, args.initial_config))
-    except Exception as exc:  # a config or model problem: one clear line, exit 1
+    except Exception as exc:  # noqa: BLE001 - a config or model problem: one line, exit 1
         print(f"qkdn agent: {exc}", file=sys.stderr)
         return 1
     try:
@@ -115,6 +120,7 @@ def run_agent(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, username=args.username, password=args.password,
             authorized_keys=args.authorized_keys, host_key=args.host_key, yang_dir=args.yang_dir,
             read_only_users=parse_read_only_users(args.read_only_user),
+            candidate=args.candidate,
         )
     except (ConfigError, ValueError) as exc:
         print(f"qkdn agent: {exc}", file=sys.stderr)
@@ -133,9 +139,12 @@ async def _serve(agent: object) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await agent.start()
-    except OSError as exc:
-        print(f"qkdn agent: cannot listen on {agent.config.host}:{agent.config.port}: {exc}",
+    except OSError as exc:  # address in use, unreadable key files
+        print(f"qkdn agent: cannot start on {agent.config.host}:{agent.config.port}: {exc}",
               file=sys.stderr)
+        return 1
+    except (asyncssh.KeyImportError, ValueError) as exc:  # a host key or authorized_keys file
+        print(f"qkdn agent: bad key file: {exc}", file=sys.stderr)
         return 1
     print(f"qkdn agent listening on {agent.config.host}:{agent.port} "
           f"session-user {agent.config.username}", flush=True)

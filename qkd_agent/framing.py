@@ -43,13 +43,23 @@ class MessageTooBig(FramingError):
     """One message exceeds the configured maximum size."""
 
 
-def encode_message(message: bytes, framing: Framing) -> bytes:
-    """Frame one complete message for the wire."""
+def encode_message(message: bytes, framing: Framing, chunk_size: int = 0) -> bytes:
+    """Frame one complete message for the wire; chunked framing cuts it into chunks of
+    ``chunk_size`` bytes (0 = one chunk)."""
     if framing is Framing.END_OF_MESSAGE:
         return message + EOM
     if not message:
         raise ValueError("a chunked message needs at least one byte")
-    return b"\n#%d\n%s%s" % (len(message), message, END_OF_CHUNKS)
+    if chunk_size <= 0 or len(message) <= chunk_size:
+        return b"\n#%d\n%s%s" % (len(message), message, END_OF_CHUNKS)
+    view = memoryview(message)
+    parts: list[bytes | memoryview] = []
+    for start in range(0, len(message), chunk_size):
+        piece = view[start : start + chunk_size]
+        parts.append(b"\n#%d\n" % len(piece))
+        parts.append(piece)
+    parts.append(END_OF_CHUNKS)
+    return b"".join(parts)
 
 
 class EndOfMessageDecoder:

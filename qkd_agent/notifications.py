@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import libyang
 from lxml import etree
@@ -48,7 +48,7 @@ def render_notification_body(ctx: libyang.Context, payload: dict) -> etree._Elem
 
 def format_event_time(moment: datetime) -> str:
     """RFC 3339 ``date-and-time`` in UTC with microseconds."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def build_notification(body: etree._Element, event_time: datetime) -> bytes:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from lxml import etree
 
+from qkd_agent.candidate import CandidateStore
 from qkd_agent.capabilities import SchemaModule, find_schema
 from qkd_agent.datastore_lock import DatastoreName, LockTable
 from qkd_agent.notifications import DEFAULT_STREAM, NotificationHub, Subscription
@@ -40,6 +41,8 @@ class DatastoreAccess(Protocol):
 
     def validate(self, config: etree._Element | None = None) -> None: ...
 
+    def running_json(self) -> dict: ...
+
 
 class SessionHandle(Protocol):
     """What one session exposes to the others (kill-session)."""
@@ -59,9 +62,25 @@ class ServerState:
     locks: LockTable = field(default_factory=LockTable)
     hub: NotificationHub = field(default_factory=NotificationHub)
     sessions: dict[int, SessionHandle] = field(default_factory=dict)
+    candidate: CandidateStore | None = None  # None: no :candidate capability
 
     def operational_state(self) -> dict:
         return self.state_provider() if self.state_provider else {}
+
+    def end_session(self, session_id: int) -> None:
+        """Release what an ended session held: its locks (a candidate it had locked loses
+        its uncommitted changes, RFC 6241 §8.3.5.2) and its subscription."""
+        if self.candidate is not None and self.locks.holder(DatastoreName.CANDIDATE) == session_id:
+            self.candidate.discard()
+        self.locks.release_all(session_id)
+        self.hub.unsubscribe(session_id)
+        self.sessions.pop(session_id, None)
+
+    def store(self, name: DatastoreName) -> DatastoreAccess:
+        """The datastore to read for ``name``."""
+        if name is DatastoreName.CANDIDATE and self.candidate is not None:
+            return self.candidate.view()  # type: ignore[return-value]
+        return self.datastore
 
 
 @dataclass
@@ -140,8 +159,9 @@ def _text_choice(op: etree._Element, name: str, choices: tuple[str, ...], defaul
     return value
 
 
-def _datastore(op: etree._Element, name: str) -> DatastoreName:
-    """The datastore named in ``<target>`` / ``<source>``; only running is offered."""
+def _datastore(op: etree._Element, name: str, call: RpcCall) -> DatastoreName:
+    """The datastore named in ``<target>`` / ``<source>``: running, or candidate when the
+    agent offers it."""
     holder = _param(op, NETCONF_BASE_NS, name, required=True)
     assert holder is not None
     chosen = _children(holder)
@@ -155,10 +175,13 @@ def _datastore(op: etree._Element, name: str) -> DatastoreName:
     q = etree.QName(chosen[0])
     if q.namespace == NETCONF_BASE_NS and q.localname == DatastoreName.RUNNING:
         return DatastoreName.RUNNING
+    if (q.namespace == NETCONF_BASE_NS and q.localname == DatastoreName.CANDIDATE
+            and call.server.candidate is not None):
+        return DatastoreName.CANDIDATE
     if q.namespace == NETCONF_BASE_NS and q.localname in ("candidate", "startup", "url", "config"):
         raise RpcError(
             ErrorTag.OPERATION_NOT_SUPPORTED,
-            f"<{q.localname}> as {name} is not supported; this agent offers <running/> only",
+            f"<{q.localname}> as {name} is not supported by this agent",
             type=ErrorType.PROTOCOL,
             info={"bad-element": q.localname},
         )
@@ -198,19 +221,20 @@ def get(op: etree._Element, call: RpcCall) -> etree._Element:
 
 
 def get_config(op: etree._Element, call: RpcCall) -> etree._Element:
-    """RFC 6241 §7.1."""
+    """RFC 6241 §7.1 from running or candidate."""
     _check_known_children(op, NETCONF_BASE_NS, ("source", "filter"))
-    _datastore(op, "source")
-    return call.server.datastore.get_config(_filter(op))
+    source = _datastore(op, "source", call)
+    return call.server.store(source).get_config(_filter(op))
 
 
 def edit_config(op: etree._Element, call: RpcCall) -> None:
-    """RFC 6241 §7.2 on <running/>; atomic (all or nothing) whatever the error-option."""
+    """RFC 6241 §7.2 on running or candidate; atomic (all or nothing) whatever the
+    error-option."""
     _check_known_children(
         op, NETCONF_BASE_NS,
         ("target", "default-operation", "test-option", "error-option", "config", "url"),
     )
-    target = _datastore(op, "target")
+    target = _datastore(op, "target", call)
     default_operation = _text_choice(op, "default-operation", EDIT_DEFAULT_OPERATIONS, "merge")
     test_option = _text_choice(op, "test-option", EDIT_TEST_OPTIONS, "test-then-set")
     error_option = _text_choice(op, "error-option", EDIT_ERROR_OPTIONS, "stop-on-error")
@@ -222,52 +246,163 @@ def edit_config(op: etree._Element, call: RpcCall) -> None:
     config = _param(op, NETCONF_BASE_NS, "config", required=True)
     assert config is not None
     call.require_write("edit-config")
-    if test_option != "test-only":
-        call.server.locks.check_writable(target, call.session_id)
-    call.server.datastore.edit_config(
-        config,
-        default_operation=default_operation,
-        test_option=test_option,
-        error_option=error_option,
-    )
-    return None
+    options = {"default_operation": default_operation, "test_option": test_option,
+               "error_option": error_option}
+    if test_option == "test-only":  # nothing changes: check against the current content
+        call.server.store(target).edit_config(config, **options)
+        return
+    call.server.locks.check_writable(target, call.session_id)
+    candidate = call.server.candidate
+    if target is DatastoreName.CANDIDATE and candidate is not None:
+        first_change = not candidate.modified
+        try:
+            candidate.for_edit().edit_config(config, **options)
+        except Exception:
+            if first_change:  # a failed edit leaves the candidate as it was: unmodified
+                candidate.discard()
+            raise
+        return
+    call.server.datastore.edit_config(config, **options)
+
+
+def whole_replacement(config: etree._Element, running: dict,
+                      namespaces: dict[str, str]) -> etree._Element:
+    """An edit ``<config>`` (for default-operation replace) that makes a datastore holding
+    ``running`` (RFC 7951 JSON; ``namespaces`` maps module name to namespace) equal to
+    ``config``: its top-level nodes replace the present ones, and each top-level node that
+    ``config`` lacks is removed."""
+    edit = etree.fromstring(etree.tostring(config))
+    present = {(etree.QName(c).namespace, etree.QName(c).localname) for c in _children(edit)}
+    for member in running:
+        module, _, name = member.partition(":")
+        namespace = namespaces.get(module)
+        if namespace is None or (namespace, name) in present:
+            continue
+        gone = etree.SubElement(edit, f"{{{namespace}}}{name}")
+        gone.set(_BASE + "operation", "remove")
+    return edit
+
+
+def _replace_all(target: DatastoreName, config: etree._Element, call: RpcCall) -> None:
+    """Make ``target`` hold exactly ``config`` (one atomic, validated edit)."""
+    namespaces = {m.name: m.namespace for m in call.server.modules}
+    candidate = call.server.candidate
+    if target is DatastoreName.CANDIDATE and candidate is not None:
+        first_change = not candidate.modified
+        store = candidate.for_edit()
+        try:
+            store.edit_config(whole_replacement(config, store.running_json(), namespaces),
+                              default_operation="replace")
+        except Exception:
+            if first_change:
+                candidate.discard()
+            raise
+        return
+    running = call.server.datastore
+    running.edit_config(whole_replacement(config, running.running_json(), namespaces),
+                        default_operation="replace")
+
+
+def copy_config(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.3 between running, candidate and an inline ``<config>`` (the whole new
+    content, applied atomically)."""
+    _check_known_children(op, NETCONF_BASE_NS, ("target", "source"))
+    target = _datastore(op, "target", call)
+    source_elem = _param(op, NETCONF_BASE_NS, "source", required=True)
+    assert source_elem is not None
+    inline = source_elem.find(_BASE + "config")
+    source = None if inline is not None else _datastore(op, "source", call)
+    call.require_write("copy-config")
+    call.server.locks.check_writable(target, call.session_id)
+    if source is target:
+        return
+    candidate = call.server.candidate
+    if source is DatastoreName.RUNNING and target is DatastoreName.CANDIDATE and candidate:
+        candidate.discard()  # an unmodified candidate is running
+        return
+    if inline is None:  # candidate → running
+        assert candidate is not None
+        inline = candidate.config()
+    _replace_all(target, inline, call)
+    if target is DatastoreName.RUNNING and source is DatastoreName.CANDIDATE and candidate:
+        candidate.discard()
+
+
+def delete_config(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §7.4: neither running nor candidate can be deleted (no startup here)."""
+    _check_known_children(op, NETCONF_BASE_NS, ("target",))
+    target = _datastore(op, "target", call)
+    raise RpcError(ErrorTag.OPERATION_FAILED, f"the {target} datastore cannot be deleted",
+                   type=ErrorType.PROTOCOL, info={"bad-element": str(target)})
+
+
+def commit(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §8.3.4.1: the candidate becomes running (atomically); no confirmed commit."""
+    _check_known_children(op, NETCONF_BASE_NS, ())
+    candidate = _require_candidate(op, call)
+    call.require_write("commit")
+    call.server.locks.check_writable(DatastoreName.RUNNING, call.session_id)
+    call.server.locks.check_writable(DatastoreName.CANDIDATE, call.session_id)
+    if candidate.modified:
+        _replace_all(DatastoreName.RUNNING, candidate.config(), call)
+        candidate.discard()
+
+
+def discard_changes(op: etree._Element, call: RpcCall) -> None:
+    """RFC 6241 §8.3.4.2: the candidate mirrors running again."""
+    _check_known_children(op, NETCONF_BASE_NS, ())
+    candidate = _require_candidate(op, call)
+    call.require_write("discard-changes")
+    call.server.locks.check_writable(DatastoreName.CANDIDATE, call.session_id)
+    candidate.discard()
+
+
+def _require_candidate(op: etree._Element, call: RpcCall) -> CandidateStore:
+    if call.server.candidate is None:
+        raise RpcError(ErrorTag.OPERATION_NOT_SUPPORTED,
+                       f"<{etree.QName(op).localname}> needs :candidate, not offered here",
+                       type=ErrorType.PROTOCOL, info={"bad-element": etree.QName(op).localname})
+    return call.server.candidate
 
 
 def validate(op: etree._Element, call: RpcCall) -> None:
-    """RFC 6241 §8.6: validate running or an inline ``<config>``."""
+    """RFC 6241 §8.6: validate running, candidate or an inline ``<config>``."""
     _check_known_children(op, NETCONF_BASE_NS, ("source",))
     source = _param(op, NETCONF_BASE_NS, "source", required=True)
     assert source is not None
     inline = source.find(_BASE + "config")
     if inline is not None:
         call.server.datastore.validate(inline)
-        return None
-    _datastore(op, "source")
-    call.server.datastore.validate(None)
-    return None
+        return
+    call.server.store(_datastore(op, "source", call)).validate(None)
 
 
 def lock(op: etree._Element, call: RpcCall) -> None:
-    """RFC 6241 §7.5."""
+    """RFC 6241 §7.5; a modified candidate cannot be locked (§8.3.5.1)."""
     _check_known_children(op, NETCONF_BASE_NS, ("target",))
+    target = _datastore(op, "target", call)
     call.require_write("lock")
-    call.server.locks.lock(_datastore(op, "target"), call.session_id)
-    return None
+    candidate = call.server.candidate
+    if (target is DatastoreName.CANDIDATE and candidate is not None and candidate.modified
+            and call.server.locks.holder(target) is None):
+        raise RpcError(ErrorTag.LOCK_DENIED,
+                       "the candidate has uncommitted changes; commit or discard them first",
+                       type=ErrorType.PROTOCOL, info={"session-id": "0"})
+    call.server.locks.lock(target, call.session_id)
 
 
 def unlock(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §7.6."""
     _check_known_children(op, NETCONF_BASE_NS, ("target",))
+    target = _datastore(op, "target", call)
     call.require_write("unlock")
-    call.server.locks.unlock(_datastore(op, "target"), call.session_id)
-    return None
+    call.server.locks.unlock(target, call.session_id)
 
 
 def close_session(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §7.8: reply ``<ok/>``, then end the session (locks are released)."""
     _check_known_children(op, NETCONF_BASE_NS, ())
     call.close_after_reply = True
-    return None
 
 
 def kill_session(op: etree._Element, call: RpcCall) -> None:
@@ -288,10 +423,8 @@ def kill_session(op: etree._Element, call: RpcCall) -> None:
     if target is None:
         raise RpcError(ErrorTag.INVALID_VALUE, f"no session {target_id}",
                        type=ErrorType.PROTOCOL, info={"bad-element": "session-id"})
-    call.server.locks.release_all(target_id)
-    call.server.hub.unsubscribe(target_id)
     target.kill()
-    return None
+    call.server.end_session(target_id)
 
 
 def get_schema(op: etree._Element, call: RpcCall) -> etree._Element:
@@ -343,7 +476,6 @@ def create_subscription(op: etree._Element, call: RpcCall) -> None:
         raise RpcError(ErrorTag.IN_USE, "this session already has a subscription",
                        type=ErrorType.PROTOCOL)
     call.server.hub.subscribe(Subscription(call.session_id, call.deliver_notification, flt))
-    return None
 
 
 #: (namespace, local name) of each operation element → the function serving it.
@@ -351,6 +483,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     (NETCONF_BASE_NS, "get"): get,
     (NETCONF_BASE_NS, "get-config"): get_config,
     (NETCONF_BASE_NS, "edit-config"): edit_config,
+    (NETCONF_BASE_NS, "copy-config"): copy_config,
+    (NETCONF_BASE_NS, "delete-config"): delete_config,
+    (NETCONF_BASE_NS, "commit"): commit,
+    (NETCONF_BASE_NS, "discard-changes"): discard_changes,
     (NETCONF_BASE_NS, "validate"): validate,
     (NETCONF_BASE_NS, "lock"): lock,
     (NETCONF_BASE_NS, "unlock"): unlock,

@@ -14,6 +14,7 @@ import hmac
 import logging
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 NETCONF_SUBSYSTEM = "netconf"
 #: A client that does not read its replies/notifications is dropped beyond this backlog.
 MAX_OUTPUT_BACKLOG = 64 * 1024 * 1024
+#: Reading from a client pauses while this many of its requests wait to be answered.
+MAX_PENDING_REQUESTS = 16
 _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
@@ -33,7 +36,9 @@ class ByteSession(Protocol):
 
     def start(self) -> None: ...
 
-    def data_received(self, data: bytes) -> None: ...
+    def feed(self, data: bytes) -> list[bytes]: ...
+
+    def handle(self, message: bytes) -> None: ...
 
     def connection_lost(self) -> None: ...
 
@@ -66,14 +71,19 @@ def load_or_create_host_key(path: Path | None) -> asyncssh.SSHKey:
 class _NetconfChannelSession(asyncssh.SSHServerSession):
     """One SSH session channel carrying the ``netconf`` subsystem."""
 
-    def __init__(self, username: str, factory: SessionFactory, hello_timeout: float) -> None:
+    def __init__(self, username: str, factory: SessionFactory, hello_timeout: float,
+                 max_backlog: int = MAX_OUTPUT_BACKLOG) -> None:
         self._username = username
+        self._max_backlog = max_backlog
         self._factory = factory
         self._hello_timeout = hello_timeout
         self._chan: asyncssh.SSHServerChannel | None = None
         self._session: ByteSession | None = None
         self._subsystem_ok = False
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._inbox: deque[bytes] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._paused = False
 
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self._chan = chan
@@ -113,7 +123,7 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         chan = self._chan
         if chan is None or chan.is_closing():
             return
-        if chan.get_write_buffer_size() > MAX_OUTPUT_BACKLOG:
+        if chan.get_write_buffer_size() > self._max_backlog:
             log.warning("client does not read its messages; closing the session")
             if self._session is not None:
                 self._session.kill()
@@ -128,13 +138,44 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         if self._session is None:
             return
         try:
-            self._session.data_received(data)
+            self._inbox.extend(self._session.feed(data))
         except Exception:  # a bug must cost one session, never the agent
             log.exception("session failed; closing it")
-            self._session.kill()
-            self._close()
+            self._abort()
             return
-        self._ack_promptly()
+        if len(self._inbox) >= MAX_PENDING_REQUESTS and self._chan is not None:
+            self._chan.pause_reading()
+            self._paused = True
+        if self._inbox and self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._answer())
+
+    async def _answer(self) -> None:
+        """Answer queued requests in order, letting other sessions run between two requests
+        (a client that pipelines many requests does not starve the others)."""
+        try:
+            while self._inbox and self._session is not None:
+                message = self._inbox.popleft()
+                try:
+                    self._session.handle(message)
+                except Exception:  # a bug must cost one session, never the agent
+                    log.exception("session failed; closing it")
+                    self._abort()
+                    return
+                self._ack_promptly()
+                if self._paused and len(self._inbox) < MAX_PENDING_REQUESTS // 2:
+                    self._paused = False
+                    if self._chan is not None:
+                        self._chan.resume_reading()
+                if self._inbox:
+                    await asyncio.sleep(0)
+        finally:
+            self._worker = None
+
+    def _abort(self) -> None:
+        self._inbox.clear()
+        if self._session is not None:
+            self._session.kill()
+        self._close()
 
     def _ack_promptly(self) -> None:
         """Re-arm TCP quick-ACK after answering. Clients whose socket keeps Nagle on
@@ -154,6 +195,7 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         return False  # close the channel
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._inbox.clear()
         if self._hello_timer is not None:
             self._hello_timer.cancel()
         if self._session is not None:
@@ -171,8 +213,10 @@ class _AgentSSHServer(asyncssh.SSHServer):
         authorized_keys: asyncssh.SSHAuthorizedKeys | None,
         factory: SessionFactory,
         hello_timeout: float,
+        max_backlog: int = MAX_OUTPUT_BACKLOG,
     ) -> None:
         self._passwords = passwords
+        self._max_backlog = max_backlog
         self._key_user = key_user
         self._authorized_keys = authorized_keys
         self._factory = factory
@@ -208,7 +252,8 @@ class _AgentSSHServer(asyncssh.SSHServer):
         return self._authorized_keys is not None
 
     def session_requested(self) -> asyncssh.SSHServerSession:
-        return _NetconfChannelSession(self._user, self._factory, self._hello_timeout)
+        return _NetconfChannelSession(self._user, self._factory, self._hello_timeout,
+                                      self._max_backlog)
 
 
 _NO_KEYS = asyncssh.import_authorized_keys("")
@@ -224,6 +269,7 @@ async def start_ssh_server(
     authorized_keys_path: Path | None,
     factory: SessionFactory,
     hello_timeout: float = 30.0,
+    max_backlog: int = MAX_OUTPUT_BACKLOG,
 ) -> asyncssh.SSHAcceptor:
     """Listen for NETCONF-over-SSH connections; the acceptor (``.sockets``, ``.close()``).
 
@@ -236,7 +282,8 @@ async def start_ssh_server(
         raise ValueError("the agent needs a password or an authorized_keys file")
 
     def server_factory() -> asyncssh.SSHServer:
-        return _AgentSSHServer(dict(passwords), key_user, authorized, factory, hello_timeout)
+        return _AgentSSHServer(dict(passwords), key_user, authorized, factory, hello_timeout,
+                               max_backlog)
 
     return await asyncssh.create_server(
         server_factory,

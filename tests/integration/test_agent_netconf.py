@@ -91,7 +91,8 @@ def running(tmp_path: Path):
     client_key.write_private_key(str(tmp_path / "client_key"))
     (tmp_path / "authorized_keys").write_bytes(client_key.export_public_key())
     config = AgentConfig(password=PASSWORD, authorized_keys=tmp_path / "authorized_keys",
-                         host_key=tmp_path / "host_key", read_only_users={"monitor": "mon-pw"})
+                         host_key=tmp_path / "host_key", read_only_users={"monitor": "mon-pw"},
+                         candidate=True)
     agent = QkdAgent(config, datastore, live_state, ctx=ctx)
     with AgentThread(agent) as thread:
         run = Running(thread, datastore, tmp_path)
@@ -244,6 +245,67 @@ def test_delete_and_replace(running):
         m.edit_config(target="running", config=edit_node_xml(
             "<qkdn_version nc:operation='remove'/>"))
     assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "lab-C"
+
+
+def test_copy_config_replaces_the_running_config(running):
+    new_config = (f'<source xmlns="{NC}"><config><qkd_node xmlns="{ETSI_NODE_NS}">'
+                  f"<qkdn_id>{NODE_ID}</qkdn_id><qkdn_location_id>lab-copy</qkdn_location_id>"
+                  "</qkd_node></config></source>")
+    with running.connect() as m:
+        m.copy_config(source=new_config, target="running")
+        node = running.datastore.running_json()[NODE]
+        assert node == {"qkdn_id": NODE_ID, "qkdn_location_id": "lab-copy"}
+        bad = new_config.replace(NODE_ID, "bad-id")
+        assert _rpc_error(lambda: m.copy_config(source=bad, target="running")).tag == \
+            "invalid-value"
+    assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "lab-copy"
+
+
+def _location_xml(value: str) -> str:
+    return edit_node_xml(f"<qkdn_location_id>{value}</qkdn_location_id>")
+
+
+def test_candidate_commit_and_discard(running):
+    with running.connect() as m:
+        assert ":candidate" in " ".join(m.server_capabilities)
+        m.edit_config(target="candidate", config=_location_xml("lab-cand"))
+        assert "lab-cand" in m.get_config("candidate").data_xml
+        assert "lab-cand" not in m.get_config("running").data_xml
+        assert running.changes == []
+        m.commit()
+        assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "lab-cand"
+        assert len(running.changes) == 1
+        assert APP_ID in str(running.datastore.running_json())  # the rest is kept
+        m.edit_config(target="candidate", config=_location_xml("lab-tmp"))
+        m.discard_changes()
+        assert "lab-cand" in m.get_config("candidate").data_xml
+        m.edit_config(target="running", config=_location_xml("lab-direct"))
+        assert "lab-direct" in m.get_config("candidate").data_xml  # unmodified: mirrors
+        m.validate(source="candidate")
+
+
+def test_candidate_invalid_edit_and_locks(running):
+    a = running.connect()
+    with running.connect() as b:
+        err = _rpc_error(lambda: b.edit_config(target="candidate",
+                                               config=_location_xml("x").replace(NODE_ID, "bad")))
+        assert err.tag == "invalid-value"
+        a.lock("candidate")  # the failed edit left the candidate unmodified
+        assert _rpc_error(lambda: b.edit_config(target="candidate",
+                                                config=_location_xml("b"))).tag == "in-use"
+        assert _rpc_error(lambda: b.commit()).tag == "in-use"
+        a.edit_config(target="candidate", config=_location_xml("by-a"))
+        a.close_session()  # the lock holder leaves: its uncommitted changes are discarded
+        deadline = time.time() + 5
+        while running.agent.session_count > 1 and time.time() < deadline:
+            time.sleep(0.02)
+        assert "by-a" not in b.get_config("candidate").data_xml
+        b.edit_config(target="candidate", config=_location_xml("by-b"))
+        with running.connect() as c:
+            err = _rpc_error(lambda: c.lock("candidate"))  # modified, uncommitted
+            assert err.tag == "lock-denied"
+        b.commit()
+    assert running.datastore.running_json()[NODE]["qkdn_location_id"] == "by-b"
 
 
 def test_lock_denied_names_holder_and_is_released_on_close(running):
@@ -443,6 +505,19 @@ def test_malformed_xml_and_bombs_get_rpc_errors_session_survives(raw, running):
     assert running.agent.session_count == 1
 
 
+def test_pipelined_requests_are_answered_in_order(raw, running):
+    raw.run(raw.hello_11())
+    burst = b"".join(encode_message(
+        f'<rpc message-id="m{i}" xmlns="{NC}"><get-config><source><running/></source>'
+        "</get-config></rpc>".encode(), Framing.CHUNKED) for i in range(60))
+    raw.writer.write(burst + encode_message(
+        f'<rpc message-id="last" xmlns="{NC}"><close-session/></rpc>'.encode(), Framing.CHUNKED))
+    ids = []
+    while (message := raw.run(raw.next_message())) is not None:
+        ids.append(etree.fromstring(message).get("message-id"))
+    assert ids == [f"m{i}" for i in range(60)] + ["last"]
+
+
 def test_bad_chunk_framing_closes_only_that_session(raw, running):
     raw.run(raw.hello_11())
     with running.connect() as other:
@@ -453,7 +528,7 @@ def test_bad_chunk_framing_closes_only_that_session(raw, running):
 
 def test_oversized_message_closes_session(running, tmp_path):
     config = AgentConfig(password=PASSWORD, max_message_size=4096)
-    small = QkdAgent(config, running.datastore, ctx=running.agent.ctx)
+    small = QkdAgent(config, running.datastore)  # the interface's signature: no ctx given
     with AgentThread(small) as thread:
         client = RawClient(thread.port)
         try:
@@ -501,6 +576,34 @@ def test_session_limit(running):
         assert third.connected
         third.close_session()
         second.close_session()
+
+
+def test_client_that_stops_reading_is_disconnected(running):
+    config = AgentConfig(password=PASSWORD, max_output_backlog=32 * 1024)
+    agent = QkdAgent(config, running.datastore, ctx=running.agent.ctx)
+    sub = (f'<rpc message-id="1" xmlns="{NC}"><create-subscription '
+           f'xmlns="{NOTIF_NS}"/></rpc>').encode()
+
+    async def scenario(port: int) -> None:
+        async with asyncssh.connect("127.0.0.1", port, username="admin", password=PASSWORD,
+                                    known_hosts=None, window=16 * 1024) as conn:
+            writer, _reader, _ = await conn.open_session(subsystem="netconf", encoding=None,
+                                                         window=16 * 1024)
+            writer.write(encode_message(HELLO_11, Framing.END_OF_MESSAGE))
+            writer.write(encode_message(sub, Framing.CHUNKED))
+            await asyncio.sleep(0.3)  # subscribed; from now on never read
+            for i in range(2000):
+                await asyncio.to_thread(agent.notify, link_down(f"flood-{i}"))
+                if agent.session_count == 0:
+                    return
+            raise AssertionError("the agent kept a session that reads nothing")
+
+    with AgentThread(agent) as thread:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(asyncio.wait_for(scenario(thread.port), 60))
+        finally:
+            loop.close()
 
 
 def test_shell_and_other_subsystems_are_refused(running):

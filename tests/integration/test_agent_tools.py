@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def netconf_console(port: int, *args: str, cwd: Path | None = None, ok: bool = T
     result = subprocess.run(
         [str(NETCONF_CONSOLE), "--host", "127.0.0.1", "--port", str(port), "-u", "admin",
          "-p", PASSWORD, *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd,
+        capture_output=True, text=True, timeout=60, cwd=cwd, check=False,
     )
     assert (result.returncode == 0) is ok, result.stderr
     return result.stdout
@@ -61,7 +62,7 @@ def yangcli(port: int, *args: str) -> str:
     result = subprocess.run(
         [YANGCLI, "--server=127.0.0.1", f"--ncport={port}", "--user=admin",
          f"--password={PASSWORD}", "--batch-mode", *args],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
     )
     return result.stdout + result.stderr
 
@@ -88,6 +89,11 @@ def test_netconf_console2_get_edit_and_notification(agent_port, tmp_path):
     assert "lab-NC" in netconf_console(agent_port, "--get-config")
     schema = netconf_console(agent_port, "--get-schema", "etsi-qkd-sdn-node")
     assert "module etsi-qkd-sdn-node" in schema
+
+
+def test_netconf_console2_base10_framing(agent_port):
+    out = netconf_console(agent_port, "-v", "1.0", "--get-config")
+    assert NODE_ID in out
 
 
 def test_netconf_console2_shows_rpc_error(agent_port, tmp_path):
@@ -137,8 +143,40 @@ def test_qkdn_agent_command(tmp_path):
         assert proc.wait(timeout=10) == 0
 
 
+def test_yangcli_with_candidate_needs_commit(tmp_path):
+    ctx = load_context()
+    datastore = Datastore(ctx, {"etsi-qkd-sdn-node:qkd_node": {"qkdn_id": NODE_ID}})
+    agent = QkdAgent(AgentConfig(password=PASSWORD, candidate=True), datastore, ctx=ctx)
+    with AgentThread(agent) as thread:
+        script = tmp_path / "script"
+        script.write_text("merge /qkd_node/qkdn_location_id value=lab-K\ncommit\n")
+        out = yangcli(thread.port, f"--run-script={script}")
+        assert "Default target set to: <candidate>" in out, out
+        assert datastore.running_json()["etsi-qkd-sdn-node:qkd_node"]["qkdn_location_id"] \
+            == "lab-K"
+
+
 def test_qkdn_agent_refuses_bad_node_id():
     env = dict(os.environ, PYTHONPATH=str(REPO), QKDN_AGENT_PASSWORD=PASSWORD)
     result = subprocess.run([sys.executable, "-m", "qkdn.cli", "agent", "--qkdn-id", "xyz"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+                            check=False)
     assert result.returncode == 1 and "not a UUID" in result.stderr
+
+
+def test_qkdn_agent_reports_bad_key_file_and_busy_port(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), QKDN_AGENT_PASSWORD=PASSWORD)
+    (tmp_path / "hostkey").write_text("not a key")
+    result = subprocess.run([sys.executable, "-m", "qkdn.cli", "agent", "--port", "0",
+                             "--host-key", str(tmp_path / "hostkey")],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert result.returncode == 1 and "bad key file" in result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = subprocess.run([sys.executable, "-m", "qkdn.cli", "agent", "--port",
+                                 str(busy.getsockname()[1])],
+                                cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+                                check=False)
+    assert result.returncode == 1 and "cannot start" in result.stderr

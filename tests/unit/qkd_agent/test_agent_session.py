@@ -6,7 +6,7 @@ is exercised by the integration tests); everything else is the production code.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from lxml import etree
@@ -50,6 +50,9 @@ class RecordingDatastore:
     def validate(self, config=None):
         self.calls.append(("validate", config))
         self._maybe_fail()
+
+    def running_json(self):
+        return {"m:x": {"y": 1}, "m:gone": {}, "unknown-module:z": {}}
 
 
 class Peer:
@@ -177,7 +180,11 @@ XXE_NET = b"""<?xml version="1.0"?><!DOCTYPE r SYSTEM "http://203.0.113.1/x.dtd"
 <rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1"><get/></rpc>"""
 
 
-@pytest.mark.parametrize("payload", [BILLION_LAUGHS, XXE, XXE_NET])
+DEEP = (b'<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1"><get><filter>'
+        + b"<a>" * 5000 + b"</a>" * 5000 + b"</filter></get></rpc>")
+
+
+@pytest.mark.parametrize("payload", [BILLION_LAUGHS, XXE, XXE_NET, DEEP])
 def test_dtd_and_entities_are_refused(peer, server, payload):
     reply = peer.rpc("", raw=payload)
     assert error_tag(reply) == "malformed-message"
@@ -241,7 +248,7 @@ def test_edit_config_options_reach_datastore(peer, server):
         '<config><x xmlns="urn:m"/></config></edit-config>'
     )
     assert reply.find(Q + "ok") is not None
-    name, config, options = server.datastore.calls[-1]
+    _, config, options = server.datastore.calls[-1]
     assert config.tag == Q + "config"
     assert options == {"default_operation": "replace", "test_option": "test-only",
                        "error_option": "rollback-on-error"}
@@ -337,7 +344,7 @@ def test_subscription_receives_notifications_between_replies(peer, server):
     assert peer.rpc(sub).find(Q + "ok") is not None
     assert error_tag(peer.rpc(sub)) == "in-use"
     body = etree.fromstring(b'<ev xmlns="urn:m"><a>1</a></ev>')
-    assert server.hub.publish(body, datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == 1
+    assert server.hub.publish(body, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)) == 1
     note = peer.take()
     assert note.findtext("{urn:ietf:params:xml:ns:netconf:notification:1.0}eventTime") == \
         "2024-01-02T03:04:05.000000Z"
@@ -348,7 +355,7 @@ def test_subscription_receives_notifications_between_replies(peer, server):
 def test_subscription_filter(peer, server):
     peer.rpc('<create-subscription xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
              '<filter type="subtree"><ev xmlns="urn:m"><a>2</a></ev></filter></create-subscription>')
-    t = datetime.now(timezone.utc)
+    t = datetime.now(UTC)
     assert server.hub.publish(etree.fromstring(b'<ev xmlns="urn:m"><a>1</a></ev>'), t) == 0
     assert server.hub.publish(etree.fromstring(b'<other xmlns="urn:m"/>'), t) == 0
     assert server.hub.publish(etree.fromstring(b'<ev xmlns="urn:m"><a>2</a></ev>'), t) == 1
@@ -383,3 +390,23 @@ def test_read_only_session_gets_access_denied_for_writes(server, op):
     assert error_tag(reader.rpc(op)) == "access-denied"
     assert not writer.closed and server.datastore.calls == []
     assert reader.rpc("<get/>").find(Q + "data") is not None
+
+
+def test_copy_config_replaces_whole_running(peer, server):
+    reply = peer.rpc('<copy-config><target><running/></target><source><config>'
+                     '<x xmlns="urn:m"><y>2</y></x></config></source></copy-config>')
+    assert reply.find(Q + "ok") is not None
+    _, edit, options = server.datastore.calls[-1]
+    assert options["default_operation"] == "replace"
+    assert [(etree.QName(c).localname, c.get(Q + "operation")) for c in edit] == [
+        ("x", None), ("gone", "remove")]
+
+
+def test_copy_config_running_to_running_and_delete_config(peer, server):
+    reply = peer.rpc("<copy-config><target><running/></target><source><running/></source>"
+                     "</copy-config>")
+    assert reply.find(Q + "ok") is not None and server.datastore.calls == []
+    assert error_tag(peer.rpc("<delete-config><target><running/></target></delete-config>")) \
+        == "operation-failed"
+    assert error_tag(peer.rpc("<delete-config><target><startup/></target></delete-config>")) \
+        == "operation-not-supported"
