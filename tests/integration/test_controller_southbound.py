@@ -121,7 +121,7 @@ class Network:
             "client_app_id": [f"sae-{dst}"], "app_priority": 2, "local_qkdn_id": nid(src),
             "app_qos": {"max_bandwidth": 10_000, "min_bandwidth": 1000},
             "qkdn-key-manager:km_request": {"authenticated_sae_id": f"sae-{src}",
-                                            "application_interface": "etsi-014"}}}})
+                                            "application_interface": "etsi-004"}}}})
 
     def close(self):
         if self.southbound is not None:
