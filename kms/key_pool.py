@@ -164,8 +164,7 @@ class KeyPool:
                 "master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS NULL "
                 "AND (expires IS NULL OR expires>?) ORDER BY created LIMIT ?",
                 (master, slave, KeyState.READY.value, size_bits, now, number)).fetchall()
-            for key_id, _, _ in rows:
-                _mark_taken(cur, key_id, "master_taken")
+            _mark_taken_many(cur, [r[0] for r in rows], "master_taken")
         return [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
 
     def take_named_for_master(self, master: str, key_ids: Sequence[str], now: float) -> list[KeyRecord]:
@@ -179,7 +178,7 @@ class KeyPool:
                 if row is None:
                     raise KeyNotFound("relayed key no longer available")
                 out.append(KeyRecord(key_id, master, row[0], row[1], expires=row[2]))
-                _mark_taken(cur, key_id, "master_taken")
+            _mark_taken_many(cur, list(key_ids), "master_taken")
         return out
 
     def take_for_slave(self, slave: str, master: str, key_ids: Sequence[str],
@@ -195,7 +194,7 @@ class KeyPool:
                 if row is None:
                     raise KeyNotFound("one or more keys are not available to this SAE")
                 out.append(KeyRecord(key_id, master, slave, row[0]))
-                _mark_taken(cur, key_id, "slave_taken")
+            _mark_taken_many(cur, list(key_ids), "slave_taken")
         return out
 
     def take_stream_key(self, stream_id: str, index: int, sae_id: str, now: float) -> KeyRecord | None:
@@ -265,6 +264,21 @@ def _mark_taken(cur: sqlite3.Cursor, key_id: str, column: str) -> None:
         (key_id,)).fetchone()
     if (not m_local or m_taken) and (not s_local or s_taken):
         _scrub(cur, key_id, KeyState.RELEASED)
+
+
+def _mark_taken_many(cur: sqlite3.Cursor, key_ids: list[str], column: str) -> None:
+    """Set-based :func:`_mark_taken` for a batch (a few statements, not a few per key)."""
+    assert column in ("master_taken", "slave_taken")
+    for start in range(0, len(key_ids), 500):
+        chunk = key_ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        cur.execute(f"UPDATE keys SET {column}=1 WHERE key_id IN ({marks})", chunk)
+        done = (f"key_id IN ({marks}) AND (master_local=0 OR master_taken=1) "
+                "AND (slave_local=0 OR slave_taken=1)")
+        cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE {done} AND key IS NOT NULL",
+                    chunk)
+        cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE {done}",
+                    [KeyState.RELEASED.value, *chunk])
 
 
 def _scrub(cur: sqlite3.Cursor, key_id: str, state: KeyState) -> None:
