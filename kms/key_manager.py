@@ -418,7 +418,7 @@ class KeyManager:
         batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
         if route.next_node is not None:
             available = self.store_for_peer(route.next_node).available_outgoing()
-            affordable = (available - 32) // (size // 8) if available > 32 else 0
+            affordable = (available - 64) // (size // 8) if available > 64 else 0
             batch = max(missing, min(batch, affordable))
         records = [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
                              session=route.session) for _ in range(batch)]
