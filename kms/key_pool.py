@@ -103,7 +103,7 @@ class KeyPool:
             raise op.error
         return op.result
 
-    def _run_group(self, batch: list["_GroupOp"]) -> None:
+    def _run_group(self, batch: list[_GroupOp]) -> None:
         try:
             with self._lock, self._tx() as cur:
                 for op in batch:
