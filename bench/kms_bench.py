@@ -8,6 +8,7 @@ the figures without disk fsync cost).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import tempfile
@@ -49,7 +50,7 @@ def _tmp() -> Path:
 def _enc_latency(net: LocalKmNetwork, master: str, slave: str, n: int, number: int = 1) -> list[float]:
     s = _client(net, master)
     url = net.kms[net.saes[master]].base_url + f"/api/v1/keys/{slave}/enc_keys"
-    for _ in range(5):
+    for _ in range(2):
         s.post(url, json={"number": number}, timeout=30).raise_for_status()
     out = []
     for _ in range(n):
@@ -58,6 +59,21 @@ def _enc_latency(net: LocalKmNetwork, master: str, slave: str, n: int, number: i
         out.append((time.perf_counter() - t) * 1000)
         r.raise_for_status()
     return out
+
+
+def _hammer(job: tuple) -> int:
+    """Load-generator process: enc_keys number=1 in a loop during [start_at, start_at+duration)."""
+    url, cert, key, ca, start_at, duration = job
+    s = requests.Session()
+    s.trust_env = False
+    s.cert, s.verify = (cert, key), ca
+    s.get(url.replace("/enc_keys", "/status"), timeout=30)
+    time.sleep(max(0.0, start_at - time.time()))
+    done = 0
+    while time.time() < start_at + duration:
+        if s.post(url, json={"number": 1}, timeout=30).status_code == 200:
+            done += 1
+    return done
 
 
 def bench_etsi014(quick: bool) -> list[dict]:
@@ -70,31 +86,18 @@ def bench_etsi014(quick: bool) -> list[dict]:
         p50, p99 = _pct(lat, 0.5), _pct(lat, 0.99)
         rows = [_row("kms.etsi014_enc_p50_ms", p50, "ms", "<= 5", p50 <= 5, n, p50, p99),
                 _row("kms.etsi014_enc_p99_ms", p99, "ms", "<= 25", p99 <= 25, n, p50, p99)]
-        # sustained requests/s: concurrent keep-alive clients
+        # sustained requests/s: keep-alive clients in their own processes (a client sharing
+        # the KM's interpreter would compete with it for the GIL)
         duration = 3.0 if quick else 8.0
-        counts, errors = [0] * 8, [0]
-        stop = threading.Event()
         url = net.kms["A"].base_url + "/api/v1/keys/sae-b/enc_keys"
-
-        def worker(i: int) -> None:
-            s = _client(net, "sae-a")
-            while not stop.is_set():
-                r = s.post(url, json={"number": 1}, timeout=30)
-                if r.status_code == 200:
-                    counts[i] += 1
-                else:
-                    errors[0] += 1
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(counts))]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        time.sleep(duration)
-        stop.set()
-        for t in threads:
-            t.join()
-        rps = sum(counts) / (time.perf_counter() - t0)
-        rows.append(_row("kms.etsi014_rps", rps, "req/s", ">= 500", rps >= 500, sum(counts)))
+        cert, key = net.sae_cert("sae-a")
+        start_at = time.time() + 4.0    # after every process has started and connected
+        jobs = [(url, cert, key, net.ca, start_at, duration)] * 6
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(len(jobs)) as pool:
+            done = sum(pool.map(_hammer, jobs))
+        rps = done / duration
+        rows.append(_row("kms.etsi014_rps", rps, "req/s", ">= 500", rps >= 500, done))
         # batched
         m = 10 if quick else 40
         lat = _enc_latency(net, "sae-a", "sae-b", m, number=100)
@@ -130,8 +133,11 @@ def bench_relay_hop(quick: bool) -> list[dict]:
         net.kms["A"].apply_running_config(cfg("A", None, "B"))
         net.kms["B"].apply_running_config(cfg("B", "A", "C"))
         net.kms["C"].apply_running_config(cfg("C", "B", None))
-        one_hop = _enc_latency(net, "sae-a", "sae-b", n)
-        two_hops = _enc_latency(net, "sae-a", "sae-c", n)
+        # interleaved, so that both paths see the same machine load
+        one_hop, two_hops = [], []
+        for _ in range(n // 10):
+            one_hop += _enc_latency(net, "sae-a", "sae-b", 10)
+            two_hops += _enc_latency(net, "sae-a", "sae-c", 10)
     added = statistics.median(two_hops) - statistics.median(one_hop)
     return [_row("relay.hop_added_p50_ms", added, "ms", "<= 5", added <= 5, n,
                  statistics.median(two_hops), _pct(two_hops, 0.99))]
@@ -185,7 +191,10 @@ def bench_relay_rate(quick: bool) -> list[dict]:
         # relayed keys waiting ready at both ends count as delivered end-to-end key
         delivered += net.kms["A"].pool.ready_count("sae-a", "sae-d", KEY_BITS) * KEY_BITS
         produced = fed[0] * (block_bytes // 2) * 8   # B's sending half of every B–C block
-    ratio = delivered / produced if produced else 0.0
+        # key still waiting at B when the clock stops (less than one message: an edge effect
+        # of a short run, bounded whatever the duration) is not a rate loss
+        leftover = net.kms["B"].store_for_peer("C").available_outgoing() * 8
+    ratio = delivered / (produced - leftover) if produced > leftover else 0.0
     return [_row("relay.e2e_rate_over_bottleneck", ratio, "ratio", ">= 0.9", ratio >= 0.9,
                  int(duration / period))]
 

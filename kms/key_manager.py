@@ -418,10 +418,12 @@ class KeyManager:
         batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
         if route.next_node is not None:
             available = self.store_for_peer(route.next_node).available_outgoing()
-            affordable = (available - 32) // (size // 8) if available > 32 else 0
+            affordable = (available - 64) // (size // 8) if available > 64 else 0
             batch = max(missing, min(batch, affordable))
+        cfg = self._forwarding.sessions.get(route.session or "")
+        expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
         records = [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
-                             session=route.session) for _ in range(batch)]
+                             session=route.session, expires=expires) for _ in range(batch)]
         if route.next_node is None:
             self.pool.store_ready(records, master_local=True, slave_local=True, now=now)
         else:

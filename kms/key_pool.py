@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from kms.errors import KeyNotFound, RelayError
 from kms.key_store import open_database
@@ -66,12 +67,59 @@ CREATE UNIQUE INDEX IF NOT EXISTS keys_stream ON keys(stream_id, stream_index);
 
 
 class KeyPool:
-    """Durable end-to-end keys of one KM."""
+    """Durable end-to-end keys of one KM.
+
+    Releases to SAEs use *group commit*: concurrent releases run in one transaction (each in
+    its own savepoint) and share one fsync; every caller returns only after the commit that
+    holds its release, so the durability guarantee is unchanged.
+    """
 
     def __init__(self, path: Path, local_saes: Iterable[str] = ()) -> None:
         self._lock = threading.RLock()
         self._conn = open_database(path)
         self._conn.executescript(_SCHEMA)
+        self._group_lock = threading.Lock()
+        self._group_queue: list[_GroupOp] = []
+        self._group_leader = False
+
+    def _grouped(self, work: Callable[[sqlite3.Cursor], Any]) -> Any:
+        """Run ``work(cursor)`` in a shared, group-committed transaction; return its result."""
+        op = _GroupOp(work)
+        with self._group_lock:
+            self._group_queue.append(op)
+            lead = not self._group_leader
+            if lead:
+                self._group_leader = True
+        if lead:
+            while True:
+                with self._group_lock:
+                    batch, self._group_queue = self._group_queue, []
+                    if not batch:
+                        self._group_leader = False
+                        break
+                self._run_group(batch)
+        op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def _run_group(self, batch: list[_GroupOp]) -> None:
+        try:
+            with self._lock, self._tx() as cur:
+                for op in batch:
+                    cur.execute("SAVEPOINT op")
+                    try:
+                        op.result = op.work(cur)
+                        cur.execute("RELEASE op")
+                    except Exception as exc:  # noqa: BLE001 - handed to that op's caller
+                        cur.execute("ROLLBACK TO op")
+                        cur.execute("RELEASE op")
+                        op.error = exc
+        except Exception as exc:  # noqa: BLE001 - the commit failed: nobody got keys
+            for op in batch:
+                op.result, op.error = None, exc
+        for op in batch:
+            op.done.set()
 
     def close(self) -> None:
         with self._lock:
@@ -85,20 +133,19 @@ class KeyPool:
                     next_hop: str, now: float) -> None:
         """Record keys about to be relayed (before any byte leaves this KM)."""
         with self._lock, self._tx() as cur:
-            for r in records:
-                cur.execute(
-                    "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local, "
-                    "slave_local, stream_id, stream_index, session, next_hop, created, expires) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, KeyState.PENDING.value,
-                     int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
-                     next_hop, now, r.expires))
+            cur.executemany(
+                "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local, "
+                "slave_local, stream_id, stream_index, session, next_hop, created, expires) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, KeyState.PENDING.value,
+                  int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
+                  next_hop, now, r.expires) for r in records])
 
     def mark_ready(self, key_ids: Sequence[str]) -> None:
         with self._lock, self._tx() as cur:
-            for key_id in key_ids:
-                cur.execute("UPDATE keys SET state=? WHERE key_id=? AND state=?",
-                            (KeyState.READY.value, key_id, KeyState.PENDING.value))
+            cur.executemany("UPDATE keys SET state=? WHERE key_id=? AND state=?",
+                            [(KeyState.READY.value, key_id, KeyState.PENDING.value)
+                             for key_id in key_ids])
 
     def void(self, key_ids: Sequence[str]) -> None:
         """Drop pending keys (the relay did not store them at the destination)."""
@@ -122,17 +169,16 @@ class KeyPool:
                     now: float) -> None:
         """Store relayed keys, all or none; a key_id seen before (incl. voided) is a replay."""
         with self._lock, self._tx() as cur:
-            for r in records:
-                try:
-                    cur.execute(
-                        "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local,"
-                        " slave_local, stream_id, stream_index, session, created, expires) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8,
-                         KeyState.READY.value, int(master_local), int(slave_local), r.stream_id,
-                         r.stream_index, r.session, now, r.expires))
-                except sqlite3.IntegrityError as exc:
-                    raise RelayError(f"key {r.key_id} already known (replay): {exc}") from None
+            try:
+                cur.executemany(
+                    "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local,"
+                    " slave_local, stream_id, stream_index, session, created, expires) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8,
+                      KeyState.READY.value, int(master_local), int(slave_local), r.stream_id,
+                      r.stream_index, r.session, now, r.expires) for r in records])
+            except sqlite3.IntegrityError:
+                raise RelayError("a key_ID of this relay is already known (replay)") from None
 
     def resolve(self, key_ids: Sequence[str]) -> dict[str, str]:
         """Destination's answer for an unknown-outcome relay: ``stored`` or ``void``.
@@ -158,19 +204,19 @@ class KeyPool:
     def take_for_master(self, master: str, slave: str, number: int, size_bits: int,
                         now: float) -> list[KeyRecord]:
         """Release up to ``number`` ready keys of the pair to the master (oldest first)."""
-        with self._lock, self._tx() as cur:
+        def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             rows = cur.execute(
                 "SELECT key_id, key, expires FROM keys WHERE master=? AND slave=? AND state=? AND "
                 "master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS NULL "
                 "AND (expires IS NULL OR expires>?) ORDER BY created LIMIT ?",
                 (master, slave, KeyState.READY.value, size_bits, now, number)).fetchall()
-            for key_id, _, _ in rows:
-                _mark_taken(cur, key_id, "master_taken")
-        return [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
+            _mark_taken_many(cur, [r[0] for r in rows], "master_taken")
+            return [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
+        return self._grouped(work)
 
     def take_named_for_master(self, master: str, key_ids: Sequence[str], now: float) -> list[KeyRecord]:
         """Release exactly the named ready keys to the master (keys this request relayed)."""
-        with self._lock, self._tx() as cur:
+        def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             out = []
             for key_id in key_ids:
                 row = cur.execute(
@@ -179,13 +225,14 @@ class KeyPool:
                 if row is None:
                     raise KeyNotFound("relayed key no longer available")
                 out.append(KeyRecord(key_id, master, row[0], row[1], expires=row[2]))
-                _mark_taken(cur, key_id, "master_taken")
-        return out
+            _mark_taken_many(cur, list(key_ids), "master_taken")
+            return out
+        return self._grouped(work)
 
     def take_for_slave(self, slave: str, master: str, key_ids: Sequence[str],
                        now: float) -> list[KeyRecord]:
         """Release the named keys to the slave, all or none (missing == not yours)."""
-        with self._lock, self._tx() as cur:
+        def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             out = []
             for key_id in key_ids:
                 row = cur.execute(
@@ -195,8 +242,9 @@ class KeyPool:
                 if row is None:
                     raise KeyNotFound("one or more keys are not available to this SAE")
                 out.append(KeyRecord(key_id, master, slave, row[0]))
-                _mark_taken(cur, key_id, "slave_taken")
-        return out
+            _mark_taken_many(cur, list(key_ids), "slave_taken")
+            return out
+        return self._grouped(work)
 
     def take_stream_key(self, stream_id: str, index: int, sae_id: str, now: float) -> KeyRecord | None:
         """Release the stream key at ``index`` to the local SAE ``sae_id`` (None if absent)."""
@@ -267,11 +315,34 @@ def _mark_taken(cur: sqlite3.Cursor, key_id: str, column: str) -> None:
         _scrub(cur, key_id, KeyState.RELEASED)
 
 
+def _mark_taken_many(cur: sqlite3.Cursor, key_ids: list[str], column: str) -> None:
+    """Set-based :func:`_mark_taken` for a batch (a few statements, not a few per key)."""
+    assert column in ("master_taken", "slave_taken")
+    for start in range(0, len(key_ids), 500):
+        chunk = key_ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        cur.execute(f"UPDATE keys SET {column}=1 WHERE key_id IN ({marks})", chunk)
+        done = (f"key_id IN ({marks}) AND (master_local=0 OR master_taken=1) "
+                "AND (slave_local=0 OR slave_taken=1)")
+        cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE {done} AND key IS NOT NULL",
+                    chunk)
+        cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE {done}",
+                    [KeyState.RELEASED.value, *chunk])
+
+
 def _scrub(cur: sqlite3.Cursor, key_id: str, state: KeyState) -> None:
     """Overwrite the key bytes, then drop them; the row stays as a tombstone."""
     cur.execute("UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE key_id=? AND key IS NOT NULL",
                 (key_id,))
     cur.execute("UPDATE keys SET key=NULL, state=? WHERE key_id=?", (state.value, key_id))
+
+
+class _GroupOp:
+    def __init__(self, work: Callable[[sqlite3.Cursor], Any]) -> None:
+        self.work = work
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
 
 
 class _Transaction:

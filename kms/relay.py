@@ -2,16 +2,17 @@
 
 Message shapes follow ETSI GS QKD 020 (``ext_keys``, ``ack``) loosely; see ``docs/kms.md``.
 
-* The source KM records the new end-to-end keys as *pending*, takes ``|K| + 32`` bytes of its
-  sending half of the link to the next hop, sends ``K ⊕ L`` with a Wegman–Carter tag keyed by
-  the last 32 bytes, and names the link bytes with a key reference.
+* The source KM records the new end-to-end keys as *pending*, takes ``|K| + 64`` bytes of its
+  sending half of the link to the next hop (pad, request MAC key, ack MAC key), sends
+  ``K ⊕ L`` with a Wegman–Carter tag, and names the link bytes with a key reference.
 * Each relay takes exactly those bytes of its receiving half (a replay finds them gone),
   checks the tag, decrypts, and re-encrypts with fresh bytes of its next link.
 * The destination stores the keys (all or none, key_IDs never reused) and answers with an
-  ``ack`` authenticated with 32 bytes of *its* sending half; every hop checks and re-signs
-  the ack on the way back, so the source marks the keys ready only on an authentic ack.
+  ``ack`` authenticated with the request's one-time ack key (bound to the request's tag);
+  every hop checks and re-signs the ack on the way back, so the source marks the keys ready
+  only on an authentic ack.
 * Link key per hop and message: exactly ``|K|`` bits of pad + 256 bits of MAC key for the
-  request + 256 bits for the ack.
+  request + 256 bits for the ack, all from the sender's half, consumed in one commit.
 * A transport failure leaves the outcome unknown: the source keeps the keys pending (never
   released) and later asks the destination to ``resolve`` them: stored → ready at both ends,
   absent → tombstoned there (a late copy is refused) and voided here. Delivered to both or
@@ -72,20 +73,30 @@ def key_descriptor(record: KeyRecord) -> dict[str, Any]:
     return out
 
 
-def build_ext_keys(session: str | None, records: Sequence[KeyRecord], link: LinkKeyStore) -> dict:
-    """Encrypt and authenticate keys for the next hop; consumes |K| + 32 bytes of the link."""
+def build_ext_keys(session: str | None, records: Sequence[KeyRecord],
+                   link: LinkKeyStore) -> tuple[dict, bytes]:
+    """Encrypt and authenticate keys for the next hop.
+
+    Consumes |K| + 64 bytes of this end's half of the link: the pad, the request's one-time
+    MAC key and the ack's one-time MAC key. Returns the body and the ack MAC key.
+    """
     plain = b"".join(r.key or b"" for r in records)
-    ref, material = link.take_outgoing(len(plain) + MAC_KEY_BYTES)
-    pad, mac_key = material[:len(plain)], material[len(plain):]
+    ref, material = link.take_outgoing(len(plain) + 2 * MAC_KEY_BYTES)
+    pad = material[:len(plain)]
+    mac_key = material[len(plain):len(plain) + MAC_KEY_BYTES]
+    ack_key = material[len(plain) + MAC_KEY_BYTES:]
     body = {"session": session, "keys": [key_descriptor(r) for r in records],
             "key_ref": ref.to_wire(),
             "ciphertext": base64.b64encode(xor_bytes(plain, pad)).decode()}
     body["mac"] = base64.b64encode(mac_tag(canonical(body), mac_key)).decode()
-    return body
+    return body, ack_key
 
 
-def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> list[KeyRecord]:
-    """Check and decrypt an ``ext_keys`` body; consumes the referenced link bytes."""
+def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> tuple[list[KeyRecord], bytes]:
+    """Check and decrypt an ``ext_keys`` body; consumes the referenced link bytes.
+
+    Returns the keys and the one-time MAC key for the ack.
+    """
     try:
         unsigned = {k: body[k] for k in ("session", "keys", "key_ref", "ciphertext")}
         tag = base64.b64decode(body["mac"], validate=True)
@@ -93,13 +104,15 @@ def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> list[KeyRecord
         sizes = [int(k["size"]) for k in body["keys"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise AuthenticationFailed(f"malformed ext_keys: {type(exc).__name__}") from None
-    if any(s <= 0 or s % 8 for s in sizes) or sum(sizes) // 8 != len(cipher):
+    if not sizes or any(s <= 0 or s % 8 for s in sizes) or sum(sizes) // 8 != len(cipher):
         raise AuthenticationFailed("ext_keys sizes do not match the ciphertext")
     ref = KeyRef.from_wire(str(body["key_ref"]))
-    if ref.length != len(cipher) + MAC_KEY_BYTES:
+    if ref.length != len(cipher) + 2 * MAC_KEY_BYTES:
         raise AuthenticationFailed("ext_keys key reference has the wrong length")
     material = link.take_incoming(ref)
-    pad, mac_key = material[:len(cipher)], material[len(cipher):]
+    pad = material[:len(cipher)]
+    mac_key = material[len(cipher):len(cipher) + MAC_KEY_BYTES]
+    ack_key = material[len(cipher) + MAC_KEY_BYTES:]
     if not verify_tag(canonical(unsigned), mac_key, tag):
         raise AuthenticationFailed("ext_keys MAC mismatch")
     plain = xor_bytes(cipher, pad)
@@ -111,29 +124,24 @@ def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> list[KeyRecord
             stream_id=desc.get("Key_stream_ID"), stream_index=desc.get("index"),
             session=body["session"], expires=desc.get("expires")))
         offset += size // 8
-    return records
+    return records, ack_key
 
 
-def build_ack(key_ids: Sequence[str], request_mac: str, link: LinkKeyStore) -> dict:
-    """The destination's (or a relay's re-signed) ack, bound to the request's tag."""
-    ref, mac_key = link.take_outgoing(MAC_KEY_BYTES)
-    body = {"status": "stored", "key_IDs": list(key_ids), "key_ref": ref.to_wire()}
-    tag = mac_tag(canonical({**body, "request_mac": request_mac}), mac_key)
+def build_ack(key_ids: Sequence[str], request_mac: str, ack_key: bytes) -> dict:
+    """The ack for a request, authenticated with the request's ack key and bound to its tag."""
+    body = {"status": "stored", "key_IDs": list(key_ids)}
+    tag = mac_tag(canonical({**body, "request_mac": request_mac}), ack_key)
     return {**body, "mac": base64.b64encode(tag).decode()}
 
 
 def check_ack(ack: Mapping[str, Any], key_ids: Sequence[str], request_mac: str,
-              link: LinkKeyStore) -> None:
+              ack_key: bytes) -> None:
     try:
-        body = {"status": ack["status"], "key_IDs": ack["key_IDs"], "key_ref": ack["key_ref"]}
+        body = {"status": ack["status"], "key_IDs": ack["key_IDs"]}
         tag = base64.b64decode(ack["mac"], validate=True)
     except (KeyError, TypeError, ValueError):
         raise AuthenticationFailed("malformed ack") from None
-    ref = KeyRef.from_wire(str(body["key_ref"]))
-    if ref.length != MAC_KEY_BYTES:
-        raise AuthenticationFailed("ack key reference has the wrong length")
-    mac_key = link.take_incoming(ref)
-    if not verify_tag(canonical({**body, "request_mac": request_mac}), mac_key, tag):
+    if not verify_tag(canonical({**body, "request_mac": request_mac}), ack_key, tag):
         raise AuthenticationFailed("ack MAC mismatch")
     if body["status"] != "stored" or list(body["key_IDs"]) != list(key_ids):
         raise AuthenticationFailed("ack does not acknowledge the keys sent")
@@ -235,7 +243,7 @@ class RelayEngine:
         (pending; resolved later by :meth:`resolve_pending`).
         """
         link = self.ctx.link_store(next_node)
-        body = build_ext_keys(session, records, link)   # InsufficientKey → nothing recorded
+        body, ack_key = build_ext_keys(session, records, link)  # InsufficientKey: nothing recorded
         key_ids = [r.key_id for r in records]
         with self._in_flight_lock:
             self._in_flight.update(key_ids)
@@ -245,7 +253,7 @@ class RelayEngine:
             self._delay("source_after_pending")
             try:
                 ack = self._send_ext_keys(next_node, body)
-                check_ack(ack, key_ids, body["mac"], link)
+                check_ack(ack, key_ids, body["mac"], ack_key)
             except RelayRejected:
                 self.ctx.pool.void(key_ids)
                 raise
@@ -271,7 +279,7 @@ class RelayEngine:
         """Process an ``ext_keys`` from neighbour ``sender_node``; returns (HTTP status, body)."""
         try:
             incoming = self.ctx.link_store(sender_node)
-            records = open_ext_keys(body, incoming)
+            records, ack_key = open_ext_keys(body, incoming)
         except AuthenticationFailed as exc:
             self.rejected_messages += 1
             log.warning("%s: relay message from %s rejected: %s", self.ctx.node_name,
@@ -286,27 +294,28 @@ class RelayEngine:
         except NoRoute as exc:
             return 403, {"status": "rejected", "message": str(exc)}
         if nxt is None:
-            return self._terminate(sender_node, records, body["mac"])
+            return self._terminate(sender_node, records, body["mac"], ack_key)
         self._delay("relay_before_forward")
         try:
             outgoing = self.ctx.link_store(nxt)
-            forward = build_ext_keys(session, records, outgoing)
+            forward, forward_ack_key = build_ext_keys(session, records, outgoing)
         except InsufficientKey:
             return 503, {"status": "rejected", "message": f"insufficient key on link to {nxt}"}
         except NoRoute as exc:
             return 403, {"status": "rejected", "message": str(exc)}
         try:
             ack = self._send_ext_keys(nxt, forward)
-            check_ack(ack, key_ids, forward["mac"], outgoing)
+            check_ack(ack, key_ids, forward["mac"], forward_ack_key)
         except RelayRejected as exc:
             return 403, {"status": "rejected", "message": str(exc)}
         except (RelayUnknown, AuthenticationFailed) as exc:
             return 504, {"status": "unknown", "message": str(exc)}
         log.info("%s: relayed %d key(s) of session %s from %s to %s", self.ctx.node_name,
                  len(records), session, sender_node, nxt)
-        return 200, build_ack(key_ids, body["mac"], incoming)
+        return 200, build_ack(key_ids, body["mac"], ack_key)
 
-    def _terminate(self, sender_node: str, records: list[KeyRecord], request_mac: str) -> tuple[int, dict]:
+    def _terminate(self, sender_node: str, records: list[KeyRecord], request_mac: str,
+                   ack_key: bytes) -> tuple[int, dict]:
         local = self.ctx.local_saes()
         first = records[0]
         if any(r.slave not in local and r.master not in local for r in records):
@@ -321,8 +330,7 @@ class RelayEngine:
             return 409, {"status": "rejected", "message": "key_ID already known"}
         self._delay("destination_before_ack")
         log.info("%s: stored %d relayed key(s) from %s", self.ctx.node_name, len(records), sender_node)
-        return 200, build_ack([r.key_id for r in records], request_mac,
-                              self.ctx.link_store(sender_node))
+        return 200, build_ack([r.key_id for r in records], request_mac, ack_key)
 
     # -- resolve (unknown outcomes) ---------------------------------------------------------
     def handle_resolve(self, sender_node: str, body: dict) -> tuple[int, dict]:

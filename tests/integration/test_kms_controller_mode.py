@@ -93,3 +93,23 @@ def test_idle_timer_expires_the_session(net):
     assert changes[-1] == {"app_id": APP, "state": "terminated", "reason": "idle timeout"}
     state = net.kms["A"].operational_state()["etsi-qkd-sdn-node:qkd_node"]["qkd_applications"]["qkd_app"][0]
     assert state["app_status"] == "etsi-qkd-node-types:OUT-OF-TIME"
+
+
+def test_unused_keys_expire_after_app_qos_ttl(net):
+    for node in ("A", "B"):
+        cfg = config(node)
+        cfg["etsi-qkd-sdn-node:qkd_node"]["qkd_applications"]["qkd_app"][0]["app_qos"] = {"ttl": 10}
+        net.kms[node].apply_running_config(cfg)
+    r = enc(net)
+    assert r.status_code == 200
+    key_id = r.json()["keys"][0]["key_ID"]
+    net.clock.now += 11
+    net.kms["A"].tick()
+    net.kms["B"].tick()
+    s = requests.Session()
+    s.trust_env = False
+    s.cert, s.verify = net.sae_cert("sae-b"), net.ca
+    r = s.post(net.kms["B"].base_url + "/api/v1/keys/sae-a/dec_keys", json={"key_IDs": [{"key_ID": key_id}]},
+               timeout=10)
+    assert r.status_code == 400
+    assert net.kms["A"].pool.ready_count("sae-a", "sae-b", 256) == 0   # the surplus expired too

@@ -134,3 +134,16 @@ def test_concurrent_requests_get_exactly_their_keys_once(net):
     got = client(net, "sae-b").post(url(net, "B", "sae-a/dec_keys"),
                                     json={"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]}, timeout=20)
     assert got.status_code == 200 and sorted(got.json()["keys"], key=str) == sorted(keys, key=str)
+
+
+def test_no_key_material_in_logs(net, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    keys = client(net, "sae-a").post(url(net, "A", "sae-b/enc_keys"), json={"number": 2}, timeout=5).json()["keys"]
+    client(net, "sae-b").post(url(net, "B", "sae-a/dec_keys"),
+                              json={"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]}, timeout=5)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "enc_keys" in text     # the requests were logged ...
+    for k in keys:                # ... without their keys, in any encoding
+        raw = base64.b64decode(k["key"])
+        assert k["key"] not in text and raw.hex() not in text and repr(raw) not in text

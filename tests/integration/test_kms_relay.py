@@ -89,7 +89,7 @@ def test_three_node_relay_delivers_the_same_keys_and_consumes_exactly_k_per_hop(
     r2 = dec(net, keys)
     assert r2.status_code == 200, r2.text
     assert r2.json()["keys"] == keys
-    # |K| = 4·32 bytes pad + 32 request MAC + 32 ack MAC, at each end of each hop
+    # |K| = 4·32 bytes pad + 32 request MAC + 32 ack MAC (sender's half), at each end of each hop
     assert ab.levels().consumed_bytes - before_ab == 4 * 32 + 32 + 32
     assert bc.levels().consumed_bytes - before_bc == 4 * 32 + 32 + 32
     assert net.kms["C"].store(link_id("B", "C")).levels().consumed_bytes == 4 * 32 + 64
@@ -123,7 +123,7 @@ def test_missing_rule_on_relay_delivers_to_neither(net):
 def test_tampered_and_replayed_relay_messages_rejected(net, caplog):
     a_link = net.kms["A"].store_for_peer("B")
     rec = [KeyRecord(str(uuid.uuid4()), "sae-a", "sae-c", bytes(range(32)), session=SESSION)]
-    body = build_ext_keys(SESSION, rec, a_link)
+    body, _ = build_ext_keys(SESSION, rec, a_link)
     tampered = copy.deepcopy(body)
     tampered["keys"][0]["slave_SAE_ID"] = "sae-b"      # redirect the key to another SAE
     caplog.set_level(logging.WARNING, logger="kms.relay")
@@ -137,7 +137,7 @@ def test_tampered_and_replayed_relay_messages_rejected(net, caplog):
     r = s.post(url, data=canonical(body), headers={"Content-Type": "application/json"}, timeout=10)
     assert r.status_code == 403
     # a genuine message is accepted and a replay of it refused
-    body = build_ext_keys(SESSION, [KeyRecord(str(uuid.uuid4()), "sae-a", "sae-c", bytes(32), session=SESSION)], a_link)
+    body, _ = build_ext_keys(SESSION, [KeyRecord(str(uuid.uuid4()), "sae-a", "sae-c", bytes(32), session=SESSION)], a_link)
     assert s.post(url, data=canonical(body), headers={"Content-Type": "application/json"}, timeout=10).status_code == 200
     assert s.post(url, data=canonical(body), headers={"Content-Type": "application/json"}, timeout=10).status_code == 403
     assert net.kms["B"].relay.rejected_messages == 3

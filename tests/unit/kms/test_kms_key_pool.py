@@ -58,3 +58,29 @@ def test_named_release_to_master(tmp_path):
         p.take_named_for_master("m", ["k2"], now=0)
     with pytest.raises(KeyNotFound):
         p.take_named_for_master("other", ["k1"], now=0)
+
+
+def test_group_commit_releases_each_key_once_and_isolates_failures(tmp_path):
+    import threading
+    p = KeyPool(tmp_path / "p.sqlite")
+    p.store_ready([rec(i) for i in range(1, 61)], master_local=True, slave_local=False, now=0)
+    got, errors, lock = [], [], threading.Lock()
+
+    def worker():
+        for _ in range(5):
+            keys = p.take_for_master("m", "s", 2, 256, now=0)
+            try:
+                p.take_named_for_master("m", ["nope"], now=0)
+            except KeyNotFound as exc:
+                with lock:
+                    errors.append(exc)
+            with lock:
+                got.extend(k.key_id for k in keys)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == len(set(got)) == 60 and len(errors) == 30
+    assert p.counts() == {"released": 60}
