@@ -13,6 +13,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--state-dir", type=Path, default=None,
                       help="state directory (default: a temporary one)")
     demo.add_argument("--keep", action="store_true", help="leave the network running")
+    demo.add_argument("--report", type=Path, default=None,
+                      help="write the scenario's report (pairs, paths, key ids) as JSON")
     demo.set_defaults(func=_demo)
 
 
@@ -20,4 +22,4 @@ def _demo(args: argparse.Namespace) -> int:
     from qkdn.demo import PAPER_TOPOLOGY, run_demo
 
     return run_demo(topology=args.topology or PAPER_TOPOLOGY, state_dir=args.state_dir,
-                    keep=args.keep)
+                    keep=args.keep, report_path=args.report)
