@@ -793,7 +793,7 @@ def test_yang_nbi_agent_advertises_the_modules_and_refuses_their_rpcs():
 
     context = load_context()
     try:
-        capabilities = server_capabilities(collect_schema_modules(context, namespaces.YANG_DIR))
+        capabilities = server_capabilities(collect_schema_modules(context))
     finally:
         context.destroy()
     for namespace, module in (
