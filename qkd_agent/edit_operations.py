@@ -15,6 +15,7 @@ identityrefs re-qualified by module name from the XML namespace in scope).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -83,6 +84,10 @@ class RpcErrors(RpcError):
         return [error.to_xml() for error in self.errors]
 
 
+#: RFC 7950 §9.2.1: an optional sign and ASCII decimal digits (Python's int() would also take
+#: "1_000" and non-ASCII digits such as "４２").
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
 _ATTRIBUTE_OPERATIONS = {
     op.value: op for op in EditOperation if op is not EditOperation.NONE
 }
@@ -123,12 +128,9 @@ def json_value(node: SchemaNode, element: etree._Element, schema: SchemaTree, pa
     text = _text(element)
     kind = node.value_kind
     if kind is ValueKind.NUMBER:
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise _error(
-                ErrorTag.INVALID_VALUE, f'"{text}" is not an integer', path, node.name
-            ) from None
+        if not _INTEGER.fullmatch(text.strip()):
+            raise _error(ErrorTag.INVALID_VALUE, f'"{text}" is not an integer', path, node.name)
+        return int(text.strip())
     if kind is ValueKind.BOOLEAN:
         value = text.strip()
         if value not in ("true", "false"):
