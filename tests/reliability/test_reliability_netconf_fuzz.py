@@ -1,0 +1,168 @@
+"""NETCONF fuzzing of a real agent over SSH (see netconf_fuzz.py and docs/reliability.md).
+
+The short run (1,000 cases) is part of ``make test``; the long run (10,000 cases, marked
+slow) is part of ``make reliability`` and writes its figures to bench/reliability.json.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import time
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from . import netconf_fuzz as fuzz
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+RSS_LIMIT_MIB = 20
+SHORT_SEED = 20261127
+LONG_SEED = 6241
+
+
+def _check(result: dict) -> None:
+    """The invariants of every run."""
+    assert result["agent_alive"]
+    assert result["mismatch_count"] == 0, json.dumps(result["mismatches"], indent=1)
+    assert result["probe_failures"] == 0 and result["probes"] > 0
+    assert result["entity_resolutions"] == 0
+    assert result["trap_connections"] == 0
+    assert result["rss_growth_mib"] < RSS_LIMIT_MIB
+    assert result["datastore_unchanged"]
+    assert set(result["per_class"]) >= set(fuzz.GENERATORS) | {"oversized"}
+    assert result["closed_sessions"] > 0
+    # every error class the generator aims at was actually produced by the agent
+    assert set(result["error_tags"]) >= {
+        "malformed-message", "operation-not-supported", "invalid-value", "unknown-element",
+        "unknown-namespace", "bad-attribute", "unknown-attribute", "bad-element",
+        "missing-element", "missing-attribute", "data-exists", "data-missing",
+    }
+
+
+@pytest.fixture(scope="module")
+def agent_process(tmp_path_factory):
+    """One real agent for the short run and the targeted cases of this module."""
+    agent = fuzz.AgentProcess(tmp_path_factory.mktemp("fuzzed-agent"))
+    yield agent
+    agent.stop()
+
+
+def test_fuzz_short_run(agent_process):
+    result = fuzz.run_fuzz(cases=1000, seed=SHORT_SEED, oversized=1, agent=agent_process)
+    assert result["cases"] == 1000
+    _check(result)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_fuzz_long_run():
+    result = fuzz.run_fuzz(cases=10_000, seed=LONG_SEED, oversized=6, batch=250)
+    assert result["cases"] >= 10_000
+    _check(result)
+    fuzz.write_figures(REPO / "bench" / "reliability.json", result)
+
+
+# --------------------------------------------------------------------------- the oracle itself
+
+
+@pytest.fixture
+def traps(tmp_path):
+    with fuzz.traps_in(tmp_path) as (found, trap):
+        yield found, trap
+
+
+def test_generation_is_deterministic(traps):
+    found, _ = traps
+    first = fuzz.generate_cases(300, 7, found)
+    assert first == fuzz.generate_cases(300, 7, found)
+    assert first != fuzz.generate_cases(300, 8, found)
+
+
+def test_malformed_cases_are_really_malformed(traps):
+    """Every unframed message the generator calls malformed fails a plain XML parse
+    (entity cases aside: those are well-formed XML that a NETCONF agent must refuse)."""
+    found, _ = traps
+    rng = random.Random(3)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    for _ in range(400):
+        case = fuzz.gen_invalid_xml(rng, found)
+        with pytest.raises(etree.XMLSyntaxError):
+            etree.fromstring(case.data, parser)
+
+
+def test_entity_detection_can_fail(traps):
+    """The canary and the listening socket do detect a parser that resolves entities."""
+    found, trap = traps
+    doc = (f'<!DOCTYPE r [<!ENTITY x SYSTEM "{found.file_url}">]><r>&x;</r>').encode()
+    unsafe = etree.XMLParser(resolve_entities=True, load_dtd=True, no_network=False)
+    assert found.canary_token in etree.tostring(etree.fromstring(doc, unsafe)).decode()
+    with socket.create_connection(("127.0.0.1", found.http_port), timeout=2):
+        pass
+    for _ in range(50):
+        if trap.connections:
+            break
+        time.sleep(0.02)
+    assert trap.connections == 1
+
+
+def test_chunked_helper_frames_rfc6242():
+    assert fuzz.chunked(b"abcdef", [2, 3]) == b"\n#2\nab\n#3\ncde\n#1\nf\n##\n"
+
+
+# --------------------------------------------------------------------------- targeted cases
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, agent_process):
+    agent = fuzz.LiveAgent(tmp_path_factory.mktemp("live-agent"), agent_process)
+    yield agent
+    agent.close()
+
+
+def _tags(reply: bytes) -> list[str]:
+    return fuzz.error_tags(reply)[1]
+
+
+@pytest.mark.parametrize("value", ["４２", "٣", "1_000", "0x10", " 1e3", "+", ""])
+def test_integer_leaf_needs_ascii_digits(live, value):
+    """Regression: int() also parses '1_000' and non-ASCII digits; YANG integers do not."""
+    reply = live.request(fuzz.edit(fuzz.in_app(f"<app_priority>{value}</app_priority>")))
+    assert _tags(reply) == ["invalid-value"]
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1_0", "-3"])
+def test_kill_session_bad_id_is_invalid_value(live, value):
+    """Regression: '²'.isdigit() is true but int('²') fails (was operation-failed)."""
+    reply = live.request(fuzz.rpc(f"<kill-session><session-id>{value}</session-id></kill-session>"))
+    assert _tags(reply) == ["invalid-value"]
+
+
+_PRIORITY_TEXT = st.one_of(
+    st.integers(min_value=-(2**40), max_value=2**40).map(str),
+    st.text(alphabet=st.sampled_from("0123456789+-_.eExX ab４٣²"), min_size=0, max_size=12),
+)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_PRIORITY_TEXT)
+def test_uint32_leaf_accepts_exactly_the_yang_lexical_space(live, text):
+    """app_priority (uint32): ok exactly for an optional sign, ASCII digits and a value in
+    0..4294967295 (RFC 7950 §9.2.1); invalid-value otherwise."""
+    reply = live.request(fuzz.edit(fuzz.in_app(f"<app_priority>{escape(text)}</app_priority>")))
+    literal = text.strip(" ")
+    valid = bool(re.fullmatch(r"[+-]?[0-9]+", literal)) and 0 <= int(literal) <= 2**32 - 1
+    if valid:
+        assert b"<ok/>" in reply, reply
+    else:
+        assert _tags(reply) == ["invalid-value"], reply
