@@ -249,9 +249,10 @@ def gen_framing_eom(rng: random.Random, traps: Traps) -> Case:
     if variant == 5:  # two documents in one message
         return _framed("framing-eom", Channel.EOM, eom(valid + valid), Outcome.REPLY, MALFORMED,
                     "two documents")
-    # garbage bytes interleaved inside the XML
+    # garbage interleaved inside the XML: bytes that are not XML anywhere (not "]]>", which
+    # an attribute value may hold)
     pos = rng.randint(1, len(valid) - 1)
-    junk = rng.choice([b"\x00", b"\x01\x02", b"\xff\xfe", b"]]>", b"<<", b"\x1b[0m"])
+    junk = rng.choice([b"\x00", b"\x01\x02", b"\xff\xfe", b"<<", b"\x1b[0m", b"\x7f\x80"])
     return _framed("framing-eom", Channel.EOM, eom(valid[:pos] + junk + valid[pos:]),
                 Outcome.REPLY, MALFORMED, "interleaved garbage")
 

@@ -98,6 +98,11 @@ def test_malformed_cases_are_really_malformed(traps):
         case = fuzz.gen_invalid_xml(rng, found)
         with pytest.raises(etree.XMLSyntaxError):
             etree.fromstring(case.data, parser)
+    for _ in range(2000):
+        case = fuzz.gen_framing_eom(rng, found)
+        first_message = case.data.split(fuzz.EOM, 1)[0]
+        with pytest.raises(etree.XMLSyntaxError):
+            etree.fromstring(first_message, parser)
 
 
 def test_entity_detection_can_fail(traps):
