@@ -180,6 +180,9 @@ class NetconfSession:
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
+        # drop buffered input now (up to max_message_size): the session object itself may
+        # live on in a reference cycle with its channel until the next full GC
+        self._decoder = make_decoder(self.framing, self._max_message_size)
         self._server.locks.release_all(self.session_id)
         self._server.hub.unsubscribe(self.session_id)
         if self._server.sessions.get(self.session_id) is self:
