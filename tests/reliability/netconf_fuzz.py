@@ -661,9 +661,12 @@ def generate_cases(count: int, seed: int, traps: Traps, oversized: int = 1) -> l
     big = [oversized_cases(traps)[i % 2] for i in range(oversized)]
     cases = [_on_the_wire(GENERATORS[rng.choices(names, weights)[0]][0](rng, traps), rng)
              for _ in range(max(0, count - len(big)))]
-    for i, case in enumerate(big):
-        cases.insert((i + 1) * len(cases) // (len(big) + 1), case)
-    return cases
+    # the first of each framing open the run (inside the warm-up: holding one message of the
+    # maximum size is the agent's due working set); the others are spread over the run
+    spread = big[2:]
+    for i, case in enumerate(spread):
+        cases.insert((i + 1) * len(cases) // (len(spread) + 1), case)
+    return big[:2] + cases
 
 
 # --------------------------------------------------------------------------- the agent and traps
@@ -896,6 +899,7 @@ class FuzzResult:
     rss_start: int = 0
     rss_end: int = 0
     rss_peak: int = 0
+    rss_samples: list[tuple[int, float]] = field(default_factory=list)  # (cases run, MiB)
     entity_resolutions: int = 0
     trap_connections: int = 0
     agent_alive: bool = True
@@ -926,6 +930,7 @@ class FuzzResult:
             "rss_end_mib": round(self.rss_end / mib, 1),
             "rss_peak_mib": round(self.rss_peak / mib, 1),
             "rss_growth_mib": round(self.rss_growth / mib, 2),
+            "rss_samples_mib": self.rss_samples,
             "entity_resolutions": self.entity_resolutions,
             "trap_connections": self.trap_connections,
             "agent_alive": self.agent_alive,
@@ -1029,6 +1034,7 @@ class FuzzRunner:
                 self.result.probe_failures += 1
         rss = self.agent.rss_bytes()
         self.result.rss_peak = max(self.result.rss_peak, rss)
+        self.result.rss_samples.append((self.result.cases, round(rss / 2**20, 1)))
 
     async def get_config(self) -> bytes:
         assert self.probe_session is not None
@@ -1048,7 +1054,9 @@ async def _run(agent: AgentProcess, traps: Traps, trap: ConnectionTrap, cases: l
     await runner.connect()
     try:
         before = await runner.get_config()
-        for case in cases[:warmup]:  # warm the agent's caches before the RSS baseline
+        # warm the agent up (caches, allocator high-water mark of one maximum-size message)
+        # before the RSS baseline
+        for case in cases[:warmup]:
             await runner.run_case(case)
         await runner.probe()
         result.rss_start = agent.rss_bytes()
@@ -1136,6 +1144,26 @@ class LiveAgent:
         async def exchange() -> bytes:
             await self.session.send_message(message)
             return await self.session.read_message()
+
+        return self.loop.run_until_complete(exchange())
+
+    def send_raw(self, data: bytes, settle: float = 0.03) -> tuple[list[bytes], bool]:
+        """Send raw bytes on a fresh base:1.1 session; (the messages the agent sent back
+        within ``settle`` seconds of quiet, whether it closed the session)."""
+
+        async def exchange() -> tuple[list[bytes], bool]:
+            session = await RawSession.open(self.conn, Channel.CHUNKED)
+            await session.send(data)
+            messages: list[bytes] = []
+            try:
+                while True:
+                    messages.append(await session.read_message(timeout=settle))
+            except SessionClosed:
+                return messages, True
+            except TimeoutError:
+                return messages, session.closed
+            finally:
+                session.close()
 
         return self.loop.run_until_complete(exchange())
 
