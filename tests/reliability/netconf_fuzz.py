@@ -707,7 +707,11 @@ class AgentProcess:
         return self.proc.poll() is None
 
     def rss_bytes(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        """Resident set size of the agent process (0 once it has exited)."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return 0
         match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
         return int(match.group(1)) * 1024 if match else 0
 
@@ -905,6 +909,8 @@ class FuzzResult:
     agent_alive: bool = True
     datastore_unchanged: bool = False
     bytes_sent: int = 0
+    timed_cases: int = 0  # cases run after the warm-up, in ``seconds``
+    aborted: str = ""
 
     @property
     def rss_growth(self) -> int:
@@ -916,7 +922,9 @@ class FuzzResult:
             "seed": self.seed,
             "cases": self.cases,
             "seconds": round(self.seconds, 2),
-            "cases_per_second": round(self.cases / self.seconds, 1) if self.seconds else 0.0,
+            "cases_per_second": (round(self.timed_cases / self.seconds, 1)
+                                 if self.seconds else 0.0),
+            "aborted": self.aborted,
             "bytes_sent": self.bytes_sent,
             "per_class": dict(sorted(self.per_class.items())),
             "per_outcome": dict(sorted(self.per_outcome.items())),
@@ -1063,19 +1071,21 @@ async def _run(agent: AgentProcess, traps: Traps, trap: ConnectionTrap, cases: l
         started = time.monotonic()
         for i, case in enumerate(cases[warmup:], start=1):
             await runner.run_case(case)
+            result.timed_cases = i
             if i % batch == 0:
                 await runner.probe()
-                if not agent.alive():
-                    break
         await runner.probe()
         result.seconds = time.monotonic() - started
-        result.cases = len(cases)
         result.rss_end = agent.rss_bytes()
         result.datastore_unchanged = (await runner.get_config()) == before
+    except (asyncssh.Error, OSError, RuntimeError, SessionClosed, TimeoutError) as exc:
+        # the agent died or stopped answering: report it rather than lose the figures
+        result.aborted = f"{type(exc).__name__}: {exc}"
     finally:
         await runner.close()
+        # let a late fetch (there must be none) reach the trap, and a dying agent finish dying
+        await asyncio.sleep(0.3)
         result.agent_alive = agent.alive()
-        await asyncio.sleep(0.3)  # let a late fetch (there must be none) reach the trap
         result.trap_connections = trap.connections
     return result
 
