@@ -332,7 +332,7 @@ def gen_invalid_xml(rng: random.Random, traps: Traps) -> Case:
         pos = text.index("<rpc") + 4
         data = (text[:pos] + " a='1" + text[pos:]).encode()  # unclosed attribute value
     elif variant == 6:
-        data = valid.replace(b"rpc", b"rpc", 1) + b"\xc3\x28\xff"  # invalid UTF-8 trailing
+        data = valid.replace(b'message-id="', b'message-id="\xc3\x28\xff', 1)  # invalid UTF-8
     else:
         data = rng.choice([b"not xml at all", b"<", b"<rpc", b"<?xml version='1.0'?>",
                            b"<?xml version='9.9' encoding='bogus'?><rpc/>", b"\xef\xbb\xbf",
@@ -611,7 +611,7 @@ def gen_hello(rng: random.Random, traps: Traps) -> Case:
     return Case("hello", Channel.HELLO, eom(data), Outcome.CLOSE, note=str(variant), framed=True)
 
 
-def oversized_cases(traps: Traps) -> list[Case]:
+def oversized_cases() -> list[Case]:
     """Messages beyond the agent's 16 MiB bound in both framings: the session is closed."""
     filler = b"<!-- " + b"x" * (AGENT_MAX_MESSAGE + 1024) + b" -->"
     half = AGENT_MAX_MESSAGE // 2 + 1
@@ -658,7 +658,7 @@ def generate_cases(count: int, seed: int, traps: Traps, oversized: int = 1) -> l
     rng = random.Random(seed)
     names = list(GENERATORS)
     weights = [GENERATORS[n][1] for n in names]
-    big = [oversized_cases(traps)[i % 2] for i in range(oversized)]
+    big = [oversized_cases()[i % 2] for i in range(oversized)]
     cases = [_on_the_wire(GENERATORS[rng.choices(names, weights)[0]][0](rng, traps), rng)
              for _ in range(max(0, count - len(big)))]
     # the first of each framing open the run (inside the warm-up: holding one message of the
