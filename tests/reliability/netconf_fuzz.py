@@ -1157,12 +1157,14 @@ class LiveAgent:
 
         return self.loop.run_until_complete(exchange())
 
-    def send_raw(self, data: bytes, settle: float = 0.03) -> tuple[list[bytes], bool]:
-        """Send raw bytes on a fresh base:1.1 session; (the messages the agent sent back
-        within ``settle`` seconds of quiet, whether it closed the session)."""
+    def send_raw(self, data: bytes, settle: float = 0.03, *, framing: Channel = Channel.CHUNKED,
+                 send_hello: bool = True) -> tuple[list[bytes], bool]:
+        """Send raw bytes on a fresh session (after its client hello unless ``send_hello`` is
+        false: then ``data`` must bring one); (the messages the agent sent back within
+        ``settle`` seconds of quiet, read in ``framing``, and whether it closed the session)."""
 
         async def exchange() -> tuple[list[bytes], bool]:
-            session = await RawSession.open(self.conn, Channel.CHUNKED)
+            session = await RawSession.open(self.conn, framing, send_hello=send_hello)
             await session.send(data)
             messages: list[bytes] = []
             try:

@@ -232,3 +232,20 @@ def test_killed_session_keeps_no_buffered_input(framing, caplog):
     finally:
         tracemalloc.stop()
     assert held < MIB
+
+
+@pytest.mark.parametrize("framing", [fuzz.Channel.EOM, fuzz.Channel.CHUNKED])
+def test_hello_and_pipelined_rpcs_in_one_write(live, framing):
+    """The hello, the framing switch and three RPCs arriving in one write are all served, in
+    order, each reply framed for the negotiated framing."""
+    caps = (fuzz.BASE_1_0, fuzz.BASE_1_1) if framing is fuzz.Channel.CHUNKED else (fuzz.BASE_1_0,)
+    frame = fuzz.chunked if framing is fuzz.Channel.CHUNKED else fuzz.eom
+    rpcs = [fuzz.rpc("<get/>", message_id="a"), fuzz.rpc("<nope/>", message_id="b"),
+            fuzz.rpc("<close-session/>", message_id="c")]
+    data = fuzz.eom(fuzz.hello(*caps)) + b"".join(frame(r) for r in rpcs)
+    messages, closed = live.send_raw(data, settle=5, framing=framing, send_hello=False)
+    assert closed
+    ids = [etree.fromstring(m).get("message-id") for m in messages]
+    assert ids == ["a", "b", "c"]
+    assert fuzz.error_tags(messages[1])[1] == ["operation-not-supported"]
+    assert b"<ok/>" in messages[2]
