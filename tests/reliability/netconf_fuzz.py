@@ -890,6 +890,7 @@ def error_tags(reply: bytes) -> tuple[str, list[str]]:
 @dataclass
 class FuzzResult:
     seed: int
+    parallel: int = 1
     cases: int = 0
     seconds: float = 0.0
     per_class: Counter = field(default_factory=Counter)
@@ -920,6 +921,7 @@ class FuzzResult:
         mib = 1024 * 1024
         return {
             "seed": self.seed,
+            "parallel_clients": self.parallel,
             "cases": self.cases,
             "seconds": round(self.seconds, 2),
             "cases_per_second": (round(self.timed_cases / self.seconds, 1)
@@ -1056,33 +1058,42 @@ class FuzzRunner:
 
 
 async def _run(agent: AgentProcess, traps: Traps, trap: ConnectionTrap, cases: list[Case],
-               seed: int, batch: int, warmup: int) -> FuzzResult:
-    result = FuzzResult(seed=seed)
-    runner = FuzzRunner(agent, traps, result)
-    await runner.connect()
+               seed: int, batch: int, warmup: int, parallel: int) -> FuzzResult:
+    result = FuzzResult(seed=seed, parallel=parallel)
+    runners = [FuzzRunner(agent, traps, result) for _ in range(parallel)]
     try:
-        before = await runner.get_config()
+        for runner in runners:  # one SSH connection each
+            await runner.connect()
+        first = runners[0]
+        before = await first.get_config()
         # warm the agent up (caches, allocator high-water mark of one maximum-size message)
         # before the RSS baseline
         for case in cases[:warmup]:
-            await runner.run_case(case)
-        await runner.probe()
+            await first.run_case(case)
+        await first.probe()
         result.rss_start = agent.rss_bytes()
         started = time.monotonic()
-        for i, case in enumerate(cases[warmup:], start=1):
-            await runner.run_case(case)
-            result.timed_cases = i
-            if i % batch == 0:
-                await runner.probe()
-        await runner.probe()
+        timed = cases[warmup:]
+
+        async def work(runner: FuzzRunner, share: list[Case]) -> None:
+            for i, case in enumerate(share, start=1):
+                await runner.run_case(case)
+                result.timed_cases += 1
+                if i % batch == 0:
+                    await runner.probe()
+            await runner.probe()
+
+        # the workers run side by side, each over its own connection and sessions
+        await asyncio.gather(*(work(r, timed[k::parallel]) for k, r in enumerate(runners)))
         result.seconds = time.monotonic() - started
         result.rss_end = agent.rss_bytes()
-        result.datastore_unchanged = (await runner.get_config()) == before
+        result.datastore_unchanged = (await first.get_config()) == before
     except (asyncssh.Error, OSError, RuntimeError, SessionClosed, TimeoutError) as exc:
         # the agent died or stopped answering: report it rather than lose the figures
         result.aborted = f"{type(exc).__name__}: {exc}"
     finally:
-        await runner.close()
+        for runner in runners:
+            await runner.close()
         # let a late fetch (there must be none) reach the trap, and a dying agent finish dying
         await asyncio.sleep(0.3)
         result.agent_alive = agent.alive()
@@ -1091,9 +1102,10 @@ async def _run(agent: AgentProcess, traps: Traps, trap: ConnectionTrap, cases: l
 
 
 def run_fuzz(cases: int = 1000, seed: int = 1, *, oversized: int = 1, batch: int = 100,
-             agent: AgentProcess | None = None) -> dict:
+             parallel: int = 1, agent: AgentProcess | None = None) -> dict:
     """Run ``cases`` seeded fuzz cases against ``agent`` (or a fresh agent, stopped after);
-    the figures.
+    the figures. With ``parallel`` > 1 the cases after the warm-up are shared round-robin
+    by that many clients running concurrently, each over its own SSH connection.
 
     ``oversized`` messages beyond the 16 MiB bound are included. The result dict holds counts
     per class and outcome, error-tags seen, closed sessions, mismatches with the expected
@@ -1106,7 +1118,8 @@ def run_fuzz(cases: int = 1000, seed: int = 1, *, oversized: int = 1, batch: int
             running = agent if agent is not None else AgentProcess(work)
             try:
                 warmup = min(200, len(plan) // 10)
-                result = asyncio.run(_run(running, traps, trap, plan, seed, batch, warmup))
+                result = asyncio.run(
+                    _run(running, traps, trap, plan, seed, batch, warmup, parallel))
             finally:
                 if agent is None:
                     running.stop()

@@ -59,7 +59,8 @@ def agent_process(tmp_path_factory):
 
 
 def test_fuzz_short_run(agent_process):
-    result = fuzz.run_fuzz(cases=1000, seed=SHORT_SEED, oversized=1, agent=agent_process)
+    result = fuzz.run_fuzz(cases=1000, seed=SHORT_SEED, oversized=1, parallel=2,
+                           agent=agent_process)
     assert result["cases"] == 1000
     _check(result)
 
@@ -67,7 +68,7 @@ def test_fuzz_short_run(agent_process):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_fuzz_long_run():
-    result = fuzz.run_fuzz(cases=10_000, seed=LONG_SEED, oversized=6, batch=250)
+    result = fuzz.run_fuzz(cases=10_000, seed=LONG_SEED, oversized=6, batch=250, parallel=4)
     assert result["cases"] >= 10_000
     _check(result)
     fuzz.write_figures(REPO / "bench" / "reliability.json", result)
