@@ -661,12 +661,13 @@ def generate_cases(count: int, seed: int, traps: Traps, oversized: int = 1) -> l
     big = [oversized_cases()[i % 2] for i in range(oversized)]
     cases = [_on_the_wire(GENERATORS[rng.choices(names, weights)[0]][0](rng, traps), rng)
              for _ in range(max(0, count - len(big)))]
-    # the first of each framing open the run (inside the warm-up: holding one message of the
-    # maximum size is the agent's due working set); the others are spread over the run
-    spread = big[2:]
+    # the first two of each framing open the run, inside the warm-up: holding a message of
+    # the maximum size is part of the agent's due working set, and the allocator's high-water
+    # mark for it settles after a couple of them. The others are spread over the run.
+    lead, spread = big[:4], big[4:]
     for i, case in enumerate(spread):
         cases.insert((i + 1) * len(cases) // (len(spread) + 1), case)
-    return big[:2] + cases
+    return lead + cases
 
 
 # --------------------------------------------------------------------------- the agent and traps

@@ -68,7 +68,7 @@ def test_fuzz_short_run(agent_process):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_fuzz_long_run():
-    result = fuzz.run_fuzz(cases=10_000, seed=LONG_SEED, oversized=6, batch=250, parallel=4)
+    result = fuzz.run_fuzz(cases=10_000, seed=LONG_SEED, oversized=8, batch=250, parallel=4)
     assert result["cases"] >= 10_000
     _check(result)
     fuzz.write_figures(REPO / "bench" / "reliability.json", result)
