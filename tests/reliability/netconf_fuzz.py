@@ -80,6 +80,7 @@ class Channel(StrEnum):
 class Outcome(StrEnum):
     REPLY = "rpc-error"  # one rpc-reply with an rpc-error whose tag is expected
     CLOSE = "closed"  # the agent closes the session without replying
+    ANY_REPLY = "any-reply"  # one rpc-reply (data, ok or rpc-error), never an internal error
 
 
 @dataclass(frozen=True)
@@ -595,6 +596,62 @@ def gen_large(rng: random.Random, traps: Traps) -> Case:
                 frozenset({"operation-not-supported"}), "padding")
 
 
+#: The agent's message for an exception no layer turned into a proper rpc-error.
+INTERNAL_ERROR = b"<error-message xml:lang=\"en\">internal error</error-message>"
+
+_HAVOC_SEEDS = [
+    rpc("<get/>"),
+    PROBE_GET,
+    GET_CONFIG,
+    rpc(f'<get-config><source><running/></source><filter type="subtree"><qkd_node '
+        f'xmlns="{NODE_NS}"><qkd_links><qkd_link><qkdl_id>{LINK_ID}</qkdl_id><qkdl_enable/>'
+        "</qkd_link></qkd_links></qkd_node></filter></get-config>"),
+    rpc(f'<get><filter type="xpath" xmlns:n="{NODE_NS}" select="/n:qkd_node/n:qkd_links/'
+        f"n:qkd_link[n:qkdl_id='{LINK_ID}']/n:qkdl_performance\"/></get>"),
+    rpc(f"<get-schema xmlns='{MON_NS}'><identifier>etsi-qkd-node-types</identifier>"
+        "<version>2022-01-30</version><format>yang</format></get-schema>"),
+    rpc("<validate><source><running/></source></validate>"),
+    rpc("<kill-session><session-id>77</session-id></kill-session>"),
+]
+_HAVOC_TOKENS = [b"<", b">", b"/>", b"</", b'="', b'"', b"'", b":", b"&amp;", b"&#x41;",
+                 b"]]>", b"<![CDATA[x]]>", b"<!-- c -->", b"<?pi x?>", b'xmlns="urn:x"',
+                 b'xmlns:n="' + NODE_NS.encode() + b'"', b"n:", b'type="xpath"',
+                 b'select="//*"', b'select="/n:qkd_node/.."', b"[1]", b"\n", b"\x00", b"\xc3",
+                 b"qkd_node", b"qkdl_id", b"running", b"filter", b"-1", b"4294967296"]
+_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+def _havoc(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        pos = rng.randrange(len(out) + 1)
+        move = rng.randrange(4)
+        if move == 0 and out:
+            out[min(pos, len(out) - 1)] ^= 1 << rng.randrange(8)
+        elif move == 1:
+            del out[pos:pos + rng.randint(1, 12)]
+        elif move == 2:
+            out[pos:pos] = out[max(0, pos - 20):pos]
+        else:
+            out[pos:pos] = rng.choice(_HAVOC_TOKENS)
+    return bytes(out) or b"x"
+
+
+def gen_havoc(rng: random.Random, traps: Traps) -> Case:
+    """Random byte-level mutations of read-only RPCs. A result that is not well-formed XML
+    (or carries a DOCTYPE) must get ``malformed-message``; anything else some rpc-reply, and
+    never an internal error."""
+    data = _havoc(rng.choice(_HAVOC_SEEDS), rng)
+    try:
+        root = etree.fromstring(data, _SAFE_PARSER)
+        well_formed = root is not None and b"<!DOCTYPE" not in data and b"<!ENTITY" not in data
+    except etree.XMLSyntaxError:
+        well_formed = False
+    if not well_formed:
+        return Case("havoc", Channel.CHUNKED, data, Outcome.REPLY, MALFORMED, "malformed")
+    return Case("havoc", Channel.CHUNKED, data, Outcome.ANY_REPLY, note="well-formed")
+
+
 def gen_hello(rng: random.Random, traps: Traps) -> Case:
     """Bad client hellos end the session (RFC 6241 §8.1)."""
     variant = rng.randrange(6)
@@ -647,6 +704,7 @@ GENERATORS: dict[str, tuple[Callable[[random.Random, Traps], Case], int]] = {
     "edit-config": (gen_edit_config, 22),
     "entities": (gen_entities, 10),
     "large": (gen_large, 2),
+    "havoc": (gen_havoc, 12),
     "hello": (gen_hello, 2),
 }
 
@@ -1024,6 +1082,10 @@ class FuzzRunner:
         r.per_outcome["rpc-error" if tags else root] += 1
         for tag in tags:
             r.error_tags[tag] += 1
+        if case.outcome is Outcome.ANY_REPLY:
+            if root != "rpc-reply" or INTERNAL_ERROR in reply:
+                self._mismatch(case, f"expected a reply, got {reply[:300]!r}")
+            return
         if root != "rpc-reply" or not tags:
             self._mismatch(case, f"expected rpc-error {sorted(case.tags)}, got {reply[:300]!r}")
         elif tags[0] not in case.tags:
