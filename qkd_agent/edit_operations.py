@@ -87,6 +87,12 @@ class RpcErrors(RpcError):
         return [error.to_xml() for error in self.errors]
 
 
+#: RFC 7950 §9.2.1: an optional sign and ASCII decimal digits (Python's int() would also take
+#: "1_000" and non-ASCII digits such as "４２").
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+#: XML white space (XML 1.0 production S); str.strip() alone would also drop U+00A0, U+2003...
+_XML_SPACE = " \t\r\n"
+
 _ATTRIBUTE_OPERATIONS = {
     op.value: op for op in EditOperation if op is not EditOperation.NONE
 }
@@ -127,25 +133,22 @@ def json_value(node: SchemaNode, element: etree._Element, schema: SchemaTree, pa
     text = _text(element)
     kind = node.value_kind
     if kind is ValueKind.NUMBER:
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise _error(
-                ErrorTag.INVALID_VALUE, f'"{text}" is not an integer', path, node.name
-            ) from None
+        if not _INTEGER.fullmatch(text.strip(_XML_SPACE)):
+            raise _error(ErrorTag.INVALID_VALUE, f'"{text}" is not an integer', path, node.name)
+        return int(text.strip(_XML_SPACE))
     if kind is ValueKind.BOOLEAN:
-        value = text.strip()
+        value = text.strip(_XML_SPACE)
         if value not in ("true", "false"):
             raise _error(ErrorTag.INVALID_VALUE, f'"{text}" is not a boolean', path, node.name)
         return value == "true"
     if kind is ValueKind.DECIMAL:
         return canonical_decimal(text)
     if kind is ValueKind.EMPTY:
-        if text.strip():
+        if text.strip(_XML_SPACE):
             raise _error(ErrorTag.INVALID_VALUE, "a leaf of type empty has no value", path, node.name)
         return [None]
     if kind is ValueKind.IDENTITYREF:
-        value = text.strip()
+        value = text.strip(_XML_SPACE)
         prefix, _, local = value.rpartition(":")
         namespace = element.nsmap.get(prefix or None)
         if prefix and namespace is None:

@@ -412,7 +412,7 @@ def kill_session(op: etree._Element, call: RpcCall) -> None:
     elem = _param(op, NETCONF_BASE_NS, "session-id", required=True)
     assert elem is not None
     text = (elem.text or "").strip()
-    if not text.isdigit() or int(text) == 0:
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
         raise RpcError(ErrorTag.INVALID_VALUE, f"bad session-id {text!r}",
                        type=ErrorType.PROTOCOL, info={"bad-element": "session-id"})
     target_id = int(text)

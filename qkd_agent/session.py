@@ -192,6 +192,9 @@ class NetconfSession:
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
+        # drop buffered input now (up to max_message_size): the session object itself may
+        # live on in a reference cycle with its channel until the next full GC
+        self._decoder = make_decoder(self.framing, self._max_message_size)
         if self._server.sessions.get(self.session_id) is self:
             self._server.end_session(self.session_id)
 
