@@ -82,6 +82,7 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         self._subsystem_ok = False
         self._hello_timer: asyncio.TimerHandle | None = None
         self._inbox: deque[bytes] = deque()
+        self._eof = False  #: the client sent EOF; close once the queued requests are answered
         self._worker: asyncio.Task[None] | None = None
         self._paused = False
 
@@ -170,6 +171,8 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
                     await asyncio.sleep(0)
         finally:
             self._worker = None
+            if self._eof and not self._inbox:
+                self._close()
 
     def _abort(self) -> None:
         self._inbox.clear()
@@ -192,7 +195,10 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
                 pass
 
     def eof_received(self) -> bool:
-        return False  # close the channel
+        """The client sent EOF: close the channel, but only after answering what it sent
+        before (``printf 'hello…rpc…' | ssh -s host netconf`` pipelines both, then EOF)."""
+        self._eof = True
+        return bool(self._inbox or self._worker is not None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._inbox.clear()

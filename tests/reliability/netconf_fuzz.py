@@ -373,8 +373,10 @@ def gen_unknown_operation(rng: random.Random, traps: Traps) -> Case:
                    "close-session", "kill-session", "copy-config", "delete-config", "commit"):
         name = _random_name(rng)
     if rng.random() < 0.2:
-        name = rng.choice(["copy-config", "delete-config", "commit", "discard-changes",
-                           "cancel-commit", "get-data", "edit-data", "action"])
+        # operations of NETCONF the agent does not offer (copy-config and delete-config it
+        # implements; commit/discard-changes only with --candidate, off here)
+        name = rng.choice(["commit", "discard-changes", "cancel-commit", "get-data",
+                           "edit-data", "action"])
     ns = rng.choice([NC, NC, "urn:example:ops", NODE_NS, MON_NS])
     param = _random_name(rng)
     body = (f'<{name} xmlns="{ns}"/>' if rng.random() < 0.5 else
