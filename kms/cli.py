@@ -17,10 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
-from kms.directory import Directory, NodeEntry
-from kms.https_server import TlsFiles
-from kms.key_manager import KeyManager, KmConfig
-from kms.local_network import test_block
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the KM's modules load only when a km command runs (qkdn starts fast)
+    from kms.key_manager import KeyManager
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +36,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def km_from_spec(spec: dict) -> KeyManager:
+    from kms.directory import Directory, NodeEntry
+    from kms.https_server import TlsFiles
+    from kms.key_manager import KeyManager, KmConfig
+
     d = spec["directory"]
     directory = Directory(
         saes=d["saes"],
@@ -51,6 +55,8 @@ def km_from_spec(spec: dict) -> KeyManager:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from kms.local_network import test_block
+
     spec = json.loads(args.spec.read_text())
     km = km_from_spec(spec)
     if spec.get("running"):

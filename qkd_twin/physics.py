@@ -24,8 +24,6 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from scipy.optimize import minimize_scalar
-
 from qkd_twin.errors import InvalidLinkParameters, UnknownPreset
 
 #: Error probability of a random (dark-count / background) click.
@@ -223,6 +221,8 @@ def optimal_mu(p: LinkParameters, decoy: DecoyModel = DecoyModel.INFINITE) -> fl
     grid = [lo + (1.5 - lo) * i / 30 for i in range(31)]
     best = max(grid, key=lambda m: key_rate_per_pulse(p, m, decoy))
     step = (1.5 - lo) / 30
+    from scipy.optimize import minimize_scalar  # imported here: seconds at start-up otherwise
+
     res = minimize_scalar(lambda m: -key_rate_per_pulse(p, m, decoy),
                           bounds=(max(lo, best - step), min(1.5, best + step)),
                           method="bounded", options={"xatol": 1e-5})
