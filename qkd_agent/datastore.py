@@ -170,9 +170,20 @@ class Datastore:
             state_xml = _data_element(state.print("xml"))
         if filter is not None and _filter_type(filter) == "subtree":
             prune_to_filter(state_xml, filter, self._keys_of)
-        data = self.get_config()  # a private copy
+        if filter is not None and not _selects_whole_subtrees(filter):
+            # content matches and deeper selections may test configuration that decides
+            # which state is selected: merge everything, then filter
+            data = self.get_config()  # a private copy
+            merge_state(data, state_xml, self._schema.root)
+            return self._filtered(data, filter, copy_all=False)
+        with self._lock:
+            if self._xml_cache is None:
+                self._xml_cache = _data_element(self._tree.print("xml"))
+            # whole top-level subtrees (e.g. <qkd_node/>): copy just those, then merge the
+            # state, pruned to the same filter above, into the copy
+            data = self._filtered(self._xml_cache, filter)
         merge_state(data, state_xml, self._schema.root)
-        return self._filtered(data, filter, copy_all=False)
+        return data
 
     # ----------------------------------------------------------------- writes
     def edit_config(
@@ -331,6 +342,13 @@ class Datastore:
                 type=ErrorType.PROTOCOL,
                 info={"bad-attribute": "select", "bad-element": "filter"},
             ) from exc
+
+
+def _selects_whole_subtrees(filter: etree._Element) -> bool:
+    """True if every top-level node of a subtree filter is an empty selection node."""
+    children = [el for el in filter if isinstance(el.tag, str)]
+    return all(len(el) == 0 and not (el.text or "").strip() and not el.attrib
+               for el in children)
 
 
 def _filter_type(filter: etree._Element) -> str:
