@@ -28,28 +28,29 @@ def _qkdn(*args: str) -> subprocess.CompletedProcess[str]:
 def test_up_status_down_leaves_nothing_running(tmp_path):
     state_dir = tmp_path / "net"
     up = _qkdn("up", str(PAPER), "--state-dir", str(state_dir))
-    assert up.returncode == 0, up.stderr
-    endpoints = json.loads((state_dir / "endpoints.json").read_text())
-    assert sorted(endpoints["nodes"]) == ["0", "1", "2", "3", "4", "5"]
-    node0 = endpoints["nodes"]["0"]
-    assert set(node0["netconf"]) == {"host", "port", "username", "password"}
-    assert node0["netconf"]["host"] == "127.0.0.1"
+    try:
+        assert up.returncode == 0, up.stderr
+        endpoints = json.loads((state_dir / "endpoints.json").read_text())
+        assert sorted(endpoints["nodes"]) == ["0", "1", "2", "3", "4", "5"]
+        node0 = endpoints["nodes"]["0"]
+        assert set(node0["netconf"]) == {"host", "port", "username", "password"}
+        assert node0["netconf"]["host"] == "127.0.0.1"
 
-    status = _qkdn("status", "--state-dir", str(state_dir), "--json")
-    assert status.returncode == 0
-    rows = json.loads(status.stdout)["processes"]
-    assert sorted(row["kind"] for row in rows) == ["controller"] + ["node"] * 6
-    assert all(row["alive"] for row in rows)
-    assert endpoints["controller"]["pid"] in [row["pid"] for row in rows]
-    pids = [row["pid"] for row in rows]
-    supervisor_pid = read_json(state_dir / "supervisor.json")["pid"]
+        status = _qkdn("status", "--state-dir", str(state_dir), "--json")
+        assert status.returncode == 0
+        rows = json.loads(status.stdout)["processes"]
+        assert sorted(row["kind"] for row in rows) == ["controller"] + ["node"] * 6
+        assert all(row["alive"] for row in rows)
+        assert endpoints["controller"]["pid"] in [row["pid"] for row in rows]
+        pids = [row["pid"] for row in rows]
+        supervisor_pid = read_json(state_dir / "supervisor.json")["pid"]
 
-    # every agent already holds its interfaces and physical links from the topology
-    summary = fetch_summary(node0["netconf"])
-    assert summary.interfaces == 5 and len(summary.links) == 5
-    assert {link.link_type for link in summary.links} == {"PHYS"}
-
-    down = _qkdn("down", "--state-dir", str(state_dir))
+        # every agent already holds its interfaces and physical links from the topology
+        summary = fetch_summary(node0["netconf"])
+        assert summary.interfaces == 5 and len(summary.links) == 5
+        assert {link.link_type for link in summary.links} == {"PHYS"}
+    finally:
+        down = _qkdn("down", "--state-dir", str(state_dir))
     assert down.returncode == 0
     assert not any(pid_alive(pid) for pid in [supervisor_pid, *pids])
 
