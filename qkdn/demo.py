@@ -134,12 +134,13 @@ def run_demo(*, topology: Path = PAPER_TOPOLOGY, state_dir: Path | None = None,
     out(f"up in {time.monotonic() - started:.1f} s\n")
     try:
         _show_network(endpoints, out)
-        out("\nthe paper's scenario: parallel key requests 0-1, 2-3, 4-5 over ETSI 014 and 004")
+        out("\nthe paper's scenario: parallel key requests 0-1, 2-3, 4-5 over ETSI 004 and 014")
         paths: dict[frozenset[str], list[str]] = {}
 
         def note_paths() -> None:
             time.sleep(0.6)  # the controller writes its session table every tick
-            paths.update(session_paths(state))
+            for pair, path in session_paths(state).items():
+                paths.setdefault(pair, path)
 
         results = run_paper_scenario(endpoints, after_each_api=note_paths)
         report = build_report(results, paths)

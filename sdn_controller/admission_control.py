@@ -513,7 +513,10 @@ class AdmissionControl:
 
         if request.session_id is not None:
             s = self._sessions.get(SessionId(request.session_id))
-            return s if s is not None and matches(s) else None
+            if s is not None and matches(s):
+                return s
+            # a KSID the peer's KM never saw (each KM proposes one for a null KSID): the
+            # peers still pair up by their SAE ids, and the session keeps the first one's id
         for sid in self._waiting.get((request.peer_sae_id, request.sae_id), ()):
             s = self._sessions[sid]
             if matches(s):
