@@ -15,7 +15,7 @@ import collections
 import enum
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,7 +54,7 @@ from sdn_controller.push import (
     remove_all,
 )
 from sdn_controller.qkd_node_data import qkd_node_from_reply
-from sdn_controller.session_config import KmConfig, QoS
+from sdn_controller.session_config import KmConfig, KmRole, QoS
 from sdn_controller.topology_db import LinkUpdate, TopologyDb
 from sdn_controller.user_db import UserDb
 
@@ -237,7 +237,7 @@ class Controller:
 
     def _configure(self, outcome: Configured) -> None:
         result = push_all(plan_session_push(outcome.configs), self.configurators,
-                          executor=self.executor)
+                          executor=self.executor, first=_relays(outcome.configs))
         if result.ok:
             self._emit(EventKind.SESSION_ACTIVE, session_id=outcome.session_id,
                        detail=f"{outcome.reason.value} at {outcome.rate_bps} bit/s")
@@ -351,7 +351,7 @@ class Controller:
         if the push fails, the session ends (its KMs are back on the old configuration,
         which is deleted)."""
         result = push_all(plan_reroute_push(outcome.new_configs, old), self.configurators,
-                          executor=self.executor)
+                          executor=self.executor, first=_relays(outcome.new_configs))
         if not result.ok:
             old_nodes = {c.node_id for c in old}
             with self._lock:
@@ -414,3 +414,8 @@ def _ends_for(view: Any, node: NodeId) -> tuple[SaeId, SaeId]:
             view.initiator.node_id != node:
         return view.responder.sae_id, view.initiator.sae_id
     return view.initiator.sae_id, view.peer_sae_id
+
+
+def _relays(configs: Iterable[KmConfig]) -> frozenset[NodeId]:
+    """The KMs that only forward on a session's paths (configured before its ends)."""
+    return frozenset(c.node_id for c in configs if c.role is KmRole.RELAY)

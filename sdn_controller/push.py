@@ -9,7 +9,7 @@ control can refuse the session with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -120,8 +120,13 @@ def _run_parallel(calls: Mapping[NodeId, tuple], executor: Executor | None
 
 
 def push_all(pushes: Sequence[NodePush], configurators: Mapping[NodeId, NodeConfigurator], *,
-             executor: Executor | None = None) -> PushResult:
-    """Apply every push in parallel; on any failure roll back the nodes that succeeded."""
+             executor: Executor | None = None, first: Collection[NodeId] = ()) -> PushResult:
+    """Apply every push in parallel; on any failure roll back the nodes that succeeded.
+
+    Nodes in ``first`` (the relays of a path) are configured in a first parallel wave and
+    the others (the ends) only once it succeeded: an end KM answers its application as
+    soon as its own configuration lands, and by then every forwarding rule of the path
+    must be in place, or its first relay finds no rule at the next hop."""
     failures: dict[NodeId, str] = {}
     calls = {}
     for push in pushes:
@@ -132,7 +137,13 @@ def push_all(pushes: Sequence[NodePush], configurators: Mapping[NodeId, NodeConf
             calls[push.node_id] = (configurator.edit_config, push.apply)
     if failures:  # do not touch any node when one of them cannot even be reached
         return PushResult((), failures)
-    outcome = _run_parallel(calls, executor)
+    waves = ([n for n in calls if n in first], [n for n in calls if n not in first])
+    outcome: dict[NodeId, str | None] = {}
+    for wave in waves:
+        if wave:
+            outcome.update(_run_parallel({n: calls[n] for n in wave}, executor))
+        if any(err is not None for err in outcome.values()):
+            break
     applied = tuple(n for n, err in outcome.items() if err is None)
     failures = {n: err for n, err in outcome.items() if err is not None}
     if not failures:

@@ -141,3 +141,42 @@ def test_reroute_push_then_stale_deletion_and_rollback_restores(ac, nodes):
     links_a = [k for k in nodes_[N["a"]].entries if k[0] == "qkd_link"]
     assert len(apps_a) == 1 and len(links_a) == 1  # old virtual link gone, new one there
     assert set(nodes_[N["d"]].entries) and set(nodes_[N["e"]].entries)
+
+
+def test_relays_are_configured_before_the_ends_and_rolled_back_with_them():
+    """An end KM answers its application as soon as its configuration lands: the path's
+    forwarding rules must already be in place (relays first, then the ends)."""
+    import threading
+
+    from lxml import etree
+
+    from sdn_controller.push import NodePush, push_all
+
+    order: list[str] = []
+    lock = threading.Lock()
+
+    class Recorder:
+        def __init__(self, node, fail=False):
+            self.node, self.fail = node, fail
+
+        def edit_config(self, payload):
+            with lock:
+                order.append(self.node)
+            if self.fail:
+                raise RuntimeError("refused")
+
+        def rollback(self, payload):
+            with lock:
+                order.append(f"undo-{self.node}")
+
+    payload = etree.Element("config")
+    pushes = [NodePush(n, payload, payload) for n in ("src", "relay", "dst")]
+    result = push_all(pushes, {n: Recorder(n) for n in ("src", "relay", "dst")},
+                      first={"relay"})
+    assert result.ok and order[0] == "relay" and set(order[1:]) == {"src", "dst"}
+
+    order.clear()
+    failing = {"src": Recorder("src"), "relay": Recorder("relay", fail=True),
+               "dst": Recorder("dst")}
+    result = push_all(pushes, failing, first={"relay"})
+    assert not result.ok and order == ["relay"]  # the ends were never touched
