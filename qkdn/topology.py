@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from qkdn.errors import ConfigError
+from qkdn.sla import SlaProfile
 
 #: Namespace for the deterministic uuid5 identifiers of nodes and links.
 QKDN_UUID_NAMESPACE = uuid.UUID("6a1f3e52-6c4b-5d1e-9b7e-2f0c4a8d9e11")
@@ -58,20 +59,6 @@ class Link:
 
 
 @dataclass(frozen=True)
-class Sla:
-    """An SLA profile: what a user's sessions may ask for."""
-
-    name: str
-    max_bps: int
-    min_bps: int = 0
-    max_priority: int = 0
-    max_sessions: int = 16
-    idle_timeout_s: int = 60
-    allow_lower_rate: bool = True
-    fallback: str = "qkd-only"  #: qkd-only | hybrid | pqc-fallback
-
-
-@dataclass(frozen=True)
 class User:
     name: str
     sla: str
@@ -95,7 +82,7 @@ class Topology:
     links: tuple[Link, ...]
     saes: tuple[Sae, ...] = ()
     users: tuple[User, ...] = ()
-    slas: tuple[Sla, ...] = ()
+    slas: tuple[SlaProfile, ...] = ()
     description: str = ""
 
     def node(self, name: str) -> Node:
@@ -186,9 +173,9 @@ def parse_topology(raw: Mapping[str, Any], *, default_name: str = "network") -> 
     for i, entry in enumerate(_list(raw, "slas")):
         entry = _mapping(entry, f"slas[{i}]")
         try:
-            slas.append(Sla(name=str(_required(entry, "name", f"slas[{i}]")),
-                            **{k: v for k, v in entry.items() if k != "name"}))
-        except TypeError as exc:
+            slas.append(SlaProfile(name=str(_required(entry, "name", f"slas[{i}]")),
+                                   **{k: v for k, v in entry.items() if k != "name"}))
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"slas[{i}]: {exc}") from exc
     _unique([s.name for s in slas], "SLA name")
     sla_names = {s.name for s in slas}

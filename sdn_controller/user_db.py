@@ -15,51 +15,17 @@ Schema (``docs/controller.md``)::
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from qkdn.sla import FallbackPolicy, SlaProfile
 from qkdn.topology import Topology
 from sdn_controller.errors import DuplicateEntryError, InvalidEntryError, UnknownEntryError
 from sdn_controller.identifiers import NodeId, SaeId
 from sdn_controller.sql_database import SqlDatabase, open_sqlite
 
 ANY_PEER = "*"
-
-
-class FallbackPolicy(str, enum.Enum):
-    """What a session may fall back to when QKD key is short (for the hybrid work)."""
-
-    QKD_ONLY = "qkd-only"
-    HYBRID = "hybrid"
-    PQC_FALLBACK = "pqc-fallback"
-
-
-@dataclass(frozen=True)
-class SlaProfile:
-    """What a user's sessions may ask for. Rates in bit/s, timeout in seconds."""
-
-    name: str
-    max_bps: int
-    min_bps: int = 0
-    max_priority: int = 0
-    max_sessions: int = 16
-    idle_timeout_s: int = 60
-    allow_lower_rate: bool = True
-    fallback: FallbackPolicy = FallbackPolicy.QKD_ONLY
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise InvalidEntryError("an SLA profile needs a name")
-        if self.max_bps <= 0:
-            raise InvalidEntryError(f"SLA {self.name}: max_bps must be positive")
-        if not 0 <= self.min_bps <= self.max_bps:
-            raise InvalidEntryError(f"SLA {self.name}: min_bps must be in [0, max_bps]")
-        if self.max_priority < 0 or self.max_sessions < 1 or self.idle_timeout_s < 1:
-            raise InvalidEntryError(f"SLA {self.name}: max_priority >= 0, max_sessions >= 1 "
-                                    "and idle_timeout_s >= 1 are required")
-        object.__setattr__(self, "fallback", FallbackPolicy(self.fallback))
 
 
 @dataclass(frozen=True)
@@ -266,10 +232,7 @@ class UserDb:
         """Insert or update the topology's SLA profiles, users and SAEs (one transaction)."""
         with self.db.transaction():
             for sla in topology.slas:
-                self.add_sla(SlaProfile(sla.name, sla.max_bps, sla.min_bps, sla.max_priority,
-                                        sla.max_sessions, sla.idle_timeout_s,
-                                        sla.allow_lower_rate, FallbackPolicy(sla.fallback)),
-                             replace=True)
+                self.add_sla(sla, replace=True)
             for user in topology.users:
                 self.add_user(user.name, user.sla, user.allowed_peers, replace=True)
                 if user.revoked:

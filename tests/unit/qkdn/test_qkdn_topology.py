@@ -54,6 +54,10 @@ def test_interface_ids_follow_link_order():
       "links": [{"a": "a", "b": "b", "length_km": 1, "params": {"colour": 1}}]},
      "unknown physics parameter"),
     ({"nodes": [{"name": "a"}], "users": [{"name": "u", "sla": "gold"}]}, "unknown SLA"),
+    ({"nodes": [{"name": "a"}], "slas": [{"name": "s", "max_bps": 0}]},
+     "slas[0]: SLA s: max_bps must be positive"),
+    ({"nodes": [{"name": "a"}], "slas": [{"name": "s", "max_bps": 9, "fallback": "maybe"}]},
+     "fallback must be one of"),
     ({"nodes": [{"name": "a"}], "saes": [{"id": "s", "node": "a", "user": "ghost"}]},
      "unknown user"),
 ])
@@ -70,6 +74,14 @@ def test_unreadable_and_invalid_files(tmp_path):
     bad.write_text("nodes: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_topology(bad)
+
+
+def test_sla_profiles_are_the_controllers_values():
+    from qkdn.sla import FallbackPolicy, SlaProfile
+
+    topo = parse_topology({"nodes": [{"name": "a"}], "slas": [
+        {"name": "s", "max_bps": 9, "fallback": "hybrid"}]})
+    assert topo.slas == (SlaProfile("s", 9, fallback=FallbackPolicy.HYBRID),)
 
 
 def test_toml_is_accepted(tmp_path):
