@@ -15,7 +15,7 @@ NCCLIENT_TICK_S = 0.001
 
 
 def lower_ncclient_tick(tick: float = NCCLIENT_TICK_S) -> None:
-    import ncclient.transport.session as session
+    from ncclient.transport import session
 
     session.TICK = tick
 

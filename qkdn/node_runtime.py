@@ -22,13 +22,13 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from qkdn.bringup import NodeProcessConfig
 from qkdn.node_model import QKD_NODE, identity, initial_node_config, link_role
 from qkdn.operational_merge import merge_operational
 from qkdn.state_files import StateDir, read_json, write_json_atomic
-from qkdn.topology import Topology, load_topology, link_parameters
+from qkdn.topology import Topology, link_parameters, load_topology
 
 log = logging.getLogger("qkdn.node")
 
@@ -257,7 +257,7 @@ class NodeRuntime:
             module.add_listener(self._on_link_event)
             self.modules[link.qkdl_id] = self._stack.enter_context(module)
 
-    def __enter__(self) -> NodeRuntime:
+    def __enter__(self) -> Self:
         try:
             self._start_agent()
             self._start_key_manager()

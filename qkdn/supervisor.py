@@ -132,7 +132,7 @@ class Supervisor:
         with open(spec.log_path, "ab") as out:
             child.process = subprocess.Popen(
                 spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, close_fds=True,
+                preexec_fn=_die_with_parent, close_fds=True,  # noqa: PLW1509 (no threads here)
             )
         child.started_at = time.time()
         log.info("started %s %s (pid %d)", spec.kind, spec.name, child.process.pid)
