@@ -29,7 +29,7 @@ from qkd_agent.capabilities import collect_schema_modules, server_capabilities
 from qkd_agent.datastore import Datastore
 from qkd_agent.framing import DEFAULT_MAX_MESSAGE_SIZE
 from qkd_agent.notifications import render_notification_body
-from qkd_agent.operations import DatastoreAccess, ServerState
+from qkd_agent.operations import DatastoreAccess, Operation, ServerState
 from qkd_agent.session import NetconfSession
 from qkd_agent.ssh_server import MAX_OUTPUT_BACKLOG, load_or_create_host_key, start_ssh_server
 from qkd_agent.yang_context import load_context
@@ -86,7 +86,11 @@ class QkdAgent:
         state_provider: Callable[[], dict] | None = None,
         *,
         ctx: libyang.Context | None = None,
+        operations: Mapping[tuple[str, str], Operation] | None = None,
     ) -> None:
+        """``operations`` adds NETCONF operations by (namespace, element name), e.g. the RPCs
+        of a YANG module the server implements (see :mod:`qkd_agent.operations` for their
+        shape); without them such RPCs are answered ``operation-not-supported``."""
         if ctx is None:
             ctx = getattr(datastore, "ctx", None)
         if ctx is None:  # an equivalent context: same modules, used for notifications only
@@ -101,7 +105,8 @@ class QkdAgent:
             context = ctx
             candidate = CandidateStore(datastore, lambda initial: Datastore(context, initial))
         self.server = ServerState(datastore=datastore, modules=modules,
-                                  state_provider=state_provider, candidate=candidate)
+                                  state_provider=state_provider, candidate=candidate,
+                                  extra_operations=dict(operations or {}))
         self._session_ids = itertools.count(1)
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

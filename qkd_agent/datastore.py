@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: ``callback(old, new)`` with the running configuration before and after a change.
 ChangeListener = Callable[[dict[str, Any], dict[str, Any]], None]
+#: ``check(old, new)`` before a validated change is committed; raising refuses the change.
+CommitCheck = Callable[[dict[str, Any], dict[str, Any]], None]
 
 _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 _DATA_TAG = f"{{{NETCONF_BASE_NS}}}data"
@@ -89,6 +91,7 @@ class Datastore:
         self._schema: SchemaTree = build_schema_tree(ctx)
         self._lock = threading.RLock()
         self._listeners: list[ChangeListener] = []
+        self._commit_checks: list[CommitCheck] = []
         self._tree = DataTree(ctx, None)
         #: RFC 7951 JSON mirror of ``_tree``; never mutated (edits copy on write).
         self._running: dict[str, Any] = {}
@@ -218,6 +221,12 @@ class Datastore:
             if test_opt is TestOption.TEST_ONLY:
                 new_tree.free()
                 return
+            try:
+                for check in list(self._commit_checks):
+                    check(self._running, candidate)
+            except BaseException:
+                new_tree.free()
+                raise
             self._commit(new_tree, candidate)
 
     def validate(self, config: etree._Element | None = None) -> None:
@@ -239,6 +248,15 @@ class Datastore:
         a listener is logged and does not undo the change."""
         with self._lock:
             self._listeners.append(callback)
+
+    def add_commit_check(self, check: CommitCheck) -> None:
+        """Call ``check(old, new)`` (RFC 7951 JSON snapshots, read-only) for every edit that
+        validated, before it is committed. An exception refuses the edit and leaves the
+        datastore unchanged: an :class:`~qkd_agent.rpc_error.RpcError` reaches the client as
+        it is. Lets a server whose configuration lives elsewhere (a database) write it there
+        first, all or nothing."""
+        with self._lock:
+            self._commit_checks.append(check)
 
     def remove_listener(self, callback: ChangeListener) -> None:
         with self._lock:

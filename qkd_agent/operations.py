@@ -9,7 +9,7 @@ sending it is the session's job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -63,6 +63,9 @@ class ServerState:
     hub: NotificationHub = field(default_factory=NotificationHub)
     sessions: dict[int, SessionHandle] = field(default_factory=dict)
     candidate: CandidateStore | None = None  # None: no :candidate capability
+    #: operations beyond the base ones (e.g. a YANG module's RPCs), by (namespace, name);
+    #: looked up before :data:`OPERATIONS`
+    extra_operations: Mapping[tuple[str, str], Operation] = field(default_factory=dict)
 
     def operational_state(self) -> dict:
         return self.state_provider() if self.state_provider else {}
@@ -497,10 +500,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
-def find_operation(op: etree._Element) -> Operation:
-    """The function for an operation element; ``operation-not-supported`` if none."""
+def find_operation(op: etree._Element,
+                   extra: Mapping[tuple[str, str], Operation] | None = None) -> Operation:
+    """The function for an operation element (``extra`` first, then the base operations);
+    ``operation-not-supported`` if none."""
     q = etree.QName(op)
-    func = OPERATIONS.get((q.namespace or "", q.localname))
+    key = (q.namespace or "", q.localname)
+    func = (extra or {}).get(key) or OPERATIONS.get(key)
     if func is None:
         raise RpcError(
             ErrorTag.OPERATION_NOT_SUPPORTED,

@@ -285,7 +285,7 @@ class NetconfSession:
                 "an <rpc> carries exactly one operation",
                 type=ErrorType.RPC,
             )
-        result = find_operation(ops[0])(ops[0], call)
+        result = find_operation(ops[0], self._server.extra_operations)(ops[0], call)
         return [result if result is not None else ok_element()]
 
     # ------------------------------------------------------------------ output

@@ -6,13 +6,14 @@ from its event loop only. ``ietf-yang-types`` and ``ietf-inet-types`` are built 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import libyang
 from _libyang import ffi, lib
 
 from qkdn.errors import ConfigError
-from qkdn.namespaces import YANG_DIR
+from qkdn.namespaces import ETSI_TYPES_MODULE, YANG_DIR
 
 
 def _keep_error_paths() -> None:
@@ -24,7 +25,8 @@ def _keep_error_paths() -> None:
     lib.ly_set_log_clb(ffi.NULL, True)
 
 
-def load_context(yang_dir: Path | str | None = None) -> libyang.Context:
+def load_context(yang_dir: Path | str | None = None, *,
+                 modules: Iterable[str] | None = None) -> libyang.Context:
     """A libyang context with every ``*.yang`` module of ``yang_dir`` implemented.
 
     ``yang_dir`` defaults to :data:`qkdn.namespaces.YANG_DIR` (the repository's ``yang/``).
@@ -32,6 +34,10 @@ def load_context(yang_dir: Path | str | None = None) -> libyang.Context:
     ``etsi-qkd-node-types`` validate as identityref values; all features are enabled.
     Raises :class:`qkdn.errors.ConfigError` when the folder has no module or one does not
     compile.
+
+    ``modules`` implements only those (plus ``etsi-qkd-node-types``); what they import is
+    loaded as imported only, so its data nodes (e.g. the mandatory ``qkd_node/qkdn_id``) are
+    not part of the datastore. The controller's north-bound server uses this.
     """
     folder = Path(yang_dir) if yang_dir is not None else YANG_DIR
     files = sorted(folder.glob("*.yang"))
@@ -39,13 +45,16 @@ def load_context(yang_dir: Path | str | None = None) -> libyang.Context:
         raise ConfigError(f"no YANG module in {folder}")
     _keep_error_paths()
     ctx = libyang.Context(str(folder))
-    for file in files:
-        name = file.stem.split("@", 1)[0]
+    names = [file.stem.split("@", 1)[0] for file in files]
+    if modules is not None:
+        wanted = set(modules) | {ETSI_TYPES_MODULE}
+        names = [name for name in names if name in wanted]
+    for name in names:
         try:
             module = ctx.load_module(name)
             module.feature_enable_all()
         except libyang.LibyangError as exc:
-            raise ConfigError(f"YANG module {file.name} does not load: {exc}") from exc
+            raise ConfigError(f"YANG module {name} does not load: {exc}") from exc
     return ctx
 
 

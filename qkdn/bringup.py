@@ -214,8 +214,11 @@ def wait_for_controller(state: StateDir, *, timeout: float) -> dict[str, Any]:
     while True:
         try:
             info = read_json(state.controller_ready)
-            return {"pid": info.get("pid"), "state_dir": str(state.controller_dir),
-                    "log": str(state.controller_dir / "controller.log")}
+            entry = {"pid": info.get("pid"), "state_dir": str(state.controller_dir),
+                     "log": str(state.controller_dir / "controller.log")}
+            if "nbi" in info:  # the north-bound NETCONF server: host, port, credentials
+                entry["nbi"] = info["nbi"]
+            return entry
         except (OSError, ValueError):
             pass
         if time.monotonic() > deadline:

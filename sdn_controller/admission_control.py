@@ -30,6 +30,7 @@ from typing import Protocol
 
 from sdn_controller.errors import (
     InsufficientCapacityError,
+    NoPathError,
     RoutingError,
     SessionStateError,
     UnknownSessionError,
@@ -422,9 +423,12 @@ class AdmissionControl:
             del self._sessions[sid]
         return len(gone)
 
-    def reroute(self, session_id: str) -> Rerouted | Terminated:
+    def reroute(self, session_id: str, *, keep_if_no_route: bool = False
+                ) -> Rerouted | Terminated:
         """Move an active session onto a new route (the router sees the links monitoring has
-        flagged as unusable); terminate it when no route carries it any more."""
+        flagged as unusable); terminate it when no route carries it any more — or, with
+        ``keep_if_no_route`` (an operator's restoration request), leave it as it was and
+        raise :class:`~sdn_controller.errors.NoPathError`."""
         session = self._get(session_id)
         if session.state is not SessionState.ACTIVE:
             raise SessionStateError(session_id, session.state.value, "reroute")
@@ -434,6 +438,9 @@ class AdmissionControl:
             route, rate, _ = self._route(session, session.rate_bps)
         except _NoRoute as failure:
             self.ledger.reserve(session.session_id, held)  # _terminate releases it
+            if keep_if_no_route:
+                raise NoPathError(session.initiator.node_id, session.responder.node_id,
+                                  failure.detail) from None
             return self._terminate(session, AdmissionReason.LINK_FAILURE, failure.detail)
         old = session.configs
         session.generation += 1

@@ -25,12 +25,14 @@ from lxml import etree
 from sdn_controller.access_control import check_access, etsi004_status
 from sdn_controller.admission_control import (
     AdmissionControl,
+    AdmissionReason,
     ConfigRequest,
     Configured,
     Outcome,
     Refused,
     Rerouted,
     SessionState,
+    SessionView,
     Terminated,
     Waiting,
 )
@@ -44,7 +46,7 @@ from sdn_controller.application_events import (
 )
 from sdn_controller.config_payloads import orphan_delete_payload
 from sdn_controller.errors import SessionError
-from sdn_controller.identifiers import NodeId, SaeId, SessionId
+from sdn_controller.identifiers import LinkId, NodeId, SaeId, SessionId
 from sdn_controller.monitoring import AlarmEvent, MonitoringThresholds, assess
 from sdn_controller.push import (
     NodeConfigurator,
@@ -59,6 +61,9 @@ from sdn_controller.topology_db import LinkUpdate, TopologyDb
 from sdn_controller.user_db import UserDb
 
 log = logging.getLogger(__name__)
+
+#: monitoring flag of a link an operator took out of service
+OUT_OF_SERVICE_REASON = "out of service"
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,8 @@ class Controller:
                  thresholds: MonitoringThresholds = MonitoringThresholds(),
                  clock: Callable[[], float], executor: Executor | None = None,
                  event_sink: Callable[[ControllerEvent], None] | None = None,
-                 history: int = 1000) -> None:
+                 history: int = 1000,
+                 link_update_sink: Callable[[LinkUpdate], None] | None = None) -> None:
         self.users = users
         self.topology = topology
         self.admission = admission
@@ -126,6 +132,8 @@ class Controller:
         #: a separate pool, since each of its tasks waits for pushes on ``executor``
         self._session_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qkdn-move")
         self.event_sink = event_sink
+        #: told of every change of a physical link (metrics, status), after monitoring
+        self.link_update_sink = link_update_sink
         self.events: collections.deque[ControllerEvent] = collections.deque(maxlen=history)
         self._lock = threading.RLock()
 
@@ -201,6 +209,47 @@ class Controller:
             self._finish(termination)
         with self._lock:
             self.admission.forget_terminated()
+
+    # --- operator requests (north-bound) --------------------------------------------------
+    def close_session(self, session_id: str, detail: str = "closed by operator") -> None:
+        """End a session on an operator's request: deletion to every KM of its path.
+        Raises :class:`~sdn_controller.errors.UnknownSessionError` (or ``SessionStateError``
+        for one already terminated)."""
+        with self._lock:
+            ended = self.admission.fail(session_id, detail, AdmissionReason.CLOSED)
+        self._finish(ended)
+
+    def restore_session(self, session_id: str) -> SessionView:
+        """Route an active session again now (manual restoration, rebalancing) and push the
+        new configuration; the session as it is afterwards. Raises ``NoPathError`` (the
+        session keeps its route) or ``SessionError``."""
+        with self._lock:
+            old = self.admission.session(session_id).configs
+            outcome = self.admission.reroute(session_id, keep_if_no_route=True)
+        if isinstance(outcome, Terminated):  # not with keep_if_no_route; kept for safety
+            self._finish(outcome)
+        else:
+            self._move(SessionId(session_id), old, outcome, "restoration")
+        with self._lock:
+            return self.admission.session(session_id)
+
+    def set_link_in_service(self, qkdl_id: str, in_service: bool,
+                            reason: str = OUT_OF_SERVICE_REASON) -> None:
+        """Take a physical link out of service (routing avoids it, its sessions are
+        rerouted) or put it back. Only an out-of-service mark is cleared by ``True``;
+        a monitoring flag (QBER) stays."""
+        with self._lock:
+            link = self.topology.link(qkdl_id)
+            if in_service:
+                if link.flag_reason is not None and \
+                        link.flag_reason.startswith(OUT_OF_SERVICE_REASON):
+                    self.topology.set_flag(qkdl_id, None)
+                return
+            if link.flag_reason is None:
+                self.topology.set_flag(qkdl_id, reason)
+            moving = sorted(self.admission.sessions_using([LinkId(qkdl_id)]))
+        if moving:
+            self._reroute(moving)
 
     # --- application events -----------------------------------------------------------------
     def _on_request(self, req: ApplicationRequest) -> None:
@@ -312,6 +361,11 @@ class Controller:
                                   self.admission.ledger.sessions_by_link())
                 if decision.flag_changed:
                     self.topology.set_flag(decision.qkdl_id, decision.flag_reason)
+            if self.link_update_sink is not None:
+                try:
+                    self.link_update_sink(update)
+                except Exception:  # an observer's fault must not stop monitoring
+                    log.exception("link update sink failed")
             for alarm in decision.alarms:
                 self._emit(EventKind.LINK_ALARM, qkdl_id=alarm.qkdl_id, alarm=alarm,
                            detail=f"{alarm.severity.value} {alarm.kind.value}: {alarm.message}")

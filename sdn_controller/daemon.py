@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -32,6 +33,8 @@ from sdn_controller.cli import open_users_db
 from sdn_controller.controller import Controller, ControllerEvent, SessionRefusal
 from sdn_controller.identifiers import NodeId
 from sdn_controller.monitoring import MonitoringThresholds
+from sdn_controller.nbi_network import NodeEndpoints
+from sdn_controller.nbi_server import NbiConfig, NbiServer
 from sdn_controller.routing import GraphRouter
 from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
 from sdn_controller.topology_db import TopologyDb
@@ -39,6 +42,8 @@ from sdn_controller.topology_db import TopologyDb
 log = logging.getLogger(__name__)
 
 CONTROLLER_DIR = "controller"
+#: the north-bound server's endpoint and credentials, kept across restarts (mode 0600)
+NBI_FILE = "nbi.json"
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,19 @@ class ControllerSettings:
     tick_s: float = 0.5
     peer_wait_s: float = 30.0
     connect_timeout_s: float = 60.0
+    #: north-bound NETCONF server; port None = the one recorded in DIR/controller/nbi.json
+    #: by an earlier run, else ephemeral
+    nbi_host: str = "127.0.0.1"
+    nbi_port: int | None = None
 
 
 def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
                      poll_interval_s: float | None = None, tick_s: float | None = None,
-                     peer_wait_s: float | None = None,
+                     peer_wait_s: float | None = None, nbi_host: str | None = None,
+                     nbi_port: int | None = None,
                      environ: Mapping[str, str] = os.environ) -> ControllerSettings:
     """Argument, then ``QKDN_QBER_ALARM`` / ``QKDN_POLL_INTERVAL`` / ``QKDN_TICK`` /
-    ``QKDN_PEER_WAIT``, then the default."""
+    ``QKDN_PEER_WAIT`` / ``QKDN_NBI_HOST`` / ``QKDN_NBI_PORT``, then the default."""
     def pick(value: float | None, env: str, default: float) -> float:
         if value is not None:
             return float(value)
@@ -73,7 +83,10 @@ def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
         qber_alarm=pick(qber_alarm, "QKDN_QBER_ALARM", defaults.qber_alarm),
         poll_interval_s=pick(poll_interval_s, "QKDN_POLL_INTERVAL", defaults.poll_interval_s),
         tick_s=pick(tick_s, "QKDN_TICK", defaults.tick_s),
-        peer_wait_s=pick(peer_wait_s, "QKDN_PEER_WAIT", defaults.peer_wait_s))
+        peer_wait_s=pick(peer_wait_s, "QKDN_PEER_WAIT", defaults.peer_wait_s),
+        nbi_host=nbi_host or environ.get("QKDN_NBI_HOST") or defaults.nbi_host,
+        nbi_port=nbi_port if nbi_port is not None else (
+            int(pick(None, "QKDN_NBI_PORT", 0)) or None))
 
 
 def agent_endpoints(endpoints: Mapping[str, Any]) -> list[AgentEndpoint]:
@@ -87,6 +100,33 @@ def agent_endpoints(endpoints: Mapping[str, Any]) -> list[AgentEndpoint]:
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"endpoints.json: malformed node entry ({exc})") from exc
     return out
+
+
+def node_endpoints(endpoints: Mapping[str, Any]) -> dict[str, NodeEndpoints]:
+    """Each node's KM URLs and agent address (``qkdn_id`` → :class:`NodeEndpoints`), for the
+    north-bound ``qkdn_details/kme``."""
+    out = {}
+    for node in (endpoints.get("nodes") or {}).values():
+        nc = node.get("netconf") or {}
+        out[node["qkdn_id"]] = NodeEndpoints(node.get("etsi014"), node.get("etsi004"),
+                                             nc.get("host"), nc.get("port"))
+    return out
+
+
+def nbi_config(settings: ControllerSettings, folder: Path) -> NbiConfig:
+    """The north-bound server's settings: host, port and credentials recorded in
+    ``folder/nbi.json`` by an earlier run are kept (an explicit port wins); the password is
+    generated once."""
+    recorded: dict[str, Any] = {}
+    try:
+        recorded = read_json(folder / NBI_FILE)
+    except (OSError, ValueError):
+        pass
+    port = settings.nbi_port if settings.nbi_port is not None else int(recorded.get("port", 0))
+    return NbiConfig(host=settings.nbi_host, port=port,
+                     username=str(recorded.get("username") or "admin"),
+                     password=str(recorded.get("password") or secrets.token_urlsafe(16)),
+                     host_key=folder / "nbi_host_key")
 
 
 def wait_for_file(path: Path, timeout_s: float, *, interval_s: float = 0.1) -> Path:
@@ -170,8 +210,9 @@ class ControllerProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.topology_file: Topology = load_topology(root / "topology.yaml")
         self.names = {n.qkdn_id: n.name for n in self.topology_file.nodes}
-        endpoints = agent_endpoints(read_json(wait_for_file(
-            root / "endpoints.json", settings.connect_timeout_s)))
+        endpoints_doc = read_json(wait_for_file(root / "endpoints.json",
+                                                settings.connect_timeout_s))
+        endpoints = agent_endpoints(endpoints_doc)
         self.users = open_users_db(root)
         self.topology = TopologyDb.open(self.dir / "topology.sqlite", clock=time.time)
         for node in self.topology_file.nodes:
@@ -185,8 +226,19 @@ class ControllerProcess:
         self.controller = Controller(
             self.users, self.topology, self.admission, self.southbound, self.refusals,
             thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time)
+        self.nbi = NbiServer(self.controller, self.topology_file, self.users,
+                             nbi_config(settings, self.dir),
+                             endpoints=node_endpoints(endpoints_doc),
+                             connected=self.agents_connected)
+
+    def agents_connected(self) -> dict[str, bool]:
+        return {node: session.connected for node, session in self.southbound.items()}
 
     def start(self) -> None:
+        """Start the north-bound server (its endpoint recorded in ``nbi.json``), then the
+        southbound."""
+        self.nbi.start()
+        write_json_atomic(self.dir / NBI_FILE, self.nbi.endpoint(), mode=0o600)
         self.southbound.start(self.controller.handle_notification,
                               lambda node, reply: self.controller.ingest_node(reply))
 
@@ -209,13 +261,15 @@ class ControllerProcess:
             while not stop.is_set():
                 if not ready and all(s.connected for s in self.southbound.values()):
                     ready = True
-                    write_json_atomic(self.dir / "ready.json", {"pid": os.getpid(),
-                                                                "at": time.time()})
+                    write_json_atomic(self.dir / "ready.json", {
+                        "pid": os.getpid(), "at": time.time(), "nbi": self.nbi.endpoint()},
+                        mode=0o600)
                 if not ready and time.monotonic() > deadline:
                     log.warning("not every agent is connected after %.0f s",
                                 self.settings.connect_timeout_s)
                     deadline = float("inf")
                 self.controller.tick()
+                self.nbi.observe_agents(self.agents_connected())
                 self.write_snapshot()
                 stop.wait(self.settings.tick_s)
         finally:
@@ -223,6 +277,7 @@ class ControllerProcess:
         return 0
 
     def close(self) -> None:
+        self.nbi.stop()
         self.southbound.stop()
         self.controller.close()
         self.write_snapshot()

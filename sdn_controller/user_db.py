@@ -8,6 +8,7 @@ Schema (``docs/controller.md``)::
 
     sla_profiles(name PK, max_bps, min_bps, max_priority, max_sessions, idle_timeout_s,
                  allow_lower_rate, fallback)
+    sla_restoration(sla_name PK -> sla_profiles, restoration_type, hold_off_ms)
     users(name PK, sla_name -> sla_profiles, revoked, revoked_reason, revoked_at)
     user_peers(user_name -> users, peer, PK(user_name, peer))      -- '*' = any user
     applications(sae_id PK, user_name -> users, node_name, node_id, revoked)
@@ -23,6 +24,11 @@ from qkdn.sla import FallbackPolicy, SlaProfile
 from qkdn.topology import Topology
 from sdn_controller.errors import DuplicateEntryError, InvalidEntryError, UnknownEntryError
 from sdn_controller.identifiers import NodeId, SaeId
+from sdn_controller.path_restoration import (
+    DEFAULT_RESTORATION,
+    PathRestoration,
+    RestorationType,
+)
 from sdn_controller.sql_database import SqlDatabase, open_sqlite
 
 ANY_PEER = "*"
@@ -93,6 +99,11 @@ SCHEMA = (
         node_id VARCHAR(36),
         revoked BOOLEAN NOT NULL DEFAULT FALSE)""",
     "CREATE INDEX IF NOT EXISTS applications_by_user ON applications (user_name)",
+    """CREATE TABLE IF NOT EXISTS sla_restoration (
+        sla_name VARCHAR(128) PRIMARY KEY REFERENCES sla_profiles(name) ON DELETE CASCADE,
+        restoration_type VARCHAR(16) NOT NULL DEFAULT 'AUTOMATIC'
+            CHECK (restoration_type IN ('AUTOMATIC', 'MANUAL')),
+        hold_off_ms INTEGER NOT NULL DEFAULT 0 CHECK (hold_off_ms >= 0))""",
 )
 
 _SLA_COLUMNS = ("name, max_bps, min_bps, max_priority, max_sessions, idle_timeout_s, "
@@ -138,6 +149,38 @@ class UserDb:
     def slas(self) -> list[SlaProfile]:
         return [_sla_of(r) for r in
                 self.db.query(f"SELECT {_SLA_COLUMNS} FROM sla_profiles ORDER BY name")]
+
+    def delete_sla(self, name: str) -> None:
+        """Remove an SLA profile no user refers to."""
+        if self.sla(name) is None:
+            raise UnknownEntryError("SLA profile", name)
+        users = self.db.query("SELECT name FROM users WHERE sla_name = :name ORDER BY name",
+                              {"name": name})
+        if users:
+            raise InvalidEntryError(f"SLA profile {name!r} is used by user "
+                                    f"{users[0]['name']!r}")
+        with self.db.transaction():
+            self.db.execute("DELETE FROM sla_restoration WHERE sla_name = :name",
+                            {"name": name})
+            self.db.execute("DELETE FROM sla_profiles WHERE name = :name", {"name": name})
+
+    def restoration(self, sla: str) -> PathRestoration:
+        """The path-restoration policy of an SLA profile (AUTOMATIC, 0 ms if none is set)."""
+        row = self.db.query_one("SELECT restoration_type, hold_off_ms FROM sla_restoration "
+                                "WHERE sla_name = :name", {"name": sla})
+        if row is None:
+            return DEFAULT_RESTORATION
+        return PathRestoration(RestorationType(row["restoration_type"]),
+                               int(row["hold_off_ms"]))
+
+    def set_restoration(self, sla: str, policy: PathRestoration) -> None:
+        if self.sla(sla) is None:
+            raise UnknownEntryError("SLA profile", sla)
+        self.db.execute(
+            "INSERT INTO sla_restoration (sla_name, restoration_type, hold_off_ms) "
+            "VALUES (:name, :kind, :hold) ON CONFLICT (sla_name) DO UPDATE SET "
+            "restoration_type = excluded.restoration_type, hold_off_ms = excluded.hold_off_ms",
+            {"name": sla, "kind": policy.kind.value, "hold": policy.hold_off_ms})
 
     # --- users ------------------------------------------------------------------------------
     def add_user(self, name: str, sla: str, allowed_peers: tuple[str, ...] = (ANY_PEER,), *,
@@ -188,6 +231,17 @@ class UserDb:
                                "revoked_at = NULL WHERE name = :name", {"name": name}):
             raise UnknownEntryError("user", name)
 
+    def delete_user(self, name: str) -> None:
+        """Remove a user that has no applications (its peer list goes with it)."""
+        if self.user(name) is None:
+            raise UnknownEntryError("user", name)
+        apps = self.applications(name)
+        if apps:
+            raise InvalidEntryError(f"user {name!r} still has application {apps[0].sae_id!r}")
+        with self.db.transaction():
+            self.db.execute("DELETE FROM user_peers WHERE user_name = :name", {"name": name})
+            self.db.execute("DELETE FROM users WHERE name = :name", {"name": name})
+
     # --- applications -----------------------------------------------------------------------
     def add_application(self, sae_id: str, user: str, node_name: str,
                         node_id: str | None = None, *, replace: bool = False) -> Application:
@@ -225,6 +279,15 @@ class UserDb:
     def revoke_application(self, sae_id: str) -> None:
         if not self.db.execute("UPDATE applications SET revoked = TRUE WHERE sae_id = :sae",
                                {"sae": sae_id}):
+            raise UnknownEntryError("application", sae_id)
+
+    def reinstate_application(self, sae_id: str) -> None:
+        if not self.db.execute("UPDATE applications SET revoked = FALSE WHERE sae_id = :sae",
+                               {"sae": sae_id}):
+            raise UnknownEntryError("application", sae_id)
+
+    def delete_application(self, sae_id: str) -> None:
+        if not self.db.execute("DELETE FROM applications WHERE sae_id = :sae", {"sae": sae_id}):
             raise UnknownEntryError("application", sae_id)
 
     # --- topology ---------------------------------------------------------------------------

@@ -1,0 +1,365 @@
+"""The controller's north-bound NETCONF server against real agents: four agents (square a-b-c
++ a-d-c) on loopback, the controller's southbound, and an orchestrator driving the NBI over
+SSH with ncclient (and once with netconf-console2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from ncclient.operations import RPCError
+
+from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
+from qkd_agent.datastore import Datastore
+from qkd_agent.yang_context import load_context
+from qkdn.namespaces import QKDN_ACC_NS, QKDN_INV_NS, QKDN_TOPO_NS
+from qkdn.netconf_client import connect
+from qkdn.node_model import initial_node_config
+from qkdn.topology import parse_topology
+from sdn_controller.admission_control import AdmissionControl, SessionState
+from sdn_controller.controller import Controller
+from sdn_controller.nbi_server import NbiConfig, NbiServer
+from sdn_controller.routing import GraphRouter
+from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
+from sdn_controller.topology_db import TopologyDb
+from sdn_controller.user_db import UserDb
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "nbi-test-agents"
+NBI_PASSWORD = "nbi-test-orchestrator"
+T = "etsi-qkd-node-types:"
+NODE = "etsi-qkd-sdn-node:qkd_node"
+NS = {"t": QKDN_TOPO_NS, "i": QKDN_INV_NS, "a": QKDN_ACC_NS}
+RAW_TOPOLOGY = {
+    "name": "square",
+    "nodes": [{"name": n, "location": f"site-{n}"} for n in "abcd"],
+    "links": [{"a": "a", "b": "b", "length_km": 10}, {"a": "b", "b": "c", "length_km": 10},
+              {"a": "a", "b": "d", "length_km": 30}, {"a": "d", "b": "c", "length_km": 30}],
+    "slas": [{"name": "std", "max_bps": 100000, "max_priority": 5, "idle_timeout_s": 60}],
+    "users": [{"name": "ua", "sla": "std"}, {"name": "uc", "sla": "std"}],
+    "saes": [{"id": "sae-a", "node": "a", "user": "ua"},
+             {"id": "sae-c", "node": "c", "user": "uc"}],
+}
+TOPO = parse_topology(RAW_TOPOLOGY)
+
+
+def nid(name):
+    return TOPO.node(name).qkdn_id
+
+
+def lid(a, b):
+    return next(lk.qkdl_id for lk in TOPO.links if set(lk.ends()) == {a, b})
+
+
+class Signals:
+    def refuse(self, node_id, refusal):
+        pass
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Network:
+    """Four real agents, the controller (southbound over NETCONF) and its NBI server."""
+
+    def __init__(self, tmp_path: Path):
+        self.live = {lk.qkdl_id: {"status": "ACTIVE", "skr": 50_000 if "d" in lk.ends()
+                                  else 90_000, "qber": "0.020"} for lk in TOPO.links}
+        self.threads, self.datastores = {}, {}
+        for node in TOPO.nodes:
+            ctx = load_context()
+            store = Datastore(ctx, initial_node_config(TOPO, node.name))
+            self.datastores[node.name] = store
+            config = AgentConfig(password=PASSWORD, host_key=tmp_path / f"{node.name}.key")
+            self.threads[node.name] = AgentThread(
+                QkdAgent(config, store, self.state_of(node.name), ctx=ctx)).start()
+        endpoints = [AgentEndpoint(n.qkdn_id, "127.0.0.1", self.threads[n.name].port,
+                                   "admin", PASSWORD, n.name) for n in TOPO.nodes]
+        self.southbound = Southbound(endpoints, SouthboundConfig(poll_interval_s=1.0,
+                                                                 backoff_max_s=0.5))
+        self.users = UserDb.open(tmp_path / "users.sqlite")
+        self.users.load_topology(TOPO)
+        self.topology = TopologyDb.open(clock=time.time)
+        self.admission = AdmissionControl(self.users, GraphRouter(self.topology.links),
+                                          clock=time.monotonic)
+        self.ctl = Controller(self.users, self.topology, self.admission, self.southbound,
+                              Signals(), clock=time.time)
+        self.nbi = NbiServer(self.ctl, TOPO, self.users,
+                             NbiConfig(password=NBI_PASSWORD, host_key=tmp_path / "nbi.key",
+                                       perf_interval_s=0.2),
+                             connected=lambda: {n: s.connected
+                                                for n, s in self.southbound.items()})
+        self.nbi.start()
+        self.southbound.start(self.ctl.handle_notification,
+                              lambda node, reply: self.ctl.ingest_node(reply))
+
+    def state_of(self, name):
+        def provider():
+            links = [{"qkdl_id": lk.qkdl_id,
+                      "qkdl_status": T + self.live[lk.qkdl_id]["status"],
+                      "qkdl_performance": {
+                          "skr": self.live[lk.qkdl_id]["skr"],
+                          "eskr": self.live[lk.qkdl_id]["skr"],
+                          "phys_perf": [{"perf_type": T + "QBER",
+                                         "value": self.live[lk.qkdl_id]["qber"]}]}}
+                     for lk in TOPO.links_of(name)]
+            return {NODE: {"qkdn_status": T + "OPERATING", "qkd_links": {"qkd_link": links}}}
+        return provider
+
+    def notify(self, name, body):
+        assert self.threads[name].agent.notify(body) >= 1
+
+    def apps(self, name):
+        node = self.datastores[name].running_json()[NODE]
+        return {a["app_id"] for a in node.get("qkd_applications", {}).get("qkd_app", [])}
+
+    def open(self, src, dst):
+        self.notify(src, {"etsi-qkd-sdn-node:sdqkdn_application_new": {"qkd_application": {
+            "app_type": T + "CLIENT", "server_app_id": f"sae-{src}",
+            "client_app_id": [f"sae-{dst}"], "app_priority": 2, "local_qkdn_id": nid(src),
+            "app_qos": {"max_bandwidth": 10_000, "min_bandwidth": 1000},
+            "qkdn-key-manager:km_request": {"authenticated_sae_id": f"sae-{src}",
+                                            "application_interface": "etsi-004"}}}})
+
+    def establish(self):
+        self.open("a", "c")
+        wait_for(lambda: any(s.state is SessionState.ACCEPTED
+                             for s in self.admission.sessions()), what="first request")
+        self.open("c", "a")
+        wait_for(lambda: any(s.state is SessionState.ACTIVE for s in self.admission.sessions()),
+                 what="session active")
+        (session,) = self.admission.sessions()
+        wait_for(lambda: all(session.session_id in self.apps(n) for n in "abc"),
+                 what="qkd_app on a, b, c")
+        return session.session_id
+
+    def orchestrator(self):
+        return connect("127.0.0.1", self.nbi.port, "admin", NBI_PASSWORD)
+
+    def close(self):
+        self.nbi.stop()
+        self.southbound.stop()
+        self.ctl.close()
+        self.users.close()
+        self.topology.close()
+        for thread in self.threads.values():
+            thread.stop()
+
+
+@pytest.fixture
+def net(tmp_path):
+    network = Network(tmp_path)
+    try:
+        assert network.southbound.wait_connected(15), "southbound did not connect"
+        wait_for(lambda: len([lk for lk in network.topology.links() if lk.usable]) == 4,
+                 what="topology from the agents' get replies")
+        yield network
+    finally:
+        network.close()
+
+
+SVC_FILTER = f"""<qkd_network xmlns="{QKDN_TOPO_NS}"><qkd_links><svc_links/></qkd_links>
+</qkd_network>"""
+
+
+def test_get_serves_nodes_links_and_the_session_as_a_service_link(net):
+    sid = net.establish()
+    with net.orchestrator() as m:
+        data = m.get(filter=("subtree", f'<qkd_network xmlns="{QKDN_TOPO_NS}"/>')).data_ele
+        nodes = data.findall(".//t:sdqkd_node", NS)
+        assert {n.findtext("t:qkdn_name", namespaces=NS) for n in nodes} == set("abcd")
+        assert all(n.findtext("t:qkdn_status", namespaces=NS).endswith("OPERATING")
+                   for n in nodes)
+        link = data.xpath(".//t:phys_link[t:qkdl_id=$id]", namespaces=NS, id=lid("a", "b"))[0]
+        assert link.findtext("t:qkdl_status", namespaces=NS).endswith("ACTIVE")
+        perf = link.find("i:phys_link_details/i:qkdl_performance", NS)
+        assert perf.findtext("i:skr", namespaces=NS) == "90000"
+        assert perf.findtext("i:phys_perf/i:value", namespaces=NS) == "0.02"
+        assert perf.findtext("i:svc_link_count", namespaces=NS) == "1"
+
+        one = m.get(filter=("subtree", f"""<qkd_network xmlns="{QKDN_TOPO_NS}"><qkd_links>
+            <svc_links><svc_link><qkdl_id>{sid}</qkdl_id></svc_link></svc_links></qkd_links>
+            </qkd_network>""")).data_ele
+        (svc,) = one.findall(".//t:svc_link", NS)
+        hops = [h.findtext("t:qkdn_id", namespaces=NS)
+                for h in svc.findall("t:paths/t:path/t:hop", NS)]
+        assert hops == [nid("a"), nid("b"), nid("c")]
+        details = svc.find("i:svc_link_details", NS)
+        assert details.findtext("i:session_state", namespaces=NS) == "active"
+        assert details.findtext("i:bandwidth", namespaces=NS) == "10000"
+        assert details.findtext("i:local_app/i:sae_id", namespaces=NS) == "sae-a"
+        assert details.findtext("i:path_restoration/i:restoration_type",
+                                namespaces=NS).endswith("AUTOMATIC")
+        # get-config holds configuration only: no service links, no status
+        config = m.get_config(source="running").data_ele
+        assert config.findall(".//t:svc_link", NS) == []
+        assert config.findall(".//t:qkdn_status", NS) == []
+        users = m.get(filter=("subtree", f'<qkd_access xmlns="{QKDN_ACC_NS}"><users/>'
+                                         "</qkd_access>")).data_ele
+        active = {u.findtext("a:name", namespaces=NS): u.findtext("a:active_sessions",
+                                                                  namespaces=NS)
+                  for u in users.findall(".//a:user", NS)}
+        assert active == {"ua": "1", "uc": "1"}
+
+
+NEW_USERS = f"""<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">
+  <qkd_access xmlns="{QKDN_ACC_NS}" xmlns:qkdn-acc="{QKDN_ACC_NS}">
+    <sla_profiles><sla_profile>
+      <name>premium</name><max_bandwidth>4000000</max_bandwidth><min_bandwidth>1024</min_bandwidth>
+      <max_priority>9</max_priority>
+      <path_restoration><restoration_type>qkdn-acc:MANUAL</restoration_type>
+        <hold_off_time>2000</hold_off_time></path_restoration>
+    </sla_profile></sla_profiles>
+    <users><user><name>bank-a</name><sla_profile>premium</sla_profile>
+      <allowed_peer>uc</allowed_peer></user></users>
+    <applications><application><sae_id>bank-a-vpn</sae_id><user>bank-a</user>
+      <qkdn_id>{nid("b")}</qkdn_id></application></applications>
+  </qkd_access>
+</config>"""
+
+
+def test_edit_config_writes_users_into_the_user_database(net):
+    with net.orchestrator() as m:
+        m.edit_config(target="running", config=NEW_USERS)
+        assert net.users.sla("premium").max_bps == 4_000_000
+        assert net.users.restoration("premium").kind.value == "MANUAL"
+        assert net.users.restoration("premium").hold_off_ms == 2000
+        assert net.users.user("bank-a").allowed_peers == ("uc",)
+        app = net.users.application("bank-a-vpn")
+        assert (app.user, app.node_name, app.node_id) == ("bank-a", "b", nid("b"))
+
+        # invalid edits are refused as a whole, the database unchanged
+        bad_node = NEW_USERS.replace(nid("b"), "99999999-9999-4999-8999-999999999999")
+        bad_node = bad_node.replace("bank-a-vpn", "bank-a-other")
+        with pytest.raises(RPCError) as refused:
+            m.edit_config(target="running", config=bad_node)
+        assert "leafref" in refused.value.message.lower() or \
+            "instance" in refused.value.message.lower()
+        assert net.users.application("bank-a-other") is None
+        bad_rates = NEW_USERS.replace("<min_bandwidth>1024", "<min_bandwidth>9999999")
+        with pytest.raises(RPCError) as refused:
+            m.edit_config(target="running", config=bad_rates)
+        assert "min_bandwidth is above max_bandwidth" in refused.value.message
+        assert net.users.sla("premium").min_bps == 1024
+
+        # revoke: the flag lands in the database
+        m.edit_config(target="running", config=f"""<config
+            xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><qkd_access xmlns="{QKDN_ACC_NS}">
+            <users><user><name>bank-a</name><revoked>true</revoked>
+            <revoked_reason>contract ended</revoked_reason></user></users></qkd_access>
+            </config>""")
+        user = net.users.user("bank-a")
+        assert user.revoked and user.revoked_reason == "contract ended"
+
+        # a change made in the database (qkdn users ...) is what the next read shows
+        net.users.reinstate_user("bank-a")
+        data = m.get_config(source="running", filter=("subtree", f"""<qkd_access
+            xmlns="{QKDN_ACC_NS}"><users><user><name>bank-a</name></user></users>
+            </qkd_access>""")).data_ele
+        assert data.findtext(".//a:revoked", namespaces=NS) == "false"
+
+
+def test_revoking_a_user_closes_its_session(net):
+    sid = net.establish()
+    with net.orchestrator() as m:
+        m.edit_config(target="running", config=f"""<config
+            xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><qkd_access xmlns="{QKDN_ACC_NS}">
+            <users><user><name>ua</name><revoked>true</revoked></user></users></qkd_access>
+            </config>""")
+    wait_for(lambda: all(sid not in net.apps(n) for n in "abc"), what="session deleted")
+    assert net.users.user("ua").revoked
+
+
+def test_close_svc_link_closes_a_real_session_and_notifies(net):
+    sid = net.establish()
+    with net.orchestrator() as m:
+        m.create_subscription()
+        with pytest.raises(RPCError) as unknown:
+            m.dispatch(etree.fromstring(
+                f'<close_svc_link xmlns="{QKDN_INV_NS}"><qkdl_id>'
+                "55555551-5555-4555-8555-555555555551</qkdl_id></close_svc_link>"))
+        assert unknown.value.tag == "invalid-value"
+        assert unknown.value.info is None or "unknown" in str(unknown.value.to_dict())
+        m.dispatch(etree.fromstring(
+            f'<close_svc_link xmlns="{QKDN_INV_NS}"><qkdl_id>{sid}</qkdl_id>'
+            "<reason>operator request</reason></close_svc_link>"))
+        wait_for(lambda: all(sid not in net.apps(n) for n in "abc"), what="deleted on KMs")
+        removed = _wait_notification(m, "qkdn_resource_removed")
+        assert removed.findtext(".//i:qkdl_id", namespaces=NS) == sid
+        assert removed.findtext(".//i:reason", namespaces=NS) == "closed"
+
+
+def test_link_cut_sends_an_alarm_and_the_new_path(net):
+    sid = net.establish()
+    with net.orchestrator() as m:
+        m.create_subscription()
+        net.live[lid("b", "c")]["status"] = "OFF"
+        net.notify("b", {"etsi-qkd-sdn-node:sdqkdn_link_down": {"qkd_link": {
+            "qkdl_id": lid("b", "c"), "reason": "fiber cut"}}})
+        alarm = _wait_notification(m, "alarm")
+        assert alarm.findtext(".//i:alarm_type", namespaces=NS).endswith("LINK-DOWN")
+        assert alarm.findtext(".//i:severity", namespaces=NS).endswith("MAJOR")
+        assert alarm.findtext(".//i:affected_svc_link", namespaces=NS) == sid
+        update = _wait_notification(m, "svc_link_path_update")
+        hops = [h.findtext("i:qkdn_id", namespaces=NS)
+                for h in update.findall(".//i:hop", NS)]
+        assert hops == [nid("a"), nid("d"), nid("c")]
+
+
+def test_restore_svc_link_returns_the_new_path(net):
+    sid = net.establish()
+    with net.orchestrator() as m:
+        reply = m.dispatch(etree.fromstring(
+            f'<restore_svc_link xmlns="{QKDN_INV_NS}"><qkdl_id>{sid}</qkdl_id>'
+            "</restore_svc_link>"))
+        hops = [h.findtext("i:qkdn_id", namespaces=NS)
+                for h in etree.fromstring(reply.xml.encode()).findall(".//i:hop", NS)]
+        assert hops == [nid("a"), nid("b"), nid("c")]
+        # no path at all: resource-denied, the session keeps its route
+        for pair in (("a", "b"), ("a", "d")):
+            net.ctl.set_link_in_service(lid(*pair), False)
+        with pytest.raises(RPCError) as denied:
+            m.dispatch(etree.fromstring(
+                f'<restore_svc_link xmlns="{QKDN_INV_NS}"><qkdl_id>{sid}</qkdl_id>'
+                "</restore_svc_link>"))
+        assert denied.value.tag == "resource-denied"
+
+
+def test_netconf_console2_reads_the_service_links(net):
+    net.establish()
+    console = Path(sys.executable).with_name("netconf-console2")
+    done = subprocess.run(
+        [str(console), "--host", "127.0.0.1", "--port", str(net.nbi.port), "-u", "admin",
+         "-p", NBI_PASSWORD, "--get", "-x", "/qkd_network/qkd_links/svc_links"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "svc_link" in done.stdout and "session_state" in done.stdout
+    assert "active" in done.stdout
+
+
+def _wait_notification(m, name: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        note = m.take_notification(timeout=0.5)
+        if note is None:
+            continue
+        body = note.notification_ele
+        for child in body:
+            if etree.QName(child).localname == name:
+                return child
+    raise AssertionError(f"no {name} notification")
+
+
+_ = threading  # the agents run in threads (AgentThread)
