@@ -291,7 +291,8 @@ def test_close_svc_link_closes_a_real_session_and_notifies(net):
                 f'<close_svc_link xmlns="{QKDN_INV_NS}"><qkdl_id>'
                 "55555551-5555-4555-8555-555555555551</qkdl_id></close_svc_link>"))
         assert unknown.value.tag == "invalid-value"
-        assert unknown.value.info is None or "unknown" in str(unknown.value.to_dict())
+        assert b"<error-app-tag>unknown-svc-link</error-app-tag>" in etree.tostring(
+            unknown.value.xml)
         m.dispatch(etree.fromstring(
             f'<close_svc_link xmlns="{QKDN_INV_NS}"><qkdl_id>{sid}</qkdl_id>'
             "<reason>operator request</reason></close_svc_link>"))
@@ -327,14 +328,17 @@ def test_restore_svc_link_returns_the_new_path(net):
         hops = [h.findtext("i:qkdn_id", namespaces=NS)
                 for h in etree.fromstring(reply.xml.encode()).findall(".//i:hop", NS)]
         assert hops == [nid("a"), nid("b"), nid("c")]
-        # no path at all: resource-denied, the session keeps its route
+        # both links out of a flagged (monitoring marks them, nothing rerouted yet): no
+        # path, resource-denied, and the session keeps its route
         for pair in (("a", "b"), ("a", "d")):
-            net.ctl.set_link_in_service(lid(*pair), False)
+            net.topology.set_flag(lid(*pair), "test: unusable")
         with pytest.raises(RPCError) as denied:
             m.dispatch(etree.fromstring(
                 f'<restore_svc_link xmlns="{QKDN_INV_NS}"><qkdl_id>{sid}</qkdl_id>'
                 "</restore_svc_link>"))
         assert denied.value.tag == "resource-denied"
+        assert net.admission.session(sid).state is SessionState.ACTIVE
+        assert all(sid in net.apps(n) for n in "abc")
 
 
 def test_netconf_console2_reads_the_service_links(net):
