@@ -45,16 +45,16 @@ def load_context(yang_dir: Path | str | None = None, *,
         raise ConfigError(f"no YANG module in {folder}")
     _keep_error_paths()
     ctx = libyang.Context(str(folder))
-    names = [file.stem.split("@", 1)[0] for file in files]
+    names = {file.stem.split("@", 1)[0]: file.name for file in files}
     if modules is not None:
         wanted = set(modules) | {ETSI_TYPES_MODULE}
-        names = [name for name in names if name in wanted]
-    for name in names:
+        names = {name: file for name, file in names.items() if name in wanted}
+    for name, file_name in names.items():
         try:
             module = ctx.load_module(name)
             module.feature_enable_all()
         except libyang.LibyangError as exc:
-            raise ConfigError(f"YANG module {name} does not load: {exc}") from exc
+            raise ConfigError(f"YANG module {file_name} does not load: {exc}") from exc
     return ctx
 
 
