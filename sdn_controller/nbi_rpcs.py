@@ -14,13 +14,19 @@ input is validated with libyang (RPC_YANG), the controller acts, the output is v
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import libyang
 from lxml import etree
 
-from qkd_agent.libyang_errors import LibyangParseError, collect_issues, rpc_error_from_libyang
+from qkd_agent.libyang_errors import (
+    LibyangIssue,
+    LibyangParseError,
+    collect_issues,
+    rpc_error_from_libyang,
+)
 from qkd_agent.operations import Operation, RpcCall
 from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
 from qkdn.namespaces import QKDN_INV_MODULE, QKDN_INV_NS
@@ -58,12 +64,18 @@ def parse_rpc_input(ctx: libyang.Context, op: etree._Element) -> dict[str, Any]:
 
 
 def _input_error(ctx: libyang.Context, exc: libyang.LibyangError) -> RpcError:
+    """The ``<rpc-error>`` of an RPC input libyang refused (its message after the bindings'
+    "failed to parse ...: " preamble, its data location as the path)."""
     issues = collect_issues(ctx)
-    if issues:
-        error = rpc_error_from_libyang(LibyangParseError(issues))
-        error.type = ErrorType.PROTOCOL
-        return error
-    return RpcError(ErrorTag.INVALID_VALUE, f"bad RPC input: {exc}", type=ErrorType.PROTOCOL)
+    if not issues:
+        text = str(exc)
+        location = re.search(r'(?:Data|Schema) location "([^"]+)"', text)
+        message = re.sub(r"^(failed to parse input data|validation failed): ", "", text)
+        message = re.sub(r":? ?(Data|Schema) location .*$", "", message).rstrip(".: ")
+        issues = [LibyangIssue(message, location.group(1) if location else None, None)]
+    error = rpc_error_from_libyang(LibyangParseError(issues))
+    error.type = ErrorType.PROTOCOL
+    return error
 
 
 def render_rpc_output(ctx: libyang.Context, rpc: str, output: dict[str, Any]

@@ -367,3 +367,66 @@ def _wait_notification(m, name: str, timeout: float = 10.0):
 
 
 _ = threading  # the agents run in threads (AgentThread)
+
+
+def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path):
+    import json
+
+    import yaml
+
+    from sdn_controller.daemon import ControllerProcess, resolve_settings
+
+    agents = Network.__new__(Network)  # agents only: the process brings its own controller
+    agents.live = {lk.qkdl_id: {"status": "ACTIVE", "skr": 90_000, "qber": "0.020"}
+                   for lk in TOPO.links}
+    agents.threads, agents.datastores = {}, {}
+    for node in TOPO.nodes:
+        ctx = load_context()
+        store = Datastore(ctx, initial_node_config(TOPO, node.name))
+        agents.datastores[node.name] = store
+        agents.threads[node.name] = AgentThread(QkdAgent(
+            AgentConfig(password=PASSWORD, host_key=tmp_path / f"{node.name}.key"), store,
+            agents.state_of(node.name), ctx=ctx)).start()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "topology.yaml").write_text(yaml.safe_dump(RAW_TOPOLOGY))
+    (state / "endpoints.json").write_text(json.dumps({"topology": "square", "nodes": {
+        n.name: {"qkdn_id": n.qkdn_id, "etsi014": f"https://127.0.0.1:1/{n.name}/keys",
+                 "netconf": {"host": "127.0.0.1", "port": agents.threads[n.name].port,
+                             "username": "admin", "password": PASSWORD}}
+        for n in TOPO.nodes}}))
+    ports = []
+    try:
+        for run in range(2):
+            process = ControllerProcess(resolve_settings(state, poll_interval_s=0.5,
+                                                         tick_s=0.1, environ={}))
+            stop = threading.Event()
+            runner = threading.Thread(target=process.run, args=(stop,), daemon=True)
+            runner.start()
+            try:
+                ready = state / "controller" / "ready.json"
+                wait_for(ready.exists, timeout=15, what="controller ready")
+                nbi = json.loads(ready.read_text())["nbi"]
+                assert oct(ready.stat().st_mode & 0o777) == "0o600"
+                assert nbi == json.loads((state / "controller" / "nbi.json").read_text())
+                ports.append(nbi["port"])
+                with connect(nbi["host"], nbi["port"], nbi["username"], nbi["password"]) as m:
+                    data = m.get(filter=("subtree", f'<qkd_network xmlns="{QKDN_TOPO_NS}">'
+                                 "<sdqkd_nodes/></qkd_network>")).data_ele
+                    kme = data.findtext(".//i:kme/i:etsi014_url", namespaces=NS)
+                    assert kme.startswith("https://127.0.0.1:1/")
+                    if run == 0:  # an edit survives in the user database, not in memory
+                        m.edit_config(target="running", config=NEW_USERS)
+                    else:
+                        users = m.get_config(source="running", filter=(
+                            "subtree", f'<qkd_access xmlns="{QKDN_ACC_NS}"/>')).data_ele
+                        names = [u.findtext("a:name", namespaces=NS)
+                                 for u in users.findall(".//a:user", NS)]
+                        assert "bank-a" in names
+            finally:
+                stop.set()
+                runner.join(timeout=20)
+        assert ports[0] == ports[1]
+    finally:
+        for thread in agents.threads.values():
+            thread.stop()

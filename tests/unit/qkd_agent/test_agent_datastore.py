@@ -321,6 +321,31 @@ def test_listener_not_called_without_change_or_on_failure(store: Datastore) -> N
     assert calls == []
 
 
+def test_commit_check_sees_the_change_and_may_refuse_it(store: Datastore) -> None:
+    seen: list[tuple[str, str]] = []
+    committed: list[Any] = []
+
+    def check(old: dict[str, Any], new: dict[str, Any]) -> None:
+        seen.append((old[NODE]["qkdn_location_id"], new[NODE]["qkdn_location_id"]))
+        if new[NODE]["qkdn_location_id"] == "forbidden":
+            raise RpcError(ErrorTag.OPERATION_FAILED, "the database said no")
+
+    store.add_commit_check(check)
+    store.add_listener(lambda old, new: committed.append(new[NODE]["qkdn_location_id"]))
+    store.edit_config(config("<qkdn_location_id>lab-B</qkdn_location_id>"))
+    with pytest.raises(RpcError) as refused:
+        store.edit_config(config("<qkdn_location_id>forbidden</qkdn_location_id>"))
+    assert refused.value.message == "the database said no"
+    assert store.running_json()[NODE]["qkdn_location_id"] == "lab-B"
+    # an invalid edit never reaches the check; test-only does not either
+    with pytest.raises(RpcError):
+        store.edit_config(config("<qkdn_location_id><x/></qkdn_location_id>"))
+    store.edit_config(config("<qkdn_location_id>lab-C</qkdn_location_id>"),
+                      test_option="test-only")
+    assert seen == [("lab-A", "lab-B"), ("lab-B", "forbidden")]
+    assert committed == ["lab-B"]
+
+
 def test_failing_listener_does_not_undo_the_change(store: Datastore) -> None:
     seen: list[str] = []
 

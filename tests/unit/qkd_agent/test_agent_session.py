@@ -212,6 +212,32 @@ def test_unknown_operation(peer):
     assert reply.findtext(f"{Q}rpc-error/{Q}error-info/{Q}bad-element") == "frobnicate"
 
 
+def test_extra_operations_serve_module_rpcs(server):
+    """A server may add operations (a YANG module's RPCs) by namespace and name; the base
+    operations stay, and an RpcError from an extra operation reaches the client as is."""
+    seen = []
+
+    def frobnicate(op, call):
+        seen.append((op.findtext("{urn:x}what"), call.session_id))
+        if op.findtext("{urn:x}what") == "bad":
+            raise RpcError(ErrorTag.INVALID_VALUE, "no such thing", app_tag="unknown-thing")
+        out = etree.Element("{urn:x}result")
+        out.text = "done"
+        return out
+
+    server.extra_operations = {("urn:x", "frobnicate"): frobnicate}
+    p = Peer(server, session_id=3)
+    p.send_hello()
+    reply = p.rpc('<frobnicate xmlns="urn:x"><what>it</what></frobnicate>')
+    assert reply.findtext("{urn:x}result") == "done" and seen == [("it", 3)]
+    reply = p.rpc('<frobnicate xmlns="urn:x"><what>bad</what></frobnicate>')
+    assert error_tag(reply) == "invalid-value"
+    assert reply.findtext(f"{Q}rpc-error/{Q}error-app-tag") == "unknown-thing"
+    assert p.rpc('<frobnicate xmlns="urn:other"/>').findtext(
+        f"{Q}rpc-error/{Q}error-tag") == "operation-not-supported"
+    assert p.rpc("<get/>").find(Q + "data") is not None
+
+
 def test_not_an_rpc(peer):
     assert error_tag(peer.rpc("", raw=b"<foo/>")) == "malformed-message"
 
