@@ -48,6 +48,11 @@ from sdn_controller.config_payloads import orphan_delete_payload
 from sdn_controller.errors import SessionError
 from sdn_controller.identifiers import LinkId, NodeId, SaeId, SessionId
 from sdn_controller.monitoring import AlarmEvent, MonitoringThresholds, assess
+from sdn_controller.path_restoration import (
+    DEFAULT_RESTORATION,
+    PathRestoration,
+    RestorationType,
+)
 from sdn_controller.push import (
     NodeConfigurator,
     plan_reroute_push,
@@ -116,7 +121,9 @@ class Controller:
                  clock: Callable[[], float], executor: Executor | None = None,
                  event_sink: Callable[[ControllerEvent], None] | None = None,
                  history: int = 1000,
-                 link_update_sink: Callable[[LinkUpdate], None] | None = None) -> None:
+                 link_update_sink: Callable[[LinkUpdate], None] | None = None,
+                 restoration_policy: Callable[[SessionView], PathRestoration] | None = None
+                 ) -> None:
         self.users = users
         self.topology = topology
         self.admission = admission
@@ -134,11 +141,19 @@ class Controller:
         self.event_sink = event_sink
         #: told of every change of a physical link (metrics, status), after monitoring
         self.link_update_sink = link_update_sink
+        #: each session's path-restoration policy (its SLA's); None: every session is
+        #: rerouted at once when a link of its path fails
+        self.restoration_policy = restoration_policy
+        self._hold_off_timers: set[threading.Timer] = set()
         self.events: collections.deque[ControllerEvent] = collections.deque(maxlen=history)
         self._lock = threading.RLock()
 
     def close(self) -> None:
         """Stop the push pool if the controller created it."""
+        with self._lock:
+            timers, self._hold_off_timers = self._hold_off_timers, set()
+        for timer in timers:
+            timer.cancel()
         self._session_pool.shutdown(wait=True)
         if self._own_executor:
             self.executor.shutdown(wait=True)
@@ -249,7 +264,7 @@ class Controller:
                 self.topology.set_flag(qkdl_id, reason)
             moving = sorted(self.admission.sessions_using([LinkId(qkdl_id)]))
         if moving:
-            self._reroute(moving)
+            self._restore(moving)
 
     # --- application events -----------------------------------------------------------------
     def _on_request(self, req: ApplicationRequest) -> None:
@@ -370,7 +385,61 @@ class Controller:
                 self._emit(EventKind.LINK_ALARM, qkdl_id=alarm.qkdl_id, alarm=alarm,
                            detail=f"{alarm.severity.value} {alarm.kind.value}: {alarm.message}")
             if decision.reroute:
-                self._reroute(sorted(decision.reroute))
+                self._restore(sorted(decision.reroute))
+
+    def _restore(self, session_ids: list[SessionId]) -> None:
+        """Sessions on a link that became unusable, by their path-restoration policy:
+        AUTOMATIC ones are rerouted (after their hold-off time, if their path is still
+        broken then), MANUAL ones stay until an operator restores or closes them."""
+        if self.restoration_policy is None:
+            self._reroute(session_ids)
+            return
+        now: list[SessionId] = []
+        later: dict[int, list[SessionId]] = {}
+        with self._lock:
+            for session_id in session_ids:
+                try:
+                    view = self.admission.session(session_id)
+                    policy = self.restoration_policy(view)
+                except SessionError:
+                    continue
+                except Exception:  # a policy lookup failure: fall back to rerouting now
+                    log.exception("restoration policy of %s", session_id)
+                    policy = DEFAULT_RESTORATION
+                if policy.kind is RestorationType.MANUAL:
+                    log.info("session %s: manual restoration, left for the operator",
+                             session_id)
+                elif policy.hold_off_ms > 0:
+                    later.setdefault(policy.hold_off_ms, []).append(session_id)
+                else:
+                    now.append(session_id)
+            for hold_off_ms, waiting in later.items():
+                timer = threading.Timer(hold_off_ms / 1000, self._reroute_if_still_broken,
+                                        args=(waiting,))
+                timer.daemon = True
+                self._hold_off_timers.add(timer)
+                timer.start()
+        if now:
+            self._reroute(now)
+
+    def _reroute_if_still_broken(self, session_ids: list[SessionId]) -> None:
+        """After a hold-off time: reroute the sessions whose path still crosses an unusable
+        link (a link that came back in the meantime needs no restoration)."""
+        with self._lock:
+            self._hold_off_timers = {t for t in self._hold_off_timers if t.is_alive()
+                                     and t is not threading.current_thread()}
+            usable = {link.qkdl_id for link in self.topology.links() if link.usable}
+            broken = []
+            for session_id in session_ids:
+                try:
+                    view = self.admission.session(session_id)
+                except SessionError:
+                    continue
+                if view.state is SessionState.ACTIVE and view.route is not None and \
+                        set(view.route.link_rates()) - usable:
+                    broken.append(session_id)
+        if broken:
+            self._reroute(broken)
 
     def _reroute(self, session_ids: list[SessionId]) -> None:
         """New routes for all ``session_ids`` (decided one after the other, so each sees the

@@ -35,6 +35,7 @@ from sdn_controller.identifiers import NodeId
 from sdn_controller.monitoring import MonitoringThresholds
 from sdn_controller.nbi_network import NodeEndpoints
 from sdn_controller.nbi_server import NbiConfig, NbiServer
+from sdn_controller.path_restoration import PathRestoration
 from sdn_controller.routing import GraphRouter
 from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
 from sdn_controller.topology_db import TopologyDb
@@ -226,10 +227,15 @@ class ControllerProcess:
         self.controller = Controller(
             self.users, self.topology, self.admission, self.southbound, self.refusals,
             thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time)
+        self.controller.restoration_policy = self.nbi_restoration_policy
         self.nbi = NbiServer(self.controller, self.topology_file, self.users,
                              nbi_config(settings, self.dir),
                              endpoints=node_endpoints(endpoints_doc),
                              connected=self.agents_connected)
+
+    def nbi_restoration_policy(self, view: SessionView) -> PathRestoration:
+        """A session's path-restoration policy: its initiator's SLA profile's."""
+        return self.users.restoration(view.initiator.sla.name)
 
     def agents_connected(self) -> dict[str, bool]:
         return {node: session.connected for node, session in self.southbound.items()}

@@ -101,6 +101,7 @@ class Network:
                                        perf_interval_s=0.2),
                              connected=lambda: {n: s.connected
                                                 for n, s in self.southbound.items()})
+        self.ctl.restoration_policy = self.nbi.restoration_of  # as the daemon does
         self.nbi.start()
         self.southbound.start(self.ctl.handle_notification,
                               lambda node, reply: self.ctl.ingest_node(reply))
@@ -430,3 +431,38 @@ def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path):
     finally:
         for thread in agents.threads.values():
             thread.stop()
+
+
+def _enable(qkdl_id: str, enabled: bool) -> str:
+    return f"""<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">
+      <qkd_network xmlns="{QKDN_TOPO_NS}"><qkd_links><phys_links><phys_link>
+        <qkdl_id>{qkdl_id}</qkdl_id>
+        <phys_link_details xmlns="{QKDN_INV_NS}"><qkdl_enable>{str(enabled).lower()}
+        </qkdl_enable></phys_link_details>
+      </phys_link></phys_links></qkd_links></qkd_network></config>"""
+
+
+def test_taking_a_link_out_of_service_moves_its_sessions(net):
+    sid = net.establish()
+    with net.orchestrator() as m:
+        m.edit_config(target="running", config=_enable(lid("b", "c"), False))
+        wait_for(lambda: sid in net.apps("d") and sid not in net.apps("b"),
+                 what="session moved off b-c")
+        assert not net.topology.link(lid("b", "c")).usable
+        m.edit_config(target="running", config=_enable(lid("b", "c"), True))
+        wait_for(lambda: net.topology.link(lid("b", "c")).usable, what="b-c back")
+        # nodes and links come from the topology file: no new ones
+        with pytest.raises(RPCError) as refused:
+            m.edit_config(target="running", config=f"""<config
+                xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><qkd_network
+                xmlns="{QKDN_TOPO_NS}"><sdqkd_nodes><sdqkd_node>
+                <qkdn_id>99999999-9999-4999-8999-999999999999</qkdn_id></sdqkd_node>
+                </sdqkd_nodes></qkd_network></config>""")
+        assert refused.value.tag == "operation-not-supported"
+        # service links are state: an edit cannot create one
+        with pytest.raises(RPCError):
+            m.edit_config(target="running", config=f"""<config
+                xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><qkd_network
+                xmlns="{QKDN_TOPO_NS}"><qkd_links><svc_links><svc_link>
+                <qkdl_id>{sid}</qkdl_id></svc_link></svc_links></qkd_links></qkd_network>
+                </config>""")
