@@ -47,7 +47,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      help="seconds between gets of each agent (default 5; QKDN_POLL_INTERVAL)")
     ctl.add_argument("--peer-wait", type=float, default=None,
                      help="seconds a session waits for its peer (default 30; QKDN_PEER_WAIT)")
+    ctl.add_argument("--nbi-host", default=None,
+                     help="address of the north-bound NETCONF server (default 127.0.0.1; "
+                          "QKDN_NBI_HOST)")
+    ctl.add_argument("--nbi-port", type=int, default=None,
+                     help="its port (default: kept from the last run, else ephemeral; "
+                          "QKDN_NBI_PORT)")
     ctl.set_defaults(func=_run_controller)
+
+    nbi = subparsers.add_parser("nbi", help="where the controller's north-bound NETCONF "
+                                            "server listens, and how to reach it")
+    nbi.add_argument("--state-dir", required=True, type=Path)
+    nbi.add_argument("--json", action="store_true", help="host, port, username, password")
+    nbi.set_defaults(func=_nbi)
 
     sessions = subparsers.add_parser("sessions", help="sessions with their paths and state")
     sessions.add_argument("--state-dir", required=True, type=Path)
@@ -207,13 +219,34 @@ def _add_sla(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
+def _nbi(args: argparse.Namespace) -> int:
+    """Print the north-bound server's endpoint (``DIR/controller/nbi.json``)."""
+    from sdn_controller.daemon import CONTROLLER_DIR, NBI_FILE
+
+    path = args.state_dir / CONTROLLER_DIR / NBI_FILE
+    try:
+        nbi = json.loads(path.read_text())
+    except (OSError, ValueError):
+        print(f"qkdn nbi: no north-bound server recorded in {path} (is the controller "
+              "running?)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(nbi, indent=2))
+        return 0
+    print(f"NETCONF over SSH at {nbi['host']}:{nbi['port']} (user {nbi['username']})")
+    print(f"netconf-console2 --host {nbi['host']} --port {nbi['port']} -u {nbi['username']} "
+          f"-p '{nbi['password']}' --get -x /qkd_network/qkd_links/svc_links")
+    return 0
+
+
 def _run_controller(args: argparse.Namespace) -> int:
     from sdn_controller.daemon import resolve_settings, run_controller
 
     try:
         settings = resolve_settings(args.state_dir.resolve(), qber_alarm=args.qber_alarm,
                                     poll_interval_s=args.poll_interval,
-                                    peer_wait_s=args.peer_wait)
+                                    peer_wait_s=args.peer_wait, nbi_host=args.nbi_host,
+                                    nbi_port=args.nbi_port)
         return run_controller(settings)
     except QkdnError as exc:
         print(f"qkdn controller: {exc}", file=sys.stderr)

@@ -370,7 +370,7 @@ def _wait_notification(m, name: str, timeout: float = 10.0):
 _ = threading  # the agents run in threads (AgentThread)
 
 
-def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path):
+def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path, capsys):
     import json
 
     import yaml
@@ -411,6 +411,9 @@ def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path):
                 assert oct(ready.stat().st_mode & 0o777) == "0o600"
                 assert nbi == json.loads((state / "controller" / "nbi.json").read_text())
                 ports.append(nbi["port"])
+                from qkdn.cli import main
+                assert main(["nbi", "--state-dir", str(state), "--json"]) == 0
+                assert json.loads(capsys.readouterr().out) == nbi
                 with connect(nbi["host"], nbi["port"], nbi["username"], nbi["password"]) as m:
                     data = m.get(filter=("subtree", f'<qkd_network xmlns="{QKDN_TOPO_NS}">'
                                  "<sdqkd_nodes/></qkd_network>")).data_ele
