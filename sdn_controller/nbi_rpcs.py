@@ -125,7 +125,6 @@ def close_svc_link_operation(ctx: libyang.Context, operator: SessionOperator,
             operator.close_session(qkdl_id, reason)
         except (UnknownSessionError, SessionStateError) as exc:
             raise _session_error(qkdl_id, exc) from None
-        return None
 
     return close_svc_link
 

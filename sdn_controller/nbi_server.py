@@ -133,7 +133,7 @@ class NbiServer:
         self.users = users
         self.config = config
         self.endpoints = dict(endpoints or {})
-        self.connected = connected or (lambda: {})
+        self.connected = connected or dict
         self.clock = clock
         self.admission_clock = admission_clock
         self.node_names = {n.qkdn_id: n.name for n in topology.nodes}
@@ -324,7 +324,7 @@ class NbiServer:
         try:
             self.agent.notify(body)
             self.notifications_sent += 1
-        except Exception as exc:  # invalid body (a bug) or the server is stopping
+        except Exception as exc:  # noqa: BLE001 - invalid body (a bug) or server stopping
             log.warning("north-bound notification %s not sent: %s", next(iter(body)), exc)
 
     def _view(self, session_id: str | None) -> SessionView | None:

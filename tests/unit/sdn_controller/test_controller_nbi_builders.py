@@ -12,6 +12,7 @@ from qkd_agent.yang_context import load_context
 from qkdn.sla import FallbackPolicy, SlaProfile
 from qkdn.topology import parse_topology
 from sdn_controller.admission_control import AdmissionControl, ConfigRequest, SessionState
+from sdn_controller.errors import DatabaseError
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
 from sdn_controller.monitoring import AlarmEvent, AlarmKind, Severity
 from sdn_controller.nbi_access import (
@@ -223,7 +224,7 @@ def test_a_failing_change_leaves_the_database_as_it_was():
         slas=dict(before.slas), users={**before.users, "x": User("x", "std")},
         applications={**before.applications,
                       "gw": Application("gw", "nobody", "a", IDS["a"])}))
-    with pytest.raises(Exception):
+    with pytest.raises(DatabaseError):
         apply_access_changes(users, changes)
     assert users.user("x") is None and access_of(users) == before
 
