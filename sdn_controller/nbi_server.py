@@ -289,7 +289,9 @@ class NbiServer:
             self._work.put(change)
 
     def _closing(self, session_id: str, reason: str) -> None:
-        self._close_reasons[session_id] = "closed"
+        """Before ``close_svc_link`` closes a known session: its removal reason."""
+        if self._view(session_id) is not None:
+            self._close_reasons[session_id] = "closed"
 
     # ------------------------------------------------------------------ events in
     def on_event(self, event: ControllerEvent) -> None:
