@@ -273,3 +273,34 @@ def test_an_invalid_status_is_caught_by_the_model(ctx):
                           svc_links_by_link={})
     with pytest.raises(libyang.LibyangError):
         validate_whole(ctx, network_config(TOPO), state)
+
+
+def test_network_edits_may_change_details_not_structure():
+    import copy
+
+    from qkd_agent.rpc_error import RpcError
+    from sdn_controller.nbi_server import _network_changes
+
+    old = network_config(TOPO)
+    new = copy.deepcopy(old)
+    link = new["qkdn-sdn-topology:qkd_network"]["qkd_links"]["phys_links"]["phys_link"][1]
+    link["qkdn-sdn-inventory:phys_link_details"].update(qkdl_enable=False, phys_length="13")
+    (change,) = _network_changes(old, new)
+    assert (change.kind, change.payload) == ("enable", (BC, False))
+    assert _network_changes(new, old)[0].payload == (BC, True)
+    moved = copy.deepcopy(old)
+    moved["qkdn-sdn-topology:qkd_network"]["qkd_links"]["phys_links"]["phys_link"][1][
+        "qkdl_remote"]["qkdn_id"] = IDS["a"]
+    with pytest.raises(RpcError) as refused:
+        _network_changes(old, moved)
+    assert refused.value.tag == "operation-not-supported"
+    fewer = copy.deepcopy(old)
+    fewer["qkdn-sdn-topology:qkd_network"]["sdqkd_nodes"]["sdqkd_node"].pop()
+    with pytest.raises(RpcError):
+        _network_changes(old, fewer)
+
+
+def test_merge_json_merges_containers_and_keeps_both_branches():
+    merged = merge_json({"m:a": {"x": {"y": 1}}, "m:b": [1]},
+                        {"m:a": {"x": {"z": 2}, "w": 3}, "m:b": [2]})
+    assert merged == {"m:a": {"x": {"y": 1, "z": 2}, "w": 3}, "m:b": [2]}
