@@ -75,6 +75,7 @@ class Network:
     """Four real agents, the controller (southbound over NETCONF) and its NBI server."""
 
     def __init__(self, tmp_path: Path):
+        self.tmp = tmp_path
         self.live = {lk.qkdl_id: {"status": "ACTIVE", "skr": 50_000 if "d" in lk.ends()
                                   else 90_000, "qber": "0.020"} for lk in TOPO.links}
         self.threads, self.datastores = {}, {}
@@ -469,3 +470,32 @@ def test_taking_a_link_out_of_service_moves_its_sessions(net):
                 xmlns="{QKDN_TOPO_NS}"><qkd_links><svc_links><svc_link>
                 <qkdl_id>{sid}</qkdl_id></svc_link></svc_links></qkd_links></qkd_network>
                 </config>""")
+
+
+def test_an_unreachable_agent_raises_and_clears_a_node_alarm(net):
+    def observe():
+        net.nbi.observe_agents({n: s.connected for n, s in net.southbound.items()})
+
+    with net.orchestrator() as m:
+        m.create_subscription()
+        observe()
+        port = net.threads["d"].port
+        net.threads["d"].stop()
+        wait_for(lambda: not net.southbound[nid("d")].connected, what="disconnect noticed")
+        observe()
+        alarm = _wait_notification(m, "alarm")
+        assert alarm.findtext(".//i:alarm_type", namespaces=NS).endswith("NODE-UNREACHABLE")
+        assert alarm.findtext(".//i:qkdn_id", namespaces=NS) == nid("d")
+        assert alarm.findtext(".//i:cleared", namespaces=NS) == "false"
+        data = m.get(filter=("subtree", f'<qkd_network xmlns="{QKDN_TOPO_NS}"><sdqkd_nodes>'
+                             f"<sdqkd_node><qkdn_id>{nid('d')}</qkdn_id></sdqkd_node>"
+                             "</sdqkd_nodes></qkd_network>")).data_ele
+        assert data.findtext(".//t:qkdn_status", namespaces=NS).endswith("OUT")
+        store = net.datastores["d"]
+        net.threads["d"] = AgentThread(QkdAgent(
+            AgentConfig(port=port, password=PASSWORD, host_key=net.tmp / "d.key"), store,
+            net.state_of("d"), ctx=load_context())).start()
+        wait_for(lambda: net.southbound[nid("d")].connected, timeout=15, what="reconnect")
+        observe()
+        cleared = _wait_notification(m, "alarm")
+        assert cleared.findtext(".//i:cleared", namespaces=NS) == "true"
