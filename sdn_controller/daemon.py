@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 CONTROLLER_DIR = "controller"
 #: the north-bound server's endpoint and credentials, kept across restarts (mode 0600)
 NBI_FILE = "nbi.json"
+#: the north-bound qkd_network configuration as edited by orchestrators (kept across restarts)
+NBI_NETWORK_FILE = "nbi_network.json"
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,8 @@ class ControllerProcess:
         self.nbi = NbiServer(self.controller, self.topology_file, self.users,
                              nbi_config(settings, self.dir),
                              endpoints=node_endpoints(endpoints_doc),
-                             connected=self.agents_connected)
+                             connected=self.agents_connected,
+                             network_file=self.dir / NBI_NETWORK_FILE)
 
     def nbi_restoration_policy(self, view: SessionView) -> PathRestoration:
         """A session's path-restoration policy: its initiator's SLA profile's."""

@@ -42,6 +42,7 @@ from qkd_agent.datastore import Datastore
 from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
 from qkd_agent.yang_context import load_context
 from qkdn.namespaces import NETCONF_BASE_NS, QKDN_ACC_MODULE, QKDN_INV_MODULE, QKDN_TOPO_MODULE
+from qkdn.state_files import read_json, write_json_atomic
 from qkdn.topology import Topology
 from sdn_controller.admission_control import SessionState, SessionView
 from sdn_controller.controller import Controller, ControllerEvent, EventKind
@@ -127,7 +128,11 @@ class NbiServer:
                  connected: Callable[[], Mapping[str, bool]] | None = None,
                  ctx: libyang.Context | None = None,
                  clock: Callable[[], float] = time.time,
-                 admission_clock: Callable[[], float] = time.monotonic) -> None:
+                 admission_clock: Callable[[], float] = time.monotonic,
+                 network_file: Path | None = None) -> None:
+        """``network_file`` keeps the edited ``qkd_network`` configuration (locations, fibre
+        data, ``qkdl_enable``) across restarts; ignored when the topology file no longer has
+        the same nodes, interfaces and links."""
         self.controller = controller
         self.topology = topology
         self.users = users
@@ -138,7 +143,8 @@ class NbiServer:
         self.admission_clock = admission_clock
         self.node_names = {n.qkdn_id: n.name for n in topology.nodes}
         self.ctx = ctx or load_context(modules=NBI_MODULES)
-        initial = merge_json(network_config(topology), access_config(self._access_from_db()))
+        self.network_file = network_file
+        initial = merge_json(self._initial_network(), access_config(self._access_from_db()))
         self.datastore = Datastore(self.ctx, initial)
         self.datastore.add_commit_check(self._check_commit)
         self.datastore.add_listener(self._after_commit)
@@ -198,6 +204,21 @@ class NbiServer:
                 "password": self.config.password}
 
     # ------------------------------------------------------------------ reads
+    def _initial_network(self) -> dict[str, Any]:
+        base = network_config(self.topology)
+        if self.network_file is None or not self.network_file.exists():
+            return base
+        try:
+            saved = read_json(self.network_file)
+        except (OSError, ValueError) as exc:
+            log.warning("%s unreadable, starting from the topology file: %s",
+                        self.network_file, exc)
+            return base
+        if NETWORK not in saved or _structure(saved) != _structure(base):
+            log.warning("%s does not match the topology file; not used", self.network_file)
+            return base
+        return {NETWORK: saved[NETWORK]}
+
     def _access_from_db(self) -> AccessData:
         slas = self.users.slas()
         return access_data(slas, {s.name: self.users.restoration(s.name) for s in slas},
@@ -284,6 +305,8 @@ class NbiServer:
             self._pending.append(_Change("revoked", (users, apps)))
 
     def _after_commit(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        if self.network_file is not None and old.get(NETWORK) != new.get(NETWORK):
+            write_json_atomic(self.network_file, {NETWORK: new.get(NETWORK)})
         pending, self._pending = self._pending, []
         for change in pending:
             self._work.put(change)

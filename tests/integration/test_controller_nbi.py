@@ -420,14 +420,19 @@ def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path, capsys):
                     data = m.get(filter=("subtree", nodes)).data_ele
                     kme = data.findtext(".//i:kme/i:etsi014_url", namespaces=NS)
                     assert kme.startswith("https://127.0.0.1:1/")
-                    if run == 0:  # an edit survives in the user database, not in memory
-                        m.edit_config(target="running", config=NEW_USERS)
+                    if run == 0:  # edits survive: users in the user database, fibre
+                        m.edit_config(target="running", config=NEW_USERS)  # data in a file
+                        m.edit_config(target="running", config=_fibre(lid("a", "d"), "31.5"))
                     else:
                         users = m.get_config(source="running", filter=(
                             "subtree", f'<qkd_access xmlns="{QKDN_ACC_NS}"/>')).data_ele
                         names = [u.findtext("a:name", namespaces=NS)
                                  for u in users.findall(".//a:user", NS)]
                         assert "bank-a" in names
+                        length = m.get_config(source="running", filter=(
+                            "subtree", _fibre(lid("a", "d"), None))).data_ele.findtext(
+                            ".//i:phys_length", namespaces=NS)
+                        assert length == "31.5"
             finally:
                 stop.set()
                 runner.join(timeout=20)
@@ -435,6 +440,17 @@ def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path, capsys):
     finally:
         for thread in agents.threads.values():
             thread.stop()
+
+
+def _fibre(qkdl_id: str, length: str | None) -> str:
+    """A config (length given) or a subtree filter (None) for one link's phys_length."""
+    value = f"<phys_length>{length}</phys_length>" if length else "<phys_length/>"
+    body = f"""<qkd_network xmlns="{QKDN_TOPO_NS}"><qkd_links><phys_links><phys_link>
+        <qkdl_id>{qkdl_id}</qkdl_id><phys_link_details xmlns="{QKDN_INV_NS}">{value}
+        </phys_link_details></phys_link></phys_links></qkd_links></qkd_network>"""
+    if length is None:
+        return body
+    return f'<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{body}</config>'
 
 
 def _enable(qkdl_id: str, enabled: bool) -> str:
