@@ -503,9 +503,9 @@ def test_an_unreachable_agent_raises_and_clears_a_node_alarm(net):
         assert alarm.findtext(".//i:alarm_type", namespaces=NS).endswith("NODE-UNREACHABLE")
         assert alarm.findtext(".//i:qkdn_id", namespaces=NS) == nid("d")
         assert alarm.findtext(".//i:cleared", namespaces=NS) == "false"
-        data = m.get(filter=("subtree", f'<qkd_network xmlns="{QKDN_TOPO_NS}"><sdqkd_nodes>'
-                             f"<sdqkd_node><qkdn_id>{nid('d')}</qkdn_id></sdqkd_node>"
-                             "</sdqkd_nodes></qkd_network>")).data_ele
+        node_d = (f'<qkd_network xmlns="{QKDN_TOPO_NS}"><sdqkd_nodes><sdqkd_node>'
+                  f"<qkdn_id>{nid('d')}</qkdn_id></sdqkd_node></sdqkd_nodes></qkd_network>")
+        data = m.get(filter=("subtree", node_d)).data_ele
         assert data.findtext(".//t:qkdn_status", namespaces=NS).endswith("OUT")
         store = net.datastores["d"]
         net.threads["d"] = AgentThread(QkdAgent(
