@@ -205,3 +205,14 @@ def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: li
             _operation(link, "delete")
             _leaf(link, "qkdl_id", link_id)
     return root
+
+
+def link_enable_payload(node_id: str, qkdl_id: str, enabled: bool) -> etree._Element:
+    """Set ``qkdl_enable`` of a node's physical link (an operator takes it out of service or
+    puts it back)."""
+    root, node = _config_root(node_id)
+    links = etree.SubElement(node, _q("qkd_links"))
+    link = etree.SubElement(links, _q("qkd_link"))
+    _leaf(link, "qkdl_id", qkdl_id)
+    _leaf(link, "qkdl_enable", enabled)
+    return root

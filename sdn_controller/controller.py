@@ -44,7 +44,7 @@ from sdn_controller.application_events import (
     KmSessionStateEvent,
     application_event,
 )
-from sdn_controller.config_payloads import orphan_delete_payload
+from sdn_controller.config_payloads import link_enable_payload, orphan_delete_payload
 from sdn_controller.errors import SessionError
 from sdn_controller.identifiers import LinkId, NodeId, SaeId, SessionId
 from sdn_controller.monitoring import AlarmEvent, MonitoringThresholds, assess
@@ -250,19 +250,30 @@ class Controller:
 
     def set_link_in_service(self, qkdl_id: str, in_service: bool,
                             reason: str = OUT_OF_SERVICE_REASON) -> None:
-        """Take a physical link out of service (routing avoids it, its sessions are
-        rerouted) or put it back. Only an out-of-service mark is cleared by ``True``;
-        a monitoring flag (QBER) stays."""
+        """Take a physical link out of service or put it back: ETSI 015 ``qkdl_enable`` is
+        set in both end agents, routing avoids the link while it is out and its sessions are
+        restored by their policy. Only an out-of-service mark is cleared by ``True``; a
+        monitoring flag (QBER) stays."""
         with self._lock:
             link = self.topology.link(qkdl_id)
+            self.topology.set_enabled(qkdl_id, in_service)
             if in_service:
                 if link.flag_reason is not None and \
                         link.flag_reason.startswith(OUT_OF_SERVICE_REASON):
                     self.topology.set_flag(qkdl_id, None)
-                return
-            if link.flag_reason is None:
-                self.topology.set_flag(qkdl_id, reason)
-            moving = sorted(self.admission.sessions_using([LinkId(qkdl_id)]))
+                moving: list[SessionId] = []
+            else:
+                if link.flag_reason is None:
+                    self.topology.set_flag(qkdl_id, reason)
+                moving = sorted(self.admission.sessions_using([LinkId(qkdl_id)]))
+        for node in link.ends():
+            configurator = self.configurators.get(node)
+            if configurator is None:
+                continue
+            try:
+                configurator.edit_config(link_enable_payload(node, qkdl_id, in_service))
+            except Exception as exc:  # noqa: BLE001 - the next get shows the agent's value
+                log.warning("node %s: qkdl_enable of %s not set: %s", node, qkdl_id, exc)
         if moving:
             self._restore(moving)
 

@@ -245,6 +245,12 @@ class TopologyDb:
         self.link(qkdl_id)
         return self._update(qkdl_id, {"flag_reason": reason}, "monitoring").current
 
+    def set_enabled(self, qkdl_id: str, enabled: bool) -> LinkMetrics:
+        """Record ``qkdl_enable`` as the controller just configured it (the agents' next
+        ``get`` reports the same)."""
+        self.link(qkdl_id)
+        return self._update(qkdl_id, {"enabled": enabled}, "qkdl_enable").current
+
     def set_stored_bits(self, qkdl_id: str, bits: int | None) -> LinkMetrics:
         self.link(qkdl_id)
         return self._update(qkdl_id, {"stored_bits": bits, "updated_at": self.clock()},

@@ -453,6 +453,13 @@ def _fibre(qkdl_id: str, length: str | None) -> str:
     return f'<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{body}</config>'
 
 
+def _agent_enable(net, name: str, qkdl_id: str) -> bool:
+    """``qkdl_enable`` of a link in an agent's running datastore (015)."""
+    node = net.datastores[name].running_json()[NODE]
+    (link,) = [lk for lk in node["qkd_links"]["qkd_link"] if lk["qkdl_id"] == qkdl_id]
+    return link.get("qkdl_enable", True)
+
+
 def _enable(qkdl_id: str, enabled: bool) -> str:
     return f"""<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">
       <qkd_network xmlns="{QKDN_TOPO_NS}"><qkd_links><phys_links><phys_link>
@@ -469,8 +476,14 @@ def test_taking_a_link_out_of_service_moves_its_sessions(net):
         wait_for(lambda: sid in net.apps("d") and sid not in net.apps("b"),
                  what="session moved off b-c")
         assert not net.topology.link(lid("b", "c")).usable
+        wait_for(lambda: [_agent_enable(net, n, lid("b", "c")) for n in "bc"] == [False] * 2,
+                 what="qkdl_enable false in both agents")
         m.edit_config(target="running", config=_enable(lid("b", "c"), True))
         wait_for(lambda: net.topology.link(lid("b", "c")).usable, what="b-c back")
+        wait_for(lambda: [_agent_enable(net, n, lid("b", "c")) for n in "bc"] == [True] * 2,
+                 what="qkdl_enable true in both agents")
+        time.sleep(1.5)  # the agents' next get (1 s poll) keeps the link usable
+        assert net.topology.link(lid("b", "c")).usable
         # nodes and links come from the topology file: no new ones
         with pytest.raises(RPCError) as refused:
             m.edit_config(target="running", config=f"""<config
