@@ -145,12 +145,14 @@ class Controller:
         #: rerouted at once when a link of its path fails
         self.restoration_policy = restoration_policy
         self._hold_off_timers: set[threading.Timer] = set()
+        self._closed = False
         self.events: collections.deque[ControllerEvent] = collections.deque(maxlen=history)
         self._lock = threading.RLock()
 
     def close(self) -> None:
         """Stop the push pool if the controller created it."""
         with self._lock:
+            self._closed = True
             timers, self._hold_off_timers = self._hold_off_timers, set()
         for timer in timers:
             timer.cancel()
@@ -437,6 +439,8 @@ class Controller:
         """After a hold-off time: reroute the sessions whose path still crosses an unusable
         link (a link that came back in the meantime needs no restoration)."""
         with self._lock:
+            if self._closed:
+                return
             self._hold_off_timers = {t for t in self._hold_off_timers if t.is_alive()
                                      and t is not threading.current_thread()}
             usable = {link.qkdl_id for link in self.topology.links() if link.usable}

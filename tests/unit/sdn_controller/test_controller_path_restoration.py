@@ -124,7 +124,10 @@ def test_a_link_back_within_the_hold_off_time_needs_no_restoration(make):
     sid = net.pair("4", "5")
     net.cut("4", "5")
     net.ctl.ingest_node(_active(net, "4"))
-    time.sleep(0.4)
+    assert net.topology.link(lid("4", "5")).usable
+    (timer,) = net.ctl._hold_off_timers
+    timer.join(timeout=5)
+    assert not timer.is_alive()
     assert net.nodes_of(sid) == (nid("4"), nid("5"))
 
 
