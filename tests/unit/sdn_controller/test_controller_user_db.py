@@ -109,3 +109,28 @@ def test_paramstyle_is_isolated():
     with pytest.raises(ValueError):
         to_paramstyle("x", "qmark")
     assert doctest.testmod(sql_database).failed == 0
+
+
+def test_deletes_are_refused_while_referenced_and_restoration_is_kept(db):
+    from sdn_controller.path_restoration import PathRestoration, RestorationType
+
+    db.add_sla(SlaProfile("gold", 5000))
+    assert db.restoration("gold") == PathRestoration()  # AUTOMATIC, 0 ms
+    db.set_restoration("gold", PathRestoration(RestorationType.MANUAL, 300))
+    assert db.restoration("gold").kind is RestorationType.MANUAL
+    db.add_user("u", "gold")
+    db.add_application("gw", "u", "a")
+    with pytest.raises(InvalidEntryError):
+        db.delete_sla("gold")
+    with pytest.raises(InvalidEntryError):
+        db.delete_user("u")
+    db.revoke_application("gw")
+    assert db.application("gw").revoked
+    db.reinstate_application("gw")
+    assert not db.application("gw").revoked
+    db.delete_application("gw")
+    db.delete_user("u")
+    db.delete_sla("gold")
+    assert db.sla("gold") is None and db.restoration("gold") == PathRestoration()
+    with pytest.raises(UnknownEntryError):
+        db.delete_application("gw")
