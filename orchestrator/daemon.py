@@ -1,10 +1,12 @@
 """``qkdn orchestrator``: the orchestrator process of a network brought up in a state
 directory (or of any controller given its NETCONF north-bound endpoint).
 
-With ``--state-dir DIR`` it waits for ``DIR/endpoints.json`` to name the controller's
-north-bound interface (``controller.nbi``), keeps its operator token in
+With ``--state-dir DIR`` it finds the controller's north-bound interface in
+``DIR/endpoints.json`` (``controller.nbi``, read at every connection), keeps its operator token in
 ``DIR/orchestrator/token`` (0600, created if missing), injects faults into the network's twin,
 and writes ``DIR/orchestrator/ready.json`` (``url``, ``pid``, ``token_file``) once it serves.
+It serves at once: until the controller's entry appears, API calls answer 502 and the
+notification listener keeps retrying.
 
 Settings: argument, then ``QKDN_ORCHESTRATOR_*`` environment variable, then default, resolved
 once (:func:`resolve_settings`).
@@ -16,7 +18,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -54,7 +55,6 @@ class OrchestratorSettings:
     tls_ca: Path | None = None
     event_capacity: int = DEFAULT_CAPACITY
     max_streams: int = 8
-    wait_for_nbi_s: float = 120.0
 
     @property
     def folder(self) -> Path | None:
@@ -102,18 +102,6 @@ def nbi_from_endpoints(state_dir: Path) -> NbiEndpoint:
     return NbiEndpoint.from_json(nbi)
 
 
-def wait_for_nbi(state_dir: Path, timeout_s: float, stop: threading.Event) -> NbiEndpoint | None:
-    deadline = time.monotonic() + timeout_s
-    while not stop.is_set():
-        try:
-            return nbi_from_endpoints(state_dir)
-        except ControllerUnavailable:
-            if time.monotonic() > deadline:
-                return None
-        stop.wait(0.2)
-    return None
-
-
 class Orchestrator:
     """The assembled orchestrator: NETCONF client, notification listener, app and server.
     A context manager; :attr:`base_url` once started."""
@@ -145,9 +133,12 @@ class Orchestrator:
         self._stack = ExitStack()
 
     def _endpoint(self) -> NbiEndpoint:
-        if self._nbi is None:
-            assert self.settings.state_dir is not None
-            self._nbi = nbi_from_endpoints(self.settings.state_dir)
+        """The configured endpoint, else ``controller.nbi`` of endpoints.json, read again at
+        every (re)connection: the controller may come up after us or move."""
+        if self.settings.nbi is not None:
+            return self.settings.nbi
+        assert self.settings.state_dir is not None
+        self._nbi = nbi_from_endpoints(self.settings.state_dir)
         return self._nbi
 
     def controller_status(self) -> dict[str, Any]:
@@ -183,12 +174,6 @@ def run(settings: OrchestratorSettings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if settings.nbi is None and settings.state_dir is not None:
-        nbi = wait_for_nbi(settings.state_dir, settings.wait_for_nbi_s, stop)
-        if nbi is None and not stop.is_set():
-            log.warning("no controller north-bound interface in endpoints.json after %.0f s; "
-                        "serving anyway (API calls answer 502 until it appears)",
-                        settings.wait_for_nbi_s)
     with Orchestrator(settings) as orchestrator:
         if settings.folder is not None:
             write_json_atomic(settings.folder / "ready.json",
