@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orchestrator.auth import authenticate
 from orchestrator.controller_gateway import ControllerGateway
-from orchestrator.errors import InvalidRequest, NoTwin, TooManyStreams
+from orchestrator.errors import FieldError, InvalidRequest, NoTwin, TooManyStreams
 from orchestrator.event_log import EventLog, active_alarms
 from orchestrator.fault_actions import TwinFaults
 from orchestrator.metrics import OrchestratorMetrics, create_metrics
@@ -162,6 +162,15 @@ def _bool_query(name: str) -> bool | None:
     raise InvalidRequest(f"query parameter {name} must be true or false")
 
 
+def check_bandwidths(body: dict[str, Any]) -> None:
+    """An SLA body naming both rates must not have the floor above the ceiling (the YANG
+    ``must`` the controller checks too; refused here with the field named)."""
+    low, high = body.get("min_bandwidth"), body.get("max_bandwidth")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        raise InvalidRequest("min_bandwidth is above max_bandwidth",
+                             [FieldError("/min_bandwidth", "min_bandwidth is above max_bandwidth")])
+
+
 def _created(body: dict[str, Any], location: str) -> Response:
     response = jsonify(body)
     response.status_code = 201
@@ -261,6 +270,7 @@ def _api_blueprint(services: OrchestratorServices, validator: SchemaValidator,
 
         def create() -> Response:
             body = _json_body(validator, f"{item}Create")
+            check_bandwidths(body)
             entry = gw.create_access(collection, body)
             key = next(iter(v for k, v in body.items() if k in ("name", "sae_id")))
             return _created(entry, f"{API_PREFIX}/{collection}/{key}")
@@ -271,6 +281,7 @@ def _api_blueprint(services: OrchestratorServices, validator: SchemaValidator,
         def patch_one(key: str) -> Response:
             key_of(key)
             body = _json_body(validator, f"{item}Patch")
+            check_bandwidths(body)
             return jsonify(gw.update_access(collection, key, body))
 
         def delete_one(key: str) -> Response:

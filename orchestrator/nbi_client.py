@@ -70,21 +70,20 @@ def _connect(endpoint: NbiEndpoint) -> Any:
             f"{endpoint.host}:{endpoint.port}: {type(exc).__name__}: {exc}") from exc
 
 
-#: rpc-error tag → the orchestrator error for a write or RPC on an addressed resource.
+#: rpc-error tag → the orchestrator error. Bodies reach the controller only after the API's
+#: own schema checks, so a value the controller still refuses (a reference to an entry that
+#: does not exist, a ``must`` condition against the stored data, a session limit) conflicts
+#: with the network's current state: 409. Malformed-message tags mean our payload or the
+#: controller's model is wrong: 502.
 _TAG_ERRORS: dict[str, type[OrchestratorError]] = {
     "data-exists": Conflict,
     "lock-denied": Conflict,
     "in-use": Conflict,
     "resource-denied": Conflict,
+    "invalid-value": Conflict,
+    "operation-failed": Conflict,
     "access-denied": Forbidden,
     "operation-not-supported": NotImplementedByController,
-    "invalid-value": InvalidRequest,
-    "bad-element": InvalidRequest,
-    "unknown-element": InvalidRequest,
-    "missing-element": InvalidRequest,
-    "bad-attribute": InvalidRequest,
-    "missing-attribute": InvalidRequest,
-    "unknown-attribute": InvalidRequest,
     "too-big": InvalidRequest,
 }
 
@@ -122,6 +121,8 @@ def translate_rpc_error(error: ControllerRpcError, *, missing: str = "conflict")
     cls = _TAG_ERRORS.get(error.tag, ControllerUnavailable)
     if cls is InvalidRequest:
         return InvalidRequest(text, [FieldError(error.path or "", text)])
+    if cls is Conflict and error.path:
+        return Conflict(f"{text} (at {error.path})")
     if cls is ControllerUnavailable:
         return ControllerUnavailable(f"controller error {error.tag}: {text}")
     return cls(text)

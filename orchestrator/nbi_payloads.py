@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+import re
 from enum import StrEnum
 from typing import Any
 
 from lxml import etree
+
+from orchestrator.errors import InvalidRequest
 
 from qkdn.namespaces import (
     NETCONF_BASE_NS,
@@ -85,7 +88,7 @@ def network_filter(*, section: str | None = None, list_name: str | None = None,
     if key is not None:
         assert list_name and key_name
         entry = etree.SubElement(container, _topo(list_name))
-        etree.SubElement(entry, _topo(key_name)).text = key
+        etree.SubElement(entry, _topo(key_name)).text = xml_text(key)
     return root
 
 
@@ -113,17 +116,32 @@ def access_filter(collection: str | None = None, key: str | None = None) -> etre
     container = etree.SubElement(root, _acc(spec.container))
     if key is not None:
         entry = etree.SubElement(container, _acc(spec.entry))
-        etree.SubElement(entry, _acc(spec.key)).text = key
+        etree.SubElement(entry, _acc(spec.key)).text = xml_text(key)
     return root
 
 
 # ---------------------------------------------------------------------------- edits
 
 
-def _leaf_text(value: Any) -> str:
+#: Characters XML 1.0 cannot carry (control characters but tab/CR/LF, U+FFFE, U+FFFF).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: Any) -> str:
+    """A leaf's text; InvalidRequest for a value XML cannot carry (e.g. control characters).
+
+    >>> xml_text(True), xml_text(7)
+    ('true', '7')
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value)
+    if _NOT_XML.search(text):
+        raise InvalidRequest(f"{text!r} contains characters that NETCONF (XML) cannot carry")
+    return text
+
+
+_leaf_text = xml_text
 
 
 def _append_members(parent: etree._Element, ns: str, body: Mapping[str, Any],
@@ -183,7 +201,7 @@ def phys_link_edit(qkdl_id: str, details: Mapping[str, Any]) -> etree._Element:
     network = etree.SubElement(config, _topo("qkd_network"), nsmap={None: QKDN_TOPO_NS})
     links = etree.SubElement(etree.SubElement(network, _topo("qkd_links")), _topo("phys_links"))
     link = etree.SubElement(links, _topo("phys_link"))
-    etree.SubElement(link, _topo("qkdl_id")).text = qkdl_id
+    etree.SubElement(link, _topo("qkdl_id")).text = xml_text(qkdl_id)
     target = etree.SubElement(link, f"{{{QKDN_INV_NS}}}phys_link_details",
                               nsmap={None: QKDN_INV_NS})
     _append_members(target, QKDN_INV_NS, details, frozenset(), "")
@@ -196,14 +214,14 @@ def phys_link_edit(qkdl_id: str, details: Mapping[str, Any]) -> etree._Element:
 def close_svc_link_rpc(qkdl_id: str, reason: str | None = None) -> etree._Element:
     """``<close_svc_link>`` (qkdn-sdn-inventory) for one session."""
     rpc = etree.Element(f"{{{QKDN_INV_NS}}}close_svc_link", nsmap={None: QKDN_INV_NS})
-    etree.SubElement(rpc, f"{{{QKDN_INV_NS}}}qkdl_id").text = qkdl_id
+    etree.SubElement(rpc, f"{{{QKDN_INV_NS}}}qkdl_id").text = xml_text(qkdl_id)
     if reason:
-        etree.SubElement(rpc, f"{{{QKDN_INV_NS}}}reason").text = reason
+        etree.SubElement(rpc, f"{{{QKDN_INV_NS}}}reason").text = xml_text(reason)
     return rpc
 
 
 def restore_svc_link_rpc(qkdl_id: str) -> etree._Element:
     """``<restore_svc_link>`` (qkdn-sdn-inventory): compute a new path now."""
     rpc = etree.Element(f"{{{QKDN_INV_NS}}}restore_svc_link", nsmap={None: QKDN_INV_NS})
-    etree.SubElement(rpc, f"{{{QKDN_INV_NS}}}qkdl_id").text = qkdl_id
+    etree.SubElement(rpc, f"{{{QKDN_INV_NS}}}qkdl_id").text = xml_text(qkdl_id)
     return rpc

@@ -15,7 +15,10 @@ from typing import Any
 API_PREFIX = "/api/v1"
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 ENTRY_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]*$"
-SAE_ID_PATTERN = r"^[^\s]+$"
+#: YANG sae-id is '[^\s]+'; control characters are excluded too (XML cannot carry them).
+SAE_ID_PATTERN = "^[^\\s\\u0000-\\u001f\\u007f\\ufffe\\uffff]+$"
+#: Free text: anything XML 1.0 can carry.
+TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\ufffe\\uffff]*$"
 UINT32_MAX = 4_294_967_295
 PROBLEM_MEDIA = "application/problem+json"
 
@@ -87,7 +90,8 @@ _USER_FIELDS = {
     "allowed_peer": {"type": "array", "uniqueItems": True, "maxItems": 1024, "items": {
         "anyOf": [_ENTRY_NAME, {"const": "*"}]}},
     "revoked": {"type": "boolean"},
-    "revoked_reason": {"type": "string", "minLength": 1, "maxLength": 512},
+    "revoked_reason": {"type": "string", "minLength": 1, "maxLength": 512,
+                       "pattern": TEXT_PATTERN},
 }
 
 _APPLICATION_FIELDS = {
@@ -215,7 +219,8 @@ SCHEMAS: dict[str, Any] = {
     "ApplicationPatch": _object(dict(_APPLICATION_FIELDS), min_properties=1),
     "ApplicationList": {"type": "object", "required": ["application"], "properties": {
         "application": {"type": "array", "items": _ref("Application")}}},
-    "Reason": _object({"reason": {"type": "string", "minLength": 1, "maxLength": 512}}),
+    "Reason": _object({"reason": {"type": "string", "minLength": 1, "maxLength": 512,
+                                  "pattern": TEXT_PATTERN}}),
     "Event": {"type": "object", "required": ["seq", "event_time", "type", "data"],
               "properties": {"seq": {"type": "integer", "minimum": 1},
                              "event_time": {"type": "string"}, "type": {"type": "string"},
@@ -238,7 +243,8 @@ SCHEMAS: dict[str, Any] = {
                      "value": {"type": "number", "minimum": 0, "maximum": 1}},
                     ["action", "link", "value"]),
             _object({"action": {"enum": list(FAULT_NODE_ACTIONS)},
-                     "node": {"type": "string", "minLength": 1, "maxLength": 128}},
+                     "node": {"type": "string", "minLength": 1, "maxLength": 128,
+                              "pattern": TEXT_PATTERN}},
                     ["action", "node"]),
         ],
     },
@@ -247,7 +253,8 @@ SCHEMAS: dict[str, Any] = {
         "oneOf": [
             _object({"qkdl_id": _UUID}, ["qkdl_id"]),
             _object({"nodes": {"type": "array", "minItems": 2, "maxItems": 2,
-                               "items": {"type": "string", "minLength": 1, "maxLength": 128}}},
+                               "items": {"type": "string", "minLength": 1, "maxLength": 128,
+                                         "pattern": TEXT_PATTERN}}},
                     ["nodes"]),
         ],
     },
@@ -276,7 +283,8 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_COMMON_ERRORS = {"401": _problem("no valid operator credentials"),
+_COMMON_ERRORS = {"400": _problem("a parameter or the body does not match the schema"),
+                  "401": _problem("no valid operator credentials"),
                   "502": _problem("the controller cannot be reached or answered badly")}
 
 
@@ -417,6 +425,7 @@ def _build_paths() -> dict[str, Any]:
             "responses": {"200": {"description": "text/event-stream",
                                   "content": {"text/event-stream": {"schema": {
                                       "type": "string"}}}},
+                          "400": _problem("a parameter does not match the schema"),
                           "401": _problem("no valid operator credentials"),
                           "503": _problem("too many open streams")}}},
         f"{API_PREFIX}/alarms": {"get": _op(
