@@ -36,3 +36,17 @@ def test_prefix_survives_a_partial_selection() -> None:
 
 def test_prefix_survives_a_whole_selection() -> None:
     assert _value_namespace("<qkd_access/>") == ACC
+
+
+def test_notification_keeps_the_prefix_of_an_identity_of_its_own_module() -> None:
+    from datetime import UTC, datetime
+
+    from qkd_agent.notifications import build_notification
+
+    inv = "urn:qkdn:yang:qkdn-sdn-inventory"
+    body = etree.fromstring(f'<alarm xmlns="{inv}"><alarm_type xmlns:qkdn-inv="{inv}">'
+                            'qkdn-inv:QBER-HIGH</alarm_type><message>é</message></alarm>')
+    message = etree.fromstring(build_notification(body, datetime(2026, 1, 1, tzinfo=UTC)))
+    leaf = next(message.iter(f"{{{inv}}}alarm_type"))
+    assert leaf.nsmap["qkdn-inv"] == inv
+    assert next(message.iter(f"{{{inv}}}message")).text == "é"
