@@ -57,7 +57,7 @@ class OrchestratorServices:
     events: EventLog
     token: str
     faults: TwinFaults | None = None
-    controller_status: Callable[[], dict[str, Any]] = lambda: {}
+    controller_status: Callable[[], dict[str, Any]] = dict
     metrics: OrchestratorMetrics = field(default_factory=create_metrics)
     max_streams: int = 8
     heartbeat_s: float = 15.0

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from orchestrator.app import OrchestratorServices, create_app
 from orchestrator.auth import load_or_create_token
@@ -151,7 +151,7 @@ class Orchestrator:
     def base_url(self) -> str:
         return self.server.base_url
 
-    def start(self) -> Orchestrator:
+    def start(self) -> Self:
         self._stack.enter_context(self.server)
         self._stack.callback(self.client.close)
         self._stack.callback(self.stop_event.set)  # ends open event streams first
@@ -162,7 +162,7 @@ class Orchestrator:
         self.stop_event.set()
         self._stack.close()
 
-    def __enter__(self) -> Orchestrator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

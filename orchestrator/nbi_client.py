@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from lxml import etree
 
@@ -64,7 +63,7 @@ def _connect(endpoint: NbiEndpoint) -> Any:
     try:
         return connect(endpoint.host, endpoint.port, endpoint.username, endpoint.password,
                        timeout=endpoint.timeout_s)
-    except Exception as exc:  # noqa: BLE001 - ncclient/paramiko raise many kinds
+    except Exception as exc:
         raise ControllerUnavailable(
             f"cannot reach the controller's NETCONF interface at "
             f"{endpoint.host}:{endpoint.port}: {type(exc).__name__}: {exc}") from exc
@@ -154,8 +153,8 @@ class NbiClient:
         if manager is not None:
             try:
                 manager.close_session()
-            except Exception:  # noqa: BLE001 - the session is being discarded anyway
-                pass
+            except Exception as exc:  # noqa: BLE001 - the session is being discarded anyway
+                log.debug("closing a broken NETCONF session: %s", exc)
 
     def _session(self) -> Any:
         if self._manager is None or not self._manager.connected:
@@ -175,7 +174,7 @@ class NbiClient:
             except OrchestratorError:
                 self.failures += 1
                 raise
-            except Exception as exc:  # noqa: BLE001 - RPCError, transport, timeout
+            except Exception as exc:
                 errors = _ncclient_rpc_errors(exc)
                 if errors:
                     raise translate_rpc_error(errors[0], missing=missing) from exc
@@ -250,7 +249,7 @@ class NotificationListener:
         self.connected = False
         self.connects = 0
 
-    def start(self) -> NotificationListener:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -258,7 +257,7 @@ class NotificationListener:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> NotificationListener:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -289,7 +288,7 @@ class NotificationListener:
                         continue
                     try:
                         self._on_notification(note.notification_ele)
-                    except Exception:  # noqa: BLE001 - one bad message must not end the stream
+                    except Exception:
                         log.exception("could not handle a notification")
                 if not self._stop.is_set():
                     self._set_state(False, "session closed")
@@ -300,7 +299,7 @@ class NotificationListener:
                 if manager is not None:
                     try:
                         manager.close_session()
-                    except Exception:  # noqa: BLE001
-                        pass
+                    except Exception as exc:  # noqa: BLE001 - it is being discarded
+                        log.debug("closing the notification session: %s", exc)
             delay = min(BACKOFF_FIRST_S * 2 ** max(failures - 1, 0), BACKOFF_MAX_S)
             self._stop.wait(delay)

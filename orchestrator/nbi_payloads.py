@@ -5,16 +5,15 @@ them exactly; :mod:`orchestrator.nbi_client` only sends them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-import re
 from enum import StrEnum
 from typing import Any
 
 from lxml import etree
 
 from orchestrator.errors import InvalidRequest
-
 from qkdn.namespaces import (
     NETCONF_BASE_NS,
     QKDN_ACC_NS,

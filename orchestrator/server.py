@@ -9,6 +9,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -52,7 +53,7 @@ class OrchestratorServer:
     def base_url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
 
-    def start(self) -> OrchestratorServer:
+    def start(self) -> Self:
         self._server.prepare()
         self._thread = threading.Thread(target=self._server.serve, name="orchestrator-http",
                                         daemon=True)
@@ -65,7 +66,7 @@ class OrchestratorServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> OrchestratorServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 
 def find_chromium() -> str | None:
@@ -39,7 +39,7 @@ class Chromium:
         self._buffer = b""
         self.session: str | None = None
 
-    def start(self) -> Chromium:
+    def start(self) -> Self:
         binary = find_chromium()
         if binary is None:
             raise CdpError("chromium not found")
@@ -58,7 +58,7 @@ class Chromium:
              f"--user-data-dir={self.profile}", f"--window-size={self.size[0]},{self.size[1]}",
              "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=wire_fds, close_fds=False)
+            preexec_fn=wire_fds, close_fds=False)  # noqa: PLW1509 (dup/dup2 only)
         os.close(to_child_r)
         os.close(from_child_w)
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -89,7 +89,7 @@ class Chromium:
                 pass
         self.process = None
 
-    def __enter__(self) -> Chromium:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

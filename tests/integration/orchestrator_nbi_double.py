@@ -174,7 +174,6 @@ class NbiDouble:
         self.closed.append((qkdl_id, reason))
         self.notify({f"{INV}:qkdn_resource_removed": {"svc_link": {"qkdl_id": qkdl_id},
                                                       "reason": "closed"}})
-        return None
 
     def restore_svc_link(self, op: etree._Element, call: Any) -> etree._Element:
         qkdl_id = op.findtext(f"{{{ns.QKDN_INV_NS}}}qkdl_id") or ""
