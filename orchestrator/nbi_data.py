@@ -86,13 +86,12 @@ class NbiModel:
                            reply: etree._Element) -> dict[str, Any]:
         """The output elements of an ``<rpc-reply>`` → plain JSON, validated as the output
         of RPC ``rpc_name`` (module namespace ``namespace``)."""
-        wrapper = etree.Element(f"{{{namespace}}}{rpc_name}", nsmap={None: namespace})
-        for child in reply:
-            if isinstance(child.tag, str) and etree.QName(child).namespace == namespace:
-                wrapper.append(_copy(child))
-        if len(wrapper) == 0:
+        outputs = [etree.tostring(child, encoding="unicode") for child in reply
+                   if isinstance(child.tag, str) and etree.QName(child).namespace == namespace]
+        if not outputs:
             return {}
-        xml = etree.tostring(wrapper, encoding="unicode")
+        # wrapped as text: appending copies to a new parent lets lxml re-map their namespaces
+        xml = f'<{rpc_name} xmlns="{namespace}">{"".join(outputs)}</{rpc_name}>'
         with self._lock:
             try:
                 node = self.ctx.parse_op_mem("xml", xml, libyang.DataType.REPLY_YANG)
@@ -131,10 +130,6 @@ class NbiModel:
             known = snode.type().base() == _IDENT
             self._identity_leaf[key] = known
         return known
-
-
-def _copy(element: etree._Element) -> etree._Element:
-    return etree.fromstring(etree.tostring(element))
 
 
 def parse_event_time(text: str) -> datetime | None:

@@ -87,3 +87,15 @@ def test_event_times() -> None:
     assert parse_event_time("2026-11-27T03:10:00.123456789Z").microsecond == 123456
     assert parse_event_time("2026-11-27T03:10:00+01:00").utcoffset().seconds == 3600
     assert parse_event_time("yesterday") is None and parse_event_time("") is None
+
+
+def test_rpc_output_with_a_prefixed_namespace(model: NbiModel) -> None:
+    """The controller's server writes the output with a generated prefix (ns0:paths)."""
+    reply = etree.fromstring(
+        '<rpc-reply xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">'
+        f'<ns0:paths xmlns:ns0="{INV}"><ns0:path><ns0:path_index>0</ns0:path_index>'
+        f'<ns0:hop><ns0:hop_index>0</ns0:hop_index><ns0:qkdn_id>{NODE_A}</ns0:qkdn_id>'
+        '</ns0:hop></ns0:path></ns0:paths></rpc-reply>')
+    out = model.rpc_output_to_json("restore_svc_link", INV, reply)
+    assert out == {"paths": {"path": [{"path_index": 0, "hop": [
+        {"hop_index": 0, "qkdn_id": NODE_A}]}]}}
