@@ -16,8 +16,8 @@ pytest.importorskip("sdn_controller.nbi_server",
 nbi_test = pytest.importorskip("tests.integration.test_controller_nbi",
                                reason="the controller NBI test network is not available")
 
-from orchestrator.daemon import Orchestrator, OrchestratorSettings  # noqa: E402
-from orchestrator.nbi_client import NbiEndpoint  # noqa: E402
+from orchestrator.daemon import Orchestrator, OrchestratorSettings
+from orchestrator.nbi_client import NbiEndpoint
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def running(tmp_path: Path) -> Iterator[tuple[object, str, Orchestrator, request
 
 
 def test_orchestrator_on_the_controllers_nbi(running) -> None:
-    network, session_id, orchestrator, http = running
+    _, session_id, orchestrator, http = running
     base = orchestrator.base_url + "/api/v1"
     body = http.get(f"{base}/qkd_network", timeout=10).json()["qkd_network"]
     assert len(body["sdqkd_nodes"]["sdqkd_node"]) == 4
