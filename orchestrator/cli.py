@@ -23,6 +23,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nbi-port", type=int, default=None, help="controller NETCONF NBI port")
     parser.add_argument("--nbi-user", default="orchestrator")
     parser.add_argument("--nbi-password-file", type=Path, default=None)
+    parser.add_argument("--tls", action="store_true", default=None,
+                        help="serve HTTPS with certificates of the network CA (with --state-dir;"
+                             " also issues DIR/pki/operator/operator.pem for operators)")
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this cert")
     parser.add_argument("--tls-key", type=Path, default=None)
     parser.add_argument("--tls-ca", type=Path, default=None,
@@ -43,7 +46,7 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         settings = resolve_settings(state_dir=args.state_dir, host=args.host, port=args.port,
                                     nbi=nbi, token_file=args.token_file,
                                     tls_cert=args.tls_cert, tls_key=args.tls_key,
-                                    tls_ca=args.tls_ca)
+                                    tls_ca=args.tls_ca, tls=args.tls)
         return run(settings)
     except (QkdnError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

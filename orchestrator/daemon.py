@@ -65,8 +65,11 @@ def resolve_settings(*, state_dir: Path | None = None, host: str | None = None,
                      port: int | None = None, nbi: NbiEndpoint | None = None,
                      token_file: Path | None = None, tls_cert: Path | None = None,
                      tls_key: Path | None = None, tls_ca: Path | None = None,
+                     tls: bool | None = None,
                      environ: Mapping[str, str] = os.environ) -> OrchestratorSettings:
-    """Argument, then ``QKDN_ORCHESTRATOR_HOST`` / ``_PORT`` / ``_TOKEN_FILE``, then default."""
+    """Argument, then ``QKDN_ORCHESTRATOR_HOST`` / ``_PORT`` / ``_TOKEN_FILE`` / ``_TLS``,
+    then default. ``tls`` with a state directory serves HTTPS with certificates of the
+    network CA (:func:`~orchestrator.operator_pki.issue_orchestrator_pki`)."""
     def pick(value: Any, env: str, default: Any) -> Any:
         return value if value is not None else environ.get(env, default)
 
@@ -81,6 +84,15 @@ def resolve_settings(*, state_dir: Path | None = None, host: str | None = None,
         raise ConfigError("without --state-dir the orchestrator needs --token-file")
     if nbi is None and state_dir is None:
         raise ConfigError("give --state-dir or the controller's --nbi-host/--nbi-port")
+    if tls is None:
+        tls = environ.get("QKDN_ORCHESTRATOR_TLS", "").lower() in ("1", "true", "yes")
+    if tls and tls_cert is None:
+        if state_dir is None:
+            raise ConfigError("--tls needs --state-dir (or give --tls-cert/--tls-key/--tls-ca)")
+        from orchestrator.operator_pki import issue_orchestrator_pki
+
+        files = issue_orchestrator_pki(Path(state_dir)).server
+        tls_cert, tls_key, tls_ca = files.cert, files.key, files.ca
     if (tls_cert is None) != (tls_key is None) or (tls_cert is not None and tls_ca is None):
         raise ConfigError("HTTPS needs --tls-cert, --tls-key and --tls-ca together")
     return OrchestratorSettings(
@@ -176,9 +188,15 @@ def run(settings: OrchestratorSettings) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with Orchestrator(settings) as orchestrator:
         if settings.folder is not None:
-            write_json_atomic(settings.folder / "ready.json",
-                              {"url": orchestrator.base_url, "pid": os.getpid(),
-                               "token_file": str(settings.token_file)})
+            ready: dict[str, Any] = {"url": orchestrator.base_url, "pid": os.getpid(),
+                                     "token_file": str(settings.token_file)}
+            if settings.tls_ca is not None:
+                ready["ca_cert"] = str(settings.tls_ca)
+                operator = settings.folder.parent / "pki" / "operator"
+                if (operator / "operator.pem").exists():
+                    ready["operator_cert"] = str(operator / "operator.pem")
+                    ready["operator_key"] = str(operator / "operator.key")
+            write_json_atomic(settings.folder / "ready.json", ready)
         log.info("orchestrator serving on %s", orchestrator.base_url)
         stop.wait()
     return 0

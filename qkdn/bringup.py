@@ -236,7 +236,11 @@ def wait_for_orchestrator(state: StateDir, *, timeout: float) -> dict[str, Any]:
     while True:
         try:
             info = read_json(ready)
-            return {"url": info["url"], "token_file": info["token_file"]}
+            entry = {"url": info["url"], "token_file": info["token_file"]}
+            for optional in ("ca_cert", "operator_cert", "operator_key"):  # HTTPS only
+                if optional in info:
+                    entry[optional] = info[optional]
+            return entry
         except (OSError, ValueError, KeyError):
             pass
         if time.monotonic() > deadline:

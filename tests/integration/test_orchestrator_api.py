@@ -378,3 +378,42 @@ def test_operator_client_certificate_over_https(network, tmp_path: Path) -> None
         problem(http.get(url), 401)
         token = http.get(url, headers={"Authorization": f"Bearer {orchestrator.token}"})
         assert token.status_code == 200
+
+
+def test_qkdn_orchestrator_process_with_tls(network, tmp_path: Path) -> None:
+    """``qkdn orchestrator --state-dir DIR --tls``: certificates from the network CA, the
+    operator's client certificate works, ready.json names them, SIGTERM stops it."""
+    import subprocess
+    import sys
+
+    double, _, _, _ = network
+    nbi = double.agent
+    state_dir = tmp_path / "net"
+    state_dir.mkdir()
+    password = tmp_path / "nbi-password"
+    password.write_text("nbi-secret\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qkdn.cli", "orchestrator", "--state-dir", str(state_dir),
+         "--tls", "--nbi-host", "127.0.0.1", "--nbi-port", str(nbi.port),
+         "--nbi-user", "orchestrator", "--nbi-password-file", str(password)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        ready_file = state_dir / "orchestrator" / "ready.json"
+        deadline = time.monotonic() + 60
+        while not ready_file.exists():
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "no ready.json"
+            time.sleep(0.1)
+        ready = json.loads(ready_file.read_text())
+        assert ready["url"].startswith("https://127.0.0.1:")
+        http = requests.Session()
+        http.trust_env = False
+        http.verify = ready["ca_cert"]
+        reply = http.get(ready["url"] + "/api/v1/qkd_network/nodes", timeout=20,
+                         cert=(ready["operator_cert"], ready["operator_key"]))
+        assert reply.status_code == 200, reply.text
+        assert len(reply.json()["sdqkd_node"]) == 6
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0
+        process.stdout.close()
