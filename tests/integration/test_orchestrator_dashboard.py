@@ -96,6 +96,7 @@ def test_dashboard_shows_the_network_and_a_link_cut(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # bring-up alone may take minutes on a loaded machine
 def test_orchestrator_of_a_running_network(tmp_path: Path) -> None:
     """``qkdn up`` starts the orchestrator after the controller and records it in
     endpoints.json; faults go to the real twin; with the controller's north-bound interface
