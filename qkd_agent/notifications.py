@@ -53,11 +53,15 @@ def format_event_time(moment: datetime) -> str:
 
 def build_notification(body: etree._Element, event_time: datetime) -> bytes:
     """The complete ``<notification>`` message (RFC 5277 §4)."""
-    q = f"{{{NETCONF_NOTIFICATION_NS}}}"
-    root = etree.Element(q + "notification", nsmap={None: NETCONF_NOTIFICATION_NS})
-    etree.SubElement(root, q + "eventTime").text = format_event_time(event_time)
-    root.append(body)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    # The body is serialised on its own and wrapped as text: appending it to a new parent
+    # would let lxml drop namespace declarations that look redundant for element names but
+    # that identityref values use (<alarm_type xmlns:qkdn-inv="...">qkdn-inv:QBER-HIGH</...>
+    # inside <alarm xmlns="..."> of the same module).
+    return (b"<?xml version='1.0' encoding='UTF-8'?>\n"
+            b'<notification xmlns="' + NETCONF_NOTIFICATION_NS.encode() + b'"><eventTime>'
+            + format_event_time(event_time).encode() + b"</eventTime>"
+            + etree.tostring(body)  # ASCII with character references, no declaration
+            + b"</notification>")
 
 
 def event_matches_filter(filter_elem: etree._Element | None, event: etree._Element) -> bool:

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Sequence
 
 from lxml import etree
@@ -180,11 +181,45 @@ def filter_subtree(
                     partial.update(top_partial)
                     if top not in top_full:
                         partial.add(top)
-    return [
-        _copy_selected(top, full, partial, keys_of)
-        for top in _elements(data)
-        if top in full or top in partial
-    ]
+    out = []
+    for top in _elements(data):
+        if top in full:
+            out.append(_copy_selected(top, full, partial, keys_of))
+        elif top in partial:
+            selected = _copy_selected(top, full, partial, keys_of)
+            _redeclare_value_prefixes(top, selected)
+            out.append(selected)
+    return out
+
+
+_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def _redeclare_value_prefixes(original: etree._Element, selected: etree._Element) -> None:
+    """Declare again the prefixes that identityref values use in their text.
+
+    Appending a copied subtree makes lxml drop namespace declarations that an in-scope
+    default namespace makes redundant for element names (``<restoration_type
+    xmlns:qkdn-acc="urn:...access">qkdn-acc:MANUAL</...>`` inside ``<qkd_access
+    xmlns="urn:...access">``), which leaves the value's prefix undeclared."""
+    wanted: set[str] = set()
+    for element in selected.iter():
+        text = element.text
+        if text and len(element) == 0 and ":" in text:
+            prefix = text.split(":", 1)[0]
+            if _NCNAME.fullmatch(prefix) and prefix not in wanted and prefix not in element.nsmap:
+                wanted.add(prefix)
+    if not wanted:
+        return
+    found: dict[str, str] = {}
+    for element in original.iter():
+        text = element.text
+        if text and len(element) == 0 and ":" in text:
+            prefix = text.split(":", 1)[0]
+            if prefix in wanted and prefix not in found and prefix in element.nsmap:
+                found[prefix] = element.nsmap[prefix]
+    if found:
+        etree.cleanup_namespaces(selected, top_nsmap=found, keep_ns_prefixes=list(found))
 
 
 def _prune(data_parent: etree._Element, filter_parent: _FilterNode, keys_of: KeyLookup) -> None:

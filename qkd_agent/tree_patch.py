@@ -57,6 +57,16 @@ class _Patcher:
             raise PatchNotApplicable(f"{path} not found")
         return found[0]
 
+    def drop_default(self, parent: Any, path: str) -> None:
+        """Free the implicit default instance of a leaf about to get an explicit value
+        (parsing the value beside it would be a duplicate instance)."""
+        found = ffi.new("struct lyd_node **")
+        if lib.lyd_find_path(parent, path.encode(), 0, found) != lib.LY_SUCCESS:
+            lib.ly_err_clean(self.ctx.cdata, ffi.NULL)
+            return
+        if found[0].flags & lib.LYD_DEFAULT:
+            lib.lyd_free_tree(found[0])
+
     def parse_into(self, parent: Any, node: SchemaNode, value: Any) -> None:
         text = json.dumps({f"{node.module}:{node.name}": value})
         lib.ly_err_clean(self.ctx.cdata, ffi.NULL)
@@ -111,6 +121,8 @@ class _Patcher:
             elif after is None:
                 lib.lyd_free_tree(self.find(parent, name))
             elif before is None:
+                if node.kind is NodeKind.LEAF:
+                    self.drop_default(parent, name)
                 self.parse_into(parent, node, after)
             elif node.kind is NodeKind.CONTAINER:
                 self.patch(self.find(parent, name), node, before, after)

@@ -202,6 +202,9 @@ def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIM
             left = max(1.0, timeout - (time.monotonic() - started))
             endpoints["controller"] = wait_for_controller(state, timeout=left)
             write_json_atomic(state.endpoints, endpoints, mode=0o600)
+            left = max(1.0, timeout - (time.monotonic() - started))
+            endpoints["orchestrator"] = wait_for_orchestrator(state, timeout=left)
+            write_json_atomic(state.endpoints, endpoints, mode=0o600)
     except BaseException:
         bring_down(state)
         raise
@@ -224,6 +227,28 @@ def wait_for_controller(state: StateDir, *, timeout: float) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise BringUpError(f"the controller was not ready after {timeout:.0f} s "
                                f"(see {state.controller_dir / 'controller.log'})")
+        if not supervisor_alive(state):
+            raise BringUpError(f"the supervisor exited; see {state.supervisor_log}")
+        time.sleep(0.05)
+
+
+def wait_for_orchestrator(state: StateDir, *, timeout: float) -> dict[str, Any]:
+    """The orchestrator's entry of endpoints.json (``url``, ``token_file``) once it serves."""
+    ready = state.root / "orchestrator" / "ready.json"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = read_json(ready)
+            entry = {"url": info["url"], "token_file": info["token_file"]}
+            for optional in ("ca_cert", "operator_cert", "operator_key"):  # HTTPS only
+                if optional in info:
+                    entry[optional] = info[optional]
+            return entry
+        except (OSError, ValueError, KeyError):
+            pass
+        if time.monotonic() > deadline:
+            raise BringUpError(f"the orchestrator was not ready after {timeout:.0f} s "
+                               f"(see {ready.parent / 'orchestrator.log'})")
         if not supervisor_alive(state):
             raise BringUpError(f"the supervisor exited; see {state.supervisor_log}")
         time.sleep(0.05)

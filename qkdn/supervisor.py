@@ -87,6 +87,10 @@ def child_specs(state: StateDir) -> list[ChildSpec]:
         from sdn_controller.daemon import controller_child_spec
 
         specs.append(controller_child_spec(state.root))
+        # the orchestrator talks to the controller's north-bound interface: started after it
+        from orchestrator.daemon import orchestrator_child_spec
+
+        specs.append(orchestrator_child_spec(state.root))
     return specs
 
 

@@ -39,7 +39,9 @@ def test_up_status_down_leaves_nothing_running(tmp_path):
         status = _qkdn("status", "--state-dir", str(state_dir), "--json")
         assert status.returncode == 0
         rows = json.loads(status.stdout)["processes"]
-        assert sorted(row["kind"] for row in rows) == ["controller"] + ["node"] * 6
+        assert sorted(row["kind"] for row in rows) == ["controller"] + ["node"] * 6 + [
+            "orchestrator"]
+        assert endpoints["orchestrator"]["url"].startswith("http://127.0.0.1:")
         assert all(row["alive"] for row in rows)
         assert endpoints["controller"]["pid"] in [row["pid"] for row in rows]
         pids = [row["pid"] for row in rows]
