@@ -86,6 +86,7 @@ class QkdAgent:
         state_provider: Callable[[], dict] | None = None,
         *,
         ctx: libyang.Context | None = None,
+        rpc_observer: Callable[[str, float, bool], None] | None = None,
     ) -> None:
         if ctx is None:
             ctx = getattr(datastore, "ctx", None)
@@ -101,7 +102,8 @@ class QkdAgent:
             context = ctx
             candidate = CandidateStore(datastore, lambda initial: Datastore(context, initial))
         self.server = ServerState(datastore=datastore, modules=modules,
-                                  state_provider=state_provider, candidate=candidate)
+                                  state_provider=state_provider, candidate=candidate,
+                                  rpc_observer=rpc_observer)
         self._session_ids = itertools.count(1)
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

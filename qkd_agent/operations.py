@@ -63,6 +63,8 @@ class ServerState:
     hub: NotificationHub = field(default_factory=NotificationHub)
     sessions: dict[int, SessionHandle] = field(default_factory=dict)
     candidate: CandidateStore | None = None  # None: no :candidate capability
+    #: ``rpc_observer(operation, seconds, ok)`` after every answered <rpc> (metrics)
+    rpc_observer: Callable[[str, float, bool], None] | None = None
 
     def operational_state(self) -> dict:
         return self.state_provider() if self.state_provider else {}

@@ -30,6 +30,7 @@ from qkdn.topology import Topology, load_topology
 from sdn_controller.admission_control import AdmissionControl, AdmissionPolicy, SessionView
 from sdn_controller.cli import open_users_db
 from sdn_controller.controller import Controller, ControllerEvent, SessionRefusal
+from sdn_controller.controller_metrics import ControllerMetrics
 from sdn_controller.identifiers import NodeId
 from sdn_controller.monitoring import MonitoringThresholds
 from sdn_controller.routing import GraphRouter
@@ -179,15 +180,29 @@ class ControllerProcess:
         self.admission = AdmissionControl(
             self.users, GraphRouter(self.topology.links), clock=time.monotonic,
             policy=AdmissionPolicy(peer_wait_s=settings.peer_wait_s))
+        #: Prometheus metrics of this process (served on 127.0.0.1 by :meth:`start`)
+        self.metrics = ControllerMetrics(names=self.names)
         self.southbound = Southbound(endpoints, SouthboundConfig(
-            poll_interval_s=settings.poll_interval_s))
+            poll_interval_s=settings.poll_interval_s), rpc_observer=self.metrics.observe_rpc)
         self.refusals = RefusalLog()
         self.controller = Controller(
             self.users, self.topology, self.admission, self.southbound, self.refusals,
-            thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time)
+            thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time,
+            event_sink=self.metrics.event)
+        self.metrics.bind(lambda: self.admission.sessions(include_terminated=True),
+                          lambda: dict(self.southbound.items()))
+        self.metrics_server: Any = None
+
+    def _on_notification(self, node: NodeId, message: str) -> None:
+        self.metrics.notification(node)
+        self.controller.handle_notification(node, message)
 
     def start(self) -> None:
-        self.southbound.start(self.controller.handle_notification,
+        from qkdn.metrics import MetricsServer
+
+        if self.metrics_server is None:
+            self.metrics_server = MetricsServer(self.metrics.registry).start()
+        self.southbound.start(self._on_notification,
                               lambda node, reply: self.controller.ingest_node(reply))
 
     def write_snapshot(self) -> None:
@@ -209,8 +224,9 @@ class ControllerProcess:
             while not stop.is_set():
                 if not ready and all(s.connected for s in self.southbound.values()):
                     ready = True
-                    write_json_atomic(self.dir / "ready.json", {"pid": os.getpid(),
-                                                                "at": time.time()})
+                    write_json_atomic(self.dir / "ready.json", {
+                        "pid": os.getpid(), "at": time.time(),
+                        "metrics_port": self.metrics_server.port})
                 if not ready and time.monotonic() > deadline:
                     log.warning("not every agent is connected after %.0f s",
                                 self.settings.connect_timeout_s)
@@ -223,6 +239,8 @@ class ControllerProcess:
         return 0
 
     def close(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.southbound.stop()
         self.controller.close()
         self.write_snapshot()
@@ -233,6 +251,9 @@ class ControllerProcess:
 
 def run_controller(settings: ControllerSettings) -> int:
     """Run until SIGTERM/SIGINT (the supervisor's stop)."""
+    from qkdn.structured_logging import configure_logging
+
+    configure_logging("controller", level=logging.getLogger().level or logging.WARNING)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
