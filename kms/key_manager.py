@@ -226,6 +226,9 @@ class KeyManager:
                         old.sessions.get(app_id) != cfg:
                     session.configure(cfg.idle_timeout)
                 self._buckets.pop(app_id, None)
+            for app_id, rule in table.rules.items():   # a forwarding rule without a qkd_app
+                if app_id not in table.sessions and old.rules.get(app_id) != rule:
+                    self.telemetry.path_configured(app_id, self._session_links(app_id))
             for app_id in set(old.sessions) - set(table.sessions):
                 session = self._sessions.get(app_id)
                 if session is not None and session.state is not SessionState.TERMINATED:
@@ -247,10 +250,7 @@ class KeyManager:
         return session
 
     def _on_transition(self, t: Transition) -> None:
-        session = self._sessions.get(t.session_id)
-        self.telemetry.transition(
-            t, local_sae=bool(session is not None and session.sae_ids & self.local_saes()),
-            links=lambda: self._session_links(t.session_id))
+        self.telemetry.transition(t, links=lambda: self._session_links(t.session_id))
         if t.session_id.startswith("pending:"):
             return  # no app_id yet: the controller knows it only by sdqkdn_application_new
         if t.event in (SessionEvent.KEY_REQUEST, SessionEvent.KEY_DELIVERED) and t.old is t.new:
@@ -307,6 +307,7 @@ class KeyManager:
                     return session
             if cfg is not None:
                 session = self._new_session(cfg.app_id, pair)
+                self.telemetry.session_requested(cfg.app_id)
                 session.configure(cfg.idle_timeout)
                 return session
             self._notify(notifications.application_new(
@@ -315,6 +316,7 @@ class KeyManager:
             if self.config.require_controller:
                 return self._new_session(f"pending:{uuid.uuid4()}", pair)
             session = self._new_session(direct_session_id(master, slave), pair)
+            self.telemetry.session_requested(session.session_id)
             session.configure(None)
             return session
 

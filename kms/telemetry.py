@@ -94,6 +94,7 @@ class KmTelemetry:
                               registry=r)
         self._lock = threading.Lock()
         self._aliases: dict[str, str] = {}          # session ID -> the pending id it replaced
+        self._asked: set[str] = set()               # sessions a local application asked for
         self._watching: dict[str, list[LinkKeyStore]] = {}   # session -> links without key yet
         self._links_seen: set[str] = set()
         self._collector: KmCollector | None = None
@@ -142,29 +143,46 @@ class KmTelemetry:
 
     # -- session life cycle -----------------------------------------------------------------
     def session_renamed(self, pending: str, session: str) -> None:
-        """A pending session (a local request waiting for the controller) got its ID."""
+        """A pending session (a local request waiting for the controller) got its ID: the
+        controller's verdict reached this KM."""
         with self._lock:
             self._aliases[session] = pending
+            self._asked.add(session)
 
-    def transition(self, t: Transition, *, local_sae: bool,
+    def session_requested(self, session: str) -> None:
+        """A local application's request opens ``session`` (already configured, or
+        without a controller): it is authorised on the spot."""
+        with self._lock:
+            self._asked.add(session)
+
+    def transition(self, t: Transition, *,
                    links: Callable[[], Iterable[LinkKeyStore]]) -> None:
-        """A session state change at this KM. ``local_sae``: an application of this node
-        takes part; ``links``: the session's link stores here (read on configuration)."""
-        if t.event is SessionEvent.ACCESS_GRANTED and local_sae:
+        """A session state change at this KM; ``links``: the session's link stores here
+        (read on configuration). *authenticated* is recorded only where a local application
+        asked for the session (a relay, or the 014 slave's KM, just gets configured)."""
+        if t.event is SessionEvent.ACCESS_GRANTED:
             with self._lock:
+                asked = t.session_id in self._asked
+                self._asked.discard(t.session_id)
                 pending = self._aliases.pop(t.session_id, None)
-            detail = {"pending": pending} if pending else {}
-            self._record(EventKind.AUTHENTICATED, t.session_id, **detail)
+            if asked:
+                detail = {"pending": pending} if pending else {}
+                self._record(EventKind.AUTHENTICATED, t.session_id, **detail)
         elif t.event is SessionEvent.CONFIGURED:
-            stores = list(links())
-            self._record(EventKind.PATH_CONFIGURED, t.session_id,
-                         qkdl_ids=",".join(s.qkdl_id for s in stores) or None)
-            self._watch(t.session_id, stores)
+            self.path_configured(t.session_id, list(links()))
         if t.new is SessionState.TERMINATED and t.old is not SessionState.TERMINATED:
             with self._lock:
                 self._watching.pop(t.session_id, None)
                 self._aliases.pop(t.session_id, None)
+                self._asked.discard(t.session_id)
             self._record(EventKind.SESSION_TERMINATED, t.session_id, reason=t.event.value)
+
+    def path_configured(self, session: str, stores: list[LinkKeyStore]) -> None:
+        """The session's configuration / forwarding rule is applied here; its links are
+        ``stores`` (QKD key available is recorded once they hold key)."""
+        self._record(EventKind.PATH_CONFIGURED, session,
+                     qkdl_ids=",".join(s.qkdl_id for s in stores) or None)
+        self._watch(session, stores)
 
     def _watch(self, session: str, stores: list[LinkKeyStore]) -> None:
         with self._lock:
