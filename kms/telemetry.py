@@ -11,6 +11,7 @@ Metric names and labels: ``docs/observability.md``.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -252,7 +253,7 @@ class KmCollector(Collector):
                                    "QKD blocks held per link", labels=["qkdl_id"])
         try:
             levels = km.link_levels()
-        except Exception:  # a store closing under us (shutdown): no levels this scrape
+        except sqlite3.Error:  # a store closing under us (shutdown): no levels this scrape
             levels = []
         for lv in levels:
             stored.add_metric([lv.qkdl_id, "outgoing"], lv.outgoing_bytes)

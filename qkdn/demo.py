@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from lxml import etree
 
@@ -141,13 +141,13 @@ class Progress:
         while not self._stop.wait(self._interval):
             try:
                 text = self._status()
-            except Exception:  # a file being rewritten: next tick
+            except (OSError, ValueError):  # a file being rewritten: next tick
                 continue
             if text and text != self._last:
                 self._last = text
                 self._out(text)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -186,8 +186,8 @@ def access_help(endpoints: dict[str, Any], state: StateDir) -> list[str]:
     if controller:
         lines.append(f"  controller: log {controller.get('log')}  metrics "
                      f"{controller.get('metrics_url', '-')}")
-    lines += [f"  events: {state.root}/nodes/<n>/events.jsonl   sessions: qkdn sessions "
-              f"--state-dir {state.root}",
+    lines += [(f"  events: {state.root}/nodes/<n>/events.jsonl   sessions: qkdn sessions "
+               f"--state-dir {state.root}"),
               f"  SAE certificates: {state.root}/pki/   CA: {endpoints['ca_cert']}",
               f"stop with: qkdn down --state-dir {state.root}"]
     return lines

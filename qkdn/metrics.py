@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
@@ -96,7 +96,7 @@ class MetricsServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> MetricsServer:
+    def start(self) -> Self:
         try:
             self._server, self._thread = start_http_server(self._port, self.host, self.registry)
         except OSError:
@@ -123,7 +123,7 @@ class MetricsServer:
             self._thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> MetricsServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -79,7 +79,7 @@ class NodeRuntime:
         self.modules: dict[str, Any] = {}
         self.pairings: dict[str, Any] = {}
         self.km_port = 0
-        from qkdn.metrics import new_registry, netconf_rpc_histogram
+        from qkdn.metrics import netconf_rpc_histogram, new_registry
 
         #: this process's Prometheus metrics (KM and agent), served on ``metrics_port``
         self.metrics_registry = new_registry()

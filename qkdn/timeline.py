@@ -99,8 +99,8 @@ def format_timeline(events: Sequence[Event], t0: float) -> list[str]:
     lines = session_lines(events, t0)
     links = link_first_keys(events, t0)
     nodes = sorted({line.node for line in lines} | set(links), key=_node_key)
-    out = ["timeline (seconds from the start of the scenario; 'xN' = N events, first time "
-           "shown)"]
+    out = [("timeline (seconds from the start of the scenario; 'xN' = N events, first time "
+            "shown)")]
     for node in nodes:
         out.append(f"KM {node}")
         if node in links:

@@ -97,7 +97,7 @@ def test_km_events_metrics_and_logs_of_a_relayed_exchange(tmp_path, log_text):
         keys += [base64.b64decode(k["key"]) for k in enc.json()["keys"]]
         # ETSI 004 on the same session, pulled by C through B
         qos = {"key_chunk_size": 32, "timeout": 2000}
-        call = lambda sae, node, op, body: client(net, sae).post(  # noqa: E731
+        call = lambda sae, node, op, body: client(net, sae).post(
             net.kms[node].base_url + f"/api/v1/etsi004/{op}", json=body, timeout=10).json()
         assert call("sae-a", "A", "open_connect", {"source": "sae-a", "destination": "sae-c",
                                                    "QoS": qos})["status"] in (0, 1)

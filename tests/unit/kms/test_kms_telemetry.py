@@ -58,8 +58,8 @@ def test_pending_session_renamed_is_authenticated_with_its_pending_id():
 def test_a_relay_or_slave_end_is_configured_but_not_authenticated():
     tel = _telemetry()
     tel.transition(_t("S", S.AUTHENTICATING, E.ACCESS_GRANTED, S.USER_ACCEPTED),
-                   links=lambda: [])
-    tel.transition(_t("S", S.USER_ACCEPTED, E.CONFIGURED, S.OPERATIVE), links=lambda: [])
+                   links=list)
+    tel.transition(_t("S", S.USER_ACCEPTED, E.CONFIGURED, S.OPERATIVE), links=list)
     assert [k for k, _ in _kinds(tel)] == [EventKind.PATH_CONFIGURED,
                                            EventKind.QKD_KEY_AVAILABLE]
 
@@ -68,7 +68,7 @@ def test_a_request_without_controller_is_authenticated_on_the_spot():
     tel = _telemetry()
     tel.session_requested("D")
     tel.transition(_t("D", S.AUTHENTICATING, E.ACCESS_GRANTED, S.USER_ACCEPTED),
-                   links=lambda: [])
+                   links=list)
     assert _kinds(tel) == [(EventKind.AUTHENTICATED, "D")]
 
 
@@ -93,7 +93,7 @@ def test_termination_recorded_once_and_stops_watching():
     tel = _telemetry()
     store = FakeStore("l1")
     tel.path_configured("S", [store])
-    tel.transition(_t("S", S.OPERATIVE, E.CLOSED, S.TERMINATED), links=lambda: [])
+    tel.transition(_t("S", S.OPERATIVE, E.CLOSED, S.TERMINATED), links=list)
     store.out = 500
     tel.key_material("l1")
     kinds = _kinds(tel, "S")

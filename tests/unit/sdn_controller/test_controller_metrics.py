@@ -43,6 +43,6 @@ def test_a_table_changing_during_the_scrape_is_retried():
             raise RuntimeError("dictionary changed size during iteration")
         return [SimpleNamespace(state=SessionState.ACTIVE)]
 
-    metrics.bind(sessions, lambda: {})
+    metrics.bind(sessions, dict)
     assert sample_value(render(metrics.registry), "qkdn_controller_sessions",
                         state="active") == 1
