@@ -65,6 +65,12 @@ def render(registry: CollectorRegistry) -> str:
     return generate_latest(registry).decode()
 
 
+def exposition(registry: CollectorRegistry) -> tuple[bytes, int, dict[str, str]]:
+    """``(body, status, headers)`` of a ``/metrics`` answer, for a route of an existing
+    Flask app (``return exposition(registry)``) when a process already serves HTTP."""
+    return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE}
+
+
 def parse_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     """``(name, labels, value)`` of every sample of an exposition text."""
     return [(s.name, dict(s.labels), s.value)

@@ -94,13 +94,14 @@ def link_first_keys(events: Iterable[Event], t0: float) -> dict[str, list[tuple[
     return out
 
 
-def format_timeline(events: Sequence[Event], t0: float) -> list[str]:
-    """The text timeline: per KM, one line per session with its steps and their times."""
+def format_timeline(events: Sequence[Event], t0: float,
+                    origin: str = "the start of the scenario") -> list[str]:
+    """The text timeline: per KM, one line per session with its steps and their times
+    (seconds from ``t0``, which the header calls ``origin``)."""
     lines = session_lines(events, t0)
     links = link_first_keys(events, t0)
     nodes = sorted({line.node for line in lines} | set(links), key=_node_key)
-    out = [("timeline (seconds from the start of the scenario; 'xN' = N events, first time "
-            "shown)")]
+    out = [f"timeline (seconds from {origin}; 'xN' = N events, first time shown)"]
     for node in nodes:
         out.append(f"KM {node}")
         if node in links:

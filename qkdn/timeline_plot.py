@@ -33,7 +33,9 @@ LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def plot_timeline(events: Sequence[Event], t0: float, path: Path, *,
-                  title: str = "Key exchange events per key manager") -> Path:
+                  title: str = "Key exchange events per key manager",
+                  xlabel: str = "seconds from the start of the scenario (parallel key requests)"
+                  ) -> Path:
     """Draw the timeline of ``events`` (times relative to ``t0``) into ``path`` (PNG)."""
     import matplotlib
 
@@ -68,7 +70,7 @@ def plot_timeline(events: Sequence[Event], t0: float, path: Path, *,
             seen_labels.add(step.kind)
     ax.set_yticks(range(len(nodes)), [f"KM{n}" for n in nodes])
     ax.set_ylim(-0.6, len(nodes) - 0.4)
-    ax.set_xlabel("seconds from the start of the scenario (parallel key requests)")
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
