@@ -128,23 +128,28 @@ def node_dirs(state: StateDir) -> dict[str, Path]:
 
 
 class Progress:
-    """Prints ``status()`` every ``interval`` seconds while open, when it changed."""
+    """Polls ``status()`` every ``interval`` seconds while open; prints its text when its
+    state changed, or every ``heartbeat`` seconds while it does not (so a slow step still
+    shows that the demo is alive). ``status()`` returns (state, text)."""
 
-    def __init__(self, out: Callable[[str], None], status: Callable[[], str],
-                 interval: float = 1.0) -> None:
+    def __init__(self, out: Callable[[str], None], status: Callable[[], tuple[object, str]],
+                 interval: float = 0.5, heartbeat: float = 5.0) -> None:
         self._out, self._status, self._interval = out, status, interval
+        self._heartbeat = heartbeat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-progress", daemon=True)
-        self._last = ""
 
     def _run(self) -> None:
+        last_state: object = None
+        last_print = time.monotonic()
         while not self._stop.wait(self._interval):
             try:
-                text = self._status()
+                state, text = self._status()
             except (OSError, ValueError):  # a file being rewritten: next tick
                 continue
-            if text and text != self._last:
-                self._last = text
+            now = time.monotonic()
+            if state != last_state or now - last_print >= self._heartbeat:
+                last_state, last_print = state, now
                 self._out(text)
 
     def __enter__(self) -> Self:
@@ -156,19 +161,21 @@ class Progress:
         self._thread.join(timeout=2)
 
 
-def bringup_status(state: StateDir, nodes: list[str], started: float) -> str:
+def bringup_status(state: StateDir, nodes: list[str], started: float) -> tuple[object, str]:
     serving = sum(1 for n in nodes if state.node_ready(n).exists())
-    controller = " · controller connected" if state.controller_ready.exists() else ""
-    return f"  ... {time.monotonic() - started:4.1f} s: {serving}/{len(nodes)} nodes serving" \
-        f"{controller}"
+    connected = state.controller_ready.exists()
+    controller = " · controller connected" if connected else ""
+    return (serving, connected), (f"  ... {time.monotonic() - started:4.1f} s: {serving}/"
+                                  f"{len(nodes)} nodes serving{controller}")
 
 
-def scenario_status(state: StateDir, since: float) -> str:
+def scenario_status(state: StateDir, since: float) -> tuple[object, str]:
     """What the KMs have recorded since ``since`` (epoch s), as one progress line."""
     counts: dict[EventKind, int] = {}
     for event in collect_events(node_dirs(state), since=since):
         counts[event.event] = counts.get(event.event, 0) + 1
-    return (f"  ... {time.time() - since:4.1f} s: {counts.get(EventKind.REQUEST, 0)} requests, "
+    return sorted(counts.items()), (
+            f"  ... {time.time() - since:4.1f} s: {counts.get(EventKind.REQUEST, 0)} requests, "
             f"{counts.get(EventKind.AUTHENTICATED, 0)} authenticated, "
             f"{counts.get(EventKind.PATH_CONFIGURED, 0)} path configurations, "
             f"{counts.get(EventKind.RELAY_HOP_RECEIVED, 0)} relay hops, "
