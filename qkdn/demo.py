@@ -22,7 +22,7 @@ from typing import Any, Self
 
 from lxml import etree
 
-from qkdn.bringup import bring_down, bring_up
+from qkdn.bringup import BringUpError, bring_down, bring_up
 from qkdn.event_log import Event, EventKind, collect_events
 from qkdn.namespaces import ETSI_NODE_NS
 from qkdn.netconf_client import connect
@@ -228,8 +228,14 @@ def run_demo(*, topology: Path = PAPER_TOPOLOGY, state_dir: Path | None = None,
     bringup_epoch = time.time()
     out(f"bringing up {topology.name} in {state.root} (one process per node + controller) ...")
     names = [node.name for node in load_topology(topology).nodes]
-    with Progress(out, lambda: bringup_status(state, names, started)):
-        endpoints = bring_up(topology, state)
+    try:
+        with Progress(out, lambda: bringup_status(state, names, started)):
+            endpoints = bring_up(topology, state)
+    except BringUpError as exc:   # bring_up has stopped whatever it started
+        out(f"bring-up failed: {exc}")
+        if tmp is not None:
+            tmp.cleanup()
+        return 1
     out(f"up in {time.monotonic() - started:.1f} s\n")
     try:
         _show_network(endpoints, out)
