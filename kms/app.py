@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
+from qkdn.structured_logging import unbind_session
+
 if TYPE_CHECKING:
     from kms.key_manager import KeyManager
 
@@ -19,4 +21,9 @@ def create_app(km: KeyManager) -> Flask:
     from kms import etsi004
     app.register_blueprint(etsi004.create_blueprint(km))
     app.register_blueprint(relay_api.blueprint)
+
+    @app.teardown_request
+    def _forget_session(_exc: BaseException | None) -> None:
+        unbind_session()   # cheroot reuses its threads: no session context leaks to the next
+
     return app

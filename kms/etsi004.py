@@ -24,6 +24,7 @@ from flask import Blueprint, jsonify, request
 from kms.https_server import peer_identity
 from kms.key_stream import QoS, Reply, StreamManager, qos_from_wire, qos_to_wire
 from kms.pki import SAE_UNIT
+from qkdn.structured_logging import bind_session
 
 if TYPE_CHECKING:
     from kms.key_manager import KeyManager
@@ -79,19 +80,29 @@ def create_blueprint(km: KeyManager) -> Blueprint:
     streams = km.streams if km.streams is not None else StreamManager(km)
     bp = Blueprint("etsi004", __name__, url_prefix=BASE_PATH)
 
+    def count(outcome: str) -> None:
+        km.telemetry.count_request("004", request.path.rsplit("/", 1)[-1], outcome)
+
     def call(handler):
         ident = peer_identity(request.environ)
         if ident is None or ident.unit != SAE_UNIT:
+            count("unauthorized")
             return _error("an SAE client certificate is required", 401)
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
+            count("bad-request")
             return _error("request body must be a JSON object", 400)
+        if isinstance(body.get("Key_stream_ID"), str):
+            bind_session(body["Key_stream_ID"].lower())  # the session ID, with a controller
         try:
             reply, mimetype = handler(ident.common_name, body)
         except ValueError as exc:
+            count("bad-request")
             return _error(str(exc), 400)
         except PermissionError as exc:
+            count("unauthorized")
             return _error(str(exc), 401)
+        count(reply.status.name.lower().replace("_", "-"))
         log.info("004 %s by %s -> status %d", request.path.rsplit("/", 1)[-1], ident.common_name,
                  int(reply.status))
         return jsonify(reply_body(reply, mimetype))

@@ -33,6 +33,7 @@ from kms.errors import (
 from kms.https_server import peer_identity
 from kms.key_pool import KeyRecord
 from kms.pki import SAE_UNIT
+from kms.telemetry import outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,11 @@ def key_container(records: list[KeyRecord]) -> dict[str, Any]:
 
 def _km():
     return current_app.config["KM"]
+
+
+def _count(outcome: str) -> None:
+    """Count this call (``qkdn_km_requests_total``) by operation and outcome."""
+    _km().telemetry.count_request("014", request.path.rsplit("/", 1)[-1], outcome)
 
 
 def _caller() -> str:
@@ -126,6 +132,7 @@ def _kms_error(exc: KmsError):
     elif isinstance(exc, (InsufficientKey, RateLimited, NoRoute, RelayError)):
         status = 503
     details = exc.details if isinstance(exc, BadRequest) else None
+    _count(outcome_of(exc))
     log.info("014 %s %s -> %d (%s)", request.method, request.path, status, type(exc).__name__)
     return jsonify(error_body(str(exc), details)), status
 
@@ -136,7 +143,9 @@ def get_status(slave_sae_id: str):
     km = _km()
     if slave_sae_id not in km.directory.saes:
         raise BadRequest("unknown slave_SAE_ID")
-    return jsonify(status_body(km.key_status(master, slave_sae_id)))
+    body = status_body(km.key_status(master, slave_sae_id))
+    _count("ok")
+    return jsonify(body)
 
 
 @blueprint.route("/<slave_sae_id>/enc_keys", methods=["GET", "POST"])
@@ -155,6 +164,7 @@ def enc_keys(slave_sae_id: str):
         size = _int_param(request.args.get("size"), "size", km.config.default_key_size)
     records = km.enc_keys(master, slave_sae_id, number, size)
     log.info("014 enc_keys %s -> %s: %d key(s) of %d bits", master, slave_sae_id, len(records), size)
+    _count(outcome_of(None))
     return jsonify(key_container(records))
 
 
@@ -176,4 +186,5 @@ def dec_keys(master_sae_id: str):
         raise BadRequest("duplicate key_ID")
     records = km.dec_keys(slave, master_sae_id, key_ids)
     log.info("014 dec_keys %s <- %s: %d key(s)", slave, master_sae_id, len(records))
+    _count(outcome_of(None))
     return jsonify(key_container(records))

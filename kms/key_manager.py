@@ -36,7 +36,9 @@ from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
 from kms.priority_queue import PriorityGate
 from kms.relay import RelayContext, RelayEngine, RelayTls, RelayUnknown
 from kms.session import KmSession, SessionEvent, SessionState, Transition
+from kms.telemetry import KmTelemetry
 from kms.token_bucket import TokenBucket
+from qkdn.structured_logging import bind_session
 
 if TYPE_CHECKING:
     from kms.key_stream import StreamManager
@@ -112,8 +114,11 @@ class KeyManager:
 
     def __init__(self, node_name: str, qkdn_id: str, state_dir: Path | str, directory: Directory,
                  tls: TlsFiles, notify: Callable[[dict], None] | None = None,
-                 clock: Callable[[], float] = time.time, config: KmConfig = KmConfig()) -> None:
+                 clock: Callable[[], float] = time.time, config: KmConfig = KmConfig(),
+                 telemetry: KmTelemetry | None = None) -> None:
         self.node_name = node_name
+        #: session events (``<state_dir>/events.jsonl``) and Prometheus metrics
+        self.telemetry = telemetry or KmTelemetry.for_node_dir(node_name, Path(state_dir))
         self.qkdn_id = qkdn_id.lower()
         self.config = config
         self.tls = tls
@@ -134,13 +139,15 @@ class KeyManager:
             node_name=node_name, qkdn_id=self.qkdn_id, directory=lambda: self._directory,
             forwarding=lambda: self._forwarding, link_store=self.store_for_peer, pool=self.pool,
             local_saes=self.local_saes, clock=clock, control_handler=self._handle_control,
-            fault_delays=config.fault_delays), RelayTls(tls.ca, tls.cert, tls.key))
+            fault_delays=config.fault_delays, on_hop=self.telemetry.relay_hop),
+            RelayTls(tls.ca, tls.cert, tls.key))
         self.streams: StreamManager | None = None  # set when the 004 app is built
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         for peer in directory.links:
             self.store_for_peer(peer)
+        self.telemetry.bind(self)
 
     # -- wiring -----------------------------------------------------------------------------
     @property
@@ -188,6 +195,7 @@ class KeyManager:
                         qkdl_id, exc)
 
     def _on_key_material(self, qkdl_id: str) -> None:
+        self.telemetry.key_material(qkdl_id)
         with self._key_arrived:
             self._key_arrived.notify_all()
 
@@ -210,6 +218,7 @@ class KeyManager:
                 if session is None:
                     session = self._new_session(app_id, cfg.sae_ids)
                 elif session.session_id != app_id:  # pending pair session gets its real id
+                    self.telemetry.session_renamed(session.session_id, app_id)
                     self._sessions.pop(session.session_id, None)
                     session.session_id = app_id
                     self._sessions[app_id] = session
@@ -217,6 +226,9 @@ class KeyManager:
                         old.sessions.get(app_id) != cfg:
                     session.configure(cfg.idle_timeout)
                 self._buckets.pop(app_id, None)
+            for app_id, rule in table.rules.items():   # a forwarding rule without a qkd_app
+                if app_id not in table.sessions and old.rules.get(app_id) != rule:
+                    self.telemetry.path_configured(app_id, self._session_links(app_id))
             for app_id in set(old.sessions) - set(table.sessions):
                 session = self._sessions.get(app_id)
                 if session is not None and session.state is not SessionState.TERMINATED:
@@ -238,6 +250,7 @@ class KeyManager:
         return session
 
     def _on_transition(self, t: Transition) -> None:
+        self.telemetry.transition(t, links=lambda: self._session_links(t.session_id))
         if t.session_id.startswith("pending:"):
             return  # no app_id yet: the controller knows it only by sdqkdn_application_new
         if t.event in (SessionEvent.KEY_REQUEST, SessionEvent.KEY_DELIVERED) and t.old is t.new:
@@ -246,6 +259,23 @@ class KeyManager:
                                                  _REASONS.get(t.event)))
         if t.new is SessionState.TERMINATED:
             self._notify(notifications.application_disconnected(t.session_id))
+
+    def _session_links(self, session_id: str) -> list[LinkKeyStore]:
+        """The link stores a session uses at this KM (its path neighbours)."""
+        rule = self._forwarding.rules.get(session_id)
+        peers: list[str] = []
+        try:
+            if rule is not None:
+                peers = [self._directory.node_by_qkdn_id(h).name
+                         for h in (rule.prev_hop, rule.next_hop) if h]
+            else:  # controller-less direct session: the adjacent peer SAE's node
+                session = self._sessions.get(session_id)
+                nodes = {self._directory.saes.get(s) for s in (session.sae_ids if session else ())}
+                peers = [n for n in nodes if n and n != self.node_name
+                         and self._directory.is_adjacent(n)]
+            return [self.store_for_peer(p) for p in peers]
+        except KmsError:
+            return []
 
     def report_key_request(self, session_id: str, number: int, bits: int,
                            outcome: notifications.KeyRequestOutcome) -> None:
@@ -277,6 +307,7 @@ class KeyManager:
                     return session
             if cfg is not None:
                 session = self._new_session(cfg.app_id, pair)
+                self.telemetry.session_requested(cfg.app_id)
                 session.configure(cfg.idle_timeout)
                 return session
             self._notify(notifications.application_new(
@@ -285,6 +316,7 @@ class KeyManager:
             if self.config.require_controller:
                 return self._new_session(f"pending:{uuid.uuid4()}", pair)
             session = self._new_session(direct_session_id(master, slave), pair)
+            self.telemetry.session_requested(session.session_id)
             session.configure(None)
             return session
 
@@ -383,6 +415,8 @@ class KeyManager:
             raise BadRequest(f"number must be 1..{self.config.max_key_per_request}")
         self.check_size(size)
         session = self.session_for_pair(master, slave)
+        bind_session(session.session_id)
+        self.telemetry.request(session.session_id, "014", "enc_keys", master)
         outcome = notifications.KeyRequestOutcome.REFUSED
         try:
             route = self.route_for(master, slave, session)
@@ -394,6 +428,8 @@ class KeyManager:
             finally:
                 self._key_done(session)
             outcome = notifications.KeyRequestOutcome.DELIVERED
+            self.telemetry.key_returned(session.session_id, "014", "enc_keys", master,
+                                        len(records), number * size)
             return records
         except RateLimited:
             outcome = notifications.KeyRequestOutcome.RATE_LIMITED
@@ -446,10 +482,14 @@ class KeyManager:
             raise BadRequest(f"at most {self.config.max_key_per_request} key_IDs per request")
         if slave not in self.local_saes():
             raise Unauthorized("SAE not served by this KM")
+        cfg = self._forwarding.session_for_pair(master, slave)
+        sid = cfg.app_id if cfg else direct_session_id(master, slave)
+        bind_session(sid)
+        self.telemetry.request(sid, "014", "dec_keys", slave)
         records = self.pool.take_for_slave(slave, master, key_ids, self._clock())
+        self.telemetry.key_returned(sid, "014", "dec_keys", slave, len(records),
+                                    sum(len(r.key or b"") * 8 for r in records))
         with self._lock:
-            cfg = self._forwarding.session_for_pair(master, slave)
-            sid = cfg.app_id if cfg else direct_session_id(master, slave)
             session = self._sessions.get(sid)
             if session is not None and session.active:
                 session.fire(SessionEvent.KEY_REQUEST)
@@ -526,6 +566,7 @@ class KeyManager:
         for store in self._stores.values():
             store.close()
         self.pool.close()
+        self.telemetry.close()
 
     def __enter__(self) -> KeyManager:
         return self.start()

@@ -135,6 +135,7 @@ class StreamManager:
             else:
                 joined = None
         if joined is not None:
+            km.telemetry.request(joined.session.session_id, "004", "open_connect", caller)
             if len(joined.local_saes) == 1:
                 try:
                     self._control(joined, {"op": "connected", "Key_stream_ID": joined.ksid})
@@ -148,6 +149,7 @@ class StreamManager:
             qos.max_bps, qos.min_bps, qos.jitter, qos.ttl), priority=qos.priority,
             interface=notifications.ApplicationInterface.ETSI_004, key_stream_id=ksid,
             etsi004_qos=_etsi004_extra(qos))
+        km.telemetry.request(session.session_id, "004", "open_connect", caller)
         if not self._wait_active(session, qos.timeout):
             return Reply(Status.TIMEOUT, None)
         try:
@@ -205,6 +207,7 @@ class StreamManager:
             return Reply(Status.NO_QKD_CONNECTION, ksid)   # not yours == does not exist
         if not stream.connected():
             return Reply(Status.PEER_NOT_CONNECTED, ksid)
+        self.km.telemetry.request(stream.session.session_id, "004", "get_key", caller)
         with stream.lock:
             if index is None:
                 index = stream.next_index.get(caller, 0)
@@ -235,6 +238,8 @@ class StreamManager:
                     return Reply(Status.INSUFFICIENT_KEY, ksid, index=index)  # already delivered
                 if record is not None:
                     self._report(stream, notifications.KeyRequestOutcome.DELIVERED)
+                    self.km.telemetry.key_returned(stream.session.session_id, "004", "get_key",
+                                                   caller, 1, len(record.key or b"") * 8)
                     return Reply(Status.SUCCESS, ksid, key=record.key, index=index, metadata=metadata)
                 state = self.km.pool.stream_state(stream.ksid, index)
                 if state is not None and state is not KeyState.PENDING:

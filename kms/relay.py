@@ -173,6 +173,9 @@ class RelayContext:
     clock: Callable[[], float]                      # wall clock (expiry stamps)
     control_handler: Callable[[str | None, dict], dict]   # 004 stream control at an endpoint
     fault_delays: Mapping[str, float]
+    #: ``on_hop(role, session, neighbour, keys)``: source — an authentic ack arrived;
+    #: relay / destination — an authentic message arrived (telemetry; never key material)
+    on_hop: Callable[[str, str | None, str, int], None] = lambda *_: None
 
 
 class RelayEngine:
@@ -261,6 +264,7 @@ class RelayEngine:
                 log.warning("%s: ack from %s rejected: %s", self.ctx.node_name, next_node, exc)
                 raise RelayUnknown(f"ack from {next_node} not authentic") from None
             self.ctx.pool.mark_ready(key_ids)
+            self.ctx.on_hop("source", session, next_node, len(records))
         finally:
             with self._in_flight_lock:
                 self._in_flight.difference_update(key_ids)
@@ -294,7 +298,8 @@ class RelayEngine:
         except NoRoute as exc:
             return 403, {"status": "rejected", "message": str(exc)}
         if nxt is None:
-            return self._terminate(sender_node, records, body["mac"], ack_key)
+            return self._terminate(sender_node, records, body["mac"], ack_key, session)
+        self.ctx.on_hop("relay", session, sender_node, len(records))
         self._delay("relay_before_forward")
         try:
             outgoing = self.ctx.link_store(nxt)
@@ -315,7 +320,7 @@ class RelayEngine:
         return 200, build_ack(key_ids, body["mac"], ack_key)
 
     def _terminate(self, sender_node: str, records: list[KeyRecord], request_mac: str,
-                   ack_key: bytes) -> tuple[int, dict]:
+                   ack_key: bytes, session: str | None = None) -> tuple[int, dict]:
         local = self.ctx.local_saes()
         first = records[0]
         if any(r.slave not in local and r.master not in local for r in records):
@@ -328,6 +333,7 @@ class RelayEngine:
             self.rejected_messages += 1
             log.warning("%s: relay from %s rejected: %s", self.ctx.node_name, sender_node, exc)
             return 409, {"status": "rejected", "message": "key_ID already known"}
+        self.ctx.on_hop("destination", session, sender_node, len(records))
         self._delay("destination_before_ack")
         log.info("%s: stored %d relayed key(s) from %s", self.ctx.node_name, len(records), sender_node)
         return 200, build_ack([r.key_id for r in records], request_mac, ack_key)

@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from kms.https_server import peer_identity
 from kms.pki import KM_UNIT
 from kms.relay import CONTROL_PATH, EXT_KEYS_PATH, RESOLVE_PATH
+from qkdn.structured_logging import bind_session
 
 blueprint = Blueprint("relay", __name__)
 
@@ -26,6 +27,8 @@ def _dispatch(handler):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return jsonify({"status": "rejected", "message": "body must be a JSON object"}), 400
+    if isinstance(body.get("session"), str):
+        bind_session(body["session"])
     status, payload = handler(sender, body)
     return jsonify(payload), status
 

@@ -87,6 +87,7 @@ class QkdAgent:
         *,
         ctx: libyang.Context | None = None,
         operations: Mapping[tuple[str, str], Operation] | None = None,
+        rpc_observer: Callable[[str, float, bool], None] | None = None,
     ) -> None:
         """``operations`` adds NETCONF operations by (namespace, element name), e.g. the RPCs
         of a YANG module the server implements (see :mod:`qkd_agent.operations` for their
@@ -106,7 +107,8 @@ class QkdAgent:
             candidate = CandidateStore(datastore, lambda initial: Datastore(context, initial))
         self.server = ServerState(datastore=datastore, modules=modules,
                                   state_provider=state_provider, candidate=candidate,
-                                  extra_operations=dict(operations or {}))
+                                  extra_operations=dict(operations or {}),
+                                  rpc_observer=rpc_observer)
         self._session_ids = itertools.count(1)
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

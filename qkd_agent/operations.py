@@ -66,6 +66,8 @@ class ServerState:
     #: operations beyond the base ones (e.g. a YANG module's RPCs), by (namespace, name);
     #: looked up before :data:`OPERATIONS`
     extra_operations: Mapping[tuple[str, str], Operation] = field(default_factory=dict)
+    #: ``rpc_observer(operation, seconds, ok)`` after every answered <rpc> (metrics)
+    rpc_observer: Callable[[str, float, bool], None] | None = None
 
     def operational_state(self) -> dict:
         return self.state_provider() if self.state_provider else {}

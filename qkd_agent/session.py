@@ -10,6 +10,7 @@ interleave.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -137,6 +138,16 @@ def _reply_target(root: etree._Element | None) -> etree._Element | None:
     return root if root is not None and root.tag == _BASE + "rpc" else None
 
 
+def _operation_name(rpc: etree._Element | None) -> str:
+    """Local name of an <rpc>'s operation (``unknown`` for an unreadable request)."""
+    if rpc is None:
+        return "unknown"
+    for child in rpc:
+        if isinstance(child.tag, str):
+            return etree.QName(child).localname
+    return "unknown"
+
+
 class NetconfSession:
     """Protocol state of one session. Not thread-safe: driven from the agent's event loop."""
 
@@ -250,10 +261,13 @@ class NetconfSession:
         rpc: etree._Element | None = None
         call = RpcCall(self.session_id, self._server, self.send_notification,
                        may_write=self.may_write, username=self.username)
+        started = time.perf_counter()
+        ok = False
         try:
             rpc = parse_message(message)
             content = self._dispatch(rpc, call)
             reply = build_rpc_reply(rpc, content)
+            ok = True
         except RpcError as exc:
             reply = error_reply(_reply_target(rpc), exc)
         except QkdnError as exc:
@@ -263,6 +277,8 @@ class NetconfSession:
             reply = error_reply(_reply_target(rpc),
                                 RpcError(ErrorTag.OPERATION_FAILED, "internal error"))
         self.send(reply)
+        if self._server.rpc_observer is not None:
+            self._server.rpc_observer(_operation_name(rpc), time.perf_counter() - started, ok)
         if call.close_after_reply:
             self.kill()
 

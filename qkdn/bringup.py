@@ -179,6 +179,9 @@ def build_endpoints(state: StateDir, topology: Topology,
             "etsi004": f"{km_url}/api/v1/etsi004",
             "km": km_url,
         }
+        if ready[node.name].get("metrics_port"):  # Prometheus /metrics of the node process
+            nodes[node.name]["metrics_url"] = (f"http://{config.km_host}:"
+                                               f"{ready[node.name]['metrics_port']}/metrics")
     return {"topology": topology.name, "state_dir": str(state.root), "nodes": nodes,
             "ca_cert": pki["ca_cert"], "saes": pki["saes"]}
 
@@ -221,6 +224,8 @@ def wait_for_controller(state: StateDir, *, timeout: float) -> dict[str, Any]:
                      "log": str(state.controller_dir / "controller.log")}
             if "nbi" in info:  # the north-bound NETCONF server: host, port, credentials
                 entry["nbi"] = info["nbi"]
+            if info.get("metrics_port"):  # Prometheus /metrics of the controller process
+                entry["metrics_url"] = f"http://{DEFAULT_HOST}:{info['metrics_port']}/metrics"
             return entry
         except (OSError, ValueError):
             pass

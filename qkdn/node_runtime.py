@@ -79,6 +79,13 @@ class NodeRuntime:
         self.modules: dict[str, Any] = {}
         self.pairings: dict[str, Any] = {}
         self.km_port = 0
+        from qkdn.metrics import netconf_rpc_histogram, new_registry
+
+        #: this process's Prometheus metrics (KM and agent), served on ``metrics_port``
+        self.metrics_registry = new_registry()
+        self._rpc_seconds = netconf_rpc_histogram(
+            self.metrics_registry, "qkdn_netconf_rpc_seconds", ("operation", "outcome"))
+        self.metrics: Any = None
         self._notifications: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
 
     @property
@@ -199,7 +206,8 @@ class NodeRuntime:
             username=self.config.username, password=self.config.password,
             host_key=self.config.state_dir / "ssh_host_key",
         )
-        self.agent = QkdAgent(agent_config, self.datastore, self.operational_state, ctx=ctx)
+        self.agent = QkdAgent(agent_config, self.datastore, self.operational_state, ctx=ctx,
+                              rpc_observer=self._observe_rpc)
         self._stack.enter_context(AgentThread(self.agent))
         notifier = threading.Thread(target=self._send_notifications, name="notifier",
                                     daemon=True)
@@ -207,9 +215,24 @@ class NodeRuntime:
         self._stack.callback(notifier.join, 5)
         self._stack.callback(self._notifications.put, None)
 
+    def _observe_rpc(self, operation: str, seconds: float, ok: bool) -> None:
+        from qkdn.metrics import operation_label
+
+        self._rpc_seconds.labels(operation_label(operation), "ok" if ok else "error"
+                                 ).observe(seconds)
+
+    def _start_metrics(self) -> None:
+        """``/metrics`` on plain HTTP, loopback (the port is kept across restarts when free)."""
+        from qkdn.metrics import MetricsServer
+
+        self.metrics = MetricsServer(self.metrics_registry, self.config.km_host,
+                                     _recorded_port(self.ports_path, "metrics")).start()
+        self._stack.callback(self.metrics.stop)
+
     def _start_key_manager(self) -> None:
         from kms.https_server import TlsFiles
         from kms.key_manager import KeyManager, KmConfig
+        from kms.telemetry import KmTelemetry
 
         pki = read_json(self.network.pki)
         km_files = pki["kms"][self.config.name]
@@ -218,12 +241,16 @@ class NodeRuntime:
                              km_directory(self.topology, self.config.name, self.network), tls,
                              notify=self.notify,
                              config=KmConfig(require_controller=self.config.controller,
-                                             link_settle_blocks=LINK_SETTLE_BLOCKS))
+                                             link_settle_blocks=LINK_SETTLE_BLOCKS),
+                             telemetry=KmTelemetry.for_node_dir(
+                                 self.config.name, self.config.state_dir, self.metrics_registry))
         self.km.apply_running_config(self.datastore.running_json())
         self.km.start(self.config.km_host, self._km_port())
         self._stack.callback(self.km.stop)
         self.km_port = int(self.km.base_url.rsplit(":", 1)[1])
-        write_json_atomic(self.ports_path, {"netconf": self.agent.port, "km": self.km_port})
+        self._start_metrics()
+        write_json_atomic(self.ports_path, {"netconf": self.agent.port, "km": self.km_port,
+                                            "metrics": self.metrics.port})
         stop = threading.Event()
         refresher = threading.Thread(target=self._refresh_directory, args=(stop,),
                                      name="km-directory", daemon=True)
@@ -272,16 +299,18 @@ class NodeRuntime:
 
 
 def run_node(config_path: Path) -> int:
+    from qkdn.structured_logging import configure_logging
+
     config = NodeProcessConfig.load(config_path)
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per channel otherwise
+    configure_logging(config.name)  # JSON lines with node and session; asyncssh etc. quiet
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with NodeRuntime(config) as node:
         ready = config.state_dir / "ready.json"
         write_json_atomic(ready, {"pid": os.getpid(), "netconf_port": node.agent.port,
-                                  "km_port": node.km_port, "started_at": node.started_at})
+                                  "km_port": node.km_port, "started_at": node.started_at,
+                                  "metrics_port": node.metrics.port})
         log.info("node %s serving NETCONF on %s:%d, KM on %s:%d", config.name,
                  config.netconf_host, node.agent.port, config.km_host, node.km_port)
         stop.wait()

@@ -31,6 +31,7 @@ from qkdn.topology import Topology, load_topology
 from sdn_controller.admission_control import AdmissionControl, AdmissionPolicy, SessionView
 from sdn_controller.cli import open_users_db
 from sdn_controller.controller import Controller, ControllerEvent, SessionRefusal
+from sdn_controller.controller_metrics import ControllerMetrics
 from sdn_controller.identifiers import NodeId
 from sdn_controller.monitoring import MonitoringThresholds
 from sdn_controller.nbi_network import NodeEndpoints
@@ -223,12 +224,18 @@ class ControllerProcess:
         self.admission = AdmissionControl(
             self.users, GraphRouter(self.topology.links), clock=time.monotonic,
             policy=AdmissionPolicy(peer_wait_s=settings.peer_wait_s))
+        #: Prometheus metrics of this process (served on 127.0.0.1 by :meth:`start`)
+        self.metrics = ControllerMetrics(names=self.names)
         self.southbound = Southbound(endpoints, SouthboundConfig(
-            poll_interval_s=settings.poll_interval_s))
+            poll_interval_s=settings.poll_interval_s), rpc_observer=self.metrics.observe_rpc)
         self.refusals = RefusalLog()
         self.controller = Controller(
             self.users, self.topology, self.admission, self.southbound, self.refusals,
-            thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time)
+            thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time,
+            event_sink=self.metrics.event)
+        self.metrics.bind(lambda: self.admission.sessions(include_terminated=True),
+                          lambda: dict(self.southbound.items()))
+        self.metrics_server: Any = None
         self.controller.restoration_policy = self.nbi_restoration_policy
         self.nbi = NbiServer(self.controller, self.topology_file, self.users,
                              nbi_config(settings, self.dir),
@@ -243,12 +250,20 @@ class ControllerProcess:
     def agents_connected(self) -> dict[str, bool]:
         return {node: session.connected for node, session in self.southbound.items()}
 
+    def _on_notification(self, node: NodeId, message: str) -> None:
+        self.metrics.notification(node)
+        self.controller.handle_notification(node, message)
+
     def start(self) -> None:
-        """Start the north-bound server (its endpoint recorded in ``nbi.json``), then the
-        southbound."""
+        """Start the metrics server, the north-bound server (its endpoint recorded in
+        ``nbi.json``), then the southbound."""
+        from qkdn.metrics import MetricsServer
+
+        if self.metrics_server is None:
+            self.metrics_server = MetricsServer(self.metrics.registry).start()
         self.nbi.start()
         write_json_atomic(self.dir / NBI_FILE, self.nbi.endpoint(), mode=0o600)
-        self.southbound.start(self.controller.handle_notification,
+        self.southbound.start(self._on_notification,
                               lambda node, reply: self.controller.ingest_node(reply))
 
     def write_snapshot(self) -> None:
@@ -271,8 +286,8 @@ class ControllerProcess:
                 if not ready and all(s.connected for s in self.southbound.values()):
                     ready = True
                     write_json_atomic(self.dir / "ready.json", {
-                        "pid": os.getpid(), "at": time.time(), "nbi": self.nbi.endpoint()},
-                        mode=0o600)
+                        "pid": os.getpid(), "at": time.time(), "nbi": self.nbi.endpoint(),
+                        "metrics_port": self.metrics_server.port}, mode=0o600)
                 if not ready and time.monotonic() > deadline:
                     log.warning("not every agent is connected after %.0f s",
                                 self.settings.connect_timeout_s)
@@ -287,6 +302,8 @@ class ControllerProcess:
 
     def close(self) -> None:
         self.nbi.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.southbound.stop()
         self.controller.close()
         self.write_snapshot()
@@ -297,6 +314,9 @@ class ControllerProcess:
 
 def run_controller(settings: ControllerSettings) -> int:
     """Run until SIGTERM/SIGINT (the supervisor's stop)."""
+    from qkdn.structured_logging import configure_logging
+
+    configure_logging("controller", level=logging.getLogger().level or logging.WARNING)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -164,6 +164,7 @@ class NbiServer:
             _SyncedDatastore(self), self.operational_state, ctx=self.ctx,
             operations=nbi_operations(self.ctx, controller, self._closing))
         self._thread: AgentThread | None = None
+        self._previous_event_sink: Any = None
         self.notifications_sent = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -171,14 +172,21 @@ class NbiServer:
         """Listen, start the notification worker and subscribe to the controller."""
         self._thread = AgentThread(self.agent).start()
         self._worker.start()
-        self.controller.event_sink = self.on_event
+        # keep a sink already installed (the controller's metrics) and tell it first
+        self._previous_event_sink = self.controller.event_sink
+        self.controller.event_sink = self._fan_out_event
         self.controller.link_update_sink = self.on_link_update
         log.info("north-bound NETCONF server on %s:%d", self.config.host, self.port)
         return self
 
+    def _fan_out_event(self, event: Any) -> None:
+        if self._previous_event_sink is not None:
+            self._previous_event_sink(event)
+        self.on_event(event)
+
     def stop(self) -> None:
-        if self.controller.event_sink == self.on_event:
-            self.controller.event_sink = None
+        if self.controller.event_sink == self._fan_out_event:
+            self.controller.event_sink = self._previous_event_sink
         if self.controller.link_update_sink == self.on_link_update:
             self.controller.link_update_sink = None
         if self._worker.is_alive():

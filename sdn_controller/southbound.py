@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -95,14 +96,17 @@ class SouthboundConfig:
 
 NotificationHandler = Callable[[NodeId, str], None]
 StateHandler = Callable[[NodeId, str], None]
+#: ``rpc_observer(node_id, operation, seconds, ok)`` after every RPC (metrics)
+RpcObserver = Callable[[NodeId, str, float, bool], None]
 
 
 class AgentSession:
     """The controller's NETCONF session to one agent (a ``NodeConfigurator``)."""
 
-    def __init__(self, endpoint: AgentEndpoint, config: SouthboundConfig = SouthboundConfig()
-                 ) -> None:
+    def __init__(self, endpoint: AgentEndpoint, config: SouthboundConfig = SouthboundConfig(),
+                 rpc_observer: RpcObserver | None = None) -> None:
         self.endpoint = endpoint
+        self._rpc_observer = rpc_observer
         self.node_id = endpoint.node_id
         self.config = config
         self._manager: Any = None
@@ -124,7 +128,7 @@ class AgentSession:
         if manager is None or not self._connected.is_set():
             raise PushError(self.node_id, "no NETCONF session to this node")
         try:
-            with self._rpc_lock:
+            with self._rpc_lock, self._timed("edit-config"):
                 manager.edit_config(target="running", config=config)
         except RPCError as exc:
             raise PushError(self.node_id, f"{exc.tag}: {exc.message or exc}") from exc
@@ -141,8 +145,20 @@ class AgentSession:
         manager = self._manager
         if manager is None or not self._connected.is_set():
             raise PushError(self.node_id, "no NETCONF session to this node")
-        with self._rpc_lock:
+        with self._rpc_lock, self._timed("get"):
             return str(manager.get(filter=("subtree", QKD_NODE_FILTER)).xml)
+
+    @contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        """Report the duration of the RPC in the block (error if it raised)."""
+        started = time.perf_counter()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            if self._rpc_observer is not None:
+                self._rpc_observer(self.node_id, operation, time.perf_counter() - started, ok)
 
     @property
     def connected(self) -> bool:
@@ -252,8 +268,10 @@ class Southbound(Mapping[NodeId, AgentSession]):
     configurators). Context manager: ``with Southbound(...) as sb: sb.start(...)``."""
 
     def __init__(self, endpoints: Iterable[AgentEndpoint],
-                 config: SouthboundConfig = SouthboundConfig()) -> None:
-        self._sessions = {ep.node_id: AgentSession(ep, config) for ep in endpoints}
+                 config: SouthboundConfig = SouthboundConfig(),
+                 rpc_observer: RpcObserver | None = None) -> None:
+        self._sessions = {ep.node_id: AgentSession(ep, config, rpc_observer)
+                          for ep in endpoints}
 
     def __getitem__(self, node_id: NodeId) -> AgentSession:
         return self._sessions[node_id]

@@ -51,10 +51,34 @@ def test_up_status_down_leaves_nothing_running(tmp_path):
         summary = fetch_summary(node0["netconf"])
         assert summary.interfaces == 5 and len(summary.links) == 5
         assert {link.link_type for link in summary.links} == {"PHYS"}
+        _check_metrics(endpoints)
     finally:
         down = _qkdn("down", "--state-dir", str(state_dir))
     assert down.returncode == 0
     assert not any(pid_alive(pid) for pid in [supervisor_pid, *pids])
+
+
+def _check_metrics(endpoints):
+    """Every node process and the controller serve Prometheus metrics on loopback HTTP."""
+    import requests
+
+    from qkdn.metrics import sample_value
+
+    http = requests.Session()
+    http.trust_env = False
+    for name, node in endpoints["nodes"].items():
+        assert node["metrics_url"].startswith("http://127.0.0.1:")
+        text = http.get(node["metrics_url"], timeout=10).text
+        assert sample_value(text, "qkdn_km_key_store_capacity_bytes") > 0, name
+        assert sample_value(text, "qkdn_km_sessions", state="operative") == 0
+        # the controller's get and subscription went through this agent
+        assert sample_value(text, "qkdn_netconf_rpc_seconds_count", operation="get",
+                            outcome="ok") >= 1, name
+    text = http.get(endpoints["controller"]["metrics_url"], timeout=10).text
+    assert sample_value(text, "qkdn_controller_agents_connected") == 6
+    assert sample_value(text, "qkdn_controller_netconf_rpc_seconds_count", node="0",
+                        operation="get") >= 1
+    assert sample_value(text, "qkdn_controller_sessions", state="active") == 0
 
 
 def test_dead_node_is_restarted_with_its_identity(tmp_path):
