@@ -31,6 +31,7 @@ from qkdn.namespaces import (
     QKDN_KM_NS,
     QKDN_KM_PREFIX,
 )
+from sdn_controller.refusal_channel import SessionRefusal
 from sdn_controller.session_config import KmConfig, KmRole, VirtualHop
 
 NC = "nc"
@@ -188,10 +189,18 @@ def session_restore_payload(old: KmConfig, new: KmConfig) -> etree._Element:
     return root
 
 
-def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: list[str]
-                          ) -> etree._Element:
-    """Delete ``qkd_app`` entries and virtual links the controller no longer knows."""
+def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: list[str],
+                          refusal_ids: list[str] = ()) -> etree._Element:
+    """Delete ``qkd_app`` entries and virtual links the controller no longer knows, and
+    refusal entries (``qkdn-km:km_refusals/refusal``) past their retention."""
     root, node = _config_root(node_id)
+    if refusal_ids:
+        refusals = etree.SubElement(node, _q("km_refusals", QKDN_KM_NS),
+                                    nsmap={QKDN_KM_PREFIX: QKDN_KM_NS})
+        for request_id in refusal_ids:
+            entry = etree.SubElement(refusals, _q("refusal", QKDN_KM_NS))
+            _operation(entry, "delete")
+            _leaf(entry, "request_id", request_id, QKDN_KM_NS)
     if app_ids:
         apps = etree.SubElement(node, _q("qkd_applications"))
         for app_id in app_ids:
@@ -204,4 +213,36 @@ def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: li
             link = etree.SubElement(links, _q("qkd_link"))
             _operation(link, "delete")
             _leaf(link, "qkdl_id", link_id)
+    return root
+
+
+def refusal_payload(node_id: str, refusal: SessionRefusal, *, refused_at: str
+                    ) -> etree._Element:
+    """A ``qkdn-km:km_refusals/refusal`` entry telling the KM of ``node_id`` that the
+    request it reported is refused (docs/adr/0010-session-refusal.md)."""
+    root, node = _config_root(node_id)
+    refusals = etree.SubElement(node, _q("km_refusals", QKDN_KM_NS),
+                                nsmap={QKDN_KM_PREFIX: QKDN_KM_NS})
+    entry = etree.SubElement(refusals, _q("refusal", QKDN_KM_NS))
+    _operation(entry, "replace")
+    _leaf(entry, "request_id", refusal.entry_id(node_id), QKDN_KM_NS)
+    _leaf(entry, "sae_id", refusal.sae_id, QKDN_KM_NS)
+    if refusal.peer_sae_id:
+        _leaf(entry, "peer_sae_id", refusal.peer_sae_id, QKDN_KM_NS)
+    if refusal.session_id:
+        _leaf(entry, "app_id", refusal.session_id, QKDN_KM_NS)
+    _leaf(entry, "etsi004_status", refusal.status, QKDN_KM_NS)
+    _leaf(entry, "access_denied", refusal.access_denied, QKDN_KM_NS)
+    _leaf(entry, "reason", refusal.reason, QKDN_KM_NS)
+    if refusal.detail:
+        _leaf(entry, "detail", refusal.detail, QKDN_KM_NS)
+    _leaf(entry, "refused_at", refused_at, QKDN_KM_NS)
+    qos = refusal.counter_proposal
+    if qos is not None:
+        proposal = etree.SubElement(entry, _q("counter_proposal", QKDN_KM_NS))
+        _leaf(proposal, "max_bps", qos.max_bps, QKDN_KM_NS)
+        _leaf(proposal, "min_bps", qos.min_bps, QKDN_KM_NS)
+        _leaf(proposal, "priority", qos.priority, QKDN_KM_NS)
+        if qos.key_chunk_size:
+            _leaf(proposal, "key_chunk_size", qos.key_chunk_size, QKDN_KM_NS)
     return root

@@ -32,6 +32,7 @@ from sdn_controller.cli import open_users_db
 from sdn_controller.controller import Controller, ControllerEvent, SessionRefusal
 from sdn_controller.identifiers import NodeId
 from sdn_controller.monitoring import MonitoringThresholds
+from sdn_controller.refusal_channel import NetconfRefusals
 from sdn_controller.routing import GraphRouter
 from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
 from sdn_controller.topology_db import TopologyDb
@@ -49,6 +50,8 @@ class ControllerSettings:
     tick_s: float = 0.5
     peer_wait_s: float = 30.0
     connect_timeout_s: float = 60.0
+    #: test-only pause between configuring a path's relays and its ends (QKDN_FAULT_PUSH_PAUSE)
+    push_pause_s: float = 0.0
 
 
 def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
@@ -73,7 +76,8 @@ def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
         qber_alarm=pick(qber_alarm, "QKDN_QBER_ALARM", defaults.qber_alarm),
         poll_interval_s=pick(poll_interval_s, "QKDN_POLL_INTERVAL", defaults.poll_interval_s),
         tick_s=pick(tick_s, "QKDN_TICK", defaults.tick_s),
-        peer_wait_s=pick(peer_wait_s, "QKDN_PEER_WAIT", defaults.peer_wait_s))
+        peer_wait_s=pick(peer_wait_s, "QKDN_PEER_WAIT", defaults.peer_wait_s),
+        push_pause_s=pick(None, "QKDN_FAULT_PUSH_PAUSE", defaults.push_pause_s))
 
 
 def agent_endpoints(endpoints: Mapping[str, Any]) -> list[AgentEndpoint]:
@@ -116,10 +120,9 @@ def controller_child_spec(state_dir: Path) -> Any:
 
 
 class RefusalLog:
-    """:class:`~sdn_controller.controller.KmSignals` that records refusals (shown by ``qkdn
-    sessions``). The YANG modules have no channel yet by which the controller tells a KM that
-    holds no configuration about a refusal; until they do, such a KM ends the request by its
-    own timeout."""
+    """The recent refusals (shown by ``qkdn sessions``); a
+    :class:`~sdn_controller.controller.KmSignals` by itself (records only), or the ``record``
+    hook of :class:`~sdn_controller.refusal_channel.NetconfRefusals`, which also tells the KM."""
 
     def __init__(self, keep: int = 200) -> None:
         self.keep = keep
@@ -184,7 +187,11 @@ class ControllerProcess:
         self.refusals = RefusalLog()
         self.controller = Controller(
             self.users, self.topology, self.admission, self.southbound, self.refusals,
-            thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time)
+            thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time,
+            push_pause_s=settings.push_pause_s)
+        # refusals go to the KMs as km_refusals entries (docs/adr/0010-session-refusal.md)
+        self.controller.signals = NetconfRefusals(self.southbound, self.controller.executor,
+                                                  clock=time.time, record=self.refusals.refuse)
 
     def start(self) -> None:
         self.southbound.start(self.controller.handle_notification,
@@ -207,7 +214,10 @@ class ControllerProcess:
         deadline = time.monotonic() + self.settings.connect_timeout_s
         try:
             while not stop.is_set():
-                if not ready and all(s.connected for s in self.southbound.values()):
+                # ready once every agent is connected and its running configuration has been
+                # reconciled (sessions of an earlier run or an interrupted set-up removed)
+                if not ready and all(s.connected for s in self.southbound.values()) and \
+                        set(self.southbound) <= self.controller.reconciled:
                     ready = True
                     write_json_atomic(self.dir / "ready.json", {"pid": os.getpid(),
                                                                 "at": time.time()})
