@@ -204,6 +204,7 @@ class ControllerProcess:
             "written_at": time.time(), "sessions": sessions,
             "events": [event_summary(e) for e in list(self.controller.events)[-100:]],
             "refusals": list(self.refusals.refusals)[-50:],
+            "reserved_bps": dict(self.admission.ledger.reserved_by_link()),
             "agents": {self.names.get(n, n): {"connected": s.connected,
                                              "connects": s.connects, "last_error": s.last_error}
                        for n, s in self.southbound.items()}})
