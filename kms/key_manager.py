@@ -320,9 +320,13 @@ class KeyManager:
                 if session is not None and session.state is not SessionState.TERMINATED:
                     return session
             pair = frozenset({master, slave})
-            for session in self._sessions.values():
+            for session in list(self._sessions.values()):
                 if session.sae_ids == pair and session.state is not SessionState.TERMINATED:
-                    return session
+                    if not self._unanswered(session):
+                        return session
+                    # the controller never answered (it may have restarted): ask again
+                    session.fire(SessionEvent.DELETED)
+                    self._sessions.pop(session.session_id, None)
             if cfg is not None:
                 session = self._new_session(cfg.app_id, pair)
                 session.configure(cfg.idle_timeout)
@@ -339,6 +343,12 @@ class KeyManager:
             session = self._new_session(direct_session_id(master, slave), pair)
             session.configure(None)
             return session
+
+    def _unanswered(self, session: KmSession) -> bool:
+        """A request the controller has left without an answer for ``config_wait_s``."""
+        return session.session_id.startswith("pending:") and \
+            session.state is SessionState.AUTHENTICATING and \
+            self._clock() - session.last_activity >= self.config.config_wait_s
 
     def route_for(self, master: str, slave: str, session: KmSession) -> Route:
         """Where keys for this pair go from here."""

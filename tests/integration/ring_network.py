@@ -23,9 +23,9 @@ RING6 = REPO / "topologies" / "ring6.yaml"
 NS = {"n": ETSI_NODE_NS, "km": QKDN_KM_NS}
 
 
-def ring_topology(extra: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """topologies/ring6.yaml with extra ``slas``, ``users`` and ``saes``."""
-    raw = yaml.safe_load(RING6.read_text())
+def ring_topology(extra: dict[str, list[dict[str, Any]]], base: Path = RING6) -> dict[str, Any]:
+    """topologies/ring6.yaml (or ``base``) with extra ``slas``, ``users`` and ``saes``."""
+    raw = yaml.safe_load(base.read_text())
     for key, entries in extra.items():
         raw.setdefault(key, []).extend(entries)
     return raw

@@ -213,3 +213,12 @@ def test_004_access_refusal_is_status_4(net):
     reply = _open(net, {"timeout": 5000})
     thread.join()
     assert reply["status"] == 4 and time.monotonic() - started < 2
+
+
+def test_a_request_the_controller_never_answered_is_asked_again(net):
+    assert enc(net).status_code == 503          # unanswered (no controller here)
+    assert enc(net).status_code == 503          # still within config_wait_s: same request
+    assert len(_request_ids(net, "A")) == 1
+    net.clock.now += 0.3                        # config_wait_s later (e.g. a restarted
+    assert enc(net).status_code == 503          # controller that never heard of it)
+    assert len(_request_ids(net, "A")) == 2
