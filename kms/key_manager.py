@@ -82,6 +82,9 @@ class KmConfig:
     #: how long the first ETSI 014 request of a pair waits for the controller's configuration
     #: or refusal before it is answered 503 (docs/kms.md)
     config_wait_s: float = 5.0
+    #: a request the controller has left unanswered this long is reported again (e.g. the
+    #: controller restarted and never heard of it)
+    reask_after_s: float = 15.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
     fault_delays: Mapping[str, float] = field(default_factory=dict)
 
@@ -345,10 +348,10 @@ class KeyManager:
             return session
 
     def _unanswered(self, session: KmSession) -> bool:
-        """A request the controller has left without an answer for ``config_wait_s``."""
+        """A request the controller has left without an answer for ``reask_after_s``."""
         return session.session_id.startswith("pending:") and \
             session.state is SessionState.AUTHENTICATING and \
-            self._clock() - session.last_activity >= self.config.config_wait_s
+            self._clock() - session.last_activity >= self.config.reask_after_s
 
     def route_for(self, master: str, slave: str, session: KmSession) -> Route:
         """Where keys for this pair go from here."""

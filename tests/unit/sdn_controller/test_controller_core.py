@@ -75,14 +75,14 @@ class Net:
             self.ctl.ingest_node(node_state(node.name))
 
     def open(self, src, dst, *, sae=None, peer=None, max_bps=10_000, priority=1, ksid=None,
-             request_id=None):
+             request_id=None, interface="etsi-004"):
         sae = sae or f"sae-{src}"
         peer = peer or f"sae-{dst}"
         app = {"app_type": T + "CLIENT", "server_app_id": sae, "client_app_id": [peer],
                "app_priority": priority, "local_qkdn_id": nid(src),
                "app_qos": {"max_bandwidth": max_bps, "min_bandwidth": 1024},
                f"{KM}:km_request": {"authenticated_sae_id": sae,
-                                    "application_interface": "etsi-004"}}
+                                    "application_interface": interface}}
         if ksid:
             app[f"{KM}:km_request"]["key_stream_id"] = ksid
         if request_id:
@@ -355,3 +355,13 @@ def test_refusal_entries_past_their_retention_are_removed_at_the_next_get(net):
 def test_first_get_of_every_node_reconciles_it(net):
     assert net.ctl.reconciled == {n.qkdn_id for n in TOPO.nodes}
     assert net.kinds().count(EventKind.RECONCILED) == len(TOPO.nodes)
+
+
+def test_a_repeated_014_request_gets_the_same_session_pushed_again(net):
+    net.open("2", "3", interface="etsi-014")
+    (view,) = net.admission.sessions()
+    pushes = len(net.nodes[nid("0")].calls)
+    net.open("2", "3", interface="etsi-014")   # the KM asks again (its wait ran out)
+    assert [v.session_id for v in net.admission.sessions()] == [view.session_id]
+    assert len(net.nodes[nid("0")].calls) > pushes
+    assert set(net.nodes[nid("2")].apps()) == {view.session_id}
