@@ -21,6 +21,8 @@ Wire names appear only here; the values come from :mod:`sdn_controller.session_c
 
 from __future__ import annotations
 
+import copy
+
 from lxml import etree
 
 from qkdn.namespaces import (
@@ -246,3 +248,28 @@ def refusal_payload(node_id: str, refusal: SessionRefusal, *, refused_at: str
         if qos.key_chunk_size:
             _leaf(proposal, "key_chunk_size", qos.key_chunk_size, QKDN_KM_NS)
     return root
+
+
+def merge_payloads(payloads: list[etree._Element]) -> etree._Element:
+    """One ``<config>`` for one node holding the entries of several payloads for that node
+    (e.g. the sessions moved together after a link failure: one edit-config per node
+    instead of one per session). Entries must be independent (different sessions)."""
+    if not payloads:
+        raise ValueError("nothing to merge")
+    merged = copy.deepcopy(payloads[0])
+    node = merged[0]
+    node_id = node.findtext(_q("qkdn_id"))
+    for payload in payloads[1:]:
+        other = payload[0]
+        if other.findtext(_q("qkdn_id")) != node_id:
+            raise ValueError("payloads for different nodes")
+        for container in other:
+            if container.tag == _q("qkdn_id"):
+                continue
+            target = node.find(container.tag)
+            if target is None:
+                node.append(copy.deepcopy(container))
+            else:
+                for entry in container:
+                    target.append(copy.deepcopy(entry))
+    return merged

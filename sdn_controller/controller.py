@@ -48,6 +48,7 @@ from sdn_controller.identifiers import NodeId, SaeId, SessionId
 from sdn_controller.monitoring import AlarmEvent, MonitoringThresholds, assess
 from sdn_controller.push import (
     NodeConfigurator,
+    merge_node_pushes,
     plan_reroute_push,
     plan_session_push,
     push_all,
@@ -362,10 +363,41 @@ class Controller:
         if len(moves) == 1:
             apply(moves[0])
             return
-        for future in [self._session_pool.submit(apply, move) for move in moves]:
+        together = [m for m in moves if isinstance(m[2], Rerouted)]
+        alone = [m for m in moves if not isinstance(m[2], Rerouted)]
+        if len(together) > 1 and not self._move_together(together):  # type: ignore[arg-type]
+            alone += together   # one by one, each with its own rollback
+        elif len(together) == 1:
+            alone += together
+        for future in [self._session_pool.submit(apply, move) for move in alone]:
             exc = future.exception()
             if exc is not None:
                 log.error("reroute failed: %s", exc, exc_info=exc)
+
+    def _move_together(self, moves: list[tuple[SessionId, tuple[KmConfig, ...], Rerouted]]
+                       ) -> bool:
+        """Push the new configurations of several rerouted sessions as one edit-config per
+        node (relays first), then delete what the old ones leave behind in one edit-config
+        per node. False if the push failed (every node is back on the old configurations;
+        the caller then moves the sessions one by one)."""
+        pushes = [p for _, old, out in moves for p in plan_reroute_push(out.new_configs, old)]
+        relays = frozenset().union(*(_relays(out.new_configs) for _, _, out in moves))
+        ends = {c.node_id for _, _, out in moves for c in out.new_configs
+                if c.role is not KmRole.RELAY}
+        result = push_all(merge_node_pushes(pushes), self.configurators,
+                          executor=self.executor, first=relays - ends)
+        if not result.ok:
+            log.warning("moving %d sessions together failed (%s); one by one", len(moves),
+                        result.reason())
+            return False
+        remove_all([c for _, _, out in moves for c in out.stale_configs], self.configurators,
+                   executor=self.executor)
+        for session_id, _, outcome in moves:
+            path = " | ".join("-".join(leg.path.nodes) for leg in outcome.route.legs) \
+                if outcome.route else "local"
+            self._emit(EventKind.SESSION_REROUTED, session_id=session_id,
+                       detail=f"reroute: {path} at {outcome.rate_bps} bit/s")
+        return True
 
     def _move(self, session_id: SessionId, old: tuple[KmConfig, ...], outcome: Rerouted,
               why: str) -> None:

@@ -297,8 +297,12 @@ def test_all_sessions_on_a_cut_link_are_rerouted(net):
         net.open("5", "4")
     sessions = [s.session_id for s in net.admission.sessions()]
     assert len(sessions) == 3
+    calls = {n: len(node.calls) for n, node in net.nodes.items()}
     net.ctl.handle_notification(nid("5"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
         "qkdl_id": lid("4", "5"), "reason": "fiber cut"}}})
+    # moved together: one edit-config per node for the three sessions
+    assert len(net.nodes[nid("0")].calls) - calls[nid("0")] == 1
+    assert len(net.nodes[nid("4")].calls) - calls[nid("4")] == 1
     for sid in sessions:
         moved = net.admission.session(sid)
         assert moved.state is SessionState.ACTIVE
@@ -365,3 +369,29 @@ def test_a_repeated_014_request_gets_the_same_session_pushed_again(net):
     assert [v.session_id for v in net.admission.sessions()] == [view.session_id]
     assert len(net.nodes[nid("0")].calls) > pushes
     assert set(net.nodes[nid("2")].apps()) == {view.session_id}
+
+
+def test_sessions_moved_together_fall_back_one_by_one_when_the_batch_fails(net):
+    for _ in range(2):
+        net.open("4", "5")
+        net.open("5", "4")
+    sessions = [s.session_id for s in net.admission.sessions()]
+    relay = net.nodes[nid("0")]
+    original = relay.edit_config
+    failed = []
+
+    def fail_first_batch(config):
+        if not failed and len(list(config.iter(f"{{{E}}}qkd_app"))) > 1:
+            failed.append(True)
+            raise RuntimeError("rpc-error: resource-denied")
+        original(config)
+
+    relay.edit_config = fail_first_batch
+    net.ctl.handle_notification(nid("5"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
+        "qkdl_id": lid("4", "5"), "reason": "fiber cut"}}})
+    assert failed
+    for sid in sessions:
+        assert net.admission.session(sid).route.legs[0].path.nodes == (nid("4"), nid("0"),
+                                                                        nid("5"))
+    assert set(relay.apps()) == set(sessions)
+    assert [e.kind for e in net.ctl.events].count(EventKind.SESSION_REROUTED) == 2
