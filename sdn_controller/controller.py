@@ -164,7 +164,7 @@ class Controller:
         removed = self._remove_orphans(node_id, node)
         if removed is not None and node_id not in self.reconciled:
             # the first complete pass over this agent's configuration since start-up
-            # (docs/adr/0011-controller-restart-reconciliation.md)
+            # (docs/adr/0012-controller-restart-reconciliation.md)
             self.reconciled.add(node_id)
             self._emit(EventKind.RECONCILED, node_id=node_id,
                        detail=f"{removed} session(s) of an earlier run removed")
@@ -390,13 +390,13 @@ class Controller:
             log.warning("moving %d sessions together failed (%s); one by one", len(moves),
                         result.reason())
             return False
-        remove_all([c for _, _, out in moves for c in out.stale_configs], self.configurators,
-                   executor=self.executor)
-        for session_id, _, outcome in moves:
+        for session_id, _, outcome in moves:   # the new paths are in place: keys flow
             path = " | ".join("-".join(leg.path.nodes) for leg in outcome.route.legs) \
                 if outcome.route else "local"
             self._emit(EventKind.SESSION_REROUTED, session_id=session_id,
                        detail=f"reroute: {path} at {outcome.rate_bps} bit/s")
+        remove_all([c for _, _, out in moves for c in out.stale_configs], self.configurators,
+                   executor=self.executor)
         return True
 
     def _move(self, session_id: SessionId, old: tuple[KmConfig, ...], outcome: Rerouted,
@@ -419,11 +419,11 @@ class Controller:
                          if c.node_id in result.rollback_failures and c.node_id not in old_nodes]
             self._finish(ended, configs=list(old) + leftovers)
             return
-        remove_all(outcome.stale_configs, self.configurators, executor=self.executor)
         path = " | ".join("-".join(leg.path.nodes) for leg in outcome.route.legs) \
             if outcome.route else "local"
         self._emit(EventKind.SESSION_REROUTED, session_id=session_id,
                    detail=f"{why}: {path} at {outcome.rate_bps} bit/s")
+        remove_all(outcome.stale_configs, self.configurators, executor=self.executor)
 
     # --- termination ------------------------------------------------------------------------
     def _finish(self, ended: Terminated, *, configs: list[KmConfig] | None = None,

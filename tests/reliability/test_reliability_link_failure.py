@@ -112,6 +112,7 @@ def run_link_failure(ring: rn.Network) -> dict:
         "reroute_s_p95": round(_percentile(reroute_s, 0.95), 3),
         "reroute_s_max": round(max(reroute_s), 3),
         "link_down_detected_s": round(detect_s, 3),
+        "reroute_after_detection_s_p95": round(_percentile(reroute_s, 0.95) - detect_s, 3),
         "no_path_sessions_ended_s_p95": round(_percentile(terminate_s, 0.95), 3),
         "no_path_error_s_p50": round(statistics.median(error_s), 3),
         "no_path_error_s_max": round(max(error_s), 3),
