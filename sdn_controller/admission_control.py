@@ -119,7 +119,7 @@ class ConfigRequest:
     peer_sae_id: SaeId
     user: str
     sla: str
-    qos: QoS = QoS()
+    qos: QoS = field(default_factory=QoS)
     session_id: SessionId | None = None  #: a KSID the application proposed (004), if any
     #: False for ETSI 014: the slave SAE opens nothing before its dec_keys, so the master's
     #: request stands for both ends (access control has checked the peer is allowed)

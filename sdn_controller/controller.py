@@ -56,11 +56,13 @@ from sdn_controller.push import (
 )
 from sdn_controller.qkd_node_data import qkd_node_from_reply
 from sdn_controller.refusal_channel import REFUSAL_RETENTION_S, SessionRefusal, stale_refusal_ids
-from sdn_controller.session_config import KmConfig, KmRole, QoS
+from sdn_controller.session_config import KmConfig, KmRole
 from sdn_controller.topology_db import LinkUpdate, TopologyDb
 from sdn_controller.user_db import UserDb
 
 log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLDS = MonitoringThresholds()
 
 
 class KmSignals(Protocol):
@@ -95,7 +97,7 @@ class ControllerEvent:
 class Controller:
     def __init__(self, users: UserDb, topology: TopologyDb, admission: AdmissionControl,
                  configurators: Mapping[NodeId, NodeConfigurator], signals: KmSignals, *,
-                 thresholds: MonitoringThresholds = MonitoringThresholds(),
+                 thresholds: MonitoringThresholds = DEFAULT_THRESHOLDS,
                  clock: Callable[[], float], executor: Executor | None = None,
                  event_sink: Callable[[ControllerEvent], None] | None = None,
                  history: int = 1000,
@@ -193,7 +195,7 @@ class Controller:
             return None
         try:
             configurator.edit_config(orphan_delete_payload(node_id, orphans, virtual, stale))
-        except Exception as exc:  # retried at the next get
+        except Exception as exc:  # noqa: BLE001 - any configurator failure: retried at next get
             log.warning("node %s: removing orphan sessions failed: %s", node_id, exc)
             return None
         if orphans:

@@ -65,7 +65,7 @@ class PushResult:
 
     def raise_for_failure(self) -> None:
         if self.failures:
-            node, why = sorted(self.failures.items())[0]
+            node, why = min(self.failures.items())
             raise PushError(node, why if len(self.failures) == 1 else self.reason())
 
 

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sdn_controller.identifiers import NodeId, SaeId, SessionId
@@ -66,7 +66,7 @@ def date_and_time(at: float) -> str:
     >>> date_and_time(0.25)
     '1970-01-01T00:00:00.250Z'
     """
-    moment = datetime.fromtimestamp(at, timezone.utc)
+    moment = datetime.fromtimestamp(at, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -77,7 +77,7 @@ def parse_date_and_time(text: str) -> float | None:
     (1.5, None)
     """
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(text).timestamp()
     except (TypeError, ValueError):
         return None
 
@@ -125,5 +125,5 @@ class NetconfRefusals:
               ) -> None:
         try:
             configurator.edit_config(payload)
-        except Exception as exc:  # the KM ends the request by its own timeout
+        except Exception as exc:  # noqa: BLE001 - any failure: the KM ends it by its timeout
             log.warning("refusal of %s at %s not delivered: %s", refusal.sae_id, node_id, exc)

@@ -88,7 +88,7 @@ def test_idle_session_is_closed_at_every_km_of_its_path(ring):
     # no key request for the SLA's 3 s: the session ends everywhere, resources released
     assert rn.wait_for(lambda: ring.session_between("sae-h", "sae-1") is None, 15)
     for node in ("3", "2", "1"):
-        assert rn.wait_for(lambda: sid not in ring.session_config(node)[0], 10), node
+        assert rn.wait_for(lambda n=node: sid not in ring.session_config(n)[0], 10), node
     apps, virt = ring.session_config("2")
     assert sid not in apps and not virt
     assert rn.wait_for(lambda: not any(ring.snapshot()["reserved_bps"].values()), 5)
