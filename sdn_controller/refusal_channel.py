@@ -113,6 +113,8 @@ class NetconfRefusals:
 
         if self.record is not None:
             self.record(node_id, refusal)
+        if refusal.status == 0:  # a close, not a refusal: nothing waits for an answer
+            return
         configurator = self.configurators.get(node_id)
         if configurator is None:
             log.warning("refusal for %s: no session to node %s", refusal.sae_id, node_id)

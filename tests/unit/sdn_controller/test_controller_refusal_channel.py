@@ -129,3 +129,10 @@ def test_netconf_refusals_send_to_the_node_and_record():
         NODE, SessionRefusal("sae-a", "sae-b", None, 4, "no-path", request_id=REQUEST))
     NetconfRefusals({}, InlineExecutor(), clock=lambda: 0.0).refuse(
         NODE, SessionRefusal("sae-a", "sae-b", None, 4, "no-path", request_id=REQUEST))
+
+
+def test_a_close_is_not_sent_as_a_refusal():
+    node = Recorder()
+    NetconfRefusals({NODE: node}, InlineExecutor(), clock=lambda: 0.0).refuse(
+        NODE, SessionRefusal("sae-a", "sae-b", SESSION, 0, "closed", request_id=REQUEST))
+    assert node.sent == []
