@@ -52,3 +52,12 @@ class AuthenticationFailed(RelayError):
 
 class SessionError(KmsError):
     """A session operation is not valid in the session's current state."""
+
+
+class SessionRefused(KmsError):
+    """The controller refused the session (014: 401 when access was denied, else 503; 004:
+    the refusal's status). Carries the :class:`kms.refusals.Refusal`."""
+
+    def __init__(self, refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal

@@ -28,6 +28,7 @@ from kms.errors import (
     NoRoute,
     RateLimited,
     RelayError,
+    SessionRefused,
     Unauthorized,
 )
 from kms.https_server import peer_identity
@@ -127,12 +128,17 @@ def _kms_error(exc: KmsError):
         status = 400
     elif isinstance(exc, Unauthorized):
         status = 401
+    elif isinstance(exc, SessionRefused):  # the controller refused the session
+        status = 401 if exc.refusal.access_denied else 503
     elif isinstance(exc, KeyNotFound):
         status = 400
     elif isinstance(exc, (InsufficientKey, RateLimited, NoRoute, RelayError)):
         status = 503
     details = exc.details if isinstance(exc, BadRequest) else None
     _count(outcome_of(exc))
+    if isinstance(exc, SessionRefused):
+        details = [{"reason": exc.refusal.reason,
+                    "etsi004_status": exc.refusal.etsi004_status}]
     log.info("014 %s %s -> %d (%s)", request.method, request.path, status, type(exc).__name__)
     return jsonify(error_body(str(exc), details)), status
 

@@ -27,6 +27,7 @@ from kms.errors import (
     NoRoute,
     RateLimited,
     SessionError,
+    SessionRefused,
     Unauthorized,
 )
 from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_table
@@ -34,6 +35,7 @@ from kms.https_server import HttpsServer, TlsFiles
 from kms.key_pool import KeyPool, KeyRecord
 from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
 from kms.priority_queue import PriorityGate
+from kms.refusals import Refusal, refusals_from_running
 from kms.relay import RelayContext, RelayEngine, RelayTls, RelayUnknown
 from kms.session import KmSession, SessionEvent, SessionState, Transition
 from kms.telemetry import KmTelemetry
@@ -79,6 +81,12 @@ class KmConfig:
     #: the surplus waits, ready at both ends, for the pair's next requests
     relay_batch: int = 32
     resolve_interval_s: float = 1.0
+    #: how long the first ETSI 014 request of a pair waits for the controller's configuration
+    #: or refusal before it is answered 503 (docs/kms.md)
+    config_wait_s: float = 5.0
+    #: a request the controller has left unanswered this long is reported again (e.g. the
+    #: controller restarted and never heard of it)
+    reask_after_s: float = 15.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
     fault_delays: Mapping[str, float] = field(default_factory=dict)
 
@@ -132,6 +140,9 @@ class KeyManager:
         self._running: dict = {}
         self._sessions: dict[str, KmSession] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        #: refusals by the session they ended (newest last, bounded)
+        self._refusals: dict[str, Refusal] = {}
+        self._refusals_seen: frozenset[str] = frozenset()
         self._key_arrived = threading.Condition()
         self.pool = KeyPool(self._dir / "keys.sqlite")
         self.gate = PriorityGate(config.concurrent_relays)
@@ -234,6 +245,46 @@ class KeyManager:
                 if session is not None and session.state is not SessionState.TERMINATED:
                     session.fire(SessionEvent.DELETED)
                     self._release_session(app_id)
+            self._apply_refusals(refusals_from_running(running))
+
+    def _apply_refusals(self, refusals: Mapping[str, Refusal]) -> None:
+        """End the waiting requests the controller refused (new km_refusals entries): by
+        request_id, else by SAE pair. Caller holds the lock."""
+        for request_id in set(refusals) - self._refusals_seen:
+            refusal = refusals[request_id]
+            session = self._sessions.get(f"pending:{request_id}")
+            if session is None or session.state is SessionState.TERMINATED:
+                pair = frozenset({refusal.sae_id, refusal.peer_sae_id or ""})
+                session = next((s for s in self._sessions.values()
+                                if s.session_id.startswith("pending:") and s.sae_ids == pair
+                                and s.state is SessionState.AUTHENTICATING), None)
+            if session is None:
+                continue
+            log.info("%s: request of %s refused by the controller: %s", self.node_name,
+                     refusal.sae_id, refusal.reason)
+            self._refusals[session.session_id] = refusal
+            while len(self._refusals) > 1000:
+                self._refusals.pop(next(iter(self._refusals)))
+            session.fire(SessionEvent.DELETED)
+            self._sessions.pop(session.session_id, None)
+        self._refusals_seen = frozenset(refusals)
+
+    def refusal_for(self, session: KmSession) -> Refusal | None:
+        """The controller's refusal that ended ``session``, if any."""
+        with self._lock:
+            return self._refusals.get(session.session_id)
+
+    def await_configuration(self, session: KmSession, timeout_s: float) -> None:
+        """Wait (up to ``timeout_s``) while the controller decides on ``session``; raise
+        :class:`SessionRefused` if it refused. Returns at once for an active session."""
+        deadline = time.monotonic() + timeout_s
+        while session.state in (SessionState.AUTHENTICATING, SessionState.USER_ACCEPTED) \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if session.state is SessionState.TERMINATED:
+            refusal = self.refusal_for(session)
+            if refusal is not None:
+                raise SessionRefused(refusal)
 
     def _find_session(self, cfg: SessionConfig) -> KmSession | None:
         if cfg.app_id in self._sessions and self._sessions[cfg.app_id].state is not SessionState.TERMINATED:
@@ -302,23 +353,37 @@ class KeyManager:
                 if session is not None and session.state is not SessionState.TERMINATED:
                     return session
             pair = frozenset({master, slave})
-            for session in self._sessions.values():
+            for session in list(self._sessions.values()):
                 if session.sae_ids == pair and session.state is not SessionState.TERMINATED:
-                    return session
+                    if not self._unanswered(session):
+                        return session
+                    # the controller never answered (it may have restarted): ask again
+                    session.fire(SessionEvent.DELETED)
+                    self._sessions.pop(session.session_id, None)
             if cfg is not None:
                 session = self._new_session(cfg.app_id, pair)
                 self.telemetry.session_requested(cfg.app_id)
                 session.configure(cfg.idle_timeout)
                 return session
+            request_id = str(uuid.uuid4())
+            if self.config.require_controller:  # before the notification: a refusal may
+                pending = self._new_session(f"pending:{request_id}", pair)  # come at once
             self._notify(notifications.application_new(
                 master, [slave], self.qkdn_id, priority, dict(qos or {}), interface=interface,
-                key_stream_id=key_stream_id, etsi004_qos=dict(etsi004_qos) if etsi004_qos else None))
+                key_stream_id=key_stream_id, etsi004_qos=dict(etsi004_qos) if etsi004_qos else None,
+                request_id=request_id))
             if self.config.require_controller:
-                return self._new_session(f"pending:{uuid.uuid4()}", pair)
+                return pending
             session = self._new_session(direct_session_id(master, slave), pair)
             self.telemetry.session_requested(session.session_id)
             session.configure(None)
             return session
+
+    def _unanswered(self, session: KmSession) -> bool:
+        """A request the controller has left without an answer for ``reask_after_s``."""
+        return session.session_id.startswith("pending:") and \
+            session.state is SessionState.AUTHENTICATING and \
+            self._clock() - session.last_activity >= self.config.reask_after_s
 
     def route_for(self, master: str, slave: str, session: KmSession) -> Route:
         """Where keys for this pair go from here."""
@@ -415,6 +480,8 @@ class KeyManager:
             raise BadRequest(f"number must be 1..{self.config.max_key_per_request}")
         self.check_size(size)
         session = self.session_for_pair(master, slave)
+        if self.config.require_controller:  # the first request waits for the controller
+            self.await_configuration(session, self.config.config_wait_s)
         bind_session(session.session_id)
         self.telemetry.request(session.session_id, "014", "enc_keys", master)
         outcome = notifications.KeyRequestOutcome.REFUSED

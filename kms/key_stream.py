@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kms import notifications
 from kms.errors import InsufficientKey, KmsError, NoRoute, RelayError
 from kms.key_pool import KeyRecord, KeyState
+from kms.refusals import Refusal
 from kms.session import KmSession, SessionEvent, SessionState
 
 if TYPE_CHECKING:
@@ -151,6 +152,9 @@ class StreamManager:
             etsi004_qos=_etsi004_extra(qos))
         km.telemetry.request(session.session_id, "004", "open_connect", caller)
         if not self._wait_active(session, qos.timeout):
+            refusal = km.refusal_for(session)
+            if refusal is not None:  # the controller's answer (docs/adr/0010)
+                return _refusal_reply(refusal, qos)
             return Reply(Status.TIMEOUT, None)
         try:
             route = km.route_for(source, destination, session)
@@ -377,6 +381,20 @@ class StreamManager:
                 return {"status": "error", "message": type(exc).__name__}
             return {"status": "ok"}
         return {"status": "error", "message": f"unsupported op {op!r}"}
+
+
+def _refusal_reply(refusal: Refusal, qos: QoS) -> Reply:
+    """OPEN_CONNECT's answer to a refused session: the refusal's status; with status 7 the
+    counter-proposal (the requested QoS with the fields the controller changed)."""
+    status = Status(refusal.etsi004_status)
+    proposal = refusal.counter_proposal
+    if status is not Status.QOS_NOT_MET or proposal is None:
+        return Reply(status, None)
+    changes = {name: value for name, value in (
+        ("max_bps", proposal.max_bps), ("min_bps", proposal.min_bps),
+        ("priority", proposal.priority), ("key_chunk_size", proposal.key_chunk_size))
+        if value is not None}
+    return Reply(status, None, replace(qos, **changes))
 
 
 def _etsi004_extra(qos: QoS) -> dict[str, Any]:

@@ -32,10 +32,12 @@ def application_new(server_app_id: str, client_app_ids: list[str], local_qkdn_id
                     priority: int = 0, qos: dict[str, Any] | None = None, *,
                     interface: ApplicationInterface = ApplicationInterface.ETSI_014,
                     key_stream_id: str | None = None,
-                    etsi004_qos: dict[str, Any] | None = None) -> dict:
+                    etsi004_qos: dict[str, Any] | None = None,
+                    request_id: str | None = None) -> dict:
     """``sdqkdn_application_new``: an application asks this node for service (no app_id yet).
 
-    ``server_app_id`` is the SAE the KM authenticated from its client certificate.
+    ``server_app_id`` is the SAE the KM authenticated from its client certificate;
+    ``request_id`` names the waiting request in a refusal from the controller.
     """
     app: dict[str, Any] = {
         "app_type": f"{TYPES_MODULE}:CLIENT",
@@ -48,6 +50,8 @@ def application_new(server_app_id: str, client_app_ids: list[str], local_qkdn_id
         app["app_qos"] = dict(qos)
     request: dict[str, Any] = {"authenticated_sae_id": server_app_id,
                                "application_interface": interface.value}
+    if request_id:
+        request["request_id"] = request_id
     if key_stream_id:
         request["key_stream_id"] = key_stream_id
     if etsi004_qos:

@@ -120,7 +120,7 @@ class ConfigRequest:
     peer_sae_id: SaeId
     user: str
     sla: str
-    qos: QoS = QoS()
+    qos: QoS = field(default_factory=QoS)
     session_id: SessionId | None = None  #: a KSID the application proposed (004), if any
     #: False for ETSI 014: the slave SAE opens nothing before its dec_keys, so the master's
     #: request stands for both ends (access control has checked the peer is allowed)
@@ -327,6 +327,14 @@ class AdmissionControl:
         if not check.ok:
             return Refused(sid, request.node_id, AdmissionReason.QOS_ABOVE_SLA, 7,
                            "; ".join(check.violations), check.counter_proposal)
+        if not request.peer_opens:
+            active = self._active_for(request)
+            if active is not None:
+                # the KM asks again for a session it should already hold (its configuration
+                # was lost, or came later than the KM waited): the same session, pushed again
+                active.last_activity = now
+                return Configured(active.session_id, active.configs, active.route,
+                                  active.rate_bps, AdmissionReason.ADMITTED)
         waiting = self._find_waiting(request)
         if request.session_id is not None and waiting is None and sid in self._sessions:
             return Refused(sid, request.node_id, AdmissionReason.SESSION_ID_IN_USE, 5)
@@ -512,6 +520,15 @@ class AdmissionControl:
             return None
         node = app.node_id or NodeId(app.node_name)
         return Endpoint(request.peer_sae_id, node, user.name, sla, request.qos)
+
+    def _active_for(self, request: ConfigRequest) -> _Session | None:
+        """The active session this SAE already opened toward this peer from this node."""
+        for s in self._sessions.values():
+            if s.state is SessionState.ACTIVE and s.initiator.sae_id == request.sae_id and \
+                    s.initiator.node_id == request.node_id and \
+                    s.peer_sae_id == request.peer_sae_id:
+                return s
+        return None
 
     def _find_waiting(self, request: ConfigRequest) -> _Session | None:
         def matches(s: _Session) -> bool:

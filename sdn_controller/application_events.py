@@ -46,6 +46,8 @@ class ApplicationRequest:
     qos: QoS
     session_id: SessionId | None  #: KSID proposed by the application (004), if any
     interface: str | None         #: etsi-014 | etsi-004
+    #: ``km_request/request_id``: names the waiting request in a refusal (km_refusals)
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ def application_event(message: str | bytes | etree._Element | Mapping[str, Any],
         return ApplicationRequest(NodeId(node_id),  # the agent session it came on, not a claim
                                   SaeId(verified), SaeId(claimed or verified), SaeId(str(peers[0])),
                                   _qos(app), SessionId(str(ksid)) if ksid else None,
-                                  request.get("application_interface"))
+                                  request.get("application_interface"),
+                                  str(request["request_id"]) if request.get("request_id")
+                                  else None)
     if name == "sdqkdn_application_disconnected":
         return ApplicationClosed(NodeId(node_id), SessionId(str(app.get("app_id") or "")))
     if name == "sdqkdn_application_qos_update":

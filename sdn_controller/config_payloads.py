@@ -21,6 +21,8 @@ Wire names appear only here; the values come from :mod:`sdn_controller.session_c
 
 from __future__ import annotations
 
+import copy
+
 from lxml import etree
 
 from qkdn.namespaces import (
@@ -31,6 +33,7 @@ from qkdn.namespaces import (
     QKDN_KM_NS,
     QKDN_KM_PREFIX,
 )
+from sdn_controller.refusal_channel import SessionRefusal
 from sdn_controller.session_config import KmConfig, KmRole, VirtualHop
 
 NC = "nc"
@@ -188,10 +191,18 @@ def session_restore_payload(old: KmConfig, new: KmConfig) -> etree._Element:
     return root
 
 
-def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: list[str]
-                          ) -> etree._Element:
-    """Delete ``qkd_app`` entries and virtual links the controller no longer knows."""
+def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: list[str],
+                          refusal_ids: list[str] = ()) -> etree._Element:
+    """Delete ``qkd_app`` entries and virtual links the controller no longer knows, and
+    refusal entries (``qkdn-km:km_refusals/refusal``) past their retention."""
     root, node = _config_root(node_id)
+    if refusal_ids:
+        refusals = etree.SubElement(node, _q("km_refusals", QKDN_KM_NS),
+                                    nsmap={QKDN_KM_PREFIX: QKDN_KM_NS})
+        for request_id in refusal_ids:
+            entry = etree.SubElement(refusals, _q("refusal", QKDN_KM_NS))
+            _operation(entry, "delete")
+            _leaf(entry, "request_id", request_id, QKDN_KM_NS)
     if app_ids:
         apps = etree.SubElement(node, _q("qkd_applications"))
         for app_id in app_ids:
@@ -216,3 +227,60 @@ def link_enable_payload(node_id: str, qkdl_id: str, enabled: bool) -> etree._Ele
     _leaf(link, "qkdl_id", qkdl_id)
     _leaf(link, "qkdl_enable", enabled)
     return root
+
+
+def refusal_payload(node_id: str, refusal: SessionRefusal, *, refused_at: str
+                    ) -> etree._Element:
+    """A ``qkdn-km:km_refusals/refusal`` entry telling the KM of ``node_id`` that the
+    request it reported is refused (docs/adr/0010-session-refusal.md)."""
+    root, node = _config_root(node_id)
+    refusals = etree.SubElement(node, _q("km_refusals", QKDN_KM_NS),
+                                nsmap={QKDN_KM_PREFIX: QKDN_KM_NS})
+    entry = etree.SubElement(refusals, _q("refusal", QKDN_KM_NS))
+    _operation(entry, "replace")
+    _leaf(entry, "request_id", refusal.entry_id(node_id), QKDN_KM_NS)
+    _leaf(entry, "sae_id", refusal.sae_id, QKDN_KM_NS)
+    if refusal.peer_sae_id:
+        _leaf(entry, "peer_sae_id", refusal.peer_sae_id, QKDN_KM_NS)
+    if refusal.session_id:
+        _leaf(entry, "app_id", refusal.session_id, QKDN_KM_NS)
+    _leaf(entry, "etsi004_status", refusal.status, QKDN_KM_NS)
+    _leaf(entry, "access_denied", refusal.access_denied, QKDN_KM_NS)
+    _leaf(entry, "reason", refusal.reason, QKDN_KM_NS)
+    if refusal.detail:
+        _leaf(entry, "detail", refusal.detail, QKDN_KM_NS)
+    _leaf(entry, "refused_at", refused_at, QKDN_KM_NS)
+    qos = refusal.counter_proposal
+    if qos is not None:
+        proposal = etree.SubElement(entry, _q("counter_proposal", QKDN_KM_NS))
+        _leaf(proposal, "max_bps", qos.max_bps, QKDN_KM_NS)
+        _leaf(proposal, "min_bps", qos.min_bps, QKDN_KM_NS)
+        _leaf(proposal, "priority", qos.priority, QKDN_KM_NS)
+        if qos.key_chunk_size:
+            _leaf(proposal, "key_chunk_size", qos.key_chunk_size, QKDN_KM_NS)
+    return root
+
+
+def merge_payloads(payloads: list[etree._Element]) -> etree._Element:
+    """One ``<config>`` for one node holding the entries of several payloads for that node
+    (e.g. the sessions moved together after a link failure: one edit-config per node
+    instead of one per session). Entries must be independent (different sessions)."""
+    if not payloads:
+        raise ValueError("nothing to merge")
+    merged = copy.deepcopy(payloads[0])
+    node = merged[0]
+    node_id = node.findtext(_q("qkdn_id"))
+    for payload in payloads[1:]:
+        other = payload[0]
+        if other.findtext(_q("qkdn_id")) != node_id:
+            raise ValueError("payloads for different nodes")
+        for container in other:
+            if container.tag == _q("qkdn_id"):
+                continue
+            target = node.find(container.tag)
+            if target is None:
+                node.append(copy.deepcopy(container))
+            else:
+                for entry in container:
+                    target.append(copy.deepcopy(entry))
+    return merged

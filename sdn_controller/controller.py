@@ -55,13 +55,15 @@ from sdn_controller.path_restoration import (
 )
 from sdn_controller.push import (
     NodeConfigurator,
+    merge_node_pushes,
     plan_reroute_push,
     plan_session_push,
     push_all,
     remove_all,
 )
 from sdn_controller.qkd_node_data import qkd_node_from_reply
-from sdn_controller.session_config import KmConfig, KmRole, QoS
+from sdn_controller.refusal_channel import REFUSAL_RETENTION_S, SessionRefusal, stale_refusal_ids
+from sdn_controller.session_config import KmConfig, KmRole
 from sdn_controller.topology_db import LinkUpdate, TopologyDb
 from sdn_controller.user_db import UserDb
 
@@ -71,19 +73,7 @@ log = logging.getLogger(__name__)
 OUT_OF_SERVICE_REASON = "out of service"
 
 
-@dataclass(frozen=True)
-class SessionRefusal:
-    """What a KM must tell its application when the controller refuses (004 status; 014
-    401 for access refusals), with the counter-proposal for status 7."""
-
-    sae_id: SaeId
-    peer_sae_id: SaeId
-    session_id: SessionId | None
-    status: int
-    reason: str
-    detail: str = ""
-    counter_proposal: QoS | None = None
-    access_denied: bool = False
+DEFAULT_THRESHOLDS = MonitoringThresholds()
 
 
 class KmSignals(Protocol):
@@ -100,6 +90,7 @@ class EventKind(str, enum.Enum):
     SESSION_TERMINATED = "session-terminated"
     SESSION_REROUTED = "session-rerouted"
     ORPHANS_REMOVED = "orphans-removed"
+    RECONCILED = "reconciled"
     LINK_ALARM = "link-alarm"
 
 
@@ -117,13 +108,14 @@ class ControllerEvent:
 class Controller:
     def __init__(self, users: UserDb, topology: TopologyDb, admission: AdmissionControl,
                  configurators: Mapping[NodeId, NodeConfigurator], signals: KmSignals, *,
-                 thresholds: MonitoringThresholds = MonitoringThresholds(),
+                 thresholds: MonitoringThresholds = DEFAULT_THRESHOLDS,
                  clock: Callable[[], float], executor: Executor | None = None,
                  event_sink: Callable[[ControllerEvent], None] | None = None,
                  history: int = 1000,
                  link_update_sink: Callable[[LinkUpdate], None] | None = None,
-                 restoration_policy: Callable[[SessionView], PathRestoration] | None = None
-                 ) -> None:
+                 restoration_policy: Callable[[SessionView], PathRestoration] | None = None,
+                 refusal_retention_s: float = REFUSAL_RETENTION_S,
+                 push_pause_s: float = 0.0) -> None:
         self.users = users
         self.topology = topology
         self.admission = admission
@@ -148,6 +140,14 @@ class Controller:
         self._closed = False
         self.events: collections.deque[ControllerEvent] = collections.deque(maxlen=history)
         self._lock = threading.RLock()
+        self.refusal_retention_s = refusal_retention_s
+        #: test-only: pause between configuring a path's relays and its ends (a window in
+        #: which the controller process can be killed mid set-up; QKDN_FAULT_PUSH_PAUSE)
+        self.push_pause_s = push_pause_s
+        #: km_request/request_id of each end's waiting request, for refusals after the fact
+        self._request_ids: dict[tuple[SessionId, NodeId], str] = {}
+        #: nodes whose running configuration has been reconciled since this controller started
+        self.reconciled: set[NodeId] = set()
 
     def close(self) -> None:
         """Stop the push pool if the controller created it."""
@@ -187,36 +187,46 @@ class Controller:
         with self._lock:
             updates = self.topology.ingest_node({"qkd_node": node})
         self._on_link_updates(updates)
-        self._remove_orphans(NodeId(str(node["qkdn_id"])), node)
+        node_id = NodeId(str(node["qkdn_id"]))
+        removed = self._remove_orphans(node_id, node)
+        if removed is not None and node_id not in self.reconciled:
+            # the first complete pass over this agent's configuration since start-up
+            # (docs/adr/0012-controller-restart-reconciliation.md)
+            self.reconciled.add(node_id)
+            self._emit(EventKind.RECONCILED, node_id=node_id,
+                       detail=f"{removed} session(s) of an earlier run removed")
 
-    def _remove_orphans(self, node_id: NodeId, node: Mapping[str, Any]) -> None:
+    def _remove_orphans(self, node_id: NodeId, node: Mapping[str, Any]) -> int | None:
         """Delete ``qkd_app`` entries this controller created (they carry ``km_session``) for
-        sessions it no longer knows — left by a failed deletion or by an earlier controller
-        run — with their virtual links. Sessions the operator configured without
-        ``km_session`` are left alone."""
+        sessions it no longer knows — left by a failed deletion, a set-up interrupted by a
+        controller crash, or an earlier controller run — with their virtual links, and
+        refusal entries past their retention. Sessions the operator configured without
+        ``km_session`` are left alone. Returns how many sessions were removed (None if the
+        deletion failed; it is retried at the next get)."""
         apps = (node.get("qkd_applications") or {}).get("qkd_app") or []
         managed = {str(a.get("app_id")) for a in apps if "km_session" in a}
-        if not managed:
-            return
         with self._lock:
             known = {v.session_id for v in self.admission.sessions(include_terminated=True)}
         orphans = sorted(managed - known)
-        if not orphans:
-            return
+        stale = stale_refusal_ids(node, self.clock(), self.refusal_retention_s)
+        if not orphans and not stale:
+            return 0
         links = (node.get("qkd_links") or {}).get("qkd_link") or []
         virtual = [str(link.get("qkdl_id")) for link in links
                    if link.get("qkdl_type") == "VIRT"
                    and set(map(str, link.get("qkdl_applications") or [])) & set(orphans)]
         configurator = self.configurators.get(node_id)
         if configurator is None:
-            return
+            return None
         try:
-            configurator.edit_config(orphan_delete_payload(node_id, orphans, virtual))
-        except Exception as exc:  # retried at the next get
+            configurator.edit_config(orphan_delete_payload(node_id, orphans, virtual, stale))
+        except Exception as exc:  # noqa: BLE001 - any configurator failure: retried at next get
             log.warning("node %s: removing orphan sessions failed: %s", node_id, exc)
-            return
-        self._emit(EventKind.ORPHANS_REMOVED, node_id=node_id,
-                   detail=f"sessions {', '.join(orphans)}; virtual links {len(virtual)}")
+            return None
+        if orphans:
+            self._emit(EventKind.ORPHANS_REMOVED, node_id=node_id,
+                       detail=f"sessions {', '.join(orphans)}; virtual links {len(virtual)}")
+        return len(orphans)
 
     def tick(self) -> None:
         """Expire sessions whose timers ran out; drop fully deleted ones."""
@@ -226,6 +236,9 @@ class Controller:
             self._finish(termination)
         with self._lock:
             self.admission.forget_terminated()
+            live = {v.session_id for v in self.admission.sessions(include_terminated=True)}
+            for key in [k for k in self._request_ids if k[0] not in live]:
+                del self._request_ids[key]
 
     # --- operator requests (north-bound) --------------------------------------------------
     def close_session(self, session_id: str, detail: str = "closed by operator") -> None:
@@ -289,12 +302,14 @@ class Controller:
                 self.signals.refuse(req.node_id, SessionRefusal(
                     req.sae_id, req.peer_sae_id, req.session_id,
                     etsi004_status(decision.reason), decision.reason.value, decision.detail,
-                    access_denied=True))
+                    access_denied=True, request_id=req.request_id))
                 return
             assert decision.user is not None and decision.sla is not None
             outcome = self.admission.request_config(ConfigRequest(
                 req.node_id, req.sae_id, req.peer_sae_id, decision.user, decision.sla,
                 req.qos, req.session_id, peer_opens=req.interface != "etsi-014"))
+            if req.request_id and isinstance(outcome, (Waiting, Configured, Terminated)):
+                self._request_ids[(outcome.session_id, req.node_id)] = req.request_id
         self._apply(outcome, req)
 
     def _apply(self, outcome: Outcome, req: ApplicationRequest) -> None:
@@ -306,15 +321,25 @@ class Controller:
                        node_id=outcome.node_id, detail=f"{outcome.reason.value} {outcome.detail}")
             self.signals.refuse(outcome.node_id, SessionRefusal(
                 req.sae_id, req.peer_sae_id, outcome.session_id, outcome.status,
-                outcome.reason.value, outcome.detail, outcome.counter_proposal))
+                outcome.reason.value, outcome.detail, outcome.counter_proposal,
+                request_id=req.request_id))
         elif isinstance(outcome, Configured):
             self._configure(outcome)
         elif isinstance(outcome, Terminated):
             self._finish(outcome)
 
     def _configure(self, outcome: Configured) -> None:
+        relays = _relays(outcome.configs)
+        if self.push_pause_s and relays:
+            result = push_all(plan_session_push([c for c in outcome.configs
+                                                 if c.node_id in relays]),
+                              self.configurators, executor=self.executor)
+            if result.ok:
+                log.warning("test pause of %.1f s after configuring the relays of %s",
+                            self.push_pause_s, outcome.session_id)
+                threading.Event().wait(self.push_pause_s)
         result = push_all(plan_session_push(outcome.configs), self.configurators,
-                          executor=self.executor, first=_relays(outcome.configs))
+                          executor=self.executor, first=relays)
         if result.ok:
             self._emit(EventKind.SESSION_ACTIVE, session_id=outcome.session_id,
                        detail=f"{outcome.reason.value} at {outcome.rate_bps} bit/s")
@@ -478,10 +503,41 @@ class Controller:
         if len(moves) == 1:
             apply(moves[0])
             return
-        for future in [self._session_pool.submit(apply, move) for move in moves]:
+        together = [m for m in moves if isinstance(m[2], Rerouted)]
+        alone = [m for m in moves if not isinstance(m[2], Rerouted)]
+        if len(together) > 1 and not self._move_together(together):  # type: ignore[arg-type]
+            alone += together   # one by one, each with its own rollback
+        elif len(together) == 1:
+            alone += together
+        for future in [self._session_pool.submit(apply, move) for move in alone]:
             exc = future.exception()
             if exc is not None:
                 log.error("reroute failed: %s", exc, exc_info=exc)
+
+    def _move_together(self, moves: list[tuple[SessionId, tuple[KmConfig, ...], Rerouted]]
+                       ) -> bool:
+        """Push the new configurations of several rerouted sessions as one edit-config per
+        node (relays first), then delete what the old ones leave behind in one edit-config
+        per node. False if the push failed (every node is back on the old configurations;
+        the caller then moves the sessions one by one)."""
+        pushes = [p for _, old, out in moves for p in plan_reroute_push(out.new_configs, old)]
+        relays = frozenset().union(*(_relays(out.new_configs) for _, _, out in moves))
+        ends = {c.node_id for _, _, out in moves for c in out.new_configs
+                if c.role is not KmRole.RELAY}
+        result = push_all(merge_node_pushes(pushes), self.configurators,
+                          executor=self.executor, first=relays - ends)
+        if not result.ok:
+            log.warning("moving %d sessions together failed (%s); one by one", len(moves),
+                        result.reason())
+            return False
+        for session_id, _, outcome in moves:   # the new paths are in place: keys flow
+            path = " | ".join("-".join(leg.path.nodes) for leg in outcome.route.legs) \
+                if outcome.route else "local"
+            self._emit(EventKind.SESSION_REROUTED, session_id=session_id,
+                       detail=f"reroute: {path} at {outcome.rate_bps} bit/s")
+        remove_all([c for _, _, out in moves for c in out.stale_configs], self.configurators,
+                   executor=self.executor)
+        return True
 
     def _move(self, session_id: SessionId, old: tuple[KmConfig, ...], outcome: Rerouted,
               why: str) -> None:
@@ -503,11 +559,11 @@ class Controller:
                          if c.node_id in result.rollback_failures and c.node_id not in old_nodes]
             self._finish(ended, configs=list(old) + leftovers)
             return
-        remove_all(outcome.stale_configs, self.configurators, executor=self.executor)
         path = " | ".join("-".join(leg.path.nodes) for leg in outcome.route.legs) \
             if outcome.route else "local"
         self._emit(EventKind.SESSION_REROUTED, session_id=session_id,
                    detail=f"{why}: {path} at {outcome.rate_bps} bit/s")
+        remove_all(outcome.stale_configs, self.configurators, executor=self.executor)
 
     # --- termination ------------------------------------------------------------------------
     def _finish(self, ended: Terminated, *, configs: list[KmConfig] | None = None,
@@ -532,9 +588,10 @@ class Controller:
                 notify.add(view.responder.node_id)
         for node in sorted(notify):
             sae, peer = _ends_for(view, node)
-            self.signals.refuse(node, SessionRefusal(sae, peer, ended.session_id, ended.status,
-                                                     ended.reason.value, ended.detail,
-                                                     ended.counter_proposal))
+            self.signals.refuse(node, SessionRefusal(
+                sae, peer, ended.session_id, ended.status, ended.reason.value, ended.detail,
+                ended.counter_proposal,
+                request_id=self._request_ids.get((ended.session_id, node))))
         self._emit(EventKind.SESSION_TERMINATED, session_id=ended.session_id,
                    detail=f"{ended.reason.value} {ended.detail}".strip())
 

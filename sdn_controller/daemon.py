@@ -37,6 +37,7 @@ from sdn_controller.monitoring import MonitoringThresholds
 from sdn_controller.nbi_network import NodeEndpoints
 from sdn_controller.nbi_server import NbiConfig, NbiServer
 from sdn_controller.path_restoration import PathRestoration
+from sdn_controller.refusal_channel import NetconfRefusals
 from sdn_controller.routing import GraphRouter
 from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
 from sdn_controller.topology_db import TopologyDb
@@ -62,6 +63,8 @@ class ControllerSettings:
     #: by an earlier run, else ephemeral
     nbi_host: str = "127.0.0.1"
     nbi_port: int | None = None
+    #: test-only pause between configuring a path's relays and its ends (QKDN_FAULT_PUSH_PAUSE)
+    push_pause_s: float = 0.0
 
 
 def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
@@ -90,7 +93,8 @@ def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
         peer_wait_s=pick(peer_wait_s, "QKDN_PEER_WAIT", defaults.peer_wait_s),
         nbi_host=nbi_host or environ.get("QKDN_NBI_HOST") or defaults.nbi_host,
         nbi_port=nbi_port if nbi_port is not None else (
-            int(pick(None, "QKDN_NBI_PORT", 0)) or None))
+            int(pick(None, "QKDN_NBI_PORT", 0)) or None),
+        push_pause_s=pick(None, "QKDN_FAULT_PUSH_PAUSE", defaults.push_pause_s))
 
 
 def agent_endpoints(endpoints: Mapping[str, Any]) -> list[AgentEndpoint]:
@@ -160,10 +164,9 @@ def controller_child_spec(state_dir: Path) -> Any:
 
 
 class RefusalLog:
-    """:class:`~sdn_controller.controller.KmSignals` that records refusals (shown by ``qkdn
-    sessions``). The YANG modules have no channel yet by which the controller tells a KM that
-    holds no configuration about a refusal; until they do, such a KM ends the request by its
-    own timeout."""
+    """The recent refusals (shown by ``qkdn sessions``); a
+    :class:`~sdn_controller.controller.KmSignals` by itself (records only), or the ``record``
+    hook of :class:`~sdn_controller.refusal_channel.NetconfRefusals`, which also tells the KM."""
 
     def __init__(self, keep: int = 200) -> None:
         self.keep = keep
@@ -232,7 +235,10 @@ class ControllerProcess:
         self.controller = Controller(
             self.users, self.topology, self.admission, self.southbound, self.refusals,
             thresholds=MonitoringThresholds(qber_alarm=settings.qber_alarm), clock=time.time,
-            event_sink=self.metrics.event)
+            event_sink=self.metrics.event, push_pause_s=settings.push_pause_s)
+        # refusals go to the KMs as km_refusals entries (docs/adr/0010-session-refusal.md)
+        self.controller.signals = NetconfRefusals(self.southbound, self.controller.executor,
+                                                  clock=time.time, record=self.refusals.refuse)
         self.metrics.bind(lambda: self.admission.sessions(include_terminated=True),
                           lambda: dict(self.southbound.items()))
         self.metrics_server: Any = None
@@ -273,6 +279,7 @@ class ControllerProcess:
             "written_at": time.time(), "sessions": sessions,
             "events": [event_summary(e) for e in list(self.controller.events)[-100:]],
             "refusals": list(self.refusals.refusals)[-50:],
+            "reserved_bps": dict(self.admission.ledger.reserved_by_link()),
             "agents": {self.names.get(n, n): {"connected": s.connected,
                                              "connects": s.connects, "last_error": s.last_error}
                        for n, s in self.southbound.items()}})
@@ -283,7 +290,10 @@ class ControllerProcess:
         deadline = time.monotonic() + self.settings.connect_timeout_s
         try:
             while not stop.is_set():
-                if not ready and all(s.connected for s in self.southbound.values()):
+                # ready once every agent is connected and its running configuration has been
+                # reconciled (sessions of an earlier run or an interrupted set-up removed)
+                if not ready and all(s.connected for s in self.southbound.values()) and \
+                        set(self.southbound) <= self.controller.reconciled:
                     ready = True
                     write_json_atomic(self.dir / "ready.json", {
                         "pid": os.getpid(), "at": time.time(), "nbi": self.nbi.endpoint(),

@@ -17,6 +17,7 @@ from typing import Protocol
 from lxml import etree
 
 from sdn_controller.config_payloads import (
+    merge_payloads,
     session_config_payload,
     session_delete_payload,
     session_restore_payload,
@@ -64,7 +65,7 @@ class PushResult:
 
     def raise_for_failure(self) -> None:
         if self.failures:
-            node, why = sorted(self.failures.items())[0]
+            node, why = min(self.failures.items())
             raise PushError(node, why if len(self.failures) == 1 else self.reason())
 
 
@@ -92,6 +93,17 @@ def plan_reroute_push(new: Iterable[KmConfig], old: Iterable[KmConfig]) -> tuple
             session_restore_payload(prior, config)
         pushes.append(NodePush(config.node_id, session_config_payload(config), undo))
     return tuple(pushes)
+
+
+def merge_node_pushes(pushes: Iterable[NodePush]) -> tuple[NodePush, ...]:
+    """One push per node: the applies (and undos) of several sessions' pushes to the same
+    node merged into one edit-config each (sessions moved together)."""
+    by_node: dict[NodeId, list[NodePush]] = {}
+    for push in pushes:
+        by_node.setdefault(push.node_id, []).append(push)
+    return tuple(NodePush(node, merge_payloads([p.apply for p in group]),
+                          merge_payloads([p.undo for p in group]))
+                 for node, group in by_node.items())
 
 
 def _describe(exc: BaseException) -> str:
@@ -161,13 +173,14 @@ def remove_all(configs: Iterable[KmConfig], configurators: Mapping[NodeId, NodeC
     """Send the deletion of ``configs`` to their KMs in parallel and collect confirmations
     (a node without a session or refusing is reported; the others are deleted anyway)."""
     failures: dict[NodeId, str] = {}
-    calls = {}
+    payloads: dict[NodeId, list[etree._Element]] = {}
     for config in configs:
-        configurator = configurators.get(config.node_id)
-        if configurator is None:
+        if configurators.get(config.node_id) is None:
             failures[config.node_id] = "no NETCONF session to this node"
-        else:
-            calls[config.node_id] = (configurator.edit_config, session_delete_payload(config))
+        else:   # several configs for one node (sessions moved together): one edit-config
+            payloads.setdefault(config.node_id, []).append(session_delete_payload(config))
+    calls = {node: (configurators[node].edit_config, merge_payloads(group))
+             for node, group in payloads.items()}
     outcome = _run_parallel(calls, executor)
     failures.update({n: err for n, err in outcome.items() if err is not None})
     return DeleteResult(tuple(n for n, err in outcome.items() if err is None), failures)

@@ -20,7 +20,7 @@ from sdn_controller.errors import TopologyDataError
 #: ETSI 015 (and our extension) nodes that are lists / leaf-lists.
 LIST_NODES = frozenset({
     "qkd_app", "client_app_id", "backing_qkdl_id", "statistics", "qkd_interface", "qkd_link",
-    "qkdl_applications", "virt_next_hop", "phys_perf",
+    "qkdl_applications", "virt_next_hop", "phys_perf", "refusal",
 })
 
 #: Inside notifications ``qkd_application``, ``qkd_interface`` and ``qkd_link`` are

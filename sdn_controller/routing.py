@@ -211,8 +211,9 @@ def _check_ends(graph: nx.Graph, src: NodeId, dst: NodeId) -> None:
 
 
 def _path_of(graph: nx.Graph, nodes: list[NodeId], weight: Weight) -> Path:
-    edges = [graph.edges[u, v] for u, v in zip(nodes, nodes[1:])]
-    cost = sum(float(weight(u, v, d) or 0.0) for (u, v), d in zip(zip(nodes, nodes[1:]), edges))
+    edges = [graph.edges[u, v] for u, v in itertools.pairwise(nodes)]
+    cost = sum(float(weight(u, v, d) or 0.0)
+               for (u, v), d in zip(itertools.pairwise(nodes), edges, strict=True))
     return Path(tuple(nodes), tuple(d["qkdl_id"] for d in edges),
                 min(d["capacity_bps"] for d in edges), cost)
 
@@ -298,7 +299,7 @@ def _flow_network(graph: nx.Graph, weight: Weight) -> nx.DiGraph:
         w = guarded(u, v, data)
         if w is None:
             continue
-        cost = max(1, int(round(w * 1000)))
+        cost = max(1, round(w * 1000))
         net.add_edge(u, v, capacity=int(data["capacity_bps"]), weight=cost)
         net.add_edge(v, u, capacity=int(data["capacity_bps"]), weight=cost)
     return net
@@ -364,7 +365,7 @@ def _greedy_split(graph: nx.Graph, src: NodeId, dst: NodeId, rate_bps: int, weig
             _, nodes = nx.bidirectional_dijkstra(graph, src, dst, weight=residual_weight)
         except nx.NetworkXNoPath:
             return None
-        edges = [frozenset(e) for e in zip(nodes, nodes[1:])]
+        edges = [frozenset(e) for e in itertools.pairwise(nodes)]
         caps = [remaining_cap.get(e, graph.edges[tuple(e)]["capacity_bps"]) for e in edges]
         amount = min(min(caps), remaining)
         for e, cap in zip(edges, caps):
@@ -398,8 +399,8 @@ def _min_cost_split(graph: nx.Graph, net: nx.DiGraph, src: NodeId, dst: NodeId,
         nodes = _flow_path(residual, src, dst)
         if nodes is None:  # cannot happen for a valid flow; defend anyway
             raise InsufficientCapacityError(src, dst, rate_bps, rate_bps - remaining)
-        amount = min(residual[u][v] for u, v in zip(nodes, nodes[1:]))
-        for u, v in zip(nodes, nodes[1:]):
+        amount = min(residual[u][v] for u, v in itertools.pairwise(nodes))
+        for u, v in itertools.pairwise(nodes):
             residual[u][v] -= amount
         legs.append(RouteLeg(_path_of(graph, nodes, weight), amount))
         remaining -= amount

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
@@ -206,8 +206,8 @@ class AgentSession:
         if manager is not None:
             try:
                 manager.close_session()
-            except Exception:  # the session may already be gone
-                pass
+            except Exception as exc:  # noqa: BLE001 - the session may already be gone
+                log.debug("agent %s: close-session: %s", self.node_id, exc)
 
     def _run(self) -> None:
         backoff = self.config.backoff_initial_s
@@ -219,7 +219,7 @@ class AgentSession:
                 log.error("agent %s: %s", self.node_id, exc)
                 self._stop.wait(self.config.backoff_max_s)
                 continue
-            except Exception as exc:  # refused, timed out, auth failed: retry with back-off
+            except Exception as exc:  # noqa: BLE001 - refused, timed out, auth failed: retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.info("agent %s unreachable (%s); retrying in %.1f s", self.node_id,
                          self.last_error, backoff)
@@ -233,7 +233,7 @@ class AgentSession:
                      self.endpoint.port)
             try:
                 self._serve()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any end of the session: reconnect
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("agent %s session ended: %s", self.node_id, self.last_error)
             finally:
@@ -297,7 +297,7 @@ class Southbound(Mapping[NodeId, AgentSession]):
         for session in self._sessions.values():
             session.stop()
 
-    def __enter__(self) -> Southbound:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sdn_controller.errors import DatabaseError
 
@@ -103,7 +103,7 @@ class SqlDatabase:
         with self._lock:
             self._connection.close()
 
-    def __enter__(self) -> SqlDatabase:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -276,6 +276,11 @@ class UserDb:
                                  {"user": user})
         return [_app_of(r) for r in rows]
 
+    def remove_application(self, sae_id: str) -> None:
+        """Forget an application (its SAE id becomes unknown to access control)."""
+        if not self.db.execute("DELETE FROM applications WHERE sae_id = :sae", {"sae": sae_id}):
+            raise UnknownEntryError("application", sae_id)
+
     def revoke_application(self, sae_id: str) -> None:
         if not self.db.execute("UPDATE applications SET revoked = TRUE WHERE sae_id = :sae",
                                {"sae": sae_id}):

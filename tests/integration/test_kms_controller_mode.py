@@ -1,6 +1,10 @@
 """With a controller (require_controller): sessions wait for the qkd_app configuration that
 arrives through the agent (apply_running_config); deletion and idle expiry terminate them."""
 
+import threading
+import time
+import uuid
+
 import pytest
 import requests
 
@@ -39,7 +43,9 @@ def config(node, idle=None):
 @pytest.fixture
 def net(tmp_path):
     clock = FakeClock()
-    with LocalKmNetwork(tmp_path, ["A", "B"], [("A", "B")], SAES, config=KmConfig(require_controller=True),
+    with LocalKmNetwork(tmp_path, ["A", "B"], [("A", "B")], SAES,
+                        config=KmConfig(require_controller=True, config_wait_s=0.3,
+                                        reask_after_s=1.0),
                         clock=clock) as net:
         net.clock = clock
         net.feed("A", "B", blocks=4)
@@ -58,11 +64,12 @@ def names(net, node):
 
 
 def test_waits_for_configuration_then_serves_then_deletion_terminates(net):
-    r = enc(net)
+    r = enc(net)   # held config_wait_s for the controller, then 503
     assert r.status_code == 503 and "authenticating" in r.json()["message"]
     new = [b for n, b in net.notifications if "etsi-qkd-sdn-node:sdqkdn_application_new" in b]
     request = new[0]["etsi-qkd-sdn-node:sdqkdn_application_new"]["qkd_application"]["qkdn-key-manager:km_request"]
-    assert request == {"authenticated_sae_id": "sae-a", "application_interface": "etsi-014"}
+    assert str(uuid.UUID(request.pop("request_id"))) and \
+        request == {"authenticated_sae_id": "sae-a", "application_interface": "etsi-014"}
     assert enc(net).status_code == 503
     assert len(new) == 1
     net.kms["B"].apply_running_config(config("B"))
@@ -113,3 +120,106 @@ def test_unused_keys_expire_after_app_qos_ttl(net):
                timeout=10)
     assert r.status_code == 400
     assert net.kms["A"].pool.ready_count("sae-a", "sae-b", 256) == 0   # the surplus expired too
+
+
+def _request_ids(net, node):
+    return [b["etsi-qkd-sdn-node:sdqkdn_application_new"]["qkd_application"]
+            ["qkdn-key-manager:km_request"]["request_id"]
+            for n, b in net.notifications
+            if n == node and "etsi-qkd-sdn-node:sdqkdn_application_new" in b]
+
+
+def _after_request(net, node, action):
+    """Run ``action(request_id)`` as the controller would, once ``node`` reported a request."""
+    def run():
+        deadline = time.monotonic() + 5
+        while not _request_ids(net, node) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        action(_request_ids(net, node)[-1])
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def refusal_config(node, request_id, status, reason, *, access_denied=False, proposal=None):
+    entry = {"request_id": request_id, "sae_id": "sae-a", "peer_sae_id": "sae-b",
+             "etsi004_status": status, "reason": reason, "access_denied": access_denied,
+             "refused_at": "2026-11-27T06:00:00.000Z"}
+    if proposal:
+        entry["counter_proposal"] = proposal
+    return {"etsi-qkd-sdn-node:qkd_node": {
+        "qkdn_id": node_qkdn_id(node),
+        "qkdn-key-manager:km_refusals": {"refusal": [entry]}}}
+
+
+def test_first_014_request_is_held_until_the_configuration_arrives(net):
+    net.kms["B"].apply_running_config(config("B"))
+    thread = _after_request(net, "A", lambda rid: (time.sleep(0.1),
+                                                   net.kms["A"].apply_running_config(config("A"))))
+    r = enc(net)
+    thread.join()
+    assert r.status_code == 200, r.text
+
+
+def test_014_access_refusal_is_401_with_the_reason(net):
+    thread = _after_request(net, "A", lambda rid: net.kms["A"].apply_running_config(
+        refusal_config("A", rid, 4, "user-revoked", access_denied=True)))
+    started = time.monotonic()
+    r = enc(net)
+    thread.join()
+    assert r.status_code == 401, r.text
+    assert time.monotonic() - started < 0.3 * 0.9 + 0.5
+    body = r.json()
+    assert "user-revoked" in body["message"]
+    assert body["details"] == [{"reason": "user-revoked", "etsi004_status": 4}]
+    # the refused request is over: the next request asks the controller again
+    enc(net)
+    assert len(_request_ids(net, "A")) == 2
+
+
+def test_014_refusal_without_access_denial_is_503(net):
+    thread = _after_request(net, "A", lambda rid: net.kms["A"].apply_running_config(
+        refusal_config("A", rid, 4, "no-path")))
+    r = enc(net)
+    thread.join()
+    assert r.status_code == 503 and "no-path" in r.json()["message"]
+
+
+def _open(net, qos):
+    s = requests.Session()
+    s.trust_env = False
+    s.cert, s.verify = net.sae_cert("sae-a"), net.ca
+    return s.post(net.kms["A"].base_url + "/api/v1/etsi004/open_connect",
+                  json={"source": "sae-a", "destination": "sae-b", "QoS": qos,
+                        "Key_stream_ID": None}, timeout=10).json()
+
+
+def test_004_qos_refusal_is_status_7_with_the_counter_proposal(net):
+    thread = _after_request(net, "A", lambda rid: net.kms["A"].apply_running_config(
+        refusal_config("A", rid, 7, "qos-above-sla",
+                       proposal={"max_bps": 1000, "min_bps": 500, "priority": 3})))
+    reply = _open(net, {"max_bps": 5000, "min_bps": 2000, "priority": 9, "timeout": 5000,
+                        "key_chunk_size": 64, "ttl": 30})
+    thread.join()
+    assert reply["status"] == 7
+    assert reply["QoS"]["max_bps"] == 1000 and reply["QoS"]["min_bps"] == 500
+    assert reply["QoS"]["priority"] == 3
+    assert reply["QoS"]["key_chunk_size"] == 64 and reply["QoS"]["ttl"] == 30  # as asked
+
+
+def test_004_access_refusal_is_status_4(net):
+    thread = _after_request(net, "A", lambda rid: net.kms["A"].apply_running_config(
+        refusal_config("A", rid, 4, "unknown-application", access_denied=True)))
+    started = time.monotonic()
+    reply = _open(net, {"timeout": 5000})
+    thread.join()
+    assert reply["status"] == 4 and time.monotonic() - started < 2
+
+
+def test_a_request_the_controller_never_answered_is_asked_again(net):
+    assert enc(net).status_code == 503          # unanswered (no controller here)
+    assert enc(net).status_code == 503          # still within reask_after_s: same request
+    assert len(_request_ids(net, "A")) == 1
+    net.clock.now += 1.0                        # reask_after_s later (e.g. a restarted
+    assert enc(net).status_code == 503          # controller that never heard of it)
+    assert len(_request_ids(net, "A")) == 2

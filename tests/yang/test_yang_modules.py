@@ -214,6 +214,8 @@ def test_yang_key_manager_augments_the_etsi_tree_where_needed(ctx):
         f"/{NODE}:qkd_node/qkd_links/qkd_link/qkdl_performance/{KM}:key_store/stored_key_bits": True,
         f"/{NODE}:qkd_node/qkd_links/qkd_link/qkdl_performance/{KM}:key_store/capacity_bits": True,
         f"/{NODE}:qkd_node/qkd_links/qkd_link/qkdl_performance/{KM}:key_store/consumed_key_bits": True,
+        f"/{NODE}:qkd_node/{KM}:km_refusals/refusal/etsi004_status": False,
+        f"/{NODE}:qkd_node/{KM}:km_refusals/refusal/counter_proposal/max_bps": False,
     }
     for path, state in expected.items():
         nodes = list(ctx.find_path(path))
@@ -367,3 +369,16 @@ def test_yang_key_manager_notifications_require_session_and_outcome(ctx):
 def test_yang_readme_shows_the_current_key_manager_tree(yang_dir):
     tree = (yang_dir / TREE_FILES[KM]).read_text().strip()
     assert tree in (yang_dir / "README.md").read_text(), "update the tree in yang/README.md"
+
+
+def test_yang_key_manager_refusal_validates_and_its_status_is_004s(ctx):
+    entry = {"request_id": APP_ID, "sae_id": "alice", "peer_sae_id": "bob", "app_id": APP_ID,
+             "etsi004_status": 7, "access_denied": False, "reason": "qos-above-sla",
+             "refused_at": "2026-11-27T06:00:00.000Z",
+             "counter_proposal": {"max_bps": 1000, "min_bps": 500, "priority": 3}}
+    data = {f"{NODE}:qkd_node": {"qkdn_id": NODE_ID,
+                                 f"{KM}:km_refusals": {"refusal": [entry]}}}
+    parse(ctx, data)
+    entry["etsi004_status"] = 0  # success is no refusal
+    with pytest.raises(libyang.LibyangError):
+        parse(ctx, data)

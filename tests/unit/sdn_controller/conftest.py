@@ -8,6 +8,7 @@ from lxml import etree
 
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 E = "urn:etsi:qkd:yang:etsi-qkd-node"
+KM = "urn:qkdn:yang:qkdn-key-manager"
 
 
 class InMemoryNode:
@@ -37,6 +38,9 @@ class InMemoryNode:
     def apps(self):
         return {k[1]: etree.fromstring(v) for k, v in self.entries.items() if k[0] == "qkd_app"}
 
+    def refusals(self):
+        return {k[1]: etree.fromstring(v) for k, v in self.entries.items() if k[0] == "refusal"}
+
     def links(self):
         return {k[1]: etree.fromstring(v) for k, v in self.entries.items() if k[0] == "qkd_link"}
 
@@ -45,9 +49,10 @@ class InMemoryNode:
         assert node.findtext(f"{{{E}}}qkdn_id") == self.node_id
         with self.lock:
             staged = dict(self.entries)
-            for tag, key in (("qkd_app", "app_id"), ("qkd_link", "qkdl_id")):
-                for entry in node.iter(f"{{{E}}}{tag}"):
-                    ident = (tag, entry.findtext(f"{{{E}}}{key}"))
+            for tag, key, ns in (("qkd_app", "app_id", E), ("qkd_link", "qkdl_id", E),
+                                 ("refusal", "request_id", KM)):
+                for entry in node.iter(f"{{{ns}}}{tag}"):
+                    ident = (tag, entry.findtext(f"{{{ns}}}{key}"))
                     op = entry.get(f"{{{NC}}}operation", "merge")
                     if op == "delete":
                         if ident not in staged:

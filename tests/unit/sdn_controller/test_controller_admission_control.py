@@ -81,7 +81,10 @@ def make(directory, links=None, **policy):
     return ac, clock
 
 
-def req(i, j, qos=QoS(max_bps=10_000, min_bps=1_000, priority=3), user=None, sla="std", sid=None):
+DEFAULT_QOS = QoS(max_bps=10_000, min_bps=1_000, priority=3)
+
+
+def req(i, j, qos=DEFAULT_QOS, user=None, sla="std", sid=None):
     return ConfigRequest(f"n{i}", f"sae-{i}", f"sae-{j}", user or f"u{i}", sla, qos, sid)
 
 
@@ -205,7 +208,7 @@ def test_peer_that_never_comes(directory):
 
 def test_ttl_expiry(directory):
     ac, clock = make(directory)
-    _, done = open_pair(ac, 2, 3, qos=QoS(max_bps=1000, min_bps=1000, ttl_s=5))
+    _, _done = open_pair(ac, 2, 3, qos=QoS(max_bps=1000, min_bps=1000, ttl_s=5))
     clock.advance(5)
     (ended,) = ac.expire()
     assert ended.reason is AdmissionReason.TTL_EXPIRED

@@ -23,7 +23,7 @@ def test_users_db_created_from_topology_then_managed(tmp_path, capsys):
                        "2000", "--no-lower-rate", "--fallback", "hybrid")
     assert code == 0
     code, out, _ = run(capsys, "users", "--state-dir", d, "--json", "sla-list")
-    bronze = [s for s in json.loads(out) if s["name"] == "bronze"][0]
+    bronze = next(s for s in json.loads(out) if s["name"] == "bronze")
     assert bronze["allow_lower_rate"] is False and bronze["fallback"] == "hybrid"
     code, out, _ = run(capsys, "users", "--state-dir", d, "add", "dave", "--sla", "bronze",
                        "--peer", "user-1", "--app", "sae-d@4")
@@ -31,7 +31,7 @@ def test_users_db_created_from_topology_then_managed(tmp_path, capsys):
     code, out, _ = run(capsys, "users", "--state-dir", d, "revoke", "dave", "--reason", "test")
     assert code == 0
     code, out, _ = run(capsys, "users", "--state-dir", d, "--json", "list")
-    dave = [u for u in json.loads(out) if u["name"] == "dave"][0]
+    dave = next(u for u in json.loads(out) if u["name"] == "dave")
     assert dave["revoked"] and dave["allowed_peers"] == ["user-1"]
     assert dave["applications"][0]["sae_id"] == "sae-d"
 

@@ -164,3 +164,25 @@ def test_validation_catches_a_broken_payload():
     with pytest.raises(AssertionError):
         validate_all(ctx, {"broken": payload})
     ctx.destroy()
+
+
+def test_merged_payloads_hold_every_entry_and_stay_valid():
+    from sdn_controller.config_payloads import merge_payloads
+    relays = [c for c in two_hop() if c.role is KmRole.RELAY]
+    other = [c for c in configs_for([LinkMetrics(L[0], N[2], N[0], LinkStatus.ACTIVE, skr=10**5),
+                                     LinkMetrics(L[1], N[0], N[3], LinkStatus.ACTIVE, skr=10**5)],
+                                    N[2], N[3], generation=1)
+             if c.role is KmRole.RELAY]
+    other = [c.__class__(**{**c.__dict__, "session_id": "5e55105e-0000-4000-8000-000000000002"})
+             for c in other]
+    merged = merge_payloads([session_config_payload(relays[0]),
+                             session_config_payload(other[0])])
+    ns = {"e": "urn:etsi:qkd:yang:etsi-qkd-node"}
+    assert len(merged.xpath("//e:qkd_app", namespaces=ns)) == 2
+    assert len(merged.xpath("//e:qkd_node", namespaces=ns)) == 1
+    ctx = load_modules(PROJECT_YANG)
+    validate_all(ctx, {"merged": merged})
+    ctx.destroy()
+    with pytest.raises(ValueError):
+        merge_payloads([session_config_payload(two_hop()[0]),
+                        session_config_payload(two_hop()[1])])

@@ -74,16 +74,19 @@ class Net:
         for node in TOPO.nodes:
             self.ctl.ingest_node(node_state(node.name))
 
-    def open(self, src, dst, *, sae=None, peer=None, max_bps=10_000, priority=1, ksid=None):
+    def open(self, src, dst, *, sae=None, peer=None, max_bps=10_000, priority=1, ksid=None,
+             request_id=None, interface="etsi-004"):
         sae = sae or f"sae-{src}"
         peer = peer or f"sae-{dst}"
         app = {"app_type": T + "CLIENT", "server_app_id": sae, "client_app_id": [peer],
                "app_priority": priority, "local_qkdn_id": nid(src),
                "app_qos": {"max_bandwidth": max_bps, "min_bandwidth": 1024},
                f"{KM}:km_request": {"authenticated_sae_id": sae,
-                                    "application_interface": "etsi-004"}}
+                                    "application_interface": interface}}
         if ksid:
             app[f"{KM}:km_request"]["key_stream_id"] = ksid
+        if request_id:
+            app[f"{KM}:km_request"]["request_id"] = request_id
         self.ctl.handle_notification(nid(src), {f"{ETSI}:sdqkdn_application_new":
                                                 {"qkd_application": app}})
 
@@ -294,8 +297,12 @@ def test_all_sessions_on_a_cut_link_are_rerouted(net):
         net.open("5", "4")
     sessions = [s.session_id for s in net.admission.sessions()]
     assert len(sessions) == 3
+    calls = {n: len(node.calls) for n, node in net.nodes.items()}
     net.ctl.handle_notification(nid("5"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
         "qkdl_id": lid("4", "5"), "reason": "fiber cut"}}})
+    # moved together: one edit-config per node for the three sessions
+    assert len(net.nodes[nid("0")].calls) - calls[nid("0")] == 1
+    assert len(net.nodes[nid("4")].calls) - calls[nid("4")] == 1
     for sid in sessions:
         moved = net.admission.session(sid)
         assert moved.state is SessionState.ACTIVE
@@ -303,3 +310,88 @@ def test_all_sessions_on_a_cut_link_are_rerouted(net):
     assert set(net.nodes[nid("0")].apps()) == set(sessions)
     assert len(net.nodes[nid("0")].links()) == 3 and len(net.nodes[nid("4")].links()) == 3
     assert [e.kind for e in net.ctl.events].count(EventKind.SESSION_REROUTED) == 3
+
+
+REQUEST = "0e0e0e0e-0000-4000-8000-00000000000{}"
+
+
+def test_refusals_name_the_request_the_km_reported(memory_node):
+    net = Net(memory_node, peer_wait_s=5)
+    net.open("2", "3", sae="sae-mallory", request_id=REQUEST.format(1))   # access denied
+    net.open("2", "3", max_bps=5_000_000, request_id=REQUEST.format(2))   # QoS above SLA
+    net.open("4", "1", request_id=REQUEST.format(3))                      # peer never comes
+    net.clock.now += 5
+    net.ctl.tick()
+    ids = [(r.reason, r.request_id) for _, r in net.signals.refusals]
+    assert ids == [("unknown-application", REQUEST.format(1)),
+                   ("qos-above-sla", REQUEST.format(2)), ("peer-timeout", REQUEST.format(3))]
+
+
+def test_no_path_refuses_both_waiting_ends_by_their_request_ids(net):
+    for a, b in (("0", "1"),):
+        net.ctl.handle_notification(nid(a), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
+            "qkdl_id": lid(a, b), "reason": "fiber cut"}}})
+    net.open("2", "1", request_id=REQUEST.format(4))
+    net.open("1", "2", request_id=REQUEST.format(5))
+    refused = {node: r for node, r in net.signals.refusals}
+    assert refused[nid("2")].request_id == REQUEST.format(4)
+    assert refused[nid("1")].request_id == REQUEST.format(5)
+    assert {r.status for r in refused.values()} == {4}
+
+
+def test_refusal_entries_past_their_retention_are_removed_at_the_next_get(net):
+    from sdn_controller.config_payloads import refusal_payload
+    from sdn_controller.refusal_channel import SessionRefusal, date_and_time
+
+    for i, age in ((6, 40), (7, 5)):
+        net.nodes[nid("0")].edit_config(refusal_payload(nid("0"), SessionRefusal(
+            "sae-0", "sae-1", None, 4, "user-revoked", request_id=REQUEST.format(i)),
+            refused_at=date_and_time(net.clock.now - age)))
+    reply = node_state("0")
+    reply[f"{ETSI}:qkd_node"][f"{KM}:km_refusals"] = {"refusal": [
+        {"request_id": REQUEST.format(i), "sae_id": "sae-0", "etsi004_status": 4,
+         "reason": "user-revoked", "refused_at": date_and_time(net.clock.now - age)}
+        for i, age in ((6, 40), (7, 5))]}
+    net.ctl.ingest_node(reply)
+    assert set(net.nodes[nid("0")].refusals()) == {REQUEST.format(7)}
+
+
+def test_first_get_of_every_node_reconciles_it(net):
+    assert net.ctl.reconciled == {n.qkdn_id for n in TOPO.nodes}
+    assert net.kinds().count(EventKind.RECONCILED) == len(TOPO.nodes)
+
+
+def test_a_repeated_014_request_gets_the_same_session_pushed_again(net):
+    net.open("2", "3", interface="etsi-014")
+    (view,) = net.admission.sessions()
+    pushes = len(net.nodes[nid("0")].calls)
+    net.open("2", "3", interface="etsi-014")   # the KM asks again (its wait ran out)
+    assert [v.session_id for v in net.admission.sessions()] == [view.session_id]
+    assert len(net.nodes[nid("0")].calls) > pushes
+    assert set(net.nodes[nid("2")].apps()) == {view.session_id}
+
+
+def test_sessions_moved_together_fall_back_one_by_one_when_the_batch_fails(net):
+    for _ in range(2):
+        net.open("4", "5")
+        net.open("5", "4")
+    sessions = [s.session_id for s in net.admission.sessions()]
+    relay = net.nodes[nid("0")]
+    original = relay.edit_config
+    failed = []
+
+    def fail_first_batch(config):
+        if not failed and len(list(config.iter(f"{{{E}}}qkd_app"))) > 1:
+            failed.append(True)
+            raise RuntimeError("rpc-error: resource-denied")
+        original(config)
+
+    relay.edit_config = fail_first_batch
+    net.ctl.handle_notification(nid("5"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
+        "qkdl_id": lid("4", "5"), "reason": "fiber cut"}}})
+    assert failed
+    for sid in sessions:
+        assert net.admission.session(sid).route.legs[0].path.nodes == (nid("4"), nid("0"),
+                                                                        nid("5"))
+    assert set(relay.apps()) == set(sessions)
+    assert [e.kind for e in net.ctl.events].count(EventKind.SESSION_REROUTED) == 2

@@ -12,7 +12,10 @@ BASE = LinkMetrics("l1", "a", "b", LinkStatus.ACTIVE, skr=10_000, qber=0.02, upd
 SESSIONS = {"l1": {"s1", "s2"}, "l2": {"s3"}}
 
 
-def decide(cur, prev=BASE, event="sdqkdn_link_perf_update", th=MonitoringThresholds(), **kw):
+DEFAULT_THRESHOLDS = MonitoringThresholds()
+
+
+def decide(cur, prev=BASE, event="sdqkdn_link_perf_update", th=DEFAULT_THRESHOLDS, **kw):
     return assess(LinkUpdate(prev, cur, event, **kw), th, SESSIONS)
 
 

@@ -93,7 +93,7 @@ def test_min_rate_skips_thin_links_and_reservations_reduce_capacity():
 
 
 def test_key_aware_weight_prefers_low_qber_more_key_fewer_sessions():
-    base = dict(skr=100_000, qber=0.01, stored_bits=10**6)
+    base = {"skr": 100_000, "qber": 0.01, "stored_bits": 10**6}
     g = build_graph([link("a", "b", **{**base, "qber": 0.09}), link("b", "d", **base),
                      link("a", "c", **base), link("c", "d", **base)])
     assert compute_path(g, "a", "d").nodes == ("a", "c", "d")

@@ -34,8 +34,8 @@ def test_sla_round_trip_and_validation(db):
         db.add_sla(sla)
     db.add_sla(SlaProfile("gold", max_bps=6000), replace=True)
     assert db.sla("gold").max_bps == 6000 and db.sla("gold").allow_lower_rate is True
-    for bad in (dict(max_bps=0), dict(max_bps=10, min_bps=11), dict(max_bps=10, max_sessions=0),
-                dict(max_bps=10, fallback="pigeon")):
+    for bad in ({"max_bps": 0}, {"max_bps": 10, "min_bps": 11}, {"max_bps": 10, "max_sessions": 0},
+                {"max_bps": 10, "fallback": "pigeon"}):
         with pytest.raises((InvalidEntryError, ValueError)):
             SlaProfile("x", **bad)
     assert db.sla("nope") is None
