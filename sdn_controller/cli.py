@@ -238,6 +238,9 @@ def _sessions(args: argparse.Namespace) -> int:
                else f"{s['peer_sae_id']} (waiting)")
         path_text = " | ".join("-".join(leg["nodes"]) for leg in s["paths"]) or "-"
         extra = f"  ({s['reason']})" if s["state"] == "terminated" and s["reason"] else ""
+        if s.get("fallback_policy", "qkd-only") != "qkd-only" or s.get("delivered"):
+            kinds = " ".join(f"{p}={d['keys']}" for p, d in sorted(s.get("delivered", {}).items()))
+            extra += f"  [{s.get('fallback_policy')}, keys {s.get('key_mode')}{': ' + kinds if kinds else ''}]"
         print(f"{s['session_id']:<38}{s['state']:<12}{src:<18}{dst:<18}{s['rate_bps']:>9}  "
               f"{path_text}{extra}")
     return 0
