@@ -457,6 +457,12 @@ class AdmissionControl:
                 return Rerouted(session.session_id, session.configs, (), session.route,
                                 session.rate_bps, kept_for_fallback=True)
             return self._terminate(session, AdmissionReason.LINK_FAILURE, failure.detail)
+        if route is None and session.route is not None:
+            # no path any more: a fallback session stays on its old configuration, so its
+            # KMs deliver QKD keys again as soon as the link is back (ADR 0009)
+            self.ledger.reserve(session.session_id, held)
+            return Rerouted(session.session_id, session.configs, (), session.route,
+                            session.rate_bps, kept_for_fallback=True)
         old = session.configs
         session.generation += 1
         self._install(session, route, rate)
