@@ -497,7 +497,7 @@ class KeyManager:
             assert route is not None
             return self._produce(master, slave, number, size, route), ""
         now = self._clock()
-        taken = self.pool.take_for_master(master, slave, number, size, now)
+        taken = self.pool.take_for_master(master, slave, number, size, now, qkd_only=True)
         missing = number - len(taken)
         if missing == 0:
             return taken, ""
@@ -510,23 +510,33 @@ class KeyManager:
         if not reason:
             assert route is not None
             try:
-                return taken + self._produce(master, slave, missing, size, route), ""
+                return taken + self._produce(master, slave, missing, size, route,
+                                             qkd_only=True), ""
             except (InsufficientKey, RelayError, NoRoute) as exc:
                 reason = {InsufficientKey: "insufficient key", NoRoute: "no route"}.get(
                     type(exc), "relay failed")
+        # QKD key is short: keys derived ahead by an earlier request first, then new ones
+        taken += self.pool.take_for_master(master, slave, missing, size, now)
+        missing = number - len(taken)
+        if missing == 0:
+            return taken, reason
         cfg = self._forwarding.sessions.get(session_id)
         expires = now + cfg.ttl if cfg is not None and cfg.ttl else None
+        # derived ahead like relayed keys (relay_batch): one seed and one key message serve
+        # this request and the pair's next ones, which find them ready at both ends
+        batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
         shells = [KeyRecord(str(uuid.uuid4()), master, slave, bytes(size // 8),
-                            session=session_id, expires=expires) for _ in range(missing)]
+                            session=session_id, expires=expires) for _ in range(batch)]
         derived = self.hybrid.produce(session_id, mode, shells,
                                       next_node=route.next_node if route else None,
                                       master_local=True, slave_local=False)
         return taken + self.pool.take_named_for_master(
-            master, [r.key_id for r in derived], now), reason
+            master, [r.key_id for r in derived[:missing]], now), reason
 
-    def _produce(self, master: str, slave: str, number: int, size: int, route: Route) -> list[KeyRecord]:
+    def _produce(self, master: str, slave: str, number: int, size: int, route: Route, *,
+                 qkd_only: bool = False) -> list[KeyRecord]:
         now = self._clock()
-        taken = self.pool.take_for_master(master, slave, number, size, now)
+        taken = self.pool.take_for_master(master, slave, number, size, now, qkd_only=qkd_only)
         missing = number - len(taken)
         if missing == 0:
             return taken

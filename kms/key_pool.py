@@ -209,13 +209,16 @@ class KeyPool:
 
     # -- release ----------------------------------------------------------------------------
     def take_for_master(self, master: str, slave: str, number: int, size_bits: int,
-                        now: float) -> list[KeyRecord]:
-        """Release up to ``number`` ready keys of the pair to the master (oldest first)."""
+                        now: float, *, qkd_only: bool = False) -> list[KeyRecord]:
+        """Release up to ``number`` ready keys of the pair to the master (oldest first);
+        ``qkd_only``: leave hybrid/pqc keys derived ahead in the pool."""
+        kinds = "provenance='qkd'" if qkd_only else "provenance<>'seed'"
+
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             rows = cur.execute(
                 "SELECT key_id, key, expires, provenance FROM keys WHERE master=? AND slave=? AND "
                 "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS "
-                "NULL AND provenance<>'seed' AND (expires IS NULL OR expires>?) "
+                f"NULL AND {kinds} AND (expires IS NULL OR expires>?) "
                 "ORDER BY created LIMIT ?",
                 (master, slave, KeyState.READY.value, size_bits, now, number)).fetchall()
             _mark_taken_many(cur, [r[0] for r in rows], "master_taken")

@@ -208,3 +208,24 @@ def test_key_message_with_a_bad_mac_or_from_a_relay_is_refused(net):
         s.cert, s.verify = (km["cert"], km["key"]), net.ca
         r = s.post(net.kms["B"].base_url + PQC_KEYS_PATH, json=body, timeout=10)
         assert r.status_code in (403, 409) and r.json()["status"] == "rejected"
+
+
+def test_derived_keys_made_ahead_wait_for_the_next_shortage_not_for_restored_qkd(tmp_path):
+    with LocalKmNetwork(tmp_path, ["A", "B", "C"], [("A", "B"), ("B", "C")], SAES,
+                        config=KmConfig(relay_batch=8, require_controller=True)) as net:
+        net.feed("A", "B", blocks=4)
+        net.feed("B", "C", blocks=4)
+        configure(net)
+        link = link_id("A", "B")
+        net.kms["A"].set_link_up(link, False)
+        first = enc(net, number=1).json()["keys"]          # one seed + one message for 8 keys
+        assert provenances(first) == {"hybrid"} and dec(net, first) == first
+        net.kms["A"].set_link_up(link, True)
+        assert provenances(enc(net, number=2).json()["keys"]) == {"qkd"}
+        net.kms["A"].set_link_up(link, False)
+        store = net.kms["A"].store_for_peer("B")
+        used = store.levels().consumed_bytes
+        again = enc(net, number=13).json()["keys"]   # 6 QKD keys relayed ahead, then the 7
+        kinds = [k["key_extension"]["provenance"] for k in again]
+        assert kinds == ["qkd"] * 6 + ["hybrid"] * 7 and dec(net, again) == again
+        assert store.levels().consumed_bytes == used         # no new seed was needed
