@@ -26,9 +26,19 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from kms.errors import BadRequest
 from qkdn.sla import FallbackPolicy
 
-__all__ = ["FallbackPolicy", "Provenance", "derive_key", "epoch_secret", "fallback_mode",
-           "key_message_tag", "mode_allowed", "more_restrictive", "parse_policy",
-           "SEED_BYTES", "KDF_SALT"]
+__all__ = [
+    "KDF_SALT",
+    "SEED_BYTES",
+    "FallbackPolicy",
+    "Provenance",
+    "derive_key",
+    "epoch_secret",
+    "fallback_mode",
+    "key_message_tag",
+    "mode_allowed",
+    "more_restrictive",
+    "parse_policy",
+]
 
 #: HKDF salt of every derived key (a domain separator; the secrets are in the IKM).
 KDF_SALT = b"qkdn-hybrid-kdf-v1"

@@ -15,6 +15,7 @@ import hmac
 import logging
 import secrets
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -179,7 +180,6 @@ class HybridProvisioner:
         this end's copy."""
         if next_node is None:
             raise NoRoute("no QKD path for the QKD part of a hybrid key")
-        import uuid
         seed = KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(SEED_BYTES),
                          session=session_id, provenance="seed")
         try:

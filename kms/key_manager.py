@@ -22,11 +22,11 @@ from kms import notifications
 from kms.directory import Directory
 from kms.errors import (
     BadRequest,
-    RelayError,
     InsufficientKey,
     KmsError,
     NoRoute,
     RateLimited,
+    RelayError,
     SessionError,
     Unauthorized,
 )

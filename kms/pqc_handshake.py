@@ -64,7 +64,7 @@ class KmCredentials:
         with open(ca_path, "rb") as f:
             ca = x509.load_pem_x509_certificate(f.read())
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("KM key must be an EC key")
+            raise TypeError("KM key must be an EC key")
         return cls(cert, key, ca)
 
     @property

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from qkdn.sla import FallbackPolicy
 from sdn_controller.errors import (
     InsufficientCapacityError,
     RoutingError,
@@ -38,7 +39,6 @@ from sdn_controller.identifiers import LinkId, NodeId, SaeId, SessionId
 from sdn_controller.reservations import ReservationLedger
 from sdn_controller.routing import Route
 from sdn_controller.session_config import KmConfig, QoS, build_km_configs, token_bucket_for
-from qkdn.sla import FallbackPolicy
 from sdn_controller.user_db import Directory, SlaProfile
 
 _RESTRICTION = [FallbackPolicy.QKD_ONLY, FallbackPolicy.HYBRID, FallbackPolicy.PQC_FALLBACK]

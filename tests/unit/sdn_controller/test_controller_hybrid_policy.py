@@ -7,7 +7,6 @@ import itertools
 
 import libyang
 import pytest
-
 from lxml import etree
 
 from qkd_agent.yang_context import load_context
