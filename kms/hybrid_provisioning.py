@@ -59,6 +59,8 @@ PQC_KEYS_PATH = "/relay/v1/pqc/keys"
 #: an epoch secret serves at most this many keys or this long, then a new handshake runs
 EPOCH_MAX_KEYS = 100_000
 EPOCH_MAX_AGE_S = 300.0
+#: epochs a responder keeps per session (a key message may still name the previous one)
+KEPT_EPOCHS = 4
 
 
 @dataclass
@@ -218,6 +220,9 @@ class HybridProvisioner:
             return 403, {"status": "rejected", "message": str(exc)}
         with self._lock:
             self._known[(epoch.session, epoch.epoch)] = epoch
+            mine = sorted((e.created, k) for k, e in self._known.items() if k[0] == epoch.session)
+            for _, key in mine[:-KEPT_EPOCHS]:     # key messages use the newest epochs
+                del self._known[key]
         log.info("%s: PQC epoch %s established with %s for session %s", self.km.node_name,
                  epoch.epoch, sender_node, epoch.session)
         return 200, answer

@@ -229,3 +229,15 @@ def test_derived_keys_made_ahead_wait_for_the_next_shortage_not_for_restored_qkd
         kinds = [k["key_extension"]["provenance"] for k in again]
         assert kinds == ["qkd"] * 6 + ["hybrid"] * 7 and dec(net, again) == again
         assert store.levels().consumed_bytes == used         # no new seed was needed
+
+
+def test_epochs_are_renewed_after_their_key_budget(net, monkeypatch):
+    import kms.hybrid_provisioning as hp
+    monkeypatch.setattr(hp, "EPOCH_MAX_KEYS", 4)
+    configure(net, policy_ab="pqc-fallback")
+    net.kms["A"].set_link_up(link_id("A", "B"), False)
+    for _ in range(5):
+        keys = enc(net, number=2).json()["keys"]
+        assert provenances(keys) == {"pqc"} and dec(net, keys) == keys
+    assert net.kms["A"].hybrid.handshakes == 3                    # 2 + 2 keys per epoch
+    assert len([k for k in net.kms["B"].hybrid._known if k[0] == SESSION_AB]) == 3
