@@ -497,26 +497,27 @@ class KeyManager:
             assert route is not None
             return self._produce(master, slave, number, size, route), ""
         now = self._clock()
-        taken = self.pool.take_for_master(master, slave, number, size, now, qkd_only=True)
-        missing = number - len(taken)
-        if missing == 0:
-            return taken, ""
-        if route is None:
-            reason = "no route"
-        elif route.next_node is None:
-            return taken + self._produce(master, slave, missing, size, route), ""
+        if route is not None and route.next_node is None:
+            return self._produce(master, slave, number, size, route), ""
+        reason = "no route"
+        if route is not None and route.next_node is not None:
+            reason = self.qkd_shortage(route.next_node, number * size) or ""
+        if reason:
+            # QKD key is short: QKD keys relayed ahead, then keys derived ahead, then new ones
+            taken = self.pool.take_for_master(master, slave, number, size, now)
         else:
-            reason = self.qkd_shortage(route.next_node, missing * size) or ""
-        if not reason:
             assert route is not None
+            taken = self.pool.take_for_master(master, slave, number, size, now, qkd_only=True)
+            missing = number - len(taken)
+            if missing == 0:
+                return taken, ""
             try:
                 return taken + self._produce(master, slave, missing, size, route,
                                              qkd_only=True), ""
             except (InsufficientKey, RelayError, NoRoute) as exc:
                 reason = {InsufficientKey: "insufficient key", NoRoute: "no route"}.get(
                     type(exc), "relay failed")
-        # QKD key is short: keys derived ahead by an earlier request first, then new ones
-        taken += self.pool.take_for_master(master, slave, missing, size, now)
+            taken += self.pool.take_for_master(master, slave, missing, size, now)
         missing = number - len(taken)
         if missing == 0:
             return taken, reason

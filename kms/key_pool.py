@@ -210,8 +210,8 @@ class KeyPool:
     # -- release ----------------------------------------------------------------------------
     def take_for_master(self, master: str, slave: str, number: int, size_bits: int,
                         now: float, *, qkd_only: bool = False) -> list[KeyRecord]:
-        """Release up to ``number`` ready keys of the pair to the master (oldest first);
-        ``qkd_only``: leave hybrid/pqc keys derived ahead in the pool."""
+        """Release up to ``number`` ready keys of the pair to the master (QKD keys first, then
+        oldest first); ``qkd_only``: leave hybrid/pqc keys derived ahead in the pool."""
         kinds = "provenance='qkd'" if qkd_only else "provenance<>'seed'"
 
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
@@ -219,7 +219,7 @@ class KeyPool:
                 "SELECT key_id, key, expires, provenance FROM keys WHERE master=? AND slave=? AND "
                 "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS "
                 f"NULL AND {kinds} AND (expires IS NULL OR expires>?) "
-                "ORDER BY created LIMIT ?",
+                "ORDER BY provenance<>'qkd', created LIMIT ?",
                 (master, slave, KeyState.READY.value, size_bits, now, number)).fetchall()
             _mark_taken_many(cur, [r[0] for r in rows], "master_taken")
             return [KeyRecord(k, master, slave, key, expires=e, provenance=p)
