@@ -311,6 +311,8 @@ class KeyManager:
     def _release_session(self, session_id: str) -> None:
         self._buckets.pop(session_id, None)
         self.hybrid.drop_session(session_id)
+        self._delivered.pop(session_id, None)    # the controller keeps the session's totals
+        self._modes.pop(session_id, None)
         if self.streams is not None:
             self.streams.on_session_terminated(session_id)
 
