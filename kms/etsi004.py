@@ -43,6 +43,8 @@ def reply_body(reply: Reply, mimetype: str = "application/json") -> dict[str, An
         body["index"] = reply.index
     if reply.key is not None:
         body["key_buffer"] = base64.b64encode(reply.key).decode()
+    if reply.provenance is not None:
+        body["provenance"] = reply.provenance     # qkd | hybrid | pqc (ADR 0009)
     if reply.metadata is not None:
         body["metadata"] = {"mimetype": mimetype, "size": len(reply.metadata),
                             "buffer": reply.metadata.decode()}

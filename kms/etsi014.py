@@ -70,8 +70,10 @@ def status_body(status) -> dict[str, Any]:
 
 
 def key_container(records: list[KeyRecord]) -> dict[str, Any]:
-    """014 Key container data format."""
-    return {"keys": [{"key_ID": r.key_id, "key": base64.b64encode(r.key or b"").decode()}
+    """014 Key container data format; every key carries its provenance (``qkd``, ``hybrid``
+    or ``pqc``; ADR 0009) as a ``key_extension`` (014 §6.3 allows one per key)."""
+    return {"keys": [{"key_ID": r.key_id, "key": base64.b64encode(r.key or b"").decode(),
+                      "key_extension": {"provenance": r.provenance}}
                      for r in records]}
 
 

@@ -28,7 +28,8 @@ TYPES_MODULE = "etsi-qkd-node-types"
 
 # Extension nodes (yang/qkdn-key-manager.yang); the one place they're spelled.
 EXT_SESSION = f"{KM_MODULE}:km_session"     # in qkd_app: role, token_bucket{bucket_size, token_rate},
-                                            # idle_timeout (s), key_chunk_size (bytes)
+                                            # idle_timeout (s), key_chunk_size (bytes),
+                                            # fallback_policy
 EXT_KEY_MANAGER = f"{KM_MODULE}:key_manager"  # in qkd_node: key_store_capacity (bits)
 EXT_KEY_STORE = f"{KM_MODULE}:key_store"      # in qkd_link/qkdl_performance (state)
 
@@ -58,6 +59,8 @@ class SessionConfig:
     key_chunk_size: int | None = None
     backing_links: tuple[str, ...] = ()
     remote_qkdn_id: str | None = None
+    #: ``km_session/fallback_policy`` (ADR 0009): qkd-only, hybrid or pqc-fallback
+    fallback_policy: str = "qkd-only"
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ def parse_session(app: Mapping[str, Any]) -> SessionConfig:
         key_chunk_size=_int(km.get("key_chunk_size")),
         backing_links=tuple(str(x).lower() for x in app.get("backing_qkdl_id", [])),
         remote_qkdn_id=str(app["remote_qkdn_id"]).lower() if app.get("remote_qkdn_id") else None,
+        fallback_policy=str(km.get("fallback_policy") or "qkd-only").split(":", 1)[-1],
     )
 
 

@@ -26,12 +26,15 @@ from kms.errors import (
     KmsError,
     NoRoute,
     RateLimited,
+    RelayError,
     SessionError,
     SessionRefused,
     Unauthorized,
 )
 from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_table
 from kms.https_server import HttpsServer, TlsFiles
+from kms.hybrid_kdf import Provenance, fallback_mode
+from kms.hybrid_provisioning import HybridProvisioner
 from kms.key_pool import KeyPool, KeyRecord
 from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
 from kms.priority_queue import PriorityGate
@@ -153,6 +156,12 @@ class KeyManager:
             fault_delays=config.fault_delays, on_hop=self.telemetry.relay_hop),
             RelayTls(tls.ca, tls.cert, tls.key))
         self.streams: StreamManager | None = None  # set when the 004 app is built
+        #: hybrid / post-quantum provisioning between endpoint KMs (ADR 0009)
+        self.hybrid = HybridProvisioner(self)
+        self._links_down: set[str] = set()
+        #: per session: provenance -> [keys, bits] delivered to local SAEs; last mode
+        self._delivered: dict[str, dict[str, list[int]]] = {}
+        self._modes: dict[str, str] = {}
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -209,6 +218,19 @@ class KeyManager:
         self.telemetry.key_material(qkdl_id)
         with self._key_arrived:
             self._key_arrived.notify_all()
+
+    def set_link_up(self, qkdl_id: str, up: bool) -> None:
+        """The node's QKD module of ``qkdl_id`` reports key generation running or stopped
+        (link cut, peer end down): sessions with a fallback policy treat a down link as
+        QKD key being short (ADR 0009)."""
+        with self._lock:
+            if up:
+                self._links_down.discard(qkdl_id.lower())
+            else:
+                self._links_down.add(qkdl_id.lower())
+
+    def link_is_up(self, qkdl_id: str) -> bool:
+        return qkdl_id.lower() not in self._links_down
 
     def wait_for_key_material(self, timeout: float) -> None:
         with self._key_arrived:
@@ -329,13 +351,49 @@ class KeyManager:
             return []
 
     def report_key_request(self, session_id: str, number: int, bits: int,
-                           outcome: notifications.KeyRequestOutcome) -> None:
-        """Emit ``km_key_request`` (the controller resets its session timer on it)."""
+                           outcome: notifications.KeyRequestOutcome,
+                           delivered: list[KeyRecord] | None = None) -> None:
+        """Emit ``km_key_request`` (the controller resets its session timer on it), with the
+        provenance of the keys it delivered."""
         if not session_id.startswith("pending:"):
-            self._notify(notifications.key_request(session_id, number, bits, outcome))
+            self._notify(notifications.key_request(
+                session_id, number, bits, outcome,
+                delivered=provenance_counts(delivered) if delivered else None))
+
+    def record_delivery(self, session_id: str, records: list[KeyRecord], *,
+                        decides_mode: bool, reason: str = "") -> None:
+        """Count keys handed to local SAEs per provenance; the KM that decides the mode
+        (014 master's KM, 004 originator) notifies when the session's mode changes."""
+        if not records:
+            return
+        with self._lock:
+            per = self._delivered.setdefault(session_id, {p.value: [0, 0] for p in Provenance})
+            for record in records:
+                entry = per.setdefault(record.provenance, [0, 0])
+                entry[0] += 1
+                entry[1] += len(record.key or b"") * 8
+            mode = records[-1].provenance
+            previous = self._modes.get(session_id, Provenance.QKD.value)
+            self._modes[session_id] = mode
+        if decides_mode and mode != previous and not session_id.startswith("pending:"):
+            why = "QKD key available" if mode == Provenance.QKD.value else reason
+            log.info("%s: session %s now receives %s keys (%s)", self.node_name, session_id,
+                     mode, why)
+            self._notify(notifications.key_mode_change(session_id, mode, previous, why))
+
+    def delivered_by_provenance(self) -> dict[str, dict[str, list[int]]]:
+        with self._lock:
+            return {s: {p: list(v) for p, v in per.items()} for s, per in self._delivered.items()}
+
+    def key_modes(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._modes)
 
     def _release_session(self, session_id: str) -> None:
         self._buckets.pop(session_id, None)
+        self.hybrid.drop_session(session_id)
+        self._delivered.pop(session_id, None)    # the controller keeps the session's totals
+        self._modes.pop(session_id, None)
         if self.streams is not None:
             self.streams.on_session_terminated(session_id)
 
@@ -485,16 +543,26 @@ class KeyManager:
         bind_session(session.session_id)
         self.telemetry.request(session.session_id, "014", "enc_keys", master)
         outcome = notifications.KeyRequestOutcome.REFUSED
+        delivered: list[KeyRecord] = []
         try:
-            route = self.route_for(master, slave, session)
+            route: Route | None
+            try:
+                route = self.route_for(master, slave, session)
+            except NoRoute:
+                if fallback_mode(self.hybrid.policy(session.session_id)) is None:
+                    raise
+                route = None      # no path: the session's fallback policy serves it
             self._charge(session, number * size)
             with self._lock:
                 session.fire(SessionEvent.KEY_REQUEST)
             try:
-                records = self._produce(master, slave, number, size, route)
+                records, reason = self._produce_with_fallback(master, slave, number, size,
+                                                              route, session.session_id)
             finally:
                 self._key_done(session)
             outcome = notifications.KeyRequestOutcome.DELIVERED
+            delivered = records
+            self.record_delivery(session.session_id, records, decides_mode=True, reason=reason)
             self.telemetry.key_returned(session.session_id, "014", "enc_keys", master,
                                         len(records), number * size)
             return records
@@ -505,16 +573,76 @@ class KeyManager:
             outcome = notifications.KeyRequestOutcome.INSUFFICIENT_KEY
             raise
         finally:
-            self.report_key_request(session.session_id, number, number * size, outcome)
+            self.report_key_request(session.session_id, number, number * size, outcome,
+                                    delivered)
 
     def _key_done(self, session: KmSession) -> None:
         with self._lock:
             if session.state is SessionState.KEY_EXCHANGING:
                 session.fire(SessionEvent.KEY_DELIVERED)
 
-    def _produce(self, master: str, slave: str, number: int, size: int, route: Route) -> list[KeyRecord]:
+    def qkd_shortage(self, next_node: str, bits: int) -> str | None:
+        """Why QKD key toward ``next_node`` cannot serve ``bits`` now (None: it can)."""
+        qkdl_id = self._directory.links.get(next_node)
+        if qkdl_id is None:
+            return "no QKD link to the next hop"
+        if not self.link_is_up(qkdl_id):
+            return "link down"
+        if self.store_for_peer(next_node).available_outgoing() < bits // 8 + 64:
+            return "insufficient key"
+        return None
+
+    def _produce_with_fallback(self, master: str, slave: str, number: int, size: int,
+                               route: Route | None, session_id: str
+                               ) -> tuple[list[KeyRecord], str]:
+        """QKD keys when QKD key suffices; otherwise what the session's fallback policy
+        allows (ADR 0009). Returns the keys and why QKD key was short ("" if it was not)."""
+        mode = fallback_mode(self.hybrid.policy(session_id))
+        if mode is None:
+            assert route is not None
+            return self._produce(master, slave, number, size, route), ""
         now = self._clock()
-        taken = self.pool.take_for_master(master, slave, number, size, now)
+        if route is not None and route.next_node is None:
+            return self._produce(master, slave, number, size, route), ""
+        reason = "no route"
+        if route is not None and route.next_node is not None:
+            reason = self.qkd_shortage(route.next_node, number * size) or ""
+        if reason:
+            # QKD key is short: QKD keys relayed ahead, then keys derived ahead, then new ones
+            taken = self.pool.take_for_master(master, slave, number, size, now)
+        else:
+            assert route is not None
+            taken = self.pool.take_for_master(master, slave, number, size, now, qkd_only=True)
+            missing = number - len(taken)
+            if missing == 0:
+                return taken, ""
+            try:
+                return taken + self._produce(master, slave, missing, size, route,
+                                             qkd_only=True), ""
+            except (InsufficientKey, RelayError, NoRoute) as exc:
+                reason = {InsufficientKey: "insufficient key", NoRoute: "no route"}.get(
+                    type(exc), "relay failed")
+            taken += self.pool.take_for_master(master, slave, missing, size, now)
+        missing = number - len(taken)
+        if missing == 0:
+            return taken, reason
+        cfg = self._forwarding.sessions.get(session_id)
+        expires = now + cfg.ttl if cfg is not None and cfg.ttl else None
+        # derived ahead like relayed keys (relay_batch): one seed and one key message serve
+        # this request and the pair's next ones, which find them ready at both ends
+        batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
+        shells = [KeyRecord(str(uuid.uuid4()), master, slave, bytes(size // 8),
+                            session=session_id, expires=expires) for _ in range(batch)]
+        derived = self.hybrid.produce(session_id, mode, shells,
+                                      next_node=route.next_node if route else None,
+                                      master_local=True, slave_local=False)
+        return taken + self.pool.take_named_for_master(
+            master, [r.key_id for r in derived[:missing]], now), reason
+
+    def _produce(self, master: str, slave: str, number: int, size: int, route: Route, *,
+                 qkd_only: bool = False) -> list[KeyRecord]:
+        now = self._clock()
+        taken = self.pool.take_for_master(master, slave, number, size, now, qkd_only=qkd_only)
         missing = number - len(taken)
         if missing == 0:
             return taken
@@ -556,6 +684,7 @@ class KeyManager:
         records = self.pool.take_for_slave(slave, master, key_ids, self._clock())
         self.telemetry.key_returned(sid, "014", "dec_keys", slave, len(records),
                                     sum(len(r.key or b"") * 8 for r in records))
+        self.record_delivery(sid, records, decides_mode=False)
         with self._lock:
             session = self._sessions.get(sid)
             if session is not None and session.active:
@@ -581,7 +710,9 @@ class KeyManager:
     def operational_state(self) -> dict:
         """RFC 7951 JSON fragments of ``config false`` data for the agent's ``get``."""
         from kms.operational_state import build_operational_state
-        return build_operational_state(self.sessions(), self._forwarding, self.link_levels())
+        return build_operational_state(self.sessions(), self._forwarding, self.link_levels(),
+                                       delivered=self.delivered_by_provenance(),
+                                       modes=self.key_modes())
 
     # -- background: resolver, timers, ttl ------------------------------------------------------
     def _kick_resolver(self) -> None:
@@ -640,6 +771,15 @@ class KeyManager:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def provenance_counts(records: list[KeyRecord]) -> dict[str, tuple[int, int]]:
+    """provenance -> (keys, bits) of ``records``."""
+    counts: dict[str, tuple[int, int]] = {}
+    for record in records:
+        keys, bits = counts.get(record.provenance, (0, 0))
+        counts[record.provenance] = (keys + 1, bits + len(record.key or b"") * 8)
+    return counts
 
 
 def direct_session_id(sae_a: str, sae_b: str) -> str:

@@ -44,6 +44,9 @@ class KeyRecord:
     stream_index: int | None = None
     session: str | None = None
     expires: float | None = None
+    #: ``qkd``, ``hybrid`` or ``pqc`` (``kms.hybrid_kdf.Provenance``); ``seed`` marks the QKD
+    #: part of a hybrid request, which is never released to an SAE
+    provenance: str = "qkd"
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ CREATE TABLE IF NOT EXISTS keys (
     master_local INTEGER NOT NULL, slave_local INTEGER NOT NULL,
     master_taken INTEGER NOT NULL DEFAULT 0, slave_taken INTEGER NOT NULL DEFAULT 0,
     stream_id TEXT, stream_index INTEGER, session TEXT, next_hop TEXT,
-    created REAL NOT NULL, expires REAL);
+    created REAL NOT NULL, expires REAL, provenance TEXT NOT NULL DEFAULT 'qkd');
 CREATE INDEX IF NOT EXISTS keys_pair ON keys(master, slave, state);
 CREATE UNIQUE INDEX IF NOT EXISTS keys_stream ON keys(stream_id, stream_index);
 """
@@ -78,6 +81,10 @@ class KeyPool:
         self._lock = threading.RLock()
         self._conn = open_database(path)
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(keys)")}
+        if "provenance" not in columns:   # a pool written before hybrid keys existed
+            self._conn.execute("ALTER TABLE keys ADD COLUMN provenance TEXT NOT NULL "
+                               "DEFAULT 'qkd'")
         self._group_lock = threading.Lock()
         self._group_queue: list[_GroupOp] = []
         self._group_leader = False
@@ -135,11 +142,11 @@ class KeyPool:
         with self._lock, self._tx() as cur:
             cur.executemany(
                 "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local, "
-                "slave_local, stream_id, stream_index, session, next_hop, created, expires) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "slave_local, stream_id, stream_index, session, next_hop, created, expires, "
+                "provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, KeyState.PENDING.value,
                   int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
-                  next_hop, now, r.expires) for r in records])
+                  next_hop, now, r.expires, r.provenance) for r in records])
 
     def mark_ready(self, key_ids: Sequence[str]) -> None:
         with self._lock, self._tx() as cur:
@@ -172,11 +179,11 @@ class KeyPool:
             try:
                 cur.executemany(
                     "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local,"
-                    " slave_local, stream_id, stream_index, session, created, expires) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " slave_local, stream_id, stream_index, session, created, expires, provenance)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8,
                       KeyState.READY.value, int(master_local), int(slave_local), r.stream_id,
-                      r.stream_index, r.session, now, r.expires) for r in records])
+                      r.stream_index, r.session, now, r.expires, r.provenance) for r in records])
             except sqlite3.IntegrityError:
                 raise RelayError("a key_ID of this relay is already known (replay)") from None
 
@@ -202,16 +209,21 @@ class KeyPool:
 
     # -- release ----------------------------------------------------------------------------
     def take_for_master(self, master: str, slave: str, number: int, size_bits: int,
-                        now: float) -> list[KeyRecord]:
-        """Release up to ``number`` ready keys of the pair to the master (oldest first)."""
+                        now: float, *, qkd_only: bool = False) -> list[KeyRecord]:
+        """Release up to ``number`` ready keys of the pair to the master (QKD keys first, then
+        oldest first); ``qkd_only``: leave hybrid/pqc keys derived ahead in the pool."""
+        kinds = "provenance='qkd'" if qkd_only else "provenance<>'seed'"
+
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             rows = cur.execute(
-                "SELECT key_id, key, expires FROM keys WHERE master=? AND slave=? AND state=? AND "
-                "master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS NULL "
-                "AND (expires IS NULL OR expires>?) ORDER BY created LIMIT ?",
+                "SELECT key_id, key, expires, provenance FROM keys WHERE master=? AND slave=? AND "
+                "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS "
+                f"NULL AND {kinds} AND (expires IS NULL OR expires>?) "
+                "ORDER BY provenance<>'qkd', created LIMIT ?",
                 (master, slave, KeyState.READY.value, size_bits, now, number)).fetchall()
             _mark_taken_many(cur, [r[0] for r in rows], "master_taken")
-            return [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
+            return [KeyRecord(k, master, slave, key, expires=e, provenance=p)
+                    for k, key, e, p in rows]
         return self._grouped(work)
 
     def take_named_for_master(self, master: str, key_ids: Sequence[str], now: float) -> list[KeyRecord]:
@@ -220,11 +232,13 @@ class KeyPool:
             out = []
             for key_id in key_ids:
                 row = cur.execute(
-                    "SELECT slave, key, expires FROM keys WHERE key_id=? AND master=? AND state=? "
-                    "AND master_local=1 AND master_taken=0", (key_id, master, KeyState.READY.value)).fetchone()
+                    "SELECT slave, key, expires, provenance FROM keys WHERE key_id=? AND master=? "
+                    "AND state=? AND master_local=1 AND master_taken=0 AND provenance<>'seed'",
+                    (key_id, master, KeyState.READY.value)).fetchone()
                 if row is None:
                     raise KeyNotFound("relayed key no longer available")
-                out.append(KeyRecord(key_id, master, row[0], row[1], expires=row[2]))
+                out.append(KeyRecord(key_id, master, row[0], row[1], expires=row[2],
+                                     provenance=row[3]))
             _mark_taken_many(cur, list(key_ids), "master_taken")
             return out
         return self._grouped(work)
@@ -236,12 +250,13 @@ class KeyPool:
             out = []
             for key_id in key_ids:
                 row = cur.execute(
-                    "SELECT key FROM keys WHERE key_id=? AND master=? AND slave=? AND state=? AND "
-                    "slave_local=1 AND slave_taken=0 AND (expires IS NULL OR expires>?)",
+                    "SELECT key, provenance FROM keys WHERE key_id=? AND master=? AND slave=? AND "
+                    "state=? AND slave_local=1 AND slave_taken=0 AND provenance<>'seed' AND "
+                    "(expires IS NULL OR expires>?)",
                     (key_id, master, slave, KeyState.READY.value, now)).fetchone()
                 if row is None:
                     raise KeyNotFound("one or more keys are not available to this SAE")
-                out.append(KeyRecord(key_id, master, slave, row[0]))
+                out.append(KeyRecord(key_id, master, slave, row[0], provenance=row[1]))
             _mark_taken_many(cur, list(key_ids), "slave_taken")
             return out
         return self._grouped(work)
@@ -251,18 +266,18 @@ class KeyPool:
         with self._lock, self._tx() as cur:
             row = cur.execute(
                 "SELECT key_id, master, slave, key, master_local, slave_local, master_taken, "
-                "slave_taken, state FROM keys WHERE stream_id=? AND stream_index=? AND "
-                "(expires IS NULL OR expires>?)", (stream_id, index, now)).fetchone()
-            if row is None or row[8] != KeyState.READY.value:
+                "slave_taken, state, provenance FROM keys WHERE stream_id=? AND stream_index=? "
+                "AND (expires IS NULL OR expires>?)", (stream_id, index, now)).fetchone()
+            if row is None or row[8] != KeyState.READY.value or row[9] == "seed":
                 return None
-            key_id, master, slave, key, m_local, s_local, m_taken, s_taken, _ = row
+            key_id, master, slave, key, m_local, s_local, m_taken, s_taken, _, provenance = row
             if sae_id == master and m_local and not m_taken:
                 _mark_taken(cur, key_id, "master_taken")
             elif sae_id == slave and s_local and not s_taken:
                 _mark_taken(cur, key_id, "slave_taken")
             else:
                 raise KeyNotFound("key at this index already delivered to this SAE")
-        return KeyRecord(key_id, master, slave, key, stream_id, index)
+        return KeyRecord(key_id, master, slave, key, stream_id, index, provenance=provenance)
 
     def stream_state(self, stream_id: str, index: int) -> KeyState | None:
         with self._lock:
@@ -280,7 +295,7 @@ class KeyPool:
         with self._lock:
             return self._conn.execute(
                 "SELECT COUNT(*) FROM keys WHERE master=? AND slave=? AND state=? AND master_local=1"
-                " AND master_taken=0 AND size_bits=? AND stream_id IS NULL",
+                " AND master_taken=0 AND size_bits=? AND stream_id IS NULL AND provenance<>'seed'",
                 (master, slave, KeyState.READY.value, size_bits)).fetchone()[0]
 
     def expire(self, now: float) -> int:
@@ -300,6 +315,17 @@ class KeyPool:
                     "SELECT key_id FROM keys WHERE stream_id=? AND state=?",
                     (stream_id, KeyState.READY.value)).fetchall():
                 _scrub(cur, key_id, KeyState.VOID)
+
+    def take_seed(self, key_id: str, master: str, slave: str) -> bytes:
+        """Consume the hybrid seed ``key_id`` of the pair (erased in the same commit)."""
+        with self._lock, self._tx() as cur:
+            row = cur.execute(
+                "SELECT key FROM keys WHERE key_id=? AND master=? AND slave=? AND state=? AND "
+                "provenance='seed'", (key_id, master, slave, KeyState.READY.value)).fetchone()
+            if row is None or row[0] is None:
+                raise KeyNotFound("hybrid seed not available")
+            _scrub(cur, key_id, KeyState.RELEASED)
+        return bytes(row[0])
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kms import notifications
 from kms.errors import InsufficientKey, KmsError, NoRoute, RelayError
+from kms.hybrid_kdf import fallback_mode
 from kms.key_pool import KeyRecord, KeyState
 from kms.refusals import Refusal
 from kms.session import KmSession, SessionEvent, SessionState
@@ -69,6 +70,7 @@ class Reply:
     key: bytes | None = None
     index: int | None = None
     metadata: bytes | None = None
+    provenance: str | None = None   #: qkd, hybrid or pqc (ADR 0009)
 
 
 @dataclass
@@ -98,6 +100,8 @@ class StreamManager:
         self.km = km
         self._streams: dict[str, KeyStream] = {}
         self._lock = threading.RLock()
+        #: why the last keys of a stream were not QKD keys (for the mode-change notification)
+        self._fallback_reasons: dict[str, str] = {}
         km.streams = self
 
     # -- QoS ----------------------------------------------------------------------------------
@@ -217,7 +221,7 @@ class StreamManager:
                 index = stream.next_index.get(caller, 0)
             if index < 0:
                 return Reply(Status.INSUFFICIENT_KEY, ksid)
-            metadata = self._metadata(stream, index)
+            metadata = self._metadata(stream, index, "hybrid")   # the longest provenance
             if metadata_size is not None and metadata_size < len(metadata):
                 return Reply(Status.METADATA_TOO_SMALL, ksid, index=index, metadata=None)
             stream.next_index[caller] = max(stream.next_index.get(caller, 0), index + 1)
@@ -241,10 +245,15 @@ class StreamManager:
                 except KmsError:
                     return Reply(Status.INSUFFICIENT_KEY, ksid, index=index)  # already delivered
                 if record is not None:
-                    self._report(stream, notifications.KeyRequestOutcome.DELIVERED)
+                    self.km.record_delivery(session.session_id, [record],
+                                            decides_mode=stream.originator,
+                                            reason=self._fallback_reasons.get(stream.ksid, ""))
+                    self._report(stream, notifications.KeyRequestOutcome.DELIVERED, [record])
                     self.km.telemetry.key_returned(stream.session.session_id, "004", "get_key",
                                                    caller, 1, len(record.key or b"") * 8)
-                    return Reply(Status.SUCCESS, ksid, key=record.key, index=index, metadata=metadata)
+                    return Reply(Status.SUCCESS, ksid, key=record.key, index=index,
+                                 metadata=self._metadata(stream, index, record.provenance),
+                                 provenance=record.provenance)
                 state = self.km.pool.stream_state(stream.ksid, index)
                 if state is not None and state is not KeyState.PENDING:
                     return Reply(Status.INSUFFICIENT_KEY, ksid, index=index)  # released/expired
@@ -270,13 +279,16 @@ class StreamManager:
                 if session.state is SessionState.KEY_EXCHANGING:
                     session.fire(SessionEvent.KEY_DELIVERED)
 
-    def _report(self, stream: KeyStream, outcome: notifications.KeyRequestOutcome) -> None:
+    def _report(self, stream: KeyStream, outcome: notifications.KeyRequestOutcome,
+                delivered: list[KeyRecord] | None = None) -> None:
         self.km.report_key_request(stream.session.session_id, 1, stream.qos.key_chunk_size * 8,
-                                   outcome)
+                                   outcome, delivered)
 
-    def _metadata(self, stream: KeyStream, index: int) -> bytes:
+    def _metadata(self, stream: KeyStream, index: int, provenance: str = "qkd") -> bytes:
+        """Metadata of a key: stream, index, size and ``key_provenance`` (ADR 0009)."""
         return (f'{{"Key_stream_ID":"{stream.ksid}","index":{index},'
-                f'"key_chunk_size":{stream.qos.key_chunk_size}}}').encode()
+                f'"key_chunk_size":{stream.qos.key_chunk_size},'
+                f'"key_provenance":"{provenance}"}}').encode()
 
     def _obtain(self, stream: KeyStream, index: int) -> None:
         if stream.originator:
@@ -303,10 +315,28 @@ class StreamManager:
             if stream.route.next_node is None:
                 km.pool.store_ready(records, master_local=True, slave_local=True, now=now)
                 return
-            with km.gate.slot(stream.qos.priority):
-                km.relay.originate(stream.route.session, stream.route.next_node, records,
-                                   master_local=master in stream.local_saes,
-                                   slave_local=slave in stream.local_saes)
+            session_id = stream.route.session or ""
+            mode = fallback_mode(km.hybrid.policy(session_id))
+            reason = km.qkd_shortage(stream.route.next_node, len(records) *
+                                     stream.qos.key_chunk_size * 8) if mode else None
+            if not reason:
+                try:
+                    with km.gate.slot(stream.qos.priority):
+                        km.relay.originate(stream.route.session, stream.route.next_node, records,
+                                           master_local=master in stream.local_saes,
+                                           slave_local=slave in stream.local_saes)
+                    self._fallback_reasons.pop(stream.ksid, None)
+                    return
+                except (InsufficientKey, RelayError, NoRoute) as exc:
+                    if mode is None:
+                        raise
+                    reason = "insufficient key" if isinstance(exc, InsufficientKey) else \
+                        "relay failed"
+            assert mode is not None
+            self._fallback_reasons[stream.ksid] = reason
+            km.hybrid.produce(session_id, mode, records, next_node=stream.route.next_node,
+                              master_local=master in stream.local_saes,
+                              slave_local=slave in stream.local_saes)
 
     # -- CLOSE --------------------------------------------------------------------------------
     def close(self, caller: str, ksid: str) -> Reply:

@@ -7,6 +7,7 @@ notifications.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
@@ -71,10 +72,35 @@ def session_state(app_id: str, state: str, reason: str | None = None) -> dict:
     return {f"{KM_MODULE}:km_session_state_change": body}
 
 
-def key_request(app_id: str, number: int, bits: int, outcome: KeyRequestOutcome) -> dict:
-    return {f"{KM_MODULE}:km_key_request": {"app_id": app_id, "number_of_keys": number,
-                                            "bits": str(bits),  # uint64: a JSON string (RFC 7951)
-                                            "outcome": outcome.value}}
+def provenance_counters(counts: Mapping[str, Any]) -> dict[str, str]:
+    """``provenance-counters`` grouping from provenance -> (keys, bits) (counter64: strings)."""
+    out: dict[str, str] = {}
+    for provenance in ("qkd", "hybrid", "pqc"):
+        if provenance in counts:
+            keys, bits = counts[provenance][0], counts[provenance][1]
+            out[f"{provenance}_keys"] = str(keys)
+            out[f"{provenance}_bits"] = str(bits)
+    return out
+
+
+def key_request(app_id: str, number: int, bits: int, outcome: KeyRequestOutcome, *,
+                delivered: Mapping[str, Any] | None = None) -> dict:
+    body: dict[str, Any] = {"app_id": app_id, "number_of_keys": number,
+                            "bits": str(bits),  # uint64: a JSON string (RFC 7951)
+                            "outcome": outcome.value}
+    if delivered:
+        body["delivered"] = provenance_counters(delivered)
+    return {f"{KM_MODULE}:km_key_request": body}
+
+
+def key_mode_change(app_id: str, mode: str, previous: str | None, reason: str = "") -> dict:
+    """``km_key_mode_change``: the session switched to hybrid/pqc keys, or back to qkd."""
+    body: dict[str, Any] = {"app_id": app_id, "mode": mode}
+    if previous:
+        body["previous_mode"] = previous
+    if reason:
+        body["reason"] = reason
+    return {f"{KM_MODULE}:km_key_mode_change": body}
 
 
 def qos_to_app_qos(max_bps: int | None, min_bps: int | None, jitter: int | None,

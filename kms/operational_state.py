@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 
 from kms.forwarding import EXT_KEY_STORE, EXT_SESSION, NODE, TYPES_MODULE, ForwardingTable
 from kms.key_store import StoreLevels
+from kms.notifications import provenance_counters
 from kms.session import KmSession, SessionEvent, SessionState
 
 _APP_STATUS = {
@@ -28,7 +29,9 @@ def app_status(session: KmSession) -> str | None:
 
 
 def build_operational_state(sessions: Mapping[str, KmSession], table: ForwardingTable,
-                            levels: Iterable[StoreLevels]) -> dict:
+                            levels: Iterable[StoreLevels], *,
+                            delivered: Mapping[str, Mapping[str, list[int]]] | None = None,
+                            modes: Mapping[str, str] | None = None) -> dict:
     """Apps configured on this node (with their KM session state) and link key-store levels."""
     apps = []
     for app_id in table.sessions:
@@ -36,10 +39,18 @@ def build_operational_state(sessions: Mapping[str, KmSession], table: Forwarding
         if session is None:
             continue
         requests = sum(1 for t in session.history if t.event is SessionEvent.KEY_REQUEST)
+        counters: dict = {"key_requests": str(requests)}
+        per = (delivered or {}).get(app_id)
+        if per:
+            counters["keys_delivered"] = str(sum(v[0] for v in per.values()))
+            counters["bits_delivered"] = str(sum(v[1] for v in per.values()))
+            counters["provenance"] = provenance_counters(per)
         entry: dict = {"app_id": app_id, EXT_SESSION: {
             "state": session.state.value,
-            "counters": {"key_requests": str(requests)},
+            "counters": counters,
         }}
+        if modes and app_id in modes:
+            entry[EXT_SESSION]["key_mode"] = modes[app_id]
         status = app_status(session)
         if status:
             entry["app_status"] = f"{TYPES_MODULE}:{status}"

@@ -47,6 +47,8 @@ EXT_KEYS_PATH = "/relay/v1/ext_keys"
 RESOLVE_PATH = "/relay/v1/resolve"
 CONTROL_PATH = "/relay/v1/control"
 RELAY_TIMEOUT_S = 10.0
+#: what ext_keys may carry: QKD keys, and QKD seeds of hybrid requests (ADR 0009)
+RELAYED_PROVENANCES = frozenset({"qkd", "seed"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def key_descriptor(record: KeyRecord) -> dict[str, Any]:
         out["index"] = record.stream_index
     if record.expires is not None:
         out["expires"] = record.expires
+    if record.provenance != "qkd":
+        out["provenance"] = record.provenance   # "seed": QKD part of a hybrid request
     return out
 
 
@@ -116,13 +120,16 @@ def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> tuple[list[Key
     if not verify_tag(canonical(unsigned), mac_key, tag):
         raise AuthenticationFailed("ext_keys MAC mismatch")
     plain = xor_bytes(cipher, pad)
+    if any(k.get("provenance", "qkd") not in RELAYED_PROVENANCES for k in body["keys"]):
+        raise AuthenticationFailed("ext_keys carries a key that is not QKD key")
     records, offset = [], 0
     for desc, size in zip(body["keys"], sizes):
         records.append(KeyRecord(
             key_id=str(desc["key_ID"]), master=str(desc["master_SAE_ID"]),
             slave=str(desc["slave_SAE_ID"]), key=plain[offset:offset + size // 8],
             stream_id=desc.get("Key_stream_ID"), stream_index=desc.get("index"),
-            session=body["session"], expires=desc.get("expires")))
+            session=body["session"], expires=desc.get("expires"),
+            provenance=str(desc.get("provenance", "qkd"))))
         offset += size // 8
     return records, ack_key
 

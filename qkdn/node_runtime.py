@@ -147,6 +147,8 @@ class NodeRuntime:
         from qkd_twin.link_notifications import notifications_for
 
         log.info("link %s: %s %s", event.qkdl_id, event.kind.value, event.message)
+        if event.kind.value in ("link-down", "link-up"):   # hybrid fallback (ADR 0009)
+            self.km.set_link_up(event.qkdl_id, event.kind.value == "link-up")
         for notification in notifications_for(event):
             self.notify(notification)
 
@@ -165,6 +167,8 @@ class NodeRuntime:
 
     def _on_peer_change(self, qkdl_id: str, up: bool) -> None:
         from qkd_twin.link_notifications import link_alarm, link_down
+
+        self.km.set_link_up(qkdl_id, up)
 
         if up:
             log.info("link %s: peer end running, key generation starts", qkdl_id)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from qkdn.sla import FallbackPolicy
 from sdn_controller.errors import (
     InsufficientCapacityError,
     NoPathError,
@@ -40,6 +41,14 @@ from sdn_controller.reservations import ReservationLedger
 from sdn_controller.routing import Route
 from sdn_controller.session_config import KmConfig, QoS, build_km_configs, token_bucket_for
 from sdn_controller.user_db import Directory, SlaProfile
+
+_RESTRICTION = [FallbackPolicy.QKD_ONLY, FallbackPolicy.HYBRID, FallbackPolicy.PQC_FALLBACK]
+
+
+def session_fallback(a: SlaProfile, b: SlaProfile) -> FallbackPolicy:
+    """The fallback policy of a session: the more restrictive of its two users' SLAs (a key
+    goes to both ends, so both must accept its kind; ADR 0009)."""
+    return min(FallbackPolicy(a.fallback), FallbackPolicy(b.fallback), key=_RESTRICTION.index)
 
 
 class SessionState(str, enum.Enum):
@@ -190,6 +199,10 @@ class _Session:
     reason: AdmissionReason | None = None
     detail: str = ""
     pending_deletions: set[NodeId] = field(default_factory=set)
+    fallback: FallbackPolicy = FallbackPolicy.QKD_ONLY
+    key_mode: str = "qkd"
+    #: provenance -> [keys, bits] delivered (from the initiator's KM events)
+    delivered: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -211,6 +224,9 @@ class SessionView:
     reason: AdmissionReason | None
     detail: str
     pending_deletions: frozenset[NodeId]
+    fallback: FallbackPolicy = FallbackPolicy.QKD_ONLY
+    key_mode: str = "qkd"
+    delivered: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -269,6 +285,9 @@ class Rerouted:
     stale_configs: tuple[KmConfig, ...]
     route: Route | None
     rate_bps: int
+    #: no route carries the session any more, but its fallback policy keeps it on its old
+    #: configuration (its KMs deliver hybrid/pqc keys): nothing to push
+    kept_for_fallback: bool = False
 
 
 Outcome = Refused | Waiting | Configured | Terminated | Rerouted
@@ -449,7 +468,16 @@ class AdmissionControl:
             if keep_if_no_route:
                 raise NoPathError(session.initiator.node_id, session.responder.node_id,
                                   failure.detail) from None
+            if session.fallback is not FallbackPolicy.QKD_ONLY:
+                return Rerouted(session.session_id, session.configs, (), session.route,
+                                session.rate_bps, kept_for_fallback=True)
             return self._terminate(session, AdmissionReason.LINK_FAILURE, failure.detail)
+        if route is None and session.route is not None:
+            # no path any more: a fallback session stays on its old configuration, so its
+            # KMs deliver QKD keys again as soon as the link is back (ADR 0009)
+            self.ledger.reserve(session.session_id, held)
+            return Rerouted(session.session_id, session.configs, (), session.route,
+                            session.rate_bps, kept_for_fallback=True)
         old = session.configs
         session.generation += 1
         self._install(session, route, rate)
@@ -584,6 +612,7 @@ class AdmissionControl:
                                          max_bps=rate))
         session.priority = min(init.qos.priority, resp.qos.priority)
         session.idle_timeout_s = min(init.sla.idle_timeout_s, resp.sla.idle_timeout_s)
+        session.fallback = session_fallback(init.sla, resp.sla)
         ttls = [q.ttl_s for q in (init.qos, resp.qos) if q.ttl_s]
         session.expires_at = now + min(ttls) if ttls else None
         try:
@@ -627,6 +656,16 @@ class AdmissionControl:
             return self.router(init.node_id, resp.node_id, rate, reserved_bps=reserved,
                                sessions=counts), rate, False
         except InsufficientCapacityError as exc:
+            if session.fallback is not FallbackPolicy.QKD_ONLY:
+                # hybrid/pqc: admitted on the widest path at the requested rate; QKD carries
+                # what it can, the fallback the rest (ADR 0009)
+                try:
+                    route = self.router(init.node_id, resp.node_id, exc.available_bps,
+                                        reserved_bps=reserved, sessions=counts) \
+                        if exc.available_bps > 0 else None
+                except RoutingError:
+                    route = None
+                return route, rate, False
             lower_ok = init.sla.allow_lower_rate and resp.sla.allow_lower_rate
             if lower_ok and exc.available_bps >= floor and exc.available_bps > 0:
                 try:
@@ -638,7 +677,30 @@ class AdmissionControl:
             raise _NoRoute(AdmissionReason.INSUFFICIENT_CAPACITY, str(exc),
                            exc.available_bps) from exc
         except RoutingError as exc:
+            if session.fallback is not FallbackPolicy.QKD_ONLY:
+                return None, rate, False     # no path: the end KMs alone, fallback keys
             raise _NoRoute(AdmissionReason.NO_PATH, str(exc)) from exc
+
+    def record_delivery(self, session_id: str, node_id: NodeId,
+                        delivered: Mapping[str, tuple[int, int]]) -> None:
+        """Keys delivered per provenance, counted from the initiator's KM (one count per
+        key, which both ends receive)."""
+        session = self._get(session_id)
+        if node_id != session.initiator.node_id:
+            return
+        for provenance, (keys, bits) in delivered.items():
+            entry = session.delivered.setdefault(provenance, [0, 0])
+            entry[0] += keys
+            entry[1] += bits
+
+    def set_key_mode(self, session_id: str, mode: str) -> str | None:
+        """The session's keys now have provenance ``mode``; returns the previous mode if it
+        changed (None if not)."""
+        session = self._get(session_id)
+        if session.key_mode == mode:
+            return None
+        previous, session.key_mode = session.key_mode, mode
+        return previous
 
     def _install(self, session: _Session, route: Route | None, rate: int) -> None:
         init, resp = session.initiator, session.responder
@@ -655,7 +717,8 @@ class AdmissionControl:
             session_id=session.session_id, generation=session.generation, route=route,
             initiator=(init.sae_id, init.node_id), responder=(resp.sae_id, resp.node_id),
             qos=qos, priority=session.priority, idle_timeout_s=session.idle_timeout_s,
-            bucket=token_bucket_for(rate, burst_s=self.policy.burst_s, key_chunk_bytes=chunk))
+            bucket=token_bucket_for(rate, burst_s=self.policy.burst_s, key_chunk_bytes=chunk),
+            fallback_policy=session.fallback.value)
 
     def _terminate(self, session: _Session, reason: AdmissionReason, detail: str = "", *,
                    counter_proposal: QoS | None = None) -> Terminated:
@@ -702,4 +765,5 @@ def _view(s: _Session) -> SessionView:
     return SessionView(s.session_id, s.state, s.initiator, s.peer_sae_id, s.responder,
                        s.rate_bps, s.priority, s.idle_timeout_s, s.route, s.configs,
                        s.created_at, s.last_activity, s.reason, s.detail,
-                       frozenset(s.pending_deletions))
+                       frozenset(s.pending_deletions), s.fallback, s.key_mode,
+                       {p: (v[0], v[1]) for p, v in s.delivered.items()})

@@ -34,7 +34,8 @@ from sdn_controller.qkd_node_data import (
 )
 from sdn_controller.session_config import QoS
 
-KM_NOTIFICATIONS = frozenset({"km_key_request", "km_session_state_change"})
+KM_NOTIFICATIONS = frozenset({"km_key_request", "km_session_state_change",
+                              "km_key_mode_change"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,19 @@ class KeyRequestEvent:
     session_id: SessionId
     outcome: str | None
     bits: int | None
+    #: provenance -> (keys, bits) the request delivered (hybrid work, ADR 0009)
+    delivered: Mapping[str, tuple[int, int]] | None = None
+
+
+@dataclass(frozen=True)
+class KeyModeChangeEvent:
+    """``km_key_mode_change``: a session's keys switched provenance at ``node_id``'s KM."""
+
+    node_id: NodeId
+    session_id: SessionId
+    mode: str
+    previous_mode: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,7 @@ class KmSessionStateEvent:
 
 
 ApplicationEvent = (ApplicationRequest | ApplicationClosed | ApplicationQosUpdate
-                    | KeyRequestEvent | KmSessionStateEvent)
+                    | KeyRequestEvent | KmSessionStateEvent | KeyModeChangeEvent)
 
 
 def _uint(value: Any, what: str) -> int:
@@ -93,6 +107,18 @@ def _uint(value: Any, what: str) -> int:
     if not 0 <= number <= 0xFFFFFFFF:
         raise TopologyDataError(f"{what}: {number} out of range")
     return number
+
+
+def _delivered(counters: Any) -> dict[str, tuple[int, int]] | None:
+    """``provenance-counters`` → provenance -> (keys, bits)."""
+    if not isinstance(counters, Mapping):
+        return None
+    out = {}
+    for provenance in ("qkd", "hybrid", "pqc"):
+        keys, bits = counters.get(f"{provenance}_keys"), counters.get(f"{provenance}_bits")
+        if keys not in (None, "") or bits not in (None, ""):
+            out[provenance] = (int(keys or 0), int(bits or 0))
+    return out or None
 
 
 def _qos(app: Mapping[str, Any]) -> QoS:
@@ -136,7 +162,12 @@ def application_event(message: str | bytes | etree._Element | Mapping[str, Any],
         if name == "km_key_request":
             bits = body.get("bits")
             return KeyRequestEvent(NodeId(node_id), sid, body.get("outcome"),
-                                   None if bits in (None, "") else int(bits))
+                                   None if bits in (None, "") else int(bits),
+                                   _delivered(body.get("delivered")))
+        if name == "km_key_mode_change":
+            return KeyModeChangeEvent(NodeId(node_id), sid, str(body.get("mode") or ""),
+                                      str(body.get("previous_mode") or ""),
+                                      str(body.get("reason") or ""))
         return KmSessionStateEvent(NodeId(node_id), sid, str(body.get("state") or ""),
                                    str(body.get("reason") or ""))
     name, body, _ = notification_from_message(message)

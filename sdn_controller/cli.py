@@ -253,6 +253,15 @@ def _run_controller(args: argparse.Namespace) -> int:
         return 1
 
 
+def key_column(session: dict) -> str:
+    """``policy:mode(kind=keys,...)`` of a session row, e.g. ``hybrid:qkd(hybrid=12,qkd=40)``
+    (ADR 0009); one token, so the path stays the last column."""
+    delivered = session.get("delivered") or {}
+    counts = ",".join(f"{p}={d['keys']}" for p, d in sorted(delivered.items()))
+    text = f"{session.get('fallback_policy', 'qkd-only')}:{session.get('key_mode', 'qkd')}"
+    return f"{text}({counts})" if counts else text
+
+
 def _sessions(args: argparse.Namespace) -> int:
     path = args.state_dir / "controller" / "sessions.json"
     if not path.exists():
@@ -264,15 +273,17 @@ def _sessions(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**data, "sessions": shown}, indent=2))
         return 0
-    print(f"{'session':<38}{'state':<12}{'from':<18}{'to':<18}{'bit/s':>9}  path")
+    print(f"{'session':<38}{'state':<12}{'from':<18}{'to':<18}{'bit/s':>9}  "
+          f"{'policy:keys(delivered)':<32}path")
     for s in shown:
         src = f"{s['initiator']['sae_id']}@{s['initiator']['node']}"
         dst = (f"{s['responder']['sae_id']}@{s['responder']['node']}" if s["responder"]
                else f"{s['peer_sae_id']} (waiting)")
         path_text = " | ".join("-".join(leg["nodes"]) for leg in s["paths"]) or "-"
         extra = f"  ({s['reason']})" if s["state"] == "terminated" and s["reason"] else ""
+        keys = key_column(s)
         print(f"{s['session_id']:<38}{s['state']:<12}{src:<18}{dst:<18}{s['rate_bps']:>9}  "
-              f"{path_text}{extra}")
+              f"{keys:<32}{path_text}{extra}")
     return 0
 
 

@@ -123,6 +123,8 @@ def _km_session(app: etree._Element, config: KmConfig) -> None:
     chunk = config.app.qos.key_chunk_size if config.app is not None else 0
     if chunk:
         _leaf(session, "key_chunk_size", chunk, QKDN_KM_NS)
+    if config.fallback_policy != "qkd-only":   # the YANG default; ADR 0009
+        _leaf(session, "fallback_policy", config.fallback_policy, QKDN_KM_NS)
 
 
 def _virtual_link(links: etree._Element, config: KmConfig, hop: VirtualHop) -> None:

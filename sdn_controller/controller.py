@@ -40,6 +40,7 @@ from sdn_controller.application_events import (
     ApplicationClosed,
     ApplicationQosUpdate,
     ApplicationRequest,
+    KeyModeChangeEvent,
     KeyRequestEvent,
     KmSessionStateEvent,
     application_event,
@@ -89,6 +90,8 @@ class EventKind(str, enum.Enum):
     SESSION_REFUSED = "session-refused"
     SESSION_TERMINATED = "session-terminated"
     SESSION_REROUTED = "session-rerouted"
+    #: monitoring: a session's keys switched to hybrid/pqc (QKD key short) or back to qkd
+    SESSION_KEY_MODE = "session-key-mode"
     ORPHANS_REMOVED = "orphans-removed"
     RECONCILED = "reconciled"
     LINK_ALARM = "link-alarm"
@@ -173,6 +176,8 @@ class Controller:
             self._on_key_request(event)
         elif isinstance(event, KmSessionStateEvent):
             self._on_km_state(event)
+        elif isinstance(event, KeyModeChangeEvent):
+            self._on_key_mode(event)
         elif isinstance(event, ApplicationQosUpdate):
             self._on_qos_update(event)
         else:
@@ -386,8 +391,24 @@ class Controller:
         with self._lock:
             try:
                 self.admission.key_request(event.session_id)
+                if event.delivered:
+                    self.admission.record_delivery(event.session_id, event.node_id,
+                                                   event.delivered)
             except SessionError as exc:
                 log.info("key request event for %s ignored: %s", event.session_id, exc)
+
+    def _on_key_mode(self, event: KeyModeChangeEvent) -> None:
+        """Monitoring: record a session's switch to hybrid/pqc keys and its switch back."""
+        with self._lock:
+            try:
+                previous = self.admission.set_key_mode(event.session_id, event.mode)
+            except SessionError as exc:
+                log.info("key mode event for %s ignored: %s", event.session_id, exc)
+                return
+        if previous is not None:
+            self._emit(EventKind.SESSION_KEY_MODE, session_id=event.session_id,
+                       node_id=event.node_id,
+                       detail=f"{previous} -> {event.mode}: {event.reason}".rstrip(": "))
 
     def _on_km_state(self, event: KmSessionStateEvent) -> None:
         if event.state != "terminated":
@@ -497,6 +518,9 @@ class Controller:
             session_id, old, outcome = move
             if isinstance(outcome, Terminated):
                 self._finish(outcome)
+            elif outcome.kept_for_fallback:
+                self._emit(EventKind.SESSION_REROUTED, session_id=session_id,
+                           detail="no route: kept on its configuration, fallback keys")
             else:
                 self._move(session_id, old, outcome, "reroute")
 

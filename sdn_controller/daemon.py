@@ -199,6 +199,8 @@ def session_summary(view: SessionView, names: Mapping[str, str]) -> dict[str, An
         "priority": view.priority, "idle_timeout_s": view.idle_timeout_s, "paths": legs,
         "created_at": view.created_at, "last_activity": view.last_activity,
         "reason": view.reason.value if view.reason else None, "detail": view.detail,
+        "fallback_policy": view.fallback.value, "key_mode": view.key_mode,
+        "delivered": {p: {"keys": k, "bits": b} for p, (k, b) in view.delivered.items()},
     }
 
 

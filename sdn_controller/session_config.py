@@ -99,6 +99,8 @@ class KmConfig:
     #: True for what a reroute leaves behind on a KM that stays on the path: only ``hops``
     #: (the old virtual links) are to be removed, the session's ``qkd_app`` stays.
     partial: bool = False
+    #: what the KMs may deliver when QKD key is short (``qkdn.sla.FallbackPolicy`` value)
+    fallback_policy: str = "qkd-only"
 
 
 def virtual_link_id(session_id: SessionId, generation: int, leg: int) -> LinkId:
@@ -115,8 +117,8 @@ def token_bucket_for(rate_bps: int, *, burst_s: float, key_chunk_bytes: int = 0)
 
 def build_km_configs(*, session_id: SessionId, generation: int, route: Route | None,
                      initiator: tuple[SaeId, NodeId], responder: tuple[SaeId, NodeId],
-                     qos: QoS, priority: int, idle_timeout_s: int, bucket: TokenBucket
-                     ) -> tuple[KmConfig, ...]:
+                     qos: QoS, priority: int, idle_timeout_s: int, bucket: TokenBucket,
+                     fallback_policy: str = "qkd-only") -> tuple[KmConfig, ...]:
     """The per-KM configuration of a session routed over ``route``.
 
     A single one-hop leg is backed directly by the physical link; otherwise every leg becomes
@@ -158,7 +160,7 @@ def build_km_configs(*, session_id: SessionId, generation: int, route: Route | N
         else:
             role, app = KmRole.RELAY, None
         configs.append(KmConfig(node, session_id, role, priority, idle_timeout_s, bucket, app,
-                                tuple(hops.get(node, ()))))
+                                tuple(hops.get(node, ())), fallback_policy=fallback_policy))
     if init_node == resp_node:  # both SAEs on one KM: one config carrying the initiator's app
         configs = configs[:1]
     return tuple(configs)

@@ -197,6 +197,7 @@ def test_yang_key_manager_adds_no_top_level_data(ctx):
     assert top == [
         ("notification", "km_session_state_change"),
         ("notification", "km_key_request"),
+        ("notification", "km_key_mode_change"),
     ]
 
 
@@ -357,6 +358,25 @@ def test_yang_key_manager_notifications_validate(ctx):
             }
         },
     )
+
+
+def test_yang_key_manager_hybrid_policy_and_provenance_validate(ctx):
+    parse(ctx, node_with_session(
+        fallback_policy="hybrid", key_mode="pqc",
+        counters={"key_requests": "3", "provenance": {
+            "qkd_keys": "1", "qkd_bits": "256", "hybrid_keys": "2", "hybrid_bits": "512",
+            "pqc_keys": "0", "pqc_bits": "0"}}))
+    parse_notification(ctx, {f"{KM}:km_key_request": {
+        "app_id": APP_ID, "number_of_keys": 2, "bits": "512", "outcome": "delivered",
+        "delivered": {"qkd_keys": "1", "qkd_bits": "256", "hybrid_keys": "1",
+                      "hybrid_bits": "256"}}})
+    parse_notification(ctx, {f"{KM}:km_key_mode_change": {
+        "app_id": APP_ID, "mode": "hybrid", "previous_mode": "qkd", "reason": "link down"}})
+    with pytest.raises(libyang.LibyangError):
+        parse(ctx, node_with_session(fallback_policy="pqc-only"))
+    with pytest.raises(libyang.LibyangError):
+        parse_notification(ctx, {f"{KM}:km_key_mode_change": {"app_id": APP_ID,
+                                                               "mode": "quantum"}})
 
 
 def test_yang_key_manager_notifications_require_session_and_outcome(ctx):

@@ -83,7 +83,35 @@ def test_operational_state_validates(ctx):
     notifications.application_disconnected(APP),
     notifications.session_state(APP, "operative", "session configuration received"),
     notifications.key_request(APP, 2, 512, notifications.KeyRequestOutcome.DELIVERED),
+    notifications.key_request(APP, 3, 768, notifications.KeyRequestOutcome.DELIVERED,
+                              delivered={"qkd": (1, 256), "hybrid": (2, 512)}),
+    notifications.key_mode_change(APP, "hybrid", "qkd", "link down"),
 ])
 def test_notifications_validate(ctx, body):
     tree = ctx.parse_op_mem("json", json.dumps(body), libyang.DataType.NOTIF_YANG)
     tree.free()
+
+
+def test_operational_state_with_provenance_counters_validates(ctx):
+    config = running()
+    config["etsi-qkd-sdn-node:qkd_node"]["qkd_applications"]["qkd_app"][0][
+        "qkdn-key-manager:km_session"]["fallback_policy"] = "pqc-fallback"
+    table = build_forwarding_table(config)
+    assert table.sessions[APP].fallback_policy == "pqc-fallback"
+    session = KmSession(APP, frozenset({"sae-a", "sae-b"}), time.time)
+    session.configure(30)
+    state = build_operational_state({APP: session}, table, [],
+                                    delivered={APP: {"qkd": [2, 512], "pqc": [1, 256]}},
+                                    modes={APP: "pqc"})
+    tree = ctx.parse_data_mem(json.dumps(merge(config, state)), "json", strict=True,
+                              validate_present=True)
+    try:
+        out = json.loads(tree.print_mem("json", with_siblings=True))
+    finally:
+        tree.free()
+    km = out["etsi-qkd-sdn-node:qkd_node"]["qkd_applications"]["qkd_app"][0][
+        "qkdn-key-manager:km_session"]
+    assert km["key_mode"] == "pqc"
+    assert km["counters"]["keys_delivered"] == "3" and km["counters"]["bits_delivered"] == "768"
+    assert km["counters"]["provenance"] == {"qkd_keys": "2", "qkd_bits": "512",
+                                            "pqc_keys": "1", "pqc_bits": "256"}

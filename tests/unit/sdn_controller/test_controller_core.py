@@ -395,3 +395,35 @@ def test_sessions_moved_together_fall_back_one_by_one_when_the_batch_fails(net):
                                                                         nid("5"))
     assert set(relay.apps()) == set(sessions)
     assert [e.kind for e in net.ctl.events].count(EventKind.SESSION_REROUTED) == 2
+
+
+def test_hybrid_session_of_users_4_and_5_survives_losing_every_path(net):
+    """Paper network: users 4 and 5 have a hybrid SLA (ADR 0009). Routing keeps preferring
+    QKD paths; with none left the session stays, and the KMs' mode changes become events."""
+    view = net.pair("4", "5")
+    assert all(c.fallback_policy == "hybrid" for c in view.configs)
+    for a, b in (("4", "5"), ("0", "4")):
+        net.ctl.handle_notification(nid("4"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
+            "qkdl_id": lid(a, b), "reason": "fiber cut"}}})
+    kept = net.admission.session(view.session_id)
+    assert kept.state is SessionState.ACTIVE
+    assert kept.route.legs[0].path.nodes == (nid("4"), nid("0"), nid("5"))   # last QKD route
+    for mode, reason in (("hybrid", "link down"), ("qkd", "QKD key available")):
+        net.ctl.handle_notification(nid("4"), {f"{KM}:km_key_mode_change": {
+            "app_id": view.session_id, "mode": mode,
+            "previous_mode": "qkd" if mode == "hybrid" else "hybrid", "reason": reason}})
+    net.ctl.handle_notification(nid("4"), {f"{KM}:km_key_request": {
+        "app_id": view.session_id, "number_of_keys": 3, "bits": "768", "outcome": "delivered",
+        "delivered": {"qkd_keys": "1", "qkd_bits": "256", "hybrid_keys": "2",
+                      "hybrid_bits": "512"}}})
+    modes = [e.detail for e in net.ctl.events if e.kind is EventKind.SESSION_KEY_MODE]
+    assert modes == ["qkd -> hybrid: link down", "hybrid -> qkd: QKD key available"]
+    view = net.admission.session(view.session_id)
+    assert view.delivered == {"qkd": (1, 256), "hybrid": (2, 512)} and view.key_mode == "qkd"
+
+
+def test_qkd_only_session_losing_every_path_is_terminated(net):
+    view = net.pair("2", "3")
+    net.ctl.handle_notification(nid("0"), {f"{ETSI}:sdqkdn_link_down": {"qkd_link": {
+        "qkdl_id": lid("0", "3"), "reason": "fiber cut"}}})
+    assert net.admission.session(view.session_id).state is SessionState.TERMINATED

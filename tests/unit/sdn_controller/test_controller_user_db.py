@@ -80,13 +80,14 @@ def test_load_paper_topology_is_idempotent(tmp_path):
     db = UserDb.open(path)
     db.load_topology(topo)
     db.load_topology(topo)
-    assert {s.name for s in db.slas()} == {"standard", "premium"}
+    assert {s.name for s in db.slas()} == {"standard", "premium", "standard-hybrid"}
     assert len(db.users()) == 6 and len(db.applications()) == 6
     app = db.application("sae-2")
     assert app.node_name == "2" and app.node_id == topo.node("2").qkdn_id
     db.close()
     again = UserDb.open(path)  # persisted
     assert again.user("user-0").sla == "premium"
+    assert again.sla("standard-hybrid").fallback.value == "hybrid"  # users 4 and 5 (ADR 0009)
     again.close()
 
 
