@@ -149,6 +149,15 @@ def _redirect_stdio(log_path: Path) -> None:
     os.dup2(out, 2)
     os.close(null)
     os.close(out)
+    # the parent's sys.stdout/sys.stderr objects may not write to fds 1 and 2 (a test runner's
+    # capture, say): give the child its own, and point the logging handlers at them
+    old = {id(sys.stdout): "stdout", id(sys.stderr): "stderr"}
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (lives as long as the child)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if isinstance(handler, logging.StreamHandler) and id(stream) in old:
+            handler.setStream(getattr(sys, old[id(stream)]))
 
 
 def _run_child(entry: ForkEntry, log_path: Path, parent: int) -> None:
