@@ -36,6 +36,7 @@ from qkd_agent.edit_operations import (
     apply_edit,
 )
 from qkd_agent.libyang_errors import LibyangParseError, rpc_error_from_libyang
+from qkd_agent.namespace_hoist import hoist_namespaces, module_prefixes, used_prefixes
 from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
 from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, build_schema_tree
 from qkd_agent.snapshot_text import SnapshotText
@@ -43,6 +44,7 @@ from qkd_agent.state_merge import merge_state
 from qkd_agent.subtree_filter import filter_subtree, prune_to_filter
 from qkd_agent.tree_patch import PatchNotApplicable, patch_tree
 from qkd_agent.xpath_filter import libyang_xpath
+from qkd_agent.yang_context import module_namespace
 from qkdn.errors import ConfigError
 from qkdn.namespaces import NETCONF_BASE_NS
 
@@ -93,6 +95,9 @@ class Datastore:
         #: RFC 7951 JSON mirror of ``_tree``; never mutated (edits copy on write).
         self._running: dict[str, Any] = {}
         self._xml_cache: etree._Element | None = None
+        self._xml_cache_prefixes: dict[str, str] = {}
+        #: module prefixes declared once on the <data> of a reply (qkd_agent.namespace_hoist)
+        self._prefixes = module_prefixes((m.prefix(), module_namespace(m)) for m in ctx)
         self._running_text: str | None = None
         self._snapshot_text = SnapshotText()
         self._candidate_texts: dict[int, Any] | None = None
@@ -133,9 +138,16 @@ class Datastore:
         with self._lock:
             if filter is not None and _filter_type(filter) == "xpath":
                 return self._xpath_data(self._tree, filter)
-            if self._xml_cache is None:
-                self._xml_cache = _data_element(self._tree.print("xml"))
-            return self._filtered(self._xml_cache, filter)
+            data = self._filtered(self._cached_xml(), filter)
+            return hoist_namespaces(data, self._xml_cache_prefixes)
+
+    def _cached_xml(self) -> etree._Element:
+        """``<data>`` of the running tree, printed once per commit (lock held)."""
+        if self._xml_cache is None:
+            text = self._tree.print("xml")
+            self._xml_cache = _data_element(text)
+            self._xml_cache_prefixes = used_prefixes(text, self._prefixes)
+        return self._xml_cache
 
     def get(
         self,
@@ -167,23 +179,26 @@ class Datastore:
                 with merged:
                     merged.merge_from(state)
                     return self._xpath_data(merged, filter)
-            state_xml = _data_element(state.print("xml"))
+            state_text = state.print("xml")
+            state_xml = _data_element(state_text)
+        state_prefixes = used_prefixes(state_text, self._prefixes)
         if filter is not None and _filter_type(filter) == "subtree":
             prune_to_filter(state_xml, filter, self._keys_of)
         if filter is not None and not _selects_whole_subtrees(filter):
             # content matches and deeper selections may test configuration that decides
             # which state is selected: merge everything, then filter
-            data = self.get_config()  # a private copy
+            with self._lock:
+                data = self.get_config()  # a private copy
+                prefixes = {**self._xml_cache_prefixes, **state_prefixes}
             merge_state(data, state_xml, self._schema.root)
-            return self._filtered(data, filter, copy_all=False)
+            return hoist_namespaces(self._filtered(data, filter, copy_all=False), prefixes)
         with self._lock:
-            if self._xml_cache is None:
-                self._xml_cache = _data_element(self._tree.print("xml"))
             # whole top-level subtrees (e.g. <qkd_node/>): copy just those, then merge the
             # state, pruned to the same filter above, into the copy
-            data = self._filtered(self._xml_cache, filter)
+            data = self._filtered(self._cached_xml(), filter)
+            prefixes = {**self._xml_cache_prefixes, **state_prefixes}
         merge_state(data, state_xml, self._schema.root)
-        return data
+        return hoist_namespaces(data, prefixes)
 
     # ----------------------------------------------------------------- writes
     def edit_config(
