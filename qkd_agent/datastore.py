@@ -98,6 +98,7 @@ class Datastore:
         self._xml_cache_prefixes: dict[str, str] = {}
         #: module prefixes declared once on the <data> of a reply (qkd_agent.namespace_hoist)
         self._prefixes = module_prefixes((m.prefix(), module_namespace(m)) for m in ctx)
+        self._all_prefixes = tuple({m.prefix() for m in ctx})
         self._running_text: str | None = None
         self._snapshot_text = SnapshotText()
         self._candidate_texts: dict[int, Any] | None = None
@@ -139,7 +140,7 @@ class Datastore:
             if filter is not None and _filter_type(filter) == "xpath":
                 return self._xpath_data(self._tree, filter)
             data = self._filtered(self._cached_xml(), filter)
-            return hoist_namespaces(data, self._xml_cache_prefixes)
+            return hoist_namespaces(data, self._xml_cache_prefixes, self._all_prefixes)
 
     def _cached_xml(self) -> etree._Element:
         """``<data>`` of the running tree, printed once per commit (lock held)."""
@@ -191,14 +192,15 @@ class Datastore:
                 data = self.get_config()  # a private copy
                 prefixes = {**self._xml_cache_prefixes, **state_prefixes}
             merge_state(data, state_xml, self._schema.root)
-            return hoist_namespaces(self._filtered(data, filter, copy_all=False), prefixes)
+            return hoist_namespaces(self._filtered(data, filter, copy_all=False), prefixes,
+                                    self._all_prefixes)
         with self._lock:
             # whole top-level subtrees (e.g. <qkd_node/>): copy just those, then merge the
             # state, pruned to the same filter above, into the copy
             data = self._filtered(self._cached_xml(), filter)
             prefixes = {**self._xml_cache_prefixes, **state_prefixes}
         merge_state(data, state_xml, self._schema.root)
-        return hoist_namespaces(data, prefixes)
+        return hoist_namespaces(data, prefixes, self._all_prefixes)
 
     # ----------------------------------------------------------------- writes
     def edit_config(

@@ -34,16 +34,18 @@ def used_prefixes(xml_text: str, prefixes: Mapping[str, str]) -> dict[str, str]:
     return {p: ns for p, ns in prefixes.items() if f'xmlns:{p}="' in xml_text}
 
 
-def hoist_namespaces(data: etree._Element, prefixes: Mapping[str, str]) -> etree._Element:
+def hoist_namespaces(data: etree._Element, prefixes: Mapping[str, str],
+                     keep: Iterable[str] = ()) -> etree._Element:
     """Declare ``prefixes`` on each child of ``data`` (the top-level nodes, e.g. ``qkd_node``)
     and remove the same declarations below them (in place); returns ``data``.
 
     Not on ``data`` itself: a client that moves a top-level node into an ``<edit-config>``
-    keeps the declarations its identityref values need. Declarations of other prefixes are
-    left alone."""
+    keeps the declarations its identityref values need. ``keep`` names every other prefix
+    that text may use (e.g. all module prefixes): the clean-up removes declarations that no
+    element or attribute uses unless their prefix is in ``prefixes`` or ``keep``."""
     if prefixes:
         top = dict(prefixes)
-        keep = list(prefixes)
+        keep = [*prefixes, *keep]
         for child in data:
             if isinstance(child.tag, str):
                 etree.cleanup_namespaces(child, top_nsmap=top, keep_ns_prefixes=keep)
