@@ -42,7 +42,7 @@ from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, build_schema
 from qkd_agent.snapshot_text import SnapshotText
 from qkd_agent.state_merge import merge_state
 from qkd_agent.subtree_filter import filter_subtree, prune_to_filter
-from qkd_agent.tree_patch import PatchNotApplicable, patch_tree
+from qkd_agent.tree_patch import PatchNotApplicable, patch_tree, referencing_top_level_names
 from qkd_agent.xpath_filter import libyang_xpath
 from qkd_agent.yang_context import module_namespace
 from qkdn.errors import ConfigError
@@ -99,6 +99,8 @@ class Datastore:
         #: module prefixes declared once on the <data> of a reply (qkd_agent.namespace_hoist)
         self._prefixes = module_prefixes((m.prefix(), module_namespace(m)) for m in ctx)
         self._all_prefixes = tuple({m.prefix() for m in ctx})
+        #: top-level nodes with leafrefs: a tree holding one is never patched in place
+        self._referencing = referencing_top_level_names(ctx)
         self._running_text: str | None = None
         self._snapshot_text = SnapshotText()
         self._candidate_texts: dict[int, Any] | None = None
@@ -231,11 +233,11 @@ class Datastore:
                 raise RpcErrors.of(errors)
             if candidate == self._running:
                 return  # nothing changes: the running configuration is valid already
-            new_tree = self._candidate_tree(candidate)
             if test_opt is TestOption.TEST_ONLY:
-                new_tree.free()
+                self._candidate_tree(candidate).free()
                 return
-            self._commit(new_tree, candidate)
+            in_place = not self._referencing.intersection(candidate, self._running)
+            self._commit(self._candidate_tree(candidate, in_place=in_place), candidate)
 
     def validate(self, config: etree._Element | None = None) -> None:
         """RFC 6241 ``<validate>``: the running configuration (``None``) or a complete
@@ -262,27 +264,41 @@ class Datastore:
             self._listeners.remove(callback)
 
     # -------------------------------------------------------------- internals
-    def _candidate_tree(self, candidate: dict[str, Any]) -> DataTree:
-        """The validated libyang tree of ``candidate``: a copy of the running tree patched
-        with the edit's changes and validated as a whole, or (when a patch does not apply)
-        the whole candidate parsed and validated."""
+    def _candidate_tree(self, candidate: dict[str, Any], *, in_place: bool = False) -> DataTree:
+        """The validated libyang tree of ``candidate``: the running tree patched with the
+        edit's changes and validated as a whole, or (when a patch does not apply) the whole
+        candidate parsed and validated.
+
+        ``in_place`` patches the running tree itself (the commit then has no copy to make
+        and no old tree to free: 2 of an edit's 8 ms at 50 links and 200 applications); if
+        the patch or the validation fails, the running tree is rebuilt from its snapshot (a
+        full parse, on the error path only). Otherwise a copy is patched."""
         if not self._tree.empty:
-            work = self._tree.duplicate()
+            work = self._tree if in_place else self._tree.duplicate()
             try:
                 patch_tree(self._ctx, self._schema, work.first, self._running, candidate)
                 work.validate()
             except PatchNotApplicable:
-                work.free()
+                self._discard(work)
             except LibyangParseError as exc:
-                work.free()
+                self._discard(work)
                 raise rpc_error_from_libyang(exc) from exc
             except BaseException:
-                work.free()
+                self._discard(work)
                 raise
             else:
                 self._candidate_texts = None  # the entry text cache stays as it is
                 return work
         return self._validated(candidate)
+
+    def _discard(self, work: DataTree) -> None:
+        """Drop a patched tree that will not be committed; a patched running tree is
+        rebuilt from the running snapshot first."""
+        if work is self._tree:
+            text, _ = self._snapshot_text.text(self._running)
+            self._tree = DataTree.parse(self._ctx, text)  # valid: it was the running tree
+            self._xml_cache = None
+        work.free()
 
     def _validated(self, candidate: dict[str, Any]) -> DataTree:
         """The candidate parsed and validated as a whole by libyang (RpcError if invalid).
@@ -299,7 +315,8 @@ class Datastore:
         self._running = candidate
         self._xml_cache = None
         self._running_text = None
-        old_tree.free()
+        if old_tree is not new_tree:
+            old_tree.free()
         if self._candidate_texts is not None:
             self._snapshot_text.adopt(self._candidate_texts)
         for listener in list(self._listeners):
