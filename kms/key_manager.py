@@ -79,6 +79,9 @@ class KmConfig:
     link_capacity_bytes: int = DEFAULT_CAPACITY_BYTES
     #: blocks a sender leaves unused at the young end of a link store (see kms.key_store)
     link_settle_blocks: int = 0
+    #: seconds a receiving end waits for a referenced block its module has not delivered yet
+    #: (lets senders use a block as soon as they hold it: link_settle_blocks 0)
+    link_incoming_wait_s: float = 0.0
     concurrent_relays: int = 8
     #: keys relayed per ext_keys message when the ready pool of a pair runs short (≥ request);
     #: the surplus waits, ready at both ends, for the pair's next requests
@@ -194,7 +197,8 @@ class KeyManager:
                     capacity = self._forwarding.key_store_capacity_bits // 8
                 store = LinkKeyStore(self._dir / "links" / f"{qkdl_id}.sqlite", qkdl_id,
                                      self.qkdn_id, remote, capacity,
-                                     self.config.link_settle_blocks)
+                                     self.config.link_settle_blocks,
+                                     self.config.link_incoming_wait_s)
                 store.add_listener(self._on_key_material)
                 self._stores[qkdl_id] = store
             return store

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -33,6 +34,9 @@ DEFAULT_CAPACITY_BYTES = 64 * 1024 * 1024
 #: holds, so that the peer (whose module delivers the same block a moment later) has them too.
 #: 0 suits a source that delivers to both ends at once (tests); node processes set it (KmConfig).
 DEFAULT_SETTLE_BLOCKS = 0
+#: Seconds a receiver waits for a referenced block newer than any it holds (the peer's module
+#: delivered it first; this end's module delivers the same block moments later). 0: no wait.
+DEFAULT_INCOMING_WAIT_S = 0.0
 _CHECKPOINT_EVERY = 256
 
 
@@ -134,13 +138,16 @@ class LinkKeyStore:
 
     def __init__(self, path: Path, qkdl_id: str, local_qkdn_id: str, remote_qkdn_id: str,
                  capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
-                 settle_blocks: int = DEFAULT_SETTLE_BLOCKS) -> None:
+                 settle_blocks: int = DEFAULT_SETTLE_BLOCKS,
+                 incoming_wait_s: float = DEFAULT_INCOMING_WAIT_S) -> None:
         self.qkdl_id = qkdl_id
         self.capacity_bytes = capacity_bytes
         self.settle_blocks = settle_blocks
+        self.incoming_wait_s = incoming_wait_s
         self.own_half = sender_half(local_qkdn_id, remote_qkdn_id)
         self.peer_half = Half.HIGH if self.own_half is Half.LOW else Half.LOW
         self._lock = threading.RLock()
+        self._delivered = threading.Condition(self._lock)
         self._conn = open_database(path)
         self._conn.executescript(_SCHEMA)
         self._since_checkpoint = 0
@@ -184,6 +191,7 @@ class LinkKeyStore:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            self._delivered.notify_all()
         for listener in self._listeners:
             listener(self.qkdl_id)
         return True
@@ -230,9 +238,11 @@ class LinkKeyStore:
         """Consume exactly the peer-half bytes ``ref`` names (all or nothing).
 
         Raises :class:`AuthenticationFailed` if any byte is absent (already consumed: a replay,
-        or never delivered here).
+        or never delivered here). A reference to a block newer than any this end holds waits up
+        to ``incoming_wait_s`` for this end's module to deliver it.
         """
         with self._lock:
+            self._wait_for_blocks(max(seg.block for seg in ref.segments))
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
@@ -256,6 +266,18 @@ class LinkKeyStore:
                 raise
             self._maybe_checkpoint()
         return b"".join(parts)
+
+    def _wait_for_blocks(self, block: int) -> None:
+        """With the lock held: wait (bounded) until this end holds ``block`` or a newer one."""
+        if self.incoming_wait_s <= 0:
+            return
+        deadline = time.monotonic() + self.incoming_wait_s
+        while True:
+            newest = self._conn.execute("SELECT MAX(block) FROM blocks").fetchone()[0]
+            left = deadline - time.monotonic()
+            if (newest is not None and newest >= block) or left <= 0:
+                return
+            self._delivered.wait(left)
 
     @staticmethod
     def _cut(cur: sqlite3.Cursor, half: Half, block: int, start: int, data: bytes,

@@ -166,6 +166,12 @@ class RelayUnknown(RelayError):
     http_status = 504
 
 
+#: Seconds a relay KM waits for the forwarding rule of a session whose keys reach it before
+#: its configuration does (the controller pushes a path's KMs in parallel), and how often it
+#: looks.
+RULE_WAIT_S = 2.0
+RULE_POLL_S = 0.005
+
 @dataclass(frozen=True)
 class RelayContext:
     """What the relay engine needs from its KM (callables so the KM can swap config live)."""
@@ -231,6 +237,19 @@ class RelayEngine:
             time.sleep(seconds)
 
     # -- routing ----------------------------------------------------------------------------
+    def _await_rule(self, session: str | None, records: Sequence[KeyRecord]) -> None:
+        """Keys of a session this KM has no rule for and no local SAE of: the controller
+        configures every KM of a path at once, so this relay's rule may land a moment after
+        its neighbour's; wait for it (up to RULE_WAIT_S) instead of refusing."""
+        if session is None or session in self.ctx.forwarding().rules:
+            return
+        local = self.ctx.local_saes()
+        if any(r.master in local or r.slave in local for r in records):
+            return
+        deadline = time.monotonic() + RULE_WAIT_S
+        while session not in self.ctx.forwarding().rules and time.monotonic() < deadline:
+            time.sleep(RULE_POLL_S)
+
     def next_node(self, session: str | None, sender_node: str | None,
                   direct_peer: str | None = None) -> str | None:
         """The neighbour (node name) a message goes to; None if this KM is the endpoint."""
@@ -300,6 +319,7 @@ class RelayEngine:
             return 403, {"status": "rejected", "message": str(exc)}
         session = body.get("session")
         key_ids = [r.key_id for r in records]
+        self._await_rule(session, records)
         try:
             nxt = self.next_node(session, sender_node)
         except NoRoute as exc:

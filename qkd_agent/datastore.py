@@ -36,13 +36,15 @@ from qkd_agent.edit_operations import (
     apply_edit,
 )
 from qkd_agent.libyang_errors import LibyangParseError, rpc_error_from_libyang
+from qkd_agent.namespace_hoist import hoist_namespaces, module_prefixes, used_prefixes
 from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
 from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, build_schema_tree
 from qkd_agent.snapshot_text import SnapshotText
 from qkd_agent.state_merge import merge_state
 from qkd_agent.subtree_filter import filter_subtree, prune_to_filter
-from qkd_agent.tree_patch import PatchNotApplicable, patch_tree
+from qkd_agent.tree_patch import PatchNotApplicable, patch_tree, referencing_top_level_names
 from qkd_agent.xpath_filter import libyang_xpath
+from qkd_agent.yang_context import module_namespace
 from qkdn.errors import ConfigError
 from qkdn.namespaces import NETCONF_BASE_NS
 
@@ -96,6 +98,12 @@ class Datastore:
         #: RFC 7951 JSON mirror of ``_tree``; never mutated (edits copy on write).
         self._running: dict[str, Any] = {}
         self._xml_cache: etree._Element | None = None
+        self._xml_cache_prefixes: dict[str, str] = {}
+        #: module prefixes declared once on the <data> of a reply (qkd_agent.namespace_hoist)
+        self._prefixes = module_prefixes((m.prefix(), module_namespace(m)) for m in ctx)
+        self._all_prefixes = tuple({m.prefix() for m in ctx})
+        #: top-level nodes with leafrefs: a tree holding one is never patched in place
+        self._referencing = referencing_top_level_names(ctx)
         self._running_text: str | None = None
         self._snapshot_text = SnapshotText()
         self._candidate_texts: dict[int, Any] | None = None
@@ -136,9 +144,16 @@ class Datastore:
         with self._lock:
             if filter is not None and _filter_type(filter) == "xpath":
                 return self._xpath_data(self._tree, filter)
-            if self._xml_cache is None:
-                self._xml_cache = _data_element(self._tree.print("xml"))
-            return self._filtered(self._xml_cache, filter)
+            data = self._filtered(self._cached_xml(), filter)
+            return hoist_namespaces(data, self._xml_cache_prefixes, self._all_prefixes)
+
+    def _cached_xml(self) -> etree._Element:
+        """``<data>`` of the running tree, printed once per commit (lock held)."""
+        if self._xml_cache is None:
+            text = self._tree.print("xml")
+            self._xml_cache = _data_element(text)
+            self._xml_cache_prefixes = used_prefixes(text, self._prefixes)
+        return self._xml_cache
 
     def get(
         self,
@@ -170,23 +185,27 @@ class Datastore:
                 with merged:
                     merged.merge_from(state)
                     return self._xpath_data(merged, filter)
-            state_xml = _data_element(state.print("xml"))
+            state_text = state.print("xml")
+            state_xml = _data_element(state_text)
+        state_prefixes = used_prefixes(state_text, self._prefixes)
         if filter is not None and _filter_type(filter) == "subtree":
             prune_to_filter(state_xml, filter, self._keys_of)
         if filter is not None and not _selects_whole_subtrees(filter):
             # content matches and deeper selections may test configuration that decides
             # which state is selected: merge everything, then filter
-            data = self.get_config()  # a private copy
+            with self._lock:
+                data = self.get_config()  # a private copy
+                prefixes = {**self._xml_cache_prefixes, **state_prefixes}
             merge_state(data, state_xml, self._schema.root)
-            return self._filtered(data, filter, copy_all=False)
+            return hoist_namespaces(self._filtered(data, filter, copy_all=False), prefixes,
+                                    self._all_prefixes)
         with self._lock:
-            if self._xml_cache is None:
-                self._xml_cache = _data_element(self._tree.print("xml"))
             # whole top-level subtrees (e.g. <qkd_node/>): copy just those, then merge the
             # state, pruned to the same filter above, into the copy
-            data = self._filtered(self._xml_cache, filter)
+            data = self._filtered(self._cached_xml(), filter)
+            prefixes = {**self._xml_cache_prefixes, **state_prefixes}
         merge_state(data, state_xml, self._schema.root)
-        return data
+        return hoist_namespaces(data, prefixes, self._all_prefixes)
 
     # ----------------------------------------------------------------- writes
     def edit_config(
@@ -217,10 +236,14 @@ class Datastore:
                 raise RpcErrors.of(errors)
             if candidate == self._running:
                 return  # nothing changes: the running configuration is valid already
-            new_tree = self._candidate_tree(candidate)
             if test_opt is TestOption.TEST_ONLY:
-                new_tree.free()
+                self._candidate_tree(candidate).free()
                 return
+            # in place only for plain trees with no commit check (a refused check must leave
+            # the running tree as it was: the copy is thrown away instead)
+            in_place = not self._commit_checks and \
+                not self._referencing.intersection(candidate, self._running)
+            new_tree = self._candidate_tree(candidate, in_place=in_place)
             try:
                 for check in list(self._commit_checks):
                     check(self._running, candidate)
@@ -263,27 +286,41 @@ class Datastore:
             self._listeners.remove(callback)
 
     # -------------------------------------------------------------- internals
-    def _candidate_tree(self, candidate: dict[str, Any]) -> DataTree:
-        """The validated libyang tree of ``candidate``: a copy of the running tree patched
-        with the edit's changes and validated as a whole, or (when a patch does not apply)
-        the whole candidate parsed and validated."""
+    def _candidate_tree(self, candidate: dict[str, Any], *, in_place: bool = False) -> DataTree:
+        """The validated libyang tree of ``candidate``: the running tree patched with the
+        edit's changes and validated as a whole, or (when a patch does not apply) the whole
+        candidate parsed and validated.
+
+        ``in_place`` patches the running tree itself (the commit then has no copy to make
+        and no old tree to free: 2 of an edit's 8 ms at 50 links and 200 applications); if
+        the patch or the validation fails, the running tree is rebuilt from its snapshot (a
+        full parse, on the error path only). Otherwise a copy is patched."""
         if not self._tree.empty:
-            work = self._tree.duplicate()
+            work = self._tree if in_place else self._tree.duplicate()
             try:
                 patch_tree(self._ctx, self._schema, work.first, self._running, candidate)
                 work.validate()
             except PatchNotApplicable:
-                work.free()
+                self._discard(work)
             except LibyangParseError as exc:
-                work.free()
+                self._discard(work)
                 raise rpc_error_from_libyang(exc) from exc
             except BaseException:
-                work.free()
+                self._discard(work)
                 raise
             else:
                 self._candidate_texts = None  # the entry text cache stays as it is
                 return work
         return self._validated(candidate)
+
+    def _discard(self, work: DataTree) -> None:
+        """Drop a patched tree that will not be committed; a patched running tree is
+        rebuilt from the running snapshot first."""
+        if work is self._tree:
+            text, _ = self._snapshot_text.text(self._running)
+            self._tree = DataTree.parse(self._ctx, text)  # valid: it was the running tree
+            self._xml_cache = None
+        work.free()
 
     def _validated(self, candidate: dict[str, Any]) -> DataTree:
         """The candidate parsed and validated as a whole by libyang (RpcError if invalid).
@@ -300,7 +337,8 @@ class Datastore:
         self._running = candidate
         self._xml_cache = None
         self._running_text = None
-        old_tree.free()
+        if old_tree is not new_tree:
+            old_tree.free()
         if self._candidate_texts is not None:
             self._snapshot_text.adopt(self._candidate_texts)
         for listener in list(self._listeners):

@@ -9,6 +9,15 @@ they are stored), removed ones are freed. The patched tree is then validated as 
 the caller (``DataTree.validate``): this is an optimisation of how the candidate tree is
 built, not of what is validated.
 
+A patched tree that was validated before keeps libyang's record of what it validated: only
+nodes flagged new are type-checked and have their ``when`` evaluated again (``must``,
+``mandatory``, ``unique`` and cardinality are checked over the whole tree every time). So
+every parent whose children the patch removed or replaced has its subtree flagged new (a
+``when`` on a sibling, e.g. ``derived-from-or-self(../qkdl_type, ...)``, is evaluated
+again), and :func:`referencing_top_level_names` tells the datastore which top-level nodes
+hold leafrefs or instance-identifiers (whose targets may change anywhere): trees with those
+are patched on a copy, which libyang validates entirely.
+
 Anything unusual (a top-level node appearing or disappearing, a key value that cannot be
 quoted in a path, a node not found where the snapshot says it is) raises
 :class:`PatchNotApplicable`, and the caller falls back to parsing the whole candidate.
@@ -45,10 +54,51 @@ def _literal(value: Any) -> str:
     raise PatchNotApplicable("key value with both quote characters")
 
 
+def referencing_top_level_names(ctx: libyang.Context) -> frozenset[str]:
+    """RFC 7951 names (``module:node``) of the top-level data nodes of implemented modules
+    whose subtree has a leafref or instance-identifier (in a union too)."""
+    from libyang.schema import SLeaf, SLeafList, Type
+
+    def references(node: Any) -> bool:
+        if isinstance(node, (SLeaf, SLeafList)):
+            kind = node.type()
+            bases = [kind.base()]
+            if kind.base() == Type.UNION:
+                bases += [member.base() for member in kind.union_types()]
+            return Type.LEAFREF in bases or Type.INST in bases
+        try:
+            children = list(node.children())
+        except (AttributeError, TypeError):
+            return False
+        return any(references(child) for child in children)
+
+    names = set()
+    for module in ctx:
+        if module.implemented():
+            for top in module.children():
+                if references(top):
+                    names.add(f"{module.name()}:{top.name()}")
+    return frozenset(names)
+
+
+def _flag_new(node: Any) -> None:
+    """Flag ``node`` and its descendants new and forget their ``when`` results: the next
+    validation checks them as it checks a copy (lyd_dup flags every node so)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        current.flags = (current.flags & ~lib.LYD_WHEN_TRUE) | lib.LYD_NEW
+        child = lib.lyd_child(current)
+        while child != ffi.NULL:
+            stack.append(child)
+            child = child.next
+
+
 class _Patcher:
     def __init__(self, ctx: libyang.Context, schema: SchemaTree) -> None:
         self.ctx = ctx
         self.schema = schema
+        self.touched: list[Any] = []  #: parents whose children were removed or replaced
 
     def find(self, parent: Any, path: str) -> Any:
         found = ffi.new("struct lyd_node **")
@@ -105,6 +155,7 @@ class _Patcher:
 
     def patch(self, parent: Any, schema: SchemaNode, old: dict[str, Any],
               new: dict[str, Any]) -> None:
+        replaced = False
         for name in list(old) + [k for k in new if k not in old]:
             before, after = old.get(name), new.get(name)
             if before is after or name in schema.keys:  # keys are equal by matching
@@ -118,8 +169,10 @@ class _Patcher:
                 self.patch_list(parent, node, before or [], after or [])
             elif node.kind is NodeKind.LEAF_LIST:
                 self.patch_leaf_list(parent, node, before or [], after or [])
+                replaced = True
             elif after is None:
                 lib.lyd_free_tree(self.find(parent, name))
+                replaced = True
             elif before is None:
                 if node.kind is NodeKind.LEAF:
                     self.drop_default(parent, name)
@@ -129,6 +182,9 @@ class _Patcher:
             else:  # a leaf with a new value
                 lib.lyd_free_tree(self.find(parent, name))
                 self.parse_into(parent, node, after)
+                replaced = True
+        if replaced:
+            self.touched.append(parent)
 
     def patch_list(self, parent: Any, node: SchemaNode, before: list[dict[str, Any]],
                    after: list[dict[str, Any]]) -> None:
@@ -184,3 +240,5 @@ def patch_tree(
         if top is None or top.kind is not NodeKind.CONTAINER:
             raise PatchNotApplicable(f"top-level {name}")
         patcher.patch(patcher.find(first, f"/{name}"), top, before, new[name])
+    for parent in patcher.touched:
+        _flag_new(parent)

@@ -32,9 +32,22 @@ from qkdn.topology import Topology, link_parameters, load_topology
 
 log = logging.getLogger("qkdn.node")
 
-#: Blocks of a link store a sending KM leaves unused until the peer end surely has them too
-#: (4 blocks of 0.25 s: the two node processes may deliver the same block up to 1 s apart).
-LINK_SETTLE_BLOCKS = 4
+#: What a node process imports while it starts (its planes load lazily): a forking supervisor
+#: imports these once before it forks the nodes (:mod:`qkdn.fork_server`).
+PRELOAD_MODULES = (
+    "qkd_agent.agent", "qkd_agent.datastore", "qkd_agent.yang_context",
+    "kms.key_manager", "kms.https_server", "kms.directory", "kms.app", "kms.etsi004",
+    "kms.etsi014", "kms.relay", "kms.relay_api",
+    "qkd_twin.module", "qkd_twin.pairing", "qkd_twin.faults", "qkd_twin.link_notifications",
+    "qkd_twin.postprocessing.pipeline", "scipy.optimize", "scipy.fft",
+)
+
+#: A sending KM uses a block of its link store as soon as it holds it; the receiving KM, whose
+#: module may deliver the same block later (the two node processes compute it independently,
+#: up to about a second apart on a loaded machine), waits for it up to LINK_INCOMING_WAIT_S.
+#: (Before: senders left the 4 newest blocks unused, which delayed the first usable key by 1 s.)
+LINK_SETTLE_BLOCKS = 0
+LINK_INCOMING_WAIT_S = 2.0
 
 
 def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
@@ -245,7 +258,8 @@ class NodeRuntime:
                              km_directory(self.topology, self.config.name, self.network), tls,
                              notify=self.notify,
                              config=KmConfig(require_controller=self.config.controller,
-                                             link_settle_blocks=LINK_SETTLE_BLOCKS),
+                                             link_settle_blocks=LINK_SETTLE_BLOCKS,
+                                             link_incoming_wait_s=LINK_INCOMING_WAIT_S),
                              telemetry=KmTelemetry.for_node_dir(
                                  self.config.name, self.config.state_dir, self.metrics_registry))
         self.km.apply_running_config(self.datastore.running_json())

@@ -5,6 +5,11 @@ restarts a child that dies with exponential back-off, keeps the live process tab
 
 Children get ``PR_SET_PDEATHSIG`` so that even a ``kill -9`` of the supervisor leaves no
 element running.
+
+Node processes are forked from the supervisor once it has imported their heavy modules
+(:mod:`qkdn.fork_server`): the controller starts first as a fresh interpreter, the supervisor
+preloads the node modules meanwhile, then forks every node (``QKDN_NO_FORK=1``: every element
+is a fresh interpreter, as before).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qkdn.errors import QkdnError
+from qkdn.fork_server import ForkedProcess, ForkEntry, fork_child, fork_enabled, preload
 from qkdn.state_files import StateDir, read_json, write_json_atomic
 from qkdn.topology import load_topology
 
@@ -47,12 +53,14 @@ class ChildSpec:
     log_path: Path
     ready_path: Path | None = None
     hold_path: Path | None = None  #: while it exists the child is kept stopped
+    #: run by forking the warm supervisor instead of ``argv`` (see :mod:`qkdn.fork_server`)
+    fork_entry: ForkEntry | None = None
 
 
 @dataclass
 class Child:
     spec: ChildSpec
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | ForkedProcess | None = None
     started_at: float = 0.0
     restarts: int = 0
     consecutive_failures: int = 0
@@ -68,30 +76,55 @@ def restart_delay(consecutive_failures: int) -> float:
     return min(BACKOFF_FIRST_S * 2 ** (consecutive_failures - 1), BACKOFF_MAX_S)
 
 
+def run_node_entry(config_path: str) -> int:
+    """A forked node's entry: what ``qkdn node --config PATH`` runs."""
+    from qkdn.node_runtime import run_node
+
+    return run_node(Path(config_path))
+
+
+def node_spec(state: StateDir, name: str) -> ChildSpec:
+    """The child spec of node ``name``: ``qkdn node --config DIR/nodes/<name>/node.json``."""
+    argv = (sys.executable, "-m", "qkdn.cli", "node", "--config", str(state.node_config(name)))
+    return ChildSpec(name, "node", argv, state.node_log(name), state.node_ready(name),
+                     state.node_hold(name),
+                     ForkEntry(run_node_entry, (str(state.node_config(name)),), argv))
+
+
 def child_specs(state: StateDir) -> list[ChildSpec]:
     """Every element of the network in ``state``, in start order."""
     topology = load_topology(state.topology)
-    python = sys.executable
-    specs = [
-        ChildSpec(node.name, "node",
-                  (python, "-m", "qkdn.cli", "node", "--config", str(state.node_config(node.name))),
-                  state.node_log(node.name), state.node_ready(node.name),
-                  state.node_hold(node.name))
-        for node in topology.nodes
-    ]
+    specs = [node_spec(state, node.name) for node in topology.nodes]
     try:
         with_controller = bool(read_json(state.network).get("controller", True))
     except (OSError, ValueError):
         with_controller = True
     if with_controller:
-        from sdn_controller.daemon import controller_child_spec
-
-        specs.append(controller_child_spec(state.root))
+        specs.append(controller_spec(state))
         # the orchestrator talks to the controller's north-bound interface: started after it
-        from orchestrator.daemon import orchestrator_child_spec
-
-        specs.append(orchestrator_child_spec(state.root))
+        specs.append(orchestrator_spec(state))
     return specs
+
+
+def controller_spec(state: StateDir) -> ChildSpec:
+    """The controller's child spec, the same as ``sdn_controller.daemon.controller_child_spec``
+    (a unit test keeps them equal) without importing the controller package here: its
+    networkx import cost 0.6 s before the first element started."""
+    return ChildSpec("controller", "controller",
+                     (sys.executable, "-m", "qkdn.cli", "controller", "--state-dir",
+                      str(state.root)),
+                     state.controller_dir / "controller.log", state.controller_ready)
+
+
+def orchestrator_spec(state: StateDir) -> ChildSpec:
+    """The orchestrator's child spec, the same as
+    ``orchestrator.daemon.orchestrator_child_spec`` (a unit test keeps them equal) without
+    importing the orchestrator (Flask, ncclient) into the supervisor."""
+    folder = state.root / "orchestrator"
+    return ChildSpec("orchestrator", "orchestrator",
+                     (sys.executable, "-m", "qkdn.cli", "orchestrator", "--state-dir",
+                      str(state.root)),
+                     folder / "orchestrator.log", folder / "ready.json")
 
 
 def _die_with_parent() -> None:
@@ -113,8 +146,16 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
+        forking = self._forking()
+        # fresh interpreters first: they import on another core while this one preloads
         for child in self.children:
-            self._start(child)
+            if not (forking and child.spec.fork_entry):
+                self._start(child)
+        if forking:
+            self._preload()
+            for child in self.children:
+                if child.spec.fork_entry and not self._stopping:
+                    self._start(child)
         self._write_table()
         while not self._stopping:
             if self._poll():
@@ -123,6 +164,16 @@ class Supervisor:
         self._stop_all()
         self._write_table(stopped=True)
         return 0
+
+    def _forking(self) -> bool:
+        return fork_enabled() and any(c.spec.fork_entry for c in self.children)
+
+    def _preload(self) -> None:
+        from qkdn.node_runtime import PRELOAD_MODULES
+
+        started = time.perf_counter()
+        preload(PRELOAD_MODULES)
+        log.info("preloaded the node modules in %.2f s", time.perf_counter() - started)
 
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
         log.info("signal %d: stopping every element", signum)
@@ -133,11 +184,14 @@ class Supervisor:
         if spec.ready_path is not None:
             spec.ready_path.unlink(missing_ok=True)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(spec.log_path, "ab") as out:
-            child.process = subprocess.Popen(
-                spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, close_fds=True,  # noqa: PLW1509 (no threads here)
-            )
+        if spec.fork_entry is not None and fork_enabled():
+            child.process = fork_child(spec.fork_entry, spec.log_path)
+        else:
+            with open(spec.log_path, "ab") as out:
+                child.process = subprocess.Popen(
+                    spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent, close_fds=True,  # noqa: PLW1509 (no threads)
+                )
         child.started_at = time.time()
         log.info("started %s %s (pid %d)", spec.kind, spec.name, child.process.pid)
 

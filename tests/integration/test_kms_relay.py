@@ -162,3 +162,21 @@ def test_etsi004_stream_through_the_relay(net):
     a0 = call004(net, "sae-a", "A", "get_key", {"Key_stream_ID": SESSION, "index": 0})
     assert c0["status"] == a0["status"] == 0 and c0["key_buffer"] == a0["key_buffer"]
     assert net.kms["B"].pool.counts() == {}
+
+
+def test_relay_whose_rule_lands_after_the_keys_waits_for_it(net):
+    """The controller configures a path's KMs in one parallel wave: keys may reach a relay
+    a moment before its rule does; the relay waits for it instead of refusing."""
+    import threading
+
+    net.kms["B"].apply_running_config({"etsi-qkd-sdn-node:qkd_node": {"qkdn_id": node_qkdn_id("B")}})
+    late = threading.Timer(0.3, net.kms["B"].apply_running_config,
+                           (running_config("B", "A", "C", with_app=False),))
+    late.start()
+    try:
+        r = enc(net)
+    finally:
+        late.join()
+    assert r.status_code == 200, r.text
+    keys = r.json()["keys"]
+    assert dec(net, keys).json()["keys"] == keys

@@ -117,3 +117,28 @@ def test_discarded_blocks_are_gone_and_stay_gone(tmp_path):
     ref, key = a.take_outgoing(64)
     assert {seg.block for seg in ref.segments} == {0, 3}
     assert a.discard_blocks(5, 4) == 0
+
+
+def test_receiver_waits_for_a_block_its_module_delivers_after_the_sender(tmp_path):
+    import threading
+
+    a = LinkKeyStore(tmp_path / "a.sqlite", "L", A, B)
+    b = LinkKeyStore(tmp_path / "b.sqlite", "L", B, A, incoming_wait_s=30.0)
+    a.deliver(5, block(5))
+    ref, key = a.take_outgoing(16)           # the sender uses block 5 at once (settle 0)
+    late = threading.Timer(0.05, b.deliver, (5, block(5)))
+    late.start()
+    try:
+        assert b.take_incoming(ref) == key   # waited for its own copy of block 5
+    finally:
+        late.join()
+        a.close()
+        b.close()
+
+
+def test_receiver_gives_up_on_a_block_that_never_comes(tmp_path):
+    b = LinkKeyStore(tmp_path / "b.sqlite", "L", B, A, incoming_wait_s=0.05)
+    b.deliver(1, block(1))
+    with pytest.raises(AuthenticationFailed):
+        b.take_incoming(KeyRef.from_wire("2:0:8"))
+    b.close()
