@@ -33,6 +33,7 @@ from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_tabl
 from kms.https_server import HttpsServer, TlsFiles
 from kms.key_pool import KeyPool, KeyRecord
 from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
+from kms.multipath import account, rank_legs
 from kms.priority_queue import PriorityGate
 from kms.relay import RelayContext, RelayEngine, RelayTls, RelayUnknown
 from kms.session import KmSession, SessionEvent, SessionState, Transition
@@ -88,6 +89,7 @@ class Route:
     session: str | None       # app_id, or None for a controller-less direct session
     next_node: str | None     # None: both SAEs are local
     priority: int = 0
+    leg: str | None = None    # route leg (VIRT link) of a multipath session
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class KeyManager:
         self._running: dict = {}
         self._sessions: dict[str, KmSession] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._leg_credits: dict[str, dict[str, float]] = {}   # multipath: bits owed per leg
         self._key_arrived = threading.Condition()
         self.pool = KeyPool(self._dir / "keys.sqlite")
         self.gate = PriorityGate(config.concurrent_relays)
@@ -217,6 +220,8 @@ class KeyManager:
                         old.sessions.get(app_id) != cfg:
                     session.configure(cfg.idle_timeout)
                 self._buckets.pop(app_id, None)
+            for app_id in set(self._leg_credits) - set(table.legs):
+                self._leg_credits.pop(app_id, None)
             for app_id in set(old.sessions) - set(table.sessions):
                 session = self._sessions.get(app_id)
                 if session is not None and session.state is not SessionState.TERMINATED:
@@ -297,13 +302,53 @@ class KeyManager:
             return Route(session.session_id, None)
         cfg = self._forwarding.sessions.get(session.session_id)
         if cfg is not None and session.session_id in self._forwarding.rules:
-            nxt = self.relay.next_node(session.session_id, None)
-            return Route(session.session_id, nxt, cfg.priority)
+            return self.leg_routes(Route(session.session_id, None, cfg.priority))[0]
         if self.config.require_controller:
             raise NoRoute(f"session {session.session_id} has no forwarding rule here")
         if not self._directory.is_adjacent(peer_node):
             raise NoRoute(f"{peer_node} is not adjacent and no path is configured")
         return Route(None, peer_node, cfg.priority if cfg else 0)
+
+    # -- multipath (docs/adr/0011-multipath.md) ------------------------------------------------
+    def leg_routes(self, route: Route) -> list[Route]:
+        """The route of each leg of ``route.session``, in the order the next relay message
+        should try them (one route for a single-path session)."""
+        legs = self._forwarding.legs_of(route.session) if route.session else ()
+        if not legs:
+            return [route]
+        with self._lock:
+            credits = dict(self._leg_credits.get(route.session or "", {}))
+        ranked = rank_legs(legs, credits) if len(legs) > 1 else list(legs)
+        out = []
+        for rule in ranked:
+            nxt = rule.forward_from(None)
+            out.append(Route(route.session, self._directory.node_by_qkdn_id(nxt).name,
+                             route.priority, rule.leg if len(legs) > 1 else None))
+        return out
+
+    def pick_leg(self, route: Route, message_bytes: int) -> Route:
+        """The leg the next relay message of ``message_bytes`` key bytes takes: the most owed
+        leg whose first link holds enough key for it, else the most owed leg."""
+        if route.session is None or route.next_node is None or \
+                not self._forwarding.is_multipath(route.session):
+            return route
+        candidates = self.leg_routes(route)
+        for candidate in candidates:
+            if self.store_for_peer(candidate.next_node).available_outgoing() >= message_bytes + 64:
+                return candidate
+        return candidates[0]
+
+    def note_leg_use(self, route: Route, bits: int) -> None:
+        """Account ``bits`` relayed over ``route.leg`` (multipath scheduling)."""
+        if route.session is None or route.leg is None:
+            return
+        legs = self._forwarding.legs_of(route.session)
+        used = next((rule for rule in legs if rule.leg == route.leg), None)
+        if used is None:
+            return
+        with self._lock:
+            self._leg_credits[route.session] = account(
+                legs, self._leg_credits.get(route.session, {}), used, bits)
 
     def _charge(self, session: KmSession, bits: int) -> None:
         cfg = self._forwarding.sessions.get(session.session_id)
@@ -361,8 +406,9 @@ class KeyManager:
             session = self.session_for_pair(master, slave)
             route = self.route_for(master, slave, session)
             if route.next_node is not None:
-                available = self.store_for_peer(route.next_node).available_outgoing()
-                stored += max(0, available - 64) * 8 // size
+                for leg in self.leg_routes(route):
+                    available = self.store_for_peer(leg.next_node).available_outgoing()
+                    stored += max(0, available - 64) * 8 // size
         except KmsError:
             pass
         return KeyStatus(
@@ -417,6 +463,7 @@ class KeyManager:
             return taken
         batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
         if route.next_node is not None:
+            route = self.pick_leg(route, missing * size // 8)
             available = self.store_for_peer(route.next_node).available_outgoing()
             affordable = (available - 64) // (size // 8) if available > 64 else 0
             batch = max(missing, min(batch, affordable))
@@ -429,8 +476,9 @@ class KeyManager:
         else:
             with self.gate.slot(route.priority):
                 try:
+                    self.note_leg_use(route, batch * size)
                     self.relay.originate(route.session, route.next_node, records,
-                                         master_local=True, slave_local=False)
+                                         master_local=True, slave_local=False, leg=route.leg)
                 except RelayUnknown:
                     self._kick_resolver()
                     raise

@@ -51,6 +51,7 @@ class PendingRelay:
     key_ids: tuple[str, ...]
     session: str | None
     next_hop: str
+    leg: str | None = None   #: route leg (VIRT qkdl_id) of a multipath session
 
 
 _SCHEMA = """
@@ -78,6 +79,9 @@ class KeyPool:
         self._lock = threading.RLock()
         self._conn = open_database(path)
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(keys)")}
+        if "leg" not in columns:  # pools created before multipath
+            self._conn.execute("ALTER TABLE keys ADD COLUMN leg TEXT")
         self._group_lock = threading.Lock()
         self._group_queue: list[_GroupOp] = []
         self._group_leader = False
@@ -130,16 +134,17 @@ class KeyPool:
 
     # -- source side ------------------------------------------------------------------------
     def add_pending(self, records: Sequence[KeyRecord], *, master_local: bool, slave_local: bool,
-                    next_hop: str, now: float) -> None:
-        """Record keys about to be relayed (before any byte leaves this KM)."""
+                    next_hop: str, now: float, leg: str | None = None) -> None:
+        """Record keys about to be relayed (before any byte leaves this KM); ``leg`` is the
+        route leg of a multipath session (needed to resolve them later)."""
         with self._lock, self._tx() as cur:
             cur.executemany(
                 "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local, "
-                "slave_local, stream_id, stream_index, session, next_hop, created, expires) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "slave_local, stream_id, stream_index, session, next_hop, created, expires, leg) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, KeyState.PENDING.value,
                   int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
-                  next_hop, now, r.expires) for r in records])
+                  next_hop, now, r.expires, leg) for r in records])
 
     def mark_ready(self, key_ids: Sequence[str]) -> None:
         with self._lock, self._tx() as cur:
@@ -157,12 +162,12 @@ class KeyPool:
         """Relays whose outcome is unknown (e.g. after a crash), grouped by route."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT key_id, session, next_hop FROM keys WHERE state=? ORDER BY created",
+                "SELECT key_id, session, next_hop, leg FROM keys WHERE state=? ORDER BY created",
                 (KeyState.PENDING.value,)).fetchall()
         groups: dict[tuple, list[str]] = {}
-        for key_id, session, next_hop in rows:
-            groups.setdefault((session, next_hop), []).append(key_id)
-        return [PendingRelay(tuple(ids), s, h) for (s, h), ids in groups.items()]
+        for key_id, session, next_hop, leg in rows:
+            groups.setdefault((session, next_hop, leg), []).append(key_id)
+        return [PendingRelay(tuple(ids), s, h, g) for (s, h, g), ids in groups.items()]
 
     # -- destination side -------------------------------------------------------------------
     def store_ready(self, records: Sequence[KeyRecord], *, master_local: bool, slave_local: bool,
