@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,11 +31,11 @@ from kms.errors import (
 )
 from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_table
 from kms.https_server import HttpsServer, TlsFiles
-from kms.key_pool import KeyPool, KeyRecord
+from kms.key_pool import KeyPool, KeyRecord, copy_key_id
 from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
 from kms.multipath import account, rank_legs
 from kms.priority_queue import PriorityGate
-from kms.relay import RelayContext, RelayEngine, RelayTls, RelayUnknown
+from kms.relay import RelayContext, RelayEngine, RelayRejected, RelayTls, RelayUnknown
 from kms.session import KmSession, SessionEvent, SessionState, Transition
 from kms.token_bucket import TokenBucket
 
@@ -70,6 +70,8 @@ class KmConfig:
     max_key_size: int = 8192
     max_key_per_request: int = 1000
     max_key_count: int = 100_000
+    #: ETSI 014 ``max_SAE_ID_count``: additional slave SAEs one enc_keys request may name
+    max_sae_id_count: int = 8
     link_capacity_bytes: int = DEFAULT_CAPACITY_BYTES
     #: blocks a sender leaves unused at the young end of a link store (see kms.key_store)
     link_settle_blocks: int = 0
@@ -326,17 +328,21 @@ class KeyManager:
                              route.priority, rule.leg if len(legs) > 1 else None))
         return out
 
-    def pick_leg(self, route: Route, message_bytes: int) -> Route:
-        """The leg the next relay message of ``message_bytes`` key bytes takes: the most owed
-        leg whose first link holds enough key for it, else the most owed leg."""
+    def legs_for_message(self, route: Route, message_bytes: int) -> list[Route]:
+        """The legs a relay message of ``message_bytes`` key bytes may take, best first: the
+        most owed legs whose first link holds enough key for it, then the others."""
         if route.session is None or route.next_node is None or \
                 not self._forwarding.is_multipath(route.session):
-            return route
+            return [route]
         candidates = self.leg_routes(route)
-        for candidate in candidates:
-            if self.store_for_peer(candidate.next_node).available_outgoing() >= message_bytes + 64:
-                return candidate
-        return candidates[0]
+        ready = [c for c in candidates
+                 if self.store_for_peer(c.next_node).available_outgoing() >= message_bytes + 64]
+        return ready + [c for c in candidates if c not in ready]
+
+    def pick_leg(self, route: Route, message_bytes: int) -> Route:
+        """The leg the next relay message of ``message_bytes`` key bytes takes (the first of
+        :meth:`legs_for_message`)."""
+        return self.legs_for_message(route, message_bytes)[0]
 
     def note_leg_use(self, route: Route, bits: int) -> None:
         """Account ``bits`` relayed over ``route.leg`` (multipath scheduling)."""
@@ -417,10 +423,15 @@ class KeyManager:
             stored_key_count=min(stored, self.config.max_key_count),
             max_key_count=self.config.max_key_count,
             max_key_per_request=self.config.max_key_per_request,
-            max_key_size=self.config.max_key_size, min_key_size=self.config.min_key_size)
+            max_key_size=self.config.max_key_size, min_key_size=self.config.min_key_size,
+            max_sae_id_count=self.config.max_sae_id_count)
 
-    def enc_keys(self, master: str, slave: str, number: int, size: int) -> list[KeyRecord]:
-        """Keys for master → slave; each released to the master once, ready for the slave."""
+    def enc_keys(self, master: str, slave: str, number: int, size: int,
+                 additional_slaves: Sequence[str] = ()) -> list[KeyRecord]:
+        """Keys for master → slave; each released to the master once, ready for the slave.
+
+        ``additional_slaves`` (ETSI 014 ``additional_slave_SAE_IDs``): the same keys are
+        delivered to each of them too (see :meth:`_enc_keys_shared`)."""
         if slave not in self._directory.saes or master not in self.local_saes():
             raise Unauthorized("unknown slave SAE or master SAE not served by this KM")
         if master == slave:
@@ -428,6 +439,8 @@ class KeyManager:
         if not 1 <= number <= self.config.max_key_per_request:
             raise BadRequest(f"number must be 1..{self.config.max_key_per_request}")
         self.check_size(size)
+        if additional_slaves:
+            return self._enc_keys_shared(master, [slave, *additional_slaves], number, size)
         session = self.session_for_pair(master, slave)
         outcome = notifications.KeyRequestOutcome.REFUSED
         try:
@@ -450,6 +463,82 @@ class KeyManager:
         finally:
             self.report_key_request(session.session_id, number, number * size, outcome)
 
+    def _enc_keys_shared(self, master: str, slaves: list[str], number: int,
+                         size: int) -> list[KeyRecord]:
+        """One set of keys for the master and every slave (ETSI 014 additional slaves).
+
+        Each (master, slave) pair is its own session (with a controller: its own
+        ``sdqkdn_application_new``, admission and path); the same fresh keys are relayed over
+        each pair's route — the additional slaves' copies first, the first slave's last — and
+        released to the master only once every slave's KM acknowledged them. A slave fetches
+        its copy once with ``dec_keys`` by the common key_ID. Fresh keys only: keys relayed
+        ahead for the pair (master, first slave) are never handed to several slaves.
+        """
+        if len(slaves) - 1 > self.config.max_sae_id_count:
+            raise BadRequest(f"at most {self.config.max_sae_id_count} additional_slave_SAE_IDs "
+                             "(max_SAE_ID_count)")
+        if len(set(slaves)) != len(slaves) or master in slaves:
+            raise BadRequest("additional_slave_SAE_IDs must be distinct and differ from the "
+                             "master and the slave")
+        unknown = [s for s in slaves if s not in self._directory.saes]
+        if unknown:
+            raise BadRequest("unknown SAE in additional_slave_SAE_IDs")
+        sessions = [self.session_for_pair(master, s) for s in slaves]   # opens every pair
+        outcome = notifications.KeyRequestOutcome.REFUSED
+        try:
+            routes = [self.route_for(master, s, session) for s, session in zip(slaves, sessions)]
+            for session in sessions:
+                self._charge(session, number * size)
+            with self._lock:
+                for session in sessions:
+                    session.fire(SessionEvent.KEY_REQUEST)
+            try:
+                now = self._clock()
+                material = [(str(uuid.uuid4()), secrets.token_bytes(size // 8))
+                            for _ in range(number)]
+                order = list(range(1, len(slaves))) + [0]
+                for i in order:
+                    self._deliver_copy(master, slaves[i], routes[i], material, size, now,
+                                       primary=i == 0)
+                records = self.pool.take_named_for_master(master, [k for k, _ in material], now)
+            finally:
+                for session in sessions:
+                    self._key_done(session)
+            outcome = notifications.KeyRequestOutcome.DELIVERED
+            return records
+        except RateLimited:
+            outcome = notifications.KeyRequestOutcome.RATE_LIMITED
+            raise
+        except InsufficientKey:
+            outcome = notifications.KeyRequestOutcome.INSUFFICIENT_KEY
+            raise
+        finally:
+            for session in sessions:
+                self.report_key_request(session.session_id, number, number * size, outcome)
+
+    def _deliver_copy(self, master: str, slave: str, route: Route,
+                      material: list[tuple[str, bytes]], size: int, now: float, *,
+                      primary: bool) -> None:
+        """Store or relay one slave's copy of ``material``; only the primary copy is
+        releasable to the master."""
+        cfg = self._forwarding.sessions.get(route.session or "")
+        expires = now + cfg.ttl if cfg is not None and cfg.ttl else None
+        records = [KeyRecord(key_id if primary else copy_key_id(key_id, slave), master, slave,
+                             key, session=route.session, expires=expires)
+                   for key_id, key in material]
+        if route.next_node is None:
+            self.pool.store_ready(records, master_local=primary, slave_local=True, now=now)
+            return
+        leg = self.pick_leg(route, len(material) * size // 8)
+        with self.gate.slot(leg.priority):
+            try:
+                self.note_leg_use(leg, len(material) * size)
+                self.relay.originate(leg.session, leg.next_node, records, master_local=primary,
+                                     slave_local=False, leg=leg.leg)
+            except RelayUnknown:
+                self._kick_resolver()
+                raise
+
     def _key_done(self, session: KmSession) -> None:
         with self._lock:
             if session.state is SessionState.KEY_EXCHANGING:
@@ -461,27 +550,39 @@ class KeyManager:
         missing = number - len(taken)
         if missing == 0:
             return taken
-        batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
-        if route.next_node is not None:
-            route = self.pick_leg(route, missing * size // 8)
-            available = self.store_for_peer(route.next_node).available_outgoing()
-            affordable = (available - 64) // (size // 8) if available > 64 else 0
-            batch = max(missing, min(batch, affordable))
         cfg = self._forwarding.sessions.get(route.session or "")
         expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
-        records = [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
-                             session=route.session, expires=expires) for _ in range(batch)]
+        wanted = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
+
+        def fresh(count: int) -> list[KeyRecord]:
+            return [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
+                              session=route.session, expires=expires) for _ in range(count)]
+
         if route.next_node is None:
+            records = fresh(wanted)
             self.pool.store_ready(records, master_local=True, slave_local=True, now=now)
         else:
-            with self.gate.slot(route.priority):
-                try:
-                    self.note_leg_use(route, batch * size)
-                    self.relay.originate(route.session, route.next_node, records,
-                                         master_local=True, slave_local=False, leg=route.leg)
-                except RelayUnknown:
-                    self._kick_resolver()
-                    raise
+            # multipath: a leg that cannot carry the message now (out of key further on) is
+            # followed by the next one; a single path has one candidate
+            legs = self.legs_for_message(route, missing * size // 8)
+            for attempt, leg in enumerate(legs):
+                available = self.store_for_peer(leg.next_node).available_outgoing()
+                affordable = (available - 64) // (size // 8) if available > 64 else 0
+                records = fresh(max(missing, min(wanted, affordable)))
+                with self.gate.slot(leg.priority):
+                    try:
+                        self.note_leg_use(leg, len(records) * size)
+                        self.relay.originate(leg.session, leg.next_node, records,
+                                             master_local=True, slave_local=False, leg=leg.leg)
+                        break
+                    except RelayUnknown:
+                        self._kick_resolver()
+                        raise
+                    except (RelayRejected, InsufficientKey):
+                        if attempt == len(legs) - 1:
+                            raise
+                        log.info("%s: leg %s of session %s cannot carry this message now; "
+                                 "trying the next leg", self.node_name, leg.leg, leg.session)
         # exactly this request's keys: a concurrent request of the pair may take the surplus
         return taken + self.pool.take_named_for_master(
             master, [r.key_id for r in records[:missing]], now)

@@ -46,6 +46,13 @@ class KeyRecord:
     expires: float | None = None
 
 
+def copy_key_id(key_id: str, slave: str) -> str:
+    """Row id of the copy of ``key_id`` for an additional slave SAE (ETSI 014
+    ``additional_slave_SAE_IDs``): every slave's copy is its own row (own release flag, own
+    tombstone), and two slaves of one KM never collide. The slave still asks by ``key_id``."""
+    return f"{key_id}/{slave}"
+
+
 @dataclass(frozen=True)
 class PendingRelay:
     key_ids: tuple[str, ...]
@@ -147,10 +154,17 @@ class KeyPool:
                   next_hop, now, r.expires, leg) for r in records])
 
     def mark_ready(self, key_ids: Sequence[str]) -> None:
+        """Acknowledged relays: ready. A relayed copy for no local SAE (an additional slave's
+        copy, :func:`copy_key_id`) is released at once: this KM keeps no bytes of it."""
         with self._lock, self._tx() as cur:
             cur.executemany("UPDATE keys SET state=? WHERE key_id=? AND state=?",
                             [(KeyState.READY.value, key_id, KeyState.PENDING.value)
                              for key_id in key_ids])
+            for key_id in key_ids:
+                row = cur.execute("SELECT master_local, slave_local, state FROM keys "
+                                  "WHERE key_id=?", (key_id,)).fetchone()
+                if row is not None and not row[0] and not row[1] and row[2] == KeyState.READY.value:
+                    _scrub(cur, key_id, KeyState.RELEASED)
 
     def void(self, key_ids: Sequence[str]) -> None:
         """Drop pending keys (the relay did not store them at the destination)."""
@@ -236,18 +250,22 @@ class KeyPool:
 
     def take_for_slave(self, slave: str, master: str, key_ids: Sequence[str],
                        now: float) -> list[KeyRecord]:
-        """Release the named keys to the slave, all or none (missing == not yours)."""
+        """Release the named keys to the slave, all or none (missing == not yours); a key the
+        master shared with several slaves is found by its key_ID too (:func:`copy_key_id`)."""
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
-            out = []
+            out, rows = [], []
             for key_id in key_ids:
                 row = cur.execute(
-                    "SELECT key FROM keys WHERE key_id=? AND master=? AND slave=? AND state=? AND "
-                    "slave_local=1 AND slave_taken=0 AND (expires IS NULL OR expires>?)",
-                    (key_id, master, slave, KeyState.READY.value, now)).fetchone()
+                    "SELECT key, key_id FROM keys WHERE key_id IN (?, ?) AND master=? AND slave=? "
+                    "AND state=? AND slave_local=1 AND slave_taken=0 AND "
+                    "(expires IS NULL OR expires>?)",
+                    (key_id, copy_key_id(key_id, slave), master, slave, KeyState.READY.value,
+                     now)).fetchone()
                 if row is None:
                     raise KeyNotFound("one or more keys are not available to this SAE")
                 out.append(KeyRecord(key_id, master, slave, row[0]))
-            _mark_taken_many(cur, list(key_ids), "slave_taken")
+                rows.append(row[1])
+            _mark_taken_many(cur, rows, "slave_taken")
             return out
         return self._grouped(work)
 
