@@ -44,7 +44,8 @@ import requests
 from bench.report import percentile, row
 from bench.scale_topology import grid_yaml
 
-RETRY_S = 0.1
+#: 503 retry back-off of a client waiting for its session: first wait, growth, longest wait
+RETRY_S, RETRY_GROWTH, RETRY_MAX_S = 0.05, 1.5, 1.0
 
 
 @dataclass
@@ -121,6 +122,7 @@ def open_session(endpoints: dict[str, Any], master: str, slave: str, *,
     dec_url = f"{nodes[slave_node]['etsi014']}/{master}/dec_keys"
     with _client(endpoints, master) as m, _client(endpoints, slave) as s:
         started = time.monotonic()
+        wait = RETRY_S
         while True:
             try:
                 r = m.post(enc_url, json={"number": 1, "size": 256}, timeout=60)
@@ -132,7 +134,8 @@ def open_session(endpoints: dict[str, Any], master: str, slave: str, *,
                 return None, f"enc_keys {r.status_code}: {r.text[:120]}"
             if time.monotonic() > deadline:
                 return None, f"no key before the deadline (last: {r.text[:120]})"
-            time.sleep(RETRY_S)
+            time.sleep(wait)
+            wait = min(RETRY_MAX_S, wait * RETRY_GROWTH)
         setup = time.monotonic() - started
         key = r.json()["keys"][0]
         try:
