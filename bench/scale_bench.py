@@ -29,6 +29,7 @@ import base64
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -215,6 +216,7 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
                            active, len(errors), errors[:10])
     finally:
         bring_down(state)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def rows_of(results: list[ScaleResult]) -> list[dict]:

@@ -62,7 +62,7 @@ def preload(modules: Sequence[str] = NODE_PRELOAD) -> list[str]:
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a module missing here is only slower to start
+        except Exception:
             failed.append(name)
             log.warning("preload of %s failed; children import it themselves", name,
                         exc_info=True)

@@ -1,11 +1,11 @@
 """Pure parts of the scale benchmark: the grid topology and the random session pairs."""
 
 import pytest
+import yaml
 
 from bench.scale_bench import random_pairs
 from bench.scale_topology import grid_yaml
 from qkdn.topology import parse_topology
-import yaml
 
 
 def test_random_pairs_are_distinct_and_deterministic():

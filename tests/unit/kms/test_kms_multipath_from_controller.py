@@ -2,9 +2,9 @@
 every KM the legs it needs: the two ends agree on the session and its legs, and following the
 rules leg by leg from the source reaches the destination over each route leg."""
 
+from kms.forwarding import build_forwarding_table
 from qkd_agent.datastore import Datastore
 from qkd_agent.yang_context import load_context
-from kms.forwarding import build_forwarding_table
 from sdn_controller.config_payloads import session_config_payload
 from sdn_controller.link_metrics import LinkMetrics, LinkStatus
 from sdn_controller.routing import build_graph, max_rate, route_session
