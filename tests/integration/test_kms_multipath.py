@@ -128,3 +128,18 @@ def test_004_stream_over_two_legs(net):
         assert ka["key_buffer"] == kd["key_buffer"]
     assert consumed(net, "A", "B") > 0 and consumed(net, "A", "C") > 0
     assert uuid.UUID(ksid)
+
+
+def test_reverse_direction_over_both_legs(net):
+    """The SAE at D as master: D's legs have only a previous hop; relays route by leg."""
+    master, slave = client(net, "sae-d"), client(net, "sae-a")
+    for _ in range(4):
+        r = master.post(net.kms["D"].base_url + "/api/v1/keys/sae-a/enc_keys",
+                        json={"number": 4}, timeout=10)
+        assert r.status_code == 200, r.text
+        keys = r.json()["keys"]
+        got = slave.post(net.kms["A"].base_url + "/api/v1/keys/sae-d/dec_keys",
+                         json={"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]}, timeout=10)
+        assert got.json()["keys"] == keys
+    assert consumed(net, "D", "B") == 3 * (4 * 32 + 64)
+    assert consumed(net, "D", "C") == 1 * (4 * 32 + 64)
