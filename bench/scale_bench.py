@@ -177,7 +177,11 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
     topology.write_text(grid_yaml(rows, cols))
     state = StateDir((base / "net").resolve())
     started = time.monotonic()
-    endpoints = bring_up(topology, state, timeout=up_timeout_s)
+    try:
+        endpoints = bring_up(topology, state, timeout=up_timeout_s)
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     try:
         up_s = time.monotonic() - started
         table = read_json(state.supervisor)

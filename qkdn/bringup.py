@@ -157,10 +157,12 @@ def wait_until_ready(state: StateDir, topology: Topology, *,
         except (OSError, ValueError):
             return None
         config = NodeProcessConfig.load(state.node_config(name))
-        if probe_netconf(config.netconf_host, info["netconf_port"], config.username,
-                         config.password):
-            return info
-        return None
+        try:
+            answered = probe_netconf(config.netconf_host, info["netconf_port"],
+                                     config.username, config.password)
+        except Exception:  # noqa: BLE001 - e.g. ncclient's SessionError on a slow hello
+            answered = False
+        return info if answered else None
 
     with ThreadPoolExecutor(max_workers=PROBE_WORKERS, thread_name_prefix="probe") as pool:
         while pending:

@@ -178,3 +178,6 @@ def _become_child(out: int) -> None:
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)
+    # streams on the new descriptors (the parent's sys.stdout may not write to fd 1)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the child
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
