@@ -163,14 +163,16 @@ def enc_keys(slave_sae_id: str):
     if request.method == "POST":
         body = _json_object()
         _check_extensions(body)
-        if body.get("additional_slave_SAE_IDs"):
-            raise BadRequest("additional_slave_SAE_IDs not supported (max_SAE_ID_count is 0)")
+        additional = body.get("additional_slave_SAE_IDs") or []
+        if not isinstance(additional, list) or not all(isinstance(s, str) for s in additional):
+            raise BadRequest("additional_slave_SAE_IDs must be an array of SAE_ID strings")
         number = _int_param(body.get("number"), "number", 1)
         size = _int_param(body.get("size"), "size", km.config.default_key_size)
     else:
+        additional = []
         number = _int_param(request.args.get("number"), "number", 1)
         size = _int_param(request.args.get("size"), "size", km.config.default_key_size)
-    records = km.enc_keys(master, slave_sae_id, number, size)
+    records = km.enc_keys(master, slave_sae_id, number, size, additional)
     log.info("014 enc_keys %s -> %s: %d key(s) of %d bits", master, slave_sae_id, len(records), size)
     _count(outcome_of(None))
     return jsonify(key_container(records))

@@ -11,6 +11,12 @@
 
 A KM never learns the whole path: a message that arrives from one neighbour goes to the other;
 with no other neighbour this KM is the endpoint.
+
+Multipath (``docs/adr/0011-multipath.md``): a session split over several route legs has one
+VIRT link per leg crossing this node; each becomes a :class:`ForwardingRule` whose ``leg`` is
+that link's ``qkdl_id``. ``ForwardingTable.legs[app_id]`` holds them all (ordered by leg id);
+``ForwardingTable.rules[app_id]`` is the first, for callers that need only one. Relay messages
+of a multipath session name their leg, so a KM on two legs knows which one a message follows.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class ForwardingRule:
     prev_hop: str | None
     next_hop: str | None
     bandwidth: int | None = None
+    #: the VIRT link (qkdl_id) this rule comes from: the route leg; None for a direct session
+    leg: str | None = None
 
     def forward_from(self, sender: str | None) -> str | None:
         """The neighbour a message from ``sender`` (None = this KM originates) goes to."""
@@ -90,6 +98,8 @@ class ForwardingTable:
     sessions: Mapping[str, SessionConfig] = field(default_factory=dict)
     rules: Mapping[str, ForwardingRule] = field(default_factory=dict)
     key_store_capacity_bits: int | None = None
+    #: every leg of every session crossing this KM (``rules[app_id]`` is ``legs[app_id][0]``)
+    legs: Mapping[str, tuple[ForwardingRule, ...]] = field(default_factory=dict)
 
     def session_for_pair(self, sae_a: str, sae_b: str) -> SessionConfig | None:
         """The configured session whose SAEs include both (None if there is none)."""
@@ -98,11 +108,28 @@ class ForwardingTable:
                 return session
         return None
 
-    def rule(self, app_id: str) -> ForwardingRule:
-        try:
-            return self.rules[app_id]
-        except KeyError:
-            raise NoRoute(f"no forwarding rule for session {app_id}") from None
+    def rule(self, app_id: str, leg: str | None = None) -> ForwardingRule:
+        """The rule of ``app_id`` (of its route leg ``leg`` when given)."""
+        if leg is None:
+            try:
+                return self.rules[app_id]
+            except KeyError:
+                raise NoRoute(f"no forwarding rule for session {app_id}") from None
+        for rule in self.legs.get(app_id, ()):
+            if rule.leg == str(leg).lower():
+                return rule
+        raise NoRoute(f"no forwarding rule for leg {leg} of session {app_id}")
+
+    def legs_of(self, app_id: str) -> tuple[ForwardingRule, ...]:
+        """Every leg of ``app_id`` through this KM (one for a single-path session)."""
+        legs = self.legs.get(app_id)
+        if legs:
+            return legs
+        rule = self.rules.get(app_id)
+        return (rule,) if rule is not None else ()
+
+    def is_multipath(self, app_id: str) -> bool:
+        return len(self.legs.get(app_id, ())) > 1
 
 
 def _identity(value: Any) -> str:
@@ -149,20 +176,22 @@ def build_forwarding_table(running: Mapping[str, Any]) -> ForwardingTable:
     links = {str(link["qkdl_id"]).lower(): link
              for link in node.get("qkd_links", {}).get("qkd_link", [])}
     sessions = {s.app_id: s for s in (parse_session(a) for a in apps)}
-    rules: dict[str, ForwardingRule] = {}
-    for link in links.values():
+    legs: dict[str, list[ForwardingRule]] = {}
+    for qkdl_id, link in sorted(links.items()):
         if _identity(link.get("qkdl_type")) != "VIRT":
             continue
         app_ids = {str(a).lower() for a in link.get("qkdl_applications", [])}
-        app_ids |= {s.app_id for s in sessions.values() if str(link["qkdl_id"]).lower() in s.backing_links}
+        app_ids |= {s.app_id for s in sessions.values() if qkdl_id in s.backing_links}
         next_hops = link.get("virt_next_hop", [])
         for app_id in app_ids:
-            rules[app_id] = ForwardingRule(
+            legs.setdefault(app_id, []).append(ForwardingRule(
                 app_id=app_id,
                 prev_hop=str(link["virt_prev_hop"]).lower() if link.get("virt_prev_hop") else None,
                 next_hop=str(next_hops[0]).lower() if next_hops else None,
                 bandwidth=_int(link.get("virt_bandwidth")),
-            )
+                leg=qkdl_id,
+            ))
+    rules: dict[str, ForwardingRule] = {app_id: rules_[0] for app_id, rules_ in legs.items()}
     for session in sessions.values():
         if session.app_id in rules:
             continue
@@ -177,4 +206,5 @@ def build_forwarding_table(running: Mapping[str, Any]) -> ForwardingTable:
             rules[session.app_id] = ForwardingRule(session.app_id, None, session.remote_qkdn_id)
     capacity = node.get(EXT_KEY_MANAGER, {}).get("key_store_capacity")
     return ForwardingTable(sessions=sessions, rules=rules,
-                           key_store_capacity_bits=int(capacity) if capacity is not None else None)
+                           key_store_capacity_bits=int(capacity) if capacity is not None else None,
+                           legs={app_id: tuple(rules_) for app_id, rules_ in legs.items()})

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,11 +35,12 @@ from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_tabl
 from kms.https_server import HttpsServer, TlsFiles
 from kms.hybrid_kdf import Provenance, fallback_mode
 from kms.hybrid_provisioning import HybridProvisioner
-from kms.key_pool import KeyPool, KeyRecord
+from kms.key_pool import KeyPool, KeyRecord, copy_key_id
 from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
+from kms.multipath import account, rank_legs
 from kms.priority_queue import PriorityGate
 from kms.refusals import Refusal, refusals_from_running
-from kms.relay import RelayContext, RelayEngine, RelayTls, RelayUnknown
+from kms.relay import RelayContext, RelayEngine, RelayRejected, RelayTls, RelayUnknown
 from kms.session import KmSession, SessionEvent, SessionState, Transition
 from kms.telemetry import KmTelemetry
 from kms.token_bucket import TokenBucket
@@ -76,6 +77,8 @@ class KmConfig:
     max_key_size: int = 8192
     max_key_per_request: int = 1000
     max_key_count: int = 100_000
+    #: ETSI 014 ``max_SAE_ID_count``: additional slave SAEs one enc_keys request may name
+    max_sae_id_count: int = 8
     link_capacity_bytes: int = DEFAULT_CAPACITY_BYTES
     #: blocks a sender leaves unused at the young end of a link store (see kms.key_store)
     link_settle_blocks: int = 0
@@ -104,6 +107,7 @@ class Route:
     session: str | None       # app_id, or None for a controller-less direct session
     next_node: str | None     # None: both SAEs are local
     priority: int = 0
+    leg: str | None = None    # route leg (VIRT link) of a multipath session
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ class KeyManager:
         #: refusals by the session they ended (newest last, bounded)
         self._refusals: dict[str, Refusal] = {}
         self._refusals_seen: frozenset[str] = frozenset()
+        self._leg_credits: dict[str, dict[str, float]] = {}   # multipath: bits owed per leg
         self._key_arrived = threading.Condition()
         self.pool = KeyPool(self._dir / "keys.sqlite")
         self.gate = PriorityGate(config.concurrent_relays)
@@ -266,6 +271,8 @@ class KeyManager:
             for app_id, rule in table.rules.items():   # a forwarding rule without a qkd_app
                 if app_id not in table.sessions and old.rules.get(app_id) != rule:
                     self.telemetry.path_configured(app_id, self._session_links(app_id))
+            for app_id in set(self._leg_credits) - set(table.legs):
+                self._leg_credits.pop(app_id, None)
             for app_id in set(old.sessions) - set(table.sessions):
                 session = self._sessions.get(app_id)
                 if session is not None and session.state is not SessionState.TERMINATED:
@@ -456,13 +463,57 @@ class KeyManager:
             return Route(session.session_id, None)
         cfg = self._forwarding.sessions.get(session.session_id)
         if cfg is not None and session.session_id in self._forwarding.rules:
-            nxt = self.relay.next_node(session.session_id, None)
-            return Route(session.session_id, nxt, cfg.priority)
+            return self.leg_routes(Route(session.session_id, None, cfg.priority))[0]
         if self.config.require_controller:
             raise NoRoute(f"session {session.session_id} has no forwarding rule here")
         if not self._directory.is_adjacent(peer_node):
             raise NoRoute(f"{peer_node} is not adjacent and no path is configured")
         return Route(None, peer_node, cfg.priority if cfg else 0)
+
+    # -- multipath (docs/adr/0011-multipath.md) ------------------------------------------------
+    def leg_routes(self, route: Route) -> list[Route]:
+        """The route of each leg of ``route.session``, in the order the next relay message
+        should try them (one route for a single-path session)."""
+        legs = self._forwarding.legs_of(route.session) if route.session else ()
+        if not legs:
+            return [route]
+        with self._lock:
+            credits = dict(self._leg_credits.get(route.session or "", {}))
+        ranked = rank_legs(legs, credits) if len(legs) > 1 else list(legs)
+        out = []
+        for rule in ranked:
+            nxt = rule.forward_from(None)
+            out.append(Route(route.session, self._directory.node_by_qkdn_id(nxt).name,
+                             route.priority, rule.leg if len(legs) > 1 else None))
+        return out
+
+    def legs_for_message(self, route: Route, message_bytes: int) -> list[Route]:
+        """The legs a relay message of ``message_bytes`` key bytes may take, best first: the
+        most owed legs whose first link holds enough key for it, then the others."""
+        if route.session is None or route.next_node is None or \
+                not self._forwarding.is_multipath(route.session):
+            return [route]
+        candidates = self.leg_routes(route)
+        ready = [c for c in candidates
+                 if self.store_for_peer(c.next_node).available_outgoing() >= message_bytes + 64]
+        return ready + [c for c in candidates if c not in ready]
+
+    def pick_leg(self, route: Route, message_bytes: int) -> Route:
+        """The leg the next relay message of ``message_bytes`` key bytes takes (the first of
+        :meth:`legs_for_message`)."""
+        return self.legs_for_message(route, message_bytes)[0]
+
+    def note_leg_use(self, route: Route, bits: int) -> None:
+        """Account ``bits`` relayed over ``route.leg`` (multipath scheduling)."""
+        if route.session is None or route.leg is None:
+            return
+        legs = self._forwarding.legs_of(route.session)
+        used = next((rule for rule in legs if rule.leg == route.leg), None)
+        if used is None:
+            return
+        with self._lock:
+            self._leg_credits[route.session] = account(
+                legs, self._leg_credits.get(route.session, {}), used, bits)
 
     def _charge(self, session: KmSession, bits: int) -> None:
         cfg = self._forwarding.sessions.get(session.session_id)
@@ -520,8 +571,9 @@ class KeyManager:
             session = self.session_for_pair(master, slave)
             route = self.route_for(master, slave, session)
             if route.next_node is not None:
-                available = self.store_for_peer(route.next_node).available_outgoing()
-                stored += max(0, available - 64) * 8 // size
+                for leg in self.leg_routes(route):
+                    available = self.store_for_peer(leg.next_node).available_outgoing()
+                    stored += max(0, available - 64) * 8 // size
         except KmsError:
             pass
         return KeyStatus(
@@ -530,10 +582,15 @@ class KeyManager:
             stored_key_count=min(stored, self.config.max_key_count),
             max_key_count=self.config.max_key_count,
             max_key_per_request=self.config.max_key_per_request,
-            max_key_size=self.config.max_key_size, min_key_size=self.config.min_key_size)
+            max_key_size=self.config.max_key_size, min_key_size=self.config.min_key_size,
+            max_sae_id_count=self.config.max_sae_id_count)
 
-    def enc_keys(self, master: str, slave: str, number: int, size: int) -> list[KeyRecord]:
-        """Keys for master → slave; each released to the master once, ready for the slave."""
+    def enc_keys(self, master: str, slave: str, number: int, size: int,
+                 additional_slaves: Sequence[str] = ()) -> list[KeyRecord]:
+        """Keys for master → slave; each released to the master once, ready for the slave.
+
+        ``additional_slaves`` (ETSI 014 ``additional_slave_SAE_IDs``): the same keys are
+        delivered to each of them too (see :meth:`_enc_keys_shared`)."""
         if slave not in self._directory.saes or master not in self.local_saes():
             raise Unauthorized("unknown slave SAE or master SAE not served by this KM")
         if master == slave:
@@ -541,6 +598,8 @@ class KeyManager:
         if not 1 <= number <= self.config.max_key_per_request:
             raise BadRequest(f"number must be 1..{self.config.max_key_per_request}")
         self.check_size(size)
+        if additional_slaves:
+            return self._enc_keys_shared(master, [slave, *additional_slaves], number, size)
         session = self.session_for_pair(master, slave)
         if self.config.require_controller:  # the first request waits for the controller
             self.await_configuration(session, self.config.config_wait_s)
@@ -579,6 +638,82 @@ class KeyManager:
         finally:
             self.report_key_request(session.session_id, number, number * size, outcome,
                                     delivered)
+
+    def _enc_keys_shared(self, master: str, slaves: list[str], number: int,
+                         size: int) -> list[KeyRecord]:
+        """One set of keys for the master and every slave (ETSI 014 additional slaves).
+
+        Each (master, slave) pair is its own session (with a controller: its own
+        ``sdqkdn_application_new``, admission and path); the same fresh keys are relayed over
+        each pair's route — the additional slaves' copies first, the first slave's last — and
+        released to the master only once every slave's KM acknowledged them. A slave fetches
+        its copy once with ``dec_keys`` by the common key_ID. Fresh keys only: keys relayed
+        ahead for the pair (master, first slave) are never handed to several slaves.
+        """
+        if len(slaves) - 1 > self.config.max_sae_id_count:
+            raise BadRequest(f"at most {self.config.max_sae_id_count} additional_slave_SAE_IDs "
+                             "(max_SAE_ID_count)")
+        if len(set(slaves)) != len(slaves) or master in slaves:
+            raise BadRequest("additional_slave_SAE_IDs must be distinct and differ from the "
+                             "master and the slave")
+        unknown = [s for s in slaves if s not in self._directory.saes]
+        if unknown:
+            raise BadRequest("unknown SAE in additional_slave_SAE_IDs")
+        sessions = [self.session_for_pair(master, s) for s in slaves]   # opens every pair
+        outcome = notifications.KeyRequestOutcome.REFUSED
+        try:
+            routes = [self.route_for(master, s, session) for s, session in zip(slaves, sessions)]
+            for session in sessions:
+                self._charge(session, number * size)
+            with self._lock:
+                for session in sessions:
+                    session.fire(SessionEvent.KEY_REQUEST)
+            try:
+                now = self._clock()
+                material = [(str(uuid.uuid4()), secrets.token_bytes(size // 8))
+                            for _ in range(number)]
+                order = list(range(1, len(slaves))) + [0]
+                for i in order:
+                    self._deliver_copy(master, slaves[i], routes[i], material, size, now,
+                                       primary=i == 0)
+                records = self.pool.take_named_for_master(master, [k for k, _ in material], now)
+            finally:
+                for session in sessions:
+                    self._key_done(session)
+            outcome = notifications.KeyRequestOutcome.DELIVERED
+            return records
+        except RateLimited:
+            outcome = notifications.KeyRequestOutcome.RATE_LIMITED
+            raise
+        except InsufficientKey:
+            outcome = notifications.KeyRequestOutcome.INSUFFICIENT_KEY
+            raise
+        finally:
+            for session in sessions:
+                self.report_key_request(session.session_id, number, number * size, outcome)
+
+    def _deliver_copy(self, master: str, slave: str, route: Route,
+                      material: list[tuple[str, bytes]], size: int, now: float, *,
+                      primary: bool) -> None:
+        """Store or relay one slave's copy of ``material``; only the primary copy is
+        releasable to the master."""
+        cfg = self._forwarding.sessions.get(route.session or "")
+        expires = now + cfg.ttl if cfg is not None and cfg.ttl else None
+        records = [KeyRecord(key_id if primary else copy_key_id(key_id, slave), master, slave,
+                             key, session=route.session, expires=expires)
+                   for key_id, key in material]
+        if route.next_node is None:
+            self.pool.store_ready(records, master_local=primary, slave_local=True, now=now)
+            return
+        leg = self.pick_leg(route, len(material) * size // 8)
+        with self.gate.slot(leg.priority):
+            try:
+                self.note_leg_use(leg, len(material) * size)
+                self.relay.originate(leg.session, leg.next_node, records, master_local=primary,
+                                     slave_local=False, leg=leg.leg)
+            except RelayUnknown:
+                self._kick_resolver()
+                raise
 
     def _key_done(self, session: KmSession) -> None:
         with self._lock:
@@ -650,25 +785,39 @@ class KeyManager:
         missing = number - len(taken)
         if missing == 0:
             return taken
-        batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
-        if route.next_node is not None:
-            available = self.store_for_peer(route.next_node).available_outgoing()
-            affordable = (available - 64) // (size // 8) if available > 64 else 0
-            batch = max(missing, min(batch, affordable))
         cfg = self._forwarding.sessions.get(route.session or "")
         expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
-        records = [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
-                             session=route.session, expires=expires) for _ in range(batch)]
+        wanted = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
+
+        def fresh(count: int) -> list[KeyRecord]:
+            return [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
+                              session=route.session, expires=expires) for _ in range(count)]
+
         if route.next_node is None:
+            records = fresh(wanted)
             self.pool.store_ready(records, master_local=True, slave_local=True, now=now)
         else:
-            with self.gate.slot(route.priority):
-                try:
-                    self.relay.originate(route.session, route.next_node, records,
-                                         master_local=True, slave_local=False)
-                except RelayUnknown:
-                    self._kick_resolver()
-                    raise
+            # multipath: a leg that cannot carry the message now (out of key further on) is
+            # followed by the next one; a single path has one candidate
+            legs = self.legs_for_message(route, missing * size // 8)
+            for attempt, leg in enumerate(legs):
+                available = self.store_for_peer(leg.next_node).available_outgoing()
+                affordable = (available - 64) // (size // 8) if available > 64 else 0
+                records = fresh(max(missing, min(wanted, affordable)))
+                with self.gate.slot(leg.priority):
+                    try:
+                        self.note_leg_use(leg, len(records) * size)
+                        self.relay.originate(leg.session, leg.next_node, records,
+                                             master_local=True, slave_local=False, leg=leg.leg)
+                        break
+                    except RelayUnknown:
+                        self._kick_resolver()
+                        raise
+                    except (RelayRejected, InsufficientKey):
+                        if attempt == len(legs) - 1:
+                            raise
+                        log.info("%s: leg %s of session %s cannot carry this message now; "
+                                 "trying the next leg", self.node_name, leg.leg, leg.session)
         # exactly this request's keys: a concurrent request of the pair may take the surplus
         return taken + self.pool.take_named_for_master(
             master, [r.key_id for r in records[:missing]], now)

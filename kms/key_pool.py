@@ -49,11 +49,19 @@ class KeyRecord:
     provenance: str = "qkd"
 
 
+def copy_key_id(key_id: str, slave: str) -> str:
+    """Row id of the copy of ``key_id`` for an additional slave SAE (ETSI 014
+    ``additional_slave_SAE_IDs``): every slave's copy is its own row (own release flag, own
+    tombstone), and two slaves of one KM never collide. The slave still asks by ``key_id``."""
+    return f"{key_id}/{slave}"
+
+
 @dataclass(frozen=True)
 class PendingRelay:
     key_ids: tuple[str, ...]
     session: str | None
     next_hop: str
+    leg: str | None = None   #: route leg (VIRT qkdl_id) of a multipath session
 
 
 _SCHEMA = """
@@ -63,7 +71,7 @@ CREATE TABLE IF NOT EXISTS keys (
     master_local INTEGER NOT NULL, slave_local INTEGER NOT NULL,
     master_taken INTEGER NOT NULL DEFAULT 0, slave_taken INTEGER NOT NULL DEFAULT 0,
     stream_id TEXT, stream_index INTEGER, session TEXT, next_hop TEXT,
-    created REAL NOT NULL, expires REAL, provenance TEXT NOT NULL DEFAULT 'qkd');
+    created REAL NOT NULL, expires REAL, provenance TEXT NOT NULL DEFAULT 'qkd', leg TEXT);
 CREATE INDEX IF NOT EXISTS keys_pair ON keys(master, slave, state);
 CREATE UNIQUE INDEX IF NOT EXISTS keys_stream ON keys(stream_id, stream_index);
 """
@@ -85,6 +93,8 @@ class KeyPool:
         if "provenance" not in columns:   # a pool written before hybrid keys existed
             self._conn.execute("ALTER TABLE keys ADD COLUMN provenance TEXT NOT NULL "
                                "DEFAULT 'qkd'")
+        if "leg" not in columns:  # pools created before multipath
+            self._conn.execute("ALTER TABLE keys ADD COLUMN leg TEXT")
         self._group_lock = threading.Lock()
         self._group_queue: list[_GroupOp] = []
         self._group_leader = False
@@ -137,22 +147,30 @@ class KeyPool:
 
     # -- source side ------------------------------------------------------------------------
     def add_pending(self, records: Sequence[KeyRecord], *, master_local: bool, slave_local: bool,
-                    next_hop: str, now: float) -> None:
-        """Record keys about to be relayed (before any byte leaves this KM)."""
+                    next_hop: str, now: float, leg: str | None = None) -> None:
+        """Record keys about to be relayed (before any byte leaves this KM); ``leg`` is the
+        route leg of a multipath session (needed to resolve them later)."""
         with self._lock, self._tx() as cur:
             cur.executemany(
                 "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local, "
                 "slave_local, stream_id, stream_index, session, next_hop, created, expires, "
-                "provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "provenance, leg) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, KeyState.PENDING.value,
                   int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
-                  next_hop, now, r.expires, r.provenance) for r in records])
+                  next_hop, now, r.expires, r.provenance, leg) for r in records])
 
     def mark_ready(self, key_ids: Sequence[str]) -> None:
+        """Acknowledged relays: ready. A relayed copy for no local SAE (an additional slave's
+        copy, :func:`copy_key_id`) is released at once: this KM keeps no bytes of it."""
         with self._lock, self._tx() as cur:
             cur.executemany("UPDATE keys SET state=? WHERE key_id=? AND state=?",
                             [(KeyState.READY.value, key_id, KeyState.PENDING.value)
                              for key_id in key_ids])
+            for key_id in key_ids:
+                row = cur.execute("SELECT master_local, slave_local, state FROM keys "
+                                  "WHERE key_id=?", (key_id,)).fetchone()
+                if row is not None and not row[0] and not row[1] and row[2] == KeyState.READY.value:
+                    _scrub(cur, key_id, KeyState.RELEASED)
 
     def void(self, key_ids: Sequence[str]) -> None:
         """Drop pending keys (the relay did not store them at the destination)."""
@@ -164,12 +182,12 @@ class KeyPool:
         """Relays whose outcome is unknown (e.g. after a crash), grouped by route."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT key_id, session, next_hop FROM keys WHERE state=? ORDER BY created",
+                "SELECT key_id, session, next_hop, leg FROM keys WHERE state=? ORDER BY created",
                 (KeyState.PENDING.value,)).fetchall()
         groups: dict[tuple, list[str]] = {}
-        for key_id, session, next_hop in rows:
-            groups.setdefault((session, next_hop), []).append(key_id)
-        return [PendingRelay(tuple(ids), s, h) for (s, h), ids in groups.items()]
+        for key_id, session, next_hop, leg in rows:
+            groups.setdefault((session, next_hop, leg), []).append(key_id)
+        return [PendingRelay(tuple(ids), s, h, g) for (s, h, g), ids in groups.items()]
 
     # -- destination side -------------------------------------------------------------------
     def store_ready(self, records: Sequence[KeyRecord], *, master_local: bool, slave_local: bool,
@@ -245,19 +263,22 @@ class KeyPool:
 
     def take_for_slave(self, slave: str, master: str, key_ids: Sequence[str],
                        now: float) -> list[KeyRecord]:
-        """Release the named keys to the slave, all or none (missing == not yours)."""
+        """Release the named keys to the slave, all or none (missing == not yours); a key the
+        master shared with several slaves is found by its key_ID too (:func:`copy_key_id`)."""
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
-            out = []
+            out, rows = [], []
             for key_id in key_ids:
                 row = cur.execute(
-                    "SELECT key, provenance FROM keys WHERE key_id=? AND master=? AND slave=? AND "
-                    "state=? AND slave_local=1 AND slave_taken=0 AND provenance<>'seed' AND "
-                    "(expires IS NULL OR expires>?)",
-                    (key_id, master, slave, KeyState.READY.value, now)).fetchone()
+                    "SELECT key, key_id, provenance FROM keys WHERE key_id IN (?, ?) AND master=? "
+                    "AND slave=? AND state=? AND slave_local=1 AND slave_taken=0 AND "
+                    "provenance<>'seed' AND (expires IS NULL OR expires>?)",
+                    (key_id, copy_key_id(key_id, slave), master, slave, KeyState.READY.value,
+                     now)).fetchone()
                 if row is None:
                     raise KeyNotFound("one or more keys are not available to this SAE")
-                out.append(KeyRecord(key_id, master, slave, row[0], provenance=row[1]))
-            _mark_taken_many(cur, list(key_ids), "slave_taken")
+                out.append(KeyRecord(key_id, master, slave, row[0], provenance=row[2]))
+                rows.append(row[1])
+            _mark_taken_many(cur, rows, "slave_taken")
             return out
         return self._grouped(work)
 

@@ -317,14 +317,16 @@ class StreamManager:
                 return
             session_id = stream.route.session or ""
             mode = fallback_mode(km.hybrid.policy(session_id))
-            reason = km.qkd_shortage(stream.route.next_node, len(records) *
-                                     stream.qos.key_chunk_size * 8) if mode else None
+            nbytes = len(records) * stream.qos.key_chunk_size
+            reason = km.qkd_shortage(stream.route.next_node, nbytes * 8) if mode else None
             if not reason:
                 try:
+                    route = km.pick_leg(stream.route, nbytes)
                     with km.gate.slot(stream.qos.priority):
-                        km.relay.originate(stream.route.session, stream.route.next_node, records,
+                        km.note_leg_use(route, nbytes * 8)
+                        km.relay.originate(route.session, route.next_node, records,
                                            master_local=master in stream.local_saes,
-                                           slave_local=slave in stream.local_saes)
+                                           slave_local=slave in stream.local_saes, leg=route.leg)
                     self._fallback_reasons.pop(stream.ksid, None)
                     return
                 except (InsufficientKey, RelayError, NoRoute) as exc:
@@ -372,7 +374,8 @@ class StreamManager:
     def _control(self, stream: KeyStream, body: dict) -> dict:
         if stream.route.next_node is None:
             raise NoRoute("both SAEs of this stream are local")
-        return self.km.relay.send_control(stream.route.session, stream.route.next_node, body)
+        return self.km.relay.send_control(stream.route.session, stream.route.next_node, body,
+                                          leg=stream.route.leg)
 
     def handle_control(self, sender_node: str | None, body: dict[str, Any]) -> dict:
         """A control message that reached this KM as the stream's other endpoint."""
@@ -390,7 +393,7 @@ class StreamManager:
                     return {"status": "ok", "peer_open": bool(existing.open_saes)}
                 session = km.session_for_pair(destination, source)
                 route_session = body.get("session")
-                route = _reverse_route(km, route_session, sender_node)
+                route = _reverse_route(km, route_session, sender_node, body.get("leg"))
                 self._streams[ksid] = KeyStream(ksid, {destination}, (source, destination), qos,
                                                 False, route, session, peer_open=True)
             return {"status": "ok", "peer_open": False}
@@ -433,9 +436,10 @@ def _etsi004_extra(qos: QoS) -> dict[str, Any]:
             "metadata_mimetype": qos.metadata_mimetype}
 
 
-def _reverse_route(km: KeyManager, session: str | None, sender_node: str | None) -> Route:
+def _reverse_route(km: KeyManager, session: str | None, sender_node: str | None,
+                   leg: str | None = None) -> Route:
     from kms.key_manager import Route
-    return Route(session, sender_node)
+    return Route(session, sender_node, leg=leg)
 
 
 def qos_to_wire(qos: QoS) -> dict[str, Any]:

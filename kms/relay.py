@@ -78,11 +78,12 @@ def key_descriptor(record: KeyRecord) -> dict[str, Any]:
 
 
 def build_ext_keys(session: str | None, records: Sequence[KeyRecord],
-                   link: LinkKeyStore) -> tuple[dict, bytes]:
+                   link: LinkKeyStore, leg: str | None = None) -> tuple[dict, bytes]:
     """Encrypt and authenticate keys for the next hop.
 
     Consumes |K| + 64 bytes of this end's half of the link: the pad, the request's one-time
-    MAC key and the ack's one-time MAC key. Returns the body and the ack MAC key.
+    MAC key and the ack's one-time MAC key. Returns the body and the ack MAC key. ``leg``
+    (a multipath session's route leg) is carried in the body and covered by the tag.
     """
     plain = b"".join(r.key or b"" for r in records)
     ref, material = link.take_outgoing(len(plain) + 2 * MAC_KEY_BYTES)
@@ -92,6 +93,8 @@ def build_ext_keys(session: str | None, records: Sequence[KeyRecord],
     body = {"session": session, "keys": [key_descriptor(r) for r in records],
             "key_ref": ref.to_wire(),
             "ciphertext": base64.b64encode(xor_bytes(plain, pad)).decode()}
+    if leg is not None:
+        body["leg"] = leg
     body["mac"] = base64.b64encode(mac_tag(canonical(body), mac_key)).decode()
     return body, ack_key
 
@@ -103,6 +106,8 @@ def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> tuple[list[Key
     """
     try:
         unsigned = {k: body[k] for k in ("session", "keys", "key_ref", "ciphertext")}
+        if "leg" in body:
+            unsigned["leg"] = body["leg"]
         tag = base64.b64decode(body["mac"], validate=True)
         cipher = base64.b64decode(body["ciphertext"], validate=True)
         sizes = [int(k["size"]) for k in body["keys"]]
@@ -251,8 +256,10 @@ class RelayEngine:
             time.sleep(RULE_POLL_S)
 
     def next_node(self, session: str | None, sender_node: str | None,
-                  direct_peer: str | None = None) -> str | None:
-        """The neighbour (node name) a message goes to; None if this KM is the endpoint."""
+                  direct_peer: str | None = None, leg: str | None = None) -> str | None:
+        """The neighbour (node name) a message goes to; None if this KM is the endpoint.
+
+        ``leg`` names the route leg of a multipath session (its VIRT link)."""
         if session is None or session not in self.ctx.forwarding().rules:
             if session is not None and sender_node is None and direct_peer is None:
                 raise NoRoute(f"no forwarding rule for session {session}")
@@ -260,25 +267,26 @@ class RelayEngine:
         sender_id = None
         if sender_node is not None:
             sender_id = self.ctx.directory().node(sender_node).qkdn_id
-        nxt = self.ctx.forwarding().rules[session].forward_from(sender_id)
+        nxt = self.ctx.forwarding().rule(session, leg).forward_from(sender_id)
         return None if nxt is None else self.ctx.directory().node_by_qkdn_id(nxt).name
 
     # -- source -----------------------------------------------------------------------------
     def originate(self, session: str | None, next_node: str, records: Sequence[KeyRecord], *,
-                  master_local: bool, slave_local: bool) -> None:
+                  master_local: bool, slave_local: bool, leg: str | None = None) -> None:
         """Relay new keys toward the peer; on return they are ready at both ends.
 
+        ``leg``: the route leg (VIRT link) of a multipath session the keys follow.
         Raises :class:`RelayRejected` (stored nowhere, voided here) or :class:`RelayUnknown`
         (pending; resolved later by :meth:`resolve_pending`).
         """
         link = self.ctx.link_store(next_node)
-        body, ack_key = build_ext_keys(session, records, link)  # InsufficientKey: nothing recorded
+        body, ack_key = build_ext_keys(session, records, link, leg)  # InsufficientKey: nothing recorded
         key_ids = [r.key_id for r in records]
         with self._in_flight_lock:
             self._in_flight.update(key_ids)
         try:
             self.ctx.pool.add_pending(records, master_local=master_local, slave_local=slave_local,
-                                      next_hop=next_node, now=self.ctx.clock())
+                                      next_hop=next_node, now=self.ctx.clock(), leg=leg)
             self._delay("source_after_pending")
             try:
                 ack = self._send_ext_keys(next_node, body)
@@ -317,11 +325,11 @@ class RelayEngine:
             return 403, {"status": "rejected", "message": "message not authentic or replayed"}
         except (NoRoute, KmsError) as exc:
             return 403, {"status": "rejected", "message": str(exc)}
-        session = body.get("session")
+        session, leg = body.get("session"), body.get("leg")
         key_ids = [r.key_id for r in records]
         self._await_rule(session, records)
         try:
-            nxt = self.next_node(session, sender_node)
+            nxt = self.next_node(session, sender_node, leg=leg)
         except NoRoute as exc:
             return 403, {"status": "rejected", "message": str(exc)}
         if nxt is None:
@@ -330,7 +338,7 @@ class RelayEngine:
         self._delay("relay_before_forward")
         try:
             outgoing = self.ctx.link_store(nxt)
-            forward, forward_ack_key = build_ext_keys(session, records, outgoing)
+            forward, forward_ack_key = build_ext_keys(session, records, outgoing, leg)
         except InsufficientKey:
             return 503, {"status": "rejected", "message": f"insufficient key on link to {nxt}"}
         except NoRoute as exc:
@@ -368,14 +376,15 @@ class RelayEngine:
     # -- resolve (unknown outcomes) ---------------------------------------------------------
     def handle_resolve(self, sender_node: str, body: dict) -> tuple[int, dict]:
         session, key_ids = body.get("session"), [str(k) for k in body.get("key_IDs", [])]
+        leg = body.get("leg")
         try:
-            nxt = self.next_node(session, sender_node)
+            nxt = self.next_node(session, sender_node, leg=leg)
         except NoRoute as exc:
             return 403, {"message": str(exc)}
         if nxt is None:
             return 200, {"outcome": self.ctx.pool.resolve(key_ids)}
         try:
-            response = self._post(nxt, RESOLVE_PATH, {"session": session, "key_IDs": key_ids})
+            response = self._post(nxt, RESOLVE_PATH, _resolve_body(session, key_ids, leg))
         except RelayUnknown as exc:
             return 504, {"message": str(exc)}
         return response.status_code, response.json()
@@ -390,7 +399,8 @@ class RelayEngine:
                         continue   # still running here: its own outcome settles it
                 try:
                     response = self._post(pending.next_hop, RESOLVE_PATH,
-                                          {"session": pending.session, "key_IDs": list(pending.key_ids)})
+                                          _resolve_body(pending.session, pending.key_ids,
+                                                        pending.leg))
                 except RelayUnknown:
                     continue
                 if response.status_code != 200:
@@ -406,8 +416,10 @@ class RelayEngine:
         return settled
 
     # -- 004 stream control (forwarded like resolve) -----------------------------------------
-    def send_control(self, session: str | None, next_node: str, body: dict) -> dict:
-        response = self._post(next_node, CONTROL_PATH, {"session": session, **body})
+    def send_control(self, session: str | None, next_node: str, body: dict,
+                     leg: str | None = None) -> dict:
+        extra = {"leg": leg} if leg is not None else {}
+        response = self._post(next_node, CONTROL_PATH, {"session": session, **extra, **body})
         if response.status_code != 200:
             raise RelayUnknown(f"{next_node}: {_message(response)}")
         return response.json()
@@ -415,7 +427,7 @@ class RelayEngine:
     def handle_control(self, sender_node: str, body: dict) -> tuple[int, dict]:
         session = body.get("session")
         try:
-            nxt = self.next_node(session, sender_node)
+            nxt = self.next_node(session, sender_node, leg=body.get("leg"))
         except NoRoute as exc:
             return 403, {"message": str(exc)}
         if nxt is None:
@@ -425,6 +437,13 @@ class RelayEngine:
         except RelayUnknown as exc:
             return 504, {"message": str(exc)}
         return response.status_code, response.json()
+
+
+def _resolve_body(session: str | None, key_ids: Sequence[str], leg: str | None) -> dict:
+    body: dict[str, Any] = {"session": session, "key_IDs": list(key_ids)}
+    if leg is not None:
+        body["leg"] = leg
+    return body
 
 
 def _message(response: requests.Response) -> str:

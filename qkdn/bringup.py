@@ -135,31 +135,47 @@ def start_supervisor(state: StateDir) -> int:
     return process.pid
 
 
+#: NETCONF readiness probes run at once (a large network's agents answer in parallel)
+PROBE_WORKERS = 8
+
+
 def wait_until_ready(state: StateDir, topology: Topology, *,
                      timeout: float = READY_TIMEOUT_S) -> dict[str, dict[str, Any]]:
-    """Wait for every node's ready file and a NETCONF hello from its agent."""
+    """Wait for every node's ready file and a NETCONF hello from its agent (probes of
+    several nodes run in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from qkdn.netconf_probe import probe_netconf
 
     deadline = time.monotonic() + timeout
     ready: dict[str, dict[str, Any]] = {}
     pending = [node.name for node in topology.nodes]
-    while pending:
-        if time.monotonic() > deadline:
-            raise BringUpError(f"not ready after {timeout:.0f} s: nodes {', '.join(pending)} "
-                               f"(see {state.root}/nodes/<name>/node.log)")
-        if not supervisor_alive(state) and state.supervisor.exists():
-            raise BringUpError(f"the supervisor exited; see {state.supervisor_log}")
-        for name in list(pending):
-            try:
-                info = read_json(state.node_ready(name))
-            except (OSError, ValueError):
-                continue
-            config = NodeProcessConfig.load(state.node_config(name))
-            if probe_netconf(config.netconf_host, info["netconf_port"], config.username,
-                             config.password):
-                ready[name] = info
-                pending.remove(name)
-        time.sleep(0.05)
+
+    def probe(name: str) -> dict[str, Any] | None:
+        try:
+            info = read_json(state.node_ready(name))
+        except (OSError, ValueError):
+            return None
+        config = NodeProcessConfig.load(state.node_config(name))
+        try:
+            answered = probe_netconf(config.netconf_host, info["netconf_port"],
+                                     config.username, config.password)
+        except Exception:  # noqa: BLE001 - e.g. ncclient's SessionError on a slow hello
+            answered = False
+        return info if answered else None
+
+    with ThreadPoolExecutor(max_workers=PROBE_WORKERS, thread_name_prefix="probe") as pool:
+        while pending:
+            if time.monotonic() > deadline:
+                raise BringUpError(f"not ready after {timeout:.0f} s: nodes "
+                                   f"{', '.join(pending)} (see {state.root}/nodes/<name>/node.log)")
+            if not supervisor_alive(state) and state.supervisor.exists():
+                raise BringUpError(f"the supervisor exited; see {state.supervisor_log}")
+            for name, info in zip(list(pending), pool.map(probe, list(pending))):
+                if info is not None:
+                    ready[name] = info
+                    pending.remove(name)
+            time.sleep(0.05)
     return ready
 
 

@@ -52,16 +52,23 @@ LINK_INCOMING_WAIT_S = 2.0
 
 def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
     """Where the KM of ``node_name`` finds SAEs, other KMs (relay URL from each node's
-    ``ports.json``, empty while a node has not started yet) and its physical links."""
+    ``ports.json``, empty while a node has not started yet) and its physical links.
+
+    A KM relays only to its physical neighbours, so only their (and its own) files are read:
+    a refresh costs O(degree), not O(nodes) — on a 100-node network the difference between
+    ~8 and ~400 file reads per node and refresh."""
     from kms.directory import Directory, NodeEntry
 
+    links = {link.peer_of(node_name): link.qkdl_id for link in topology.links_of(node_name)}
     nodes = {}
     for node in topology.nodes:
-        config = NodeProcessConfig.load(network.node_config(node.name))
-        port = config.km_port or _recorded_port(network.node_dir(node.name) / "ports.json", "km")
-        url = f"https://{config.km_host}:{port}" if port else ""
+        url = ""
+        if node.name in links or node.name == node_name:
+            config = NodeProcessConfig.load(network.node_config(node.name))
+            port = config.km_port or _recorded_port(network.node_dir(node.name) / "ports.json",
+                                                    "km")
+            url = f"https://{config.km_host}:{port}" if port else ""
         nodes[node.name] = NodeEntry(node.name, node.qkdn_id, url)
-    links = {link.peer_of(node_name): link.qkdl_id for link in topology.links_of(node_name)}
     return Directory(saes={sae.sae_id: sae.node for sae in topology.saes}, nodes=nodes,
                      links=links)
 

@@ -16,14 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
 
 from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, QKDN_KM_MODULE
-from qkdn.netconf_client import lower_ncclient_tick
+from qkdn.netconf_client import NCCLIENT_TICK_S, lower_ncclient_tick, tick_for_sessions
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
 
@@ -92,6 +92,8 @@ class SouthboundConfig:
     backoff_max_s: float = 5.0
     poll_interval_s: float = 5.0        #: periodic get of qkd_node (state and metrics)
     notification_wait_s: float = 0.2    #: how long one wait for a notification blocks
+    #: ncclient send tick; None = by the number of agents (``tick_for_sessions``)
+    ncclient_tick_s: float | None = None
 
 
 NotificationHandler = Callable[[NodeId, str], None]
@@ -185,7 +187,7 @@ class AgentSession:
     def _connect(self) -> Any:
         from ncclient import manager
 
-        lower_ncclient_tick()
+        lower_ncclient_tick(self.config.ncclient_tick_s or NCCLIENT_TICK_S)
         logging.getLogger("ncclient").setLevel(logging.WARNING)
         ep = self.endpoint
         m = manager.connect(host=ep.host, port=ep.port, username=ep.username,
@@ -270,6 +272,9 @@ class Southbound(Mapping[NodeId, AgentSession]):
     def __init__(self, endpoints: Iterable[AgentEndpoint],
                  config: SouthboundConfig = SouthboundConfig(),
                  rpc_observer: RpcObserver | None = None) -> None:
+        endpoints = list(endpoints)
+        if config.ncclient_tick_s is None:
+            config = replace(config, ncclient_tick_s=tick_for_sessions(len(endpoints)))
         self._sessions = {ep.node_id: AgentSession(ep, config, rpc_observer)
                           for ep in endpoints}
 
