@@ -152,25 +152,46 @@ class _DeferredHandshakeAdapter(BuiltinSSLAdapter):
 
 
 class _GuardedConnection(HTTPConnection):
-    """Handshake in the worker thread; every request read under the server's deadline."""
+    """TLS handshake step by step in worker threads, driven by cheroot's selector (a silent or
+    trickling client holds no thread), bounded by the read deadline; then every request read
+    under the :class:`ReadDeadlines` watchdog."""
 
     _handshake_done = False
+    _handshake_started: float | None = None
 
     def communicate(self):
+        if not self._handshake_done:
+            if not self._continue_handshake():
+                return False
+            if not self.socket.pending() and not self.rfile.has_data():
+                return True  # back to the selector until the request arrives
         deadlines: ReadDeadlines = self.server.read_deadlines
         deadlines.begin(self.socket)
         try:
-            if not self._handshake_done:
-                try:
-                    self.socket.do_handshake()
-                except (ssl.SSLError, OSError) as exc:
-                    log.debug("TLS handshake with %s failed: %s", self.remote_addr, exc)
-                    return False
-                self._handshake_done = True
-                self.ssl_env = self.server.ssl_adapter.get_environ(self.socket)
             return super().communicate()
         finally:
             deadlines.end()
+
+    def _continue_handshake(self) -> bool:
+        """Advance the handshake with what has arrived; False to drop the connection."""
+        now = time.monotonic()
+        if self._handshake_started is None:
+            self._handshake_started = now
+        elif now - self._handshake_started > self.server.read_deadlines.limit_s:
+            return False
+        self.socket.settimeout(0.0)
+        try:
+            self.socket.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True  # wait in the selector for the next bytes
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake with %s failed: %s", self.remote_addr, exc)
+            return False
+        finally:
+            self.socket.settimeout(self.server.timeout)
+        self._handshake_done = True
+        self.ssl_env = self.server.ssl_adapter.get_environ(self.socket)
+        return True
 
 
 def _guarded_app(app: Callable, deadlines: ReadDeadlines) -> Callable:
