@@ -434,9 +434,10 @@ class KeyManager:
                 except RelayUnknown:
                     self._kick_resolver()
                     raise
-        # exactly this request's keys: a concurrent request of the pair may take the surplus
-        return taken + self.pool.take_named_for_master(
-            master, [r.key_id for r in records[:missing]], now)
+        # this request's keys; one a concurrent request of the pair took meanwhile is
+        # replaced by the batch's surplus (was a 400 "no longer available" under load)
+        return taken + self.pool.take_relayed_for_master(
+            master, slave, [r.key_id for r in records[:missing]], size, now)
 
     def dec_keys(self, slave: str, master: str, key_ids: list[str]) -> list[KeyRecord]:
         """Release the named keys to the slave (all or none)."""

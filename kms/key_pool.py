@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from kms.errors import KeyNotFound, RelayError
+from kms.errors import InsufficientKey, KeyNotFound, RelayError
 from kms.key_store import open_database
 
 
@@ -226,6 +226,39 @@ class KeyPool:
                     raise KeyNotFound("relayed key no longer available")
                 out.append(KeyRecord(key_id, master, row[0], row[1], expires=row[2]))
             _mark_taken_many(cur, list(key_ids), "master_taken")
+            return out
+        return self._grouped(work)
+
+    def take_relayed_for_master(self, master: str, slave: str, key_ids: Sequence[str],
+                                size_bits: int, now: float) -> list[KeyRecord]:
+        """Release the keys a request relayed; those a concurrent request of the pair took
+        meanwhile (it takes the pair's oldest ready keys) are replaced by other ready keys of
+        the pair: the surplus of this request's batch is still there. All or none;
+        :class:`InsufficientKey` if the pair has too few (503, retryable)."""
+        def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
+            out = []
+            for key_id in key_ids:
+                row = cur.execute(
+                    "SELECT key, expires FROM keys WHERE key_id=? AND master=? AND slave=? AND "
+                    "state=? AND master_local=1 AND master_taken=0",
+                    (key_id, master, slave, KeyState.READY.value)).fetchone()
+                if row is not None:
+                    out.append(KeyRecord(key_id, master, slave, row[0], expires=row[1]))
+            missing = len(key_ids) - len(out)
+            if missing:
+                taken = [r.key_id for r in out]
+                exclude = f" AND key_id NOT IN ({','.join('?' * len(taken))})" if taken else ""
+                rows = cur.execute(
+                    "SELECT key_id, key, expires FROM keys WHERE master=? AND slave=? AND "
+                    "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND "
+                    f"stream_id IS NULL AND (expires IS NULL OR expires>?){exclude} "
+                    "ORDER BY created LIMIT ?",
+                    (master, slave, KeyState.READY.value, size_bits, now, *taken,
+                     missing)).fetchall()
+                if len(rows) < missing:
+                    raise InsufficientKey("relayed keys taken by concurrent requests of the pair")
+                out += [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
+            _mark_taken_many(cur, [r.key_id for r in out], "master_taken")
             return out
         return self._grouped(work)
 
