@@ -222,6 +222,15 @@ class KeyManager:
                 if session is not None and session.state is not SessionState.TERMINATED:
                     session.fire(SessionEvent.DELETED)
                     self._release_session(app_id)
+            self._forget_terminated(table)
+
+    def _forget_terminated(self, table: ForwardingTable) -> None:
+        """Drop terminated sessions whose configuration is gone (the controller deletes a
+        session's qkd_app after it ends): without this every session ever served stayed in
+        memory. Caller holds the lock."""
+        for session_id, session in list(self._sessions.items()):
+            if session.state is SessionState.TERMINATED and session_id not in table.sessions:
+                del self._sessions[session_id]
 
     def _find_session(self, cfg: SessionConfig) -> KmSession | None:
         if cfg.app_id in self._sessions and self._sessions[cfg.app_id].state is not SessionState.TERMINATED:
