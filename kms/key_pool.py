@@ -118,8 +118,19 @@ class KeyPool:
         except Exception as exc:  # noqa: BLE001 - the commit failed: nobody got keys
             for op in batch:
                 op.result, op.error = None, exc
+        else:
+            if any(op.result for op in batch):
+                self._truncate_wal()
         for op in batch:
             op.done.set()
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint and empty the WAL once keys were released or dropped: the WAL still
+        held the frames written before (with the key bytes) until the next checkpoint, so
+        delivered keys stayed readable in ``keys.sqlite-wal`` (reliability item 9). The
+        database pages were already overwritten (zeroblob, secure_delete)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:
@@ -152,6 +163,7 @@ class KeyPool:
         with self._lock, self._tx() as cur:
             for key_id in key_ids:
                 _scrub(cur, key_id, KeyState.VOID)
+        self._truncate_wal()
 
     def pending_relays(self) -> list[PendingRelay]:
         """Relays whose outcome is unknown (e.g. after a crash), grouped by route."""
@@ -295,6 +307,7 @@ class KeyPool:
                 _mark_taken(cur, key_id, "slave_taken")
             else:
                 raise KeyNotFound("key at this index already delivered to this SAE")
+        self._truncate_wal()
         return KeyRecord(key_id, master, slave, key, stream_id, index)
 
     def stream_state(self, stream_id: str, index: int) -> KeyState | None:
@@ -324,6 +337,8 @@ class KeyPool:
                 (KeyState.READY.value, KeyState.PENDING.value, now)).fetchall()]
             for key_id in ids:
                 _scrub(cur, key_id, KeyState.VOID)
+        if ids:
+            self._truncate_wal()
         return len(ids)
 
     def drop_stream(self, stream_id: str) -> None:
@@ -333,6 +348,7 @@ class KeyPool:
                     "SELECT key_id FROM keys WHERE stream_id=? AND state=?",
                     (stream_id, KeyState.READY.value)).fetchall():
                 _scrub(cur, key_id, KeyState.VOID)
+        self._truncate_wal()
 
     def counts(self) -> dict[str, int]:
         with self._lock:
