@@ -77,6 +77,9 @@ class KmConfig:
     #: the surplus waits, ready at both ends, for the pair's next requests
     relay_batch: int = 32
     resolve_interval_s: float = 1.0
+    #: how long a terminated session stays visible (state, history) once its configuration
+    #: is gone, before the KM forgets it
+    terminated_retention_s: float = 60.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
     fault_delays: Mapping[str, float] = field(default_factory=dict)
 
@@ -225,11 +228,14 @@ class KeyManager:
             self._forget_terminated(table)
 
     def _forget_terminated(self, table: ForwardingTable) -> None:
-        """Drop terminated sessions whose configuration is gone (the controller deletes a
-        session's qkd_app after it ends): without this every session ever served stayed in
-        memory. Caller holds the lock."""
+        """Drop sessions terminated at least ``terminated_retention_s`` ago whose configuration
+        is gone (the controller deletes a session's qkd_app after it ends): without this every
+        session ever served stayed in memory. Caller holds the lock."""
+        now = self._clock()
         for session_id, session in list(self._sessions.items()):
-            if session.state is SessionState.TERMINATED and session_id not in table.sessions:
+            if session.state is SessionState.TERMINATED and session_id not in table.sessions \
+                    and (not session.history or
+                         now - session.history[-1].at >= self.config.terminated_retention_s):
                 del self._sessions[session_id]
 
     def _find_session(self, cfg: SessionConfig) -> KmSession | None:
@@ -497,6 +503,7 @@ class KeyManager:
             for session in list(self._sessions.values()):
                 if session.check_timer():
                     self._release_session(session.session_id)
+            self._forget_terminated(self._forwarding)
         self.pool.expire(self._clock())
         if self.pool.pending_relays():
             self.relay.resolve_pending()

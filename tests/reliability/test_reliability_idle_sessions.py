@@ -54,7 +54,7 @@ def run_idle(tmp_path, sessions_wanted: int, chunk: int) -> dict:
     saes = {f"sae-a{i}": "A" for i in range(side)} | {f"sae-b{j}": "B" for j in range(side)}
     pairs = [(f"sae-a{i}", f"sae-b{j}") for i in range(side) for j in range(side)]
     pairs = pairs[:sessions_wanted]
-    config = KmConfig(resolve_interval_s=0.25)
+    config = KmConfig(resolve_interval_s=0.25, terminated_retention_s=1.0)
     with LocalKmNetwork(tmp_path, ["A", "B"], [("A", "B")], saes, config=config) as net:
         net.feed("A", "B", blocks=4)
         clients = {sae: km_load.sae_session(net.ca, *net.sae_cert(sae), pool=4) for sae in saes}
@@ -117,7 +117,7 @@ def run_idle(tmp_path, sessions_wanted: int, chunk: int) -> dict:
             km.apply_running_config(km_load.adjacent_session_config(node, []))
         for s in clients.values():
             s.close()
-        time.sleep(0.5)
+        time.sleep(1.5)          # the retention of terminated sessions (1 s), then forgotten
         final = _resources(net)
     return {
         "sessions": len(configured), "streams_opened": opened, "open_statuses": statuses,
