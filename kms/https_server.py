@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cheroot import wsgi
 from cheroot.errors import MaxSizeExceeded
@@ -283,7 +283,7 @@ class HttpsServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> HttpsServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

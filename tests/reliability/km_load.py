@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -263,12 +263,11 @@ class ServedKms:
                 spec["running"] = adjacent_session_config(node, self.sessions)
             path = self.workdir / f"{node}.spec.json"
             path.write_text(json.dumps(spec))
-            out = open(self.workdir / f"{node}.log", "w")
-            self.procs[node] = subprocess.Popen(
-                [sys.executable, "-m", "kms.cli", "km", "serve", "--spec", str(path)],
-                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)})
-            out.close()
+            with open(self.workdir / f"{node}.log", "w") as out:
+                self.procs[node] = subprocess.Popen(
+                    [sys.executable, "-m", "kms.cli", "km", "serve", "--spec", str(path)],
+                    stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)})
         for node in ("A", "B"):
             deadline = time.monotonic() + 120
             while '"ready": true' not in (self.workdir / f"{node}.log").read_text():
@@ -288,7 +287,7 @@ class ServedKms:
                 proc.kill()
                 proc.wait(5)
 
-    def __enter__(self) -> ServedKms:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

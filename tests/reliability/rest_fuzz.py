@@ -127,7 +127,7 @@ def run_schema_fuzz(target: FuzzTarget, *, examples: int = 50, seed: int = 0,
                     try:
                         case.validate_response(response, checks=checks,
                                                transport_kwargs={"base_url": target.base_url})
-                    except (Exception, BaseExceptionGroup) as exc:  # a FailureGroup
+                    except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - a FailureGroup
                         record("schema_violations", label, mode,
                                f"{code}: {type(exc).__name__}: {exc}", case)
                 return fuzz_one
@@ -218,24 +218,24 @@ def send_raw(host: str, port: int, context: ssl.SSLContext, payload: bytes,
     ``answer_wait`` s, a request it cannot parse yet: the read deadline cuts those), seconds."""
     started = time.monotonic()
     outcome: int | str = "closed"
-    with socket.create_connection((host, port), timeout=timeout) as raw:
-        with context.wrap_socket(raw, server_hostname=host) as tls:
-            try:
-                tls.sendall(payload)
-            except OSError:
-                pass  # the server may close before reading it all
-            tls.settimeout(answer_wait)
-            reply = b""
-            try:
-                while b"\r\n" not in reply:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        break
-                    reply += chunk
-            except TimeoutError:
-                outcome = "waiting"
-            except (OSError, ssl.SSLError):
-                pass
+    with socket.create_connection((host, port), timeout=timeout) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        try:
+            tls.sendall(payload)
+        except OSError:
+            pass  # the server may close before reading it all
+        tls.settimeout(answer_wait)
+        reply = b""
+        try:
+            while b"\r\n" not in reply:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        except TimeoutError:
+            outcome = "waiting"
+        except (OSError, ssl.SSLError):
+            pass
     status = _status_of(reply)
     return (status if status is not None else outcome), time.monotonic() - started
 

@@ -9,7 +9,6 @@ Figures go to bench/reliability.json (items rest_fuzz, rest_garbage, slow_client
 from __future__ import annotations
 
 import copy
-import ssl
 import time
 from urllib.parse import urlsplit
 
@@ -55,7 +54,7 @@ def narrowed_004() -> dict:
 
 def targets(net: LocalKmNetwork) -> list[rest_fuzz.FuzzTarget]:
     cert, key = net.sae_cert("sae-a")
-    factory = lambda: rest_fuzz.tls_session(net.ca, cert, key)  # noqa: E731
+    factory = lambda: rest_fuzz.tls_session(net.ca, cert, key)
     base = net.kms["A"].base_url
     return [rest_fuzz.FuzzTarget("etsi014", base, load_description("etsi014"), factory),
             rest_fuzz.FuzzTarget("etsi014-pair", base, narrowed_014(), factory,
