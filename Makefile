@@ -4,11 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEB_PACKAGES := libyang2-dev libyang2-tools yangcli gcc python3-dev python3-venv libffi-dev openssh-client
+# Only the tests need a browser (the dashboard is checked in headless Chromium).
+TEST_DEB_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.qkdn-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench reliability lint clean
+.PHONY: setup test-deps test demo bench reliability lint clean
 
 setup: $(STAMP)
 
@@ -26,7 +28,16 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[test,plot]'
 	@touch $(STAMP)
 
-test: setup
+test-deps:
+	@missing=""; for p in $(TEST_DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test: setup test-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
