@@ -16,7 +16,6 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the KM's modules load only when a km command runs (qkdn starts fast)

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASE_PATH = "/api/v1/etsi004"
+#: largest index / metadata size / QoS value (kms/openapi/etsi004.json); a larger or negative
+#: one was accepted and answered with a 004 status instead of 400
+UINT32_MAX = 2**32 - 1
 
 
 def reply_body(reply: Reply, mimetype: str = "application/json") -> dict[str, Any]:
@@ -59,8 +62,8 @@ def _optional_int(body: dict, name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer or null")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT32_MAX:
+        raise ValueError(f"{name} must be an integer in 0..{UINT32_MAX} or null")
     return value
 
 

@@ -4,19 +4,33 @@ CA-verified client certificates, run in threads as a context manager.
 The verified peer certificate reaches the app in the WSGI environ (mod_ssl names set by
 cheroot): ``SSL_CLIENT_S_DN_CN`` (the SAE_ID or KM node name) and ``SSL_CLIENT_S_DN_OU``
 (``sae`` or ``km``); :func:`peer_identity` reads them. See ``docs/adr/0003-km-https-server.md``.
+
+Slow clients: cheroot does the TLS handshake in its accept loop, so one client that connects
+and never sends a ClientHello stalls every new connection for the socket timeout, and its
+socket timeout is per ``recv``, so a client that sends its request a byte at a time holds a
+worker thread for ever. Here the handshake runs in the worker thread
+(:class:`_DeferredHandshakeAdapter`), and a :class:`ReadDeadlines` watchdog cuts a
+connection whose handshake, request head and body are not all in within
+``read_deadline_s`` of the first byte awaited (docs/reliability.md, item 2).
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import socket
 import ssl
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cheroot import wsgi
+from cheroot.errors import MaxSizeExceeded
+from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 log = logging.getLogger(__name__)
@@ -66,6 +80,161 @@ def client_tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
+#: Whole-request read limit: TLS handshake + request line + headers + body.
+DEFAULT_READ_DEADLINE_S = 10.0
+#: Largest request body the KM's APIs accept (their JSON bodies are a few KiB).
+MAX_BODY_BYTES = 1 << 20
+#: Largest request line + headers (cheroot's default is unlimited).
+MAX_HEADER_BYTES = 64 << 10
+
+
+class ReadDeadlines:
+    """Watchdog: a worker thread registers the socket it reads a request from; if the read is
+    not finished by the deadline the socket is shut down, which wakes the blocked ``recv``."""
+
+    def __init__(self, limit_s: float, name: str) -> None:
+        self.limit_s = limit_s
+        self._active: dict[int, tuple[socket.socket, float]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.cut_count = 0
+        self._thread = threading.Thread(target=self._run, name=f"deadlines-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def begin(self, sock: socket.socket) -> None:
+        """The calling thread starts reading a request from ``sock``."""
+        with self._lock:
+            self._active[threading.get_ident()] = (sock, time.monotonic() + self.limit_s)
+
+    def end(self) -> None:
+        """The calling thread has read its whole request (or gave up)."""
+        with self._lock:
+            self._active.pop(threading.get_ident(), None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            now = time.monotonic()
+            with self._lock:
+                late = [(t, s) for t, (s, deadline) in self._active.items() if deadline <= now]
+                for ident, _ in late:
+                    del self._active[ident]
+            for _, sock in late:
+                self.cut_count += 1
+                _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    """Shut a connection down under a thread blocked on it (through a duplicate descriptor,
+    so the ``SSLSocket`` object the worker uses is left intact)."""
+    try:
+        dup = socket.socket(fileno=os.dup(sock.fileno()))
+    except OSError:
+        return
+    try:
+        dup.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        dup.close()
+
+
+class _DeferredHandshakeAdapter(BuiltinSSLAdapter):
+    """Wraps accepted sockets without a handshake; :class:`_GuardedConnection` does it."""
+
+    def wrap(self, sock):
+        return self.context.wrap_socket(sock, do_handshake_on_connect=False,
+                                        server_side=True), {}
+
+
+class _GuardedConnection(HTTPConnection):
+    """TLS handshake step by step in worker threads, driven by cheroot's selector (a silent or
+    trickling client holds no thread), bounded by the read deadline; then every request read
+    under the :class:`ReadDeadlines` watchdog."""
+
+    _handshake_done = False
+    _handshake_started: float | None = None
+
+    def communicate(self):
+        if not self._handshake_done:
+            if not self._continue_handshake():
+                return False
+            if not self.socket.pending() and not self.rfile.has_data():
+                return True  # back to the selector until the request arrives
+        deadlines: ReadDeadlines = self.server.read_deadlines
+        deadlines.begin(self.socket)
+        try:
+            return super().communicate()
+        finally:
+            deadlines.end()
+
+    def _continue_handshake(self) -> bool:
+        """Advance the handshake with what has arrived; False to drop the connection."""
+        now = time.monotonic()
+        if self._handshake_started is None:
+            self._handshake_started = now
+        elif now - self._handshake_started > self.server.read_deadlines.limit_s:
+            return False
+        self.socket.settimeout(0.0)
+        try:
+            self.socket.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True  # wait in the selector for the next bytes
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake with %s failed: %s", self.remote_addr, exc)
+            return False
+        finally:
+            self.socket.settimeout(self.server.timeout)
+        self._handshake_done = True
+        self.ssl_env = self.server.ssl_adapter.get_environ(self.socket)
+        return True
+
+
+def _guarded_app(app: Callable, deadlines: ReadDeadlines) -> Callable:
+    """Read the body under the deadline (at most :data:`MAX_BODY_BYTES`), then run the app
+    with the deadline lifted (a 004 GET_KEY may legitimately wait for key)."""
+
+    def run(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            deadlines.end()
+            return _plain_error(start_response, "413 Content Too Large",
+                                b'{"message": "request body too large"}')
+        stream = environ["wsgi.input"]
+        try:
+            body = stream.read(length) if length else stream.read(MAX_BODY_BYTES + 1)
+        except MaxSizeExceeded:
+            deadlines.end()
+            return _plain_error(start_response, "413 Content Too Large",
+                                b'{"message": "request body too large"}')
+        except (OSError, ValueError, OverflowError):  # e.g. a chunk size past ssize_t
+            deadlines.end()
+            return _plain_error(start_response, "400 Bad Request",
+                                b'{"message": "request body could not be read"}')
+        deadlines.end()
+        if len(body) > MAX_BODY_BYTES:
+            return _plain_error(start_response, "413 Content Too Large",
+                                b'{"message": "request body too large"}')
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return app(environ, start_response)
+
+    return run
+
+
+def _plain_error(start_response: Callable, status: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body))), ("Connection", "close")])
+    return [body]
+
+
 class HttpsServer:
     """cheroot serving ``app`` on ``host:port`` (0 = ephemeral) with mutual TLS.
 
@@ -74,10 +243,18 @@ class HttpsServer:
     """
 
     def __init__(self, app: Callable, files: TlsFiles, host: str = "127.0.0.1", port: int = 0,
-                 threads: int = 16, name: str = "km") -> None:
-        self._server = wsgi.Server((host, port), app, numthreads=threads, server_name=name,
-                                   request_queue_size=64, timeout=30, shutdown_timeout=2)
-        adapter = BuiltinSSLAdapter(str(files.cert), str(files.key), str(files.ca))
+                 threads: int = 16, name: str = "km",
+                 read_deadline_s: float = DEFAULT_READ_DEADLINE_S) -> None:
+        self.read_deadlines = ReadDeadlines(read_deadline_s, name)
+        self._server = wsgi.Server((host, port), _guarded_app(app, self.read_deadlines),
+                                   numthreads=threads, server_name=name,
+                                   request_queue_size=64, timeout=read_deadline_s,
+                                   shutdown_timeout=2)
+        self._server.max_request_header_size = MAX_HEADER_BYTES
+        self._server.max_request_body_size = MAX_BODY_BYTES
+        self._server.ConnectionClass = _GuardedConnection
+        self._server.read_deadlines = self.read_deadlines  # read by _GuardedConnection
+        adapter = _DeferredHandshakeAdapter(str(files.cert), str(files.key), str(files.ca))
         adapter.context = server_tls_context(files)
         self._server.ssl_adapter = adapter
         self._thread: threading.Thread | None = None
@@ -93,6 +270,7 @@ class HttpsServer:
 
     def start(self) -> HttpsServer:
         self._server.prepare()  # binds, so .port is known on return
+        self.read_deadlines.start()
         self._thread = threading.Thread(target=self._server.serve, name=f"https-{self._name}",
                                         daemon=True)
         self._thread.start()
@@ -100,11 +278,12 @@ class HttpsServer:
         return self
 
     def stop(self) -> None:
+        self.read_deadlines.stop()
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> HttpsServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -96,6 +96,9 @@ class KmConfig:
     #: a request the controller has left unanswered this long is reported again (e.g. the
     #: controller restarted and never heard of it)
     reask_after_s: float = 15.0
+    #: how long a terminated session stays visible (state, history) once its configuration
+    #: is gone, before the KM forgets it
+    terminated_retention_s: float = 60.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
     fault_delays: Mapping[str, float] = field(default_factory=dict)
 
@@ -279,6 +282,7 @@ class KeyManager:
                     session.fire(SessionEvent.DELETED)
                     self._release_session(app_id)
             self._apply_refusals(refusals_from_running(running))
+            self._forget_terminated(table)
 
     def _apply_refusals(self, refusals: Mapping[str, Refusal]) -> None:
         """End the waiting requests the controller refused (new km_refusals entries): by
@@ -318,6 +322,17 @@ class KeyManager:
             refusal = self.refusal_for(session)
             if refusal is not None:
                 raise SessionRefused(refusal)
+
+    def _forget_terminated(self, table: ForwardingTable) -> None:
+        """Drop sessions terminated at least ``terminated_retention_s`` ago whose configuration
+        is gone (the controller deletes a session's qkd_app after it ends): without this every
+        session ever served stayed in memory. Caller holds the lock."""
+        now = self._clock()
+        for session_id, session in list(self._sessions.items()):
+            if session.state is SessionState.TERMINATED and session_id not in table.sessions \
+                    and (not session.history or
+                         now - session.history[-1].at >= self.config.terminated_retention_s):
+                del self._sessions[session_id]
 
     def _find_session(self, cfg: SessionConfig) -> KmSession | None:
         if cfg.app_id in self._sessions and self._sessions[cfg.app_id].state is not SessionState.TERMINATED:
@@ -818,9 +833,10 @@ class KeyManager:
                             raise
                         log.info("%s: leg %s of session %s cannot carry this message now; "
                                  "trying the next leg", self.node_name, leg.leg, leg.session)
-        # exactly this request's keys: a concurrent request of the pair may take the surplus
-        return taken + self.pool.take_named_for_master(
-            master, [r.key_id for r in records[:missing]], now)
+        # this request's keys; one a concurrent request of the pair took meanwhile is
+        # replaced by the batch's surplus (was a 400 "no longer available" under load)
+        return taken + self.pool.take_relayed_for_master(
+            master, slave, [r.key_id for r in records[:missing]], size, now)
 
     def dec_keys(self, slave: str, master: str, key_ids: list[str]) -> list[KeyRecord]:
         """Release the named keys to the slave (all or none)."""
@@ -878,6 +894,7 @@ class KeyManager:
             for session in list(self._sessions.values()):
                 if session.check_timer():
                     self._release_session(session.session_id)
+            self._forget_terminated(self._forwarding)
         self.pool.expire(self._clock())
         if self.pool.pending_relays():
             self.relay.resolve_pending()

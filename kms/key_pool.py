@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from kms.errors import KeyNotFound, RelayError
+from kms.errors import InsufficientKey, KeyNotFound, RelayError
 from kms.key_store import open_database
 
 
@@ -135,8 +135,19 @@ class KeyPool:
         except Exception as exc:  # noqa: BLE001 - the commit failed: nobody got keys
             for op in batch:
                 op.result, op.error = None, exc
+        else:
+            if any(op.result for op in batch):
+                self._truncate_wal()
         for op in batch:
             op.done.set()
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint and empty the WAL once keys were released or dropped: the WAL still
+        held the frames written before (with the key bytes) until the next checkpoint, so
+        delivered keys stayed readable in ``keys.sqlite-wal`` (reliability item 9). The
+        database pages were already overwritten (zeroblob, secure_delete)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:
@@ -177,6 +188,7 @@ class KeyPool:
         with self._lock, self._tx() as cur:
             for key_id in key_ids:
                 _scrub(cur, key_id, KeyState.VOID)
+        self._truncate_wal()
 
     def pending_relays(self) -> list[PendingRelay]:
         """Relays whose outcome is unknown (e.g. after a crash), grouped by route."""
@@ -261,6 +273,39 @@ class KeyPool:
             return out
         return self._grouped(work)
 
+    def take_relayed_for_master(self, master: str, slave: str, key_ids: Sequence[str],
+                                size_bits: int, now: float) -> list[KeyRecord]:
+        """Release the keys a request relayed; those a concurrent request of the pair took
+        meanwhile (it takes the pair's oldest ready keys) are replaced by other ready keys of
+        the pair: the surplus of this request's batch is still there. All or none;
+        :class:`InsufficientKey` if the pair has too few (503, retryable)."""
+        def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
+            out = []
+            for key_id in key_ids:
+                row = cur.execute(
+                    "SELECT key, expires FROM keys WHERE key_id=? AND master=? AND slave=? AND "
+                    "state=? AND master_local=1 AND master_taken=0",
+                    (key_id, master, slave, KeyState.READY.value)).fetchone()
+                if row is not None:
+                    out.append(KeyRecord(key_id, master, slave, row[0], expires=row[1]))
+            missing = len(key_ids) - len(out)
+            if missing:
+                taken = [r.key_id for r in out]
+                exclude = f" AND key_id NOT IN ({','.join('?' * len(taken))})" if taken else ""
+                rows = cur.execute(
+                    "SELECT key_id, key, expires FROM keys WHERE master=? AND slave=? AND "
+                    "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND "
+                    f"stream_id IS NULL AND (expires IS NULL OR expires>?){exclude} "
+                    "ORDER BY created LIMIT ?",
+                    (master, slave, KeyState.READY.value, size_bits, now, *taken,
+                     missing)).fetchall()
+                if len(rows) < missing:
+                    raise InsufficientKey("relayed keys taken by concurrent requests of the pair")
+                out += [KeyRecord(k, master, slave, key, expires=e) for k, key, e in rows]
+            _mark_taken_many(cur, [r.key_id for r in out], "master_taken")
+            return out
+        return self._grouped(work)
+
     def take_for_slave(self, slave: str, master: str, key_ids: Sequence[str],
                        now: float) -> list[KeyRecord]:
         """Release the named keys to the slave, all or none (missing == not yours); a key the
@@ -298,6 +343,7 @@ class KeyPool:
                 _mark_taken(cur, key_id, "slave_taken")
             else:
                 raise KeyNotFound("key at this index already delivered to this SAE")
+        self._truncate_wal()
         return KeyRecord(key_id, master, slave, key, stream_id, index, provenance=provenance)
 
     def stream_state(self, stream_id: str, index: int) -> KeyState | None:
@@ -327,6 +373,8 @@ class KeyPool:
                 (KeyState.READY.value, KeyState.PENDING.value, now)).fetchall()]
             for key_id in ids:
                 _scrub(cur, key_id, KeyState.VOID)
+        if ids:
+            self._truncate_wal()
         return len(ids)
 
     def drop_stream(self, stream_id: str) -> None:
@@ -336,6 +384,7 @@ class KeyPool:
                     "SELECT key_id FROM keys WHERE stream_id=? AND state=?",
                     (stream_id, KeyState.READY.value)).fetchall():
                 _scrub(cur, key_id, KeyState.VOID)
+        self._truncate_wal()
 
     def take_seed(self, key_id: str, master: str, slave: str) -> bytes:
         """Consume the hybrid seed ``key_id`` of the pair (erased in the same commit)."""

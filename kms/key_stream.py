@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 PULL_BATCH = 16
 MAX_CHUNK_BYTES = 1024
+#: longest a GET_KEY / OPEN_CONNECT may wait (QoS timeout, ms): bounds a worker thread's wait
+MAX_TIMEOUT_MS = 60_000
 
 
 class Status(IntEnum):
@@ -449,15 +451,17 @@ def qos_to_wire(qos: QoS) -> dict[str, Any]:
 
 
 def qos_from_wire(body: dict[str, Any]) -> QoS:
-    """Parse 004 QoS JSON; ValueError on a wrong type or a negative value."""
+    """Parse 004 QoS JSON; ValueError on a wrong type or a value out of range
+    (kms/openapi/etsi004.json)."""
     defaults = QoS()
     values: dict[str, Any] = {}
     for name in ("key_chunk_size", "max_bps", "min_bps", "jitter", "priority", "timeout", "ttl"):
         raw = body.get(name, getattr(defaults, name))
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-            raise ValueError(f"QoS {name} must be a non-negative integer")
+        limit = MAX_TIMEOUT_MS if name == "timeout" else 2**32 - 1
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= limit:
+            raise ValueError(f"QoS {name} must be an integer in 0..{limit}")
         values[name] = raw
     mimetype = body.get("metadata_mimetype", defaults.metadata_mimetype)
-    if not isinstance(mimetype, str):
-        raise ValueError("QoS metadata_mimetype must be a string")
+    if not isinstance(mimetype, str) or len(mimetype) > 256:
+        raise ValueError("QoS metadata_mimetype must be a string of at most 256 characters")
     return QoS(metadata_mimetype=mimetype, **values)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kms.errors import KeyNotFound, RelayError
+from kms.errors import InsufficientKey, KeyNotFound, RelayError
 from kms.key_pool import KeyPool, KeyRecord
 
 
@@ -48,6 +48,23 @@ def test_stream_keys_once_per_side_and_ttl(tmp_path):
     assert p.expire(now=11) == 1
     assert p.take_stream_key("ks", 1, "m", now=11) is None
     assert p.max_stream_index("ks") == 1
+
+
+def test_relayed_keys_taken_by_a_concurrent_request_are_replaced_from_the_batch(tmp_path):
+    """Request X relayed k1 (+ surplus k2, k3); request Y of the same pair took the oldest
+    ready key, k1, before X released its own: X gets a surplus key instead of a 400."""
+    p = KeyPool(tmp_path / "p.sqlite")
+    p.store_ready([rec(1), rec(2), rec(3)], master_local=True, slave_local=False, now=0)
+    assert [r.key_id for r in p.take_for_master("m", "s", 1, 256, now=0)] == ["k1"]   # Y
+    got = p.take_relayed_for_master("m", "s", ["k1"], 256, now=0)                     # X
+    assert len(got) == 1 and got[0].key_id in ("k2", "k3") and got[0].key is not None
+    left = "k3" if got[0].key_id == "k2" else "k2"
+    with pytest.raises(InsufficientKey):          # one of two left: all or none
+        p.take_relayed_for_master("m", "s", ["k1", "k9"], 256, now=0)
+    assert [r.key_id for r in p.take_relayed_for_master("m", "s", [left], 256, now=0)] == [left]
+    with pytest.raises(InsufficientKey):          # nothing left: retryable, all or none
+        p.take_relayed_for_master("m", "s", ["k1"], 256, now=0)
+    assert p.counts() == {"released": 3}
 
 
 def test_named_release_to_master(tmp_path):

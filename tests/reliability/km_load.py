@@ -1,0 +1,311 @@
+"""Load on the key managers (reliability items 6, 7, 8): an open-loop ETSI 014 load generator,
+a closed-loop saturation probe, KM processes whose memory can be sampled, and the running
+configuration of adjacent sessions with token buckets and idle timers.
+
+    with ServedKms(workdir, pairs=8, blocks=512) as kms:
+        result = run_open_loop(kms.pair_clients(), rate=200, duration=300)
+        result["errors"], result["p99_ms"], kms.rss_kib("A")
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from kms.local_network import directory_for, link_id, node_qkdn_id
+from kms.pki import issue_network_pki
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) by the nearest-rank method."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+def pair_names(pairs: int) -> dict[str, str]:
+    """SAEs ``sae-a<i>`` on A and ``sae-b<i>`` on B."""
+    saes = {}
+    for i in range(pairs):
+        saes[f"sae-a{i}"] = "A"
+        saes[f"sae-b{i}"] = "B"
+    return saes
+
+
+def adjacent_session_config(node: str, sessions: Sequence[dict[str, Any]]) -> dict:
+    """Running configuration of ``node`` (A or B) with one qkd_app per session on the direct
+    A–B link; each session dict: app_id, master, slave and optional token_rate, bucket_size
+    (bits, bit/s) and idle_timeout (s)."""
+    peer = "B" if node == "A" else "A"
+    apps = []
+    for s in sessions:
+        km_session: dict[str, Any] = {"role": "source" if node == "A" else "destination"}
+        if s.get("token_rate"):
+            km_session["token_bucket"] = {"token_rate": s["token_rate"],
+                                          "bucket_size": s.get("bucket_size", s["token_rate"])}
+        if s.get("idle_timeout"):
+            km_session["idle_timeout"] = s["idle_timeout"]
+        apps.append({"app_id": s["app_id"], "server_app_id": s["master"],
+                     "client_app_id": [s["slave"]], "backing_qkdl_id": [link_id("A", "B")],
+                     "remote_qkdn_id": node_qkdn_id(peer),
+                     "qkdn-key-manager:km_session": km_session})
+    return {"etsi-qkd-sdn-node:qkd_node": {
+        "qkdn_id": node_qkdn_id(node),
+        "qkd_applications": {"qkd_app": apps},
+        "qkd_links": {"qkd_link": [{"qkdl_id": link_id("A", "B"),
+                                    "qkdl_type": "etsi-qkd-node-types:PHYS",
+                                    "qkdl_remote": {"qkdn_id": node_qkdn_id(peer)}}]}}}
+
+
+def sae_session(ca: str, cert: str, key: str, pool: int = 4) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify, session.cert = ca, (cert, key)
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool)
+    session.mount("https://", adapter)
+    return session
+
+
+@dataclass
+class PairClient:
+    """One SAE pair: the master's session at A, the slave's at B."""
+
+    master: str
+    slave: str
+    master_session: requests.Session
+    slave_session: requests.Session
+    url_a: str
+    url_b: str
+
+    def __post_init__(self) -> None:
+        self.notes: Counter[str] = Counter()
+
+    def note(self, text: str) -> None:
+        self.notes[text] += 1
+
+    def exchange(self, number: int = 1, size: int = 256) -> list[tuple[str, float, int | str]]:
+        """enc_keys at A, then dec_keys at B for what A gave: [(call, seconds, status)]."""
+        out: list[tuple[str, float, int | str]] = []
+        t0 = time.monotonic()
+        try:
+            r = self.master_session.post(f"{self.url_a}/api/v1/keys/{self.slave}/enc_keys",
+                                         json={"number": number, "size": size}, timeout=30)
+        except requests.RequestException as exc:
+            out.append(("enc", time.monotonic() - t0, type(exc).__name__))
+            return out
+        out.append(("enc", time.monotonic() - t0, r.status_code))
+        if r.status_code != 200:
+            self.note(f"enc {r.status_code} {r.text[:160]}")
+            return out
+        ids = [{"key_ID": k["key_ID"]} for k in r.json()["keys"]]
+        expected = {k["key_ID"]: base64.b64decode(k["key"]) for k in r.json()["keys"]}
+        t1 = time.monotonic()
+        try:
+            d = self.slave_session.post(f"{self.url_b}/api/v1/keys/{self.master}/dec_keys",
+                                        json={"key_IDs": ids}, timeout=30)
+        except requests.RequestException as exc:
+            out.append(("dec", time.monotonic() - t1, type(exc).__name__))
+            return out
+        status: int | str = d.status_code
+        if d.status_code != 200:
+            self.note(f"dec {d.status_code} {d.text[:160]}")
+        if d.status_code == 200 and {k["key_ID"]: base64.b64decode(k["key"])
+                                     for k in d.json()["keys"]} != expected:
+            status = "mismatch"
+        out.append(("dec", time.monotonic() - t1, status))
+        return out
+
+
+def run_open_loop(clients: Sequence[PairClient], *, rate: float, duration: float,
+                  workers: int = 32, sample: Callable[[], None] | None = None,
+                  sample_every: float = 5.0) -> dict[str, Any]:
+    """Start one exchange (2 key requests) every ``2/rate`` s for ``duration`` s, round-robin
+    over the pairs, whatever the answers' latency (open loop); latency counts from the
+    scheduled start, so a client-side backlog shows up as latency too."""
+    interval = 2.0 / rate
+    results: list[tuple[str, float, int | str]] = []
+    lock = threading.Lock()
+
+    def task(client: PairClient, scheduled: float) -> None:
+        queued = time.monotonic() - scheduled
+        out = client.exchange()
+        with lock:
+            for i, (call, seconds, status) in enumerate(out):
+                results.append((call, seconds + (queued if i == 0 else 0), status))
+
+    started = time.monotonic()
+    next_sample = started
+    count = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while True:
+            scheduled = started + count * interval
+            if scheduled - started >= duration:
+                break
+            now = time.monotonic()
+            if scheduled > now:
+                time.sleep(scheduled - now)
+            pool.submit(task, clients[count % len(clients)], scheduled)
+            count += 1
+            if sample is not None and time.monotonic() >= next_sample:
+                sample()
+                next_sample += sample_every
+    elapsed = time.monotonic() - started
+    return summarise(results, elapsed, offered_rate=rate)
+
+
+def run_closed_loop(clients: Sequence[PairClient], *, threads: int,
+                    duration: float) -> dict[str, Any]:
+    """``threads`` clients, each starting its next exchange as soon as the last one ended."""
+    results: list[tuple[str, float, int | str]] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + duration
+
+    def loop(i: int) -> None:
+        n = i
+        while time.monotonic() < stop_at:
+            out = clients[n % len(clients)].exchange()
+            n += threads
+            with lock:
+                results.extend(out)
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(duration + 60)
+    return summarise(results, time.monotonic() - started)
+
+
+def error_messages(clients: Sequence[PairClient]) -> dict[str, int]:
+    """Every non-200 answer's status and message, with counts (no key material in them)."""
+    total: Counter[str] = Counter()
+    for c in clients:
+        total.update(c.notes)
+    return dict(total.most_common(10))
+
+
+def summarise(results: list[tuple[str, float, int | str]], elapsed: float,
+              offered_rate: float | None = None) -> dict[str, Any]:
+    statuses = Counter(str(s) for _, _, s in results)
+    ok = [sec for _, sec, s in results if s == 200]
+    errors = sum(n for s, n in statuses.items() if s not in ("200",))
+    return {
+        "requests": len(results), "seconds": round(elapsed, 2),
+        "offered_rate": offered_rate,
+        "achieved_rate": round(len(results) / elapsed, 1) if elapsed else None,
+        "delivered_rate": round(len(ok) / elapsed, 1) if elapsed else None,
+        "statuses": dict(statuses), "errors": errors,
+        "p50_ms": _ms(percentile(ok, 0.50)), "p99_ms": _ms(percentile(ok, 0.99)),
+        "max_ms": _ms(max(ok) if ok else None),
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return round(seconds * 1000, 1) if seconds is not None else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServedKms:
+    """KMs A and B (adjacent) as ``qkdn km serve`` processes with ``pairs`` SAE pairs."""
+
+    def __init__(self, workdir: Path, pairs: int, blocks: int, block_size: int = 8192,
+                 sessions: Sequence[dict[str, Any]] = ()) -> None:
+        self.workdir = workdir
+        self.saes = pair_names(pairs)
+        self.pairs = pairs
+        self.blocks, self.block_size = blocks, block_size
+        self.sessions = list(sessions)
+        self.pki = issue_network_pki(workdir, ["A", "B"], self.saes)
+        self.ports = {n: _free_port() for n in ("A", "B")}
+        self.urls = {n: f"https://127.0.0.1:{p}" for n, p in self.ports.items()}
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> ServedKms:
+        for node in ("A", "B"):
+            d = directory_for(node, ["A", "B"], [("A", "B")], self.saes, self.urls)
+            km = self.pki["kms"][node]
+            spec = {"node": node, "qkdn_id": node_qkdn_id(node),
+                    "state_dir": str(self.workdir / node), "port": self.ports[node],
+                    "tls": {"cert": km["cert"], "key": km["key"], "ca": self.pki["ca_cert"]},
+                    "directory": {"saes": dict(d.saes), "links": dict(d.links),
+                                  "nodes": {n: {"qkdn_id": e.qkdn_id, "relay_url": e.relay_url}
+                                            for n, e in d.nodes.items()}},
+                    "feed": {q: {"blocks": self.blocks, "size": self.block_size}
+                             for q in d.links.values()}}
+            if self.sessions:
+                spec["running"] = adjacent_session_config(node, self.sessions)
+            path = self.workdir / f"{node}.spec.json"
+            path.write_text(json.dumps(spec))
+            with open(self.workdir / f"{node}.log", "w") as out:
+                self.procs[node] = subprocess.Popen(
+                    [sys.executable, "-m", "kms.cli", "km", "serve", "--spec", str(path)],
+                    stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+        for node in ("A", "B"):
+            deadline = time.monotonic() + 120
+            while '"ready": true' not in (self.workdir / f"{node}.log").read_text():
+                if self.procs[node].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((self.workdir / f"{node}.log").read_text()[-2000:])
+                time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def rss_kib(self, node: str) -> int:
+        for line in Path(f"/proc/{self.procs[node].pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def pair_clients(self, pool: int = 4) -> list[PairClient]:
+        ca = self.pki["ca_cert"]
+        clients = []
+        for i in range(self.pairs):
+            m, s = self.pki["saes"][f"sae-a{i}"], self.pki["saes"][f"sae-b{i}"]
+            clients.append(PairClient(f"sae-a{i}", f"sae-b{i}",
+                                      sae_session(ca, m["cert"], m["key"], pool),
+                                      sae_session(ca, s["cert"], s["key"], pool),
+                                      self.urls["A"], self.urls["B"]))
+        return clients
