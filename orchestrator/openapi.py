@@ -177,7 +177,18 @@ SCHEMAS: dict[str, Any] = {
                 "requested_bandwidth": _COUNT, "priority": _COUNT, "idle_timeout": _COUNT,
                 "creation_time": {"type": "string"}, "last_activity": {"type": "string"},
                 "expiration_time": {"type": "string"}, "path_restoration": {"type": "object"},
-                "restorations": _COUNT, "qkdl_performance": _PERF}},
+                "restorations": _COUNT, "qkdl_performance": _PERF,
+                "key_provenance": {
+                    "type": "object",
+                    "description": "hybrid QKD/PQC provisioning (ADR 0009): policy, current "
+                                   "kind of key, keys and bits delivered per kind",
+                    "properties": {
+                        "fallback_policy": {"enum": ["qkd-only", "hybrid", "pqc-fallback"]},
+                        "key_mode": {"enum": ["qkd", "hybrid", "pqc"]},
+                        "delivered": {"type": "array", "items": {
+                            "type": "object", "required": ["provenance"],
+                            "properties": {"provenance": {"enum": ["qkd", "hybrid", "pqc"]},
+                                           "keys": _COUNT, "bits": _COUNT}}}}}}},
         },
     },
     "Network": {

@@ -111,10 +111,25 @@ def svc_link(view: SessionView, *, restoration: PathRestoration, restorations: i
     if ttl and view.state is SessionState.ACTIVE and view.last_activity:
         details["expiration_time"] = date_and_time(to_wall(view.created_at) + ttl)
     perf = path_performance(view.route, links)
+    delivered = dict(view.delivered)
+    if delivered:   # totals over every kind of key (a key counts once for both ends)
+        perf["keys_delivered"] = str(sum(keys for keys, _ in delivered.values()))
+        perf["bits_delivered"] = str(sum(bits for _, bits in delivered.values()))
     if perf:
         details["qkdl_performance"] = perf
+    details["key_provenance"] = key_provenance(view)
     entry[SVC_DETAILS] = details
     return entry
+
+
+def key_provenance(view: SessionView) -> dict[str, Any]:
+    """A session's ``key_provenance``: fallback policy, current key mode and keys/bits
+    delivered per kind of key (ADR 0009)."""
+    return {
+        "fallback_policy": getattr(view.fallback, "value", str(view.fallback)),
+        "key_mode": view.key_mode,
+        "delivered": [{"provenance": kind, "keys": str(keys), "bits": str(bits)}
+                      for kind, (keys, bits) in sorted(view.delivered.items())]}
 
 
 def _qos(view: SessionView) -> list[Any]:

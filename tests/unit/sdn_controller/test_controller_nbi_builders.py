@@ -120,6 +120,37 @@ def active_session():
     return users, view
 
 
+def test_service_links_show_key_provenance_per_kind(ctx):
+    """Hybrid provisioning (ADR 0009): policy, current mode and keys per kind of key reach
+    the north-bound model (and through it the orchestrator), validated by libyang."""
+    users = UserDb.open()
+    users.load_topology(TOPO)
+    now = [100.0]
+    admission = AdmissionControl(users, GraphRouter(links), clock=lambda: now[0],
+                                 new_session_id=lambda: "55555551-5555-4555-8555-555555555552")
+    for node, sae, peer, user in (("a", "sae-a", "sae-c", "ua"), ("c", "sae-c", "sae-a", "uc")):
+        admission.request_config(ConfigRequest(IDS[node], sae, peer, user, "std",
+                                               QoS(max_bps=8192)))
+    (view,) = admission.sessions()
+    admission.record_delivery(view.session_id, IDS["a"], {"qkd": (3, 768), "hybrid": (2, 512)})
+    admission.record_delivery(view.session_id, IDS["c"], {"qkd": (9, 9)})  # responder: ignored
+    admission.set_key_mode(view.session_id, "hybrid")
+    (view,) = admission.sessions()
+    state = svc_links_state([view], restoration_of=lambda v: PathRestoration(
+        RestorationType.AUTOMATIC, 0), restorations={}, links={m.qkdl_id: m for m in links()},
+        to_wall=lambda t: t + 1_800_000_000)
+    config = merge_json(network_config(TOPO), access_config(access_of(users)))
+    whole = validate_whole(ctx, config, state)
+    (svc,) = whole["qkdn-sdn-topology:qkd_network"]["qkd_links"]["svc_links"]["svc_link"]
+    details = svc["qkdn-sdn-inventory:svc_link_details"]
+    assert details["key_provenance"] == {
+        "fallback_policy": "qkd-only", "key_mode": "hybrid",
+        "delivered": [{"provenance": "hybrid", "keys": "2", "bits": "512"},
+                      {"provenance": "qkd", "keys": "3", "bits": "768"}]}
+    assert details["qkdl_performance"]["keys_delivered"] == "5"
+    assert details["qkdl_performance"]["bits_delivered"] == "1280"
+
+
 def access_of(users):
     return access_data(users.slas(), {}, users.users(), users.applications())
 
