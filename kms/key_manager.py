@@ -616,10 +616,10 @@ class KeyManager:
         if additional_slaves:
             return self._enc_keys_shared(master, [slave, *additional_slaves], number, size)
         session = self.session_for_pair(master, slave)
-        if self.config.require_controller:  # the first request waits for the controller
-            self.await_configuration(session, self.config.config_wait_s)
         bind_session(session.session_id)
         self.telemetry.request(session.session_id, "014", "enc_keys", master)
+        if self.config.require_controller:  # the first request waits for the controller
+            self.await_configuration(session, self.config.config_wait_s)
         outcome = notifications.KeyRequestOutcome.REFUSED
         delivered: list[KeyRecord] = []
         try:
