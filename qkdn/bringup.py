@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,44 +233,46 @@ def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIM
 
 def wait_for_controller(state: StateDir, *, timeout: float) -> dict[str, Any]:
     """The controller's entry of endpoints.json, once it is connected to every agent."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            info = read_json(state.controller_ready)
-            entry = {"pid": info.get("pid"), "state_dir": str(state.controller_dir),
-                     "log": str(state.controller_dir / "controller.log")}
-            if "nbi" in info:  # the north-bound NETCONF server: host, port, credentials
-                entry["nbi"] = info["nbi"]
-            if info.get("metrics_port"):  # Prometheus /metrics of the controller process
-                entry["metrics_url"] = f"http://{DEFAULT_HOST}:{info['metrics_port']}/metrics"
-            return entry
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise BringUpError(f"the controller was not ready after {timeout:.0f} s "
-                               f"(see {state.controller_dir / 'controller.log'})")
-        if not supervisor_alive(state):
-            raise BringUpError(f"the supervisor exited; see {state.supervisor_log}")
-        time.sleep(0.05)
+    def entry_of(info: dict[str, Any]) -> dict[str, Any]:
+        entry = {"pid": info.get("pid"), "state_dir": str(state.controller_dir),
+                 "log": str(state.controller_dir / "controller.log")}
+        if "nbi" in info:  # the north-bound NETCONF server: host, port, credentials
+            entry["nbi"] = info["nbi"]
+        if info.get("metrics_port"):  # Prometheus /metrics of the controller process
+            entry["metrics_url"] = f"http://{DEFAULT_HOST}:{info['metrics_port']}/metrics"
+        return entry
+
+    return _wait_for_ready(state, "the controller", state.controller_ready,
+                           state.controller_dir / "controller.log", entry_of, timeout=timeout)
 
 
 def wait_for_orchestrator(state: StateDir, *, timeout: float) -> dict[str, Any]:
     """The orchestrator's entry of endpoints.json (``url``, ``token_file``) once it serves."""
+    def entry_of(info: dict[str, Any]) -> dict[str, Any]:
+        entry = {"url": info["url"], "token_file": info["token_file"]}
+        for optional in ("ca_cert", "operator_cert", "operator_key"):  # HTTPS only
+            if optional in info:
+                entry[optional] = info[optional]
+        return entry
+
     ready = state.root / "orchestrator" / "ready.json"
+    return _wait_for_ready(state, "the orchestrator", ready, ready.parent / "orchestrator.log",
+                           entry_of, timeout=timeout)
+
+
+def _wait_for_ready(state: StateDir, what: str, ready: Path, log_path: Path,
+                    entry_of: Callable[[dict[str, Any]], dict[str, Any]], *,
+                    timeout: float) -> dict[str, Any]:
+    """Poll an element's ready file until ``entry_of`` makes its endpoints.json entry from
+    it; fail after ``timeout`` or as soon as the supervisor is gone."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            info = read_json(ready)
-            entry = {"url": info["url"], "token_file": info["token_file"]}
-            for optional in ("ca_cert", "operator_cert", "operator_key"):  # HTTPS only
-                if optional in info:
-                    entry[optional] = info[optional]
-            return entry
+            return entry_of(read_json(ready))
         except (OSError, ValueError, KeyError):
             pass
         if time.monotonic() > deadline:
-            raise BringUpError(f"the orchestrator was not ready after {timeout:.0f} s "
-                               f"(see {ready.parent / 'orchestrator.log'})")
+            raise BringUpError(f"{what} was not ready after {timeout:.0f} s (see {log_path})")
         if not supervisor_alive(state):
             raise BringUpError(f"the supervisor exited; see {state.supervisor_log}")
         time.sleep(0.05)
