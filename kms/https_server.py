@@ -12,13 +12,17 @@ worker thread for ever. Here the handshake runs in the worker thread
 (:class:`_DeferredHandshakeAdapter`), and a :class:`ReadDeadlines` watchdog cuts a
 connection whose handshake, request head and body are not all in within
 ``read_deadline_s`` of the first byte awaited (docs/reliability.md, item 2).
+:func:`guard_server` installs the same protection on any cheroot WSGI server (the
+orchestrator's, over HTTPS or plain HTTP).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+import select
 import socket
 import ssl
 import threading
@@ -161,10 +165,15 @@ class _GuardedConnection(HTTPConnection):
 
     def communicate(self):
         if not self._handshake_done:
-            if not self._continue_handshake():
-                return False
-            if not self.socket.pending() and not self.rfile.has_data():
-                return True  # back to the selector until the request arrives
+            if isinstance(self.socket, ssl.SSLSocket):
+                if not self._continue_handshake():
+                    return False
+                if not self.socket.pending() and not self.rfile.has_data():
+                    return True  # back to the selector until the request arrives
+            else:  # plain HTTP: cheroot hands a fresh connection straight to a worker
+                self._handshake_done = True
+                if not self.rfile.has_data() and not _readable(self.socket):
+                    return True  # wait in the selector, not in a worker thread
         deadlines: ReadDeadlines = self.server.read_deadlines
         deadlines.begin(self.socket)
         try:
@@ -194,9 +203,38 @@ class _GuardedConnection(HTTPConnection):
         return True
 
 
-def _guarded_app(app: Callable, deadlines: ReadDeadlines) -> Callable:
+#: Renders a refusal of the guard (status code, reason) as (content type, body).
+ErrorRenderer = Callable[[int, str], tuple[str, bytes]]
+
+
+def json_message_error(status: int, reason: str) -> tuple[str, bytes]:
+    """The KM APIs' error shape: ``{"message": reason}``."""
+    return "application/json", json.dumps({"message": reason}).encode()
+
+
+_STATUS_LINES = {400: "400 Bad Request", 413: "413 Content Too Large"}
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether bytes (or EOF) can be read from ``sock`` now, without blocking."""
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # let the read find out what is wrong
+
+
+def _guarded_app(app: Callable, deadlines: ReadDeadlines,
+                 render_error: ErrorRenderer = json_message_error) -> Callable:
     """Read the body under the deadline (at most :data:`MAX_BODY_BYTES`), then run the app
     with the deadline lifted (a 004 GET_KEY may legitimately wait for key)."""
+
+    def refuse(start_response: Callable, status: int, reason: str) -> list[bytes]:
+        deadlines.end()
+        content_type, body = render_error(status, reason)
+        start_response(_STATUS_LINES[status], [("Content-Type", content_type),
+                                               ("Content-Length", str(len(body))),
+                                               ("Connection", "close")])
+        return [body]
 
     def run(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         try:
@@ -204,24 +242,17 @@ def _guarded_app(app: Callable, deadlines: ReadDeadlines) -> Callable:
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY_BYTES:
-            deadlines.end()
-            return _plain_error(start_response, "413 Content Too Large",
-                                b'{"message": "request body too large"}')
+            return refuse(start_response, 413, "request body too large")
         stream = environ["wsgi.input"]
         try:
             body = stream.read(length) if length else stream.read(MAX_BODY_BYTES + 1)
         except MaxSizeExceeded:
-            deadlines.end()
-            return _plain_error(start_response, "413 Content Too Large",
-                                b'{"message": "request body too large"}')
+            return refuse(start_response, 413, "request body too large")
         except (OSError, ValueError, OverflowError):  # e.g. a chunk size past ssize_t
-            deadlines.end()
-            return _plain_error(start_response, "400 Bad Request",
-                                b'{"message": "request body could not be read"}')
+            return refuse(start_response, 400, "request body could not be read")
         deadlines.end()
         if len(body) > MAX_BODY_BYTES:
-            return _plain_error(start_response, "413 Content Too Large",
-                                b'{"message": "request body too large"}')
+            return refuse(start_response, 413, "request body too large")
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         return app(environ, start_response)
@@ -229,10 +260,28 @@ def _guarded_app(app: Callable, deadlines: ReadDeadlines) -> Callable:
     return run
 
 
-def _plain_error(start_response: Callable, status: str, body: bytes) -> list[bytes]:
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(body))), ("Connection", "close")])
-    return [body]
+def guard_server(server: wsgi.Server, *, name: str,
+                 read_deadline_s: float = DEFAULT_READ_DEADLINE_S,
+                 tls: tuple[TlsFiles, ssl.SSLContext] | None = None,
+                 render_error: ErrorRenderer = json_message_error) -> ReadDeadlines:
+    """Protect a cheroot WSGI server (built, not yet started) against slow and silent
+    clients: TLS handshakes in worker threads driven by the selector (with ``tls``: the
+    server's files and context), the whole-request read deadline, header and body size
+    limits. Used by the KM (:class:`HttpsServer`) and the orchestrator. The caller starts
+    and stops the returned watchdog with the server."""
+    deadlines = ReadDeadlines(read_deadline_s, name)
+    server.wsgi_app = _guarded_app(server.wsgi_app, deadlines, render_error)
+    server.timeout = read_deadline_s
+    server.max_request_header_size = MAX_HEADER_BYTES
+    server.max_request_body_size = MAX_BODY_BYTES
+    server.ConnectionClass = _GuardedConnection
+    server.read_deadlines = deadlines  # read by _GuardedConnection
+    if tls is not None:
+        files, context = tls
+        adapter = _DeferredHandshakeAdapter(str(files.cert), str(files.key), str(files.ca))
+        adapter.context = context
+        server.ssl_adapter = adapter
+    return deadlines
 
 
 class HttpsServer:
@@ -245,18 +294,12 @@ class HttpsServer:
     def __init__(self, app: Callable, files: TlsFiles, host: str = "127.0.0.1", port: int = 0,
                  threads: int = 16, name: str = "km",
                  read_deadline_s: float = DEFAULT_READ_DEADLINE_S) -> None:
-        self.read_deadlines = ReadDeadlines(read_deadline_s, name)
-        self._server = wsgi.Server((host, port), _guarded_app(app, self.read_deadlines),
-                                   numthreads=threads, server_name=name,
+        self._server = wsgi.Server((host, port), app, numthreads=threads, server_name=name,
                                    request_queue_size=64, timeout=read_deadline_s,
                                    shutdown_timeout=2)
-        self._server.max_request_header_size = MAX_HEADER_BYTES
-        self._server.max_request_body_size = MAX_BODY_BYTES
-        self._server.ConnectionClass = _GuardedConnection
-        self._server.read_deadlines = self.read_deadlines  # read by _GuardedConnection
-        adapter = _DeferredHandshakeAdapter(str(files.cert), str(files.key), str(files.ca))
-        adapter.context = server_tls_context(files)
-        self._server.ssl_adapter = adapter
+        self.read_deadlines = guard_server(self._server, name=name,
+                                           read_deadline_s=read_deadline_s,
+                                           tls=(files, server_tls_context(files)))
         self._thread: threading.Thread | None = None
         self._name = name
 
