@@ -299,6 +299,11 @@ class ServedKms:
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
+    def cpu_seconds(self, node: str) -> float:
+        """User + system CPU time of the KM process (``/proc/<pid>/stat``)."""
+        fields = Path(f"/proc/{self.procs[node].pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def pair_clients(self, pool: int = 4) -> list[PairClient]:
         ca = self.pki["ca_cert"]
         clients = []

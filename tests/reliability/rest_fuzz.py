@@ -246,9 +246,12 @@ def send_raw(host: str, port: int, context: ssl.SSLContext, payload: bytes,
 
 def run_raw_garbage(host: str, port: int, context: ssl.SSLContext, paths: list[str], *,
                     rounds: int = 3, seed: int = 0,
-                    probe: Callable[[], bool] | None = None) -> dict[str, Any]:
+                    probe: Callable[[], bool] | None = None,
+                    headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Send every garbage class to every path ``rounds`` times; no 5xx may come back and the
-    ``probe`` (a well-formed request) must succeed after each round."""
+    ``probe`` (a well-formed request) must succeed after each round. ``headers`` (e.g. an
+    ``Authorization``) are added after ``Host`` so that the garbage gets past authentication."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items()).encode()
     rng = random.Random(seed)
     outcomes: Counter[str] = Counter()
     server_errors: list[dict[str, Any]] = []
@@ -259,6 +262,7 @@ def run_raw_garbage(host: str, port: int, context: ssl.SSLContext, paths: list[s
         for path in paths:
             for kind, payload in garbage_requests(rng, path):
                 cases += 1
+                payload = payload.replace(b"Host: x\r\n", b"Host: x\r\n" + extra, 1)
                 status, seconds = send_raw(host, port, context, payload)
                 slowest = max(slowest, seconds)
                 outcomes[str(status)] += 1

@@ -66,6 +66,7 @@ def scan(state_dir: Path, keys: list[bytes]) -> dict:
     hits: dict[str, int] = {}
     files = 0
     size = 0
+    by_element: dict[str, int] = {}
     for path in sorted(p for p in state_dir.rglob("*") if p.is_file()):
         try:
             data = path.read_bytes()
@@ -73,10 +74,21 @@ def scan(state_dir: Path, keys: list[bytes]) -> dict:
             continue
         files += 1
         size += len(data)
+        element = _element_of(path.relative_to(state_dir))
+        by_element[element] = by_element.get(element, 0) + 1
         found = sum(1 for key in keys if any(f in data for f in forms(key)))
         if found:
             hits[str(path.relative_to(state_dir))] = found
-    return {"files": files, "bytes": size, "hits": hits}
+    return {"files": files, "bytes": size, "hits": hits, "files_by_element": by_element}
+
+
+def _element_of(relative: Path) -> str:
+    """Which element a file belongs to: ``nodes/A``, ``controller``, ``orchestrator``,
+    ``pki``... (the state directory's first level, the node's name under ``nodes``)."""
+    parts = relative.parts
+    if len(parts) > 2 and parts[0] == "nodes":
+        return "/".join(parts[:2])
+    return parts[0] if len(parts) > 1 else "(top)"
 
 
 def _session(endpoints: dict, sae: str) -> requests.Session:
@@ -140,6 +152,22 @@ def _deliver_004(s_a, s_b, url_a: str, url_b: str, a: str, b: str, count: int) -
     for s, url in ((s_a, url_a), (s_b, url_b)):
         s.post(f"{url}/close", json={"Key_stream_ID": ksid}, timeout=30)
     return keys
+
+
+def orchestrator_views(endpoints: dict) -> bytes:
+    """What the north-bound API shows of the sessions that delivered the keys (service links
+    with their key provenance, events): no key may be in it either."""
+    entry = endpoints["orchestrator"]
+    http = requests.Session()
+    http.trust_env = False
+    http.headers["Authorization"] = f"Bearer {Path(entry['token_file']).read_text().strip()}"
+    http.verify = entry.get("ca_cert", True)
+    out = b""
+    for path in ("/api/v1/sessions", "/api/v1/events?limit=1000", "/api/v1/qkd_network"):
+        reply = http.get(entry["url"] + path, timeout=30)
+        assert reply.status_code == 200, reply.text
+        out += reply.content
+    return out
 
 
 def _km_session(net: LocalKmNetwork, sae: str) -> requests.Session:
@@ -206,14 +234,25 @@ def test_no_delivered_key_at_rest_or_in_logs_qkdn_up(tmp_path):
         keys += deliver_014(endpoints, "a", "c", rounds=5)      # relayed by B
         keys += deliver_004(endpoints, "c", "a", count=4)       # 004, relayed
         assert len(set(keys)) == len(keys) == 24
+        north_bound = orchestrator_views(endpoints)
         canary = uuid.uuid4().bytes + uuid.uuid4().bytes       # the search itself must work
         (state.root / "canary.log").write_bytes(b"x" + base64.b64encode(canary) + b"\n")
         running = scan(state.root, keys + [canary])
     finally:
         bring_down(state)
     stopped = scan(state.root, keys)
-    result = {"keys_delivered": len(keys), "while_running": running, "after_down": stopped}
+    api_hits = sum(1 for key in keys if any(f in north_bound for f in forms(key)))
+    result = {"keys_delivered": len(keys), "while_running": running, "after_down": stopped,
+              "orchestrator_api_bytes": len(north_bound), "orchestrator_api_hits": api_hits}
     reliability_report.record("secrets_at_rest", "long", result)
     assert running["hits"] == {"canary.log": 1}, running["hits"]
     assert stopped["hits"] == {}, stopped["hits"]
+    assert api_hits == 0 and b"svc_link" in north_bound
     assert running["files"] > 20 and any(".sqlite" in p for p in map(str, state.root.rglob("*")))
+    # every process's files were searched: the three nodes (agent, KM stores, logs), the
+    # controller (its databases and log), the orchestrator, the supervisor's log
+    elements = running["files_by_element"]
+    for element in ("controller", "orchestrator"):
+        assert elements.get(element, 0) >= 1, elements
+    assert sum(1 for e in elements if e.startswith("nodes/")) == 3, elements
+    assert any(str(p).endswith("controller.log") for p in state.root.rglob("*")), elements
