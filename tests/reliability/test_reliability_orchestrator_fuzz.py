@@ -176,6 +176,29 @@ def test_orchestrator_schema_fuzz_long(network):
     assert figures["min_cases_per_operation"] >= 2 * examples, figures
 
 
+def test_orchestrator_fuzz_without_credentials(network):
+    """The same operations with no token, or a wrong one: every answer is a documented 401
+    (authentication comes before validation, routing and the controller)."""
+    def anonymous() -> requests.Session:
+        return rest_fuzz.tls_session(network.ca)
+
+    def wrong_token() -> requests.Session:
+        session = rest_fuzz.tls_session(network.ca)
+        session.headers["Authorization"] = "Bearer " + "x" * len(network.token)
+        return session
+    document = network.openapi()
+    figures = {}
+    for name, factory in (("no_token", anonymous), ("wrong_token", wrong_token)):
+        target = rest_fuzz.FuzzTarget(f"orchestrator-{name}", network.base_url, document,
+                                      factory, exclude=EXCLUDED)
+        result = rest_fuzz.run_schema_fuzz(target, examples=3, seed=11)
+        figures[name] = {k: result[k] for k in ("cases", "server_errors", "schema_violations",
+                                                "transport_errors", "statuses")}
+        assert result["statuses"] == {401: result["cases"]}, result["statuses"]
+        assert result["schema_violations"] == 0, result["failures"][:5]
+    reliability_report.record("orchestrator_fuzz", "unauthenticated", figures)
+
+
 def _probe(net: Network) -> bool:
     return net.session().get(net.base_url + "/api/v1/status", timeout=30).status_code == 200
 

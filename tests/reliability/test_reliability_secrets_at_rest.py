@@ -154,6 +154,15 @@ def _deliver_004(s_a, s_b, url_a: str, url_b: str, a: str, b: str, count: int) -
     return keys
 
 
+def credentials_of(endpoints: dict) -> dict[str, bytes]:
+    """The network's passwords and the operator token, by name."""
+    out = {f"netconf-password-{name}": node["netconf"]["password"].encode()
+           for name, node in endpoints["nodes"].items()}
+    out["nbi-password"] = endpoints["controller"]["nbi"]["password"].encode()
+    out["operator-token"] = Path(endpoints["orchestrator"]["token_file"]).read_bytes().strip()
+    return out
+
+
 def orchestrator_views(endpoints: dict) -> bytes:
     """What the north-bound API shows of the sessions that delivered the keys (service links
     with their key provenance, events): no key may be in it either."""
@@ -238,16 +247,26 @@ def test_no_delivered_key_at_rest_or_in_logs_qkdn_up(tmp_path):
         canary = uuid.uuid4().bytes + uuid.uuid4().bytes       # the search itself must work
         (state.root / "canary.log").write_bytes(b"x" + base64.b64encode(canary) + b"\n")
         running = scan(state.root, keys + [canary])
+        credentials = credentials_of(endpoints)
     finally:
         bring_down(state)
     stopped = scan(state.root, keys)
+    logs = sorted(p for p in state.root.rglob("*.log") if p.name != "canary.log")
+    credential_hits = {str(p.relative_to(state.root)): name for p in logs
+                       for name, value in credentials.items() if value in p.read_bytes()}
     api_hits = sum(1 for key in keys if any(f in north_bound for f in forms(key)))
     result = {"keys_delivered": len(keys), "while_running": running, "after_down": stopped,
-              "orchestrator_api_bytes": len(north_bound), "orchestrator_api_hits": api_hits}
+              "orchestrator_api_bytes": len(north_bound), "orchestrator_api_hits": api_hits,
+              "logs_searched_for_credentials": len(logs),
+              "credentials_searched": sorted(credentials),
+              "credential_hits_in_logs": credential_hits}
     reliability_report.record("secrets_at_rest", "long", result)
     assert running["hits"] == {"canary.log": 1}, running["hits"]
     assert stopped["hits"] == {}, stopped["hits"]
     assert api_hits == 0 and b"svc_link" in north_bound
+    # passwords and the operator token live in their 0600 files, never in a log
+    assert credential_hits == {}, credential_hits
+    assert len(logs) >= 5, logs   # supervisor, three nodes, controller, orchestrator
     assert running["files"] > 20 and any(".sqlite" in p for p in map(str, state.root.rglob("*")))
     # every process's files were searched: the three nodes (agent, KM stores, logs), the
     # controller (its databases and log), the orchestrator, the supervisor's log
