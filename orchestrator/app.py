@@ -133,6 +133,8 @@ def _json_body(validator: SchemaValidator, schema: str, *, required: bool = True
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+        except RecursionError:  # nested past the parser's recursion limit: not a 500
+            raise InvalidRequest("the body is not valid JSON: nested too deeply") from None
     validator.check(schema, body)
     return body
 

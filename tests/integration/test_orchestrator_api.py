@@ -172,6 +172,18 @@ def test_invalid_bodies_name_the_bad_fields(network) -> None:
     problem(api.get("/api/v1/nothing-here"), 404)
 
 
+def test_hostile_json_bodies_are_client_errors(network) -> None:
+    """Found by the reliability fuzz (raw garbage): 100,000-deep JSON was a 500
+    (RecursionError in the parser)."""
+    _, _, api, _ = network
+    for path in ("/api/v1/users", "/api/v1/faults", "/api/v1/sessions/" + SESSION + "/close"):
+        body = problem(api.post(path, data="[" * 100_000 + "]" * 100_000,
+                                headers={"Content-Type": "application/json"}), 400)
+        assert "nested too deeply" in body["detail"]
+    problem(api.post("/api/v1/users", data='{"name": 1' + "0" * 5000 + "}",
+                     headers={"Content-Type": "application/json"}), 400)
+
+
 def test_sla_profiles_and_applications(network) -> None:
     double, _, api, _ = network
     sla = api.post("/api/v1/sla_profiles", json={
