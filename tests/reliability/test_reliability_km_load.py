@@ -25,11 +25,17 @@ OVERLOAD_OK = {"200", "503", "429"}
 def run_load(tmp_path, *, rate: float, duration: float, pairs: int, blocks: int,
              saturation_s: float, overload_s: float) -> dict:
     """Saturation first (closed loop, 16 clients), then ``rate`` open loop for ``duration``
-    s (after a 10 % warm-up), then twice the measured saturation rate."""
+    s (after a 10 % warm-up), then twice the measured saturation rate. If the machine
+    saturates below ``rate``, the sustained phase runs at 80 % of the saturation rate instead
+    (errors and memory growth are still measured; an open loop above saturation would only
+    pile up a backlog for minutes) and ``machine_sustains_target`` says so."""
     with km_load.ServedKms(tmp_path, pairs=pairs, blocks=blocks) as kms:
         clients = kms.pair_clients()
         km_load.run_closed_loop(clients, threads=4, duration=2)    # connections, caches
         saturation = km_load.run_closed_loop(clients, threads=16, duration=saturation_s)
+        sustains = saturation["achieved_rate"] >= rate
+        wanted = rate
+        rate = rate if sustains else round(0.8 * saturation["achieved_rate"], 1)
         warm = km_load.run_open_loop(clients, rate=rate, duration=max(2.0, duration / 10))
         rss0 = {n: kms.rss_kib(n) for n in ("A", "B")}
         cpu0 = {n: kms.cpu_seconds(n) for n in ("A", "B")}
@@ -50,9 +56,8 @@ def run_load(tmp_path, *, rate: float, duration: float, pairs: int, blocks: int,
     # each KM answers one of the two requests of an exchange
     cpu_ms = {n: round(1000 * c / max(1, main["requests"] / 2), 2) for n, c in cpu.items()}
     return {
-        "target_rate": rate, "duration_s": duration, "pairs": pairs,
-        "saturation": saturation,
-        "machine_sustains_target": saturation["achieved_rate"] >= rate,
+        "target_rate": wanted, "sustained_rate": rate, "duration_s": duration, "pairs": pairs,
+        "saturation": saturation, "machine_sustains_target": sustains,
         "warmup_errors": warm["errors"], "sustained": main,
         "km_cpu_ms_per_request": cpu_ms,
         "rss_kib_start": rss0, "rss_kib_end": rss1, "rss_growth_percent": growth,
@@ -60,7 +65,7 @@ def run_load(tmp_path, *, rate: float, duration: float, pairs: int, blocks: int,
         "overload": overload,
         "error_messages": messages, "overload_error_messages": overload_messages,
         "overload_only_503_or_rate_limit": set(overload["statuses"]) <= OVERLOAD_OK,
-        "meets": {"errors": main["errors"] == 0,
+        "meets": {"target_rate_sustainable": sustains, "errors": main["errors"] == 0,
                   "p99_under_100ms": (main["p99_ms"] or 1e9) < 100,
                   "memory_growth_under_10_percent": max(growth.values()) < 10,
                   "overload": set(overload["statuses"]) <= OVERLOAD_OK},
