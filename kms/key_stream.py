@@ -393,9 +393,16 @@ class StreamManager:
                 if existing is not None:
                     existing.peer_open = True
                     return {"status": "ok", "peer_open": bool(existing.open_saes)}
-                session = km.session_for_pair(destination, source)
-                route_session = body.get("session")
-                route = _reverse_route(km, route_session, sender_node, body.get("leg"))
+            # Not under the streams' lock: session_for_pair takes the KM's lock, and the KM's
+            # housekeeping takes the streams' lock under its own (on_session_terminated when
+            # a session expires). Both orders at once deadlocked the whole KM.
+            session = km.session_for_pair(destination, source)
+            route = _reverse_route(km, body.get("session"), sender_node, body.get("leg"))
+            with self._lock:
+                existing = self._streams.get(ksid)
+                if existing is not None:   # a concurrent "open" of the same stream got here first
+                    existing.peer_open = True
+                    return {"status": "ok", "peer_open": bool(existing.open_saes)}
                 self._streams[ksid] = KeyStream(ksid, {destination}, (source, destination), qos,
                                                 False, route, session, peer_open=True)
             return {"status": "ok", "peer_open": False}

@@ -31,6 +31,8 @@ from . import km_load, reliability_report
 pytestmark = pytest.mark.integration
 
 IDLE_TIMEOUT_S = 5
+#: the issue's figure: 500 idle sessions
+LONG_SESSIONS = 500
 
 
 def _fds() -> int:
@@ -159,7 +161,12 @@ def test_idle_sessions_short(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_idle_sessions_long(tmp_path):
-    result = run_idle(tmp_path, 500, chunk=10)
-    reliability_report.record("idle_sessions", "long", result)
+    """500 sessions (``QKDN_RELIABILITY_IDLE_SESSIONS`` lowers it to validate the run on a
+    busy machine: recorded as ``reduced-N``, not ``long``)."""
+    sessions = int(os.environ.get("QKDN_RELIABILITY_IDLE_SESSIONS", LONG_SESSIONS))
+    result = run_idle(tmp_path, sessions, chunk=10)
+    reliability_report.record("idle_sessions",
+                              "long" if sessions >= LONG_SESSIONS else f"reduced-{sessions}",
+                              result)
     _check(result)
     assert result["closed_after_idle_s_max"] <= IDLE_TIMEOUT_S + 1, result
