@@ -137,14 +137,17 @@ def test_slow_loris_and_silent_tls_clients_are_dropped(server, pki) -> None:
         assert _timed_get(session, server.base_url) < DEADLINE_S + 2
         if silent_tls is not None:
             cut = _cut_after(silent_tls, DEADLINE_S + 5)
-            assert cut is not None and cut < DEADLINE_S + 2, cut
+            assert cut is not None and cut < DEADLINE_S + 3, cut
     finally:
         for t in threads:
             t.join(DEADLINE_S + 15)
         if silent_tls is not None:
             silent_tls.close()
-    assert len(result) == 6 and all(v is not None and v < DEADLINE_S + 2
+    # 4 are read by the 4 workers and cut at the deadline; the 2 others wait in cheroot's
+    # queue for a worker, then get their own deadline: at most two deadlines (+ load margin)
+    assert len(result) == 6 and all(v is not None and v < 2 * DEADLINE_S + 3
                                      for v in result.values()), result
+    assert sorted(result.values())[3] < DEADLINE_S + 3, result
     assert server.read_deadlines.cut_count >= 1   # cut by the watchdog, not by themselves
     assert _timed_get(_client(pki), server.base_url) < 1.0
 
