@@ -53,6 +53,8 @@ class ServedConfig:
         self._prefixes = dict(prefixes)
         self._data = hoist_namespaces(data, self._prefixes, keep)
         self._bytes: dict[etree._Element, bytes] = {}
+        #: list key indexes of the cached tree, kept from one merge to the next
+        self._key_indexes: dict = {}
 
     @property
     def data(self) -> etree._Element:
@@ -113,7 +115,7 @@ class ServedConfig:
         if schema is None:  # not in the model: cannot happen for validated data
             return self.node_bytes(top)
         cached = self.node_bytes(top)  # before the merge: the configuration alone
-        journal = MergeJournal()
+        journal = MergeJournal(key_indexes=self._key_indexes)
         try:
             merge_state(top, state_top, schema, journal)
             if journal.only_appends_to is top and not cached.endswith(b"/>"):

@@ -29,6 +29,11 @@ class MergeJournal:
 
     steps: list[tuple[etree._Element, etree._Element, etree._Element | None]] = \
         field(default_factory=list)
+    #: key indexes of the target's list entries, by (parent element, list tag); they stay
+    #: valid as long as the target's configuration does (the undo restores it), so the
+    #: owner of a long-lived target may keep them from one merge to the next
+    key_indexes: dict[tuple[etree._Element, str], dict[tuple[str | None, ...], etree._Element]] \
+        = field(default_factory=dict)
 
     @property
     def only_appends_to(self) -> etree._Element | None:
@@ -87,7 +92,7 @@ def merge_state(target: etree._Element, source: etree._Element, parent: SchemaNo
         elif schema.kind is NodeKind.LIST:
             index = list_indexes.get(tag)
             if index is None:
-                index = {_key_values(e, schema): e for e in target.iterchildren(tag)}
+                index = _config_index(target, tag, schema, journal)
                 list_indexes[tag] = index
             keys = _key_values(child, schema)
             existing = index.get(keys)
@@ -114,6 +119,19 @@ def merge_state(target: etree._Element, source: etree._Element, parent: SchemaNo
                 target.replace(existing, child)
                 if steps is not None:
                     steps.append((target, child, existing))
+
+
+def _config_index(target: etree._Element, tag: str, schema: SchemaNode,
+                  journal: MergeJournal | None) -> dict[tuple[str | None, ...], etree._Element]:
+    """The entries of list ``tag`` under ``target`` by key values: a private copy (entries
+    the merge appends are added to it), of the journal's kept index when there is one."""
+    if journal is None:
+        return {_key_values(e, schema): e for e in target.iterchildren(tag)}
+    kept = journal.key_indexes.get((target, tag))
+    if kept is None:
+        kept = {_key_values(e, schema): e for e in target.iterchildren(tag)}
+        journal.key_indexes[(target, tag)] = kept
+    return dict(kept)
 
 
 def _append(target: etree._Element, child: etree._Element,

@@ -267,3 +267,26 @@ def test_build_rpc_reply_splices_serialised_data() -> None:
     as_element = build_rpc_reply(RPC, [data.element()])
     assert etree.tostring(etree.fromstring(as_element), method="c14n") == \
         etree.tostring(root, method="c14n")
+
+
+def test_list_entries_added_by_an_edit_get_their_state(ctx: libyang.Context) -> None:
+    """The key indexes kept between gets belong to one commit: an entry an edit adds is
+    found (state merged into it), not duplicated."""
+    store = Datastore(ctx, config())
+    two = copy.deepcopy(deep_state())
+    two[NODE]["qkd_interfaces"]["qkd_interface"].append(
+        {"qkdi_id": 2, "qkdi_status": f"{TYPES}:FAILED"})
+    first = store.get_serialised(None, two).element()  # entry 2: state only, appended
+    assert len(first.findall(f"{Q}qkd_node/{Q}qkd_interfaces/{Q}qkd_interface")) == 2
+    store.edit_config(etree.fromstring(
+        f'<config xmlns="{NETCONF_BASE_NS}"><qkd_node xmlns="{ETSI_NODE_NS}" '
+        f'xmlns:t="urn:etsi:qkd:yang:etsi-qkd-node-types"><qkd_interfaces><qkd_interface>'
+        "<qkdi_id>2</qkdi_id><qkdi_type>t:DV-QKD</qkdi_type></qkd_interface>"
+        "</qkd_interfaces></qkd_node></config>"))
+    for _ in range(2):
+        data = store.get_serialised(None, two).element()
+        entries = data.findall(f"{Q}qkd_node/{Q}qkd_interfaces/{Q}qkd_interface")
+        assert [e.findtext(f"{Q}qkdi_id") for e in entries] == ["1", "2"]
+        assert entries[1].findtext(f"{Q}qkdi_type") == "etsi-qkdn-types:DV-QKD"
+        assert entries[1].findtext(f"{Q}qkdi_status") == "etsi-qkdn-types:FAILED"
+    assert build_rpc_reply(RPC, store.get_serialised(None, two)) == old_reply(store, None, two)
