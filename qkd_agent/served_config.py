@@ -97,36 +97,39 @@ class ServedConfig:
             self._declare(state_prefixes)
             hoist_namespaces(state, self._prefixes, self._keep)
         state_tops = {child.tag: child for child in state_list}
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = [b"<data>"]
         for top in tops:
             own_state = state_tops.pop(top.tag, None)
             if own_state is None:
                 parts.append(self.node_bytes(top))
             else:
-                parts.append(self._with_state(top, own_state, schema_root))
+                parts.extend(self._with_state(top, own_state, schema_root))
         parts.extend(etree.tostring(rest) for rest in state_tops.values())
-        if not parts:
+        if len(parts) == 1:
             return EMPTY_DATA
-        return b"<data>" + b"".join(parts) + b"</data>"
+        parts.append(b"</data>")
+        return b"".join(parts)  # the reply's one copy of the configuration bytes
 
     def _with_state(self, top: etree._Element, state_top: etree._Element,
-                    schema_root: SchemaNode) -> bytes:
+                    schema_root: SchemaNode) -> list[bytes | memoryview]:
+        """The pieces of ``top``'s serialisation with ``state_top`` merged in."""
         schema = schema_root.children_by_tag.get(top.tag)
         if schema is None:  # not in the model: cannot happen for validated data
-            return self.node_bytes(top)
+            return [self.node_bytes(top)]
         cached = self.node_bytes(top)  # before the merge: the configuration alone
         journal = MergeJournal(key_indexes=self._key_indexes)
         try:
             merge_state(top, state_top, schema, journal)
             if journal.only_appends_to is top and not cached.endswith(b"/>"):
                 return self._spliced(top, [added for _, added, _ in journal.steps])
-            return etree.tostring(top)
+            return [etree.tostring(top)]
         finally:
             journal.undo()
 
-    def _spliced(self, top: etree._Element, added: list[etree._Element]) -> bytes:
+    def _spliced(self, top: etree._Element,
+                 added: list[etree._Element]) -> list[bytes | memoryview]:
         """The cached bytes of ``top`` with the serialised ``added`` children (appended to
-        ``top`` by the merge) inserted before its end tag. The children are serialised in a
+        ``top`` by the merge) inserted before its end tag, as pieces. The children are serialised in a
         shallow clone of ``top`` (same namespace declarations), so that they carry no
         declaration the full serialisation would not have."""
         cached = self.node_bytes(top)
@@ -140,7 +143,8 @@ class ServedConfig:
                 top.append(child)  # back where the journal expects it
         children = text[text.index(b">") + 1: text.rindex(b"</")]
         end = cached.rindex(b"</")
-        return cached[:end] + children + cached[end:]
+        whole = memoryview(cached)  # slices without copies: joined once by serialise()
+        return [whole[:end], children, whole[end:]]
 
     def _declare(self, prefixes: Mapping[str, str]) -> None:
         """Declare on every top-level node the prefixes state values need that the
