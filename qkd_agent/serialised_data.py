@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from qkdn.namespaces import NETCONF_BASE_NS
+
 
 @dataclass(frozen=True)
 class SerialisedData:
@@ -23,7 +25,5 @@ class SerialisedData:
 
     def element(self) -> etree._Element:
         """The ``<data>`` element parsed back (for callers that want a tree)."""
-        from qkdn.namespaces import NETCONF_BASE_NS
-
         wrapper = etree.fromstring(b'<w xmlns="%s">%s</w>' % (NETCONF_BASE_NS.encode(), self.xml))
         return wrapper[0]
