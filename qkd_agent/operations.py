@@ -356,8 +356,8 @@ def delete_config(op: etree._Element, call: RpcCall) -> None:
 
 def commit(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §8.3.4.1: the candidate becomes running (atomically); no confirmed commit."""
+    candidate = _require_candidate(op, call)  # without :candidate, whatever its content
     _check_known_children(op, NETCONF_BASE_NS, ())
-    candidate = _require_candidate(op, call)
     call.require_write("commit")
     call.server.locks.check_writable(DatastoreName.RUNNING, call.session_id)
     call.server.locks.check_writable(DatastoreName.CANDIDATE, call.session_id)
@@ -368,8 +368,8 @@ def commit(op: etree._Element, call: RpcCall) -> None:
 
 def discard_changes(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §8.3.4.2: the candidate mirrors running again."""
+    candidate = _require_candidate(op, call)  # without :candidate, whatever its content
     _check_known_children(op, NETCONF_BASE_NS, ())
-    candidate = _require_candidate(op, call)
     call.require_write("discard-changes")
     call.server.locks.check_writable(DatastoreName.CANDIDATE, call.session_id)
     candidate.discard()
