@@ -1,0 +1,129 @@
+"""Timeline of one ``qkdn up`` of the paper network, from the call to the first key.
+
+``python -m bench.startup_timeline [--keep DIR]`` brings the paper topology up once with the
+benchmark's first-key watcher (:mod:`bench.network_bench`) and prints, in seconds after the
+call of ``bring_up``, when each step happened — read from the elements' own logs and files:
+
+* ``supervisor``: its log lines (controller, orchestrator, node starts; the preload);
+* per node: the agent listening, the KM listening, the node ready (``node.log``), its link
+  ends' module start (the end record ``DIR/twin/links/<qkdl_id>/<node>.json``) and the first
+  key block its KM got from each link (``qkd_twin.pairing`` logs it once per end);
+* the controller's and the orchestrator's ready files;
+* the watcher: each node's NETCONF session open, and the moment every store held key
+  (``twin.first_key_s``); ``bring_up`` returning (``network.up_s``).
+
+Log timestamps are wall-clock (``time.time``) and have millisecond resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.network_bench import PAPER, _FirstKeyWatcher
+from qkdn.bringup import bring_down, bring_up
+from qkdn.state_files import StateDir
+from qkdn.topology import load_topology
+
+_SUPERVISOR_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ qkdn\.supervisor: (.*)$")
+_NODE_EVENTS = (
+    ("agent listening", re.compile(r"NETCONF agent listening")),
+    ("KM listening", re.compile(r"HTTPS \(mTLS\) listening")),
+    ("node ready", re.compile(r"serving NETCONF on")),
+)
+_FIRST_BLOCK = re.compile(r"link (\S+): first key block (\d+) delivered")
+
+
+def _supervisor_events(state: StateDir) -> list[tuple[float, str]]:
+    events = []
+    for line in state.supervisor_log.read_text().splitlines():
+        match = _SUPERVISOR_LINE.match(line)
+        if match:
+            stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            events.append((stamp, f"supervisor: {match.group(2)}"))
+    return events
+
+
+def _node_events(state: StateDir, name: str, link_names: dict[str, str]) -> list[tuple[float, str]]:
+    events = []
+    for line in state.node_log(name).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        stamp = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=timezone.utc).timestamp()
+        message = record.get("msg", "")
+        for label, pattern in _NODE_EVENTS:
+            if pattern.search(message):
+                events.append((stamp, f"node {name}: {label}"))
+        first = _FIRST_BLOCK.search(message)
+        if first:
+            events.append((stamp, f"node {name}: first key block of link "
+                                  f"{link_names.get(first.group(1), first.group(1))}"))
+    for qkdl_id, link in link_names.items():
+        record = state.root / "twin" / "links" / qkdl_id / f"{name}.json"
+        if record.exists() and name in link.split("-"):
+            events.append((record.stat().st_mtime, f"node {name}: module of link {link} started"))
+    return events
+
+
+def timeline(workdir: Path) -> tuple[list[tuple[float, str]], dict[str, float]]:
+    """Bring the paper network up in ``workdir`` once; the events (seconds after the call of
+    ``bring_up``, label) and the two benchmark figures."""
+    state = StateDir(workdir)
+    topology = load_topology(PAPER)
+    link_names = {link.qkdl_id: f"{link.a}-{link.b}" for link in topology.links}
+    wall0, started = time.time(), time.monotonic()
+    watcher = _FirstKeyWatcher(state, started)
+    watcher.start()
+    events = [(wall0, "qkdn up called")]
+    try:
+        bring_up(PAPER, state, timeout=120)
+        up_s = time.monotonic() - started
+        watcher.join(60)
+        figures = {"network.up_s": up_s, "twin.first_key_s": watcher.first_key_s or float("nan")}
+        for label, path in (("controller ready file", state.controller_ready),
+                            ("orchestrator ready file",
+                             state.root / "orchestrator" / "ready.json")):
+            if path.exists():
+                events.append((path.stat().st_mtime, label))
+    finally:
+        watcher.stop.set()
+        bring_down(state)
+    events.append((wall0 + up_s, "bring_up returned (network.up_s)"))
+    if watcher.first_key_s is not None:
+        events.append((wall0 + watcher.first_key_s, "watcher: every store holds key "
+                                                    "(twin.first_key_s)"))
+    for name, at in watcher.connected_at.items():
+        events.append((wall0 + at, f"watcher: NETCONF session to node {name} open"))
+    events += _supervisor_events(state)
+    for node in topology.nodes:
+        events += _node_events(state, node.name, link_names)
+    return sorted((at - wall0, label) for at, label in events), figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.startup_timeline")
+    parser.add_argument("--keep", type=Path, help="bring the network up in DIR and keep it")
+    args = parser.parse_args(argv)
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="qkdn-timeline-"))
+    try:
+        events, figures = timeline(workdir)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    for at, label in events:
+        print(f"{at:7.3f}  {label}")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
