@@ -307,7 +307,10 @@ class NodeRuntime:
             self.pairings[link.qkdl_id] = paired
             module = QkdModule(config, paired)
             module.add_listener(self._on_link_event)
-            self.modules[link.qkdl_id] = self._stack.enter_context(module)
+            # from the block of the end's start_time (its short first block), never later
+            module.start(paired.record.start_block)
+            self._stack.callback(module.stop)
+            self.modules[link.qkdl_id] = module
 
     def __enter__(self) -> Self:
         try:

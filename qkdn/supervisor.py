@@ -41,6 +41,10 @@ STOP_GRACE_S = 5.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 HEALTHY_AFTER_S = 30.0  #: a child up this long gets its back-off reset
+#: Fresh-interpreter elements a forking supervisor starts after the nodes rather than before
+#: its preload: the orchestrator needs the controller's north-bound interface, not the nodes,
+#: and no key waits for it.
+DEFERRED_KINDS = frozenset({"orchestrator"})
 
 
 @dataclass(frozen=True)
@@ -147,14 +151,21 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         forking = self._forking()
-        # fresh interpreters first: they import on another core while this one preloads
+        # fresh interpreters first: they import on another core while this one preloads —
+        # except those not needed for the first key (the orchestrator), started once the
+        # nodes are forked so that they do not compete with the preload for that core
+        deferred = [c for c in self.children
+                    if forking and c.spec.kind in DEFERRED_KINDS and not c.spec.fork_entry]
         for child in self.children:
-            if not (forking and child.spec.fork_entry):
+            if not (forking and child.spec.fork_entry) and child not in deferred:
                 self._start(child)
         if forking:
             self._preload()
             for child in self.children:
                 if child.spec.fork_entry and not self._stopping:
+                    self._start(child)
+            for child in deferred:
+                if not self._stopping:
                     self._start(child)
         self._write_table()
         while not self._stopping:
@@ -171,9 +182,12 @@ class Supervisor:
     def _preload(self) -> None:
         from qkdn.node_runtime import PRELOAD_MODULES
 
-        started = time.perf_counter()
-        preload(PRELOAD_MODULES)
-        log.info("preloaded the node modules in %.2f s", time.perf_counter() - started)
+        started, cpu = time.perf_counter(), time.process_time()
+        took = preload(PRELOAD_MODULES)
+        slowest = ", ".join(f"{name} {seconds:.2f}" for name, seconds
+                            in sorted(took.items(), key=lambda item: -item[1])[:4])
+        log.info("preloaded the node modules in %.2f s (%.2f s CPU; slowest: %s)",
+                 time.perf_counter() - started, time.process_time() - cpu, slowest)
 
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
         log.info("signal %d: stopping every element", signum)
