@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.network_bench import PAPER, _FirstKeyWatcher
@@ -58,15 +58,15 @@ def _node_events(state: StateDir, name: str, link_names: dict[str, str]) -> list
         except ValueError:
             continue
         stamp = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=timezone.utc).timestamp()
+            tzinfo=UTC).timestamp()
         message = record.get("msg", "")
         for label, pattern in _NODE_EVENTS:
             if pattern.search(message):
                 events.append((stamp, f"node {name}: {label}"))
         first = _FIRST_BLOCK.search(message)
         if first:
-            events.append((stamp, f"node {name}: first key block of link "
-                                  f"{link_names.get(first.group(1), first.group(1))}"))
+            link = link_names.get(first.group(1), first.group(1))
+            events.append((stamp, f"node {name}: first key block of link {link}"))
     for qkdl_id, link in link_names.items():
         record = state.root / "twin" / "links" / qkdl_id / f"{name}.json"
         if record.exists() and name in link.split("-"):
@@ -99,8 +99,8 @@ def timeline(workdir: Path) -> tuple[list[tuple[float, str]], dict[str, float]]:
         bring_down(state)
     events.append((wall0 + up_s, "bring_up returned (network.up_s)"))
     if watcher.first_key_s is not None:
-        events.append((wall0 + watcher.first_key_s, "watcher: every store holds key "
-                                                    "(twin.first_key_s)"))
+        events.append((wall0 + watcher.first_key_s,
+                       "watcher: every store holds key (twin.first_key_s)"))
     for name, at in watcher.connected_at.items():
         events.append((wall0 + at, f"watcher: NETCONF session to node {name} open"))
     events += _supervisor_events(state)

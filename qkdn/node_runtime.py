@@ -39,7 +39,7 @@ PRELOAD_MODULES = (
     "kms.key_manager", "kms.https_server", "kms.directory", "kms.app", "kms.etsi004",
     "kms.etsi014", "kms.relay", "kms.relay_api",
     "qkd_twin.module", "qkd_twin.pairing", "qkd_twin.faults", "qkd_twin.link_notifications",
-    "qkd_twin.postprocessing.pipeline", "scipy.fft",
+    "qkd_twin.postprocessing.pipeline",
 )
 
 #: A sending KM uses a block of its link store as soon as it holds it; the receiving KM, whose

@@ -1,5 +1,5 @@
-"""Brent's bounded minimisation (the μ optimiser) against scipy's, and the link model's
-imports staying free of scipy.optimize."""
+"""Brent's bounded minimisation (the μ optimiser) against scipy's, and a node process's
+modules staying free of scipy."""
 
 from __future__ import annotations
 
@@ -61,10 +61,11 @@ def test_optimal_mu_as_with_scipy(decoy, length_km):
     assert optimal_mu(params, decoy) == pytest.approx(reference, abs=1e-9)
 
 
-def test_link_model_does_not_import_scipy_optimize():
-    code = ("import sys, qkd_twin.module, qkd_twin.physics as p; "
-            "p.evaluate(p.preset('reference', 20)); "
-            "print('scipy.optimize' in sys.modules)")
+def test_node_modules_do_not_import_scipy():
+    code = ("import importlib, sys; from qkdn.node_runtime import PRELOAD_MODULES; "
+            "[importlib.import_module(m) for m in PRELOAD_MODULES]; "
+            "import qkd_twin.physics as p; p.evaluate(p.preset('reference', 20)); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"

@@ -3,7 +3,12 @@ import json
 import pytest
 
 from qkd_twin.pairing import (
-    START_LEAD_S, EndRecord, PairedSink, end_record_path, first_block_share, peer_gap,
+    START_LEAD_S,
+    EndRecord,
+    PairedSink,
+    end_record_path,
+    first_block_share,
+    peer_gap,
 )
 
 
