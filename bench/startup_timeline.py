@@ -10,7 +10,8 @@ call of ``bring_up``, when each step happened — read from the elements' own lo
   key block its KM got from each link (``qkd_twin.pairing`` logs it once per end);
 * the controller's and the orchestrator's ready files;
 * the watcher: each node's NETCONF session open, and the moment every store held key
-  (``twin.first_key_s``); ``bring_up`` returning (``network.up_s``).
+  (``twin.first_key_s``); ``bring_up`` returning (``network.up_s``);
+* the CPU seconds each process had used when ``bring_up`` returned (``/proc/<pid>/stat``).
 
 Log timestamps are wall-clock (``time.time``) and have millisecond resolution.
 """
@@ -18,7 +19,9 @@ Log timestamps are wall-clock (``time.time``) and have millisecond resolution.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from bench.network_bench import PAPER, _FirstKeyWatcher
 from qkdn.bringup import bring_down, bring_up
-from qkdn.state_files import StateDir
+from qkdn.state_files import StateDir, read_json
 from qkdn.topology import load_topology
 
 _SUPERVISOR_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ qkdn\.supervisor: (.*)$")
@@ -74,13 +77,32 @@ def _node_events(state: StateDir, name: str, link_names: dict[str, str]) -> list
     return events
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def element_cpu(state: StateDir) -> dict[str, float]:
+    """CPU seconds each element of the network (and the supervisor) has used so far."""
+    table = read_json(state.supervisor)
+    cpu = {"supervisor": process_cpu_s(table["pid"])}
+    for name, child in table["children"].items():
+        if child.get("pid"):
+            with contextlib.suppress(OSError):
+                cpu[f"{child['kind']} {name}" if child["kind"] == "node" else name] = (
+                    process_cpu_s(child["pid"]))
+    return cpu
+
+
 def timeline(workdir: Path) -> tuple[list[tuple[float, str]], dict[str, float]]:
     """Bring the paper network up in ``workdir`` once; the events (seconds after the call of
     ``bring_up``, label) and the two benchmark figures."""
     state = StateDir(workdir)
     topology = load_topology(PAPER)
     link_names = {link.qkdl_id: f"{link.a}-{link.b}" for link in topology.links}
-    wall0, started = time.time(), time.monotonic()
+    wall0, started, cpu0 = time.time(), time.monotonic(), time.process_time()
     watcher = _FirstKeyWatcher(state, started)
     watcher.start()
     events = [(wall0, "qkdn up called")]
@@ -89,6 +111,9 @@ def timeline(workdir: Path) -> tuple[list[tuple[float, str]], dict[str, float]]:
         up_s = time.monotonic() - started
         watcher.join(60)
         figures = {"network.up_s": up_s, "twin.first_key_s": watcher.first_key_s or float("nan")}
+        figures.update({f"cpu_s {name}": round(value, 2)
+                        for name, value in element_cpu(state).items()})
+        figures["cpu_s bench process"] = round(time.process_time() - cpu0, 2)
         for label, path in (("controller ready file", state.controller_ready),
                             ("orchestrator ready file",
                              state.root / "orchestrator" / "ready.json")):
@@ -121,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     for at, label in events:
         print(f"{at:7.3f}  {label}")
-    print(json.dumps(figures))
+    print(json.dumps(figures, indent=1))
     return 0
 
 
