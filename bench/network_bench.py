@@ -48,11 +48,14 @@ def _stores_with_key(session) -> tuple[int, set[str]]:
     return len(links), filled
 
 
-def _files_signature(folder: Path) -> tuple:
-    """(name, size, mtime) of every file in ``folder``: changes when a store is written."""
+def _files_signature(folder: Path, skip: set[str]) -> tuple:
+    """(name, size, mtime) of the files in ``folder`` — a link store is
+    ``<qkdl_id>.sqlite`` (+ ``-wal``, ``-shm``) — except those of the links in ``skip``
+    (already seen holding key): changes when one of the other stores is written."""
     try:
         return tuple(sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
-                            for entry in os.scandir(folder)))
+                            for entry in os.scandir(folder)
+                            if entry.name.split(".", 1)[0] not in skip))
     except OSError:
         return ()
 
@@ -65,10 +68,10 @@ class _FirstKeyWatcher(threading.Thread):
     once (the six nodes become ready within a few tens of milliseconds: sequential SSH
     connections would add up) and reads the node's links until each of its stores has been
     seen holding key (start-up consumes no key, so a store that holds key keeps it). A read
-    is made whenever a file of the node's link stores (``km/links/``) changed — checked every
-    5 ms with ``stat``, which costs the node nothing, where a NETCONF ``get`` every 10 ms cost
-    the starting nodes a sizeable share of the two cores — and at least every
-    ``FALLBACK_READ_S``. ``connected_at`` and ``filled_at`` keep, per node, when its session
+    is made whenever a file of one of the node's link stores not yet seen holding key
+    (``km/links/``) changed — checked every 5 ms with ``stat``, which costs the node nothing,
+    where a NETCONF ``get`` every 10 ms cost the starting nodes a sizeable share of the two
+    cores — and at least every ``FALLBACK_READ_S``. ``connected_at`` and ``filled_at`` keep, per node, when its session
     opened and when its last store was seen holding key (reply received); the figure is the
     latest ``filled_at``."""
 
@@ -105,9 +108,9 @@ class _FirstKeyWatcher(threading.Thread):
                                   config["password"])
                 self.connected_at[name] = time.monotonic() - self.started
             stores = self.state.node_dir(name) / "km" / "links"
-            seen, read_at = None, 0.0
+            seen, read_at, filled = None, 0.0, set()
             while not self._expired():
-                changed = _files_signature(stores)
+                changed = _files_signature(stores, skip=filled)
                 if changed != seen or time.monotonic() - read_at >= self.FALLBACK_READ_S:
                     seen, read_at = changed, time.monotonic()
                     count, filled = _stores_with_key(session)
