@@ -11,8 +11,9 @@ received — between the peer's last kept block and its new first block — is d
 two stores always hold the same blocks.
 
 Short first block: an end produces key from ``start_time`` (the moment it publishes its
-record plus :data:`START_LEAD_S`, so that the peer reads the record before it finishes that
-block), and the link from ``t* = max`` of both ends' ``start_time``. The block containing
+record plus :data:`START_LEAD_S`; an end that reads the peer's record only after it computed
+that block still holds the block, :data:`HOLD_S`), and the link from ``t* = max`` of both
+ends' ``start_time``. The block containing
 ``t*`` is the first one; it covers only ``[t*, (n+1) Δ)``, so both ends deliver the same
 prefix of its key, ``⌊len(key) · ((n+1) Δ − t*) / Δ⌋`` bytes — key at the model's rate for the
 time both ends really ran (``skr · T``), not a whole block's worth. The first key therefore
@@ -27,6 +28,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +37,13 @@ from qkd_twin.module import KeySink
 
 log = logging.getLogger(__name__)
 
-#: Seconds between an end publishing its record and the moment from which it produces key:
-#: the peer must read the record before it finishes the block that contains that moment.
+#: Seconds between an end publishing its record and the moment from which it produces key
+#: (the peer normally reads the record before it finishes the block containing that moment).
 START_LEAD_S = 0.05
+#: A record read late — its writer stalled, the reader ran ahead — costs nothing: an end keeps
+#: the blocks of the last HOLD_S seconds it computed while the peer was not (visibly) running
+#: and delivers those at or after the peer's first block once it reads the record.
+HOLD_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,10 @@ class PairedSink:
         self._peer_up = False
         self._delivered_any = False
         self._block_seconds = block_seconds
+        #: blocks computed while the peer end was not (visibly) running, newest HOLD_S worth:
+        #: delivered after all if the peer's record, once read, shows it started by then
+        self._held: deque[tuple[int, bytes]] = deque(
+            maxlen=max(1, math.ceil(HOLD_S / block_seconds)))
         start_time = clock() + START_LEAD_S
         self.record = EndRecord(node, math.floor(start_time / block_seconds), resumed_after,
                                 os.getpid(), start_time)
@@ -164,16 +174,21 @@ class PairedSink:
             self._peer_up = up
             self._on_peer_change(up)
         if not up or peer is None:
+            # the peer's (new) record may only be late to appear: keep the last blocks
+            self._held.append((block_index, key))
             return
         first, share = first_block_share(self.record, peer, self._block_seconds)
-        if block_index < first:
-            return
-        if block_index == first:   # the short first block: both ends keep the same prefix
-            key = key[:math.floor(len(key) * share)]
-            if not key:
-                return
-        self._sink.deliver(qkdl_id, block_index, key)
-        if not self._delivered_any:  # the start-up timeline (bench/startup_timeline.py)
-            self._delivered_any = True
-            log.info("link %s: first key block %d delivered to the KM (%d bytes)",
-                     self.qkdl_id, block_index, len(key))
+        blocks = [*self._held, (block_index, key)]
+        self._held.clear()
+        for index, block_key in blocks:
+            if index < first:
+                continue
+            if index == first:   # the short first block: both ends keep the same prefix
+                block_key = block_key[:math.floor(len(block_key) * share)]
+                if not block_key:
+                    continue
+            self._sink.deliver(qkdl_id, index, block_key)
+            if not self._delivered_any:  # the start-up timeline (bench/startup_timeline.py)
+                self._delivered_any = True
+                log.info("link %s: first key block %d delivered to the KM (%d bytes)",
+                         self.qkdl_id, index, len(block_key))

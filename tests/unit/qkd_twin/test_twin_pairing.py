@@ -105,3 +105,26 @@ def test_records_round_trip(tmp_path):
     assert peer_gap(record) == (8, 40)
     legacy = {"node": "a", "start_block": 42, "resumed_after": 7, "pid": 1}
     assert EndRecord.from_json(legacy).start_time is None
+
+
+def test_a_peer_record_read_late_still_gives_both_ends_the_same_blocks(tmp_path):
+    a_store, b_store = Store(), Store()
+    a = _end(tmp_path, "a", "b", 10.0, a_store)
+    a.deliver("L", 10, b"0123456789")          # b's record is not visible yet: block held
+    b = _end(tmp_path, "b", "a", 10.45, b_store)   # key from 10.5: half of block 10
+    b.deliver("L", 10, b"0123456789")
+    for end in (a, b):
+        end.deliver("L", 11, b"k11")
+    assert a_store.blocks == b_store.blocks == {10: b"01234", 11: b"k11"}
+
+
+def test_only_the_newest_blocks_are_held(tmp_path):
+    from qkd_twin.pairing import HOLD_S
+
+    a_store = Store()
+    a = _end(tmp_path, "a", "b", 0.0, a_store)      # block_seconds 1.0
+    for block in range(1, 11):
+        a.deliver("L", block, b"x")                 # no peer yet
+    _end(tmp_path, "b", "a", 0.5, Store())          # its record says: key from 0.55
+    a.deliver("L", 11, b"x")
+    assert sorted(a_store.blocks) == list(range(11 - int(HOLD_S), 12))
