@@ -26,6 +26,7 @@ from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, 
 from qkdn.netconf_client import NCCLIENT_TICK_S, lower_ncclient_tick, tick_for_sessions
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
+from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,23 @@ class AgentSession:
 
     def rollback(self, undo: etree._Element) -> None:
         self.edit_config(undo)
+
+    # --- PipelinedConfigurator (sdn_controller.push) -----------------------------------------
+    def send_edit_config(self, config: etree._Element) -> PendingEdit:
+        """Send an edit-config on ``running`` without waiting; ``wait()`` on the result
+        raises :class:`PushError` as :meth:`edit_config` does (sdn_controller.netconf_pipeline)."""
+        manager = self._manager
+        if manager is None or not self._connected.is_set():
+            raise PushError(self.node_id, "no NETCONF session to this node")
+        observer = None
+        if self._rpc_observer is not None:
+            rpc_observer, node_id = self._rpc_observer, self.node_id
+
+            def observer(seconds: float, ok: bool) -> None:
+                rpc_observer(node_id, "edit-config", seconds, ok)
+        # ncclient 0.7 has no public accessor of a Manager's transport session
+        return send_edit_config(manager._session, self.node_id, config, observer=observer,
+                                timeout_s=self.config.rpc_timeout_s)
 
     # --- reads ------------------------------------------------------------------------------
     def get_qkd_node(self) -> str:
