@@ -26,7 +26,7 @@ from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, 
 from qkdn.netconf_client import NCCLIENT_TICK_S, lower_ncclient_tick, tick_for_sessions
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
-from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config
+from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config, write_through
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ class SouthboundConfig:
     notification_wait_s: float = 0.2    #: how long one wait for a notification blocks
     #: ncclient send tick; None = by the number of agents (``tick_for_sessions``)
     ncclient_tick_s: float | None = None
+    #: write each RPC at once from the calling thread (``netconf_pipeline.write_through``)
+    #: instead of leaving it in ncclient's queue until its session thread's next tick
+    write_through: bool = True
 
 
 NotificationHandler = Callable[[NodeId, str], None]
@@ -212,6 +215,8 @@ class AgentSession:
                             password=ep.password, hostkey_verify=False, allow_agent=False,
                             look_for_keys=False, timeout=self.config.connect_timeout_s,
                             manager_params={"timeout": self.config.rpc_timeout_s})
+        if self.config.write_through:
+            write_through(m._session)   # ncclient 0.7: no public accessor of the session
         try:
             check_capabilities(m.server_capabilities)
             m.create_subscription()

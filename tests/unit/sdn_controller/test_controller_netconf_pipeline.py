@@ -1,6 +1,7 @@
 """The pure part of pipelined edit-configs: the <rpc> text, reading replies, PendingEdit."""
 
 import threading
+import time
 
 import pytest
 from lxml import etree
@@ -100,3 +101,61 @@ def test_pending_edit_raises_the_agents_error_a_lost_session_and_a_timeout():
     with pytest.raises(PushError, match="no reply to edit-config within 0.01 s"):
         silent.wait()
     assert seen == [(0.01, False)]
+
+
+class _FakeSession:
+    """Just what write_through uses of an ncclient session: a transport that takes a few
+    bytes per write (as a paramiko channel may), the framing base and the connected flag."""
+
+    def __init__(self, base, per_write=7, fail=None):
+        from ncclient.transport.session import NetconfBase
+
+        self._base = NetconfBase.BASE_11 if base == "1.1" else NetconfBase.BASE_10
+        self.connected = True
+        self.wire = b""
+        self.per_write, self.fail = per_write, fail
+
+    def _transport_write(self, data):
+        if self.fail is not None:
+            raise self.fail
+        time.sleep(0.0001)   # let another sender run between two writes of one message
+        self.wire += data[:self.per_write]
+        return min(len(data), self.per_write)
+
+
+def test_write_through_frames_and_writes_whole_messages_from_concurrent_threads():
+    from sdn_controller.netconf_pipeline import frame_message, write_through
+
+    session = _FakeSession("1.1")
+    write_through(session)
+    messages = [f"<rpc message-id='{i}'/>" for i in range(20)]
+    threads = [threading.Thread(target=session.send, args=(m,)) for m in messages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    framed = {frame_message(m, chunked=True) for m in messages}
+    wire, seen = session.wire, set()
+    while wire:   # the wire is the framed messages back to back, none interleaved
+        match = next(f for f in framed if wire.startswith(f))
+        seen.add(match)
+        wire = wire[len(match):]
+    assert seen == framed
+
+
+def test_write_through_uses_the_end_of_message_marker_on_base_1_0_and_fails_when_closed():
+    from ncclient.transport import TransportError
+
+    from sdn_controller.netconf_pipeline import write_through
+
+    session = _FakeSession("1.0", per_write=1000)
+    write_through(session)
+    session.send("<rpc/>")
+    assert session.wire == b"<rpc/>]]>]]>"
+    session.connected = False
+    with pytest.raises(TransportError):
+        session.send("<rpc/>")
+    broken = _FakeSession("1.1", fail=OSError("Socket is closed"))
+    write_through(broken)
+    with pytest.raises(TransportError, match="Socket is closed"):
+        broken.send("<rpc/>")
