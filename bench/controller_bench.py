@@ -172,7 +172,7 @@ class _AgentNetwork:
     process wired to them over real NETCONF sessions, and a view of which sessions each
     agent's datastore holds (reported by the agents on every commit)."""
 
-    def __init__(self, raw_topology: dict, workdir: Any) -> None:
+    def __init__(self, raw_topology: dict, workdir: Any, *, timeline: bool = False) -> None:
         import subprocess
         import threading
 
@@ -186,13 +186,16 @@ class _AgentNetwork:
         self.apps: dict[str, set[str]] = {n.name: set() for n in self.topo.nodes}
         self.changed = threading.Condition()
         self.procs: dict[str, subprocess.Popen] = {}
+        #: (perf_counter, node name, what) from the agents when ``timeline`` is on
+        self.agent_events: list[tuple[float, str, str]] = []
         ports = {}
         for node in self.topo.nodes:
             spec = workdir / f"{node.name}.json"
             spec.write_text(json.dumps({
                 "initial": initial_node_config(self.topo, node.name), "password": "bench-pw",
                 "host_key": str(workdir / f"{node.name}.key"),
-                "links": [lk.qkdl_id for lk in self.topo.links_of(node.name)]}))
+                "links": [lk.qkdl_id for lk in self.topo.links_of(node.name)],
+                "timeline": timeline}))
             proc = subprocess.Popen([sys.executable, "-m", "bench.netconf_agent_process",
                                      str(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     text=True, bufsize=1)
@@ -226,7 +229,10 @@ class _AgentNetwork:
 
     def _read(self, name: str, proc: Any) -> None:
         for line in proc.stdout:
-            if line.startswith("apps "):
+            if line.startswith("tl "):
+                _, at, what = line.split(" ", 2)
+                self.agent_events.append((float(at), name, what.strip()))
+            elif line.startswith("apps "):
                 with self.changed:
                     self.apps[name] = set(json.loads(line[5:]))
                     self.changed.notify_all()
