@@ -67,17 +67,30 @@ class PipelinedConfigurator(Protocol):
         """Send ``config`` now; raise at once if it cannot even be sent."""
 
 
+#: a payload, or a function building it when it is needed
+Payload = etree._Element | Callable[[], etree._Element]
+
+
+def _built(payload: Payload) -> etree._Element:
+    return payload() if callable(payload) else payload
+
+
 @dataclass(frozen=True)
 class NodePush:
-    """What one node gets (``apply``) and how to take it back (``undo``: the payload, or a
-    function building it, called only when a rollback needs it)."""
+    """What one node gets (``apply``) and how to take it back (``undo``). Either may be a
+    function building the payload: ``apply`` is then built just before it is sent (a path's
+    first KMs get theirs while the controller builds the others'), ``undo`` only when a
+    rollback needs it."""
 
     node_id: NodeId
-    apply: etree._Element
-    undo: etree._Element | Callable[[], etree._Element]
+    apply: Payload
+    undo: Payload
+
+    def apply_payload(self) -> etree._Element:
+        return _built(self.apply)
 
     def undo_payload(self) -> etree._Element:
-        return self.undo() if callable(self.undo) else self.undo
+        return _built(self.undo)
 
 
 @dataclass(frozen=True)
@@ -108,8 +121,9 @@ class DeleteResult:
 
 def plan_session_push(configs: Iterable[KmConfig], *, with_extensions: bool = True
                       ) -> tuple[NodePush, ...]:
-    """Install ``configs``; undo = delete them (built only for a rollback)."""
-    return tuple(NodePush(c.node_id, session_config_payload(c, with_extensions=with_extensions),
+    """Install ``configs``; undo = delete them (payloads built when needed)."""
+    return tuple(NodePush(c.node_id,
+                          partial(session_config_payload, c, with_extensions=with_extensions),
                           partial(session_delete_payload, c)) for c in configs)
 
 
@@ -122,7 +136,7 @@ def plan_reroute_push(new: Iterable[KmConfig], old: Iterable[KmConfig]) -> tuple
         prior = before.get(config.node_id)
         undo = partial(session_delete_payload, config) if prior is None else \
             partial(session_restore_payload, prior, config)
-        pushes.append(NodePush(config.node_id, session_config_payload(config), undo))
+        pushes.append(NodePush(config.node_id, partial(session_config_payload, config), undo))
     return tuple(pushes)
 
 
@@ -132,13 +146,16 @@ def merge_node_pushes(pushes: Iterable[NodePush]) -> tuple[NodePush, ...]:
     by_node: dict[NodeId, list[NodePush]] = {}
     for push in pushes:
         by_node.setdefault(push.node_id, []).append(push)
-    return tuple(NodePush(node, _merged([p.apply for p in group]),
-                          partial(_merged_undo, group))
+    return tuple(NodePush(node, partial(_merged_apply, group), partial(_merged_undo, group))
                  for node, group in by_node.items())
 
 
 def _merged(payloads: list[etree._Element]) -> etree._Element:
     return payloads[0] if len(payloads) == 1 else merge_payloads(payloads)
+
+
+def _merged_apply(pushes: list[NodePush]) -> etree._Element:
+    return _merged([p.apply_payload() for p in pushes])
 
 
 def _merged_undo(pushes: list[NodePush]) -> etree._Element:
@@ -176,14 +193,20 @@ def _pipelined(configurator: NodeConfigurator) -> bool:
     return callable(getattr(configurator, "send_edit_config", None))
 
 
-def _edit_all(edits: Mapping[NodeId, tuple[NodeConfigurator, etree._Element]],
+def _call_built(fn: Callable[[etree._Element], None], payload: Payload) -> None:
+    fn(_built(payload))
+
+
+def _edit_all(edits: Mapping[NodeId, tuple[NodeConfigurator, Payload]],
               executor: Executor | None, *, rollback: bool = False
               ) -> dict[NodeId, str | None]:
     """Apply one payload per node in parallel (``rollback``: as the undo of a push); map
-    node → None (ok) or the error text. Pipelined configurators get their RPC sent from
-    this thread after the blocking ones were handed to the executor, then every reply is
-    waited for."""
-    blocking = {node: ((conf.rollback if rollback else conf.edit_config), payload)
+    node → None (ok) or the error text (also when building the payload failed).
+    Pipelined configurators get their RPC sent from this thread, each payload built just
+    before it is sent, after the blocking ones were handed to the executor; then every reply
+    is waited for."""
+    blocking = {node: (partial(_call_built, conf.rollback if rollback else conf.edit_config),
+                       payload)
                 for node, (conf, payload) in edits.items() if not _pipelined(conf)}
     pipelined = {node: (conf, payload) for node, (conf, payload) in edits.items()
                  if node not in blocking}
@@ -199,7 +222,8 @@ def _edit_all(edits: Mapping[NodeId, tuple[NodeConfigurator, etree._Element]],
         in_flight: dict[NodeId, PendingReply] = {}
         for node, (conf, payload) in pipelined.items():
             try:
-                in_flight[node] = conf.send_edit_config(payload)  # type: ignore[attr-defined]
+                in_flight[node] = conf.send_edit_config(  # type: ignore[attr-defined]
+                    _built(payload))
             except Exception as exc:  # noqa: BLE001 - not even sent: this node failed
                 results[node] = _describe(exc)
         for node, pending in in_flight.items():
@@ -223,13 +247,13 @@ def push_all(pushes: Sequence[NodePush], configurators: Mapping[NodeId, NodeConf
     waits for it, ``kms.relay.RULE_WAIT_S``); on any failure roll back the nodes that
     succeeded."""
     failures: dict[NodeId, str] = {}
-    edits: dict[NodeId, tuple[NodeConfigurator, etree._Element]] = {}
+    edits: dict[NodeId, tuple[NodeConfigurator, Payload]] = {}
     for push in pushes:
         configurator = configurators.get(push.node_id)
         if configurator is None:
             failures[push.node_id] = "no NETCONF session to this node"
         else:
-            edits[push.node_id] = (configurator, push.apply)
+            edits[push.node_id] = (configurator, push.apply)   # built when sent
     if failures:  # do not touch any node when one of them cannot even be reached
         return PushResult((), failures)
     outcome = _edit_all(edits, executor)
@@ -238,7 +262,7 @@ def push_all(pushes: Sequence[NodePush], configurators: Mapping[NodeId, NodeConf
     if not failures:
         return PushResult(applied)
     by_node = {p.node_id: p for p in pushes}
-    rollback = _edit_all({n: (configurators[n], by_node[n].undo_payload()) for n in applied},
+    rollback = _edit_all({n: (configurators[n], by_node[n].undo) for n in applied},
                          executor, rollback=True)
     return PushResult((), failures,
                       tuple(n for n, err in rollback.items() if err is None),
