@@ -96,9 +96,7 @@ class SouthboundConfig:
     #: ncclient send tick; None = by the number of agents (``tick_for_sessions``)
     ncclient_tick_s: float | None = None
     #: write each RPC at once from the calling thread (``netconf_pipeline.write_through``)
-    #: instead of leaving it in ncclient's queue until its session thread's next tick; the
-    #: tick is then not lowered (``ncclient_tick_s`` unused): an idle session's thread wakes
-    #: every 0.1 s (ncclient's default) instead of every 1-10 ms
+    #: instead of leaving it in ncclient's queue until its session thread's next tick
     write_through: bool = True
 
 
@@ -210,8 +208,7 @@ class AgentSession:
     def _connect(self) -> Any:
         from ncclient import manager
 
-        if not self.config.write_through:   # write-through sends never wait for the tick
-            lower_ncclient_tick(self.config.ncclient_tick_s or NCCLIENT_TICK_S)
+        lower_ncclient_tick(self.config.ncclient_tick_s or NCCLIENT_TICK_S)
         logging.getLogger("ncclient").setLevel(logging.WARNING)
         ep = self.endpoint
         m = manager.connect(host=ep.host, port=ep.port, username=ep.username,
