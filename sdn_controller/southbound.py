@@ -87,6 +87,10 @@ class AgentEndpoint:
 
 @dataclass(frozen=True)
 class SouthboundConfig:
+    #: write each RPC at once from the calling thread (``netconf_pipeline.write_through``)
+    #: instead of leaving it in ncclient's queue until its session thread's next tick (or
+    #: wake-up) and a hand-over of the GIL to it
+    write_through: bool = True
     connect_timeout_s: float = 10.0
     rpc_timeout_s: float = 10.0
     backoff_initial_s: float = 0.1
@@ -95,9 +99,6 @@ class SouthboundConfig:
     notification_wait_s: float = 0.2    #: how long one wait for a notification blocks
     #: ncclient send tick; None = by the number of agents (``tick_for_sessions``)
     ncclient_tick_s: float | None = None
-    #: write each RPC at once from the calling thread (``netconf_pipeline.write_through``)
-    #: instead of leaving it in ncclient's queue until its session thread's next tick
-    write_through: bool = True
 
 
 NotificationHandler = Callable[[NodeId, str], None]
