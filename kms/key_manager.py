@@ -89,6 +89,10 @@ class KmConfig:
     #: keys relayed per ext_keys message when the ready pool of a pair runs short (≥ request);
     #: the surplus waits, ready at both ends, for the pair's next requests
     relay_batch: int = 32
+    #: ETSI 014: ready keys of a pair reserved per durable transaction (one fsync) for the
+    #: master's next requests; 0 = every release commits with its own (grouped) fsync.
+    #: Reserved keys not handed out when the KM stops or dies are voided (kms.key_pool).
+    reserve_batch: int = 64
     resolve_interval_s: float = 1.0
     #: how long the first ETSI 014 request of a pair waits for the controller's configuration
     #: or refusal before it is answered 503 (docs/kms.md)
@@ -158,7 +162,7 @@ class KeyManager:
         self._refusals_seen: frozenset[str] = frozenset()
         self._leg_credits: dict[str, dict[str, float]] = {}   # multipath: bits owed per leg
         self._key_arrived = threading.Condition()
-        self.pool = KeyPool(self._dir / "keys.sqlite")
+        self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch)
         self.gate = PriorityGate(config.concurrent_relays)
         self.relay = RelayEngine(RelayContext(
             node_name=node_name, qkdn_id=self.qkdn_id, directory=lambda: self._directory,
