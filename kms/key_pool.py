@@ -30,7 +30,6 @@ from typing import Any
 from kms.errors import InsufficientKey, KeyNotFound, KmsError, RelayError
 from kms.key_store import open_database
 
-
 #: the hand-out journal is ``<pool file>`` + this suffix (key_IDs only, never key bytes)
 HANDED_OUT_SUFFIX = "-handed-out"
 #: hand-outs after which the journal is folded into the store (one fsync)
