@@ -900,6 +900,7 @@ class KeyManager:
                     self._release_session(session.session_id)
             self._forget_terminated(self._forwarding)
         self.pool.expire(self._clock())
+        self.pool.fold_journal()
         if self.pool.pending_relays():
             self.relay.resolve_pending()
 

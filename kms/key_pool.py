@@ -103,7 +103,8 @@ class KeyPool:
     from memory: before the HTTP answer its key_IDs are appended to the *hand-out journal*
     (``keys.sqlite-handed-out``; one ``write``, no fsync), so one fsync serves
     ``reserve_batch`` requests. The journal is folded into the store (reserved → released,
-    one durable transaction) every :data:`JOURNAL_FOLD_LINES` lines, at close and at start;
+    one durable transaction) by the KM's housekeeping every second
+    (:meth:`fold_journal`), every :data:`JOURNAL_FOLD_LINES` lines, at close and at start;
     at start every other ``reserved`` row is voided (:meth:`recovered_void` lists them).
     Hence, whatever the moment of a crash:
 
@@ -407,10 +408,23 @@ class KeyPool:
             os.write(self._journal_fd, line)
             self._journal_lines += len(records)
             if self._journal_lines >= JOURNAL_FOLD_LINES:
-                with self._lock, self._tx() as cur:
-                    _set_state(cur, self._read_journal(), KeyState.RESERVED, KeyState.RELEASED)
-                os.ftruncate(self._journal_fd, 0)
-                self._journal_lines = 0
+                self._fold_journal_locked()
+
+    def fold_journal(self) -> int:
+        """Record the journal's hand-outs in the store (reserved → released, one durable
+        transaction) and empty it; the KM's housekeeping calls it every second. Returns how
+        many hand-outs were folded."""
+        with self._journal_lock:
+            return self._fold_journal_locked()
+
+    def _fold_journal_locked(self) -> int:
+        folded = self._journal_lines
+        if folded:
+            with self._lock, self._tx() as cur:
+                _set_state(cur, self._read_journal(), KeyState.RESERVED, KeyState.RELEASED)
+            os.ftruncate(self._journal_fd, 0)
+            self._journal_lines = 0
+        return folded
 
     def _void_reserved(self, key_ids: Sequence[str]) -> None:
         with self._lock, self._tx() as cur:
