@@ -177,6 +177,9 @@ class KeyManager:
         #: per session: provenance -> [keys, bits] delivered to local SAEs; last mode
         self._delivered: dict[str, dict[str, list[int]]] = {}
         self._modes: dict[str, str] = {}
+        #: sessions an ETSI 014 call used (a 004 stream may not take their ID; its CLOSE
+        #: leaves them to 014)
+        self._used_by_014: set[str] = set()
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -419,7 +422,13 @@ class KeyManager:
         with self._lock:
             return dict(self._modes)
 
+    def used_by_014(self, session_id: str) -> bool:
+        """An ETSI 014 call was served on this session (it is not a 004 stream's own)."""
+        with self._lock:
+            return session_id.lower() in self._used_by_014 or session_id in self._used_by_014
+
     def _release_session(self, session_id: str) -> None:
+        self._used_by_014.discard(session_id)
         self._buckets.pop(session_id, None)
         self.hybrid.drop_session(session_id)
         self._delivered.pop(session_id, None)    # the controller keeps the session's totals
@@ -624,6 +633,8 @@ class KeyManager:
         if additional_slaves:
             self._check_additional_slaves(master, slaves)
         sessions = [self.session_for_pair(master, s) for s in slaves]   # opens every pair
+        with self._lock:
+            self._used_by_014.update(s.session_id for s in sessions)
         bind_session(sessions[0].session_id)
         for session in sessions:
             self.telemetry.request(session.session_id, "014", "enc_keys", master)
@@ -861,6 +872,8 @@ class KeyManager:
         cfg = self._forwarding.session_for_pair(master, slave)
         sid = cfg.app_id if cfg else direct_session_id(master, slave)
         bind_session(sid)
+        with self._lock:
+            self._used_by_014.add(sid)
         self.telemetry.request(sid, "014", "dec_keys", slave)
         records = self.pool.take_for_slave(slave, master, key_ids, self._clock())
         self.telemetry.key_returned(sid, "014", "dec_keys", slave, len(records),
