@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import time
 from pathlib import Path
 
-from bench.kms_bench import _hammer, _tmp
+from bench.kms_bench import _tmp, hammer
 from kms.key_manager import KmConfig
 from kms.local_network import LocalKmNetwork
 
@@ -97,18 +96,16 @@ def measure(seconds: float, clients: int, profile: bool) -> dict:
         net.feed("A", "B", blocks=60, size=65536)
         url = net.kms["A"].base_url + "/api/v1/keys/sae-b/enc_keys"
         cert, key = net.sae_cert("sae-a")
-        start_at = time.time() + 3.0
-        jobs = [(url, cert, key, net.ca, start_at, seconds)] * clients
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(len(jobs)) as pool:
-            result = pool.map_async(_hammer, jobs)
-            time.sleep(max(0.0, start_at - time.time()))
+        started: list = []
+
+        def on_start() -> None:
             for acc in _totals.values():
                 acc[:] = [0.0, 0.0, 0]
-            t0 = os.times()
-            done = sum(result.get())
-            t1 = os.times()
-            snapshot = {k: list(v) for k, v in _totals.items()}
+            started.append(os.times())
+
+        done = hammer(url, cert, key, net.ca, clients, seconds, on_start)
+        t0, t1 = started[0], os.times()
+        snapshot = {k: list(v) for k, v in _totals.items()}
     for owner, name, original in restore:
         setattr(owner, name, original)
     cpu = (t1.user - t0.user) + (t1.system - t0.system)
