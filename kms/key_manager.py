@@ -163,6 +163,9 @@ class KeyManager:
         self._leg_credits: dict[str, dict[str, float]] = {}   # multipath: bits owed per leg
         self._key_arrived = threading.Condition()
         self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch)
+        if self.pool.recovered_void():
+            log.info("%s: %d key(s) reserved but never handed out before the last stop voided",
+                     node_name, len(self.pool.recovered_void()))
         self.gate = PriorityGate(config.concurrent_relays)
         self.relay = RelayEngine(RelayContext(
             node_name=node_name, qkdn_id=self.qkdn_id, directory=lambda: self._directory,
