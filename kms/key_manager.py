@@ -183,6 +183,8 @@ class KeyManager:
         #: sessions an ETSI 014 call used (a 004 stream may not take their ID; its CLOSE
         #: leaves them to 014)
         self._used_by_014: set[str] = set()
+        #: one relay-ahead at a time per (master, slave) (see _produce)
+        self._relay_locks: dict[tuple[str, str], threading.Lock] = {}
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -826,6 +828,27 @@ class KeyManager:
         missing = number - len(taken)
         if missing == 0:
             return taken
+        if missing >= self.config.relay_batch:   # no surplus for others: relay in parallel
+            return self._produce_missing(master, slave, size, route, now, taken, missing)
+        # a batch relayed ahead serves the pair's next requests: one relay at a time per
+        # pair, the requests that waited for it take from its surplus (six concurrent
+        # requests finding the pool empty used to relay six batches at once)
+        with self._relay_lock(master, slave):
+            more = self.pool.take_for_master(master, slave, missing, size, now,
+                                             qkd_only=qkd_only)
+            taken, missing = taken + more, missing - len(more)
+            if missing == 0:
+                return taken
+            return self._produce_missing(master, slave, size, route, now, taken, missing)
+
+    def _relay_lock(self, master: str, slave: str) -> threading.Lock:
+        with self._lock:
+            return self._relay_locks.setdefault((master, slave), threading.Lock())
+
+    def _produce_missing(self, master: str, slave: str, size: int, route: Route, now: float,
+                         taken: list[KeyRecord], missing: int) -> list[KeyRecord]:
+        """Make (local pair) or relay a batch of at least ``missing`` keys and release
+        ``missing`` of them with ``taken``."""
         cfg = self._forwarding.sessions.get(route.session or "")
         expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
         wanted = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
