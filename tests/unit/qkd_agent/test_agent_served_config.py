@@ -290,3 +290,14 @@ def test_list_entries_added_by_an_edit_get_their_state(ctx: libyang.Context) -> 
         assert entries[1].findtext(f"{Q}qkdi_type") == "etsi-qkdn-types:DV-QKD"
         assert entries[1].findtext(f"{Q}qkdi_status") == "etsi-qkdn-types:FAILED"
     assert build_rpc_reply(RPC, store.get_serialised(None, two)) == old_reply(store, None, two)
+
+
+@pytest.mark.parametrize("state", [None, status_only()], ids=["get-config", "state"])
+@pytest.mark.parametrize("with_filter", [False, True], ids=["no-filter", "qkd_node-filter"])
+def test_unconfigured_datastore(ctx: libyang.Context, state: dict | None,
+                                with_filter: bool) -> None:
+    store = Datastore(ctx, None)
+    flt = NODE_FILTER if with_filter else None
+    assert new_reply(store, flt, state) == old_reply(store, flt, state)
+    if state is None:
+        assert store.get_serialised(flt, None) == SerialisedData(b"<data/>")
