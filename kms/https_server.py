@@ -36,6 +36,7 @@ from cheroot import wsgi
 from cheroot.errors import MaxSizeExceeded
 from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+from cheroot.workers.threadpool import ThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -275,13 +276,28 @@ def guard_server(server: wsgi.Server, *, name: str,
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = MAX_BODY_BYTES
     server.ConnectionClass = _GuardedConnection
-    server.read_deadlines = deadlines  # read by _GuardedConnection
+    server.read_deadlines = deadlines  # type: ignore[attr-defined]  # read by _GuardedConnection
     if tls is not None:
         files, context = tls
         adapter = _DeferredHandshakeAdapter(str(files.cert), str(files.key), str(files.ca))
         adapter.context = context
         server.ssl_adapter = adapter
     return deadlines
+
+
+class _PromptThreadPool(ThreadPool):
+    """cheroot's worker pool, started without its 0.1 s polling sleep: ``ThreadPool.grow``
+    spawns the workers, then sleeps 0.1 s while the newest is not yet running — a tenth of a
+    second of every KM start (docs/twin.md, start-up timeline). Here each worker is awaited
+    in 1 ms steps."""
+
+    def grow(self, amount: int) -> None:
+        budget = max(self.max - len(self._threads), 0)  # max: an int or inf
+        workers = [self._spawn_worker() for _ in range(int(min(amount, budget)))]
+        for worker in workers:
+            while not worker.ready:
+                time.sleep(0.001)
+        self._threads.extend(workers)
 
 
 class HttpsServer:
@@ -297,6 +313,8 @@ class HttpsServer:
         self._server = wsgi.Server((host, port), app, numthreads=threads, server_name=name,
                                    request_queue_size=64, timeout=read_deadline_s,
                                    shutdown_timeout=2)
+        self._server.requests = _PromptThreadPool(self._server, min=threads,
+                                                  max=self._server.requests.max)
         self.read_deadlines = guard_server(self._server, name=name,
                                            read_deadline_s=read_deadline_s,
                                            tls=(files, server_tls_context(files)))

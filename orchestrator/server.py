@@ -55,7 +55,7 @@ class OrchestratorServer:
                  read_deadline_s: float = READ_DEADLINE_S) -> None:
         self._server = wsgi.Server((host, port), app, numthreads=threads,
                                    server_name="qkdn-orchestrator", request_queue_size=64,
-                                   timeout=read_deadline_s, shutdown_timeout=2)
+                                   shutdown_timeout=2)   # timeout: set by guard_server
         self.host = host
         self.scheme = "http" if tls is None else "https"
         self.read_deadlines = guard_server(
