@@ -323,6 +323,17 @@ class NodeRuntime:
         self._stack.close()
 
 
+#: Environment switch for idle-CPU measurements (``bench/scale_idle.py``): a node writes
+#: ``threads.json`` (OS thread id → Python thread name) to its state directory once it serves.
+THREAD_NAMES_ENV = "QKDN_THREAD_NAMES"
+
+
+def write_thread_names(path: Path) -> None:
+    """``{native thread id: thread name}`` of this process's Python threads, as JSON."""
+    write_json_atomic(path, {str(t.native_id): t.name for t in threading.enumerate()
+                             if t.native_id is not None})
+
+
 def run_node(config_path: Path) -> int:
     from qkdn.structured_logging import configure_logging
 
@@ -338,6 +349,8 @@ def run_node(config_path: Path) -> int:
                                   "metrics_port": node.metrics.port})
         log.info("node %s serving NETCONF on %s:%d, KM on %s:%d", config.name,
                  config.netconf_host, node.agent.port, config.km_host, node.km_port)
+        if os.environ.get(THREAD_NAMES_ENV):
+            write_thread_names(config.state_dir / "threads.json")
         stop.wait()
         log.info("node %s stopping", config.name)
         ready.unlink(missing_ok=True)

@@ -4,8 +4,10 @@ with the agent's capabilities checked at connect.
 
 Each :class:`AgentSession` is the :class:`~sdn_controller.push.NodeConfigurator` of its node
 (edit-config on ``running``); notifications and periodic ``get`` replies of ``qkd_node`` are
-handed to callbacks (the :class:`~sdn_controller.controller.Controller`). ncclient's send tick
-is lowered (it adds ~100 ms per RPC by default). Never logs payloads (they may name keys'
+handed to callbacks (the :class:`~sdn_controller.controller.Controller`). ncclient sessions are
+event-driven (:mod:`qkdn.netconf_client`: no polling tick, a request leaves at once), and at
+most ``max_parallel_connects`` SSH handshakes run at once (100 agents connecting together on
+two cores timed out and retried in a loop). Never logs payloads (they may name keys'
 sessions and SAEs; never key material, but the habit stays).
 """
 
@@ -91,9 +93,14 @@ class SouthboundConfig:
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
     poll_interval_s: float = 5.0        #: periodic get of qkd_node (state and metrics)
-    notification_wait_s: float = 0.2    #: how long one wait for a notification blocks
-    #: ncclient send tick; None = by the number of agents (``tick_for_sessions``)
+    #: how long one wait for a notification blocks at most (a notification ends the wait at
+    #: once; the wait also ends at the next poll): the idle wake-ups of one session per second
+    notification_wait_s: float = 1.0
+    #: ncclient send tick; None = by the number of agents (``tick_for_sessions``). Sessions
+    #: are event-driven, so it no longer paces requests (kept for the unpatched loop).
     ncclient_tick_s: float | None = None
+    #: SSH handshakes (connect, hello, capability check, subscription) at once per controller
+    max_parallel_connects: int = 8
 
 
 NotificationHandler = Callable[[NodeId, str], None]
@@ -106,8 +113,12 @@ class AgentSession:
     """The controller's NETCONF session to one agent (a ``NodeConfigurator``)."""
 
     def __init__(self, endpoint: AgentEndpoint, config: SouthboundConfig = SouthboundConfig(),
-                 rpc_observer: RpcObserver | None = None) -> None:
+                 rpc_observer: RpcObserver | None = None,
+                 connect_slots: threading.Semaphore | None = None) -> None:
         self.endpoint = endpoint
+        #: shared by a :class:`Southbound`'s sessions: bounds the handshakes in flight
+        self._connect_slots = connect_slots or threading.BoundedSemaphore(
+            max(1, config.max_parallel_connects))
         self._rpc_observer = rpc_observer
         self.node_id = endpoint.node_id
         self.config = config
@@ -215,7 +226,10 @@ class AgentSession:
         backoff = self.config.backoff_initial_s
         while not self._stop.is_set():
             try:
-                self._manager = self._connect()
+                with self._connect_slots:
+                    if self._stop.is_set():
+                        break
+                    self._manager = self._connect()
             except CapabilityError as exc:
                 self.last_error = str(exc)
                 log.error("agent %s: %s", self.node_id, exc)
@@ -251,8 +265,8 @@ class AgentSession:
             if time.monotonic() >= next_poll:
                 self._deliver(self._on_state, self.get_qkd_node())
                 next_poll = time.monotonic() + self.config.poll_interval_s
-            notification = manager.take_notification(block=True,
-                                                     timeout=self.config.notification_wait_s)
+            wait = min(self.config.notification_wait_s, max(0.0, next_poll - time.monotonic()))
+            notification = manager.take_notification(block=True, timeout=wait)
             if notification is not None:
                 self._deliver(self._on_notification, notification.notification_xml)
 
@@ -275,7 +289,8 @@ class Southbound(Mapping[NodeId, AgentSession]):
         endpoints = list(endpoints)
         if config.ncclient_tick_s is None:
             config = replace(config, ncclient_tick_s=tick_for_sessions(len(endpoints)))
-        self._sessions = {ep.node_id: AgentSession(ep, config, rpc_observer)
+        slots = threading.BoundedSemaphore(max(1, config.max_parallel_connects))
+        self._sessions = {ep.node_id: AgentSession(ep, config, rpc_observer, slots)
                           for ep in endpoints}
 
     def __getitem__(self, node_id: NodeId) -> AgentSession:
