@@ -130,3 +130,20 @@ class PairedSink:
         if block_index < max(self.record.start_block, peer.start_block):
             return
         self._sink.deliver(qkdl_id, block_index, key)
+
+    def deliver_many(self, qkdl_id: str, blocks: list[tuple[int, bytes]]) -> None:
+        """A batch of blocks (in order): the peer is looked at once, then the blocks both ends
+        produce go to the sink in one call (its ``deliver_many`` when it has one)."""
+        from qkd_twin.module import deliver_blocks
+
+        if not blocks:
+            return
+        peer = self._refresh_peer()
+        up = peer is not None and self._alive(peer.pid)
+        if up != self._peer_up:
+            self._peer_up = up
+            self._on_peer_change(up)
+        if not up or peer is None:
+            return
+        first = max(self.record.start_block, peer.start_block)
+        deliver_blocks(self._sink, qkdl_id, [(n, key) for n, key in blocks if n >= first])

@@ -73,6 +73,14 @@ def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
                      links=links)
 
 
+def directory_sources(topology: Topology, node_name: str, network: StateDir) -> list[Path]:
+    """The files :func:`km_directory` reads for ``node_name`` (its own and its neighbours'
+    node configs and ports files)."""
+    names = [node_name, *(link.peer_of(node_name) for link in topology.links_of(node_name))]
+    return [path for name in names
+            for path in (network.node_config(name), network.node_dir(name) / "ports.json")]
+
+
 def _recorded_port(path: Path, name: str) -> int:
     try:
         return int(read_json(path)[name])
@@ -80,8 +88,15 @@ def _recorded_port(path: Path, name: str) -> int:
         return 0
 
 
-#: Seconds between refreshes of the KM's directory from the other nodes' ports files.
+#: Seconds between looks at the files the KM's directory comes from (a look is a few
+#: ``stat`` calls; the files are read again only when one of them changed).
 DIRECTORY_REFRESH_S = 0.5
+#: Steady-state batch period of the node's QKD modules while their link's store holds a
+#: reserve (``qkd_twin.module``: the same blocks and key, produced once a second instead of
+#: every 0.25 s; ≤ LINK_INCOMING_WAIT_S, the receiver's wait for a block the sender has).
+MODULE_IDLE_BATCH_S = 1.0
+#: Seconds of a link's production each half of its store holds before the module batches.
+MODULE_RESERVE_S = 4.0
 
 
 class NodeRuntime:
@@ -129,9 +144,17 @@ class NodeRuntime:
         return self.config.km_port or _recorded_port(self.ports_path, "km")
 
     def _refresh_directory(self, stop: threading.Event) -> None:
+        from kms.directory import FileSignature
+
+        sources = directory_sources(self.topology, self.config.name, self.network)
+        seen = FileSignature.of(sources)
         while not stop.wait(DIRECTORY_REFRESH_S):
+            now = FileSignature.of(sources)
+            if now == seen:
+                continue
             try:
                 directory = km_directory(self.topology, self.config.name, self.network)
+                seen = now
                 if directory != self.km.directory:
                     self.km.set_directory(directory)
             except Exception:  # a half-written file of another node: next round
@@ -285,7 +308,14 @@ class NodeRuntime:
 
     def _start_modules(self) -> None:
         from qkd_twin.faults import fault_file
-        from qkd_twin.module import LinkRole, ModuleConfig, ModuleMode, QkdModule, read_seed
+        from qkd_twin.module import (
+            LinkRole,
+            ModuleConfig,
+            ModuleMode,
+            QkdModule,
+            read_seed,
+            reserve_is_low,
+        )
         from qkd_twin.pairing import PairedSink
 
         for link in self.topology.links_of(self.config.name):
@@ -298,6 +328,7 @@ class NodeRuntime:
                 seed=read_seed(self.network.link_seed(self.config.name, link.qkdl_id)),
                 mode=ModuleMode(link.mode),
                 fault_path=fault_file(self.network.root, link.a, link.b),
+                idle_batch_seconds=MODULE_IDLE_BATCH_S,
             )
             paired = PairedSink(
                 self.network.root, link.qkdl_id, self.config.name, peer, self.km,
@@ -305,7 +336,13 @@ class NodeRuntime:
                 discard=store.discard_blocks,
                 on_peer_change=lambda up, qkdl_id=link.qkdl_id: self._on_peer_change(qkdl_id, up))
             self.pairings[link.qkdl_id] = paired
-            module = QkdModule(config, paired)
+            holder: list[Any] = []
+
+            def demand(store: Any = store, holder: list[Any] = holder) -> bool:
+                return reserve_is_low(store.held_bytes(), holder[0].state.skr, MODULE_RESERVE_S)
+
+            module = QkdModule(config, paired, demand=demand)
+            holder.append(module)
             module.add_listener(self._on_link_event)
             self.modules[link.qkdl_id] = self._stack.enter_context(module)
 

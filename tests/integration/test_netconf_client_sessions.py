@@ -29,7 +29,7 @@ def agent_port(tmp_path: Path):
     ctx = load_context()
     datastore = Datastore(ctx, {NODE: {"qkdn_id": NODE_ID}})
     config = AgentConfig(password=PASSWORD, host_key=tmp_path / "host_key")
-    agent = QkdAgent(config, datastore, lambda: {}, ctx=ctx)
+    agent = QkdAgent(config, datastore, dict, ctx=ctx)
     with AgentThread(agent) as thread:
         yield thread.port
 
