@@ -198,21 +198,29 @@ class LinkKeyStore:
             cur.execute("BEGIN IMMEDIATE")
             added = dict.fromkeys(Half, 0)
             try:
+                indices = [n for n, _ in blocks]
+                present = {row[0] for row in cur.execute(
+                    "SELECT block FROM blocks WHERE block BETWEEN ? AND ?",
+                    (min(indices), max(indices)))}
+                new_blocks, new_ranges = [], []
+                held = sum(self._half_bytes_held.values())
                 for block_index, key in blocks:
-                    if cur.execute("SELECT 1 FROM blocks WHERE block=?",
-                                   (block_index,)).fetchone():
+                    if block_index in present:
                         continue
-                    held = sum(self._half_bytes_held.values()) + sum(added.values())
                     if held + len(key) > self.capacity_bytes:
                         refused += 1
                         continue
-                    cur.execute("INSERT INTO blocks(block) VALUES (?)", (block_index,))
+                    present.add(block_index)
+                    held += len(key)
+                    new_blocks.append((block_index,))
                     for half, data in split_block(key).items():
                         if data:
-                            cur.execute("INSERT INTO ranges(half, block, offset, data) "
-                                        "VALUES (?,?,?,?)", (half.value, block_index, 0, data))
+                            new_ranges.append((half.value, block_index, 0, data))
                             added[half] += len(data)
                     stored += 1
+                cur.executemany("INSERT INTO blocks(block) VALUES (?)", new_blocks)
+                cur.executemany("INSERT INTO ranges(half, block, offset, data) VALUES (?,?,?,?)",
+                                new_ranges)
                 if refused:
                     self._bump("refused_blocks", refused, cur)
                 cur.execute("COMMIT")

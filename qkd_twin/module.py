@@ -247,12 +247,18 @@ class LinkEmulator:
             raise ValueError("a link needs a non-empty secret seed")
         self.config = config
         self._perf_cache: dict[LinkParameters, LinkPerformance] = {}
+        #: the same performance looked up by fault state (no LinkParameters built per block)
+        self._perf_by_faults: dict[LinkFaultState, LinkPerformance] = {}
+        # the hash state after the link's constant parts (seed, link id), copied per digest
+        self._digest_prefix = hashlib.sha256()
+        for part in (b"qkdn-twin", config.seed, config.qkdl_id.encode()):
+            self._digest_prefix.update(len(part).to_bytes(4, "big") + part)
 
     # -- deterministic randomness -------------------------------------------------------
     def _digest(self, block_index: int, purpose: bytes) -> bytes:
-        h = hashlib.sha256()
-        for part in (b"qkdn-twin", self.config.seed, self.config.qkdl_id.encode(),
-                     str(block_index).encode(), purpose):
+        """SHA-256 over the length-prefixed parts (tag, seed, link id, block, purpose)."""
+        h = self._digest_prefix.copy()
+        for part in (str(block_index).encode(), purpose):
             h.update(len(part).to_bytes(4, "big") + part)
         return h.digest()
 
@@ -264,11 +270,15 @@ class LinkEmulator:
         return apply_faults(self.config.params, faults)
 
     def performance(self, faults: LinkFaultState) -> LinkPerformance:
+        perf = self._perf_by_faults.get(faults)
+        if perf is not None:
+            return perf
         params = self.parameters(faults)
         perf = self._perf_cache.get(params)
         if perf is None:
             perf = evaluate(params, self.config.decoy)
             self._perf_cache[params] = perf
+        self._perf_by_faults[faults] = perf
         return perf
 
     def frame_blocks(self, perf: LinkPerformance) -> int:
