@@ -147,8 +147,8 @@ class NodeRuntime:
         from kms.directory import FileSignature
 
         sources = directory_sources(self.topology, self.config.name, self.network)
-        seen = FileSignature.of(sources)
-        while not stop.wait(DIRECTORY_REFRESH_S):
+        seen: FileSignature | None = None   # the first look always rebuilds (a neighbour may
+        while not stop.wait(DIRECTORY_REFRESH_S):  # have written its ports since the KM began)
             now = FileSignature.of(sources)
             if now == seen:
                 continue

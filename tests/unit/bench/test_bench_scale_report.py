@@ -7,10 +7,10 @@ from bench.scale_bench import ScaleResult, error_kind, process_cpu_s, rows_of, s
 
 
 def result(**kw) -> ScaleResult:
-    values = dict(nodes=20, sessions=4, up_s=12.0, node_rss_mib=[110.0, 112.0],
-                  node_pss_mib=[28.0, 30.0], controller_rss_mib=70.0, supervisor_rss_mib=128.0,
-                  total_pss_mib=700.0, setup_ms=[100.0, 200.0, 300.0, 400.0], drive_s=2.0,
-                  active_sessions=4, errors=0, node_idle_cpu_pct=0.2)
+    values = {"nodes": 20, "sessions": 4, "up_s": 12.0, "node_rss_mib": [110.0, 112.0],
+                  "node_pss_mib": [28.0, 30.0], "controller_rss_mib": 70.0, "supervisor_rss_mib": 128.0,
+                  "total_pss_mib": 700.0, "setup_ms": [100.0, 200.0, 300.0, 400.0], "drive_s": 2.0,
+                  "active_sessions": 4, "errors": 0, "node_idle_cpu_pct": 0.2}
     values.update(kw)
     return ScaleResult(**values)
 
