@@ -198,22 +198,46 @@ def open_session(endpoints: dict[str, Any], master: str, slave: str, *,
         return setup, ""
 
 
-def active_sessions(state_root: Path, wait_s: float = 3.0) -> int:
-    """Active sessions in the controller's table (written every tick)."""
-    time.sleep(wait_s)
+def session_states(state_root: Path) -> dict[str, int]:
+    """Sessions per state (and per reason of the terminated ones) in the controller's table."""
     try:
         table = json.loads((state_root / "controller" / "sessions.json").read_text())
     except (OSError, ValueError):
-        return -1
+        return {}
     sessions = table.get("sessions", [])
     if isinstance(sessions, dict):
         sessions = list(sessions.values())
-    return sum(1 for s in sessions if str(s.get("state", "")).lower() == "active")
+    counts: dict[str, int] = {}
+    for session in sessions:
+        state = str(session.get("state", "")).lower()
+        if session.get("reason") and state != "active":
+            state += f" ({session['reason']}: {str(session.get('detail', ''))[:60]})"
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def active_sessions(state_root: Path, wait_s: float = 3.0) -> int:
+    """Active sessions in the controller's table (written every tick)."""
+    time.sleep(wait_s)
+    states = session_states(state_root)
+    return states.get("active", 0) if states else -1
 
 
 def process_cpu_s(pid: int) -> float:
     """utime + stime of a process in seconds (0 when it is gone)."""
     return cpu_ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
+
+
+def ready_times(state_root: Path, started_at: float) -> tuple[float, float]:
+    """Seconds from ``started_at`` (Unix time) to the last node's ``ready.json`` and to the
+    controller's (written once it is connected to every agent); -1 when missing."""
+    def age(path: Path) -> float:
+        try:
+            return path.stat().st_mtime - started_at
+        except OSError:
+            return -1.0
+    nodes = [age(p) for p in (state_root / "nodes").glob("*/ready.json")]
+    return (max(nodes) if nodes else -1.0), age(state_root / "controller" / "ready.json")
 
 
 def idle_cpu_pct(pids: list[int], window_s: float) -> float:
@@ -259,7 +283,9 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
         raise
     try:
         up_s = time.monotonic() - started
-        say(f"up in {up_s:.1f} s (every agent answers, controller connected)")
+        agents_s, controller_s = ready_times(state.root, time.time() - up_s)
+        say(f"up in {up_s:.1f} s (last agent ready after {agents_s:.1f} s, controller connected "
+            f"to every agent after {controller_s:.1f} s)")
         table = read_json(state.supervisor)
         node_rss, node_pss, node_pids, total_pss, controller_rss = [], [], [], 0, 0.0
         controller_pid = 0
@@ -327,6 +353,9 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
         say(f"sessions done in {drive_s:.1f} s: {len(setups)} with key, {len(errors)} errors; "
             f"controller CPU {controller_cpu:.1f} s")
         active = active_sessions(state.root)
+        states = session_states(state.root)
+        if set(states) - {"active"}:
+            say(f"controller sessions by state: {states}")
         kinds: dict[str, int] = {}
         for text in errors:
             kind = error_kind(text.split(": ", 1)[1] if ": " in text else text)
