@@ -101,6 +101,11 @@ class SouthboundConfig:
     ncclient_tick_s: float | None = None
     #: SSH handshakes (connect, hello, capability check, subscription) at once per controller
     max_parallel_connects: int = 8
+    #: periodic gets per second all agents together may cost: with more agents than
+    #: ``poll_interval_s × poll_budget_hz`` the interval grows (100 agents: 10 s, not 5 s; a
+    #: get of qkd_node costs the agent a few ms and grows with its sessions); notifications
+    #: still report every change at once
+    poll_budget_hz: float = 10.0
 
 
 NotificationHandler = Callable[[NodeId, str], None]
@@ -279,6 +284,18 @@ class AgentSession:
             log.exception("agent %s: handling a message failed", self.node_id)
 
 
+def poll_interval_for(agents: int, interval_s: float, budget_hz: float) -> float:
+    """The periodic-get interval for ``agents`` sessions: ``interval_s``, or longer so that
+    all of them together poll at most ``budget_hz`` times a second.
+
+    >>> poll_interval_for(6, 5.0, 10.0), poll_interval_for(100, 5.0, 10.0)
+    (5.0, 10.0)
+    """
+    if budget_hz <= 0:
+        return interval_s
+    return max(interval_s, agents / budget_hz)
+
+
 class Southbound(Mapping[NodeId, AgentSession]):
     """Every agent's session; a mapping node_id → :class:`AgentSession` (the controller's
     configurators). Context manager: ``with Southbound(...) as sb: sb.start(...)``."""
@@ -289,6 +306,8 @@ class Southbound(Mapping[NodeId, AgentSession]):
         endpoints = list(endpoints)
         if config.ncclient_tick_s is None:
             config = replace(config, ncclient_tick_s=tick_for_sessions(len(endpoints)))
+        config = replace(config, poll_interval_s=poll_interval_for(
+            len(endpoints), config.poll_interval_s, config.poll_budget_hz))
         slots = threading.BoundedSemaphore(max(1, config.max_parallel_connects))
         self._sessions = {ep.node_id: AgentSession(ep, config, rpc_observer, slots)
                           for ep in endpoints}
