@@ -108,6 +108,7 @@ class ScaleResult:
     controller_cpu_s: float = 0.0    #: controller CPU during the sessions
     complete: bool = True            #: False: stopped by a deadline (partial figures)
     phase: str = "done"              #: where an incomplete run stopped
+    restarts: dict[str, int] = field(default_factory=dict)  #: processes restarted in the run
 
     @property
     def sessions_per_s(self) -> float:
@@ -262,6 +263,7 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
     from qkdn.state_files import StateDir, read_json
 
     say = progress or Progress(enabled=False)
+    keep_logs: dict[str, Any] | None = None
     base = Path(tempfile.mkdtemp(prefix="qkdn-scale-", dir=work_dir))
     topology = base / f"grid{rows}x{cols}.yaml"
     topology.write_text(grid_yaml(rows, cols))
@@ -281,6 +283,7 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
     except BaseException:
         shutil.rmtree(base, ignore_errors=True)
         raise
+    keep_logs = {"keep": False}
     try:
         up_s = time.monotonic() - started
         agents_s, controller_s = ready_times(state.root, time.time() - up_s)
@@ -347,12 +350,20 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
                     say(f"sessions: {done} with key, {failed} failed, {flying} in flight, "
                         f"{sessions - done - failed - flying} waiting")
         drive_s = time.monotonic() - t0
+        controller_now = next((c["pid"] for c in read_json(state.supervisor)["children"].values()
+                               if c["kind"] == "controller"), 0)
+        # -1: the controller was restarted during the sessions (its CPU is not comparable)
         controller_cpu = (process_cpu_s(controller_pid) - controller_cpu_before
-                          if controller_pid else 0.0)
+                          if controller_pid and controller_now == controller_pid else -1.0)
         complete = drive_s <= drive_timeout_s
         say(f"sessions done in {drive_s:.1f} s: {len(setups)} with key, {len(errors)} errors; "
             f"controller CPU {controller_cpu:.1f} s")
         active = active_sessions(state.root)
+        restarts = {name: int(child.get("restarts", 0))
+                    for name, child in read_json(state.supervisor)["children"].items()
+                    if int(child.get("restarts", 0))}
+        if restarts:
+            say(f"processes restarted by the supervisor during the run: {restarts}")
         states = session_states(state.root)
         if set(states) - {"active"}:
             say(f"controller sessions by state: {states}")
@@ -361,13 +372,23 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
             kind = error_kind(text.split(": ", 1)[1] if ": " in text else text)
             kinds[kind] = kinds.get(kind, 0) + 1
         say(f"active sessions in the controller: {active}; errors by kind: {kinds or 0}")
+        keep_logs["keep"] = bool(errors or restarts or active != sessions or not complete)
         return ScaleResult(len(endpoints["nodes"]), sessions, up_s, node_rss, node_pss,
                            controller_rss, sup_rss / 1024, total_pss / 1024, setups, drive_s,
                            active, len(errors), errors[:10], kinds, node_idle, controller_cpu,
-                           complete=complete, phase="done" if complete else "sessions")
+                           complete=complete, phase="done" if complete else "sessions",
+                           restarts=restarts)
     finally:
         say("tearing down")
         bring_down(state)
+        if keep_logs is not None and keep_logs.get("keep"):
+            target = Path(tempfile.mkdtemp(prefix="qkdn-scale-logs-", dir=work_dir))
+            for log_file in [state.supervisor_log, *state.root.glob("controller/*.log"),
+                             *state.root.glob("controller/sessions.json")]:
+                if log_file.exists():
+                    shutil.copy(log_file, target / log_file.name)
+            keep_logs["path"] = str(target)
+            say(f"logs of this run kept in {target}")
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -437,7 +458,8 @@ def summary(run_number: int, result: ScaleResult) -> dict[str, Any]:
             "setup_ms_p50": round(statistics.median(setups), 1),
             "setup_ms_p99": round(percentile(setups, 99), 1),
             "active": result.active_sessions, "errors": result.errors,
-            "error_kinds": result.error_kinds, "error_samples": result.error_samples}
+            "error_kinds": result.error_kinds, "error_samples": result.error_samples,
+            "restarts": result.restarts}
 
 
 def run(quick: bool = False) -> list[dict]:
