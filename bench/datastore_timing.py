@@ -118,6 +118,7 @@ def main() -> None:
     ctx = load_context()
     store = Datastore(ctx, scale_config())
     state = operational_state()
+    standalone = {NODE: {"qkdn_status": f"{TYPES}:OPERATING"}}  # qkd_agent.cli's state
     link_filter = etree.fromstring(
         f'<filter xmlns="{NETCONF_BASE_NS}"><qkd_node xmlns="{ETSI_NODE_NS}"><qkd_links>'
         "<qkd_link><qkdl_performance/></qkd_link></qkd_links></qkd_node></filter>"
@@ -141,6 +142,10 @@ def main() -> None:
             lambda: etree.tostring(store.get_config()),
         "get whole qkd_node with state (+ serialise)":
             lambda: etree.tostring(store.get(None, state)),
+        "  the same, served (get_serialised)": lambda: store.get_serialised(None, state),
+        "get whole qkd_node, standalone state, served":
+            lambda: store.get_serialised(None, standalone),
+        "get-config whole qkd_node, served": lambda: store.get_serialised(None, None),
         "get links' performance, subtree filter": lambda: store.get(link_filter, state),
         "get links' performance, xpath filter": lambda: store.get(xpath_filter, state),
         "edit-config one app + one virtual link": edit_add_app_and_link,

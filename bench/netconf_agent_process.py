@@ -3,7 +3,10 @@
 ``python -m bench.netconf_agent_process CONFIG.json`` where the file holds ``{"initial":
 <RFC 7951 qkd_node>, "password": ..., "host_key": ..., "links": [qkdl_id...]}``. Prints
 ``port <n>`` once listening, then one line ``apps <json list of app_ids>`` after every
-committed change of the datastore. Reads commands from stdin, one JSON object per line:
+committed change of the datastore; with ``"timeline": true`` in the file also
+``tl <perf_counter> committed`` at every commit and ``tl <perf_counter> <operation> <seconds>``
+after every answered RPC (``perf_counter`` is CLOCK_MONOTONIC: comparable across processes).
+Reads commands from stdin, one JSON object per line:
 ``{"notify": <notification body>}`` or ``{"link": [qkdl_id, "ACTIVE"|"OFF"]}``.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 
 from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
 from qkd_agent.datastore import Datastore
@@ -33,9 +37,16 @@ def main(path: str) -> int:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
+    timeline = bool(spec.get("timeline"))
+
     def on_change(old: dict, new: dict) -> None:
+        if timeline:
+            emit(f"tl {time.perf_counter():.6f} committed")
         apps = new.get(NODE, {}).get("qkd_applications", {}).get("qkd_app", [])
         emit("apps " + json.dumps(sorted(a["app_id"] for a in apps)))
+
+    def on_rpc(operation: str, seconds: float, ok: bool) -> None:
+        emit(f"tl {time.perf_counter():.6f} {operation} {seconds:.6f}")
 
     def state() -> dict:
         links = [{"qkdl_id": link, "qkdl_status": T + status,
@@ -45,7 +56,7 @@ def main(path: str) -> int:
 
     store.add_listener(on_change)
     agent = QkdAgent(AgentConfig(password=spec["password"], host_key=spec["host_key"]), store,
-                     state, ctx=ctx)
+                     state, ctx=ctx, rpc_observer=on_rpc if timeline else None)
     with AgentThread(agent) as thread:
         emit(f"port {thread.port}")
         for line in sys.stdin:

@@ -32,6 +32,9 @@ def create_app(km: KeyManager) -> Flask:
     def _forget_session(_exc: BaseException | None) -> None:
         unbind_session()   # cheroot reuses its threads: no session context leaks to the next
 
+    # the 014 key calls skip Flask (same answers; kms/etsi014_fast_path.py)
+    from kms.etsi014_fast_path import KeyRouteDispatch
+    app.wsgi_app = KeyRouteDispatch(km, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

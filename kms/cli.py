@@ -48,7 +48,8 @@ def km_from_spec(spec: dict) -> KeyManager:
     config = KmConfig(require_controller=bool(spec.get("require_controller", False)),
                       fault_delays=spec.get("fault_delays", {}),
                       resolve_interval_s=float(spec.get("resolve_interval_s", 1.0)),
-                      relay_batch=int(spec.get("relay_batch", KmConfig.relay_batch)))
+                      relay_batch=int(spec.get("relay_batch", KmConfig.relay_batch)),
+                      reserve_batch=int(spec.get("reserve_batch", KmConfig.reserve_batch)))
     return KeyManager(spec["node"], spec["qkdn_id"], Path(spec["state_dir"]), directory, tls,
                       config=config)
 

@@ -16,21 +16,12 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from kms.errors import (
-    BadRequest,
-    InsufficientKey,
-    KeyNotFound,
-    KmsError,
-    NoRoute,
-    RateLimited,
-    RelayError,
-    SessionRefused,
-    Unauthorized,
-)
+from kms.errors import BadRequest, KeyNotFound, KmsError, SessionRefused, Unauthorized
 from kms.https_server import peer_identity
 from kms.key_pool import KeyRecord
 from kms.pki import SAE_UNIT
@@ -77,6 +68,68 @@ def key_container(records: list[KeyRecord]) -> dict[str, Any]:
                      for r in records]}
 
 
+def error_status(exc: KmsError) -> int:
+    """HTTP status of a KM error on the 014 API (the one translation table)."""
+    if isinstance(exc, (BadRequest, KeyNotFound)):
+        return 400
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, SessionRefused):  # the controller refused the session
+        return 401 if exc.refusal.access_denied else 503
+    return 503   # InsufficientKey, RateLimited, NoRoute, RelayError, SessionError, ...
+
+
+def error_payload(exc: KmsError) -> dict[str, Any]:
+    """014 Error body of a KM error."""
+    details = exc.details if isinstance(exc, BadRequest) else None
+    if isinstance(exc, SessionRefused):
+        details = [{"reason": exc.refusal.reason,
+                    "etsi004_status": exc.refusal.etsi004_status}]
+    return error_body(str(exc), details)
+
+
+def caller_of(environ: dict[str, Any]) -> str:
+    """The SAE_ID of the verified client certificate (401 without an SAE certificate)."""
+    ident = peer_identity(environ)
+    if ident is None or ident.unit != SAE_UNIT:
+        raise Unauthorized("an SAE client certificate is required")
+    return ident.common_name
+
+
+def enc_keys_request(body: dict[str, Any] | None, args: Mapping[str, str] | None,
+                     default_size: int) -> tuple[int, int, list[str]]:
+    """(number, size, additional slaves) of an enc_keys call: the POST Key request ``body``
+    (None: not a JSON object), else the GET query ``args``."""
+    if args is None:
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        _check_extensions(body)
+        additional = body.get("additional_slave_SAE_IDs") or []
+        if not isinstance(additional, list) or not all(isinstance(s, str) for s in additional):
+            raise BadRequest("additional_slave_SAE_IDs must be an array of SAE_ID strings")
+        return (_int_param(body.get("number"), "number", 1),
+                _int_param(body.get("size"), "size", default_size), additional)
+    return (_int_param(args.get("number"), "number", 1),
+            _int_param(args.get("size"), "size", default_size), [])
+
+
+def dec_keys_request(body: dict[str, Any] | None, key_ids: list[str] | None) -> list[str]:
+    """The key_IDs of a dec_keys call: the POST Key IDs ``body`` (None: not a JSON object),
+    else the GET ``key_ID`` query values."""
+    if key_ids is None:
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        _check_extensions(body)
+        raw = body.get("key_IDs")
+        if not isinstance(raw, list) or not all(isinstance(k, dict) and isinstance(k.get("key_ID"), str)
+                                                for k in raw):
+            raise BadRequest("key_IDs must be an array of {\"key_ID\": string}")
+        key_ids = [k["key_ID"] for k in raw]
+    if len(set(key_ids)) != len(key_ids):
+        raise BadRequest("duplicate key_ID")
+    return key_ids
+
+
 def _km():
     return current_app.config["KM"]
 
@@ -87,17 +140,7 @@ def _count(outcome: str) -> None:
 
 
 def _caller() -> str:
-    ident = peer_identity(request.environ)
-    if ident is None or ident.unit != SAE_UNIT:
-        raise Unauthorized("an SAE client certificate is required")
-    return ident.common_name
-
-
-def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
+    return caller_of(request.environ)
 
 
 def _int_param(value: Any, name: str, default: int) -> int:
@@ -125,24 +168,10 @@ def _check_extensions(body: dict[str, Any]) -> None:
 
 @blueprint.errorhandler(KmsError)
 def _kms_error(exc: KmsError):
-    status = 503
-    if isinstance(exc, BadRequest):
-        status = 400
-    elif isinstance(exc, Unauthorized):
-        status = 401
-    elif isinstance(exc, SessionRefused):  # the controller refused the session
-        status = 401 if exc.refusal.access_denied else 503
-    elif isinstance(exc, KeyNotFound):
-        status = 400
-    elif isinstance(exc, (InsufficientKey, RateLimited, NoRoute, RelayError)):
-        status = 503
-    details = exc.details if isinstance(exc, BadRequest) else None
+    status = error_status(exc)
     _count(outcome_of(exc))
-    if isinstance(exc, SessionRefused):
-        details = [{"reason": exc.refusal.reason,
-                    "etsi004_status": exc.refusal.etsi004_status}]
     log.info("014 %s %s -> %d (%s)", request.method, request.path, status, type(exc).__name__)
-    return jsonify(error_body(str(exc), details)), status
+    return jsonify(error_payload(exc)), status
 
 
 @blueprint.get("/<slave_sae_id>/status")
@@ -160,18 +189,10 @@ def get_status(slave_sae_id: str):
 def enc_keys(slave_sae_id: str):
     master = _caller()
     km = _km()
-    if request.method == "POST":
-        body = _json_object()
-        _check_extensions(body)
-        additional = body.get("additional_slave_SAE_IDs") or []
-        if not isinstance(additional, list) or not all(isinstance(s, str) for s in additional):
-            raise BadRequest("additional_slave_SAE_IDs must be an array of SAE_ID strings")
-        number = _int_param(body.get("number"), "number", 1)
-        size = _int_param(body.get("size"), "size", km.config.default_key_size)
-    else:
-        additional = []
-        number = _int_param(request.args.get("number"), "number", 1)
-        size = _int_param(request.args.get("size"), "size", km.config.default_key_size)
+    post = request.method == "POST"
+    number, size, additional = enc_keys_request(
+        request.get_json(silent=True) if post else None, None if post else request.args,
+        km.config.default_key_size)
     records = km.enc_keys(master, slave_sae_id, number, size, additional)
     log.info("014 enc_keys %s -> %s: %d key(s) of %d bits", master, slave_sae_id, len(records), size)
     _count(outcome_of(None))
@@ -182,18 +203,9 @@ def enc_keys(slave_sae_id: str):
 def dec_keys(master_sae_id: str):
     slave = _caller()
     km = _km()
-    if request.method == "POST":
-        body = _json_object()
-        _check_extensions(body)
-        raw = body.get("key_IDs")
-        if not isinstance(raw, list) or not all(isinstance(k, dict) and isinstance(k.get("key_ID"), str)
-                                                for k in raw):
-            raise BadRequest("key_IDs must be an array of {\"key_ID\": string}")
-        key_ids = [k["key_ID"] for k in raw]
-    else:
-        key_ids = request.args.getlist("key_ID")
-    if len(set(key_ids)) != len(key_ids):
-        raise BadRequest("duplicate key_ID")
+    post = request.method == "POST"
+    key_ids = dec_keys_request(request.get_json(silent=True) if post else None,
+                               None if post else request.args.getlist("key_ID"))
     records = km.dec_keys(slave, master_sae_id, key_ids)
     log.info("014 dec_keys %s <- %s: %d key(s)", slave, master_sae_id, len(records))
     _count(outcome_of(None))

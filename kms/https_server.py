@@ -32,6 +32,7 @@ from cheroot import wsgi
 from cheroot.errors import MaxSizeExceeded
 from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+from cheroot.workers.threadpool import ThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,21 @@ def _plain_error(start_response: Callable, status: str, body: bytes) -> list[byt
     return [body]
 
 
+class _PromptThreadPool(ThreadPool):
+    """cheroot's worker pool, started without its 0.1 s polling sleep: ``ThreadPool.grow``
+    spawns the workers, then sleeps 0.1 s while the newest is not yet running — a tenth of a
+    second of every KM start (docs/twin.md, start-up timeline). Here each worker is awaited
+    in 1 ms steps."""
+
+    def grow(self, amount: int) -> None:
+        budget = max(self.max - len(self._threads), 0)  # max: an int or inf
+        workers = [self._spawn_worker() for _ in range(int(min(amount, budget)))]
+        for worker in workers:
+            while not worker.ready:
+                time.sleep(0.001)
+        self._threads.extend(workers)
+
+
 class HttpsServer:
     """cheroot serving ``app`` on ``host:port`` (0 = ephemeral) with mutual TLS.
 
@@ -256,6 +272,8 @@ class HttpsServer:
                                    numthreads=threads, server_name=name,
                                    request_queue_size=64, timeout=read_deadline_s,
                                    shutdown_timeout=2)
+        self._server.requests = _PromptThreadPool(self._server, min=threads,
+                                                  max=self._server.requests.max)
         self._server.max_request_header_size = MAX_HEADER_BYTES
         self._server.max_request_body_size = MAX_BODY_BYTES
         self._server.ConnectionClass = _GuardedConnection

@@ -89,6 +89,10 @@ class KmConfig:
     #: keys relayed per ext_keys message when the ready pool of a pair runs short (≥ request);
     #: the surplus waits, ready at both ends, for the pair's next requests
     relay_batch: int = 32
+    #: ETSI 014: ready keys of a pair reserved per durable transaction (one fsync) for the
+    #: master's next requests; 0 = every release commits with its own (grouped) fsync.
+    #: Reserved keys not handed out when the KM stops or dies are voided (kms.key_pool).
+    reserve_batch: int = 64
     resolve_interval_s: float = 1.0
     #: how long the first ETSI 014 request of a pair waits for the controller's configuration
     #: or refusal before it is answered 503 (docs/kms.md)
@@ -158,7 +162,10 @@ class KeyManager:
         self._refusals_seen: frozenset[str] = frozenset()
         self._leg_credits: dict[str, dict[str, float]] = {}   # multipath: bits owed per leg
         self._key_arrived = threading.Condition()
-        self.pool = KeyPool(self._dir / "keys.sqlite")
+        self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch)
+        if self.pool.recovered_void():
+            log.info("%s: %d key(s) reserved but never handed out before the last stop voided",
+                     node_name, len(self.pool.recovered_void()))
         self.gate = PriorityGate(config.concurrent_relays)
         self.relay = RelayEngine(RelayContext(
             node_name=node_name, qkdn_id=self.qkdn_id, directory=lambda: self._directory,
@@ -174,6 +181,11 @@ class KeyManager:
         #: per session: provenance -> [keys, bits] delivered to local SAEs; last mode
         self._delivered: dict[str, dict[str, list[int]]] = {}
         self._modes: dict[str, str] = {}
+        #: sessions an ETSI 014 call used (a 004 stream may not take their ID; its CLOSE
+        #: leaves them to 014)
+        self._used_by_014: set[str] = set()
+        #: one relay-ahead at a time per (master, slave) (see _produce)
+        self._relay_locks: dict[tuple[str, str], threading.Lock] = {}
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -432,7 +444,13 @@ class KeyManager:
         with self._lock:
             return dict(self._modes)
 
+    def used_by_014(self, session_id: str) -> bool:
+        """An ETSI 014 call was served on this session (it is not a 004 stream's own)."""
+        with self._lock:
+            return session_id.lower() in self._used_by_014 or session_id in self._used_by_014
+
     def _release_session(self, session_id: str) -> None:
+        self._used_by_014.discard(session_id)
         self._buckets.pop(session_id, None)
         self.hybrid.drop_session(session_id)
         self._delivered.pop(session_id, None)    # the controller keeps the session's totals
@@ -622,7 +640,10 @@ class KeyManager:
         """Keys for master → slave; each released to the master once, ready for the slave.
 
         ``additional_slaves`` (ETSI 014 ``additional_slave_SAE_IDs``): the same keys are
-        delivered to each of them too (see :meth:`_enc_keys_shared`)."""
+        delivered to each of them too (see :meth:`_produce_shared`). One path for both: each
+        (master, slave) pair's session records the request, waits for the controller's
+        configuration, is charged, counts the keys per provenance and reports the outcome
+        (``km_key_request``)."""
         if slave not in self._directory.saes or master not in self.local_saes():
             raise Unauthorized("unknown slave SAE or master SAE not served by this KM")
         if master == slave:
@@ -630,36 +651,33 @@ class KeyManager:
         if not 1 <= number <= self.config.max_key_per_request:
             raise BadRequest(f"number must be 1..{self.config.max_key_per_request}")
         self.check_size(size)
+        slaves = [slave, *additional_slaves]
         if additional_slaves:
-            return self._enc_keys_shared(master, [slave, *additional_slaves], number, size)
-        session = self.session_for_pair(master, slave)
-        bind_session(session.session_id)
-        self.telemetry.request(session.session_id, "014", "enc_keys", master)
+            self._check_additional_slaves(master, slaves)
+        sessions = [self.session_for_pair(master, s) for s in slaves]   # opens every pair
+        with self._lock:
+            self._used_by_014.update(s.session_id for s in sessions)
+        bind_session(sessions[0].session_id)
+        for session in sessions:
+            self.telemetry.request(session.session_id, "014", "enc_keys", master)
         if self.config.require_controller:  # the first request waits for the controller
-            self.await_configuration(session, self.config.config_wait_s)
+            deadline = time.monotonic() + self.config.config_wait_s
+            for session in sessions:
+                self.await_configuration(session, max(0.0, deadline - time.monotonic()))
         outcome = notifications.KeyRequestOutcome.REFUSED
         delivered: list[KeyRecord] = []
         try:
-            route: Route | None
-            try:
-                route = self.route_for(master, slave, session)
-            except NoRoute:
-                if fallback_mode(self.hybrid.policy(session.session_id)) is None:
-                    raise
-                route = None      # no path: the session's fallback policy serves it
-            self._charge(session, number * size)
-            with self._lock:
-                session.fire(SessionEvent.KEY_REQUEST)
-            try:
-                records, reason = self._produce_with_fallback(master, slave, number, size,
-                                                              route, session.session_id)
-            finally:
-                self._key_done(session)
+            if additional_slaves:
+                records, reason = self._produce_shared(master, slaves, sessions, number, size)
+            else:
+                records, reason = self._produce_single(master, slave, sessions[0], number, size)
             outcome = notifications.KeyRequestOutcome.DELIVERED
             delivered = records
-            self.record_delivery(session.session_id, records, decides_mode=True, reason=reason)
-            self.telemetry.key_returned(session.session_id, "014", "enc_keys", master,
-                                        len(records), number * size)
+            for session in sessions:
+                self.record_delivery(session.session_id, records, decides_mode=True,
+                                     reason=reason)
+                self.telemetry.key_returned(session.session_id, "014", "enc_keys", master,
+                                            len(records), number * size)
             return records
         except RateLimited:
             outcome = notifications.KeyRequestOutcome.RATE_LIMITED
@@ -668,61 +686,71 @@ class KeyManager:
             outcome = notifications.KeyRequestOutcome.INSUFFICIENT_KEY
             raise
         finally:
-            self.report_key_request(session.session_id, number, number * size, outcome,
-                                    delivered)
+            for session in sessions:
+                self.report_key_request(session.session_id, number, number * size, outcome,
+                                        delivered)
 
-    def _enc_keys_shared(self, master: str, slaves: list[str], number: int,
-                         size: int) -> list[KeyRecord]:
-        """One set of keys for the master and every slave (ETSI 014 additional slaves).
-
-        Each (master, slave) pair is its own session (with a controller: its own
-        ``sdqkdn_application_new``, admission and path); the same fresh keys are relayed over
-        each pair's route — the additional slaves' copies first, the first slave's last — and
-        released to the master only once every slave's KM acknowledged them. A slave fetches
-        its copy once with ``dec_keys`` by the common key_ID. Fresh keys only: keys relayed
-        ahead for the pair (master, first slave) are never handed to several slaves.
-        """
+    def _check_additional_slaves(self, master: str, slaves: list[str]) -> None:
         if len(slaves) - 1 > self.config.max_sae_id_count:
             raise BadRequest(f"at most {self.config.max_sae_id_count} additional_slave_SAE_IDs "
                              "(max_SAE_ID_count)")
         if len(set(slaves)) != len(slaves) or master in slaves:
             raise BadRequest("additional_slave_SAE_IDs must be distinct and differ from the "
                              "master and the slave")
-        unknown = [s for s in slaves if s not in self._directory.saes]
-        if unknown:
+        if any(s not in self._directory.saes for s in slaves):
             raise BadRequest("unknown SAE in additional_slave_SAE_IDs")
-        sessions = [self.session_for_pair(master, s) for s in slaves]   # opens every pair
-        outcome = notifications.KeyRequestOutcome.REFUSED
+
+    def _produce_single(self, master: str, slave: str, session: KmSession, number: int,
+                        size: int) -> tuple[list[KeyRecord], str]:
+        """One slave: keys ready for the pair, relayed, or what the fallback policy allows."""
+        route: Route | None
         try:
-            routes = [self.route_for(master, s, session) for s, session in zip(slaves, sessions)]
+            route = self.route_for(master, slave, session)
+        except NoRoute:
+            if fallback_mode(self.hybrid.policy(session.session_id)) is None:
+                raise
+            route = None      # no path: the session's fallback policy serves it
+        self._charge(session, number * size)
+        with self._lock:
+            session.fire(SessionEvent.KEY_REQUEST)
+        try:
+            return self._produce_with_fallback(master, slave, number, size, route,
+                                               session.session_id)
+        finally:
+            self._key_done(session)
+
+    def _produce_shared(self, master: str, slaves: list[str], sessions: list[KmSession],
+                        number: int, size: int) -> tuple[list[KeyRecord], str]:
+        """One set of keys for the master and every slave (ETSI 014 additional slaves).
+
+        Each (master, slave) pair is its own session (with a controller: its own
+        ``sdqkdn_application_new``, admission and path); the same fresh keys are relayed over
+        each pair's route — the additional slaves' copies first, the first slave's last — and
+        released to the master only once every slave's KM acknowledged them. A slave fetches
+        its copy once with ``dec_keys`` by the common key_ID. Fresh QKD keys only: keys
+        relayed ahead for the pair (master, first slave) are never handed to several slaves,
+        and no session's fallback policy applies (a hybrid/pqc key is derived from one
+        session's own post-quantum secret, which the other slaves do not share): QKD key
+        short on any pair is a 503.
+        """
+        routes = [self.route_for(master, s, session) for s, session in zip(slaves, sessions)]
+        for session in sessions:
+            self._charge(session, number * size)
+        with self._lock:
             for session in sessions:
-                self._charge(session, number * size)
-            with self._lock:
-                for session in sessions:
-                    session.fire(SessionEvent.KEY_REQUEST)
-            try:
-                now = self._clock()
-                material = [(str(uuid.uuid4()), secrets.token_bytes(size // 8))
-                            for _ in range(number)]
-                order = list(range(1, len(slaves))) + [0]
-                for i in order:
-                    self._deliver_copy(master, slaves[i], routes[i], material, size, now,
-                                       primary=i == 0)
-                records = self.pool.take_named_for_master(master, [k for k, _ in material], now)
-            finally:
-                for session in sessions:
-                    self._key_done(session)
-            outcome = notifications.KeyRequestOutcome.DELIVERED
-            return records
-        except RateLimited:
-            outcome = notifications.KeyRequestOutcome.RATE_LIMITED
-            raise
-        except InsufficientKey:
-            outcome = notifications.KeyRequestOutcome.INSUFFICIENT_KEY
-            raise
+                session.fire(SessionEvent.KEY_REQUEST)
+        try:
+            now = self._clock()
+            material = [(str(uuid.uuid4()), secrets.token_bytes(size // 8))
+                        for _ in range(number)]
+            order = list(range(1, len(slaves))) + [0]
+            for i in order:
+                self._deliver_copy(master, slaves[i], routes[i], material, size, now,
+                                   primary=i == 0)
+            return self.pool.take_named_for_master(master, [k for k, _ in material], now), ""
         finally:
             for session in sessions:
-                self.report_key_request(session.session_id, number, number * size, outcome)
+                self._key_done(session)
 
     def _deliver_copy(self, master: str, slave: str, route: Route,
                       material: list[tuple[str, bytes]], size: int, now: float, *,
@@ -817,6 +845,27 @@ class KeyManager:
         missing = number - len(taken)
         if missing == 0:
             return taken
+        if missing >= self.config.relay_batch:   # no surplus for others: relay in parallel
+            return self._produce_missing(master, slave, size, route, now, taken, missing)
+        # a batch relayed ahead serves the pair's next requests: one relay at a time per
+        # pair, the requests that waited for it take from its surplus (six concurrent
+        # requests finding the pool empty used to relay six batches at once)
+        with self._relay_lock(master, slave):
+            more = self.pool.take_for_master(master, slave, missing, size, now,
+                                             qkd_only=qkd_only)
+            taken, missing = taken + more, missing - len(more)
+            if missing == 0:
+                return taken
+            return self._produce_missing(master, slave, size, route, now, taken, missing)
+
+    def _relay_lock(self, master: str, slave: str) -> threading.Lock:
+        with self._lock:
+            return self._relay_locks.setdefault((master, slave), threading.Lock())
+
+    def _produce_missing(self, master: str, slave: str, size: int, route: Route, now: float,
+                         taken: list[KeyRecord], missing: int) -> list[KeyRecord]:
+        """Make (local pair) or relay a batch of at least ``missing`` keys and release
+        ``missing`` of them with ``taken``."""
         cfg = self._forwarding.sessions.get(route.session or "")
         expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
         wanted = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
@@ -866,6 +915,8 @@ class KeyManager:
         cfg = self._forwarding.session_for_pair(master, slave)
         sid = cfg.app_id if cfg else direct_session_id(master, slave)
         bind_session(sid)
+        with self._lock:
+            self._used_by_014.add(sid)
         self.telemetry.request(sid, "014", "dec_keys", slave)
         records = self.pool.take_for_slave(slave, master, key_ids, self._clock())
         self.telemetry.key_returned(sid, "014", "dec_keys", slave, len(records),
@@ -913,6 +964,7 @@ class KeyManager:
                     self._release_session(session.session_id)
             self._forget_terminated(self._forwarding)
         self.pool.expire(self._clock())
+        self.pool.fold_journal()
         if self.pool.pending_relays():
             self.relay.resolve_pending()
 

@@ -6,13 +6,19 @@ and a state:
 
 * ``pending`` — source side, relayed but not yet acknowledged; never released;
 * ``ready`` — acknowledged (source) or stored (destination): releasable once to each local SAE;
+* ``reserved`` — ready keys of an ETSI 014 pair taken out of the store in a batch for the
+  master's next requests (bytes held in memory only, overwritten in the store; see
+  :class:`KeyPool`); a reserved key is either handed to the master (``released``) or voided;
 * ``released`` / ``void`` — tombstones (key bytes overwritten and removed).
 
-Every transition is one SQLite transaction (WAL, synchronous FULL, secure_delete).
+Every transition is one SQLite transaction (WAL, synchronous FULL, secure_delete), except the
+mark that hands a reserved key out: a line in an append-only hand-out journal, durable against
+a process crash (see :class:`KeyPool` for why that keeps every guarantee).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -21,13 +27,19 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from kms.errors import InsufficientKey, KeyNotFound, RelayError
+from kms.errors import InsufficientKey, KeyNotFound, KmsError, RelayError
 from kms.key_store import open_database
+
+#: the hand-out journal is ``<pool file>`` + this suffix (key_IDs only, never key bytes)
+HANDED_OUT_SUFFIX = "-handed-out"
+#: hand-outs after which the journal is folded into the store (one fsync)
+JOURNAL_FOLD_LINES = 4096
 
 
 class KeyState(str, Enum):
     PENDING = "pending"
     READY = "ready"
+    RESERVED = "reserved"
     RELEASED = "released"
     VOID = "void"
 
@@ -83,9 +95,35 @@ class KeyPool:
     Releases to SAEs use *group commit*: concurrent releases run in one transaction (each in
     its own savepoint) and share one fsync; every caller returns only after the commit that
     holds its release, so the durability guarantee is unchanged.
+
+    **Reservations** (``reserve_batch`` > 0; ETSI 014 master releases): one synchronous-FULL
+    transaction moves up to ``reserve_batch`` ready QKD keys of a (master, slave, size) from
+    ``ready`` to ``reserved``, overwriting their bytes in the store (``zeroblob``, then NULL;
+    the WAL is truncated) and keeping them in memory. A later request of the pair is served
+    from memory: before the HTTP answer its key_IDs are appended to the *hand-out journal*
+    (``keys.sqlite-handed-out``; one ``write``, no fsync), so one fsync serves
+    ``reserve_batch`` requests. The journal is folded into the store (reserved → released,
+    one durable transaction) by the KM's housekeeping every second
+    (:meth:`fold_journal`), every :data:`JOURNAL_FOLD_LINES` lines, at close and at start;
+    at start every other ``reserved`` row is voided (:meth:`recovered_void` lists them).
+    Hence, whatever the moment of a crash:
+
+    * never twice: a reserved key never returns to ``ready`` (the reservation is durable
+      before any of its keys is handed out, and its bytes are gone from the store);
+    * a kill -9 loses no hand-out mark (the journal ``write`` is in the OS's page cache), so
+      only keys that were never handed out are voided at restart; a kill between the mark
+      and the answer loses that key to the master, as a kill between commit and answer did;
+    * an OS crash or power loss may lose hand-out marks written since the journal was last
+      folded: those keys are voided though the master got them (its slave then gets 400 for
+      them) — lost, never duplicated.
+
+    Only keys of a pair whose slave is elsewhere (``slave_local=0``) and of provenance
+    ``qkd`` are reserved; local pairs, hybrid/pqc keys and 004 stream keys use the
+    group-committed path.
     """
 
-    def __init__(self, path: Path, local_saes: Iterable[str] = ()) -> None:
+    def __init__(self, path: Path, local_saes: Iterable[str] = (), *,
+                 reserve_batch: int = 0) -> None:
         self._lock = threading.RLock()
         self._conn = open_database(path)
         self._conn.executescript(_SCHEMA)
@@ -98,6 +136,45 @@ class KeyPool:
         self._group_lock = threading.Lock()
         self._group_queue: list[_GroupOp] = []
         self._group_leader = False
+        self.reserve_batch = reserve_batch
+        #: (master, slave, size_bits) -> reserved keys, oldest first (bytes in memory only)
+        self._reserved: dict[tuple[str, str, int], list[KeyRecord]] = {}
+        self._reserve_lock = threading.Lock()
+        #: hand-out journal: key_IDs of reserved keys given to the master, one per line
+        self._journal_path = path.with_name(path.name + HANDED_OUT_SUFFIX)
+        self._journal_lock = threading.Lock()
+        self._journal_lines = 0
+        self._recovered_void = self._settle_reserved_rows(self._read_journal())
+        self._truncate_journal()
+        fd = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._journal_fd = fd
+
+    def _read_journal(self) -> list[str]:
+        try:
+            text = self._journal_path.read_text(encoding="ascii", errors="ignore")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.split("\n") if line]  # a torn last line matches nothing
+
+    def _truncate_journal(self) -> None:
+        fd = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+
+    def _settle_reserved_rows(self, handed_out: Sequence[str]) -> list[KeyRecord]:
+        """Start-up / shutdown: reserved keys named in the hand-out journal are released, every
+        other reserved key is voided (durable, before the journal is emptied). Returns the
+        voided ones (ids and pairs, no bytes)."""
+        with self._lock, self._tx() as cur:
+            _set_state(cur, handed_out, KeyState.RESERVED, KeyState.RELEASED)
+            rows = cur.execute("SELECT key_id, master, slave, session FROM keys WHERE state=?",
+                               (KeyState.RESERVED.value,)).fetchall()
+            cur.execute("UPDATE keys SET key=NULL, state=? WHERE state=?",
+                        (KeyState.VOID.value, KeyState.RESERVED.value))
+        return [KeyRecord(k, m, s, None, session=sess) for k, m, s, sess in rows]
+
+    def recovered_void(self) -> list[KeyRecord]:
+        """Keys reserved by the previous run and voided at start (ids and pairs, no bytes)."""
+        return list(self._recovered_void)
 
     def _grouped(self, work: Callable[[sqlite3.Cursor], Any]) -> Any:
         """Run ``work(cursor)`` in a shared, group-committed transaction; return its result."""
@@ -150,6 +227,14 @@ class KeyPool:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
+        """Settle reservations (handed-out keys released, the rest voided, as the next start
+        would), then close."""
+        with self._reserve_lock:
+            self._reserved.clear()
+        with self._journal_lock:
+            self._settle_reserved_rows(self._read_journal())
+            os.close(self._journal_fd)
+            self._truncate_journal()
         with self._lock:
             self._conn.close()
 
@@ -241,7 +326,119 @@ class KeyPool:
     def take_for_master(self, master: str, slave: str, number: int, size_bits: int,
                         now: float, *, qkd_only: bool = False) -> list[KeyRecord]:
         """Release up to ``number`` ready keys of the pair to the master (QKD keys first, then
-        oldest first); ``qkd_only``: leave hybrid/pqc keys derived ahead in the pool."""
+        oldest first); ``qkd_only``: leave hybrid/pqc keys derived ahead in the pool.
+
+        With reservations on, QKD keys come from the pair's reserve (refilled with one
+        durable transaction when short), the rest from the store."""
+        out: list[KeyRecord] = []
+        if self.reserve_batch > 0:
+            pair = (master, slave, size_bits)
+            out = self._pop_reserved(pair, number, now)
+            if len(out) < number:
+                self._refill(pair, number - len(out), now)
+                out += self._pop_reserved(pair, number - len(out), now)
+            self._mark_handed_out(out)
+            if len(out) == number:
+                return out
+        return out + self._take_stored_for_master(master, slave, number - len(out), size_bits,
+                                                  now, qkd_only=qkd_only)
+
+    # -- reservations (see the class docstring) ---------------------------------------------
+    def _pop_reserved(self, pair: tuple[str, str, int], number: int, now: float,
+                      key_ids: Sequence[str] | None = None) -> list[KeyRecord]:
+        """Take up to ``number`` unexpired reserved keys of ``pair`` (only ``key_ids`` if
+        given) out of memory; expired ones are voided."""
+        expired: list[str] = []
+        with self._reserve_lock:
+            held = self._reserved.get(pair)
+            if not held:
+                return []
+            out, keep = [], []
+            wanted = None if key_ids is None else set(key_ids)
+            for record in held:
+                if record.expires is not None and record.expires <= now:
+                    expired.append(record.key_id)
+                elif len(out) < number and (wanted is None or record.key_id in wanted):
+                    out.append(record)
+                else:
+                    keep.append(record)
+            self._reserved[pair] = keep
+        if expired:
+            self._void_reserved(expired)
+        return out
+
+    def _refill(self, pair: tuple[str, str, int], missing: int, now: float) -> None:
+        """Reserve ``max(missing, reserve_batch)`` ready QKD keys of ``pair`` (one durable,
+        group-committed transaction; their bytes leave the store)."""
+        master, slave, size_bits = pair
+
+        def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
+            rows = cur.execute(
+                "SELECT key_id, key, expires, session FROM keys WHERE master=? AND slave=? AND "
+                "state=? AND master_local=1 AND slave_local=0 AND master_taken=0 AND "
+                "size_bits=? AND stream_id IS NULL AND provenance='qkd' AND "
+                "(expires IS NULL OR expires>?) ORDER BY created LIMIT ?",
+                (master, slave, KeyState.READY.value, size_bits, now,
+                 max(missing, self.reserve_batch))).fetchall()
+            ids = [r[0] for r in rows]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE key_id IN ({marks})",
+                            chunk)
+                cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE key_id IN ({marks})",
+                            [KeyState.RESERVED.value, *chunk])
+            return [KeyRecord(k, master, slave, bytes(key), session=sess, expires=e)
+                    for k, key, e, sess in rows]
+
+        records = self._grouped(work)   # committed (fsync) and WAL truncated on return
+        if records:
+            with self._reserve_lock:
+                self._reserved.setdefault(pair, []).extend(records)
+
+    def _mark_handed_out(self, records: Sequence[KeyRecord]) -> None:
+        """Record reserved keys as released to the master before they are answered: one
+        ``write`` of their key_IDs to the hand-out journal (in the OS's page cache: survives
+        a process kill; no fsync). The journal is folded into the store every
+        :data:`JOURNAL_FOLD_LINES` lines (one durable transaction), at close and at start."""
+        if not records:
+            return
+        line = "".join(r.key_id + "\n" for r in records).encode("ascii")
+        with self._journal_lock:
+            os.write(self._journal_fd, line)
+            self._journal_lines += len(records)
+            if self._journal_lines >= JOURNAL_FOLD_LINES:
+                self._fold_journal_locked()
+
+    def fold_journal(self) -> int:
+        """Record the journal's hand-outs in the store (reserved → released, one durable
+        transaction) and empty it; the KM's housekeeping calls it every second. Returns how
+        many hand-outs were folded."""
+        with self._journal_lock:
+            return self._fold_journal_locked()
+
+    def _fold_journal_locked(self) -> int:
+        folded = self._journal_lines
+        if folded:
+            with self._lock, self._tx() as cur:
+                _set_state(cur, self._read_journal(), KeyState.RESERVED, KeyState.RELEASED)
+            os.ftruncate(self._journal_fd, 0)
+            self._journal_lines = 0
+        return folded
+
+    def _void_reserved(self, key_ids: Sequence[str]) -> None:
+        with self._lock, self._tx() as cur:
+            cur.executemany("UPDATE keys SET state=? WHERE key_id=? AND state=?",
+                            [(KeyState.VOID.value, k, KeyState.RESERVED.value) for k in key_ids])
+
+    def reserved_count(self, master: str, slave: str, size_bits: int) -> int:
+        with self._reserve_lock:
+            return len(self._reserved.get((master, slave, size_bits), ()))
+
+    def _take_stored_for_master(self, master: str, slave: str, number: int, size_bits: int,
+                                now: float, *, qkd_only: bool = False) -> list[KeyRecord]:
+        if number <= 0:
+            return []
         kinds = "provenance='qkd'" if qkd_only else "provenance<>'seed'"
 
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
@@ -257,7 +454,39 @@ class KeyPool:
         return self._grouped(work)
 
     def take_named_for_master(self, master: str, key_ids: Sequence[str], now: float) -> list[KeyRecord]:
-        """Release exactly the named ready keys to the master (keys this request relayed)."""
+        """Release exactly the named ready keys to the master (keys this request relayed;
+        a reservation of their pair may hold some of them meanwhile)."""
+        claimed = self._pop_named_reserved(master, key_ids, now)
+        rest = [k for k in key_ids if k not in {r.key_id for r in claimed}]
+        try:
+            stored = self._take_named_stored(master, rest, now) if rest else []
+        except KmsError:
+            self._put_back(claimed)
+            raise
+        self._mark_handed_out(claimed)
+        by_id = {r.key_id: r for r in claimed + stored}
+        return [by_id[k] for k in key_ids]
+
+    def _pop_named_reserved(self, master: str, key_ids: Sequence[str],
+                            now: float) -> list[KeyRecord]:
+        if not self.reserve_batch:
+            return []
+        with self._reserve_lock:
+            pairs = [p for p in self._reserved if p[0] == master]
+        out: list[KeyRecord] = []
+        for pair in pairs:
+            out += self._pop_reserved(pair, len(key_ids), now, key_ids)
+        return out
+
+    def _put_back(self, records: Sequence[KeyRecord]) -> None:
+        """Return popped (not handed out) reserved keys to the front of their reserve."""
+        with self._reserve_lock:
+            for record in reversed(records):
+                pair = (record.master, record.slave, len(record.key or b"") * 8)
+                self._reserved.setdefault(pair, []).insert(0, record)
+
+    def _take_named_stored(self, master: str, key_ids: Sequence[str],
+                           now: float) -> list[KeyRecord]:
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             out = []
             for key_id in key_ids:
@@ -278,7 +507,26 @@ class KeyPool:
         """Release the keys a request relayed; those a concurrent request of the pair took
         meanwhile (it takes the pair's oldest ready keys) are replaced by other ready keys of
         the pair: the surplus of this request's batch is still there. All or none;
-        :class:`InsufficientKey` if the pair has too few (503, retryable)."""
+        :class:`InsufficientKey` if the pair has too few (503, retryable). Keys a
+        reservation of the pair holds count as the pair's ready keys."""
+        pair = (master, slave, size_bits)
+        claimed = self._pop_named_reserved(master, key_ids, now)
+        rest = [k for k in key_ids if k not in {r.key_id for r in claimed}]
+        try:
+            stored = self._take_relayed_stored(master, slave, rest, size_bits, now) \
+                if rest else []
+        except InsufficientKey:
+            self._put_back(claimed)
+            others = self._pop_reserved(pair, len(key_ids), now) if self.reserve_batch else []
+            if len(others) < len(key_ids):
+                self._put_back(others)
+                raise
+            claimed, stored = others, []
+        self._mark_handed_out(claimed)
+        return claimed + stored
+
+    def _take_relayed_stored(self, master: str, slave: str, key_ids: Sequence[str],
+                             size_bits: int, now: float) -> list[KeyRecord]:
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             out = []
             for key_id in key_ids:
@@ -359,8 +607,10 @@ class KeyPool:
         return -1 if row[0] is None else row[0]
 
     def ready_count(self, master: str, slave: str, size_bits: int) -> int:
+        """Keys of the pair releasable to the master (stored and reserved)."""
+        reserved = self.reserved_count(master, slave, size_bits)
         with self._lock:
-            return self._conn.execute(
+            return reserved + self._conn.execute(
                 "SELECT COUNT(*) FROM keys WHERE master=? AND slave=? AND state=? AND master_local=1"
                 " AND master_taken=0 AND size_bits=? AND stream_id IS NULL AND provenance<>'seed'",
                 (master, slave, KeyState.READY.value, size_bits)).fetchone()[0]
@@ -400,6 +650,17 @@ class KeyPool:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._conn.execute("SELECT state, COUNT(*) FROM keys GROUP BY state").fetchall())
+
+
+def _set_state(cur: sqlite3.Cursor, key_ids: Sequence[str], old: KeyState,
+               new: KeyState) -> None:
+    """Move the named keys in state ``old`` to ``new`` (a master-side release sets
+    ``master_taken``)."""
+    taken = ", master_taken=1" if new is KeyState.RELEASED else ""
+    for start in range(0, len(key_ids), 500):
+        chunk = list(key_ids[start:start + 500])
+        cur.execute(f"UPDATE keys SET state=?{taken} WHERE state=? AND key_id IN "
+                    f"({','.join('?' * len(chunk))})", [new.value, old.value, *chunk])
 
 
 def _mark_taken(cur: sqlite3.Cursor, key_id: str, column: str) -> None:

@@ -88,6 +88,10 @@ class KeyStream:
     peer_open: bool = False          # the remote SAE has opened (remote streams only)
     next_index: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: crossing OPEN_CONNECTs: KSIDs of the peer's streams that gave way to this one
+    absorbed: set[str] = field(default_factory=set)
+    #: crossing OPEN_CONNECTs: the KSID this (dropped) stream gave way to
+    superseded_by: str | None = None
 
     def connected(self) -> bool:
         if len(self.local_saes) == 2:
@@ -131,7 +135,11 @@ class StreamManager:
         counter = self.negotiate(qos, km._forwarding.session_for_pair(source, destination))
         if counter is not None:
             return Reply(Status.QOS_NOT_MET, ksid, counter)
+        ksid = ksid.lower() if ksid else None
         with self._lock:
+            if ksid and ksid not in self._streams and km.used_by_014(ksid):
+                # the ID of a session ETSI 014 uses is not a key stream to open or join
+                return Reply(Status.KSID_IN_USE, ksid)
             stream = self._streams.get(ksid) if ksid else self._half_open_for(caller, destination)
             if stream is not None:
                 if caller not in stream.local_saes or caller in stream.open_saes or \
@@ -184,10 +192,40 @@ class StreamManager:
                 with self._lock:
                     self._streams.pop(ksid, None)
                 return Reply(Status.NO_QKD_CONNECTION)
-            stream.peer_open = bool(answer.get("peer_open"))
+            if answer.get("status") == "superseded":   # crossing opens: the peer's stream won
+                return self._join_winner(stream, answer)
+            with self._lock:
+                if stream.superseded_by:   # the peer's crossing open reached us meanwhile
+                    winner = self._streams.get(stream.superseded_by)
+                    if winner is not None:
+                        return Reply(Status.SUCCESS, winner.ksid, winner.qos)
+                if answer.get("absorbed"):
+                    stream.absorbed.add(str(answer["absorbed"]).lower())
+                # a crossing open that lost may have set it already
+                stream.peer_open = stream.peer_open or bool(answer.get("peer_open"))
         log.info("%s: 004 stream %s opened by %s", km.node_name, ksid, caller)
         status = Status.SUCCESS if stream.connected() else Status.PEER_NOT_CONNECTED_YET
         return Reply(status, ksid, qos)
+
+    def _join_winner(self, mine: KeyStream, answer: dict[str, Any]) -> Reply:
+        """Crossing OPEN_CONNECTs (both SAEs of a pair opened a new stream at the same time):
+        the peer's stream won (:func:`crossing_winner`); this KM's stream is dropped and its
+        SAE joins the winner's KSID, which it receives in this reply."""
+        ksid = str(answer.get("Key_stream_ID", "")).lower()
+        qos = qos_from_wire(answer.get("qos") or {}) if answer.get("qos") else mine.qos
+        local_sae = mine.saes[0]
+        with self._lock:
+            if self._streams.get(mine.ksid) is mine:
+                self._streams.pop(mine.ksid, None)
+            joined = self._streams.get(ksid)
+            if joined is None or joined.originator:
+                joined = KeyStream(ksid, {local_sae}, (mine.saes[1], local_sae), qos, False,
+                                   mine.route, mine.session, peer_open=True)
+                self._streams[ksid] = joined
+            joined.open_saes.add(local_sae)
+        log.info("%s: 004 crossing OPEN_CONNECT of %s joins stream %s", self.km.node_name,
+                 local_sae, ksid)
+        return Reply(Status.SUCCESS, ksid, joined.qos)
 
     def _notify_new(self, caller: str, peer: str, qos: QoS) -> None:
         self.km.session_for_pair(caller, peer, qos=notifications.qos_to_app_qos(
@@ -198,6 +236,17 @@ class StreamManager:
         for stream in self._streams.values():
             if caller in stream.local_saes and caller not in stream.open_saes and \
                     set(stream.saes) == {caller, peer}:
+                return stream
+        return None
+
+    def _crossing_stream(self, source: str, destination: str, ksid: str) -> KeyStream | None:
+        """This KM's own new stream from ``destination`` (local) to ``source`` that crosses
+        the peer's open of ``ksid``: one the peer has not opened yet, or one the peer's stream
+        ``ksid`` already gave way to (its open arrives late). Caller holds the lock."""
+        for stream in self._streams.values():
+            if stream.originator and stream.saes == (destination, source) and \
+                    len(stream.local_saes) == 1 and \
+                    (ksid in stream.absorbed or not stream.peer_open):
                 return stream
         return None
 
@@ -354,8 +403,9 @@ class StreamManager:
                 self._streams.pop(stream.ksid, None)
         if finished:
             self.km.pool.drop_stream(stream.ksid)
-            with self.km._lock:
-                if stream.session.state is not SessionState.TERMINATED:
+            with self.km._lock:   # a session ETSI 014 also uses stays for 014
+                if stream.session.state is not SessionState.TERMINATED and \
+                        not self.km.used_by_014(stream.session.session_id):
                     stream.session.fire(SessionEvent.CLOSED)
             if len(stream.local_saes) == 1:
                 try:
@@ -389,6 +439,24 @@ class StreamManager:
                 return {"status": "error", "message": "destination SAE not here"}
             qos = qos_from_wire(body.get("qos", {}))
             with self._lock:
+                mine = self._crossing_stream(source, destination, ksid)
+                if mine is not None:
+                    if ksid in mine.absorbed or \
+                            crossing_winner(mine.saes[0], source) == mine.saes[0]:
+                        # ours wins: the sender's SAE joins it (the sender drops its stream)
+                        mine.peer_open = True
+                        mine.absorbed.add(ksid)
+                        return {"status": "superseded", "Key_stream_ID": mine.ksid,
+                                "qos": qos_to_wire(mine.qos)}
+                    # the sender's wins: ours is dropped, our SAE is in the sender's stream
+                    self._streams.pop(mine.ksid, None)
+                    mine.superseded_by = ksid
+                    self._streams[ksid] = KeyStream(
+                        ksid, {destination}, (source, destination), qos, False, mine.route,
+                        mine.session, open_saes={destination}, peer_open=True)
+                    log.info("%s: 004 crossing OPEN_CONNECT: stream %s of %s gives way to %s",
+                             km.node_name, mine.ksid, destination, ksid)
+                    return {"status": "ok", "peer_open": True, "absorbed": mine.ksid}
                 existing = self._streams.get(ksid)
                 if existing is not None:
                     existing.peer_open = True
@@ -416,6 +484,17 @@ class StreamManager:
                 return {"status": "error", "message": type(exc).__name__}
             return {"status": "ok"}
         return {"status": "error", "message": f"unsupported op {op!r}"}
+
+
+def crossing_winner(sae_a: str, sae_b: str) -> str:
+    """Of two crossing OPEN_CONNECTs with a null KSID (each SAE of a pair opened a new stream
+    before hearing of the other's), the stream opened by this SAE is kept: the smaller
+    SAE_ID, so that both KMs decide alike without a further message.
+
+    >>> crossing_winner("sae-b", "sae-a")
+    'sae-a'
+    """
+    return min(sae_a, sae_b)
 
 
 def _refusal_reply(refusal: Refusal, qos: QoS) -> Reply:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -129,6 +130,16 @@ def run_agent(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(agent))
 
 
+def freeze_startup_objects() -> None:
+    """Move everything allocated so far (imported modules, the compiled YANG schema mirror,
+    the initial configuration snapshot) out of the cyclic garbage collector's generations.
+    The collector then no longer traverses them on every full collection, which the
+    allocations of each served request trigger now and then (a pause of several ms with a
+    50-link, 200-application configuration, seen as the p99 of a ``get``)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _serve(agent: object) -> int:
     from qkd_agent.agent import QkdAgent
 
@@ -146,6 +157,7 @@ async def _serve(agent: object) -> int:
     except (asyncssh.KeyImportError, ValueError) as exc:  # a host key or authorized_keys file
         print(f"qkdn agent: bad key file: {exc}", file=sys.stderr)
         return 1
+    freeze_startup_objects()
     print(f"qkdn agent listening on {agent.config.host}:{agent.port} "
           f"session-user {agent.config.username}", flush=True)
     await stop.wait()

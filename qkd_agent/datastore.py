@@ -39,6 +39,8 @@ from qkd_agent.libyang_errors import LibyangParseError, rpc_error_from_libyang
 from qkd_agent.namespace_hoist import hoist_namespaces, module_prefixes, used_prefixes
 from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
 from qkd_agent.schema_tree import NodeKind, SchemaNode, SchemaTree, build_schema_tree
+from qkd_agent.serialised_data import SerialisedData
+from qkd_agent.served_config import ServedConfig
 from qkd_agent.snapshot_text import SnapshotText
 from qkd_agent.state_merge import merge_state
 from qkd_agent.subtree_filter import filter_subtree, prune_to_filter
@@ -99,6 +101,9 @@ class Datastore:
         self._running: dict[str, Any] = {}
         self._xml_cache: etree._Element | None = None
         self._xml_cache_prefixes: dict[str, str] = {}
+        self._xml_text: str | None = None  #: libyang's XML of ``_tree``, once per commit
+        #: what reads serve until the next commit (qkd_agent.served_config); never state
+        self._served: ServedConfig | None = None
         #: module prefixes declared once on the <data> of a reply (qkd_agent.namespace_hoist)
         self._prefixes = module_prefixes((m.prefix(), module_namespace(m)) for m in ctx)
         self._all_prefixes = tuple({m.prefix() for m in ctx})
@@ -150,10 +155,33 @@ class Datastore:
     def _cached_xml(self) -> etree._Element:
         """``<data>`` of the running tree, printed once per commit (lock held)."""
         if self._xml_cache is None:
-            text = self._tree.print("xml")
+            text = self._xml_print()
             self._xml_cache = _data_element(text)
             self._xml_cache_prefixes = used_prefixes(text, self._prefixes)
         return self._xml_cache
+
+    def _xml_print(self) -> str:
+        if self._xml_text is None:
+            self._xml_text = self._tree.print("xml")
+        return self._xml_text
+
+    def _served_config(self) -> ServedConfig:
+        """The running configuration prepared for serving, built once per commit (lock
+        held). It has its own tree: the one :meth:`_cached_xml` returns is copied by the
+        other reads and must keep exactly the declarations libyang printed."""
+        if self._served is None:
+            text = self._xml_print()
+            self._served = ServedConfig(_data_element(text),
+                                        used_prefixes(text, self._prefixes),
+                                        self._all_prefixes)
+        return self._served
+
+    def _invalidate_reads(self) -> None:
+        """Forget everything derived from the running tree (after a commit or a rebuild)."""
+        self._xml_cache = None
+        self._xml_text = None
+        self._served = None
+        self._running_text = None
 
     def get(
         self,
@@ -167,29 +195,15 @@ class Datastore:
         are an ``operation-failed`` error: they are the agent's fault, not the client's)."""
         if not operational:
             return self.get_config(filter)
-        try:
-            state = DataTree.parse(
-                self._ctx, json.dumps(operational), config_only=False, validate=False
-            )
-        except LibyangParseError as exc:
-            inner = rpc_error_from_libyang(exc)
-            raise RpcError(
-                tag=ErrorTag.OPERATION_FAILED,
-                message=f"operational state does not match the model: {inner.message}",
-                path=inner.path,
-            ) from exc
-        with state:
-            if filter is not None and _filter_type(filter) == "xpath":
+        if filter is not None and _filter_type(filter) == "xpath":
+            state = self._state_tree(operational)
+            with state:
                 with self._lock:
                     merged = self._tree.duplicate()
                 with merged:
                     merged.merge_from(state)
                     return self._xpath_data(merged, filter)
-            state_text = state.print("xml")
-            state_xml = _data_element(state_text)
-        state_prefixes = used_prefixes(state_text, self._prefixes)
-        if filter is not None and _filter_type(filter) == "subtree":
-            prune_to_filter(state_xml, filter, self._keys_of)
+        state_xml, state_prefixes = self._state_xml(operational, filter)
         if filter is not None and not _selects_whole_subtrees(filter):
             # content matches and deeper selections may test configuration that decides
             # which state is selected: merge everything, then filter
@@ -206,6 +220,55 @@ class Datastore:
             prefixes = {**self._xml_cache_prefixes, **state_prefixes}
         merge_state(data, state_xml, self._schema.root)
         return hoist_namespaces(data, prefixes, self._all_prefixes)
+
+    def get_serialised(
+        self,
+        filter: etree._Element | None = None,
+        operational: dict[str, Any] | None = None,
+    ) -> SerialisedData | None:
+        """:meth:`get` (or :meth:`get_config` when ``operational`` is empty), serialised,
+        when the read can be served from the per-commit cache: no filter, or a subtree
+        filter of whole top-level subtrees (``<qkd_node/>``). The configuration then comes
+        from a :class:`~qkd_agent.served_config.ServedConfig` (cached bytes; the live state
+        merged in and taken out again) without copying any tree. None for every other read:
+        call :meth:`get` / :meth:`get_config` instead (same content, built by copying)."""
+        whole = filter is None or (_filter_type(filter) == "subtree"
+                                   and _selects_whole_subtrees(filter))
+        if not whole:
+            return None
+        state_xml, state_prefixes = (self._state_xml(operational, filter) if operational
+                                     else (None, {}))
+        with self._lock:
+            served = self._served_config()
+            body = served.serialise(served.select(filter), state_xml, state_prefixes,
+                                    self._schema.root)
+        return None if body is None else SerialisedData(body)
+
+    def _state_tree(self, operational: dict[str, Any]) -> DataTree:
+        """Operational data parsed strictly against the model (unknown nodes and bad values
+        are an ``operation-failed`` error: they are the agent's fault, not the client's)."""
+        try:
+            return DataTree.parse(
+                self._ctx, json.dumps(operational), config_only=False, validate=False
+            )
+        except LibyangParseError as exc:
+            inner = rpc_error_from_libyang(exc)
+            raise RpcError(
+                tag=ErrorTag.OPERATION_FAILED,
+                message=f"operational state does not match the model: {inner.message}",
+                path=inner.path,
+            ) from exc
+
+    def _state_xml(self, operational: dict[str, Any], filter: etree._Element | None,
+                   ) -> tuple[etree._Element, dict[str, str]]:
+        """``<data>`` of the operational data (pruned to a subtree ``filter``) and the
+        module prefixes its text declares."""
+        with self._state_tree(operational) as state:
+            state_text = state.print("xml")
+        state_xml = _data_element(state_text)
+        if filter is not None and _filter_type(filter) == "subtree":
+            prune_to_filter(state_xml, filter, self._keys_of)
+        return state_xml, used_prefixes(state_text, self._prefixes)
 
     # ----------------------------------------------------------------- writes
     def edit_config(
@@ -319,7 +382,7 @@ class Datastore:
         if work is self._tree:
             text, _ = self._snapshot_text.text(self._running)
             self._tree = DataTree.parse(self._ctx, text)  # valid: it was the running tree
-            self._xml_cache = None
+            self._invalidate_reads()
         work.free()
 
     def _validated(self, candidate: dict[str, Any]) -> DataTree:
@@ -335,8 +398,7 @@ class Datastore:
         old = self._running
         old_tree, self._tree = self._tree, new_tree
         self._running = candidate
-        self._xml_cache = None
-        self._running_text = None
+        self._invalidate_reads()
         if old_tree is not new_tree:
             old_tree.free()
         if self._candidate_texts is not None:

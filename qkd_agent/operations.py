@@ -2,7 +2,9 @@
 
 Each function takes the operation element (the child of ``<rpc>``) and the :class:`RpcCall`
 it belongs to, checks its parameters, acts on the shared :class:`ServerState` and returns the
-reply content: an element to place in ``<rpc-reply>`` (``<data>``) or ``None`` for ``<ok/>``.
+reply content: an element to place in ``<rpc-reply>`` (``<data>``), a ``<data>`` already
+serialised (:class:`~qkd_agent.serialised_data.SerialisedData`, ``get``/``get-config``
+served from the datastore's per-commit cache) or ``None`` for ``<ok/>``.
 Any failure is an :class:`~qkd_agent.rpc_error.RpcError`; building the reply message and
 sending it is the session's job.
 """
@@ -20,6 +22,7 @@ from qkd_agent.capabilities import SchemaModule, find_schema
 from qkd_agent.datastore_lock import DatastoreName, LockTable
 from qkd_agent.notifications import DEFAULT_STREAM, NotificationHub, Subscription
 from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
+from qkd_agent.serialised_data import SerialisedData
 from qkdn.namespaces import NETCONF_BASE_NS, NETCONF_MONITORING_NS, NETCONF_NOTIFICATION_NS
 
 
@@ -107,7 +110,8 @@ class RpcCall:
                            type=ErrorType.APPLICATION)
 
 
-Operation = Callable[[etree._Element, RpcCall], "etree._Element | None"]
+#: an operation returns the reply content: an element, serialised ``<data>``, or None (``<ok/>``)
+Operation = Callable[[etree._Element, RpcCall], "etree._Element | SerialisedData | None"]
 
 _BASE = f"{{{NETCONF_BASE_NS}}}"
 _NOTIF = f"{{{NETCONF_NOTIFICATION_NS}}}"
@@ -218,18 +222,27 @@ def _filter(op: etree._Element) -> etree._Element | None:
 # --------------------------------------------------------------------------- operations
 
 
-def get(op: etree._Element, call: RpcCall) -> etree._Element:
-    """RFC 6241 §7.7: running config and operational state."""
+def get(op: etree._Element, call: RpcCall) -> etree._Element | SerialisedData:
+    """RFC 6241 §7.7: running config and operational state (live: asked for at every
+    ``<get>``). Served as bytes when the datastore offers ``get_serialised``."""
     _check_known_children(op, NETCONF_BASE_NS, ("filter",))
     flt = _filter(op)
-    return call.server.datastore.get(flt, call.server.operational_state())
+    store = call.server.datastore
+    state = call.server.operational_state()
+    serialised = getattr(store, "get_serialised", None)
+    reply = serialised(flt, state) if serialised is not None else None
+    return reply if reply is not None else store.get(flt, state)
 
 
-def get_config(op: etree._Element, call: RpcCall) -> etree._Element:
+def get_config(op: etree._Element, call: RpcCall) -> etree._Element | SerialisedData:
     """RFC 6241 §7.1 from running or candidate."""
     _check_known_children(op, NETCONF_BASE_NS, ("source", "filter"))
     source = _datastore(op, "source", call)
-    return call.server.store(source).get_config(_filter(op))
+    store = call.server.store(source)
+    flt = _filter(op)
+    serialised = getattr(store, "get_serialised", None)
+    reply = serialised(flt, None) if serialised is not None else None
+    return reply if reply is not None else store.get_config(flt)
 
 
 def edit_config(op: etree._Element, call: RpcCall) -> None:
@@ -343,8 +356,8 @@ def delete_config(op: etree._Element, call: RpcCall) -> None:
 
 def commit(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §8.3.4.1: the candidate becomes running (atomically); no confirmed commit."""
+    candidate = _require_candidate(op, call)  # without :candidate, whatever its content
     _check_known_children(op, NETCONF_BASE_NS, ())
-    candidate = _require_candidate(op, call)
     call.require_write("commit")
     call.server.locks.check_writable(DatastoreName.RUNNING, call.session_id)
     call.server.locks.check_writable(DatastoreName.CANDIDATE, call.session_id)
@@ -355,8 +368,8 @@ def commit(op: etree._Element, call: RpcCall) -> None:
 
 def discard_changes(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §8.3.4.2: the candidate mirrors running again."""
+    candidate = _require_candidate(op, call)  # without :candidate, whatever its content
     _check_known_children(op, NETCONF_BASE_NS, ())
-    candidate = _require_candidate(op, call)
     call.require_write("discard-changes")
     call.server.locks.check_writable(DatastoreName.CANDIDATE, call.session_id)
     candidate.discard()

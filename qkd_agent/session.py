@@ -27,6 +27,7 @@ from qkd_agent.framing import (
 )
 from qkd_agent.operations import RpcCall, ServerState, find_operation
 from qkd_agent.rpc_error import ErrorTag, ErrorType, RpcError
+from qkd_agent.serialised_data import SerialisedData
 from qkdn.errors import QkdnError
 from qkdn.namespaces import BASE_1_0, BASE_1_1, NETCONF_BASE_NS
 
@@ -107,9 +108,11 @@ def parse_client_hello(root: etree._Element) -> frozenset[str]:
     return caps
 
 
-def build_rpc_reply(rpc: etree._Element | None, content: list[etree._Element]) -> bytes:
+def build_rpc_reply(rpc: etree._Element | None,
+                    content: list[etree._Element] | SerialisedData) -> bytes:
     """``<rpc-reply>`` carrying every attribute of the ``<rpc>`` (RFC 6241 §4.2) and the
-    given content (``<data>``, ``<ok/>`` or ``<rpc-error>`` elements)."""
+    given content (``<data>``, ``<ok/>`` or ``<rpc-error>`` elements, or a serialised
+    ``<data>`` spliced in as it is)."""
     nsmap = {None: NETCONF_BASE_NS}
     if rpc is not None:
         nsmap.update({k: v for k, v in rpc.nsmap.items() if k is not None})
@@ -117,6 +120,10 @@ def build_rpc_reply(rpc: etree._Element | None, content: list[etree._Element]) -
     if rpc is not None:
         for name, value in rpc.attrib.items():
             reply.set(name, value)
+    if isinstance(content, SerialisedData):
+        envelope = etree.tostring(reply, xml_declaration=True, encoding="UTF-8")
+        # an empty element ends in "/>"; the base namespace is the default one (no prefix)
+        return b"%s>%s</rpc-reply>" % (envelope[:-2], content.xml)
     for elem in content:
         reply.append(elem)
     return etree.tostring(reply, xml_declaration=True, encoding="UTF-8")
@@ -282,7 +289,8 @@ class NetconfSession:
         if call.close_after_reply:
             self.kill()
 
-    def _dispatch(self, rpc: etree._Element, call: RpcCall) -> list[etree._Element]:
+    def _dispatch(self, rpc: etree._Element,
+                  call: RpcCall) -> list[etree._Element] | SerialisedData:
         if rpc.tag != _BASE + "rpc":
             raise RpcError(
                 ErrorTag.MALFORMED_MESSAGE if rpc.tag != _BASE + "hello" else ErrorTag.OPERATION_FAILED,
@@ -302,6 +310,8 @@ class NetconfSession:
                 type=ErrorType.RPC,
             )
         result = find_operation(ops[0], self._server.extra_operations)(ops[0], call)
+        if isinstance(result, SerialisedData):
+            return result
         return [result if result is not None else ok_element()]
 
     # ------------------------------------------------------------------ output

@@ -147,26 +147,39 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         if len(self._inbox) >= MAX_PENDING_REQUESTS and self._chan is not None:
             self._chan.pause_reading()
             self._paused = True
-        if self._inbox and self._worker is None:
+        if len(self._inbox) == 1 and self._worker is None:
+            # the usual case, one request and nothing queued: answer it now rather than
+            # from a task on the next loop iteration (nothing to interleave with)
+            self._answer_next()
+            if self._eof and not self._inbox:
+                self._close()
+        elif self._inbox and self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._answer())
+
+    def _answer_next(self) -> bool:
+        """Answer the oldest queued request; False if the session failed (and was closed)."""
+        assert self._session is not None
+        message = self._inbox.popleft()
+        try:
+            self._session.handle(message)
+        except Exception:  # a bug must cost one session, never the agent
+            log.exception("session failed; closing it")
+            self._abort()
+            return False
+        self._ack_promptly()
+        if self._paused and len(self._inbox) < MAX_PENDING_REQUESTS // 2:
+            self._paused = False
+            if self._chan is not None:
+                self._chan.resume_reading()
+        return True
 
     async def _answer(self) -> None:
         """Answer queued requests in order, letting other sessions run between two requests
         (a client that pipelines many requests does not starve the others)."""
         try:
             while self._inbox and self._session is not None:
-                message = self._inbox.popleft()
-                try:
-                    self._session.handle(message)
-                except Exception:  # a bug must cost one session, never the agent
-                    log.exception("session failed; closing it")
-                    self._abort()
+                if not self._answer_next():
                     return
-                self._ack_promptly()
-                if self._paused and len(self._inbox) < MAX_PENDING_REQUESTS // 2:
-                    self._paused = False
-                    if self._chan is not None:
-                        self._chan.resume_reading()
                 if self._inbox:
                     await asyncio.sleep(0)
         finally:

@@ -192,6 +192,17 @@ def filter_subtree(
     return out
 
 
+def selected_top_level(data: etree._Element, filter_element: etree._Element,
+                       ) -> list[etree._Element]:
+    """The top-level data nodes of ``data`` themselves (not copies), in document order, that
+    a filter made of selection nodes only (``<qkd_node xmlns="…"/>``) selects whole.
+    ValueError for any other filter (use :func:`filter_subtree`)."""
+    roots = [_FilterNode(f) for f in _elements(filter_element)]
+    if not all(f.is_selection for f in roots):
+        raise ValueError("the filter does not select whole top-level subtrees only")
+    return [top for top in _elements(data) if any(f.names(top) for f in roots)]
+
+
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 

@@ -9,6 +9,16 @@ its key store kept from an earlier run, and its pid — and :class:`PairedSink` 
 first blocks. When the peer end (re)starts, key this end holds from blocks the peer never
 received — between the peer's last kept block and its new first block — is discarded, so the
 two stores always hold the same blocks.
+
+Short first block: an end produces key from ``start_time`` (the moment it publishes its
+record plus :data:`START_LEAD_S`; an end that reads the peer's record only after it computed
+that block still holds the block, :data:`HOLD_S`), and the link from ``t* = max`` of both
+ends' ``start_time``. The block containing
+``t*`` is the first one; it covers only ``[t*, (n+1) Δ)``, so both ends deliver the same
+prefix of its key, ``⌊len(key) · ((n+1) Δ − t*) / Δ⌋`` bytes — key at the model's rate for the
+time both ends really ran (``skr · T``), not a whole block's worth. The first key therefore
+arrives within about ``START_LEAD_S`` + the rest of the current block after the later end
+started (before: the next whole block, 0.25–0.5 s).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,24 +37,54 @@ from qkd_twin.module import KeySink
 
 log = logging.getLogger(__name__)
 
+#: Seconds between an end publishing its record and the moment from which it produces key
+#: (the peer normally reads the record before it finishes the block containing that moment).
+START_LEAD_S = 0.05
+#: A record read late — its writer stalled, the reader ran ahead — costs nothing: an end keeps
+#: the blocks of the last HOLD_S seconds it computed while the peer was not (visibly) running
+#: and delivers those at or after the peer's first block once it reads the record.
+HOLD_S = 2.0
+
 
 @dataclass(frozen=True)
 class EndRecord:
     """What one end of a link publishes when its module starts."""
 
     node: str
-    start_block: int
+    start_block: int    #: the block containing ``start_time`` (its first, maybe short, block)
     resumed_after: int  #: newest block its key store kept from before (-1: none)
     pid: int
+    #: Unix time from which the end produces key (None, a record of an older version: from
+    #: the start of ``start_block``)
+    start_time: float | None = None
 
-    def to_json(self) -> dict[str, int | str]:
-        return {"node": self.node, "start_block": self.start_block,
-                "resumed_after": self.resumed_after, "pid": self.pid}
+    def to_json(self) -> dict[str, int | str | float]:
+        data: dict[str, int | str | float] = {
+            "node": self.node, "start_block": self.start_block,
+            "resumed_after": self.resumed_after, "pid": self.pid}
+        if self.start_time is not None:
+            data["start_time"] = self.start_time
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> EndRecord:
+        start_time = data.get("start_time")
         return cls(str(data["node"]), int(data["start_block"]), int(data["resumed_after"]),
-                   int(data["pid"]))
+                   int(data["pid"]), None if start_time is None else float(start_time))
+
+    def produces_from(self, block_seconds: float) -> float:
+        """Unix time from which this end produces key."""
+        return (self.start_block * block_seconds if self.start_time is None
+                else self.start_time)
+
+
+def first_block_share(own: EndRecord, peer: EndRecord, block_seconds: float
+                      ) -> tuple[int, float]:
+    """The link's first block (both ends running) and the share of it both ran, in (0, 1]."""
+    start = max(own.produces_from(block_seconds), peer.produces_from(block_seconds))
+    first = max(own.start_block, peer.start_block)
+    share = ((first + 1) * block_seconds - start) / block_seconds
+    return first, min(1.0, max(0.0, share))
 
 
 def end_record_path(network_dir: Path, qkdl_id: str, node: str) -> Path:
@@ -85,8 +126,15 @@ class PairedSink:
         self._peer_seen: tuple[int, int, int] | None = None  # (inode, mtime, size) last read
         self._peer: EndRecord | None = None
         self._peer_up = False
-        self.record = EndRecord(node, math.floor(clock() / block_seconds) + 1, resumed_after,
-                                os.getpid())
+        self._delivered_any = False
+        self._block_seconds = block_seconds
+        #: blocks computed while the peer end was not (visibly) running, newest HOLD_S worth:
+        #: delivered after all if the peer's record, once read, shows it started by then
+        self._held: deque[tuple[int, bytes]] = deque(
+            maxlen=max(1, math.ceil(HOLD_S / block_seconds)))
+        start_time = clock() + START_LEAD_S
+        self.record = EndRecord(node, math.floor(start_time / block_seconds), resumed_after,
+                                os.getpid(), start_time)
         path = end_record_path(network_dir, qkdl_id, node)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -120,20 +168,12 @@ class PairedSink:
         return self._peer
 
     def deliver(self, qkdl_id: str, block_index: int, key: bytes) -> None:
-        peer = self._refresh_peer()
-        up = peer is not None and self._alive(peer.pid)
-        if up != self._peer_up:
-            self._peer_up = up
-            self._on_peer_change(up)
-        if not up or peer is None:
-            return
-        if block_index < max(self.record.start_block, peer.start_block):
-            return
-        self._sink.deliver(qkdl_id, block_index, key)
+        self.deliver_many(qkdl_id, [(block_index, key)])
 
     def deliver_many(self, qkdl_id: str, blocks: list[tuple[int, bytes]]) -> None:
-        """A batch of blocks (in order): the peer is looked at once, then the blocks both ends
-        produce go to the sink in one call (its ``deliver_many`` when it has one)."""
+        """Blocks in order (one, or a module's batch): the peer is looked at once, then the
+        blocks both ends produce go to the sink — one ``deliver`` per block, or one
+        ``deliver_many`` call for several when the sink has it."""
         from qkd_twin.module import deliver_blocks
 
         if not blocks:
@@ -144,6 +184,26 @@ class PairedSink:
             self._peer_up = up
             self._on_peer_change(up)
         if not up or peer is None:
+            # the peer's (new) record may only be late to appear: keep the last blocks
+            self._held.extend(blocks)
             return
-        first = max(self.record.start_block, peer.start_block)
-        deliver_blocks(self._sink, qkdl_id, [(n, key) for n, key in blocks if n >= first])
+        first, share = first_block_share(self.record, peer, self._block_seconds)
+        pending = [*self._held, *blocks]
+        self._held.clear()
+        out: list[tuple[int, bytes]] = []
+        for index, block_key in pending:
+            if index < first:
+                continue
+            if index == first:   # the short first block: both ends keep the same prefix
+                block_key = block_key[:math.floor(len(block_key) * share)]
+                if not block_key:
+                    continue
+            out.append((index, block_key))
+        if len(out) == 1:
+            self._sink.deliver(qkdl_id, *out[0])
+        else:
+            deliver_blocks(self._sink, qkdl_id, out)
+        if out and not self._delivered_any:  # the start-up timeline (bench/startup_timeline.py)
+            self._delivered_any = True
+            log.info("link %s: first key block %d delivered to the KM (%d bytes)",
+                     self.qkdl_id, out[0][0], len(out[0][1]))

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+from qkd_twin.bounded_minimum import bounded_minimum
 from qkd_twin.errors import InvalidLinkParameters, UnknownPreset
 
 #: Error probability of a random (dark-count / background) click.
@@ -221,12 +222,8 @@ def optimal_mu(p: LinkParameters, decoy: DecoyModel = DecoyModel.INFINITE) -> fl
     grid = [lo + (1.5 - lo) * i / 30 for i in range(31)]
     best = max(grid, key=lambda m: key_rate_per_pulse(p, m, decoy))
     step = (1.5 - lo) / 30
-    from scipy.optimize import minimize_scalar  # imported here: seconds at start-up otherwise
-
-    res = minimize_scalar(lambda m: -key_rate_per_pulse(p, m, decoy),
-                          bounds=(max(lo, best - step), min(1.5, best + step)),
-                          method="bounded", options={"xatol": 1e-5})
-    mu = float(res.x)
+    mu = bounded_minimum(lambda m: -key_rate_per_pulse(p, m, decoy),
+                         max(lo, best - step), min(1.5, best + step), xatol=1e-5)
     return mu if key_rate_per_pulse(p, mu, decoy) >= key_rate_per_pulse(p, best, decoy) else best
 
 

@@ -1,6 +1,6 @@
 """Warm start of element processes: import the heavy modules once, then fork each element.
 
-A node process imports libyang, asyncssh, numpy, scipy, cryptography, Flask and cheroot
+A node process imports libyang, asyncssh, numpy, cryptography, Flask and cheroot
 before it serves (about a second of CPU each time); seven such processes starting at once on
 two cores took most of the eight seconds from ``qkdn up`` to the first key. The supervisor
 instead imports those modules once (:func:`preload`) and *forks* every node from itself
@@ -42,7 +42,7 @@ from pathlib import Path
 
 log = logging.getLogger("qkdn.fork_server")
 
-#: Set (when unset) before numpy/scipy are imported in a forking process: their BLAS thread
+#: Set (when unset) before numpy is imported in a forking process: its BLAS thread
 #: pools would otherwise exist at ``fork()`` time. The nodes' numerical work (Cascade,
 #: Toeplitz FFT) is single-threaded anyway.
 SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -39,7 +39,7 @@ PRELOAD_MODULES = (
     "kms.key_manager", "kms.https_server", "kms.directory", "kms.app", "kms.etsi004",
     "kms.etsi014", "kms.relay", "kms.relay_api",
     "qkd_twin.module", "qkd_twin.pairing", "qkd_twin.faults", "qkd_twin.link_notifications",
-    "qkd_twin.postprocessing.pipeline", "scipy.optimize", "scipy.fft",
+    "qkd_twin.postprocessing.pipeline",
 )
 
 #: A sending KM uses a block of its link store as soon as it holds it; the receiving KM, whose
@@ -110,6 +110,7 @@ class NodeRuntime:
         self._stack = ExitStack()
         self.agent: Any = None
         self.datastore: Any = None
+        self._ctx: Any = None  #: the libyang context of the datastore and the agent
         self.km: Any = None
         self.modules: dict[str, Any] = {}
         self.pairings: dict[str, Any] = {}
@@ -240,14 +241,18 @@ class NodeRuntime:
         return merge_operational(own, self.km.operational_state()) if self.km else own
 
     # --- life cycle --------------------------------------------------------------------
-    def _start_agent(self) -> None:
-        from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
+    def _open_datastore(self) -> None:
         from qkd_agent.datastore import Datastore
         from qkd_agent.yang_context import load_context
 
-        ctx = load_context()
-        self.datastore = Datastore(ctx, self._initial_running())
+        self._ctx = load_context()
+        self.datastore = Datastore(self._ctx, self._initial_running())
         self.datastore.add_listener(self._on_config_change)
+
+    def _start_agent(self) -> None:
+        from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
+
+        ctx = self._ctx
         agent_config = AgentConfig(
             host=self.config.netconf_host, port=self._netconf_port(),
             username=self.config.username, password=self.config.password,
@@ -276,7 +281,8 @@ class NodeRuntime:
                                      _recorded_port(self.ports_path, "metrics")).start()
         self._stack.callback(self.metrics.stop)
 
-    def _start_key_manager(self) -> None:
+    def _open_key_manager(self) -> None:
+        """The KM and its key stores (not serving yet: the modules can deliver into it)."""
         from kms.https_server import TlsFiles
         from kms.key_manager import KeyManager, KmConfig
         from kms.telemetry import KmTelemetry
@@ -293,8 +299,11 @@ class NodeRuntime:
                              telemetry=KmTelemetry.for_node_dir(
                                  self.config.name, self.config.state_dir, self.metrics_registry))
         self.km.apply_running_config(self.datastore.running_json())
-        self.km.start(self.config.km_host, self._km_port())
         self._stack.callback(self.km.stop)
+
+    def _start_key_manager(self) -> None:
+        """The KM's HTTPS server, the metrics server, ``ports.json`` and directory refreshes."""
+        self.km.start(self.config.km_host, self._km_port())
         self.km_port = int(self.km.base_url.rsplit(":", 1)[1])
         self._start_metrics()
         write_json_atomic(self.ports_path, {"netconf": self.agent.port, "km": self.km_port,
@@ -344,13 +353,20 @@ class NodeRuntime:
             module = QkdModule(config, paired, demand=demand)
             holder.append(module)
             module.add_listener(self._on_link_event)
-            self.modules[link.qkdl_id] = self._stack.enter_context(module)
+            # from the block of the end's start_time (its short first block), never later
+            module.start(paired.record.start_block)
+            self._stack.callback(module.stop)
+            self.modules[link.qkdl_id] = module
 
     def __enter__(self) -> Self:
         try:
+            self._open_datastore()
+            self._open_key_manager()
+            # key generation first: the modules need only the KM's link stores, so their
+            # first blocks run while the agent and the KM's servers start (docs/twin.md)
+            self._start_modules()
             self._start_agent()
             self._start_key_manager()
-            self._start_modules()
         except BaseException:
             self._stack.close()
             raise

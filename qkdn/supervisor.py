@@ -41,6 +41,12 @@ STOP_GRACE_S = 5.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 HEALTHY_AFTER_S = 30.0  #: a child up this long gets its back-off reset
+#: Fresh-interpreter elements a forking supervisor starts once every node is ready rather
+#: than before its preload: the orchestrator needs the controller's north-bound interface,
+#: not the nodes, and no key waits for it (docs/twin.md, start-up timeline).
+DEFERRED_KINDS = frozenset({"orchestrator"})
+#: ... or this long after the nodes were forked, whichever comes first.
+DEFERRED_START_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -147,23 +153,38 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         forking = self._forking()
-        # fresh interpreters first: they import on another core while this one preloads
+        # fresh interpreters first: they import on another core while this one preloads —
+        # except those no key waits for (the orchestrator): they start once every node is
+        # ready (or DEFERRED_START_S after the forks), not competing with the nodes' start
+        deferred = [c for c in self.children
+                    if forking and c.spec.kind in DEFERRED_KINDS and not c.spec.fork_entry]
         for child in self.children:
-            if not (forking and child.spec.fork_entry):
+            if not (forking and child.spec.fork_entry) and all(child is not d for d in deferred):
                 self._start(child)
         if forking:
             self._preload()
             for child in self.children:
                 if child.spec.fork_entry and not self._stopping:
                     self._start(child)
+        deferred_until = time.monotonic() + DEFERRED_START_S
         self._write_table()
         while not self._stopping:
-            if self._poll():
+            if deferred and (self._nodes_ready() or time.monotonic() >= deferred_until):
+                for child in deferred:
+                    self._start(child)
+                deferred = []
                 self._write_table()
-            time.sleep(POLL_INTERVAL_S)
+            if self._poll(skip=deferred):
+                self._write_table()
+            time.sleep(POLL_INTERVAL_S / 4 if deferred else POLL_INTERVAL_S)
         self._stop_all()
         self._write_table(stopped=True)
         return 0
+
+    def _nodes_ready(self) -> bool:
+        """True when every node child has written its ready file."""
+        return all(c.spec.ready_path is None or c.spec.ready_path.exists()
+                   for c in self.children if c.spec.kind == "node")
 
     def _forking(self) -> bool:
         return fork_enabled() and any(c.spec.fork_entry for c in self.children)
@@ -171,9 +192,12 @@ class Supervisor:
     def _preload(self) -> None:
         from qkdn.node_runtime import PRELOAD_MODULES
 
-        started = time.perf_counter()
-        preload(PRELOAD_MODULES)
-        log.info("preloaded the node modules in %.2f s", time.perf_counter() - started)
+        started, cpu = time.perf_counter(), time.process_time()
+        took = preload(PRELOAD_MODULES)
+        slowest = ", ".join(f"{name} {seconds:.2f}" for name, seconds
+                            in sorted(took.items(), key=lambda item: -item[1])[:4])
+        log.info("preloaded the node modules in %.2f s (%.2f s CPU; slowest: %s)",
+                 time.perf_counter() - started, time.process_time() - cpu, slowest)
 
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
         log.info("signal %d: stopping every element", signum)
@@ -195,11 +219,14 @@ class Supervisor:
         child.started_at = time.time()
         log.info("started %s %s (pid %d)", spec.kind, spec.name, child.process.pid)
 
-    def _poll(self) -> bool:
-        """Restart children that exited; True when the table changed."""
+    def _poll(self, skip: list[Child] | None = None) -> bool:
+        """Restart children that exited (not those in ``skip``, not started yet); True when
+        the table changed."""
         changed = False
         now = time.time()
         for child in self.children:
+            if skip and any(child is other for other in skip):
+                continue
             held = child.spec.hold_path is not None and child.spec.hold_path.exists()
             if child.process is None:
                 if now >= child.next_start_at and not held:

@@ -344,8 +344,7 @@ class Controller:
                             self.push_pause_s, outcome.session_id)
                 threading.Event().wait(self.push_pause_s)
         result = push_all(plan_session_push(outcome.configs), self.configurators,
-                          executor=self.executor,
-                          first=_relays(outcome.configs) if RELAYS_FIRST else ())
+                          executor=self.executor)
         if result.ok:
             self._emit(EventKind.SESSION_ACTIVE, session_id=outcome.session_id,
                        detail=f"{outcome.reason.value} at {outcome.rate_bps} bit/s")
@@ -542,15 +541,12 @@ class Controller:
     def _move_together(self, moves: list[tuple[SessionId, tuple[KmConfig, ...], Rerouted]]
                        ) -> bool:
         """Push the new configurations of several rerouted sessions as one edit-config per
-        node (relays first), then delete what the old ones leave behind in one edit-config
+        node (all nodes in one parallel wave), then delete what the old ones leave behind in one edit-config
         per node. False if the push failed (every node is back on the old configurations;
         the caller then moves the sessions one by one)."""
         pushes = [p for _, old, out in moves for p in plan_reroute_push(out.new_configs, old)]
-        relays = frozenset().union(*(_relays(out.new_configs) for _, _, out in moves))
-        ends = {c.node_id for _, _, out in moves for c in out.new_configs
-                if c.role is not KmRole.RELAY}
         result = push_all(merge_node_pushes(pushes), self.configurators,
-                          executor=self.executor, first=relays - ends)
+                          executor=self.executor)
         if not result.ok:
             log.warning("moving %d sessions together failed (%s); one by one", len(moves),
                         result.reason())
@@ -570,8 +566,7 @@ class Controller:
         if the push fails, the session ends (its KMs are back on the old configuration,
         which is deleted)."""
         result = push_all(plan_reroute_push(outcome.new_configs, old), self.configurators,
-                          executor=self.executor,
-                          first=_relays(outcome.new_configs) if RELAYS_FIRST else ())
+                          executor=self.executor)
         if not result.ok:
             old_nodes = {c.node_id for c in old}
             with self._lock:
@@ -637,13 +632,7 @@ def _ends_for(view: Any, node: NodeId) -> tuple[SaeId, SaeId]:
     return view.initiator.sae_id, view.peer_sae_id
 
 
-#: Configure a path's relays in a first wave and its ends only after them. Not needed: a
-#: relay KM that receives keys before its rule waits for it (kms.relay.RULE_WAIT_S), so every
-#: KM of a path is configured in one parallel wave and a 5-hop set-up costs one round trip,
-#: not two (issue 4).
-RELAYS_FIRST = False
-
-
 def _relays(configs: Iterable[KmConfig]) -> frozenset[NodeId]:
-    """The KMs that only forward on a session's paths (configured before its ends)."""
+    """The KMs that only forward on a session's paths (the test pause of ``push_pause_s``
+    falls between configuring them and the rest)."""
     return frozenset(c.node_id for c in configs if c.role is KmRole.RELAY)

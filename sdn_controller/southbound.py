@@ -28,6 +28,7 @@ from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, 
 from qkdn.netconf_client import NCCLIENT_TICK_S, lower_ncclient_tick, tick_for_sessions
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
+from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config, write_through
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ class AgentEndpoint:
 
 @dataclass(frozen=True)
 class SouthboundConfig:
+    #: write each RPC at once from the calling thread (``netconf_pipeline.write_through``)
+    #: instead of leaving it in ncclient's queue until its session thread's next tick (or
+    #: wake-up) and a hand-over of the GIL to it
+    write_through: bool = True
     connect_timeout_s: float = 10.0
     rpc_timeout_s: float = 10.0
     backoff_initial_s: float = 0.1
@@ -157,6 +162,23 @@ class AgentSession:
     def rollback(self, undo: etree._Element) -> None:
         self.edit_config(undo)
 
+    # --- PipelinedConfigurator (sdn_controller.push) -----------------------------------------
+    def send_edit_config(self, config: etree._Element) -> PendingEdit:
+        """Send an edit-config on ``running`` without waiting; ``wait()`` on the result
+        raises :class:`PushError` as :meth:`edit_config` does (sdn_controller.netconf_pipeline)."""
+        manager = self._manager
+        if manager is None or not self._connected.is_set():
+            raise PushError(self.node_id, "no NETCONF session to this node")
+        observer = None
+        if self._rpc_observer is not None:
+            rpc_observer, node_id = self._rpc_observer, self.node_id
+
+            def observer(seconds: float, ok: bool) -> None:
+                rpc_observer(node_id, "edit-config", seconds, ok)
+        # ncclient 0.7 has no public accessor of a Manager's transport session
+        return send_edit_config(manager._session, self.node_id, config, observer=observer,
+                                timeout_s=self.config.rpc_timeout_s)
+
     # --- reads ------------------------------------------------------------------------------
     def get_qkd_node(self) -> str:
         """``<rpc-reply>`` of a ``get`` of ``qkd_node`` (config and state)."""
@@ -210,6 +232,8 @@ class AgentSession:
                             password=ep.password, hostkey_verify=False, allow_agent=False,
                             look_for_keys=False, timeout=self.config.connect_timeout_s,
                             manager_params={"timeout": self.config.rpc_timeout_s})
+        if self.config.write_through:
+            write_through(m._session)   # ncclient 0.7: no public accessor of the session
         try:
             check_capabilities(m.server_capabilities)
             m.create_subscription()

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betaincinv  # beta quantile; scipy.stats costs seconds to import
+
+from qkd_twin.postprocessing.beta_quantile import beta_upper_quantile
 
 
 @dataclass(frozen=True)
@@ -45,4 +46,4 @@ def qber_upper_bound(errors: int, total: int, eps: float) -> float:
         return 0.5
     if errors >= total:
         return 0.5
-    return min(0.5, float(betaincinv(errors + 1, total - errors, 1.0 - eps)))
+    return min(0.5, beta_upper_quantile(errors + 1, total - errors, eps))

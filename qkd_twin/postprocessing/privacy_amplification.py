@@ -6,15 +6,31 @@ full convolution ``t * x`` reduced mod 2, which costs ``O((n+m) log(n+m))`` with
 instead of ``O(n m)``. A *circular* convolution of length ``N >= n + m - 1`` suffices: the
 wrapped-around terms only land outside the wanted slice. Sums are integers below ``n``, so
 rounding the float64 result is exact for the frame sizes used (checked against the direct
-matrix product in the tests).
+matrix product in the tests). numpy's FFT (pocketfft) is used, not scipy's: as fast here, and a
+node process then need not import scipy (docs/twin.md, start-up).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft as sp_fft
 
 from qkd_twin.errors import PostprocessingError
+
+
+def fast_fft_length(n: int) -> int:
+    """The smallest ``2^i 3^j 5^k >= n`` (a length the real FFT handles fast)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            length = power35
+            while length < n:
+                length *= 2
+            best = min(best, length)
+            power35 *= 3
+        power5 *= 5
+    return best
 
 
 def toeplitz_seed(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,8 +48,8 @@ class ToeplitzHasher:
         if m > 0 and seed.size != n + m - 1:
             raise PostprocessingError("Toeplitz seed must have n + m - 1 bits")
         self.n, self.m = int(n), int(m)
-        self._size = sp_fft.next_fast_len(max(1, n + m - 1), real=True)
-        self._seed_spectrum = (sp_fft.rfft(seed.astype(np.float64), self._size)
+        self._size = fast_fft_length(max(1, n + m - 1))
+        self._seed_spectrum = (np.fft.rfft(seed.astype(np.float64), self._size)
                                if m > 0 else None)
 
     def __call__(self, bits: np.ndarray) -> np.ndarray:
@@ -41,8 +57,8 @@ class ToeplitzHasher:
             raise PostprocessingError(f"expected {self.n} bits, got {bits.size}")
         if self.m <= 0:
             return np.zeros(0, dtype=np.uint8)
-        spectrum = sp_fft.rfft(bits.astype(np.float64), self._size) * self._seed_spectrum
-        conv = sp_fft.irfft(spectrum, self._size)[self.n - 1: self.n - 1 + self.m]
+        spectrum = np.fft.rfft(bits.astype(np.float64), self._size) * self._seed_spectrum
+        conv = np.fft.irfft(spectrum, self._size)[self.n - 1: self.n - 1 + self.m]
         return (np.rint(conv).astype(np.int64) & 1).astype(np.uint8)
 
 

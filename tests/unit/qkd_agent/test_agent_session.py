@@ -305,6 +305,9 @@ def test_edit_config_options_reach_datastore(peer, server):
          "<startTime>2024-01-01T00:00:00Z</startTime></create-subscription>", "operation-not-supported"),
         ('<create-subscription xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
          "<stream>OTHER</stream></create-subscription>", "invalid-value"),
+        # without :candidate the operation itself is refused, whatever it carries
+        ("<commit><bogus>1</bogus></commit>", "operation-not-supported"),
+        ("<discard-changes><bogus/></discard-changes>", "operation-not-supported"),
     ],
 )
 def test_parameter_errors(peer, server, op, tag):

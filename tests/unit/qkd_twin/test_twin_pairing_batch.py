@@ -26,12 +26,14 @@ def _end(tmp_path, node, peer, now, store, *, alive=lambda pid: True, changes=No
 
 def test_batch_starts_at_both_ends_first_block_in_one_call(tmp_path):
     store, changes = BatchStore(), []
-    a = _end(tmp_path, "a", "b", 10.0, store, changes=changes)      # first block 11
+    a = _end(tmp_path, "a", "b", 10.0, store, changes=changes)
     a.deliver_many("L", [(11, b"k11"), (12, b"k12")])
     assert store.calls == [] and changes == []                      # b not running yet
-    _end(tmp_path, "b", "a", 13.5, BatchStore())                    # first block 14
+    # b runs from 13.55 s: the link's first block is 13, of which both ran 45 %
+    _end(tmp_path, "b", "a", 13.5, BatchStore())
     a.deliver_many("L", [(13, b"k13"), (14, b"k14"), (15, b"k15")])
-    assert store.calls == [[(14, b"k14"), (15, b"k15")]]
+    # held blocks 11-12 precede the link's first block; block 13 keeps the shared prefix
+    assert store.calls == [[(13, b"k"), (14, b"k14"), (15, b"k15")]]
     assert changes == [True]
     a.deliver_many("L", [])
     assert len(store.calls) == 1

@@ -143,40 +143,85 @@ def test_reroute_push_then_stale_deletion_and_rollback_restores(ac, nodes):
     assert set(nodes_[N["d"]].entries) and set(nodes_[N["e"]].entries)
 
 
-def test_relays_are_configured_before_the_ends_and_rolled_back_with_them():
-    """An end KM answers its application as soon as its configuration lands: the path's
-    forwarding rules must already be in place (relays first, then the ends)."""
-    import threading
+class _Pending:
+    def __init__(self, log, node, fail):
+        self.log, self.node, self.fail = log, node, fail
 
+    def wait(self):
+        self.log.append(("wait", self.node))
+        if self.fail:
+            raise RuntimeError("rpc-error: refused")
+
+
+class _Pipelined:
+    """A configurator that sends now and answers later (as the southbound's sessions)."""
+
+    def __init__(self, node, log, *, fail=False, unsendable=False):
+        self.node_id, self.log, self.fail, self.unsendable = node, log, fail, unsendable
+        self.payloads = []
+
+    def send_edit_config(self, config):
+        if self.unsendable:
+            raise RuntimeError("no NETCONF session to this node")
+        self.log.append(("send", self.node_id))
+        self.payloads.append(config.get("which"))
+        return _Pending(self.log, self.node_id, self.fail and config.get("which") == "apply")
+
+    def edit_config(self, config):
+        raise AssertionError("a pipelined configurator is never called blocking")
+
+    def rollback(self, undo):
+        raise AssertionError("a pipelined rollback is an edit-config of the undo payload")
+
+
+def _pushes(nodes):
     from lxml import etree
 
-    from sdn_controller.push import NodePush, push_all
+    from sdn_controller.push import NodePush
 
-    order: list[str] = []
-    lock = threading.Lock()
+    apply, undo = etree.Element("config", which="apply"), etree.Element("config", which="undo")
+    return [NodePush(n, apply, undo) for n in nodes]
 
-    class Recorder:
-        def __init__(self, node, fail=False):
-            self.node, self.fail = node, fail
 
-        def edit_config(self, payload):
-            with lock:
-                order.append(self.node)
-            if self.fail:
-                raise RuntimeError("refused")
+def test_pipelined_configurators_get_every_rpc_sent_before_any_reply_is_awaited():
+    from sdn_controller.push import PipelinedConfigurator
 
-        def rollback(self, payload):
-            with lock:
-                order.append(f"undo-{self.node}")
+    log = []
+    confs = {n: _Pipelined(n, log) for n in ("src", "r1", "r2", "dst")}
+    assert all(isinstance(c, PipelinedConfigurator) for c in confs.values())
+    result = push_all(_pushes(confs), confs)
+    assert result.ok and set(result.applied) == set(confs)
+    assert [kind for kind, _ in log] == ["send"] * 4 + ["wait"] * 4
 
-    payload = etree.Element("config")
-    pushes = [NodePush(n, payload, payload) for n in ("src", "relay", "dst")]
-    result = push_all(pushes, {n: Recorder(n) for n in ("src", "relay", "dst")},
-                      first={"relay"})
-    assert result.ok and order[0] == "relay" and set(order[1:]) == {"src", "dst"}
 
-    order.clear()
-    failing = {"src": Recorder("src"), "relay": Recorder("relay", fail=True),
-               "dst": Recorder("dst")}
-    result = push_all(pushes, failing, first={"relay"})
-    assert not result.ok and order == ["relay"]  # the ends were never touched
+def test_pipelined_failure_rolls_back_the_others_with_their_undo_payload():
+    log = []
+    confs = {"src": _Pipelined("src", log), "relay": _Pipelined("relay", log, fail=True),
+             "dst": _Pipelined("dst", log)}
+    result = push_all(_pushes(confs), confs)
+    assert not result.ok and set(result.failures) == {"relay"}
+    assert "refused" in result.failures["relay"]
+    assert set(result.rolled_back) == {"src", "dst"} and not result.rollback_failures
+    assert confs["src"].payloads == ["apply", "undo"] and confs["relay"].payloads == ["apply"]
+
+
+class _Blocking:
+    def __init__(self, node):
+        self.node_id, self.calls = node, []
+
+    def edit_config(self, config):
+        self.calls.append("edit")
+
+    def rollback(self, undo):
+        self.calls.append("rollback")
+
+
+def test_pipelined_and_blocking_configurators_mix_and_an_unsendable_rpc_fails_its_node():
+    log = []
+    blocking = _Blocking("blocking")
+    confs = {"p": _Pipelined("p", log), "gone": _Pipelined("gone", log, unsendable=True),
+             "blocking": blocking}
+    result = push_all(_pushes(confs), confs)
+    assert result.failures == {"gone": "no NETCONF session to this node"}
+    assert set(result.rolled_back) == {"p", "blocking"}
+    assert confs["p"].payloads == ["apply", "undo"] and blocking.calls == ["edit", "rollback"]

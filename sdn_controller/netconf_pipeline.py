@@ -1,0 +1,212 @@
+"""Pipelined edit-configs over an open ncclient session: send now, wait for the reply later.
+
+ncclient's ``Manager.edit_config`` blocks its caller until the reply is in, so configuring the
+KMs of a path in parallel took a thread per KM, and every call paid for ncclient's generic
+request machinery: an RPC object, a ``uuid4`` message-id, the payload parsed back into an
+element tree, the whole ``<rpc>`` built as elements and serialised, and the reply parsed twice.
+Here the caller serialises each payload once, frames the ``<rpc>`` around it as text and hands
+it to the session's send queue (ncclient's own session thread writes it, so messages of one
+session never interleave), registering a :class:`PendingEdit` with ncclient's reply listener of
+that session under its message-id. All RPCs of a push go out before the caller waits on any
+reply: the KMs of a path, or several RPCs to one agent, are in flight together (RFC 6241
+pipelining) without one thread per RPC.
+
+The pure part (:func:`edit_config_rpc`, :func:`reply_error`) builds the request and reads the
+reply; :func:`send_edit_config` is the thin shell over ncclient.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from lxml import etree
+
+from qkdn.namespaces import NETCONF_BASE_NS
+from sdn_controller.errors import PushError
+
+_NC = f"{{{NETCONF_BASE_NS}}}"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+#: message-ids of this process's pipelined RPCs (distinct from ncclient's ``urn:uuid:``)
+_MESSAGE_IDS = itertools.count(1)
+
+#: ``observer(seconds, ok)`` once the reply of an RPC is in (or it failed)
+ReplyObserver = Callable[[float, bool], None]
+
+
+def next_message_id() -> str:
+    return f"qkdn-{next(_MESSAGE_IDS)}"
+
+
+def edit_config_rpc(message_id: str, config: etree._Element | str, *,
+                    target: str = "running") -> str:
+    """The ``<rpc>`` of an edit-config of ``config`` (an RFC 6241 ``<config>`` element, or its
+    serialisation) on datastore ``target``, as text ready for the session's framing.
+
+    >>> rpc = edit_config_rpc("7", '<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"/>')
+    >>> rpc.split(">", 1)[0] + ">"
+    '<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="7">'
+    >>> rpc.split(">", 1)[1]
+    '<edit-config><target><running/></target><config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"/></edit-config></rpc>'
+    """
+    if target not in ("running", "candidate", "startup"):
+        raise ValueError(f"unknown datastore {target!r}")
+    if isinstance(config, str):
+        body = config
+    else:
+        if config.tag != f"{_NC}config":
+            raise ValueError("an edit-config payload must be rooted in <config>")
+        body = etree.tostring(config, encoding="unicode")
+    return (f'<rpc xmlns="{NETCONF_BASE_NS}" message-id={quoteattr(message_id)}>'
+            f"<edit-config><target><{target}/></target>{body}</edit-config></rpc>")
+
+
+def reply_error(raw: str | bytes) -> str | None:
+    """None if an ``<rpc-reply>`` is ``<ok/>``; otherwise its error as ``tag: message`` (the
+    first ``<rpc-error>``, of any severity, as ncclient's default raise mode treats them; or
+    a description of what the reply is instead).
+
+    >>> reply_error('<rpc-reply xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" '
+    ...             'message-id="1"><ok/></rpc-reply>') is None
+    True
+    """
+    try:
+        root = etree.fromstring(raw.encode() if isinstance(raw, str) else raw, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        return f"malformed rpc-reply: {exc}"
+    if root.tag != f"{_NC}rpc-reply":
+        return f"not an rpc-reply: {root.tag}"
+    if root.find(f"{_NC}ok") is not None:
+        return None
+    error = root.find(f"{_NC}rpc-error")
+    if error is None:
+        return "rpc-reply without <ok/>"
+    tag = error.findtext(f"{_NC}error-tag") or "rpc-error"
+    message = error.findtext(f"{_NC}error-message")
+    return f"{tag}: {message}" if message else tag
+
+
+class PendingEdit:
+    """One edit-config in flight. ncclient's reply listener calls :meth:`deliver_reply` or
+    :meth:`deliver_error` from the session's thread; :meth:`wait` blocks for the outcome."""
+
+    def __init__(self, node_id: str, message_id: str,
+                 observer: ReplyObserver | None = None, *, timeout_s: float = 10.0) -> None:
+        self.node_id = node_id
+        self.message_id = message_id
+        self.timeout_s = timeout_s
+        self._observer = observer
+        self._done = threading.Event()
+        self._raw: str | None = None
+        self._error: BaseException | None = None
+        self._sent_at = time.perf_counter()
+        self._seconds = 0.0
+
+    # --- called by ncclient's RPCReplyListener (session thread) -----------------------------
+    def deliver_reply(self, raw: str) -> None:
+        self._raw = raw
+        self._seconds = time.perf_counter() - self._sent_at
+        self._done.set()
+
+    def deliver_error(self, err: BaseException) -> None:
+        self._error = err
+        self._seconds = time.perf_counter() - self._sent_at
+        self._done.set()
+
+    # --- caller -------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Return once the agent answered ``<ok/>``; raise :class:`PushError` with the
+        agent's error, a lost session or no reply within ``timeout`` seconds (default: the
+        session's RPC timeout given at send)."""
+        timeout = self.timeout_s if timeout is None else timeout
+        if not self._done.wait(timeout):
+            self._observe(False, timeout)
+            raise PushError(self.node_id, f"no reply to edit-config within {timeout:g} s")
+        if self._error is not None:
+            self._observe(False)
+            raise PushError(self.node_id, f"session lost: {self._error}") from self._error
+        assert self._raw is not None
+        error = reply_error(self._raw)
+        self._observe(error is None)
+        if error is not None:
+            raise PushError(self.node_id, error)
+
+    def _observe(self, ok: bool, seconds: float | None = None) -> None:
+        observer, self._observer = self._observer, None   # once per RPC
+        if observer is not None:
+            observer(self._seconds if seconds is None else seconds, ok)
+
+
+def frame_message(message: str, *, chunked: bool) -> bytes:
+    """A NETCONF message framed for the wire: RFC 6242 chunked framing (base:1.1, one chunk)
+    or the base:1.0 end-of-message marker.
+
+    >>> frame_message("<rpc/>", chunked=True)
+    b'\\n#6\\n<rpc/>\\n##\\n'
+    >>> frame_message("<rpc/>", chunked=False)
+    b'<rpc/>]]>]]>'
+    """
+    data = message.encode()
+    return b"\n#%d\n%s\n##\n" % (len(data), data) if chunked else data + b"]]>]]>"
+
+
+def write_through(session: Any) -> None:
+    """Make an open ncclient ``session`` write every message at once from the sending
+    thread instead of queueing it for its session thread, which looks at its queue only
+    between waits of ``TICK`` seconds on the socket (up to a tick per RPC, plus a hand-over
+    of the GIL to that thread). A lock keeps each message whole on the channel; the session
+    thread still reads and dispatches replies. Install before the session's first RPC
+    after the hello (nothing may be left in its queue)."""
+    from ncclient.transport import TransportError
+    from ncclient.transport.session import NetconfBase
+    from paramiko import SSHException
+
+    lock = threading.Lock()
+
+    def send(message: str) -> None:
+        if not session.connected:
+            raise TransportError("Not connected to NETCONF server")
+        data = frame_message(message, chunked=session._base == NetconfBase.BASE_11)
+        with lock:
+            try:
+                while data:
+                    sent = session._transport_write(data)
+                    if sent <= 0:
+                        raise TransportError("NETCONF channel closed")
+                    data = data[sent:]
+            except (OSError, EOFError, SSHException) as exc:   # closed channel or transport
+                raise TransportError(f"write failed: {exc}") from exc
+
+    session.send = send
+
+
+def send_edit_config(session: Any, node_id: str, config: etree._Element | str, *,
+                     observer: ReplyObserver | None = None,
+                     timeout_s: float = 10.0) -> PendingEdit:
+    """Queue an edit-config of ``config`` on ``running`` in an open ncclient ``session``
+    (``Manager._session``) and return at once; the reply is matched by message-id through the
+    session's ``RPCReplyListener`` (registered by the session's first RPC, the subscription).
+    Raises :class:`PushError` if the session is closed."""
+    from ncclient.operations.rpc import RPCReplyListener
+    from ncclient.transport import TransportError
+
+    listener = session.get_listener_instance(RPCReplyListener)
+    if listener is None:
+        raise PushError(node_id, "NETCONF session has no reply listener yet")
+    message_id = next_message_id()
+    request = edit_config_rpc(message_id, config)
+    pending = PendingEdit(node_id, message_id, observer, timeout_s=timeout_s)
+    listener.register(message_id, pending)
+    try:
+        session.send(request)
+    except (TransportError, OSError) as exc:
+        pending.deliver_error(exc)
+    return pending
