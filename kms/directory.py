@@ -1,11 +1,13 @@
 """Where things live: SAE → node, node → KM endpoint and qkdn_id, peer node → physical link.
 
-A value object the node runtime builds from the topology (and refreshes when ports are known).
+A value object the node runtime builds from the topology (and refreshes when ports are known);
+:class:`FileSignature` tells the runtime when the files it is built from have changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kms.errors import KeyNotFound, NoRoute
@@ -54,3 +56,23 @@ class Directory:
 
     def is_adjacent(self, peer_node: str) -> bool:
         return peer_node in self.links
+
+
+@dataclass(frozen=True)
+class FileSignature:
+    """``(inode, mtime, size)`` of each of a set of files (``None`` for a missing one): two equal
+    signatures mean nothing was rewritten in between (files are replaced atomically)."""
+
+    stamps: tuple[tuple[int, int, int] | None, ...]
+
+    @classmethod
+    def of(cls, paths: Iterable[str | os.PathLike[str]]) -> FileSignature:
+        stamps: list[tuple[int, int, int] | None] = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamps.append(None)
+            else:
+                stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        return cls(tuple(stamps))

@@ -121,8 +121,14 @@ class ReadDeadlines:
         with self._lock:
             self._active.pop(threading.get_ident(), None)
 
+    @property
+    def check_s(self) -> float:
+        """Seconds between two looks for late reads: a tenth of the limit, 50 ms to 1 s (an
+        idle KM wakes once a second, not five times)."""
+        return max(0.05, min(1.0, self.limit_s / 10))
+
     def _run(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(self.check_s):
             now = time.monotonic()
             with self._lock:
                 late = [(t, s) for t, (s, deadline) in self._active.items() if deadline <= now]

@@ -177,6 +177,7 @@ class KeyManager:
         #: hybrid / post-quantum provisioning between endpoint KMs (ADR 0009)
         self.hybrid = HybridProvisioner(self)
         self._links_down: set[str] = set()
+        self._links_full: set[str] = set()   #: links whose store refuses blocks (logged once)
         #: per session: provenance -> [keys, bits] delivered to local SAEs; last mode
         self._delivered: dict[str, dict[str, list[int]]] = {}
         self._modes: dict[str, str] = {}
@@ -237,6 +238,22 @@ class KeyManager:
         except KmsError as exc:
             log.warning("%s: block %d of link %s dropped: %s", self.node_name, block_index,
                         qkdl_id, exc)
+
+    def deliver_many(self, qkdl_id: str, blocks: list[tuple[int, bytes]]) -> None:
+        """KeySink for a batch of blocks of ``qkdl_id`` (one store transaction); a full
+        store is logged when it starts refusing, not for every block."""
+        try:
+            _, refused = self.store(qkdl_id).deliver_many(blocks)
+        except KmsError as exc:
+            log.warning("%s: blocks of link %s dropped: %s", self.node_name, qkdl_id, exc)
+            return
+        full = qkdl_id in self._links_full
+        if refused and not full:
+            self._links_full.add(qkdl_id)
+            log.warning("%s: link %s store full: new blocks are dropped", self.node_name,
+                        qkdl_id)
+        elif not refused and full:
+            self._links_full.discard(qkdl_id)
 
     def _on_key_material(self, qkdl_id: str) -> None:
         self.telemetry.key_material(qkdl_id)

@@ -168,6 +168,16 @@ class PairedSink:
         return self._peer
 
     def deliver(self, qkdl_id: str, block_index: int, key: bytes) -> None:
+        self.deliver_many(qkdl_id, [(block_index, key)])
+
+    def deliver_many(self, qkdl_id: str, blocks: list[tuple[int, bytes]]) -> None:
+        """Blocks in order (one, or a module's batch): the peer is looked at once, then the
+        blocks both ends produce go to the sink — one ``deliver`` per block, or one
+        ``deliver_many`` call for several when the sink has it."""
+        from qkd_twin.module import deliver_blocks
+
+        if not blocks:
+            return
         peer = self._refresh_peer()
         up = peer is not None and self._alive(peer.pid)
         if up != self._peer_up:
@@ -175,20 +185,25 @@ class PairedSink:
             self._on_peer_change(up)
         if not up or peer is None:
             # the peer's (new) record may only be late to appear: keep the last blocks
-            self._held.append((block_index, key))
+            self._held.extend(blocks)
             return
         first, share = first_block_share(self.record, peer, self._block_seconds)
-        blocks = [*self._held, (block_index, key)]
+        pending = [*self._held, *blocks]
         self._held.clear()
-        for index, block_key in blocks:
+        out: list[tuple[int, bytes]] = []
+        for index, block_key in pending:
             if index < first:
                 continue
             if index == first:   # the short first block: both ends keep the same prefix
                 block_key = block_key[:math.floor(len(block_key) * share)]
                 if not block_key:
                     continue
-            self._sink.deliver(qkdl_id, index, block_key)
-            if not self._delivered_any:  # the start-up timeline (bench/startup_timeline.py)
-                self._delivered_any = True
-                log.info("link %s: first key block %d delivered to the KM (%d bytes)",
-                         self.qkdl_id, index, len(block_key))
+            out.append((index, block_key))
+        if len(out) == 1:
+            self._sink.deliver(qkdl_id, *out[0])
+        else:
+            deliver_blocks(self._sink, qkdl_id, out)
+        if out and not self._delivered_any:  # the start-up timeline (bench/startup_timeline.py)
+            self._delivered_any = True
+            log.info("link %s: first key block %d delivered to the KM (%d bytes)",
+                     self.qkdl_id, out[0][0], len(out[0][1]))

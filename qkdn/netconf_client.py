@@ -1,26 +1,43 @@
 """NETCONF client sessions (ncclient) as qkdn's tools and controller open them.
 
-ncclient's session thread waits ``TICK`` seconds (0.1 s) in ``select`` before it sends a
-queued request, which adds about 100 ms to every RPC. qkdn lowers that tick once, here, for
-every client it opens.
+ncclient's session thread (``Session.run``) polls: it waits ``TICK`` seconds (0.1 s) in
+``select`` on the SSH channel, then looks at its send queue. A request therefore waited up to
+100 ms before it was sent; lowering the tick to 1 ms made every idle session's thread wake
+1,000 times a second (100 agents: a whole core of the controller spent on waking up).
+
+:func:`install_event_driven_sessions` (done once by :func:`connect` and the controller's
+south-bound) replaces that loop with an event-driven one: the session thread waits in
+``select`` on the SSH channel *and* a wake-up pipe that ``send`` writes to, so a request goes
+out at once and an idle session sleeps until the agent sends something (or ``IDLE_WAIT_S``,
+a safety net). Framing, parsing, errors and closing are ncclient's, unchanged.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import selectors
+import threading
 from typing import Any
 
-#: Seconds ncclient's session loop waits in select() between looking at its send queue.
+#: Seconds an idle session thread sleeps in select() at most (nothing depends on it: sends
+#: wake the thread through its pipe, received data through the channel).
+IDLE_WAIT_S = 1.0
+#: Seconds between retries while the SSH channel's send window is full.
+SEND_RETRY_S = 0.005
+
+#: Kept for callers of the former tick-based tuning (the tick no longer paces anything).
 NCCLIENT_TICK_S = 0.001
-#: select() wake-ups per second that all of one process's ncclient sessions may spend together
-#: (each session's thread wakes once per tick even when idle).
 NCCLIENT_WAKEUP_BUDGET_HZ = 10_000
+
+_installed = threading.Lock()
+_WAKE = "qkdn-wake"
 
 
 def tick_for_sessions(sessions: int, *, budget_hz: float = NCCLIENT_WAKEUP_BUDGET_HZ) -> float:
-    """The send tick for a process holding ``sessions`` ncclient sessions: 1 ms up to ten
-    sessions, then longer, so that idle sessions together wake at most ``budget_hz`` times a
-    second (100 agents: 10 ms; 1 ms would be 100,000 wake-ups a second, a core of CPU).
+    """The former send tick for a process holding ``sessions`` ncclient sessions (1 ms up to
+    ten sessions, then ``sessions / budget_hz``). With event-driven sessions it only bounds
+    how often an idle thread looks at its queue in the unpatched loop.
 
     >>> tick_for_sessions(6), tick_for_sessions(100)
     (0.001, 0.01)
@@ -28,9 +45,126 @@ def tick_for_sessions(sessions: int, *, budget_hz: float = NCCLIENT_WAKEUP_BUDGE
     return max(NCCLIENT_TICK_S, sessions / budget_hz)
 
 
-def lower_ncclient_tick(tick: float = NCCLIENT_TICK_S) -> None:
+def _frame(session: Any, message: str) -> bytes:
+    from ncclient.transport.session import END_DELIM, MSG_DELIM, NetconfBase
+
+    data = message.encode()
+    if session._base == NetconfBase.BASE_11:
+        return b"\n#%i\n%s%s" % (len(data), data, END_DELIM)
+    return data + MSG_DELIM
+
+
+def _wake_pipe(session: Any) -> tuple[int, int]:
+    """The session's (read, write) wake-up pipe, made on first use (thread-safe)."""
+    with _installed:
+        pipe = getattr(session, "_qkdn_wake", None)
+        if pipe is None:
+            pipe = os.pipe()
+            for fd in pipe:
+                os.set_blocking(fd, False)
+            session._qkdn_wake = pipe
+    return pipe
+
+
+def _close_pipe(session: Any) -> None:
+    with _installed:
+        pipe = getattr(session, "_qkdn_wake", None)
+        session._qkdn_wake = None
+    if pipe is not None:
+        for fd in pipe:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _event_driven_send(self: Any, message: str) -> None:
+    """``Session.send``: queue the message and wake the session thread."""
+    from ncclient.transport.errors import TransportError
+
+    if not self.connected:
+        raise TransportError("Not connected to NETCONF server")
+    self._q.put(message)
+    pipe = getattr(self, "_qkdn_wake", None)
+    if pipe is not None:
+        try:
+            os.write(pipe[1], b"\0")
+        except (BlockingIOError, OSError):   # pipe full (already woken) or closed
+            pass
+
+
+def _event_driven_run(self: Any) -> None:
+    """``Session.run`` without polling: select on the channel and the wake-up pipe."""
+    import ncclient.transport.parser as parser_module
+    from ncclient.transport.errors import SessionCloseError
+
+    queue = self._q
+    wake_read, _ = _wake_pipe(self)
+    try:
+        selector = selectors.DefaultSelector()
+        self._transport_register(selector, selectors.EVENT_READ)
+        selector.register(wake_read, selectors.EVENT_READ, _WAKE)
+        while True:
+            blocked = False
+            while not queue.empty():
+                if not self._send_ready():
+                    blocked = True
+                    break
+                data = _frame(self, queue.get())
+                while data:
+                    sent = self._transport_write(data)
+                    if sent <= 0:
+                        raise SessionCloseError(self._buffer.getvalue(), data)
+                    data = data[sent:]
+            events = selector.select(timeout=SEND_RETRY_S if blocked else IDLE_WAIT_S)
+            channel_ready = False
+            for key, _ in events:
+                if key.data == _WAKE:
+                    try:
+                        while os.read(wake_read, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:
+                    channel_ready = True
+            if not channel_ready:
+                continue
+            data = self._transport_read()
+            if data:
+                try:
+                    self.parser.parse(data)
+                except parser_module.SAXFilterXMLNotFoundError:
+                    self.parser = parser_module.DefaultXMLParser(self)
+                    self.parser.parse(data)
+            elif self._closing.is_set():
+                break  # end of session, expected
+            else:
+                raise SessionCloseError(self._buffer.getvalue())
+    except Exception as exc:  # noqa: BLE001 - ncclient's contract: report, then close
+        self.logger.debug("Broke out of main loop, error=%r", exc)
+        self._dispatch_error(exc)
+        self.close()
+    finally:
+        _close_pipe(self)
+
+
+def install_event_driven_sessions() -> None:
+    """Make every ncclient session in this process event-driven (idempotent)."""
     from ncclient.transport import session
 
+    if getattr(session.Session, "_qkdn_event_driven", False):
+        return
+    session.Session.run = _event_driven_run
+    session.Session.send = _event_driven_send
+    session.Session._qkdn_event_driven = True
+
+
+def lower_ncclient_tick(tick: float = NCCLIENT_TICK_S) -> None:
+    """Former tuning (the tick paced every send); now installs event-driven sessions and
+    keeps ``TICK`` for any loop that still reads it."""
+    from ncclient.transport import session
+
+    install_event_driven_sessions()
     session.TICK = tick
 
 
@@ -39,7 +173,7 @@ def connect(host: str, port: int, username: str, password: str, *,
     """An ncclient Manager for an agent (host keys of loopback agents are not verified)."""
     from ncclient import manager
 
-    lower_ncclient_tick()
+    install_event_driven_sessions()
     logging.getLogger("ncclient").setLevel(logging.WARNING)
     return manager.connect(host=host, port=port, username=username, password=password,
                            hostkey_verify=False, allow_agent=False, look_for_keys=False,

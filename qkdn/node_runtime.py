@@ -73,6 +73,14 @@ def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
                      links=links)
 
 
+def directory_sources(topology: Topology, node_name: str, network: StateDir) -> list[Path]:
+    """The files :func:`km_directory` reads for ``node_name`` (its own and its neighbours'
+    node configs and ports files)."""
+    names = [node_name, *(link.peer_of(node_name) for link in topology.links_of(node_name))]
+    return [path for name in names
+            for path in (network.node_config(name), network.node_dir(name) / "ports.json")]
+
+
 def _recorded_port(path: Path, name: str) -> int:
     try:
         return int(read_json(path)[name])
@@ -80,8 +88,15 @@ def _recorded_port(path: Path, name: str) -> int:
         return 0
 
 
-#: Seconds between refreshes of the KM's directory from the other nodes' ports files.
+#: Seconds between looks at the files the KM's directory comes from (a look is a few
+#: ``stat`` calls; the files are read again only when one of them changed).
 DIRECTORY_REFRESH_S = 0.5
+#: Steady-state batch period of the node's QKD modules while their link's store holds a
+#: reserve (``qkd_twin.module``: the same blocks and key, produced once a second instead of
+#: every 0.25 s; ≤ LINK_INCOMING_WAIT_S, the receiver's wait for a block the sender has).
+MODULE_IDLE_BATCH_S = 1.0
+#: Seconds of a link's production each half of its store holds before the module batches.
+MODULE_RESERVE_S = 4.0
 
 
 class NodeRuntime:
@@ -130,9 +145,17 @@ class NodeRuntime:
         return self.config.km_port or _recorded_port(self.ports_path, "km")
 
     def _refresh_directory(self, stop: threading.Event) -> None:
-        while not stop.wait(DIRECTORY_REFRESH_S):
+        from kms.directory import FileSignature
+
+        sources = directory_sources(self.topology, self.config.name, self.network)
+        seen: FileSignature | None = None   # the first look always rebuilds (a neighbour may
+        while not stop.wait(DIRECTORY_REFRESH_S):  # have written its ports since the KM began)
+            now = FileSignature.of(sources)
+            if now == seen:
+                continue
             try:
                 directory = km_directory(self.topology, self.config.name, self.network)
+                seen = now
                 if directory != self.km.directory:
                     self.km.set_directory(directory)
             except Exception:  # a half-written file of another node: next round
@@ -294,7 +317,14 @@ class NodeRuntime:
 
     def _start_modules(self) -> None:
         from qkd_twin.faults import fault_file
-        from qkd_twin.module import LinkRole, ModuleConfig, ModuleMode, QkdModule, read_seed
+        from qkd_twin.module import (
+            LinkRole,
+            ModuleConfig,
+            ModuleMode,
+            QkdModule,
+            read_seed,
+            reserve_is_low,
+        )
         from qkd_twin.pairing import PairedSink
 
         for link in self.topology.links_of(self.config.name):
@@ -307,6 +337,7 @@ class NodeRuntime:
                 seed=read_seed(self.network.link_seed(self.config.name, link.qkdl_id)),
                 mode=ModuleMode(link.mode),
                 fault_path=fault_file(self.network.root, link.a, link.b),
+                idle_batch_seconds=MODULE_IDLE_BATCH_S,
             )
             paired = PairedSink(
                 self.network.root, link.qkdl_id, self.config.name, peer, self.km,
@@ -314,7 +345,13 @@ class NodeRuntime:
                 discard=store.discard_blocks,
                 on_peer_change=lambda up, qkdl_id=link.qkdl_id: self._on_peer_change(qkdl_id, up))
             self.pairings[link.qkdl_id] = paired
-            module = QkdModule(config, paired)
+            holder: list[Any] = []
+
+            def demand(store: Any = store, holder: list[Any] = holder) -> bool:
+                return reserve_is_low(store.held_bytes(), holder[0].state.skr, MODULE_RESERVE_S)
+
+            module = QkdModule(config, paired, demand=demand)
+            holder.append(module)
             module.add_listener(self._on_link_event)
             # from the block of the end's start_time (its short first block), never later
             module.start(paired.record.start_block)
@@ -339,6 +376,17 @@ class NodeRuntime:
         self._stack.close()
 
 
+#: Environment switch for idle-CPU measurements (``bench/scale_idle.py``): a node writes
+#: ``threads.json`` (OS thread id → Python thread name) to its state directory once it serves.
+THREAD_NAMES_ENV = "QKDN_THREAD_NAMES"
+
+
+def write_thread_names(path: Path) -> None:
+    """``{native thread id: thread name}`` of this process's Python threads, as JSON."""
+    write_json_atomic(path, {str(t.native_id): t.name for t in threading.enumerate()
+                             if t.native_id is not None})
+
+
 def run_node(config_path: Path) -> int:
     from qkdn.structured_logging import configure_logging
 
@@ -354,6 +402,8 @@ def run_node(config_path: Path) -> int:
                                   "metrics_port": node.metrics.port})
         log.info("node %s serving NETCONF on %s:%d, KM on %s:%d", config.name,
                  config.netconf_host, node.agent.port, config.km_host, node.km_port)
+        if os.environ.get(THREAD_NAMES_ENV):
+            write_thread_names(config.state_dir / "threads.json")
         stop.wait()
         log.info("node %s stopping", config.name)
         ready.unlink(missing_ok=True)

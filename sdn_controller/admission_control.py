@@ -316,7 +316,10 @@ class AdmissionControl:
         return _view(self._get(session_id))
 
     def sessions(self, *, include_terminated: bool = False) -> list[SessionView]:
-        return [_view(s) for s in self._sessions.values()
+        # over a copy: the daemon's snapshot calls this while request threads admit sessions
+        # (iterating the dict itself raised "dictionary changed size" and ended the controller
+        # process in a 500-session run)
+        return [_view(s) for s in list(self._sessions.values())
                 if include_terminated or s.state is not SessionState.TERMINATED]
 
     def sessions_using(self, links: Iterable[LinkId]) -> frozenset[SessionId]:

@@ -4,8 +4,10 @@ with the agent's capabilities checked at connect.
 
 Each :class:`AgentSession` is the :class:`~sdn_controller.push.NodeConfigurator` of its node
 (edit-config on ``running``); notifications and periodic ``get`` replies of ``qkd_node`` are
-handed to callbacks (the :class:`~sdn_controller.controller.Controller`). ncclient's send tick
-is lowered (it adds ~100 ms per RPC by default). Never logs payloads (they may name keys'
+handed to callbacks (the :class:`~sdn_controller.controller.Controller`). ncclient sessions are
+event-driven (:mod:`qkdn.netconf_client`: no polling tick, a request leaves at once), and at
+most ``max_parallel_connects`` SSH handshakes run at once (100 agents connecting together on
+two cores timed out and retried in a loop). Never logs payloads (they may name keys'
 sessions and SAEs; never key material, but the habit stays).
 """
 
@@ -96,9 +98,19 @@ class SouthboundConfig:
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
     poll_interval_s: float = 5.0        #: periodic get of qkd_node (state and metrics)
-    notification_wait_s: float = 0.2    #: how long one wait for a notification blocks
-    #: ncclient send tick; None = by the number of agents (``tick_for_sessions``)
+    #: how long one wait for a notification blocks at most (a notification ends the wait at
+    #: once; the wait also ends at the next poll): the idle wake-ups of one session per second
+    notification_wait_s: float = 1.0
+    #: ncclient send tick; None = by the number of agents (``tick_for_sessions``). Sessions
+    #: are event-driven, so it no longer paces requests (kept for the unpatched loop).
     ncclient_tick_s: float | None = None
+    #: SSH handshakes (connect, hello, capability check, subscription) at once per controller
+    max_parallel_connects: int = 8
+    #: periodic gets per second all agents together may cost: with more agents than
+    #: ``poll_interval_s × poll_budget_hz`` the interval grows (100 agents: 10 s, not 5 s; a
+    #: get of qkd_node costs the agent a few ms and grows with its sessions); notifications
+    #: still report every change at once
+    poll_budget_hz: float = 10.0
 
 
 NotificationHandler = Callable[[NodeId, str], None]
@@ -111,8 +123,12 @@ class AgentSession:
     """The controller's NETCONF session to one agent (a ``NodeConfigurator``)."""
 
     def __init__(self, endpoint: AgentEndpoint, config: SouthboundConfig = SouthboundConfig(),
-                 rpc_observer: RpcObserver | None = None) -> None:
+                 rpc_observer: RpcObserver | None = None,
+                 connect_slots: threading.Semaphore | None = None) -> None:
         self.endpoint = endpoint
+        #: shared by a :class:`Southbound`'s sessions: bounds the handshakes in flight
+        self._connect_slots = connect_slots or threading.BoundedSemaphore(
+            max(1, config.max_parallel_connects))
         self._rpc_observer = rpc_observer
         self.node_id = endpoint.node_id
         self.config = config
@@ -239,7 +255,10 @@ class AgentSession:
         backoff = self.config.backoff_initial_s
         while not self._stop.is_set():
             try:
-                self._manager = self._connect()
+                with self._connect_slots:
+                    if self._stop.is_set():
+                        break
+                    self._manager = self._connect()
             except CapabilityError as exc:
                 self.last_error = str(exc)
                 log.error("agent %s: %s", self.node_id, exc)
@@ -275,8 +294,8 @@ class AgentSession:
             if time.monotonic() >= next_poll:
                 self._deliver(self._on_state, self.get_qkd_node())
                 next_poll = time.monotonic() + self.config.poll_interval_s
-            notification = manager.take_notification(block=True,
-                                                     timeout=self.config.notification_wait_s)
+            wait = min(self.config.notification_wait_s, max(0.0, next_poll - time.monotonic()))
+            notification = manager.take_notification(block=True, timeout=wait)
             if notification is not None:
                 self._deliver(self._on_notification, notification.notification_xml)
 
@@ -289,6 +308,18 @@ class AgentSession:
             log.exception("agent %s: handling a message failed", self.node_id)
 
 
+def poll_interval_for(agents: int, interval_s: float, budget_hz: float) -> float:
+    """The periodic-get interval for ``agents`` sessions: ``interval_s``, or longer so that
+    all of them together poll at most ``budget_hz`` times a second.
+
+    >>> poll_interval_for(6, 5.0, 10.0), poll_interval_for(100, 5.0, 10.0)
+    (5.0, 10.0)
+    """
+    if budget_hz <= 0:
+        return interval_s
+    return max(interval_s, agents / budget_hz)
+
+
 class Southbound(Mapping[NodeId, AgentSession]):
     """Every agent's session; a mapping node_id → :class:`AgentSession` (the controller's
     configurators). Context manager: ``with Southbound(...) as sb: sb.start(...)``."""
@@ -299,7 +330,10 @@ class Southbound(Mapping[NodeId, AgentSession]):
         endpoints = list(endpoints)
         if config.ncclient_tick_s is None:
             config = replace(config, ncclient_tick_s=tick_for_sessions(len(endpoints)))
-        self._sessions = {ep.node_id: AgentSession(ep, config, rpc_observer)
+        config = replace(config, poll_interval_s=poll_interval_for(
+            len(endpoints), config.poll_interval_s, config.poll_budget_hz))
+        slots = threading.BoundedSemaphore(max(1, config.max_parallel_connects))
+        self._sessions = {ep.node_id: AgentSession(ep, config, rpc_observer, slots)
                           for ep in endpoints}
 
     def __getitem__(self, node_id: NodeId) -> AgentSession:

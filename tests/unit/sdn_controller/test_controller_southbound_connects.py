@@ -1,0 +1,59 @@
+"""South-bound at scale: handshakes bounded, periodic gets within a budget (no sockets: the
+connect step is replaced by a recorder)."""
+
+import threading
+import time
+
+from sdn_controller.southbound import (
+    AgentEndpoint,
+    Southbound,
+    SouthboundConfig,
+    poll_interval_for,
+)
+
+
+class Handshakes:
+    """Stands in for ncclient's connect: counts how many run at once, then refuses."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.calls = 0
+
+    def __call__(self):
+        with self.lock:
+            self.running += 1
+            self.calls += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.05)
+        with self.lock:
+            self.running -= 1
+        raise ConnectionRefusedError("agent not there")
+
+
+def test_at_most_max_parallel_connects_handshakes_run_at_once():
+    endpoints = [AgentEndpoint(f"id-{i}", "127.0.0.1", 1, "admin", "pw", f"n{i}")
+                 for i in range(12)]
+    southbound = Southbound(endpoints, SouthboundConfig(max_parallel_connects=3,
+                                                        backoff_initial_s=0.01,
+                                                        backoff_max_s=0.02))
+    handshakes = Handshakes()
+    for session in southbound.values():
+        session._connect = handshakes
+    southbound.start(lambda *a: None, lambda *a: None)
+    try:
+        time.sleep(0.5)
+    finally:
+        southbound.stop()
+    assert handshakes.calls >= 12          # every agent was tried
+    assert handshakes.most == 3
+
+
+def test_poll_interval_grows_with_agents_within_the_budget():
+    assert poll_interval_for(20, 5.0, 10.0) == 5.0
+    assert poll_interval_for(100, 5.0, 10.0) == 10.0
+    assert poll_interval_for(100, 5.0, 0.0) == 5.0
+    endpoints = [AgentEndpoint(f"id-{i}", "127.0.0.1", 1, "admin", "pw") for i in range(200)]
+    southbound = Southbound(endpoints, SouthboundConfig(poll_interval_s=5.0))
+    assert next(iter(southbound.values())).config.poll_interval_s == 20.0
