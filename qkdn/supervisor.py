@@ -42,9 +42,10 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 HEALTHY_AFTER_S = 30.0  #: a child up this long gets its back-off reset
 #: Fresh-interpreter elements a forking supervisor starts once every node is ready rather
-#: than before its preload: the orchestrator needs the controller's north-bound interface,
-#: not the nodes, and no key waits for it (docs/twin.md, start-up timeline).
-DEFERRED_KINDS = frozenset({"orchestrator"})
+#: than before its preload: no key waits for them, and their ~1 s of imports each would take
+#: a core from the nodes' start (the controller connects to agents that are up; the
+#: orchestrator needs the controller's north-bound interface) (docs/twin.md, start-up timeline).
+DEFERRED_KINDS = frozenset({"orchestrator", "controller"})
 #: ... or this long after the nodes were forked, whichever comes first.
 DEFERRED_START_S = 10.0
 
