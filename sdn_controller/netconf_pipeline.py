@@ -145,49 +145,6 @@ class PendingEdit:
             observer(self._seconds if seconds is None else seconds, ok)
 
 
-def frame_message(message: str, *, chunked: bool) -> bytes:
-    """A NETCONF message framed for the wire: RFC 6242 chunked framing (base:1.1, one chunk)
-    or the base:1.0 end-of-message marker.
-
-    >>> frame_message("<rpc/>", chunked=True)
-    b'\\n#6\\n<rpc/>\\n##\\n'
-    >>> frame_message("<rpc/>", chunked=False)
-    b'<rpc/>]]>]]>'
-    """
-    data = message.encode()
-    return b"\n#%d\n%s\n##\n" % (len(data), data) if chunked else data + b"]]>]]>"
-
-
-def write_through(session: Any) -> None:
-    """Make an open ncclient ``session`` write every message at once from the sending
-    thread instead of queueing it for its session thread, which looks at its queue only
-    between waits of ``TICK`` seconds on the socket (up to a tick per RPC, plus a hand-over
-    of the GIL to that thread). A lock keeps each message whole on the channel; the session
-    thread still reads and dispatches replies. Install before the session's first RPC
-    after the hello (nothing may be left in its queue)."""
-    from ncclient.transport import TransportError
-    from ncclient.transport.session import NetconfBase
-    from paramiko import SSHException
-
-    lock = threading.Lock()
-
-    def send(message: str) -> None:
-        if not session.connected:
-            raise TransportError("Not connected to NETCONF server")
-        data = frame_message(message, chunked=session._base == NetconfBase.BASE_11)
-        with lock:
-            try:
-                while data:
-                    sent = session._transport_write(data)
-                    if sent <= 0:
-                        raise TransportError("NETCONF channel closed")
-                    data = data[sent:]
-            except (OSError, EOFError, SSHException) as exc:   # closed channel or transport
-                raise TransportError(f"write failed: {exc}") from exc
-
-    session.send = send
-
-
 def send_edit_config(session: Any, node_id: str, config: etree._Element | str, *,
                      observer: ReplyObserver | None = None,
                      timeout_s: float = 10.0) -> PendingEdit:

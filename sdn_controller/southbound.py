@@ -28,7 +28,7 @@ from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, 
 from qkdn.netconf_client import NCCLIENT_TICK_S, lower_ncclient_tick, tick_for_sessions
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
-from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config, write_through
+from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,6 @@ class AgentEndpoint:
 
 @dataclass(frozen=True)
 class SouthboundConfig:
-    #: write each RPC at once from the calling thread (``netconf_pipeline.write_through``)
-    #: instead of leaving it in ncclient's queue until its session thread's next tick (or
-    #: wake-up) and a hand-over of the GIL to it
-    write_through: bool = True
     connect_timeout_s: float = 10.0
     rpc_timeout_s: float = 10.0
     backoff_initial_s: float = 0.1
@@ -232,8 +228,6 @@ class AgentSession:
                             password=ep.password, hostkey_verify=False, allow_agent=False,
                             look_for_keys=False, timeout=self.config.connect_timeout_s,
                             manager_params={"timeout": self.config.rpc_timeout_s})
-        if self.config.write_through:
-            write_through(m._session)   # ncclient 0.7: no public accessor of the session
         try:
             check_capabilities(m.server_capabilities)
             m.create_subscription()
