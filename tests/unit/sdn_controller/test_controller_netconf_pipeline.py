@@ -1,7 +1,6 @@
 """The pure part of pipelined edit-configs: the <rpc> text, reading replies, PendingEdit."""
 
 import threading
-import time
 
 import pytest
 from lxml import etree
