@@ -300,7 +300,7 @@ class _AgentNetwork:
 def _line(n: int) -> dict:
     names = [str(i) for i in range(n)]
     return {"name": "bench-line", "nodes": [{"name": x} for x in names],
-            "links": [{"a": a, "b": b, "length_km": 10} for a, b in zip(names, names[1:])],
+            "links": [{"a": a, "b": b, "length_km": 10} for a, b in itertools.pairwise(names)],
             "slas": [{"name": "s", "max_bps": 10**6, "max_sessions": 10**4,
                       "idle_timeout_s": 3600}],
             "users": [{"name": f"u{x}", "sla": "s"} for x in names],

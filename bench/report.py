@@ -54,8 +54,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    lines = [f"{'name':<40}{'value':>14} {'unit':<10}{'target':<14}{'meets':<7}"
-             f"{'runs':>6}{'p50':>12}{'p99':>12}"]
+    lines = [(f"{'name':<40}{'value':>14} {'unit':<10}{'target':<14}{'meets':<7}"
+             f"{'runs':>6}{'p50':>12}{'p99':>12}")]
     for r in rows:
         meets = {True: "yes", False: "NO", None: "-"}[r["meets"]]
         lines.append(f"{r['name']:<40}{_fmt(r['value']):>14} {r['unit']:<10}"

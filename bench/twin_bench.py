@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench.report import row
 
+from bench.report import row
 from qkd_twin.module import LinkRole, ModuleConfig, ModuleMode, QkdModule
 from qkd_twin.physics import h2, preset
 from qkd_twin.postprocessing.evaluation import noisy_frame

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from qkd_twin.errors import TwinError
-from qkdn.errors import QkdnError
 from qkd_twin.faults import FaultKind, append_fault, fault_file, fault_state_at, read_faults
 from qkd_twin.physics import PRESETS, DecoyModel, LinkParameters, evaluate, preset
+from qkdn.errors import QkdnError
 
 #: ``--option`` → LinkParameters field, for overriding a preset.
 PARAMETER_OPTIONS = {

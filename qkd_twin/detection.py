@@ -45,7 +45,7 @@ def z_basis_probability(q: float) -> float:
 
 def detections_for_sifted(params: LinkParameters, sifted_bits: int) -> int:
     """Mean number of detections that yield ``sifted_bits`` after sifting."""
-    return int(round(sifted_bits / params.q))
+    return round(sifted_bits / params.q)
 
 
 def emulate_detections(params: LinkParameters, mu: float, detections: int,

@@ -16,7 +16,7 @@ _UINT32_MAX = 2**32 - 1
 
 
 def _rate(value: float) -> int:
-    return max(0, min(_UINT32_MAX, int(round(value))))
+    return max(0, min(_UINT32_MAX, round(value)))
 
 
 def _qber_text(qber: float) -> str:

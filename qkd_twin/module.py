@@ -55,7 +55,11 @@ import numpy as np
 
 from qkd_twin.detection import detections_for_sifted, emulate_detections
 from qkd_twin.faults import (
-    DEFAULT_BLOCK_SECONDS, FaultWatcher, LinkFaultState, apply_faults, fault_file,
+    DEFAULT_BLOCK_SECONDS,
+    FaultWatcher,
+    LinkFaultState,
+    apply_faults,
+    fault_file,
 )
 from qkd_twin.physics import (
     DecoyModel,
@@ -504,7 +508,7 @@ class QkdModule:
         self.delivered_bits += 8 * len(out.key)
         if out.detail is not None:
             self.last_detail = out.detail
-        window_blocks = max(4, int(round(2.0 / cfg.block_seconds)))
+        window_blocks = max(4, round(2.0 / cfg.block_seconds))
         if out.performance is not None and cfg.mode is ModuleMode.PROTOCOL:
             window_blocks = max(window_blocks, 2 * self.emulator.frame_blocks(out.performance))
         self._eskr_window.append((n, 8 * len(out.key)))

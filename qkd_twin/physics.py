@@ -96,12 +96,12 @@ class LinkParameters:
 
 #: The parameter sets of physics.md. ``length_km`` is filled in by :func:`preset`.
 PRESETS: dict[str, dict[str, float]] = {
-    "gys": dict(alpha_db_per_km=0.21, eta_bob=0.045, y0=1.7e-6, e_d=0.033, f_ec=1.22,
-                q=0.5, clock_hz=2e6),
-    "reference": dict(alpha_db_per_km=0.20, eta_bob=0.10, y0=1e-6, e_d=0.01, f_ec=1.16,
-                      q=0.5, clock_hz=1e9),
-    "high-end": dict(alpha_db_per_km=0.20, eta_bob=0.60, y0=1e-7, e_d=0.01, f_ec=1.10,
-                     q=0.9, clock_hz=1e9),
+    "gys": {"alpha_db_per_km": 0.21, "eta_bob": 0.045, "y0": 1.7e-6, "e_d": 0.033, "f_ec": 1.22,
+                "q": 0.5, "clock_hz": 2e6},
+    "reference": {"alpha_db_per_km": 0.20, "eta_bob": 0.10, "y0": 1e-6, "e_d": 0.01, "f_ec": 1.16,
+                      "q": 0.5, "clock_hz": 1e9},
+    "high-end": {"alpha_db_per_km": 0.20, "eta_bob": 0.60, "y0": 1e-7, "e_d": 0.01, "f_ec": 1.10,
+                     "q": 0.9, "clock_hz": 1e9},
 }
 
 

@@ -31,7 +31,7 @@ def estimate_qber(alice: np.ndarray, bob: np.ndarray, fraction: float,
                   rng: np.random.Generator, min_sample: int = 256) -> SampleEstimate:
     """Disclose ``fraction`` (at least ``min_sample``) of the bits and count the errors."""
     n = int(alice.size)
-    k = min(n, max(min_sample, int(round(fraction * n))))
+    k = min(n, max(min_sample, round(fraction * n)))
     chosen = rng.choice(n, size=k, replace=False) if k else np.zeros(0, dtype=np.int64)
     errors = int(np.count_nonzero(alice[chosen] != bob[chosen]))
     keep = np.ones(n, dtype=bool)

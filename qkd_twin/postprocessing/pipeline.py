@@ -83,7 +83,7 @@ def final_key_length(n: int, qber_upper: float, leaked_ec: int, security: Securi
     e1 = min(0.5, phase_error(qber_upper))
     raw = (n * single_photon_fraction * (1.0 - h2(e1)) - leaked_ec - TAG_BITS
            - 2.0 * math.log2(1.0 / security.eps_pa))
-    return max(0, min(n, int(math.floor(raw))))
+    return max(0, min(n, math.floor(raw)))
 
 
 def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
@@ -98,10 +98,10 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
     permutations, hash point and Toeplitz seed. Both link ends seed it alike.
     """
     def result(status: BlockStatus, **kw) -> BlockResult:
-        base: dict[str, Any] = dict(
-            alice_key=_EMPTY, bob_key=_EMPTY, sifted_bits=sifted.size, sample_qber=1.0,
-            measured_qber=1.0, qber_upper=1.0, leaked_ec_bits=0, reconciled_bits=0,
-            errors_corrected=0, final_bits=0, ec_seconds=0.0, pa_seconds=0.0)
+        base: dict[str, Any] = {
+            "alice_key": _EMPTY, "bob_key": _EMPTY, "sifted_bits": sifted.size, "sample_qber": 1.0,
+            "measured_qber": 1.0, "qber_upper": 1.0, "leaked_ec_bits": 0, "reconciled_bits": 0,
+            "errors_corrected": 0, "final_bits": 0, "ec_seconds": 0.0, "pa_seconds": 0.0}
         base.update(kw)
         return BlockResult(status=status, **base)
 
@@ -121,10 +121,10 @@ def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
     measured = (sample.sample_errors + ec.errors_corrected) / sifted.size
     upper = qber_upper_bound(sample.sample_errors + ec.errors_corrected, sifted.size,
                              security.eps_pe)
-    common = dict(sample_qber=sample.qber, measured_qber=measured, qber_upper=upper,
-                  leaked_ec_bits=ec.leaked_bits, reconciled_bits=int(alice.size),
-                  errors_corrected=ec.errors_corrected,
-                  ec_seconds=ec_seconds)
+    common = {"sample_qber": sample.qber, "measured_qber": measured, "qber_upper": upper,
+                  "leaked_ec_bits": ec.leaked_bits, "reconciled_bits": int(alice.size),
+                  "errors_corrected": ec.errors_corrected,
+                  "ec_seconds": ec_seconds}
     if not verified:
         return result(BlockStatus.ABORTED_VERIFICATION, **common)
     length = final_key_length(alice.size, upper, ec.leaked_bits, security,

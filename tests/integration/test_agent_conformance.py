@@ -8,8 +8,8 @@ from pathlib import Path
 import libyang
 import pytest
 
-from qkdn.netconf_client import connect
 from qkdn.namespaces import ETSI_NODE_NS
+from qkdn.netconf_client import connect
 
 from .conftest import REPO
 

@@ -77,8 +77,8 @@ class Running:
         self.changes: list[tuple[dict, dict]] = []
 
     def connect(self, **kwargs) -> manager.Manager:
-        options = dict(host="127.0.0.1", port=self.port, username="admin", password=PASSWORD,
-                       hostkey_verify=False, look_for_keys=False, allow_agent=False, timeout=10)
+        options = {"host": "127.0.0.1", "port": self.port, "username": "admin", "password": PASSWORD,
+                       "hostkey_verify": False, "look_for_keys": False, "allow_agent": False, "timeout": 10}
         options.update(kwargs)
         return manager.connect(**options)
 
@@ -195,10 +195,10 @@ def _rpc_error(call) -> RPCError:
     [
         ("<qkd_applications><qkd_app><app_id>not-a-uuid</app_id></qkd_app></qkd_applications>",
          "invalid-value"),
-        (f"<qkd_applications><qkd_app nc:operation='create'><app_id>{APP_ID}</app_id></qkd_app>"
-         "</qkd_applications>", "data-exists"),
-        (f"<qkd_applications><qkd_app nc:operation='delete'><app_id>{NEW_APP}</app_id></qkd_app>"
-         "</qkd_applications>", "data-missing"),
+        ((f"<qkd_applications><qkd_app nc:operation='create'><app_id>{APP_ID}</app_id></qkd_app>"
+         "</qkd_applications>"), "data-exists"),
+        ((f"<qkd_applications><qkd_app nc:operation='delete'><app_id>{NEW_APP}</app_id></qkd_app>"
+         "</qkd_applications>"), "data-missing"),
         ("<no_such_leaf>1</no_such_leaf>", "unknown-element"),
         ("<qkd_applications><qkd_app><app_priority>1</app_priority></qkd_app></qkd_applications>",
          "missing-element"),
@@ -481,11 +481,11 @@ def test_malformed_xml_and_bombs_get_rpc_errors_session_survives(raw, running):
     raw.run(raw.hello_11())
     payloads = [
         b"<rpc message-id='1' xmlns='urn:ietf:params:xml:ns:netconf:base:1.0'><get></rpc>",
-        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;'
+        (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;'
         b'&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><rpc message-id="2" '
-        b'xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><get><filter>&c;</filter></get></rpc>',
-        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><rpc '
-        b'message-id="3" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><get>&x;</get></rpc>',
+        b'xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><get><filter>&c;</filter></get></rpc>'),
+        (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><rpc '
+        b'message-id="3" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><get>&x;</get></rpc>'),
         b'<rpc message-id="4" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><reboot-node/></rpc>',
     ]
     tags = []

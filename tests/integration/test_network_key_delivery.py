@@ -4,13 +4,11 @@ operator with plain NETCONF edit-config (static provisioning)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
 import pytest
 import requests
-from lxml import etree
 
 from qkdn.namespaces import ETSI_NODE_NS
 from qkdn.netconf_client import connect

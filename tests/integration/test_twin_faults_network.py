@@ -42,8 +42,8 @@ def _wait_for(session, predicate, timeout: float) -> tuple[float, str]:
 
 
 def _links(session) -> list:
-    reply = session.get(filter=("subtree", f'<qkd_node xmlns="{ETSI_NS}"><qkd_links/>'
-                                           "</qkd_node>"))
+    reply = session.get(filter=("subtree", (f'<qkd_node xmlns="{ETSI_NS}"><qkd_links/>'
+                                           "</qkd_node>")))
     return reply.data_ele.xpath("//*[local-name()='qkd_link']")
 
 
@@ -63,7 +63,7 @@ def test_twin_eavesdropper_and_cut_reach_agents_within_a_second(paper_network):
         arrived, xml = _wait_for(node4, lambda x: "<alarm" in x and "QBER" in x, 5.0)
         assert arrived - tapped["created_at"] < 1.0
         cut = _fault(paper_network.state.root, "link-down", "0", "1")
-        arrived, xml = _wait_for(node0, lambda x: "sdqkdn_link_down" in x, 5.0)
+        arrived, _xml = _wait_for(node0, lambda x: "sdqkdn_link_down" in x, 5.0)
         assert arrived - cut["created_at"] < 1.0
 
         time.sleep(0.3)

@@ -52,7 +52,7 @@ def test_replay_of_a_reference_is_rejected(pair):
 
 def test_partial_overlap_is_all_or_nothing(pair):
     a, b = pair
-    ref, key = a.take_outgoing(16)
+    _ref, key = a.take_outgoing(16)
     bad = KeyRef.from_wire("0:8:16")
     b.take_incoming(KeyRef.from_wire("0:16:8"))
     with pytest.raises(AuthenticationFailed):
@@ -114,7 +114,7 @@ def test_discarded_blocks_are_gone_and_stay_gone(tmp_path):
     assert a.max_block() == 3
     assert a.discard_blocks(1, 2) == 128
     assert a.deliver(1, bytes(64)) is False      # a discarded block is not taken again
-    ref, key = a.take_outgoing(64)
+    ref, _key = a.take_outgoing(64)
     assert {seg.block for seg in ref.segments} == {0, 3}
     assert a.discard_blocks(5, 4) == 0
 

@@ -286,8 +286,8 @@ def test_edit_config_options_reach_datastore(peer, server):
         ("<edit-config><target><running/></target></edit-config>", "missing-element"),
         ("<edit-config><config/></edit-config>", "missing-element"),
         ("<edit-config><target><candidate/></target><config/></edit-config>", "operation-not-supported"),
-        ("<edit-config><target><running/></target><default-operation>merge-all</default-operation>"
-         "<config/></edit-config>", "invalid-value"),
+        (("<edit-config><target><running/></target><default-operation>merge-all</default-operation>"
+         "<config/></edit-config>"), "invalid-value"),
         ("<edit-config><target><running/></target><bogus/><config/></edit-config>", "unknown-element"),
         ("<edit-config><target><running/></target><url>file:///x</url></edit-config>",
          "operation-not-supported"),
@@ -298,13 +298,13 @@ def test_edit_config_options_reach_datastore(peer, server):
         ("<kill-session><session-id>1</session-id></kill-session>", "invalid-value"),
         ("<kill-session><session-id>99</session-id></kill-session>", "invalid-value"),
         ("<unlock><target><running/></target></unlock>", "operation-failed"),
-        ('<get-schema xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring">'
-         "<identifier>nope</identifier></get-schema>", "invalid-value"),
+        (('<get-schema xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring">'
+         "<identifier>nope</identifier></get-schema>"), "invalid-value"),
         ('<get-schema xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"/>', "missing-element"),
-        ('<create-subscription xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
-         "<startTime>2024-01-01T00:00:00Z</startTime></create-subscription>", "operation-not-supported"),
-        ('<create-subscription xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
-         "<stream>OTHER</stream></create-subscription>", "invalid-value"),
+        (('<create-subscription xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
+         "<startTime>2024-01-01T00:00:00Z</startTime></create-subscription>"), "operation-not-supported"),
+        (('<create-subscription xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
+         "<stream>OTHER</stream></create-subscription>"), "invalid-value"),
         # without :candidate the operation itself is refused, whatever it carries
         ("<commit><bogus>1</bogus></commit>", "operation-not-supported"),
         ("<discard-changes><bogus/></discard-changes>", "operation-not-supported"),

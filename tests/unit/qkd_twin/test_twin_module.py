@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -223,7 +224,7 @@ def test_twin_perf_updates_are_rate_limited_under_attack():
         module.process_block(n)
     updates = [e.block_index for e in events if e.kind is LinkEventKind.PERF_UPDATE]
     assert updates[0] == 0 and len(updates) <= 1 + 36 // 4
-    assert all(b - a >= 4 for a, b in zip(updates, updates[1:]))
+    assert all(b - a >= 4 for a, b in itertools.pairwise(updates))
     assert any(e.kind is LinkEventKind.QBER_ALARM and e.block_index <= 5 for e in events)
 
 

@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 
 from qkd_twin.faults import LinkFaultState
 from qkd_twin.module import (
-    LinkEmulator, LinkRole, ModuleConfig, ModuleMode, QkdModule,
+    LinkEmulator,
+    LinkRole,
+    ModuleConfig,
+    ModuleMode,
+    QkdModule,
 )
 from qkd_twin.physics import preset
 
