@@ -35,27 +35,8 @@ from . import reliability_report, rest_fuzz
 
 pytestmark = pytest.mark.integration
 
-TOPOLOGY = """
-name: orchestrator-fuzz-line
-description: three nodes in a line; the orchestrator's REST API is fuzzed over HTTPS
-defaults:
-  link: {preset: reference, mode: rate, length_km: 10}
-nodes:
-  - {name: A}
-  - {name: B}
-  - {name: C}
-links:
-  - {a: A, b: B}
-  - {a: B, b: C}
-slas:
-  - {name: standard, max_bps: 1000000, min_bps: 1024, max_priority: 5, max_sessions: 16, idle_timeout_s: 60}
-users:
-  - {name: user-a, sla: standard}
-  - {name: user-c, sla: standard}
-saes:
-  - {id: sae-a, node: A, user: user-a}
-  - {id: sae-c, node: C, user: user-c}
-"""
+#: three nodes in a line, an SAE on each (shared with the secrets-at-rest run)
+TOPOLOGY = Path(__file__).with_name("line3.yaml").read_text()
 
 #: the endless text/event-stream: every case would wait for a heartbeat
 EXCLUDED = frozenset({"GET /api/v1/events/stream"})

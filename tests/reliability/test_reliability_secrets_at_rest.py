@@ -30,29 +30,8 @@ from . import km_crash, reliability_report
 
 pytestmark = pytest.mark.integration
 
-TOPOLOGY = """
-name: secrets-line
-description: three nodes in a line; B relays between A and C
-defaults:
-  link: {preset: reference, mode: rate, length_km: 10}
-nodes:
-  - {name: A}
-  - {name: B}
-  - {name: C}
-links:
-  - {a: A, b: B}
-  - {a: B, b: C}
-slas:
-  - {name: standard, max_bps: 1000000, min_bps: 1024, max_priority: 5, max_sessions: 16, idle_timeout_s: 60}
-users:
-  - {name: user-a, sla: standard}
-  - {name: user-b, sla: standard}
-  - {name: user-c, sla: standard}
-saes:
-  - {id: sae-a, node: A, user: user-a}
-  - {id: sae-b, node: B, user: user-b}
-  - {id: sae-c, node: C, user: user-c}
-"""
+#: three nodes in a line, an SAE on each (shared with the orchestrator fuzz run)
+TOPOLOGY = Path(__file__).with_name("line3.yaml").read_text()
 
 
 def forms(key: bytes) -> list[bytes]:
