@@ -306,26 +306,19 @@ class _PromptThreadPool(ThreadPool):
         self._threads.extend(workers)
 
 
-class HttpsServer:
-    """cheroot serving ``app`` on ``host:port`` (0 = ephemeral) with mutual TLS.
+class GuardedServer:
+    """A cheroot server protected by :func:`guard_server`, served on a thread of its own:
+    ``with server: server.base_url``. Subclasses build the server and its guard."""
 
-    >>> with HttpsServer(app, files) as server:   # doctest: +SKIP
-    ...     requests.get(server.base_url + "/...", cert=..., verify=ca)
-    """
-
-    def __init__(self, app: Callable, files: TlsFiles, host: str = "127.0.0.1", port: int = 0,
-                 threads: int = 16, name: str = "km",
-                 read_deadline_s: float = DEFAULT_READ_DEADLINE_S) -> None:
-        self._server = wsgi.Server((host, port), app, numthreads=threads, server_name=name,
-                                   request_queue_size=64, timeout=read_deadline_s,
-                                   shutdown_timeout=2)
-        self._server.requests = _PromptThreadPool(self._server, min=threads,
-                                                  max=self._server.requests.max)
-        self.read_deadlines = guard_server(self._server, name=name,
-                                           read_deadline_s=read_deadline_s,
-                                           tls=(files, server_tls_context(files)))
+    def __init__(self, server: wsgi.Server, read_deadlines: ReadDeadlines, *, scheme: str,
+                 url_host: str, label: str, thread_name: str) -> None:
+        self._server = server
+        self.read_deadlines = read_deadlines
+        self.scheme = scheme
+        self._url_host = url_host
+        self._label = label
+        self._thread_name = thread_name
         self._thread: threading.Thread | None = None
-        self._name = name
 
     @property
     def port(self) -> int:
@@ -333,15 +326,15 @@ class HttpsServer:
 
     @property
     def base_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self._url_host}:{self.port}"
 
-    def start(self) -> HttpsServer:
+    def start(self) -> Self:
         self._server.prepare()  # binds, so .port is known on return
         self.read_deadlines.start()
-        self._thread = threading.Thread(target=self._server.serve, name=f"https-{self._name}",
+        self._thread = threading.Thread(target=self._server.serve, name=self._thread_name,
                                         daemon=True)
         self._thread.start()
-        log.info("%s: HTTPS (mTLS) listening on %s", self._name, self.base_url)
+        log.info("%s listening on %s", self._label, self.base_url)
         return self
 
     def stop(self) -> None:
@@ -355,3 +348,23 @@ class HttpsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class HttpsServer(GuardedServer):
+    """cheroot serving ``app`` on ``host:port`` (0 = ephemeral) with mutual TLS.
+
+    >>> with HttpsServer(app, files) as server:   # doctest: +SKIP
+    ...     requests.get(server.base_url + "/...", cert=..., verify=ca)
+    """
+
+    def __init__(self, app: Callable, files: TlsFiles, host: str = "127.0.0.1", port: int = 0,
+                 threads: int = 16, name: str = "km",
+                 read_deadline_s: float = DEFAULT_READ_DEADLINE_S) -> None:
+        server = wsgi.Server((host, port), app, numthreads=threads, server_name=name,
+                             request_queue_size=64, timeout=read_deadline_s,
+                             shutdown_timeout=2)
+        server.requests = _PromptThreadPool(server, min=threads, max=server.requests.max)
+        super().__init__(server, guard_server(server, name=name, read_deadline_s=read_deadline_s,
+                                              tls=(files, server_tls_context(files))),
+                         scheme="https", url_host="127.0.0.1",
+                         label=f"{name}: HTTPS (mTLS)", thread_name=f"https-{name}")

@@ -13,14 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Self
 
 from cheroot import wsgi
 
-from kms.https_server import DEFAULT_READ_DEADLINE_S, TlsFiles, guard_server
+from kms.https_server import DEFAULT_READ_DEADLINE_S, GuardedServer, TlsFiles, guard_server
 from orchestrator.openapi import PROBLEM_MEDIA
 from orchestrator.problems import problem_body
 
@@ -47,51 +45,22 @@ def guard_problem(status: int, reason: str) -> tuple[str, bytes]:
     return PROBLEM_MEDIA, json.dumps(problem_body(status, slug, title, reason)).encode()
 
 
-class OrchestratorServer:
+class OrchestratorServer(GuardedServer):
     """``with OrchestratorServer(app) as server: server.base_url``."""
 
     def __init__(self, app: Callable, host: str = "127.0.0.1", port: int = 0,
                  tls: TlsFiles | None = None, threads: int = 24,
                  read_deadline_s: float = READ_DEADLINE_S) -> None:
-        self._server = wsgi.Server((host, port), app, numthreads=threads,
-                                   server_name="qkdn-orchestrator", request_queue_size=64,
-                                   shutdown_timeout=2)   # timeout: set by guard_server
-        self.host = host
-        self.scheme = "http" if tls is None else "https"
-        self.read_deadlines = guard_server(
-            self._server, name="orchestrator", read_deadline_s=read_deadline_s,
+        server = wsgi.Server((host, port), app, numthreads=threads,
+                             server_name="qkdn-orchestrator", request_queue_size=64,
+                             shutdown_timeout=2)   # timeout: set by guard_server
+        read_deadlines = guard_server(
+            server, name="orchestrator", read_deadline_s=read_deadline_s,
             tls=None if tls is None else (tls, operator_tls_context(tls)),
             render_error=guard_problem)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self._server.bind_addr[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-    def start(self) -> Self:
-        self._server.prepare()
-        self.read_deadlines.start()
-        self._thread = threading.Thread(target=self._server.serve, name="orchestrator-http",
-                                        daemon=True)
-        self._thread.start()
-        log.info("orchestrator listening on %s", self.base_url)
-        return self
-
-    def stop(self) -> None:
-        self.read_deadlines.stop()
-        self._server.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(server, read_deadlines, scheme="http" if tls is None else "https",
+                         url_host=host, label="orchestrator", thread_name="orchestrator-http")
+        self.host = host
 
 
 def tls_files(cert: Path, key: Path, ca: Path) -> TlsFiles:
