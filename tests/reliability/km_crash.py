@@ -18,14 +18,10 @@ Afterwards, from what the SAEs received and from the stores themselves:
 from __future__ import annotations
 
 import base64
-import json
-import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -35,22 +31,17 @@ from typing import Any
 import requests
 
 from kms.key_store import Half, sender_half, split_block
-from kms.local_network import directory_for, link_id, node_qkdn_id, test_block
+from kms.local_network import link_id, node_qkdn_id, test_block
 from kms.pki import issue_network_pki
 
-ROOT = Path(__file__).resolve().parents[2]
+from .km_serve import free_port, km_spec, launch_km, stop_all
+
 NODES = ["A", "B", "C"]
 LINKS = [("A", "B"), ("B", "C")]
 SAES = {"sae-a": "A", "sae-c": "C"}
 SESSION = "11111111-2222-4333-8444-555555555555"
 VIRT = "99999999-2222-4333-8444-555555555555"
 HOPS = {"A": (None, "B"), "B": ("A", "C"), "C": ("B", None)}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def running_config(node: str) -> dict:
@@ -78,7 +69,7 @@ class KmProcesses:
         self.workdir = workdir
         self.blocks, self.block_size = blocks, block_size
         self.pki = issue_network_pki(workdir, NODES, SAES)
-        self.ports = {n: _free_port() for n in NODES}
+        self.ports = {n: free_port() for n in NODES}
         self.urls = {n: f"https://127.0.0.1:{p}" for n, p in self.ports.items()}
         self.procs: dict[str, subprocess.Popen] = {}
         self.starts: Counter[str] = Counter()
@@ -87,30 +78,15 @@ class KmProcesses:
         return self.workdir / node
 
     def spec(self, node: str) -> dict:
-        d = directory_for(node, NODES, LINKS, SAES, self.urls)
-        km = self.pki["kms"][node]
-        return {
-            "node": node, "qkdn_id": node_qkdn_id(node), "state_dir": str(self.state_dir(node)),
-            "port": self.ports[node],
-            "tls": {"cert": km["cert"], "key": km["key"], "ca": self.pki["ca_cert"]},
-            "directory": {"saes": dict(d.saes), "links": dict(d.links),
-                          "nodes": {n: {"qkdn_id": e.qkdn_id, "relay_url": e.relay_url}
-                                    for n, e in d.nodes.items()}},
-            "running": running_config(node),
-            "feed": {q: {"blocks": self.blocks, "size": self.block_size} for q in d.links.values()},
-            "resolve_interval_s": 0.3, "relay_batch": 1,
-        }
+        return {**km_spec(node, NODES, LINKS, SAES, self.urls, self.pki, self.state_dir(node),
+                          self.ports[node], blocks=self.blocks, block_size=self.block_size),
+                "running": running_config(node), "resolve_interval_s": 0.3, "relay_batch": 1}
 
     def start(self, node: str, timeout: float = 60) -> None:
-        spec_path = self.workdir / f"{node}.spec.json"
-        spec_path.write_text(json.dumps(self.spec(node)))
         log_path = self.workdir / f"{node}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
-        with open(log_path, "a") as out:
-            self.procs[node] = subprocess.Popen(
-                [sys.executable, "-m", "kms.cli", "km", "serve", "--spec", str(spec_path)],
-                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.procs[node] = launch_km(self.spec(node), self.workdir / f"{node}.spec.json",
+                                     log_path, append=True)
         self.starts[node] += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -129,15 +105,7 @@ class KmProcesses:
         proc.wait(10)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_all(self.procs.values())
 
     def client(self, sae: str) -> requests.Session:
         session = requests.Session()

@@ -10,13 +10,9 @@ configuration of adjacent sessions with token buckets and idle timers.
 from __future__ import annotations
 
 import base64
-import json
 import math
 import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -29,10 +25,10 @@ from typing import Any, Self
 import requests
 from requests.adapters import HTTPAdapter
 
-from kms.local_network import directory_for, link_id, node_qkdn_id
+from kms.local_network import link_id, node_qkdn_id
 from kms.pki import issue_network_pki
 
-ROOT = Path(__file__).resolve().parents[2]
+from .km_serve import free_port, km_spec, launch_km, stop_all
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -226,12 +222,6 @@ def _ms(seconds: float | None) -> float | None:
     return round(seconds * 1000, 1) if seconds is not None else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServedKms:
     """KMs A and B (adjacent) as ``qkdn km serve`` processes with ``pairs`` SAE pairs."""
 
@@ -243,31 +233,19 @@ class ServedKms:
         self.blocks, self.block_size = blocks, block_size
         self.sessions = list(sessions)
         self.pki = issue_network_pki(workdir, ["A", "B"], self.saes)
-        self.ports = {n: _free_port() for n in ("A", "B")}
+        self.ports = {n: free_port() for n in ("A", "B")}
         self.urls = {n: f"https://127.0.0.1:{p}" for n, p in self.ports.items()}
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self) -> ServedKms:
         for node in ("A", "B"):
-            d = directory_for(node, ["A", "B"], [("A", "B")], self.saes, self.urls)
-            km = self.pki["kms"][node]
-            spec = {"node": node, "qkdn_id": node_qkdn_id(node),
-                    "state_dir": str(self.workdir / node), "port": self.ports[node],
-                    "tls": {"cert": km["cert"], "key": km["key"], "ca": self.pki["ca_cert"]},
-                    "directory": {"saes": dict(d.saes), "links": dict(d.links),
-                                  "nodes": {n: {"qkdn_id": e.qkdn_id, "relay_url": e.relay_url}
-                                            for n, e in d.nodes.items()}},
-                    "feed": {q: {"blocks": self.blocks, "size": self.block_size}
-                             for q in d.links.values()}}
+            spec = km_spec(node, ["A", "B"], [("A", "B")], self.saes, self.urls, self.pki,
+                           self.workdir / node, self.ports[node], blocks=self.blocks,
+                           block_size=self.block_size)
             if self.sessions:
                 spec["running"] = adjacent_session_config(node, self.sessions)
-            path = self.workdir / f"{node}.spec.json"
-            path.write_text(json.dumps(spec))
-            with open(self.workdir / f"{node}.log", "w") as out:
-                self.procs[node] = subprocess.Popen(
-                    [sys.executable, "-m", "kms.cli", "km", "serve", "--spec", str(path)],
-                    stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+            self.procs[node] = launch_km(spec, self.workdir / f"{node}.spec.json",
+                                         self.workdir / f"{node}.log", append=False)
         for node in ("A", "B"):
             deadline = time.monotonic() + 120
             while '"ready": true' not in (self.workdir / f"{node}.log").read_text():
@@ -277,15 +255,7 @@ class ServedKms:
         return self
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_all(self.procs.values())
 
     def __enter__(self) -> Self:
         return self.start()
