@@ -26,23 +26,8 @@ IDLE_WAIT_S = 1.0
 #: Seconds between retries while the SSH channel's send window is full.
 SEND_RETRY_S = 0.005
 
-#: Kept for callers of the former tick-based tuning (the tick no longer paces anything).
-NCCLIENT_TICK_S = 0.001
-NCCLIENT_WAKEUP_BUDGET_HZ = 10_000
-
 _installed = threading.Lock()
 _WAKE = "qkdn-wake"
-
-
-def tick_for_sessions(sessions: int, *, budget_hz: float = NCCLIENT_WAKEUP_BUDGET_HZ) -> float:
-    """The former send tick for a process holding ``sessions`` ncclient sessions (1 ms up to
-    ten sessions, then ``sessions / budget_hz``). With event-driven sessions it only bounds
-    how often an idle thread looks at its queue in the unpatched loop.
-
-    >>> tick_for_sessions(6), tick_for_sessions(100)
-    (0.001, 0.01)
-    """
-    return max(NCCLIENT_TICK_S, sessions / budget_hz)
 
 
 def _frame(session: Any, message: str) -> bytes:
@@ -157,15 +142,6 @@ def install_event_driven_sessions() -> None:
     session.Session.run = _event_driven_run
     session.Session.send = _event_driven_send
     session.Session._qkdn_event_driven = True
-
-
-def lower_ncclient_tick(tick: float = NCCLIENT_TICK_S) -> None:
-    """Former tuning (the tick paced every send); now installs event-driven sessions and
-    keeps ``TICK`` for any loop that still reads it."""
-    from ncclient.transport import session
-
-    install_event_driven_sessions()
-    session.TICK = tick
 
 
 def connect(host: str, port: int, username: str, password: str, *,

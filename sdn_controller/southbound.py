@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from lxml import etree
 
 from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, QKDN_KM_MODULE
-from qkdn.netconf_client import NCCLIENT_TICK_S, lower_ncclient_tick, tick_for_sessions
+from qkdn.netconf_client import install_event_driven_sessions
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
 from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config
@@ -97,9 +97,6 @@ class SouthboundConfig:
     #: how long one wait for a notification blocks at most (a notification ends the wait at
     #: once; the wait also ends at the next poll): the idle wake-ups of one session per second
     notification_wait_s: float = 1.0
-    #: ncclient send tick; None = by the number of agents (``tick_for_sessions``). Sessions
-    #: are event-driven, so it no longer paces requests (kept for the unpatched loop).
-    ncclient_tick_s: float | None = None
     #: SSH handshakes (connect, hello, capability check, subscription) at once per controller
     max_parallel_connects: int = 8
     #: periodic gets per second all agents together may cost: with more agents than
@@ -221,7 +218,7 @@ class AgentSession:
     def _connect(self) -> Any:
         from ncclient import manager
 
-        lower_ncclient_tick(self.config.ncclient_tick_s or NCCLIENT_TICK_S)
+        install_event_driven_sessions()
         logging.getLogger("ncclient").setLevel(logging.WARNING)
         ep = self.endpoint
         m = manager.connect(host=ep.host, port=ep.port, username=ep.username,
@@ -322,8 +319,6 @@ class Southbound(Mapping[NodeId, AgentSession]):
                  config: SouthboundConfig = SouthboundConfig(),
                  rpc_observer: RpcObserver | None = None) -> None:
         endpoints = list(endpoints)
-        if config.ncclient_tick_s is None:
-            config = replace(config, ncclient_tick_s=tick_for_sessions(len(endpoints)))
         config = replace(config, poll_interval_s=poll_interval_for(
             len(endpoints), config.poll_interval_s, config.poll_budget_hz))
         slots = threading.BoundedSemaphore(max(1, config.max_parallel_connects))
