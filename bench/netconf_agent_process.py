@@ -16,6 +16,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 
 from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
 from qkd_agent.datastore import Datastore
@@ -26,7 +27,7 @@ NODE = "etsi-qkd-sdn-node:qkd_node"
 
 
 def main(path: str) -> int:
-    spec = json.loads(open(path).read())
+    spec = json.loads(Path(path).read_text())
     ctx = load_context()
     store = Datastore(ctx, spec["initial"])
     live = {link: "ACTIVE" for link in spec["links"]}

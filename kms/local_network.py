@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 from kms.directory import Directory, NodeEntry
 from kms.https_server import TlsFiles
@@ -49,11 +50,14 @@ def directory_for(node: str, nodes: Sequence[str], links: Iterable[tuple[str, st
                      links=peers)
 
 
+DEFAULT_KM_CONFIG = KmConfig()
+
+
 class LocalKmNetwork:
     """Start/stop a set of KMs; context manager."""
 
     def __init__(self, state_dir: Path, nodes: Sequence[str], links: Sequence[tuple[str, str]],
-                 saes: Mapping[str, str], config: KmConfig = KmConfig(),
+                 saes: Mapping[str, str], config: KmConfig = DEFAULT_KM_CONFIG,
                  clock=time.time) -> None:
         self.state_dir = Path(state_dir)
         self.nodes, self.links, self.saes = list(nodes), list(links), dict(saes)
@@ -81,7 +85,7 @@ class LocalKmNetwork:
             self.notifications.append((node, body))
         return record
 
-    def start(self) -> LocalKmNetwork:
+    def start(self) -> Self:
         for node in self.nodes:
             km = KeyManager(node, node_qkdn_id(node), self.state_dir / "nodes" / node,
                             directory_for(node, self.nodes, self.links, self.saes),
@@ -108,7 +112,7 @@ class LocalKmNetwork:
         for km in self.kms.values():
             km.stop()
 
-    def __enter__(self) -> LocalKmNetwork:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
