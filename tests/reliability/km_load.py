@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any, Self
 import requests
 from requests.adapters import HTTPAdapter
 
+from bench.process_cpu import process_cpu_s
 from kms.local_network import link_id, node_qkdn_id
 from kms.pki import issue_network_pki
 
@@ -268,8 +268,7 @@ class ServedKms:
 
     def cpu_seconds(self, node: str) -> float:
         """User + system CPU time of the KM process (``/proc/<pid>/stat``)."""
-        fields = Path(f"/proc/{self.procs[node].pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_s(self.procs[node].pid)
 
     def pair_clients(self, pool: int = 4) -> list[PairClient]:
         ca = self.pki["ca_cert"]
