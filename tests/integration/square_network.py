@@ -155,8 +155,10 @@ class SquareNetwork:
         control and the controller; ``controller_built`` runs before the southbound starts."""
         endpoints = [AgentEndpoint(n.qkdn_id, "127.0.0.1", self.threads[n.name].port,
                                    "admin", self.password, n.name) for n in TOPO.nodes]
-        self.southbound = Southbound(endpoints, SouthboundConfig(poll_interval_s=1.0,
-                                                                 backoff_max_s=0.5))
+        # a notification ends a session's wait at once; the wait's bound is how long stop()
+        # waits for the session threads (1 s by default, per test)
+        self.southbound = Southbound(endpoints, SouthboundConfig(
+            poll_interval_s=1.0, backoff_max_s=0.5, notification_wait_s=0.1))
         self.users = UserDb.open(self.users_db) if self.users_db else UserDb.open()
         self.users.load_topology(TOPO)
         self.topology = TopologyDb.open(clock=self.clock)
