@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from kms.directory import Directory, NodeEntry
 from kms.https_server import TlsFiles
@@ -34,6 +34,26 @@ def link_id(a: str, b: str) -> str:
 def test_block(seed: str, index: int, size: int) -> bytes:
     """Deterministic block ``index`` of a link (SHAKE-256 of seed and index)."""
     return hashlib.shake_256(f"{seed}/{index}".encode()).digest(size)
+
+
+def virtual_link(qkdl_id: str, session_id: str, prev: str | None, nxt: str | None, *,
+                 ends: tuple[str, str] | None = None, bandwidth: int | None = None
+                 ) -> dict[str, Any]:
+    """The forwarding rule a controller pushes for one session leg (RFC 7951 JSON of an ETSI
+    015 VIRT ``qkd_link``): the neighbours ``prev`` and ``nxt`` on the path (None at an end),
+    optionally the path's two ``ends`` and its ``virt_bandwidth``. Nodes are names here."""
+    link: dict[str, Any] = {"qkdl_id": qkdl_id, "qkdl_type": "etsi-qkd-node-types:VIRT"}
+    if ends is not None:
+        link["qkdl_local"] = {"qkdn_id": node_qkdn_id(ends[0])}
+        link["qkdl_remote"] = {"qkdn_id": node_qkdn_id(ends[1])}
+    link["qkdl_applications"] = [session_id]
+    if bandwidth is not None:
+        link["virt_bandwidth"] = bandwidth
+    if prev:
+        link["virt_prev_hop"] = node_qkdn_id(prev)
+    if nxt:
+        link["virt_next_hop"] = [node_qkdn_id(nxt)]
+    return link
 
 
 def directory_for(node: str, nodes: Sequence[str], links: Iterable[tuple[str, str]],

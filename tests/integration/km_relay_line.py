@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from kms.local_network import node_qkdn_id
+from kms.local_network import node_qkdn_id, virtual_link
 from kms.pki import issue_network_pki
 
 from .km_serve import free_port, km_spec, launch_km, stop_all, wait_ready
@@ -30,12 +30,7 @@ def running_config(node: str) -> dict:
     """The session's configuration on ``node``: the VIRT link (forwarding rule) and, at the
     ends, the qkd_app; what the controller would push."""
     prev, nxt = HOPS[node]
-    link: dict[str, Any] = {"qkdl_id": VIRT, "qkdl_type": "etsi-qkd-node-types:VIRT",
-                            "qkdl_applications": [SESSION]}
-    if prev:
-        link["virt_prev_hop"] = node_qkdn_id(prev)
-    if nxt:
-        link["virt_next_hop"] = [node_qkdn_id(nxt)]
+    link = virtual_link(VIRT, SESSION, prev, nxt)
     body: dict[str, Any] = {"qkdn_id": node_qkdn_id(node), "qkd_links": {"qkd_link": [link]}}
     if node != "B":
         body["qkd_applications"] = {"qkd_app": [{
