@@ -13,7 +13,9 @@ Bounds (``docs/kms.md``, *Relay-ahead*):
 * a pair never holds more than ``max_keys`` ready keys through relay-ahead: the batch is cut to
   ``max_keys − ready``;
 * a batch never takes more than half of the key the first link holds for sending now: the
-  other sessions on that link always keep at least as much as the batch took.
+  other sessions on that link always keep at least as much as the batch took;
+* a batch is at least half of ``batch`` keys (a short one would spend the message's 512 bits
+  of MAC key on a few keys): with less key on the link, the pair's requests relay on demand.
 
 Link-key use per message is unchanged: ``|K| + 512`` bits per hop (pad, request and ack MAC
 keys), whoever triggers the message.
@@ -57,10 +59,13 @@ class RelayAheadPolicy:
         0
         >>> p.keys_to_relay(ready=999, key_bytes=32, link_bytes=40_000)   # half the link: 623
         623
+        >>> p.keys_to_relay(ready=999, key_bytes=32, link_bytes=20_000)   # < half a batch
+        0
         """
         if not self.enabled or ready >= self.low_water or key_bytes <= 0:
             return 0
         count = min(self.batch, self.cap - ready)
         # the message (pad + MAC keys) may take at most half of what the link holds
         affordable = (link_bytes // 2 - MESSAGE_OVERHEAD_BYTES) // key_bytes
-        return max(0, min(count, affordable))
+        count = min(count, affordable)
+        return count if count >= max(1, self.batch // 2) else 0
