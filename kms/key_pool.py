@@ -263,17 +263,20 @@ class KeyPool:
                   int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
                   next_hop, now, r.expires, r.provenance, leg) for r in records])
 
-    def mark_ready(self, key_ids: Sequence[str]) -> None:
+    def mark_ready(self, key_ids: Sequence[str], *, for_local_sae: bool = False) -> None:
         """Acknowledged relays: ready. A relayed copy for no local SAE (an additional slave's
         copy, :func:`copy_key_id`) is released at once: this KM keeps no bytes of it.
         Set-based: a few statements per 500 keys (a relay batch of 1,000 keys cost 1,000
-        SELECTs)."""
+        SELECTs); ``for_local_sae``: the caller knows every key has a local SAE (no copy to
+        release), one statement per 500 keys."""
         with self._lock, self._tx() as cur:
             for start in range(0, len(key_ids), 500):
                 chunk = list(key_ids[start:start + 500])
                 marks = ",".join("?" * len(chunk))
                 cur.execute(f"UPDATE keys SET state=? WHERE state=? AND key_id IN ({marks})",
                             [KeyState.READY.value, KeyState.PENDING.value, *chunk])
+                if for_local_sae:
+                    continue
                 nobody = (f"key_id IN ({marks}) AND state=? AND master_local=0 AND "
                           "slave_local=0")
                 cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE {nobody} AND "

@@ -316,7 +316,7 @@ class RelayEngine:
             except AuthenticationFailed as exc:
                 log.warning("%s: ack from %s rejected: %s", self.ctx.node_name, next_node, exc)
                 raise RelayUnknown(f"ack from {next_node} not authentic") from None
-            self.ctx.pool.mark_ready(key_ids)
+            self.ctx.pool.mark_ready(key_ids, for_local_sae=master_local or slave_local)
             self.ctx.on_hop("source", session, next_node, len(records))
         finally:
             with self._in_flight_lock:
