@@ -975,7 +975,7 @@ class KeyManager:
         except KmsError as exc:   # the next request relays (or fails) as without relay-ahead
             log.info("%s: relay-ahead for %s -> %s not done: %s", self.node_name, master,
                      slave, type(exc).__name__)
-        except Exception:   # noqa: BLE001 - a background thread must not die silently
+        except Exception:   # a background thread must not die silently
             log.exception("%s: relay-ahead for %s -> %s failed", self.node_name, master, slave)
 
     def relay_ahead_running(self) -> int:

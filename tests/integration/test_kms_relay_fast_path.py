@@ -26,8 +26,8 @@ CASES = [
     ("/relay/v1/ext_keys", b'{"session": null, "keys": []}', "application/json", SAE),
     ("/relay/v1/ext_keys", b'{"session": null, "keys": []}', "application/json", STRANGER),
     ("/relay/v1/ext_keys", b'{"session": null, "keys": []}', "application/json", {}),
-    ("/relay/v1/ext_keys", b'{"session": null, "keys": [], "key_ref": "0:0:64", '
-                           b'"ciphertext": "", "mac": "AAAA"}', "application/json", KM_B),
+    ("/relay/v1/ext_keys", (b'{"session": null, "keys": [], "key_ref": "0:0:64", '
+                            b'"ciphertext": "", "mac": "AAAA"}'), "application/json", KM_B),
     ("/relay/v1/ext_keys", json.dumps({"session": "no-such-session", "keys": [{"size": 256}],
                                        "key_ref": "x", "ciphertext": "", "mac": ""}).encode(),
      "application/json", KM_B),

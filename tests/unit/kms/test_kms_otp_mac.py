@@ -60,7 +60,7 @@ def test_poly_hash_equals_the_one_chunk_per_step_definition():
     import os
 
     from kms.otp_mac import PRIME, poly_hash
-    for length in list(range(0, 200)) + [150_001]:
+    for length in list(range(200)) + [150_001]:
         message = os.urandom(length)
         r = int.from_bytes(os.urandom(16), "big") % PRIME
         assert poly_hash(message, r) == _poly_hash_one_chunk_per_step(message, r)
