@@ -200,6 +200,9 @@ class KeyManager:
                                        config.relay_ahead_max_keys)
         #: background relay-ahead threads by (master, slave, size) (at most one per pair)
         self._ahead_threads: dict[tuple[str, str, int], threading.Thread] = {}
+        #: ready keys per pair as last counted, minus the keys served since (an estimate:
+        #: expiry and synchronous relays are not tracked; a low one only costs a recount)
+        self._ahead_estimate: dict[tuple[str, str, int], int] = {}
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -855,7 +858,7 @@ class KeyManager:
     def _produce(self, master: str, slave: str, number: int, size: int, route: Route, *,
                  qkd_only: bool = False) -> list[KeyRecord]:
         keys = self._produce_keys(master, slave, number, size, route, qkd_only=qkd_only)
-        self._maybe_relay_ahead(master, slave, size, route)
+        self._maybe_relay_ahead(master, slave, size, route, len(keys))
         return keys
 
     def _produce_keys(self, master: str, slave: str, number: int, size: int, route: Route, *,
@@ -937,17 +940,29 @@ class KeyManager:
         raise NoRoute(f"session {route.session} has no leg")
 
     # -- relay-ahead (kms.relay_ahead; docs/kms.md) ---------------------------------------------
-    def _maybe_relay_ahead(self, master: str, slave: str, size: int, route: Route) -> None:
-        """After a request of the pair: relay its next batch in the background if its ready
-        pool fell below the low-water mark (one relay-ahead per pair at a time)."""
+    def _maybe_relay_ahead(self, master: str, slave: str, size: int, route: Route,
+                           served: int) -> None:
+        """After a request of the pair that took ``served`` keys: relay its next batch in the
+        background if its ready pool fell below the low-water mark (one relay-ahead per pair
+        at a time). The pool is counted (one SQL COUNT over up to ``cap`` rows) only when an
+        in-memory estimate, counted down by each request, says it may be low."""
         if not self._ahead.enabled or route.next_node is None or self._stop.is_set():
             return
         pair = (master, slave, size)
         with self._lock:
+            estimate = self._ahead_estimate.get(pair)
+            if estimate is not None:
+                estimate -= served
+                self._ahead_estimate[pair] = estimate
+                if estimate >= self._ahead.low_water:
+                    return
             running = self._ahead_threads.get(pair)
         if running is not None and running.is_alive():
             return
-        if self.pool.ready_count(master, slave, size) >= self._ahead.low_water:
+        ready = self.pool.ready_count(master, slave, size)
+        with self._lock:
+            self._ahead_estimate[pair] = ready
+        if ready >= self._ahead.low_water:
             return
         thread = threading.Thread(target=self._relay_ahead, args=(master, slave, size, route),
                                   name=f"km-{self.node_name}-ahead", daemon=True)
@@ -977,6 +992,9 @@ class KeyManager:
                      slave, type(exc).__name__)
         except Exception:   # a background thread must not die silently
             log.exception("%s: relay-ahead for %s -> %s failed", self.node_name, master, slave)
+        finally:   # the next request counts the pool again
+            with self._lock:
+                self._ahead_estimate.pop((master, slave, size), None)
 
     def relay_ahead_running(self) -> int:
         """Background relay-ahead messages in flight (tests, telemetry)."""
