@@ -95,7 +95,8 @@ def measure(seconds: float, clients: int, profile: bool) -> dict:
     saes = {"sae-a": "A", "sae-b": "B"}
     restore = _instrument() if profile else []
     with LocalKmNetwork(_tmp(), ["A", "B"], [("A", "B")], saes,
-                        config=KmConfig(relay_batch=1000, max_key_per_request=1000)) as net:
+                        config=KmConfig(relay_batch=1000, max_key_per_request=1000,
+                                        relay_ahead_low_water=1000)) as net:  # as kms_bench
         net.feed("A", "B", blocks=60, size=65536)
         url = net.kms["A"].base_url + "/api/v1/keys/sae-b/enc_keys"
         cert, key = net.sae_cert("sae-a")

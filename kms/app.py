@@ -32,9 +32,11 @@ def create_app(km: KeyManager) -> Flask:
     def _forget_session(_exc: BaseException | None) -> None:
         unbind_session()   # cheroot reuses its threads: no session context leaks to the next
 
-    # the 014 key calls skip Flask (same answers; kms/etsi014_fast_path.py)
+    # the relay's hop calls (kms/relay_api.py) and the 014 key calls
+    # (kms/etsi014_fast_path.py) skip Flask, with the same answers
     from kms.etsi014_fast_path import KeyRouteDispatch
-    app.wsgi_app = KeyRouteDispatch(km, app.wsgi_app)  # type: ignore[method-assign]
+    relay_first = relay_api.RelayRouteDispatch(km, app.wsgi_app)
+    app.wsgi_app = KeyRouteDispatch(km, relay_first)  # type: ignore[method-assign]
     return app
 
 

@@ -49,7 +49,9 @@ def km_from_spec(spec: dict) -> KeyManager:
                       fault_delays=spec.get("fault_delays", {}),
                       resolve_interval_s=float(spec.get("resolve_interval_s", 1.0)),
                       relay_batch=int(spec.get("relay_batch", KmConfig.relay_batch)),
-                      reserve_batch=int(spec.get("reserve_batch", KmConfig.reserve_batch)))
+                      reserve_batch=int(spec.get("reserve_batch", KmConfig.reserve_batch)),
+                      relay_ahead_low_water=int(spec.get("relay_ahead_low_water", 0)),
+                      relay_ahead_max_keys=int(spec.get("relay_ahead_max_keys", 0)))
     return KeyManager(spec["node"], spec["qkdn_id"], Path(spec["state_dir"]), directory, tls,
                       config=config)
 

@@ -41,6 +41,7 @@ from kms.multipath import account, rank_legs
 from kms.priority_queue import PriorityGate
 from kms.refusals import Refusal, refusals_from_running
 from kms.relay import RelayContext, RelayEngine, RelayRejected, RelayTls, RelayUnknown
+from kms.relay_ahead import RelayAheadPolicy
 from kms.session import KmSession, SessionEvent, SessionState, Transition
 from kms.telemetry import KmTelemetry
 from kms.token_bucket import TokenBucket
@@ -93,6 +94,14 @@ class KmConfig:
     #: master's next requests; 0 = every release commits with its own (grouped) fsync.
     #: Reserved keys not handed out when the KM stops or dies are voided (kms.key_pool).
     reserve_batch: int = 64
+    #: relay-ahead (``kms.relay_ahead``): when a pair's ready keys at the master's KM fall
+    #: below this many after a request, the pair's next ``relay_batch`` keys are relayed in
+    #: the background (one message in flight per pair; a request that finds the pool empty
+    #: waits for it); 0 = off: the request that finds the pool short relays the batch itself
+    relay_ahead_low_water: int = 0
+    #: most ready keys one pair may hold through relay-ahead (0: low water + relay_batch); a
+    #: batch also never takes more than half of the key its first link holds
+    relay_ahead_max_keys: int = 0
     resolve_interval_s: float = 1.0
     #: how long the first ETSI 014 request of a pair waits for the controller's configuration
     #: or refusal before it is answered 503 (docs/kms.md)
@@ -186,6 +195,14 @@ class KeyManager:
         self._used_by_014: set[str] = set()
         #: one relay-ahead at a time per (master, slave) (see _produce)
         self._relay_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._ahead = RelayAheadPolicy(config.relay_ahead_low_water,
+                                       min(config.relay_batch, config.max_key_per_request),
+                                       config.relay_ahead_max_keys)
+        #: background relay-ahead threads by (master, slave, size) (at most one per pair)
+        self._ahead_threads: dict[tuple[str, str, int], threading.Thread] = {}
+        #: ready keys per pair as last counted, minus the keys served since (an estimate:
+        #: expiry and synchronous relays are not tracked; a low one only costs a recount)
+        self._ahead_estimate: dict[tuple[str, str, int], int] = {}
         self._server: HttpsServer | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -840,6 +857,12 @@ class KeyManager:
 
     def _produce(self, master: str, slave: str, number: int, size: int, route: Route, *,
                  qkd_only: bool = False) -> list[KeyRecord]:
+        keys = self._produce_keys(master, slave, number, size, route, qkd_only=qkd_only)
+        self._maybe_relay_ahead(master, slave, size, route, len(keys))
+        return keys
+
+    def _produce_keys(self, master: str, slave: str, number: int, size: int, route: Route, *,
+                      qkd_only: bool = False) -> list[KeyRecord]:
         now = self._clock()
         taken = self.pool.take_for_master(master, slave, number, size, now, qkd_only=qkd_only)
         missing = number - len(taken)
@@ -848,8 +871,9 @@ class KeyManager:
         if missing >= self.config.relay_batch:   # no surplus for others: relay in parallel
             return self._produce_missing(master, slave, size, route, now, taken, missing)
         # a batch relayed ahead serves the pair's next requests: one relay at a time per
-        # pair, the requests that waited for it take from its surplus (six concurrent
-        # requests finding the pool empty used to relay six batches at once)
+        # pair, the requests that waited for it (or for a background relay-ahead) take from
+        # its surplus (six concurrent requests finding the pool empty used to relay six
+        # batches at once)
         with self._relay_lock(master, slave):
             more = self.pool.take_for_master(master, slave, missing, size, now,
                                              qkd_only=qkd_only)
@@ -862,47 +886,120 @@ class KeyManager:
         with self._lock:
             return self._relay_locks.setdefault((master, slave), threading.Lock())
 
+    def _fresh_keys(self, master: str, slave: str, size: int, route: Route, now: float,
+                    count: int) -> list[KeyRecord]:
+        cfg = self._forwarding.sessions.get(route.session or "")
+        expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
+        nbytes = size // 8
+        material = secrets.token_bytes(nbytes * count)
+        return [KeyRecord(key_id, master, slave, material[i * nbytes:(i + 1) * nbytes],
+                          session=route.session, expires=expires)
+                for i, key_id in enumerate(new_key_ids(count))]
+
     def _produce_missing(self, master: str, slave: str, size: int, route: Route, now: float,
                          taken: list[KeyRecord], missing: int) -> list[KeyRecord]:
         """Make (local pair) or relay a batch of at least ``missing`` keys and release
         ``missing`` of them with ``taken``."""
-        cfg = self._forwarding.sessions.get(route.session or "")
-        expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
         wanted = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
-
-        def fresh(count: int) -> list[KeyRecord]:
-            return [KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(size // 8),
-                              session=route.session, expires=expires) for _ in range(count)]
-
-        if route.next_node is None:
-            records = fresh(wanted)
-            self.pool.store_ready(records, master_local=True, slave_local=True, now=now)
-        else:
-            # multipath: a leg that cannot carry the message now (out of key further on) is
-            # followed by the next one; a single path has one candidate
-            legs = self.legs_for_message(route, missing * size // 8)
-            for attempt, leg in enumerate(legs):
-                available = self.store_for_peer(leg.next_node).available_outgoing()
-                affordable = (available - 64) // (size // 8) if available > 64 else 0
-                records = fresh(max(missing, min(wanted, affordable)))
-                with self.gate.slot(leg.priority):
-                    try:
-                        self.note_leg_use(leg, len(records) * size)
-                        self.relay.originate(leg.session, leg.next_node, records,
-                                             master_local=True, slave_local=False, leg=leg.leg)
-                        break
-                    except RelayUnknown:
-                        self._kick_resolver()
-                        raise
-                    except (RelayRejected, InsufficientKey):
-                        if attempt == len(legs) - 1:
-                            raise
-                        log.info("%s: leg %s of session %s cannot carry this message now; "
-                                 "trying the next leg", self.node_name, leg.leg, leg.session)
+        records = self._relay_fresh(master, slave, size, route, now, missing, wanted)
         # this request's keys; one a concurrent request of the pair took meanwhile is
         # replaced by the batch's surplus (was a 400 "no longer available" under load)
         return taken + self.pool.take_relayed_for_master(
             master, slave, [r.key_id for r in records[:missing]], size, now)
+
+    def _relay_fresh(self, master: str, slave: str, size: int, route: Route, now: float,
+                     minimum: int, wanted: int) -> list[KeyRecord]:
+        """Make (local pair) or relay ``wanted`` new keys of the pair (at least ``minimum``
+        whatever the link holds now); on return they are ready at both ends."""
+        if route.next_node is None:
+            records = self._fresh_keys(master, slave, size, route, now, wanted)
+            self.pool.store_ready(records, master_local=True, slave_local=True, now=now)
+            return records
+        # multipath: a leg that cannot carry the message now (out of key further on) is
+        # followed by the next one; a single path has one candidate
+        legs = self.legs_for_message(route, minimum * size // 8)
+        for attempt, leg in enumerate(legs):
+            available = self.store_for_peer(leg.next_node).available_outgoing()
+            affordable = (available - 64) // (size // 8) if available > 64 else 0
+            records = self._fresh_keys(master, slave, size, route, now,
+                                       max(minimum, min(wanted, affordable)))
+            with self.gate.slot(leg.priority):
+                try:
+                    self.note_leg_use(leg, len(records) * size)
+                    self.relay.originate(leg.session, leg.next_node, records,
+                                         master_local=True, slave_local=False, leg=leg.leg)
+                    return records
+                except RelayUnknown:
+                    self._kick_resolver()
+                    raise
+                except (RelayRejected, InsufficientKey):
+                    if attempt == len(legs) - 1:
+                        raise
+                    log.info("%s: leg %s of session %s cannot carry this message now; "
+                             "trying the next leg", self.node_name, leg.leg, leg.session)
+        raise NoRoute(f"session {route.session} has no leg")
+
+    # -- relay-ahead (kms.relay_ahead; docs/kms.md) ---------------------------------------------
+    def _maybe_relay_ahead(self, master: str, slave: str, size: int, route: Route,
+                           served: int) -> None:
+        """After a request of the pair that took ``served`` keys: relay its next batch in the
+        background if its ready pool fell below the low-water mark (one relay-ahead per pair
+        at a time). The pool is counted (one SQL COUNT over up to ``cap`` rows) only when an
+        in-memory estimate, counted down by each request, says it may be low."""
+        if not self._ahead.enabled or route.next_node is None or self._stop.is_set():
+            return
+        pair = (master, slave, size)
+        with self._lock:
+            estimate = self._ahead_estimate.get(pair)
+            if estimate is not None:
+                estimate -= served
+                self._ahead_estimate[pair] = estimate
+                if estimate >= self._ahead.low_water:
+                    return
+            running = self._ahead_threads.get(pair)
+        if running is not None and running.is_alive():
+            return
+        ready = self.pool.ready_count(master, slave, size)
+        with self._lock:
+            self._ahead_estimate[pair] = ready
+        if ready >= self._ahead.low_water:
+            return
+        thread = threading.Thread(target=self._relay_ahead, args=(master, slave, size, route),
+                                  name=f"km-{self.node_name}-ahead", daemon=True)
+        with self._lock:
+            running = self._ahead_threads.get(pair)
+            if (running is not None and running.is_alive()) or self._stop.is_set():
+                return
+            self._ahead_threads[pair] = thread
+        thread.start()
+
+    def _relay_ahead(self, master: str, slave: str, size: int, route: Route) -> None:
+        """Background: relay the pair's next batch, holding the pair's relay lock (requests
+        that find the pool empty meanwhile wait for this batch and take from it)."""
+        try:
+            with self._relay_lock(master, slave):
+                if self._stop.is_set():
+                    return
+                ready = self.pool.ready_count(master, slave, size)
+                leg = self.pick_leg(route, self._ahead.batch * size // 8)
+                count = self._ahead.keys_to_relay(
+                    ready, size // 8, self.store_for_peer(leg.next_node).available_outgoing())
+                if count <= 0:
+                    return
+                self._relay_fresh(master, slave, size, route, self._clock(), count, count)
+        except KmsError as exc:   # the next request relays (or fails) as without relay-ahead
+            log.info("%s: relay-ahead for %s -> %s not done: %s", self.node_name, master,
+                     slave, type(exc).__name__)
+        except Exception:   # a background thread must not die silently
+            log.exception("%s: relay-ahead for %s -> %s failed", self.node_name, master, slave)
+        finally:   # the next request counts the pool again
+            with self._lock:
+                self._ahead_estimate.pop((master, slave, size), None)
+
+    def relay_ahead_running(self) -> int:
+        """Background relay-ahead messages in flight (tests, telemetry)."""
+        with self._lock:
+            return sum(1 for t in self._ahead_threads.values() if t.is_alive())
 
     def dec_keys(self, slave: str, master: str, key_ids: list[str]) -> list[KeyRecord]:
         """Release the named keys to the slave (all or none)."""
@@ -1000,6 +1097,10 @@ class KeyManager:
             self._server.stop()
         if self._worker is not None:
             self._worker.join(timeout=5)
+        with self._lock:
+            ahead = list(self._ahead_threads.values())
+        for thread in ahead:   # a relay in flight ends within RELAY_TIMEOUT_S
+            thread.join(timeout=15)
         for store in self._stores.values():
             store.close()
         self.pool.close()
@@ -1019,6 +1120,20 @@ def provenance_counts(records: list[KeyRecord]) -> dict[str, tuple[int, int]]:
         keys, bits = counts.get(record.provenance, (0, 0))
         counts[record.provenance] = (keys + 1, bits + len(record.key or b"") * 8)
     return counts
+
+
+def new_key_ids(count: int) -> list[str]:
+    """``count`` fresh random (version 4) UUIDs as strings, from one ``os.urandom`` call:
+    the same values ``str(uuid.uuid4())`` gives, at less than half its cost (a relay batch
+    makes 1,000 of them)."""
+    raw = secrets.token_bytes(16 * count)
+    out = []
+    for i in range(0, 16 * count, 16):
+        n = int.from_bytes(raw[i:i + 16], "big")
+        n = (n & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x4000 << 64) | (0x8000 << 48)
+        h = f"{n:032x}"
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def direct_session_id(sae_a: str, sae_b: str) -> str:

@@ -34,6 +34,9 @@ from kms.key_store import open_database
 HANDED_OUT_SUFFIX = "-handed-out"
 #: hand-outs after which the journal is folded into the store (one fsync)
 JOURNAL_FOLD_LINES = 4096
+#: a reservation for a request larger than ``reserve_batch`` holds this many requests' worth
+#: (a stream of 100-key requests made one durable reservation each with reserve_batch 64)
+RESERVE_REQUESTS = 4
 
 
 class KeyState(str, Enum):
@@ -84,7 +87,11 @@ CREATE TABLE IF NOT EXISTS keys (
     master_taken INTEGER NOT NULL DEFAULT 0, slave_taken INTEGER NOT NULL DEFAULT 0,
     stream_id TEXT, stream_index INTEGER, session TEXT, next_hop TEXT,
     created REAL NOT NULL, expires REAL, provenance TEXT NOT NULL DEFAULT 'qkd', leg TEXT);
-CREATE INDEX IF NOT EXISTS keys_pair ON keys(master, slave, state);
+-- a pair's keys in creation order: a reservation or release takes the oldest N ready keys
+-- by walking the index (the pool of a pair with relay-ahead holds thousands; keys_pair on
+-- (master, slave, state) made every reservation sort all of them)
+CREATE INDEX IF NOT EXISTS keys_pair_created ON keys(master, slave, state, created);
+DROP INDEX IF EXISTS keys_pair;
 CREATE UNIQUE INDEX IF NOT EXISTS keys_stream ON keys(stream_id, stream_index);
 """
 
@@ -97,7 +104,8 @@ class KeyPool:
     holds its release, so the durability guarantee is unchanged.
 
     **Reservations** (``reserve_batch`` > 0; ETSI 014 master releases): one synchronous-FULL
-    transaction moves up to ``reserve_batch`` ready QKD keys of a (master, slave, size) from
+    transaction moves up to ``reserve_batch`` ready QKD keys of a (master, slave, size) (or
+    :data:`RESERVE_REQUESTS` times the request's number, if larger) from
     ``ready`` to ``reserved``, overwriting their bytes in the store (``zeroblob``, then NULL;
     the WAL is truncated) and keeping them in memory. A later request of the pair is served
     from memory: before the HTTP answer its key_IDs are appended to the *hand-out journal*
@@ -255,18 +263,26 @@ class KeyPool:
                   int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
                   next_hop, now, r.expires, r.provenance, leg) for r in records])
 
-    def mark_ready(self, key_ids: Sequence[str]) -> None:
+    def mark_ready(self, key_ids: Sequence[str], *, for_local_sae: bool = False) -> None:
         """Acknowledged relays: ready. A relayed copy for no local SAE (an additional slave's
-        copy, :func:`copy_key_id`) is released at once: this KM keeps no bytes of it."""
+        copy, :func:`copy_key_id`) is released at once: this KM keeps no bytes of it.
+        Set-based: a few statements per 500 keys (a relay batch of 1,000 keys cost 1,000
+        SELECTs); ``for_local_sae``: the caller knows every key has a local SAE (no copy to
+        release), one statement per 500 keys."""
         with self._lock, self._tx() as cur:
-            cur.executemany("UPDATE keys SET state=? WHERE key_id=? AND state=?",
-                            [(KeyState.READY.value, key_id, KeyState.PENDING.value)
-                             for key_id in key_ids])
-            for key_id in key_ids:
-                row = cur.execute("SELECT master_local, slave_local, state FROM keys "
-                                  "WHERE key_id=?", (key_id,)).fetchone()
-                if row is not None and not row[0] and not row[1] and row[2] == KeyState.READY.value:
-                    _scrub(cur, key_id, KeyState.RELEASED)
+            for start in range(0, len(key_ids), 500):
+                chunk = list(key_ids[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                cur.execute(f"UPDATE keys SET state=? WHERE state=? AND key_id IN ({marks})",
+                            [KeyState.READY.value, KeyState.PENDING.value, *chunk])
+                if for_local_sae:
+                    continue
+                nobody = (f"key_id IN ({marks}) AND state=? AND master_local=0 AND "
+                          "slave_local=0")
+                cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE {nobody} AND "
+                            "key IS NOT NULL", [*chunk, KeyState.READY.value])
+                cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE {nobody}",
+                            [KeyState.RELEASED.value, *chunk, KeyState.READY.value])
 
     def void(self, key_ids: Sequence[str]) -> None:
         """Drop pending keys (the relay did not store them at the destination)."""
@@ -335,7 +351,7 @@ class KeyPool:
             pair = (master, slave, size_bits)
             out = self._pop_reserved(pair, number, now)
             if len(out) < number:
-                self._refill(pair, number - len(out), now)
+                self._refill(pair, number - len(out), now, request=number)
                 out += self._pop_reserved(pair, number - len(out), now)
             self._mark_handed_out(out)
             if len(out) == number:
@@ -367,9 +383,11 @@ class KeyPool:
             self._void_reserved(expired)
         return out
 
-    def _refill(self, pair: tuple[str, str, int], missing: int, now: float) -> None:
-        """Reserve ``max(missing, reserve_batch)`` ready QKD keys of ``pair`` (one durable,
-        group-committed transaction; their bytes leave the store)."""
+    def _refill(self, pair: tuple[str, str, int], missing: int, now: float, *,
+                request: int = 0) -> None:
+        """Reserve ``max(missing, reserve_batch, RESERVE_REQUESTS × request)`` ready QKD
+        keys of ``pair`` (one durable, group-committed transaction; their bytes leave the
+        store): a pair asking for many keys per request reserves a few requests' worth."""
         master, slave, size_bits = pair
 
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
@@ -379,7 +397,7 @@ class KeyPool:
                 "size_bits=? AND stream_id IS NULL AND provenance='qkd' AND "
                 "(expires IS NULL OR expires>?) ORDER BY created LIMIT ?",
                 (master, slave, KeyState.READY.value, size_bits, now,
-                 max(missing, self.reserve_batch))).fetchall()
+                 max(missing, self.reserve_batch, RESERVE_REQUESTS * request))).fetchall()
             ids = [r[0] for r in rows]
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]

@@ -36,13 +36,22 @@ def _field_element(raw: bytes) -> int:
 
 
 def poly_hash(message: bytes, r: int) -> int:
-    """Σ m_i · r^(L+1−i) mod p over the chunks of ``message`` (Horner's rule)."""
+    """Σ m_i · r^(L+1−i) mod p over the chunks of ``message`` (Horner's rule, two chunks per
+    step: ``acc = (acc + m_i)·r² + m_{i+1}·r``, one reduction per two chunks; the same value
+    as one chunk per step at half the cost: a 1,000-key relay message is 150 kB)."""
+    n = len(message)
+    paired = n - n % (2 * _CHUNK)
+    r2 = r * r % PRIME
     acc = 0
-    for start in range(0, len(message), _CHUNK):
-        chunk = int.from_bytes(message[start:start + _CHUNK] + b"\x01", "big")
+    from_bytes = int.from_bytes
+    for start in range(0, paired, 2 * _CHUNK):
+        first = from_bytes(message[start:start + _CHUNK], "big") << 8 | 1
+        second = from_bytes(message[start + _CHUNK:start + 2 * _CHUNK], "big") << 8 | 1
+        acc = ((acc + first) * r2 + second * r) % PRIME
+    for start in range(paired, n, _CHUNK):
+        chunk = from_bytes(message[start:start + _CHUNK] + b"\x01", "big")
         acc = ((acc + chunk) * r) % PRIME
-    acc = ((acc + len(message)) * r) % PRIME
-    return acc
+    return ((acc + n) * r) % PRIME
 
 
 def mac_tag(message: bytes, one_time_key: bytes) -> bytes:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-import requests.adapters
+import urllib3
 
 from kms.directory import Directory
 from kms.errors import AuthenticationFailed, InsufficientKey, KmsError, NoRoute, RelayError
@@ -47,6 +47,12 @@ EXT_KEYS_PATH = "/relay/v1/ext_keys"
 RESOLVE_PATH = "/relay/v1/resolve"
 CONTROL_PATH = "/relay/v1/control"
 RELAY_TIMEOUT_S = 10.0
+#: no retry of a request that reached the neighbour (a replayed ext_keys would be refused, and
+#: an unknown outcome is resolved, not retried); a keep-alive connection the neighbour closed
+#: meanwhile is reopened before use (as requests' default adapter did)
+_RETRIES = urllib3.Retry(0, read=False)
+_TIMEOUT = urllib3.Timeout(connect=RELAY_TIMEOUT_S, read=RELAY_TIMEOUT_S)
+_JSON_HEADERS = {"Content-Type": "application/json"}
 #: what ext_keys may carry: QKD keys, and QKD seeds of hybrid requests (ADR 0009)
 RELAYED_PROVENANCES = frozenset({"qkd", "seed"})
 
@@ -159,6 +165,18 @@ def check_ack(ack: Mapping[str, Any], key_ids: Sequence[str], request_mac: str,
         raise AuthenticationFailed("ack does not acknowledge the keys sent")
 
 
+@dataclass(frozen=True)
+class RelayResponse:
+    """A neighbour KM's answer to a relay-plane call."""
+
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        """The JSON body (ValueError if it is not JSON)."""
+        return json.loads(self.content)
+
+
 class RelayRejected(RelayError):
     """The path refused the keys: stored nowhere."""
 
@@ -202,38 +220,39 @@ class RelayEngine:
     def __init__(self, ctx: RelayContext, tls: RelayTls) -> None:
         self.ctx = ctx
         self._tls = tls
-        self._shared: requests.Session | None = None
+        self._shared: urllib3.PoolManager | None = None
         self._resolve_lock = threading.Lock()
         self._in_flight: set[str] = set()    # key_IDs of relays this process is still running
         self._in_flight_lock = threading.Lock()
         self.rejected_messages = 0
 
     # -- transport --------------------------------------------------------------------------
-    def _session(self) -> requests.Session:
-        """One keep-alive connection pool to the neighbours, shared by all threads."""
-        s = self._shared
-        if s is None:
+    def _connections(self) -> urllib3.PoolManager:
+        """Keep-alive connections to the neighbours (mutual TLS, the network CA), shared by
+        all threads. urllib3 directly: requests' session layer (settings merge, hooks,
+        cookies, adapters) cost ~1 ms of CPU per call, once per hop of every relay message."""
+        pool = self._shared
+        if pool is None:
             with self._in_flight_lock:
                 if self._shared is None:
-                    s = requests.Session()
-                    s.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override the CA
-                    s.verify = str(self._tls.ca)
-                    s.cert = (str(self._tls.cert), str(self._tls.key))
-                    adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=64)
-                    s.mount("https://", adapter)
-                    self._shared = s
-                s = self._shared
-        return s
+                    context = ssl.create_default_context(cafile=str(self._tls.ca))
+                    context.load_cert_chain(str(self._tls.cert), str(self._tls.key))
+                    self._shared = urllib3.PoolManager(num_pools=16, maxsize=64,
+                                                       ssl_context=context)
+                pool = self._shared
+        return pool
 
-    def _post(self, neighbour: str, path: str, body: dict) -> requests.Response:
+    def _post(self, neighbour: str, path: str, body: dict) -> RelayResponse:
         url = self.ctx.directory().node(neighbour).relay_url
         if not url:
             raise RelayUnknown(f"no relay URL for {neighbour}")
         try:
-            return self._session().post(url + path, data=canonical(body), timeout=RELAY_TIMEOUT_S,
-                                        headers={"Content-Type": "application/json"})
-        except requests.RequestException as exc:
+            response = self._connections().urlopen(
+                "POST", url + path, body=canonical(body), headers=_JSON_HEADERS,
+                timeout=_TIMEOUT, retries=_RETRIES, redirect=False)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise RelayUnknown(f"{neighbour} unreachable: {type(exc).__name__}") from None
+        return RelayResponse(response.status, response.data)
 
     def _delay(self, point: str) -> None:
         seconds = self.ctx.fault_delays.get(point)
@@ -297,7 +316,7 @@ class RelayEngine:
             except AuthenticationFailed as exc:
                 log.warning("%s: ack from %s rejected: %s", self.ctx.node_name, next_node, exc)
                 raise RelayUnknown(f"ack from {next_node} not authentic") from None
-            self.ctx.pool.mark_ready(key_ids)
+            self.ctx.pool.mark_ready(key_ids, for_local_sae=master_local or slave_local)
             self.ctx.on_hop("source", session, next_node, len(records))
         finally:
             with self._in_flight_lock:
@@ -446,7 +465,7 @@ def _resolve_body(session: str | None, key_ids: Sequence[str], leg: str | None) 
     return body
 
 
-def _message(response: requests.Response) -> str:
+def _message(response: RelayResponse) -> str:
     try:
         return str(response.json().get("message", response.status_code))
     except ValueError:

@@ -114,3 +114,23 @@ def test_local_pairs_and_named_keys_bypass_or_use_the_reserve(tmp_path):
     assert [r.key_id for r in got] == ["k004", "k003"]
     assert p.reserved_count("m", "s", 256) == 0
     p.close()
+
+
+def test_large_requests_reserve_a_few_requests_worth(tmp_path):
+    """A request above reserve_batch reserves RESERVE_REQUESTS requests' worth: a stream of
+    10-key requests with reserve_batch 4 makes one durable reservation per four requests."""
+    from kms.key_pool import RESERVE_REQUESTS
+    p = KeyPool(tmp_path / "p.sqlite", reserve_batch=4)
+    fill(p, 100)
+    got = p.take_for_master("m", "s", 10, 256, now=1)
+    assert [r.key_id for r in got] == [f"k{i:03d}" for i in range(1, 11)]
+    assert p.reserved_count("m", "s", 256) == RESERVE_REQUESTS * 10 - 10
+    for _ in range(RESERVE_REQUESTS - 1):
+        assert len(p.take_for_master("m", "s", 10, 256, now=1)) == 10
+    assert p.reserved_count("m", "s", 256) == 0
+    # a restart voids only what was reserved and never handed out
+    assert len(p.take_for_master("m", "s", 10, 256, now=1)) == 10
+    p2 = KeyPool(tmp_path / "p.sqlite", reserve_batch=4)
+    voided = {r.key_id for r in p2.recovered_void()}
+    assert len(voided) == RESERVE_REQUESTS * 10 - 10
+    p2.close()

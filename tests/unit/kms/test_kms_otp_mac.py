@@ -44,3 +44,24 @@ def test_any_single_byte_change_breaks_the_tag(msg, pos, flip):
 def test_trailing_zero_bytes_are_not_ignored():
     key = os.urandom(32)
     assert mac_tag(b"ab", key) != mac_tag(b"ab\x00", key)
+
+
+def _poly_hash_one_chunk_per_step(message: bytes, r: int) -> int:
+    """The definition, literally (kms.otp_mac's docstring): the reference for poly_hash."""
+    from kms.otp_mac import PRIME
+    acc = 0
+    for start in range(0, len(message), 15):
+        chunk = int.from_bytes(message[start:start + 15] + b"\x01", "big")
+        acc = ((acc + chunk) * r) % PRIME
+    return ((acc + len(message)) * r) % PRIME
+
+
+def test_poly_hash_equals_the_one_chunk_per_step_definition():
+    import os
+
+    from kms.otp_mac import PRIME, poly_hash
+    for length in list(range(200)) + [150_001]:
+        message = os.urandom(length)
+        r = int.from_bytes(os.urandom(16), "big") % PRIME
+        assert poly_hash(message, r) == _poly_hash_one_chunk_per_step(message, r)
+    assert poly_hash(b"\x00" * 29, 0) == 0
