@@ -40,6 +40,7 @@ from sdn_controller.path_restoration import PathRestoration
 from sdn_controller.refusal_channel import NetconfRefusals
 from sdn_controller.routing import GraphRouter
 from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
+from sdn_controller.thread_profile import profiles_from_env
 from sdn_controller.topology_db import TopologyDb
 
 log = logging.getLogger(__name__)
@@ -332,4 +333,9 @@ def run_controller(settings: ControllerSettings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    return ControllerProcess(settings).run(stop)
+    profiling = profiles_from_env()  # QKDN_CONTROLLER_PROFILE=FILE: a diagnostic switch
+    try:
+        return ControllerProcess(settings).run(stop)
+    finally:
+        if profiling is not None:
+            profiling[0].dump(profiling[1])
