@@ -331,11 +331,13 @@ def run_controller(settings: ControllerSettings) -> int:
 
     configure_logging("controller", level=logging.getLogger().level or logging.WARNING)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     profiling = profiles_from_env()  # QKDN_CONTROLLER_PROFILE=FILE: a diagnostic switch
-    try:
-        return ControllerProcess(settings).run(stop)
-    finally:
-        if profiling is not None:
-            profiling[0].dump(profiling[1])
+
+    def on_stop(*_: object) -> None:
+        if profiling is not None and not stop.is_set():
+            profiling[0].dump(profiling[1])  # now: the supervisor kills a slow shutdown
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_stop)
+    return ControllerProcess(settings).run(stop)
