@@ -34,7 +34,8 @@ NODE = "etsi-qkd-sdn-node:qkd_node"
 
 
 def main(path: str) -> int:
-    spec = json.loads(open(path).read())
+    with open(path) as handle:
+        spec = json.loads(handle.read())
     ctx = load_context()
     store = Datastore(ctx, spec["initial"])
     live = {link: "ACTIVE" for link in spec["links"]}

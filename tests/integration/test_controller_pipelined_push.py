@@ -9,9 +9,9 @@ import pytest
 from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
 from qkd_agent.datastore import Datastore
 from qkd_agent.yang_context import load_context
+from qkdn.namespaces import NETCONF_BASE_NS
 from qkdn.node_model import initial_node_config
 from qkdn.topology import parse_topology
-from qkdn.namespaces import NETCONF_BASE_NS
 from sdn_controller.config_payloads import (
     orphan_delete_payload,
     session_config_payload,
