@@ -12,11 +12,10 @@ hook as each thread starts. Off by default: profiling slows Python code by about
 from __future__ import annotations
 
 import cProfile
-import marshal
+import logging
 import os
 import pstats
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,18 @@ from pathlib import Path
 from typing import Any
 
 PROFILE_ENV = "QKDN_CONTROLLER_PROFILE"
+
+log = logging.getLogger(__name__)
+
+
+class _Snapshot:
+    """One thread's statistics in the shape :class:`pstats.Stats` loads from a profiler."""
+
+    def __init__(self, stats: dict) -> None:
+        self.stats = stats
+
+    def create_stats(self) -> None:
+        """Already made (``Profile.snapshot_stats``)."""
 
 
 class ThreadProfiles:
@@ -50,34 +61,44 @@ class ThreadProfiles:
         self._enable_here()
 
     def stats(self) -> pstats.Stats:
-        """The sum of every thread's profile so far (profilers stay enabled)."""
-        threading.setprofile(None)
+        """The sum of every thread's profile so far (profilers stay enabled). Built in
+        memory: with dozens of busy threads each GIL hand-over costs milliseconds, so a
+        file per thread made a dump take seconds."""
         with self._lock:
             profiles = list(self._profiles)
-        files = []
-        try:
-            for profile in profiles:
-                profile.snapshot_stats()
-                handle, name = tempfile.mkstemp(suffix=".prof")
-                with os.fdopen(handle, "wb") as out:
-                    marshal.dump(profile.stats, out)  # type: ignore[attr-defined]
-                files.append(name)
-            return pstats.Stats(*files)
-        finally:
-            for name in files:
-                os.unlink(name)
+        snapshots = []
+        for profile in profiles:
+            profile.snapshot_stats()
+            snapshots.append(_Snapshot(profile.stats))  # type: ignore[attr-defined]
+        return pstats.Stats(*snapshots)
 
     def dump(self, path: Path | str) -> None:
-        """Write the sum of every thread's profile to ``path`` (pstats format)."""
-        self.stats().dump_stats(str(path))
+        """Write the sum of every thread's profile to ``path`` (pstats format; replaced
+        atomically)."""
+        partial = f"{path}.partial"
+        self.stats().dump_stats(partial)
+        os.replace(partial, path)
 
 
-def profiles_from_env(environ: dict[str, str] | Any = os.environ) -> tuple[ThreadProfiles,
-                                                                            str] | None:
-    """Started profiles and their output file when ``QKDN_CONTROLLER_PROFILE`` is set."""
+def profiles_from_env(environ: dict[str, str] | Any = os.environ, *,
+                      every_s: float = 10.0) -> tuple[ThreadProfiles, str] | None:
+    """Started profiles and their output file when ``QKDN_CONTROLLER_PROFILE`` is set; the
+    file is rewritten every ``every_s`` seconds by a daemon thread (a process the supervisor
+    kills at the end of a run still leaves its profile up to the last few seconds)."""
     path = environ.get(PROFILE_ENV)
     if not path:
         return None
     profiles = ThreadProfiles()
+
+    def dump_periodically() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                profiles.dump(path)
+            except Exception:  # a diagnostic must never end the process
+                log.warning("writing the profile to %s failed", path, exc_info=True)
+
+    threading.Thread(target=dump_periodically, name="profile-dump", daemon=True).start()
     profiles.start()
+    log.warning("profiling every thread of this process into %s (%s)", path, PROFILE_ENV)
     return profiles, path
