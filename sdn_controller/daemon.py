@@ -276,6 +276,9 @@ class ControllerProcess:
                               lambda node, reply: self.controller.ingest_node(reply))
 
     def write_snapshot(self) -> None:
+        """``sessions.json``, rewritten every tick: compact (``json.dumps``' C encoder) and
+        without ``fsync`` (a status snapshot the next tick replaces). Indented and fsync'd it
+        cost 0.12 s of CPU per tick at 100 sessions on a 30-node grid, growing with them."""
         sessions = [session_summary(v, self.names)
                     for v in self.admission.sessions(include_terminated=True)]
         write_json_atomic(self.dir / "sessions.json", {
@@ -285,7 +288,7 @@ class ControllerProcess:
             "reserved_bps": dict(self.admission.ledger.reserved_by_link()),
             "agents": {self.names.get(n, n): {"connected": s.connected,
                                              "connects": s.connects, "last_error": s.last_error}
-                       for n, s in self.southbound.items()}})
+                       for n, s in self.southbound.items()}}, durable=False, compact=True)
 
     def run(self, stop: threading.Event) -> int:
         self.start()
