@@ -20,7 +20,12 @@ from sdn_controller.config_payloads import (
 from sdn_controller.errors import PushError
 from sdn_controller.push import NodePush, PipelinedConfigurator, push_all, remove_all
 from sdn_controller.session_config import AppBinding, KmConfig, KmRole, QoS, TokenBucket
-from sdn_controller.southbound import AgentEndpoint, AgentSession, SouthboundConfig
+from sdn_controller.southbound import (
+    AEAD_CIPHERS,
+    AgentEndpoint,
+    AgentSession,
+    SouthboundConfig,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +124,14 @@ def test_a_refused_push_rolls_back_the_other_node_through_the_pipeline(agents):
     assert set(result.failures) == {TOPO.node("b").qkdn_id}
     assert result.rolled_back == (TOPO.node("a").qkdn_id,)
     assert apps(stores["a"]) == set() and apps(stores["b"]) == set()
+
+
+def test_sessions_use_aes_gcm(agents):
+    """The south-bound offers AES-GCM first (no per-packet HMAC in Python); the agent
+    (asyncssh) takes it."""
+    sessions, _ = agents
+    transport = sessions["a"]._manager._session._transport
+    assert transport.local_cipher == transport.remote_cipher == AEAD_CIPHERS[0]
 
 
 def test_deleting_a_session_already_gone_is_confirmed(agents):
