@@ -278,7 +278,8 @@ class ControllerProcess:
     def write_snapshot(self) -> None:
         """``sessions.json``, rewritten every tick: compact (``json.dumps``' C encoder) and
         without ``fsync`` (a status snapshot the next tick replaces). Indented and fsync'd it
-        cost 0.12 s of CPU per tick at 100 sessions on a 30-node grid, growing with them."""
+        cost ~24 ms of CPU and 76-134 ms of wall time per tick at 250 sessions, ~95 / 400 ms
+        at 1,000 (docs/benchmarks.md, "Controller, session 4")."""
         sessions = [session_summary(v, self.names)
                     for v in self.admission.sessions(include_terminated=True)]
         write_json_atomic(self.dir / "sessions.json", {

@@ -4,7 +4,7 @@
 of the process (the main loop, one south-bound session thread per agent, the push pool, the
 north-bound server) under its own :class:`cProfile.Profile` timed by ``time.thread_time``
 (CPU time, not wall time: a thread waiting in ``select`` costs nothing), and writes their sum
-to FILE when the process stops; ``python -m pstats FILE`` reads it. cProfile hooks only the
+to FILE every 10 s and at SIGTERM; ``python -m pstats FILE`` reads it. cProfile hooks only the
 thread that enables it, hence one profiler per thread, started by a ``threading.setprofile``
 hook as each thread starts. Off by default: profiling slows Python code by about half.
 """
