@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
+from bench.process_cpu import process_cpu_s
+
 REPO = Path(__file__).resolve().parent.parent
 NODE = "etsi-qkd-sdn-node"
 TYPES = "etsi-qkd-node-types"
@@ -153,8 +155,7 @@ class AgentProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU time the agent process has used so far."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_s(self.proc.pid)
 
     def peak_rss_mib(self) -> float:
         assert self.proc is not None

@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import subprocess
 import sys
 import time
 import uuid
@@ -173,7 +174,6 @@ class _AgentNetwork:
     agent's datastore holds (reported by the agents on every commit)."""
 
     def __init__(self, raw_topology: dict, workdir: Any, *, timeline: bool = False) -> None:
-        import subprocess
         import threading
 
         from qkdn.node_model import initial_node_config
@@ -291,7 +291,7 @@ class _AgentNetwork:
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 proc.kill()
         self.users.close()
         self.topology.close()

@@ -28,13 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.controller_bench import _AgentNetwork, _line
-
-_CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _process_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICK
+from bench.process_cpu import process_cpu_s
 
 
 class _Recorder:
@@ -103,7 +97,7 @@ def _one(net: _AgentNetwork, rec: _Recorder, dst: str, path: list[str]
     before = {s.session_id for s in net.admission.sessions(include_terminated=True)}
     rec.events.clear()
     net.agent_events.clear()
-    agents_cpu = sum(_process_cpu_s(p.pid) for p in net.procs.values())
+    agents_cpu = sum(process_cpu_s(p.pid) for p in net.procs.values())
     cpu = time.process_time()
     started = time.perf_counter()
     net.open("0", dst)
@@ -116,7 +110,7 @@ def _one(net: _AgentNetwork, rec: _Recorder, dst: str, path: list[str]
     net.wait(configured)
     wall = (time.perf_counter() - started) * 1000
     cpu_ms = (time.process_time() - cpu) * 1000
-    agents_ms = (sum(_process_cpu_s(p.pid) for p in net.procs.values()) - agents_cpu) * 1000
+    agents_ms = (sum(process_cpu_s(p.pid) for p in net.procs.values()) - agents_cpu) * 1000
     time.sleep(0.02)   # the last replies and agent lines
     steps: dict[str, float] = {}
     for at, what in rec.events:

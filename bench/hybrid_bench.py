@@ -29,7 +29,7 @@ import yaml
 
 from bench.report import row
 from kms.key_manager import KmConfig
-from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id
+from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id, virtual_link
 
 SAES = {"sae-a": "A", "sae-b": "B", "sae-c": "C"}
 SESSION_AB = "22222222-2222-4333-8444-5555555555ab"
@@ -54,15 +54,7 @@ def _app(session: str, node: str, peer: str | None, slave: str, policy: str,
 
 def _configure(net: LocalKmNetwork, policy: str) -> None:
     def virt(prev: str | None, nxt: str | None) -> dict:
-        link = {"qkdl_id": VIRT, "qkdl_type": "etsi-qkd-node-types:VIRT",
-                "qkdl_local": {"qkdn_id": node_qkdn_id("A")},
-                "qkdl_remote": {"qkdn_id": node_qkdn_id("C")},
-                "qkdl_applications": [SESSION_AC], "virt_bandwidth": 10 ** 9}
-        if prev:
-            link["virt_prev_hop"] = node_qkdn_id(prev)
-        if nxt:
-            link["virt_next_hop"] = [node_qkdn_id(nxt)]
-        return link
+        return virtual_link(VIRT, SESSION_AC, prev, nxt, ends=("A", "C"), bandwidth=10 ** 9)
 
     def node(name: str, apps: list, links: list) -> dict:
         return {"etsi-qkd-sdn-node:qkd_node": {"qkdn_id": node_qkdn_id(name),

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 from kms.key_manager import KmConfig
-from kms.local_network import LocalKmNetwork, node_qkdn_id
+from kms.local_network import LocalKmNetwork, node_qkdn_id, virtual_link
 
 KEY_BITS = 256
 
@@ -136,11 +136,7 @@ def bench_relay_hop(quick: bool) -> list[dict]:
     session, virt = str(uuid.uuid4()), str(uuid.uuid4())
 
     def cfg(node: str, prev: str | None, nxt: str | None) -> dict:
-        link = {"qkdl_id": virt, "qkdl_type": "etsi-qkd-node-types:VIRT", "qkdl_applications": [session]}
-        if prev:
-            link["virt_prev_hop"] = node_qkdn_id(prev)
-        if nxt:
-            link["virt_next_hop"] = [node_qkdn_id(nxt)]
+        link = virtual_link(virt, session, prev, nxt)
         body = {"qkdn_id": node_qkdn_id(node), "qkd_links": {"qkd_link": [link]}}
         if node != "B":
             body["qkd_applications"] = {"qkd_app": [{"app_id": session, "server_app_id": "sae-a",
@@ -175,11 +171,7 @@ def bench_relay_rate(quick: bool) -> list[dict]:
     duration = 6.0 if quick else 20.0
     with LocalKmNetwork(_tmp(), nodes, links, saes, config=KmConfig(relay_batch=32)) as net:
         for node, (prev, nxt) in hops.items():
-            link = {"qkdl_id": virt, "qkdl_type": "etsi-qkd-node-types:VIRT", "qkdl_applications": [session]}
-            if prev:
-                link["virt_prev_hop"] = node_qkdn_id(prev)
-            if nxt:
-                link["virt_next_hop"] = [node_qkdn_id(nxt)]
+            link = virtual_link(virt, session, prev, nxt)
             body = {"qkdn_id": node_qkdn_id(node), "qkd_links": {"qkd_link": [link]}}
             if node in ("A", "D"):
                 body["qkd_applications"] = {"qkd_app": [{"app_id": session, "server_app_id": "sae-a",

@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
 from qkd_agent.datastore import Datastore
@@ -34,8 +35,7 @@ NODE = "etsi-qkd-sdn-node:qkd_node"
 
 
 def main(path: str) -> int:
-    with open(path) as handle:
-        spec = json.loads(handle.read())
+    spec = json.loads(Path(path).read_text())
     ctx = load_context()
     store = Datastore(ctx, spec["initial"])
     live = {link: "ACTIVE" for link in spec["links"]}

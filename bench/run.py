@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             module = importlib.import_module(name)
             rows.extend(module.run(quick=args.quick))
-        except Exception:  # one broken benchmark must not hide the others' figures
+        except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             failures += 1
             traceback.print_exc()
             rows.append(row(f"{name.split('.', 1)[1]}.error", 1, "failed", target="0",

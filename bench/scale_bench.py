@@ -51,8 +51,8 @@ from typing import Any
 
 import requests
 
+from bench.process_cpu import process_cpu_s
 from bench.report import percentile, row
-from bench.scale_idle import cpu_ticks
 from bench.scale_topology import grid_yaml
 
 #: 503 retry back-off of a client waiting for its session: first wait, growth, longest wait
@@ -222,11 +222,6 @@ def active_sessions(state_root: Path, wait_s: float = 3.0) -> int:
     time.sleep(wait_s)
     states = session_states(state_root)
     return states.get("active", 0) if states else -1
-
-
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of a process in seconds (0 when it is gone)."""
-    return cpu_ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
 
 
 def ready_times(state_root: Path, started_at: float) -> tuple[float, float]:

@@ -27,17 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_ticks(stat_path: Path) -> int:
-    """utime + stime (clock ticks) from a ``/proc/.../stat`` file; 0 when it is gone."""
-    try:
-        text = stat_path.read_text()
-    except OSError:
-        return 0
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])
+from bench.process_cpu import CLOCK_TICKS, cpu_ticks
 
 
 def thread_ticks(pid: int) -> dict[int, int]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.network_bench import PAPER, _FirstKeyWatcher
+from bench.process_cpu import process_cpu_s
 from qkdn.bringup import bring_down, bring_up
 from qkdn.state_files import StateDir, read_json
 from qkdn.topology import load_topology
@@ -77,13 +77,6 @@ def _node_events(state: StateDir, name: str, link_names: dict[str, str]) -> list
         if record.exists() and name in link.split("-"):
             events.append((record.stat().st_mtime, f"node {name}: module of link {link} started"))
     return events
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def element_cpu(state: StateDir) -> dict[str, float]:

@@ -117,7 +117,8 @@ def create_blueprint(km: KeyManager) -> Blueprint:
         def run(caller: str, body: dict):
             source, destination = body.get("source"), body.get("destination")
             if not isinstance(source, str) or not isinstance(destination, str):
-                raise ValueError("source and destination must be strings")
+                # ValueError (not TypeError): call() answers it with 400 Bad Request
+                raise ValueError("source and destination must be strings")  # noqa: TRY004
             qos = qos_from_wire(body.get("QoS") or {})
             return streams.open_connect(caller, source, destination, qos,
                                         _ksid(body, required=False)), qos.metadata_mimetype

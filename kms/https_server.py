@@ -68,11 +68,13 @@ def peer_identity(environ: dict[str, Any]) -> PeerIdentity | None:
     return PeerIdentity(common_name=cn, unit=environ.get("SSL_CLIENT_S_DN_OU", ""))
 
 
-def server_tls_context(files: TlsFiles) -> ssl.SSLContext:
-    """TLS ≥ 1.2, client certificate required and verified against the network CA."""
+def server_tls_context(files: TlsFiles, *,
+                       client_cert: ssl.VerifyMode = ssl.CERT_REQUIRED) -> ssl.SSLContext:
+    """TLS ≥ 1.2; a client certificate, required by default (``ssl.CERT_OPTIONAL``: asked
+    for, not required), is verified against the network CA."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(files.ca))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_mode = client_cert
     context.load_cert_chain(str(files.cert), str(files.key))
     return context
 

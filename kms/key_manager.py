@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from kms import notifications
 from kms.directory import Directory
@@ -980,7 +980,7 @@ class KeyManager:
         from kms.app import create_app
         return create_app(self)
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> KeyManager:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
         self._server = HttpsServer(self.build_app(), self.tls, host, port, threads=32,
                                    name=f"km-{self.node_name}").start()
         self._stop.clear()
@@ -1005,7 +1005,7 @@ class KeyManager:
         self.pool.close()
         self.telemetry.close()
 
-    def __enter__(self) -> KeyManager:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Self
 
 from kms.directory import Directory, NodeEntry
 from kms.https_server import TlsFiles
@@ -35,6 +36,26 @@ def test_block(seed: str, index: int, size: int) -> bytes:
     return hashlib.shake_256(f"{seed}/{index}".encode()).digest(size)
 
 
+def virtual_link(qkdl_id: str, session_id: str, prev: str | None, nxt: str | None, *,
+                 ends: tuple[str, str] | None = None, bandwidth: int | None = None
+                 ) -> dict[str, Any]:
+    """The forwarding rule a controller pushes for one session leg (RFC 7951 JSON of an ETSI
+    015 VIRT ``qkd_link``): the neighbours ``prev`` and ``nxt`` on the path (None at an end),
+    optionally the path's two ``ends`` and its ``virt_bandwidth``. Nodes are names here."""
+    link: dict[str, Any] = {"qkdl_id": qkdl_id, "qkdl_type": "etsi-qkd-node-types:VIRT"}
+    if ends is not None:
+        link["qkdl_local"] = {"qkdn_id": node_qkdn_id(ends[0])}
+        link["qkdl_remote"] = {"qkdn_id": node_qkdn_id(ends[1])}
+    link["qkdl_applications"] = [session_id]
+    if bandwidth is not None:
+        link["virt_bandwidth"] = bandwidth
+    if prev:
+        link["virt_prev_hop"] = node_qkdn_id(prev)
+    if nxt:
+        link["virt_next_hop"] = [node_qkdn_id(nxt)]
+    return link
+
+
 def directory_for(node: str, nodes: Sequence[str], links: Iterable[tuple[str, str]],
                   saes: Mapping[str, str], urls: Mapping[str, str] | None = None) -> Directory:
     urls = urls or {}
@@ -49,11 +70,14 @@ def directory_for(node: str, nodes: Sequence[str], links: Iterable[tuple[str, st
                      links=peers)
 
 
+DEFAULT_KM_CONFIG = KmConfig()
+
+
 class LocalKmNetwork:
     """Start/stop a set of KMs; context manager."""
 
     def __init__(self, state_dir: Path, nodes: Sequence[str], links: Sequence[tuple[str, str]],
-                 saes: Mapping[str, str], config: KmConfig = KmConfig(),
+                 saes: Mapping[str, str], config: KmConfig = DEFAULT_KM_CONFIG,
                  clock=time.time) -> None:
         self.state_dir = Path(state_dir)
         self.nodes, self.links, self.saes = list(nodes), list(links), dict(saes)
@@ -81,7 +105,7 @@ class LocalKmNetwork:
             self.notifications.append((node, body))
         return record
 
-    def start(self) -> LocalKmNetwork:
+    def start(self) -> Self:
         for node in self.nodes:
             km = KeyManager(node, node_qkdn_id(node), self.state_dir / "nodes" / node,
                             directory_for(node, self.nodes, self.links, self.saes),
@@ -108,7 +132,7 @@ class LocalKmNetwork:
         for km in self.kms.values():
             km.stop()
 
-    def __enter__(self) -> LocalKmNetwork:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

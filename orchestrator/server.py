@@ -18,7 +18,13 @@ from pathlib import Path
 
 from cheroot import wsgi
 
-from kms.https_server import DEFAULT_READ_DEADLINE_S, GuardedServer, TlsFiles, guard_server
+from kms.https_server import (
+    DEFAULT_READ_DEADLINE_S,
+    GuardedServer,
+    TlsFiles,
+    guard_server,
+    server_tls_context,
+)
 from orchestrator.openapi import PROBLEM_MEDIA
 from orchestrator.problems import problem_body
 
@@ -28,15 +34,6 @@ _GUARD_SLUGS = {400: ("invalid-request", "Invalid request"),
                 413: ("content-too-large", "Content too large")}
 
 log = logging.getLogger(__name__)
-
-
-def operator_tls_context(files: TlsFiles) -> ssl.SSLContext:
-    """TLS ≥ 1.2; client certificates optional, verified against the network CA."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(files.ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_OPTIONAL
-    context.load_cert_chain(str(files.cert), str(files.key))
-    return context
 
 
 def guard_problem(status: int, reason: str) -> tuple[str, bytes]:
@@ -56,7 +53,8 @@ class OrchestratorServer(GuardedServer):
                              shutdown_timeout=2)   # timeout: set by guard_server
         read_deadlines = guard_server(
             server, name="orchestrator", read_deadline_s=read_deadline_s,
-            tls=None if tls is None else (tls, operator_tls_context(tls)),
+            tls=None if tls is None else (  # operators' certificates optional
+                tls, server_tls_context(tls, client_cert=ssl.CERT_OPTIONAL)),
             render_error=guard_problem)
         super().__init__(server, read_deadlines, scheme="http" if tls is None else "https",
                          url_host=host, label="orchestrator", thread_name="orchestrator-http")

@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -411,7 +411,7 @@ class QkdModule:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> QkdModule:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qkd_twin.module import KeySink
+from qkdn.process_liveness import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +92,6 @@ def end_record_path(network_dir: Path, qkdl_id: str, node: str) -> Path:
     return Path(network_dir) / "twin" / "links" / qkdl_id / f"{node}.json"
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def peer_gap(peer: EndRecord) -> tuple[int, int]:
     """Blocks (first, last) this end may hold that the peer end never received."""
     return peer.resumed_after + 1, peer.start_block - 1
@@ -116,7 +107,7 @@ class PairedSink:
                  discard: Callable[[int, int], object],
                  on_peer_change: Callable[[bool], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 alive: Callable[[int], bool] = process_alive) -> None:
+                 alive: Callable[[int], bool] = pid_alive) -> None:
         self.qkdl_id = qkdl_id
         self._sink = sink
         self._discard = discard

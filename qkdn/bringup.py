@@ -18,6 +18,7 @@ from typing import Any
 
 from kms.pki import issue_network_pki
 from qkdn.errors import QkdnError
+from qkdn.process_liveness import pid_alive
 from qkdn.state_files import StateDir, read_json, write_json_atomic
 from qkdn.topology import Topology, load_topology
 
@@ -281,22 +282,6 @@ def _wait_for_ready(state: StateDir, what: str, ready: Path, log_path: Path,
 def supervisor_alive(state: StateDir) -> bool:
     table = _table(state)
     return bool(table) and table.get("state") != "stopped" and pid_alive(table.get("pid"))
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def bring_down(state: StateDir, *, timeout: float = 15.0) -> list[int]:

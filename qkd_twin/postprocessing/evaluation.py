@@ -10,7 +10,13 @@ import numpy as np
 
 from qkd_twin.errors import PostprocessingError
 from qkd_twin.physics import h2
-from qkd_twin.postprocessing.pipeline import BlockResult, BlockStatus, SecurityParameters, run_block
+from qkd_twin.postprocessing.pipeline import (
+    DEFAULT_SECURITY,
+    BlockResult,
+    BlockStatus,
+    SecurityParameters,
+    run_block,
+)
 from qkd_twin.postprocessing.sifting import SiftedKey
 
 
@@ -78,7 +84,7 @@ def noisy_frame(n: int, qber: float, rng: np.random.Generator) -> SiftedKey:
 
 def evaluate_postprocessing(qber: float, bits: int, *, frame_bits: int = 100_000,
                             seed: int = 1,
-                            security: SecurityParameters = SecurityParameters()
+                            security: SecurityParameters = DEFAULT_SECURITY
                             ) -> PostprocessingReport:
     """Run the pipeline over ``bits`` sifted bits cut into frames of ``frame_bits``."""
     if not 0.0 <= qber <= 0.5:

@@ -74,6 +74,9 @@ class BlockResult:
 
 
 _EMPTY = np.zeros(0, dtype=np.uint8)
+# defaults of run_block and evaluate_postprocessing (frozen values, shared)
+DEFAULT_SECURITY = SecurityParameters()
+DEFAULT_CASCADE = CascadeConfig()
 
 
 def final_key_length(n: int, qber_upper: float, leaked_ec: int, security: SecurityParameters,
@@ -87,10 +90,10 @@ def final_key_length(n: int, qber_upper: float, leaked_ec: int, security: Securi
 
 
 def run_block(sifted: SiftedKey, rng: np.random.Generator, *,
-              security: SecurityParameters = SecurityParameters(),
+              security: SecurityParameters = DEFAULT_SECURITY,
               single_photon_fraction: float = 1.0,
               phase_error: Callable[[float], float] = lambda e: e,
-              cascade: CascadeConfig = CascadeConfig(),
+              cascade: CascadeConfig = DEFAULT_CASCADE,
               hash_parties: tuple[bool, bool] = (True, True)) -> BlockResult:
     """Run the whole post-processing of one sifted block for both parties.
 

@@ -14,162 +14,58 @@ import pytest
 from lxml import etree
 from ncclient.operations import RPCError
 
-from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
-from qkd_agent.datastore import Datastore
-from qkd_agent.yang_context import load_context
 from qkdn.namespaces import QKDN_ACC_NS, QKDN_INV_NS, QKDN_TOPO_NS
 from qkdn.netconf_client import connect
-from qkdn.node_model import initial_node_config
-from qkdn.topology import parse_topology
-from sdn_controller.admission_control import AdmissionControl, SessionState
-from sdn_controller.controller import Controller
+from sdn_controller.admission_control import SessionState
 from sdn_controller.nbi_server import NbiConfig, NbiServer
-from sdn_controller.routing import GraphRouter
-from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
-from sdn_controller.topology_db import TopologyDb
-from sdn_controller.user_db import UserDb
+
+from .square_network import (
+    NODE,
+    RAW_TOPOLOGY,
+    TOPO,
+    SquareNetwork,
+    connected,
+    lid,
+    nid,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "nbi-test-agents"
 NBI_PASSWORD = "nbi-test-orchestrator"
-T = "etsi-qkd-node-types:"
-NODE = "etsi-qkd-sdn-node:qkd_node"
 NS = {"t": QKDN_TOPO_NS, "i": QKDN_INV_NS, "a": QKDN_ACC_NS}
-RAW_TOPOLOGY = {
-    "name": "square",
-    "nodes": [{"name": n, "location": f"site-{n}"} for n in "abcd"],
-    "links": [{"a": "a", "b": "b", "length_km": 10}, {"a": "b", "b": "c", "length_km": 10},
-              {"a": "a", "b": "d", "length_km": 30}, {"a": "d", "b": "c", "length_km": 30}],
-    "slas": [{"name": "std", "max_bps": 100000, "max_priority": 5, "idle_timeout_s": 60}],
-    "users": [{"name": "ua", "sla": "std"}, {"name": "uc", "sla": "std"}],
-    "saes": [{"id": "sae-a", "node": "a", "user": "ua"},
-             {"id": "sae-c", "node": "c", "user": "uc"}],
-}
-TOPO = parse_topology(RAW_TOPOLOGY)
 
 
-def nid(name):
-    return TOPO.node(name).qkdn_id
-
-
-def lid(a, b):
-    return next(lk.qkdl_id for lk in TOPO.links if set(lk.ends()) == {a, b})
-
-
-class Signals:
-    def refuse(self, node_id, refusal):
-        pass
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Network:
+class Network(SquareNetwork):
     """Four real agents, the controller (southbound over NETCONF) and its NBI server."""
 
     def __init__(self, tmp_path: Path):
-        self.tmp = tmp_path
-        self.live = {lk.qkdl_id: {"status": "ACTIVE", "skr": 50_000 if "d" in lk.ends()
-                                  else 90_000, "qber": "0.020"} for lk in TOPO.links}
-        self.threads, self.datastores = {}, {}
-        for node in TOPO.nodes:
-            ctx = load_context()
-            store = Datastore(ctx, initial_node_config(TOPO, node.name))
-            self.datastores[node.name] = store
-            config = AgentConfig(password=PASSWORD, host_key=tmp_path / f"{node.name}.key")
-            self.threads[node.name] = AgentThread(
-                QkdAgent(config, store, self.state_of(node.name), ctx=ctx)).start()
-        endpoints = [AgentEndpoint(n.qkdn_id, "127.0.0.1", self.threads[n.name].port,
-                                   "admin", PASSWORD, n.name) for n in TOPO.nodes]
-        self.southbound = Southbound(endpoints, SouthboundConfig(poll_interval_s=1.0,
-                                                                 backoff_max_s=0.5))
-        self.users = UserDb.open(tmp_path / "users.sqlite")
-        self.users.load_topology(TOPO)
-        self.topology = TopologyDb.open(clock=time.time)
-        self.admission = AdmissionControl(self.users, GraphRouter(self.topology.links),
-                                          clock=time.monotonic)
-        self.ctl = Controller(self.users, self.topology, self.admission, self.southbound,
-                              Signals(), clock=time.time)
+        super().__init__(tmp_path, PASSWORD, users_db=tmp_path / "users.sqlite",
+                         clock=time.time)
+
+    def controller_built(self):
         self.nbi = NbiServer(self.ctl, TOPO, self.users,
-                             NbiConfig(password=NBI_PASSWORD, host_key=tmp_path / "nbi.key",
+                             NbiConfig(password=NBI_PASSWORD, host_key=self.tmp / "nbi.key",
                                        perf_interval_s=0.2),
                              connected=lambda: {n: s.connected
                                                 for n, s in self.southbound.items()})
         self.ctl.restoration_policy = self.nbi.restoration_of  # as the daemon does
         self.nbi.start()
-        self.southbound.start(self.ctl.handle_notification,
-                              lambda node, reply: self.ctl.ingest_node(reply))
-
-    def state_of(self, name):
-        def provider():
-            links = [{"qkdl_id": lk.qkdl_id,
-                      "qkdl_status": T + self.live[lk.qkdl_id]["status"],
-                      "qkdl_performance": {
-                          "skr": self.live[lk.qkdl_id]["skr"],
-                          "eskr": self.live[lk.qkdl_id]["skr"],
-                          "phys_perf": [{"perf_type": T + "QBER",
-                                         "value": self.live[lk.qkdl_id]["qber"]}]}}
-                     for lk in TOPO.links_of(name)]
-            return {NODE: {"qkdn_status": T + "OPERATING", "qkd_links": {"qkd_link": links}}}
-        return provider
-
-    def notify(self, name, body):
-        assert self.threads[name].agent.notify(body) >= 1
-
-    def apps(self, name):
-        node = self.datastores[name].running_json()[NODE]
-        return {a["app_id"] for a in node.get("qkd_applications", {}).get("qkd_app", [])}
-
-    def open(self, src, dst):
-        self.notify(src, {"etsi-qkd-sdn-node:sdqkdn_application_new": {"qkd_application": {
-            "app_type": T + "CLIENT", "server_app_id": f"sae-{src}",
-            "client_app_id": [f"sae-{dst}"], "app_priority": 2, "local_qkdn_id": nid(src),
-            "app_qos": {"max_bandwidth": 10_000, "min_bandwidth": 1000},
-            "qkdn-key-manager:km_request": {"authenticated_sae_id": f"sae-{src}",
-                                            "application_interface": "etsi-004"}}}})
-
-    def establish(self):
-        self.open("a", "c")
-        wait_for(lambda: any(s.state is SessionState.ACCEPTED
-                             for s in self.admission.sessions()), what="first request")
-        self.open("c", "a")
-        wait_for(lambda: any(s.state is SessionState.ACTIVE for s in self.admission.sessions()),
-                 what="session active")
-        (session,) = self.admission.sessions()
-        wait_for(lambda: all(session.session_id in self.apps(n) for n in "abc"),
-                 what="qkd_app on a, b, c")
-        return session.session_id
 
     def orchestrator(self):
         return connect("127.0.0.1", self.nbi.port, "admin", NBI_PASSWORD)
 
     def close(self):
-        self.nbi.stop()
-        self.southbound.stop()
-        self.ctl.close()
-        self.users.close()
-        self.topology.close()
-        for thread in self.threads.values():
-            thread.stop()
+        if self.southbound is not None:
+            self.nbi.stop()
+        super().close()
 
 
 @pytest.fixture
 def net(tmp_path):
-    network = Network(tmp_path)
-    try:
-        assert network.southbound.wait_connected(15), "southbound did not connect"
-        wait_for(lambda: len([lk for lk in network.topology.links() if lk.usable]) == 4,
-                 what="topology from the agents' get replies")
+    with connected(Network(tmp_path)) as network:
         yield network
-    finally:
-        network.close()
 
 
 SVC_FILTER = f"""<qkd_network xmlns="{QKDN_TOPO_NS}"><qkd_links><svc_links/></qkd_links>
@@ -368,9 +264,6 @@ def _wait_notification(m, name: str, timeout: float = 10.0):
     raise AssertionError(f"no {name} notification")
 
 
-_ = threading  # the agents run in threads (AgentThread)
-
-
 def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path, capsys):
     import json
 
@@ -378,17 +271,8 @@ def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path, capsys):
 
     from sdn_controller.daemon import ControllerProcess, resolve_settings
 
-    agents = Network.__new__(Network)  # agents only: the process brings its own controller
-    agents.live = {lk.qkdl_id: {"status": "ACTIVE", "skr": 90_000, "qber": "0.020"}
-                   for lk in TOPO.links}
-    agents.threads, agents.datastores = {}, {}
-    for node in TOPO.nodes:
-        ctx = load_context()
-        store = Datastore(ctx, initial_node_config(TOPO, node.name))
-        agents.datastores[node.name] = store
-        agents.threads[node.name] = AgentThread(QkdAgent(
-            AgentConfig(password=PASSWORD, host_key=tmp_path / f"{node.name}.key"), store,
-            agents.state_of(node.name), ctx=ctx)).start()
+    # agents only: the process brings its own controller
+    agents = SquareNetwork(tmp_path, PASSWORD, controller=False)
     state = tmp_path / "state"
     state.mkdir()
     (state / "topology.yaml").write_text(yaml.safe_dump(RAW_TOPOLOGY))
@@ -438,8 +322,7 @@ def test_controller_process_serves_the_nbi_and_keeps_its_port(tmp_path, capsys):
                 runner.join(timeout=20)
         assert ports[0] == ports[1]
     finally:
-        for thread in agents.threads.values():
-            thread.stop()
+        agents.close()
 
 
 def _fibre(qkdl_id: str, length: str | None) -> str:
@@ -520,10 +403,7 @@ def test_an_unreachable_agent_raises_and_clears_a_node_alarm(net):
                   f"<qkdn_id>{nid('d')}</qkdn_id></sdqkd_node></sdqkd_nodes></qkd_network>")
         data = m.get(filter=("subtree", node_d)).data_ele
         assert data.findtext(".//t:qkdn_status", namespaces=NS).endswith("OUT")
-        store = net.datastores["d"]
-        net.threads["d"] = AgentThread(QkdAgent(
-            AgentConfig(port=port, password=PASSWORD, host_key=net.tmp / "d.key"), store,
-            net.state_of("d"), ctx=load_context())).start()
+        net.start_agent("d", port=port)
         wait_for(lambda: net.southbound[nid("d")].connected, timeout=15, what="reconnect")
         observe()
         cleared = _wait_notification(m, "alarm")

@@ -63,7 +63,8 @@ def agents(tmp_path):
             node_id = TOPO.node(name).qkdn_id
             session = AgentSession(AgentEndpoint(node_id, "127.0.0.1", thread.port, "admin",
                                                  PASSWORD, name),
-                                   SouthboundConfig(poll_interval_s=3600, rpc_timeout_s=5))
+                                   SouthboundConfig(poll_interval_s=3600, rpc_timeout_s=5,
+                                                    notification_wait_s=0.1))  # quick stop()
             session.start(lambda *a: None, lambda *a: None)
             sessions[name] = session
         for session in sessions.values():

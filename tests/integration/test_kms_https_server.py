@@ -46,6 +46,6 @@ def test_tls_1_1_refused(pki):
         ctx.load_verify_locations(pki["ca_cert"])
         ctx.maximum_version = ssl.TLSVersion.TLSv1_1
         import socket
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
-            with pytest.raises(ssl.SSLError):
-                ctx.wrap_socket(raw, server_hostname="localhost").do_handshake()
+        with (socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+              pytest.raises(ssl.SSLError)):
+            ctx.wrap_socket(raw, server_hostname="localhost").do_handshake()

@@ -11,7 +11,7 @@ import requests
 
 from kms.hybrid_provisioning import PQC_KEYS_PATH
 from kms.key_manager import KmConfig
-from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id
+from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id, virtual_link
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +39,7 @@ def app(session, node, peer_node, server, client, policy, backing=()):
 def configure(net, policy_ab="hybrid", policy_ac="hybrid", ab_path=True):
     """A–B direct session and A–B–C relayed session, with the given fallback policies."""
     def virt(node, prev, nxt):
-        link = {"qkdl_id": VIRT, "qkdl_type": "etsi-qkd-node-types:VIRT",
-                "qkdl_local": {"qkdn_id": node_qkdn_id("A")},
-                "qkdl_remote": {"qkdn_id": node_qkdn_id("C")},
-                "qkdl_applications": [SESSION_AC], "virt_bandwidth": 100000}
-        if prev:
-            link["virt_prev_hop"] = node_qkdn_id(prev)
-        if nxt:
-            link["virt_next_hop"] = [node_qkdn_id(nxt)]
-        return link
+        return virtual_link(VIRT, SESSION_AC, prev, nxt, ends=("A", "C"), bandwidth=100000)
 
     def node(name, apps, links):
         body = {"qkdn_id": node_qkdn_id(name), "qkd_links": {"qkd_link": links}}

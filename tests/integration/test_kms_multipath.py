@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from kms.key_manager import KmConfig
-from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id
+from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id, virtual_link
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +26,9 @@ def running_config(node):
         if node not in path:
             continue
         i = path.index(node)
-        link = {"qkdl_id": leg, "qkdl_type": "etsi-qkd-node-types:VIRT",
-                "qkdl_local": {"qkdn_id": node_qkdn_id(src)},
-                "qkdl_remote": {"qkdn_id": node_qkdn_id(dst)},
-                "qkdl_applications": [SESSION], "virt_bandwidth": rate}
-        if i > 0:
-            link["virt_prev_hop"] = node_qkdn_id(path[i - 1])
-        if i < 2:
-            link["virt_next_hop"] = [node_qkdn_id(path[i + 1])]
-        links.append(link)
+        links.append(virtual_link(leg, SESSION, path[i - 1] if i > 0 else None,
+                                  path[i + 1] if i < 2 else None, ends=(src, dst),
+                                  bandwidth=rate))
     body = {"qkdn_id": node_qkdn_id(node), "qkd_links": {"qkd_link": links}}
     if node in ("A", "D"):
         body["qkd_applications"] = {"qkd_app": [{

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from kms.key_manager import KmConfig
-from kms.local_network import LocalKmNetwork, node_qkdn_id
+from kms.local_network import LocalKmNetwork, node_qkdn_id, virtual_link
 from qkdn.event_log import EVENTS_FILE, EventKind, collect_events, read_events
 from qkdn.metrics import MetricsServer, sample_value
 from qkdn.structured_logging import JsonFormatter
@@ -29,14 +29,7 @@ VIRT = str(uuid.UUID("29999999-2222-4333-8444-555555555555"))
 
 def running_config(node, prev, nxt, with_app=True):
     """What the controller edit-configs on ``node`` for the A–B–C session."""
-    link = {"qkdl_id": VIRT, "qkdl_type": "etsi-qkd-node-types:VIRT",
-            "qkdl_local": {"qkdn_id": node_qkdn_id("A")},
-            "qkdl_remote": {"qkdn_id": node_qkdn_id("C")},
-            "qkdl_applications": [SESSION], "virt_bandwidth": 100000}
-    if prev:
-        link["virt_prev_hop"] = node_qkdn_id(prev)
-    if nxt:
-        link["virt_next_hop"] = [node_qkdn_id(nxt)]
+    link = virtual_link(VIRT, SESSION, prev, nxt, ends=("A", "C"), bandwidth=100000)
     body = {"qkdn_id": node_qkdn_id(node), "qkd_links": {"qkd_link": [link]}}
     if with_app:
         body["qkd_applications"] = {"qkd_app": [{

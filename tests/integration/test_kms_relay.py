@@ -10,7 +10,7 @@ import requests
 
 from kms.key_manager import KmConfig
 from kms.key_pool import KeyRecord
-from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id
+from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id, virtual_link
 from kms.relay import EXT_KEYS_PATH, build_ext_keys, canonical
 
 pytestmark = pytest.mark.integration
@@ -22,13 +22,7 @@ VIRT = str(uuid.UUID("99999999-2222-4333-8444-555555555555"))
 
 def running_config(node, prev, nxt, with_app=True):
     """What a controller (or operator) would edit-config on ``node`` for the A–B–C session."""
-    link = {"qkdl_id": VIRT, "qkdl_type": "etsi-qkd-node-types:VIRT",
-            "qkdl_local": {"qkdn_id": node_qkdn_id("A")}, "qkdl_remote": {"qkdn_id": node_qkdn_id("C")},
-            "qkdl_applications": [SESSION], "virt_bandwidth": 100000}
-    if prev:
-        link["virt_prev_hop"] = node_qkdn_id(prev)
-    if nxt:
-        link["virt_next_hop"] = [node_qkdn_id(nxt)]
+    link = virtual_link(VIRT, SESSION, prev, nxt, ends=("A", "C"), bandwidth=100000)
     node_body = {"qkdn_id": node_qkdn_id(node), "qkd_links": {"qkd_link": [link]}}
     if with_app:
         node_body["qkd_applications"] = {"qkd_app": [{

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import base64
 import random
-import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -32,87 +30,8 @@ import requests
 
 from kms.key_store import Half, sender_half, split_block
 from kms.local_network import link_id, node_qkdn_id, test_block
-from kms.pki import issue_network_pki
 
-from .km_serve import free_port, km_spec, launch_km, stop_all
-
-NODES = ["A", "B", "C"]
-LINKS = [("A", "B"), ("B", "C")]
-SAES = {"sae-a": "A", "sae-c": "C"}
-SESSION = "11111111-2222-4333-8444-555555555555"
-VIRT = "99999999-2222-4333-8444-555555555555"
-HOPS = {"A": (None, "B"), "B": ("A", "C"), "C": ("B", None)}
-
-
-def running_config(node: str) -> dict:
-    """The session's configuration on ``node``: the VIRT link (forwarding rule) and, at the
-    ends, the qkd_app; what the controller would push."""
-    prev, nxt = HOPS[node]
-    link: dict[str, Any] = {"qkdl_id": VIRT, "qkdl_type": "etsi-qkd-node-types:VIRT",
-                            "qkdl_applications": [SESSION]}
-    if prev:
-        link["virt_prev_hop"] = node_qkdn_id(prev)
-    if nxt:
-        link["virt_next_hop"] = [node_qkdn_id(nxt)]
-    body: dict[str, Any] = {"qkdn_id": node_qkdn_id(node), "qkd_links": {"qkd_link": [link]}}
-    if node != "B":
-        body["qkd_applications"] = {"qkd_app": [{
-            "app_id": SESSION, "server_app_id": "sae-a", "client_app_id": ["sae-c"],
-            "backing_qkdl_id": [VIRT]}]}
-    return {"etsi-qkd-sdn-node:qkd_node": body}
-
-
-class KmProcesses:
-    """The three KM processes (``python -m kms.cli km serve``), started and killed at will."""
-
-    def __init__(self, workdir: Path, blocks: int, block_size: int) -> None:
-        self.workdir = workdir
-        self.blocks, self.block_size = blocks, block_size
-        self.pki = issue_network_pki(workdir, NODES, SAES)
-        self.ports = {n: free_port() for n in NODES}
-        self.urls = {n: f"https://127.0.0.1:{p}" for n, p in self.ports.items()}
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.starts: Counter[str] = Counter()
-
-    def state_dir(self, node: str) -> Path:
-        return self.workdir / node
-
-    def spec(self, node: str) -> dict:
-        return {**km_spec(node, NODES, LINKS, SAES, self.urls, self.pki, self.state_dir(node),
-                          self.ports[node], blocks=self.blocks, block_size=self.block_size),
-                "running": running_config(node), "resolve_interval_s": 0.3, "relay_batch": 1}
-
-    def start(self, node: str, timeout: float = 60) -> None:
-        log_path = self.workdir / f"{node}.log"
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        self.procs[node] = launch_km(self.spec(node), self.workdir / f"{node}.spec.json",
-                                     log_path, append=True)
-        self.starts[node] += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(log_path) as f:
-                f.seek(offset)
-                if '"ready": true' in f.read():
-                    return
-            if self.procs[node].poll() is not None:
-                raise RuntimeError(f"KM {node} exited: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
-        raise RuntimeError(f"KM {node} did not start within {timeout} s")
-
-    def kill9(self, node: str) -> None:
-        proc = self.procs[node]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-
-    def stop(self) -> None:
-        stop_all(self.procs.values())
-
-    def client(self, sae: str) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False
-        entry = self.pki["saes"][sae]
-        session.cert, session.verify = (entry["cert"], entry["key"]), self.pki["ca_cert"]
-        return session
+from ..integration.km_relay_line import LINKS, NODES, KmProcesses
 
 
 class Driver:

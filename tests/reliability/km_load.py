@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import subprocess
 import threading
 import time
@@ -25,10 +24,11 @@ from typing import Any, Self
 import requests
 from requests.adapters import HTTPAdapter
 
+from bench.process_cpu import process_cpu_s
 from kms.local_network import link_id, node_qkdn_id
 from kms.pki import issue_network_pki
 
-from .km_serve import free_port, km_spec, launch_km, stop_all
+from ..integration.km_serve import free_port, km_spec, launch_km, stop_all, wait_ready
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -247,11 +247,8 @@ class ServedKms:
             self.procs[node] = launch_km(spec, self.workdir / f"{node}.spec.json",
                                          self.workdir / f"{node}.log", append=False)
         for node in ("A", "B"):
-            deadline = time.monotonic() + 120
-            while '"ready": true' not in (self.workdir / f"{node}.log").read_text():
-                if self.procs[node].poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((self.workdir / f"{node}.log").read_text()[-2000:])
-                time.sleep(0.1)
+            wait_ready(self.procs[node], self.workdir / f"{node}.log", timeout=120,
+                       interval=0.1)
         return self
 
     def stop(self) -> None:
@@ -271,8 +268,7 @@ class ServedKms:
 
     def cpu_seconds(self, node: str) -> float:
         """User + system CPU time of the KM process (``/proc/<pid>/stat``)."""
-        fields = Path(f"/proc/{self.procs[node].pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_s(self.procs[node].pid)
 
     def pair_clients(self, pool: int = 4) -> list[PairClient]:
         ca = self.pki["ca_cert"]

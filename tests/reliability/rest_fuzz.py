@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,10 +248,13 @@ def send_raw(host: str, port: int, context: ssl.SSLContext, payload: bytes,
 def run_raw_garbage(host: str, port: int, context: ssl.SSLContext, paths: list[str], *,
                     rounds: int = 3, seed: int = 0,
                     probe: Callable[[], bool] | None = None,
-                    headers: dict[str, str] | None = None) -> dict[str, Any]:
+                    headers: dict[str, str] | None = None,
+                    connections: int = 8) -> dict[str, Any]:
     """Send every garbage class to every path ``rounds`` times; no 5xx may come back and the
     ``probe`` (a well-formed request) must succeed after each round. ``headers`` (e.g. an
-    ``Authorization``) are added after ``Host`` so that the garbage gets past authentication."""
+    ``Authorization``) are added after ``Host`` so that the garbage gets past authentication.
+    A round's requests (drawn in order from ``seed``) go out over ``connections`` connections
+    at once: a request the server waits on costs its ``answer_wait`` in parallel, not in turn."""
     extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items()).encode()
     rng = random.Random(seed)
     outcomes: Counter[str] = Counter()
@@ -259,16 +263,17 @@ def run_raw_garbage(host: str, port: int, context: ssl.SSLContext, paths: list[s
     cases = 0
     slowest = 0.0
     for _ in range(rounds):
-        for path in paths:
-            for kind, payload in garbage_requests(rng, path):
-                cases += 1
-                payload = payload.replace(b"Host: x\r\n", b"Host: x\r\n" + extra, 1)
-                status, seconds = send_raw(host, port, context, payload)
-                slowest = max(slowest, seconds)
-                outcomes[str(status)] += 1
-                if isinstance(status, int) and status >= 500 and \
-                        not (kind == "bad-version" and status == 505):  # RFC 9110 15.6.6
-                    server_errors.append({"kind": kind, "path": path, "status": status})
+        batch = [(kind, path, payload.replace(b"Host: x\r\n", b"Host: x\r\n" + extra, 1))
+                 for path in paths for kind, payload in garbage_requests(rng, path)]
+        with ThreadPoolExecutor(connections) as pool:
+            answers = list(pool.map(lambda case: send_raw(host, port, context, case[2]), batch))
+        for (kind, path, _payload), (status, seconds) in zip(batch, answers, strict=True):
+            cases += 1
+            slowest = max(slowest, seconds)
+            outcomes[str(status)] += 1
+            if isinstance(status, int) and status >= 500 and \
+                    not (kind == "bad-version" and status == 505):  # RFC 9110 15.6.6
+                server_errors.append({"kind": kind, "path": path, "status": status})
         if probe is not None and not probe():
             probe_failures += 1
     # plain-text HTTP and random bytes on the TLS port: closed without a TLS session

@@ -26,7 +26,8 @@ from kms.local_network import LocalKmNetwork
 from qkdn.bringup import bring_down, bring_up
 from qkdn.state_files import StateDir
 
-from . import km_crash, reliability_report
+from ..integration import km_relay_line
+from . import reliability_report
 
 pytestmark = pytest.mark.integration
 
@@ -178,9 +179,9 @@ def test_no_delivered_key_at_rest_or_in_km_logs(tmp_path):
     root.setLevel(logging.DEBUG)
     saes = {"sae-a": "A", "sae-b": "B", "sae-c": "C"}
     try:
-        with LocalKmNetwork(state, ["A", "B", "C"], km_crash.LINKS, saes) as net:
+        with LocalKmNetwork(state, ["A", "B", "C"], km_relay_line.LINKS, saes) as net:
             for node, km in net.kms.items():
-                km.apply_running_config(km_crash.running_config(node))
+                km.apply_running_config(km_relay_line.running_config(node))
             net.feed("A", "B", blocks=8, size=8192)
             net.feed("B", "C", blocks=8, size=8192)
             url = {n: km.base_url for n, km in net.kms.items()}

@@ -1,5 +1,6 @@
-"""``qkdn km serve`` processes for the reliability runs: a free port, the spec a KM reads,
-starting one with its log, and stopping a set of them."""
+"""``qkdn km serve`` processes for the integration and reliability runs: a free port, the
+spec a KM reads, starting one with its log, waiting until it is ready, and stopping a set of
+them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,23 @@ def launch_km(spec: dict, spec_path: Path, log_path: Path, *, append: bool) -> s
             [sys.executable, "-m", "kms.cli", "km", "serve", "--spec", str(spec_path)],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def wait_ready(proc: subprocess.Popen, log_path: Path, *, offset: int = 0,
+               timeout: float = 60, interval: float = 0.05) -> None:
+    """Wait until ``km serve`` has written ``"ready": true`` to ``log_path`` (after byte
+    ``offset``, for a log a restart appends to); RuntimeError with the log's tail if the
+    process exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(log_path) as log:
+            log.seek(offset)
+            if '"ready": true' in log.read():
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            state = "exited" if proc.poll() is not None else f"not ready within {timeout} s"
+            raise RuntimeError(f"km serve {state}: {log_path.read_text()[-2000:]}")
+        time.sleep(interval)
 
 
 def stop_all(procs: Iterable[subprocess.Popen]) -> None:
