@@ -8,11 +8,17 @@ committed change of the datastore; with ``"timeline": true`` in the file also
 after every answered RPC (``perf_counter`` is CLOCK_MONOTONIC: comparable across processes).
 Reads commands from stdin, one JSON object per line:
 ``{"notify": <notification body>}`` or ``{"link": [qkdl_id, "ACTIVE"|"OFF"]}``.
+
+Profiling switch: with ``QKDN_BENCH_AGENT_PROFILE=DIR`` in the environment the agent's event
+loop thread (where every RPC is parsed, applied, validated and answered) runs under cProfile,
+dumped to ``DIR/<spec name>.prof`` when stdin closes (``python -m pstats`` reads it).
 """
 
 from __future__ import annotations
 
+import cProfile
 import json
+import os
 import sys
 import threading
 import time
@@ -21,6 +27,8 @@ from pathlib import Path
 from qkd_agent.agent import AgentConfig, AgentThread, QkdAgent
 from qkd_agent.datastore import Datastore
 from qkd_agent.yang_context import load_context
+
+PROFILE_ENV = "QKDN_BENCH_AGENT_PROFILE"
 
 T = "etsi-qkd-node-types:"
 NODE = "etsi-qkd-sdn-node:qkd_node"
@@ -58,7 +66,11 @@ def main(path: str) -> int:
     store.add_listener(on_change)
     agent = QkdAgent(AgentConfig(password=spec["password"], host_key=spec["host_key"]), store,
                      state, ctx=ctx, rpc_observer=on_rpc if timeline else None)
+    profile_dir = os.environ.get(PROFILE_ENV)
+    profiler = cProfile.Profile(time.thread_time) if profile_dir else None  # CPU, not wall
     with AgentThread(agent) as thread:
+        if profiler is not None:
+            thread.call(profiler.enable)  # cProfile hooks the calling thread only
         emit(f"port {thread.port}")
         for line in sys.stdin:
             command = json.loads(line)
@@ -66,6 +78,10 @@ def main(path: str) -> int:
                 live[command["link"][0]] = command["link"][1]
             if "notify" in command:
                 agent.notify(command["notify"])
+        if profiler is not None:
+            thread.call(profiler.disable)
+            name = os.path.splitext(os.path.basename(path))[0]
+            profiler.dump_stats(os.path.join(profile_dir, f"{name}.prof"))
     return 0
 
 

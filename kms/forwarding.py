@@ -176,12 +176,18 @@ def build_forwarding_table(running: Mapping[str, Any]) -> ForwardingTable:
     links = {str(link["qkdl_id"]).lower(): link
              for link in node.get("qkd_links", {}).get("qkd_link", [])}
     sessions = {s.app_id: s for s in (parse_session(a) for a in apps)}
+    # sessions by backing link, once (one scan of every session per virtual link made each
+    # commit quadratic in the sessions a node carries)
+    backed_by: dict[str, set[str]] = {}
+    for session in sessions.values():
+        for backing in session.backing_links:
+            backed_by.setdefault(backing, set()).add(session.app_id)
     legs: dict[str, list[ForwardingRule]] = {}
     for qkdl_id, link in sorted(links.items()):
         if _identity(link.get("qkdl_type")) != "VIRT":
             continue
         app_ids = {str(a).lower() for a in link.get("qkdl_applications", [])}
-        app_ids |= {s.app_id for s in sessions.values() if qkdl_id in s.backing_links}
+        app_ids |= backed_by.get(qkdl_id, set())
         next_hops = link.get("virt_next_hop", [])
         for app_id in app_ids:
             legs.setdefault(app_id, []).append(ForwardingRule(

@@ -117,7 +117,20 @@ def _is_element(node: Any) -> bool:
 
 
 def _child_elements(element: etree._Element) -> list[etree._Element]:
-    return [child for child in element if _is_element(child)]
+    return list(element.iterchildren(etree.Element))   # elements only, filtered in C
+
+
+def _has_child_element(element: etree._Element) -> bool:
+    return len(element) > 0 and next(element.iterchildren(etree.Element), None) is not None
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """``{namespace}name`` → (namespace, name); ("", name) without a namespace (what
+    ``etree.QName`` gives, without making one per element of every edit)."""
+    if tag[:1] == "{":
+        end = tag.find("}")
+        return tag[1:end], tag[end + 1:]
+    return "", tag
 
 
 def _text(element: etree._Element) -> str:
@@ -250,8 +263,7 @@ class _EditWalker:
     def resolve(
         self, parent: SchemaNode, element: etree._Element, path: str
     ) -> SchemaNode:
-        qname = etree.QName(element)
-        namespace, name = qname.namespace or "", qname.localname
+        namespace, name = _split_tag(element.tag)
         if namespace not in self.schema.module_by_namespace:
             raise _error(
                 ErrorTag.UNKNOWN_NAMESPACE,
@@ -365,14 +377,8 @@ class _EditWalker:
         for key_name in node.keys:
             key_node = node.child_by_name(key_name)
             assert key_node is not None
-            key_element = next(
-                (
-                    child for child in children
-                    if etree.QName(child).localname == key_name
-                    and etree.QName(child).namespace == key_node.namespace
-                ),
-                None,
-            )
+            key_tag = f"{{{key_node.namespace}}}{key_name}"
+            key_element = next((child for child in children if child.tag == key_tag), None)
             if key_element is None:
                 raise _error(
                     ErrorTag.MISSING_ELEMENT,
@@ -426,7 +432,7 @@ class _EditWalker:
         if op in (EditOperation.DELETE, EditOperation.REMOVE):
             target.pop(key, None)
             return
-        if _child_elements(element):
+        if _has_child_element(element):
             raise _error(ErrorTag.BAD_ELEMENT, f'leaf "{node.name}" has child elements', path,
                          node.name)
         if op is EditOperation.CREATE and exists:
@@ -444,7 +450,7 @@ class _EditWalker:
         path: str,
     ) -> None:
         key = node.json_name
-        if _child_elements(element):
+        if _has_child_element(element):
             raise _error(ErrorTag.BAD_ELEMENT, f'leaf-list "{node.name}" has child elements',
                          path, node.name)
         value = json_value(node, element, self.schema, path)

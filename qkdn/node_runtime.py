@@ -163,7 +163,10 @@ class NodeRuntime:
 
     # --- callbacks ---------------------------------------------------------------------
     def _on_config_change(self, _old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        write_json_atomic(self.running_path, new, mode=0o600)
+        # on the edit-config's path (before its reply, under the datastore lock): no fsync
+        # and the C encoder; an fsync'd, indented file cost 8 ms (5 sessions) to 68 ms (50)
+        # of wall time per edit. Still atomic and kept across a crash of the node process.
+        write_json_atomic(self.running_path, new, mode=0o600, durable=False, compact=True)
         if self.km is not None:
             self.km.apply_running_config(new)
 

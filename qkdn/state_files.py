@@ -74,16 +74,26 @@ class StateDir:
         return self.node_dir(name) / "node.log"
 
 
-def write_json_atomic(path: Path, data: Any, *, mode: int = 0o644) -> None:
-    """Write JSON so that readers see the old or the new file, never a partial one."""
+def write_json_atomic(path: Path, data: Any, *, mode: int = 0o644, durable: bool = True,
+                      compact: bool = False) -> None:
+    """Write JSON so that readers see the old or the new file, never a partial one.
+
+    ``durable=False`` skips the ``fsync``: the file still survives a crash of the process
+    (the rename is atomic and the kernel holds the data), not an OS crash. ``compact`` writes
+    it on one line (``json.dumps``' C encoder: ~7x less CPU than the indented form, which
+    is encoded in Python)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
+            if compact:
+                handle.write(json.dumps(data, sort_keys=True, separators=(",", ":")))
+            else:
+                json.dump(data, handle, indent=2, sort_keys=True)
             handle.write("\n")
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -322,6 +322,11 @@ class AdmissionControl:
         return [_view(s) for s in list(self._sessions.values())
                 if include_terminated or s.state is not SessionState.TERMINATED]
 
+    def session_ids(self) -> frozenset[SessionId]:
+        """The ids of every session held, terminated ones included (what ``sessions(
+        include_terminated=True)`` would list, without building a view of each)."""
+        return frozenset(list(self._sessions))
+
     def sessions_using(self, links: Iterable[LinkId]) -> frozenset[SessionId]:
         """Active sessions whose route crosses any of ``links``."""
         wanted = set(links)

@@ -15,7 +15,10 @@ edit-config:
   end; at a relay they are the leg's source and destination. ``virt_prev_hop`` is absent at the
   source and ``virt_next_hop`` at the destination.
 
-:func:`session_delete_payload` removes the same entries (``nc:operation="delete"``).
+:func:`session_delete_payload` removes the same entries with ``nc:operation="remove"``
+(RFC 6241 §7.2: deleted if present, no error if already gone), so deleting what another
+deletion — an orphan removal, a rollback, a retried close — already took away is a success,
+never a ``data-missing`` refusal of the whole edit.
 Wire names appear only here; the values come from :mod:`sdn_controller.session_config`.
 """
 
@@ -37,6 +40,9 @@ from sdn_controller.refusal_channel import SessionRefusal
 from sdn_controller.session_config import KmConfig, KmRole, VirtualHop
 
 NC = "nc"
+#: the operation of every deletion the controller sends: ``remove`` is idempotent (RFC 6241
+#: §7.2), ``delete`` would refuse the whole edit with ``data-missing`` for an entry already gone
+REMOVE = "remove"
 _NSMAP_CONFIG = {None: NETCONF_BASE_NS}
 
 
@@ -158,13 +164,13 @@ def session_delete_payload(config: KmConfig) -> etree._Element:
     if not config.partial:
         apps = etree.SubElement(node, _q("qkd_applications"))
         app = etree.SubElement(apps, _q("qkd_app"))
-        _operation(app, "delete")
+        _operation(app, REMOVE)
         _leaf(app, "app_id", config.session_id)
     if config.hops:
         links = etree.SubElement(node, _q("qkd_links"))
         for hop in config.hops:
             link = etree.SubElement(links, _q("qkd_link"))
-            _operation(link, "delete")
+            _operation(link, REMOVE)
             _leaf(link, "qkdl_id", hop.link_id)
     return root
 
@@ -188,7 +194,7 @@ def session_restore_payload(old: KmConfig, new: KmConfig) -> etree._Element:
             links = etree.SubElement(node, _q("qkd_links"))
         for hop in added:
             link = etree.SubElement(links, _q("qkd_link"))
-            _operation(link, "delete")
+            _operation(link, REMOVE)
             _leaf(link, "qkdl_id", hop.link_id)
     return root
 
@@ -203,19 +209,19 @@ def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: li
                                     nsmap={QKDN_KM_PREFIX: QKDN_KM_NS})
         for request_id in refusal_ids:
             entry = etree.SubElement(refusals, _q("refusal", QKDN_KM_NS))
-            _operation(entry, "delete")
+            _operation(entry, REMOVE)
             _leaf(entry, "request_id", request_id, QKDN_KM_NS)
     if app_ids:
         apps = etree.SubElement(node, _q("qkd_applications"))
         for app_id in app_ids:
             app = etree.SubElement(apps, _q("qkd_app"))
-            _operation(app, "delete")
+            _operation(app, REMOVE)
             _leaf(app, "app_id", app_id)
     if virtual_link_ids:
         links = etree.SubElement(node, _q("qkd_links"))
         for link_id in virtual_link_ids:
             link = etree.SubElement(links, _q("qkd_link"))
-            _operation(link, "delete")
+            _operation(link, REMOVE)
             _leaf(link, "qkdl_id", link_id)
     return root
 

@@ -190,7 +190,7 @@ class Controller:
         of session configuration the controller does not know (orphans)."""
         node = qkd_node_from_reply(reply)
         with self._lock:
-            updates = self.topology.ingest_node({"qkd_node": node})
+            updates = self.topology.ingest_qkd_node(node)   # read once, not normalised again
         self._on_link_updates(updates)
         node_id = NodeId(str(node["qkdn_id"]))
         removed = self._remove_orphans(node_id, node)
@@ -211,7 +211,7 @@ class Controller:
         apps = (node.get("qkd_applications") or {}).get("qkd_app") or []
         managed = {str(a.get("app_id")) for a in apps if "km_session" in a}
         with self._lock:
-            known = {v.session_id for v in self.admission.sessions(include_terminated=True)}
+            known = self.admission.session_ids()
         orphans = sorted(managed - known)
         stale = stale_refusal_ids(node, self.clock(), self.refusal_retention_s)
         if not orphans and not stale:
@@ -241,7 +241,7 @@ class Controller:
             self._finish(termination)
         with self._lock:
             self.admission.forget_terminated()
-            live = {v.session_id for v in self.admission.sessions(include_terminated=True)}
+            live = self.admission.session_ids()
             for key in [k for k in self._request_ids if k[0] not in live]:
                 del self._request_ids[key]
 

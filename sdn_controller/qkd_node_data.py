@@ -70,21 +70,30 @@ def parse_xml(data: str | bytes | etree._Element) -> etree._Element:
 
 
 def element_to_dict(element: etree._Element, lists: frozenset[str] = LIST_NODES) -> Any:
-    """An XML subtree → normalised form (containers dicts, ``lists`` lists, leaves strings)."""
-    children = [c for c in element if isinstance(c.tag, str)]
-    if not children:
-        text = (element.text or "").strip()
-        name = etree.QName(element).localname
-        return bare_name(text) if name in _IDENTITY_LEAVES else text
+    """An XML subtree → normalised form (containers dicts, ``lists`` lists, leaves strings).
+
+    Runs over every element of each periodic ``get`` (its cost grows with the sessions a
+    node carries), so names are cut from the Clark tag (``{ns}name``) without a ``QName``
+    and leaves are read without a call of their own."""
     result: dict[str, Any] = {}
-    for child in children:
-        name = etree.QName(child).localname
-        value = element_to_dict(child, lists)
+    for child in element.iterchildren(etree.Element):   # elements only: no comments, PIs
+        tag = child.tag
+        name = tag[tag.find("}") + 1:]
+        if len(child):
+            value = element_to_dict(child, lists)
+        else:
+            value = (child.text or "").strip()
+            if name in _IDENTITY_LEAVES:
+                value = value[value.rfind(":") + 1:]
         if name in lists:
             result.setdefault(name, []).append(value)
         else:
             result[name] = value
-    return result
+    if result:
+        return result
+    text = (element.text or "").strip()   # a leaf (or an element holding only comments)
+    tag = element.tag
+    return bare_name(text) if tag[tag.find("}") + 1:] in _IDENTITY_LEAVES else text
 
 
 def qkd_node_from_reply(reply: str | bytes | etree._Element | Mapping[str, Any]

@@ -38,6 +38,21 @@ INTERLEAVE_CAPABILITY = "urn:ietf:params:netconf:capability:interleave:1.0"
 REQUIRED_MODULES: Mapping[str, str | None] = {ETSI_NODE_MODULE: ETSI_NODE_REVISION,
                                               QKDN_KM_MODULE: None}
 QKD_NODE_FILTER = f'<qkd_node xmlns="{ETSI_NODE_NS}"/>'
+#: SSH ciphers the controller's sessions offer first (the client's order decides). AES-GCM
+#: authenticates each packet inside the cipher, in C; with paramiko's default (aes-ctr and
+#: hmac-sha2-256) every packet's MAC is computed and compared byte by byte in Python, on
+#: both ends: ~0.2 ms of controller and ~0.2 ms of agent CPU per RPC, more for a big ``get``.
+AEAD_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def prefer_aead_ciphers() -> None:
+    """Put :data:`AEAD_CIPHERS` first in what paramiko (ncclient's SSH) offers, the others
+    after them in their order (an agent without AES-GCM still connects). Idempotent."""
+    import paramiko
+
+    offered = paramiko.Transport._preferred_ciphers
+    paramiko.Transport._preferred_ciphers = AEAD_CIPHERS + tuple(
+        cipher for cipher in offered if cipher not in AEAD_CIPHERS)
 
 
 class CapabilityError(ControllerError):
@@ -219,6 +234,7 @@ class AgentSession:
         from ncclient import manager
 
         install_event_driven_sessions()
+        prefer_aead_ciphers()
         logging.getLogger("ncclient").setLevel(logging.WARNING)
         ep = self.endpoint
         m = manager.connect(host=ep.host, port=ep.port, username=ep.username,

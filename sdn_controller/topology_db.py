@@ -162,7 +162,12 @@ class TopologyDb:
     def ingest_node(self, reply: str | bytes | etree._Element | Mapping[str, Any]
                     ) -> list[LinkUpdate]:
         """Take in an agent's ``qkd_node`` (get reply, XML or JSON); return link changes."""
-        node = qkd_node_from_reply(reply)
+        return self.ingest_qkd_node(qkd_node_from_reply(reply))
+
+    def ingest_qkd_node(self, node: Mapping[str, Any]) -> list[LinkUpdate]:
+        """:meth:`ingest_node` of a ``qkd_node`` already read by
+        :func:`~sdn_controller.qkd_node_data.qkd_node_from_reply` (normalised): the
+        controller reads each periodic ``get`` once for the topology and for its orphans."""
         node_id = NodeId(str(node["qkdn_id"]))
         now = self.clock()
         updates = []

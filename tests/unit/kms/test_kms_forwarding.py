@@ -66,3 +66,21 @@ def test_empty_config():
     assert not table.sessions and not table.rules
     with pytest.raises(NoRoute):
         table.rule(APP)
+
+
+def test_each_session_gets_the_legs_that_back_it_and_only_those():
+    apps, links = [], []
+    for i in range(30):
+        app = f"11111111-2222-4333-8444-{i:012d}"
+        legs = [f"99999999-2222-4333-8444-{2 * i:012d}", f"99999999-2222-4333-8444-{2 * i + 1:012d}"]
+        apps.append({"app_id": app, "backing_qkdl_id": legs,
+                     "qkdn-key-manager:km_session": {"role": "relay"}})
+        links += [{"qkdl_id": leg, "qkdl_type": "etsi-qkd-node-types:VIRT",
+                   "virt_prev_hop": N_A, "virt_next_hop": [N_C], "virt_bandwidth": 100 + j}
+                  for j, leg in enumerate(legs)]
+    table = build_forwarding_table({"etsi-qkd-sdn-node:qkd_node": {
+        "qkdn_id": N_B, "qkd_applications": {"qkd_app": apps},
+        "qkd_links": {"qkd_link": links}}})
+    for app in apps:
+        assert [r.leg for r in table.legs[app["app_id"]]] == app["backing_qkdl_id"]
+        assert [r.bandwidth for r in table.legs[app["app_id"]]] == [100, 101]

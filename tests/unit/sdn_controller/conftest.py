@@ -12,8 +12,8 @@ KM = "urn:qkdn:yang:qkdn-key-manager"
 
 
 class InMemoryNode:
-    """A node's qkd_applications/qkd_links as a dict, with edit-config's replace/delete
-    semantics (delete of a missing entry is an error, as in NETCONF)."""
+    """A node's qkd_applications/qkd_links as a dict, with edit-config's replace/delete/remove
+    semantics (delete of a missing entry is an error, remove is not, as in NETCONF)."""
 
     def __init__(self, node_id, *, fail_apply=False, fail_rollback=False, delay=0.0):
         self.node_id = node_id
@@ -58,6 +58,8 @@ class InMemoryNode:
                         if ident not in staged:
                             raise RuntimeError(f"data-missing {ident}")
                         del staged[ident]
+                    elif op == "remove":   # RFC 6241: deleted if present, else nothing
+                        staged.pop(ident, None)
                     else:
                         staged[ident] = etree.tostring(entry)
             self.entries = staged

@@ -186,3 +186,36 @@ def test_merged_payloads_hold_every_entry_and_stay_valid():
     with pytest.raises(ValueError):
         merge_payloads([session_config_payload(two_hop()[0]),
                         session_config_payload(two_hop()[1])])
+
+
+def test_deleting_entries_already_gone_is_idempotent():
+    """Deletions use nc:operation="remove": an agent's datastore (the real one, in memory)
+    accepts the deletion of a session an orphan removal took away first, and a repeated
+    deletion, where "delete" answered data-missing for the whole edit."""
+    from qkd_agent.datastore import Datastore
+    from qkd_agent.rpc_error import RpcError
+    from qkd_agent.yang_context import load_context
+    from sdn_controller.config_payloads import orphan_delete_payload
+
+    relay = next(c for c in two_hop() if c.role is KmRole.RELAY)
+    node = {"qkdn_id": relay.node_id, "qkd_links": {"qkd_link": [
+        {"qkdl_id": link, "qkdl_type": "etsi-qkd-node-types:PHYS"} for link in (L[0], L[1])]}}
+    store = Datastore(load_context(), {"etsi-qkd-sdn-node:qkd_node": node})
+    empty = store.running_json()
+    store.edit_config(session_config_payload(relay))
+    installed = store.running_json()
+    assert installed != empty
+    store.edit_config(session_delete_payload(relay))
+    assert store.running_json() == empty
+    store.edit_config(session_delete_payload(relay))    # again: nothing left, no error
+    store.edit_config(session_config_payload(relay))
+    store.edit_config(orphan_delete_payload(relay.node_id, [relay.session_id],
+                                            [h.link_id for h in relay.hops]))
+    store.edit_config(session_delete_payload(relay))    # the race of the 100-node run
+    assert store.running_json() == empty
+    strict = session_delete_payload(relay)
+    for element in strict.iter():
+        if element.get(f"{{{NETCONF_BASE_NS}}}operation"):
+            element.set(f"{{{NETCONF_BASE_NS}}}operation", "delete")
+    with pytest.raises(RpcError, match="does not exist"):
+        store.edit_config(strict)   # what "delete" did: the whole edit refused

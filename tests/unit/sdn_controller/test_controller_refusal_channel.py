@@ -85,7 +85,7 @@ def test_a_status_outside_004s_codes_is_invalid(ctx):
 def test_orphan_payload_deletes_stale_refusals(ctx):
     payload = orphan_delete_payload(NODE, [], [], [REQUEST])
     (entry,) = km(payload, "//km:refusal")
-    assert entry.get(f"{{{NETCONF_BASE_NS}}}operation") == "delete"
+    assert entry.get(f"{{{NETCONF_BASE_NS}}}operation") == "remove"
 
 
 def test_stale_refusal_ids_by_age():

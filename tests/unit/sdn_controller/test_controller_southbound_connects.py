@@ -57,3 +57,21 @@ def test_poll_interval_grows_with_agents_within_the_budget():
     endpoints = [AgentEndpoint(f"id-{i}", "127.0.0.1", 1, "admin", "pw") for i in range(200)]
     southbound = Southbound(endpoints, SouthboundConfig(poll_interval_s=5.0))
     assert next(iter(southbound.values())).config.poll_interval_s == 20.0
+
+
+def test_aes_gcm_is_offered_first_and_nothing_is_dropped():
+    import paramiko
+
+    from sdn_controller.southbound import AEAD_CIPHERS, prefer_aead_ciphers
+
+    before = paramiko.Transport._preferred_ciphers
+    try:
+        prefer_aead_ciphers()
+        prefer_aead_ciphers()   # idempotent
+        after = paramiko.Transport._preferred_ciphers
+        assert after[:len(AEAD_CIPHERS)] == AEAD_CIPHERS
+        assert sorted(after) == sorted(set(before) | set(AEAD_CIPHERS))
+        rest = [c for c in before if c not in AEAD_CIPHERS]
+        assert list(after[len(AEAD_CIPHERS):]) == rest
+    finally:
+        paramiko.Transport._preferred_ciphers = before
