@@ -34,11 +34,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 log = logging.getLogger("qkdn.fork_server")
 
@@ -69,21 +71,73 @@ class ForkEntry:
     argv: tuple[str, ...] = ()
 
 
-def preload(modules: Iterable[str]) -> dict[str, float]:
+class LibraryPrefetch:
+    """Looks up shared libraries with :func:`ctypes.util.find_library` in a thread while
+    this process imports, and answers those names from the results meanwhile.
+
+    On Linux, looking up a library that is not installed runs ``ldconfig``, ``gcc`` and
+    ``ld`` one after the other (0.04–0.1 s of waiting per name); asyncssh does so at import
+    for liboqs (``oqs``, ``liboqs``: its optional post-quantum key exchange). Done in a
+    thread, those lookups wait for their subprocesses while the main thread imports numpy
+    and the rest. The answers are ``find_library``'s own; other names go to it unchanged. A
+    context manager: the thread is joined and ``find_library`` restored on exit (a forking
+    process must have no thread of its own at ``fork()``)."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        import ctypes.util
+
+        self._util = ctypes.util
+        self._original = ctypes.util.find_library
+        self.names = tuple(names)
+        self.results: dict[str, str | None] = {}
+        self._thread = threading.Thread(target=self._look_up, name="find-library",
+                                        daemon=True)
+
+    def _look_up(self) -> None:
+        for name in self.names:
+            try:
+                self.results[name] = self._original(name)
+            except Exception:  # the caller's own lookup then decides
+                log.debug("find_library(%r) failed in the prefetch", name, exc_info=True)
+
+    def find_library(self, name: str) -> str | None:
+        """``ctypes.util.find_library`` while the prefetch is active."""
+        if name in self.names:
+            self._thread.join()
+            if name in self.results:
+                return self.results[name]
+        return self._original(name)
+
+    def __enter__(self) -> Self:
+        if self.names:
+            self._thread.start()
+            self._util.find_library = self.find_library
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.names:
+            self._thread.join()
+            self._util.find_library = self._original
+
+
+def preload(modules: Iterable[str], libraries: Iterable[str] = ()) -> dict[str, float]:
     """Import ``modules`` into this process; returns seconds per module (a module that fails
-    to import is logged and skipped: the child then imports it itself, or fails loudly)."""
+    to import is logged and skipped: the child then imports it itself, or fails loudly).
+    ``libraries``: names the modules look up with ``ctypes.util.find_library`` at import,
+    looked up in a thread meanwhile (:class:`LibraryPrefetch`)."""
     for name, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(name, value)
     took: dict[str, float] = {}
-    for name in modules:
-        started = time.perf_counter()
-        try:
-            importlib.import_module(name)
-        except Exception:  # a missing optional plane must not stop the others
-            log.warning("preload of %s failed; children import it themselves", name,
-                        exc_info=True)
-            continue
-        took[name] = time.perf_counter() - started
+    with LibraryPrefetch(libraries):
+        for name in modules:
+            started = time.perf_counter()
+            try:
+                importlib.import_module(name)
+            except Exception:  # a missing optional plane must not stop the others
+                log.warning("preload of %s failed; children import it themselves", name,
+                            exc_info=True)
+                continue
+            took[name] = time.perf_counter() - started
     return took
 
 

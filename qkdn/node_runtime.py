@@ -33,14 +33,19 @@ from qkdn.topology import Topology, link_parameters, load_topology
 log = logging.getLogger("qkdn.node")
 
 #: What a node process imports while it starts (its planes load lazily): a forking supervisor
-#: imports these once before it forks the nodes (:mod:`qkdn.fork_server`).
+#: imports these once before it forks the nodes (:mod:`qkdn.fork_server`). The agent (which
+#: imports asyncssh) comes last, so that the library lookups asyncssh makes at import
+#: (PRELOAD_LIBRARIES) run in a thread while the rest imports.
 PRELOAD_MODULES = (
-    "qkd_agent.agent", "qkd_agent.datastore", "qkd_agent.yang_context",
-    "kms.key_manager", "kms.https_server", "kms.directory", "kms.app", "kms.etsi004",
-    "kms.etsi014", "kms.relay", "kms.relay_api",
     "qkd_twin.module", "qkd_twin.pairing", "qkd_twin.faults", "qkd_twin.link_notifications",
     "qkd_twin.postprocessing.pipeline",
+    "kms.key_manager", "kms.https_server", "kms.directory", "kms.app", "kms.etsi004",
+    "kms.etsi014", "kms.relay", "kms.relay_api",
+    "qkd_agent.agent", "qkd_agent.datastore", "qkd_agent.yang_context",
 )
+#: Shared libraries the preloaded modules look up with ``ctypes.util.find_library`` at
+#: import (asyncssh: liboqs, optional, and nettle); see ``qkdn.fork_server.LibraryPrefetch``.
+PRELOAD_LIBRARIES = ("oqs", "liboqs", "nettle")
 
 #: A sending KM uses a block of its link store as soon as it holds it; the receiving KM, whose
 #: module may deliver the same block later (the two node processes compute it independently,
@@ -137,6 +142,16 @@ class NodeRuntime:
             log.info("restoring the running configuration from %s", self.running_path)
             return read_json(self.running_path)
         return initial_node_config(self.topology, self.config.name)
+
+    def _record_ports(self, **ports: int) -> None:
+        """Record ``ports`` in ``ports.json``, keeping the other ports of an earlier run (a
+        restarted node binds them again)."""
+        try:
+            recorded = read_json(self.ports_path)
+        except (OSError, ValueError):
+            recorded = {}
+        write_json_atomic(self.ports_path, {**(recorded if isinstance(recorded, dict) else {}),
+                                            **ports})
 
     def _netconf_port(self) -> int:
         return self.config.netconf_port or _recorded_port(self.ports_path, "netconf")
@@ -261,6 +276,9 @@ class NodeRuntime:
         self.agent = QkdAgent(agent_config, self.datastore, self.operational_state, ctx=ctx,
                               rpc_observer=self._observe_rpc)
         self._stack.enter_context(AgentThread(self.agent))
+        # the agent serves from here on (the stores it reports may hold key already): its port
+        # is recorded at once, before the KM's servers start (ready.json comes last)
+        self._record_ports(netconf=self.agent.port)
         notifier = threading.Thread(target=self._send_notifications, name="notifier",
                                     daemon=True)
         notifier.start()
@@ -306,8 +324,7 @@ class NodeRuntime:
         self.km.start(self.config.km_host, self._km_port())
         self.km_port = int(self.km.base_url.rsplit(":", 1)[1])
         self._start_metrics()
-        write_json_atomic(self.ports_path, {"netconf": self.agent.port, "km": self.km_port,
-                                            "metrics": self.metrics.port})
+        self._record_ports(netconf=self.agent.port, km=self.km_port, metrics=self.metrics.port)
         stop = threading.Event()
         refresher = threading.Thread(target=self._refresh_directory, args=(stop,),
                                      name="km-directory", daemon=True)

@@ -191,10 +191,10 @@ class Supervisor:
         return fork_enabled() and any(c.spec.fork_entry for c in self.children)
 
     def _preload(self) -> None:
-        from qkdn.node_runtime import PRELOAD_MODULES
+        from qkdn.node_runtime import PRELOAD_LIBRARIES, PRELOAD_MODULES
 
         started, cpu = time.perf_counter(), time.process_time()
-        took = preload(PRELOAD_MODULES)
+        took = preload(PRELOAD_MODULES, PRELOAD_LIBRARIES)
         slowest = ", ".join(f"{name} {seconds:.2f}" for name, seconds
                             in sorted(took.items(), key=lambda item: -item[1])[:4])
         log.info("preloaded the node modules in %.2f s (%.2f s CPU; slowest: %s)",

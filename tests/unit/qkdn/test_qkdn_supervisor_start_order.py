@@ -40,6 +40,7 @@ SCRIPT = textwrap.dedent("""
     supervisor.log.disabled = True
     import qkdn.node_runtime
     qkdn.node_runtime.PRELOAD_MODULES = ()      # nothing to preload in this test
+    qkdn.node_runtime.PRELOAD_LIBRARIES = ()
     sys.exit(Supervisor(StateDir(root), [spec("a", 0.2), spec("b", 0.8), orchestrator]).run())
 """)
 
