@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qkdn.errors import QkdnError
-from qkdn.fork_server import ForkedProcess, ForkEntry, fork_child, fork_enabled, preload
+from qkdn.fork_server import (
+    WRITE_BYTECODE,
+    ForkedProcess,
+    ForkEntry,
+    fork_child,
+    fork_enabled,
+    preload,
+)
 from qkdn.state_files import StateDir, read_json, write_json_atomic
 from qkdn.topology import load_topology
 
@@ -194,7 +201,7 @@ class Supervisor:
         from qkdn.node_runtime import PRELOAD_LIBRARIES, PRELOAD_MODULES
 
         started, cpu = time.perf_counter(), time.process_time()
-        took = preload(PRELOAD_MODULES, PRELOAD_LIBRARIES)
+        took = preload(PRELOAD_MODULES, PRELOAD_LIBRARIES, write_bytecode=WRITE_BYTECODE)
         slowest = ", ".join(f"{name} {seconds:.2f}" for name, seconds
                             in sorted(took.items(), key=lambda item: -item[1])[:4])
         log.info("preloaded the node modules in %.2f s (%.2f s CPU; slowest: %s)",

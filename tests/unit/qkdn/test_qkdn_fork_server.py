@@ -154,3 +154,22 @@ def test_preload_prefetches_the_libraries_it_is_given(monkeypatch):
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: asked.append(name))
     preload(["json"], ["qkdn-no-such-lib"])
     assert asked == ["qkdn-no-such-lib"]
+
+
+def test_preload_can_cache_bytecode_when_the_environment_says_not_to(tmp_path, monkeypatch):
+    for name in ("qkdn_preload_probe_a", "qkdn_preload_probe_b"):
+        (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    try:
+        preload(["qkdn_preload_probe_a"])
+        assert not (tmp_path / "__pycache__").exists()      # as the environment says
+        preload(["qkdn_preload_probe_b"], write_bytecode=True)
+        cached = [p.name for p in (tmp_path / "__pycache__").iterdir()]
+        assert [n for n in cached if n.startswith("qkdn_preload_probe_b.")] and not [
+            n for n in cached if n.startswith("qkdn_preload_probe_a.")]
+        assert sys.dont_write_bytecode is True                 # restored after the preload
+    finally:
+        for name in ("qkdn_preload_probe_a", "qkdn_preload_probe_b"):
+            sys.modules.pop(name, None)
