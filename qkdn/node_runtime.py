@@ -300,7 +300,8 @@ class NodeRuntime:
         self._stack.callback(self.metrics.stop)
 
     def _open_key_manager(self) -> None:
-        """The KM and its key stores (not serving yet: the modules can deliver into it)."""
+        """The KM and its key stores (not serving yet: the modules can deliver into it). Its
+        running configuration comes once the datastore is open (:meth:`_configure_key_manager`)."""
         from kms.https_server import TlsFiles
         from kms.key_manager import KeyManager, KmConfig
         from kms.telemetry import KmTelemetry
@@ -316,8 +317,12 @@ class NodeRuntime:
                                              link_incoming_wait_s=LINK_INCOMING_WAIT_S),
                              telemetry=KmTelemetry.for_node_dir(
                                  self.config.name, self.config.state_dir, self.metrics_registry))
-        self.km.apply_running_config(self.datastore.running_json())
         self._stack.callback(self.km.stop)
+
+    def _configure_key_manager(self) -> None:
+        """The KM gets the running configuration (forwarding table, sessions, store capacity;
+        restored after a restart) before its servers start."""
+        self.km.apply_running_config(self.datastore.running_json())
 
     def _start_key_manager(self) -> None:
         """The KM's HTTPS server, the metrics server, ``ports.json`` and directory refreshes."""
@@ -377,11 +382,13 @@ class NodeRuntime:
 
     def __enter__(self) -> Self:
         try:
-            self._open_datastore()
-            self._open_key_manager()
             # key generation first: the modules need only the KM's link stores, so their
-            # first blocks run while the agent and the KM's servers start (docs/twin.md)
+            # first blocks run while the datastore opens and the agent and the KM's servers
+            # start (docs/twin.md, "From qkdn up to the first key")
+            self._open_key_manager()
             self._start_modules()
+            self._open_datastore()
+            self._configure_key_manager()
             self._start_agent()
             self._start_key_manager()
         except BaseException:
