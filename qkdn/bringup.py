@@ -80,16 +80,40 @@ class NodeProcessConfig:
 def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAULT_HOST,
                       username: str = DEFAULT_USERNAME, password: str | None = None,
                       controller: bool = True) -> Topology:
-    """Lay out ``state`` for ``topology_path``: the topology copy and every node's config.
+    """Lay out ``state`` for ``topology_path``: the topology copy, every node's config, the
+    link seeds and the network's PKI.
 
     Durable state of an earlier run in the same folder (node identities, key stores) is kept.
     """
+    topology = lay_out_state_dir(topology_path, state, controller=controller)
+    write_node_inputs(state, topology, host=host, username=username, password=password,
+                      controller=controller)
+    return topology
+
+
+def lay_out_state_dir(topology_path: Path, state: StateDir, *,
+                      controller: bool = True) -> Topology:
+    """The part of :func:`prepare_state_dir` a supervisor reads when it starts: the folder,
+    the topology copy and ``network.json``. The nodes' own inputs
+    (:func:`write_node_inputs`) may follow while the supervisor starts; ``pki.json``, written
+    last, is removed here so that a supervisor never starts a node on the inputs of an
+    earlier run (:func:`node_inputs_ready`)."""
     topology = load_topology(topology_path)
     if supervisor_alive(state):
         raise BringUpError(f"a network is already running in {state.root} (qkdn down first)")
     state.root.mkdir(parents=True, exist_ok=True)
     os.chmod(state.root, 0o700)
     shutil.copyfile(topology_path, state.topology)
+    write_json_atomic(state.network, {"controller": controller})
+    state.pki.unlink(missing_ok=True)
+    return topology
+
+
+def write_node_inputs(state: StateDir, topology: Topology, *, host: str = DEFAULT_HOST,
+                      username: str = DEFAULT_USERNAME, password: str | None = None,
+                      controller: bool = True) -> None:
+    """Every node's config, the link seeds and the network's PKI; ``pki.json`` last (the
+    supervisor starts nodes once it exists)."""
     password = password or secrets.token_urlsafe(16)
     for node in topology.nodes:
         # ports 0 = ephemeral: the node binds, records the port in its ports.json and keeps
@@ -99,12 +123,15 @@ def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAU
                                    host, node.km_port, controller)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(state.node_config(node.name), config.to_json(), mode=0o600)
-    write_json_atomic(state.network, {"controller": controller})
     write_link_seeds(state, topology)
     pki = issue_network_pki(state.root, [n.name for n in topology.nodes],
                             {sae.sae_id: sae.node for sae in topology.saes})
     write_json_atomic(state.pki, pki, mode=0o600)
-    return topology
+
+
+def node_inputs_ready(state: StateDir) -> bool:
+    """True once :func:`write_node_inputs` has finished (``pki.json`` exists)."""
+    return state.pki.exists()
 
 
 def write_link_seeds(state: StateDir, topology: Topology) -> None:
@@ -210,11 +237,14 @@ def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIM
     The controller reads the nodes' part of ``endpoints.json`` to connect to the agents, so
     that part is written first; the controller's entry is added once it is connected."""
     started = time.monotonic()
-    topology = prepare_state_dir(topology_path, state, password=password, controller=controller)
+    topology = lay_out_state_dir(topology_path, state, controller=controller)
     state.endpoints.unlink(missing_ok=True)
     state.controller_ready.unlink(missing_ok=True)
-    start_supervisor(state)
+    # the supervisor starts (a fresh interpreter, then its preload of the node modules)
+    # while the node configs, seeds and PKI are written: it starts nodes once pki.json exists
+    supervisor = start_supervisor(state)
     try:
+        write_node_inputs(state, topology, password=password, controller=controller)
         ready = wait_until_ready(state, topology, timeout=timeout)
         endpoints = build_endpoints(state, topology, ready)
         write_json_atomic(state.endpoints, endpoints, mode=0o600)
@@ -227,8 +257,20 @@ def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIM
             write_json_atomic(state.endpoints, endpoints, mode=0o600)
     except BaseException:
         bring_down(state)
+        _stop_process(supervisor)   # one that had not written its table yet
         raise
     return endpoints
+
+
+def _stop_process(pid: int, grace: float = 5.0) -> None:
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def wait_for_controller(state: StateDir, *, timeout: float) -> dict[str, Any]:

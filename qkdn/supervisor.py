@@ -48,6 +48,10 @@ STOP_GRACE_S = 5.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 HEALTHY_AFTER_S = 30.0  #: a child up this long gets its back-off reset
+#: How long the supervisor waits for the files its children need (ChildSpec.needs) before
+#: it gives up (exit 1); ``qkdn up`` writes them within a fraction of a second.
+NEEDS_TIMEOUT_S = 60.0
+NEEDS_POLL_S = 0.005
 #: Fresh-interpreter elements a forking supervisor starts once every node is ready rather
 #: than before its preload: no key waits for them, and their ~1 s of imports each would take
 #: a core from the nodes' start (the controller connects to agents that are up; the
@@ -69,6 +73,9 @@ class ChildSpec:
     hold_path: Path | None = None  #: while it exists the child is kept stopped
     #: run by forking the warm supervisor instead of ``argv`` (see :mod:`qkdn.fork_server`)
     fork_entry: ForkEntry | None = None
+    #: files that must exist before the child first starts (a node: ``pki.json``, which
+    #: ``qkdn up`` writes last of the nodes' inputs while the supervisor starts)
+    needs: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -102,7 +109,8 @@ def node_spec(state: StateDir, name: str) -> ChildSpec:
     argv = (sys.executable, "-m", "qkdn.cli", "node", "--config", str(state.node_config(name)))
     return ChildSpec(name, "node", argv, state.node_log(name), state.node_ready(name),
                      state.node_hold(name),
-                     ForkEntry(run_node_entry, (str(state.node_config(name)),), argv))
+                     ForkEntry(run_node_entry, (str(state.node_config(name)),), argv),
+                     needs=(state.pki,))
 
 
 def child_specs(state: StateDir) -> list[ChildSpec]:
@@ -166,11 +174,15 @@ class Supervisor:
         # ready (or DEFERRED_START_S after the forks), not competing with the nodes' start
         deferred = [c for c in self.children
                     if forking and c.spec.kind in DEFERRED_KINDS and not c.spec.fork_entry]
+        if not forking and not self._await_needs():
+            return 0 if self._stopping else 1
         for child in self.children:
             if not (forking and child.spec.fork_entry) and all(child is not d for d in deferred):
                 self._start(child)
         if forking:
             self._preload()
+            if not self._await_needs():
+                return 0 if self._stopping else 1
             for child in self.children:
                 if child.spec.fork_entry and not self._stopping:
                     self._start(child)
@@ -188,6 +200,21 @@ class Supervisor:
         self._stop_all()
         self._write_table(stopped=True)
         return 0
+
+    def _await_needs(self, timeout: float = NEEDS_TIMEOUT_S) -> bool:
+        """Wait until every file a child needs exists (False: not within ``timeout``, or
+        asked to stop meanwhile)."""
+        needs = {path for child in self.children for path in child.spec.needs}
+        deadline = time.monotonic() + timeout
+        while not self._stopping:
+            missing = sorted(str(path) for path in needs if not path.exists())
+            if not missing:
+                return True
+            if time.monotonic() >= deadline:
+                log.error("gave up after %.0f s waiting for %s", timeout, ", ".join(missing))
+                return False
+            time.sleep(NEEDS_POLL_S)
+        return False
 
     def _nodes_ready(self) -> bool:
         """True when every node child has written its ready file."""
