@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Self
@@ -382,12 +383,15 @@ class NodeRuntime:
 
     def __enter__(self) -> Self:
         try:
-            # key generation first: the modules need only the KM's link stores, so their
-            # first blocks run while the datastore opens and the agent and the KM's servers
-            # start (docs/twin.md, "From qkdn up to the first key")
-            self._open_key_manager()
-            self._start_modules()
-            self._open_datastore()
+            # key generation first: the modules need only the KM's link stores (opening them
+            # waits on the disk), so the datastore (libyang, CPU) opens in a thread meanwhile;
+            # the modules' first blocks run while the agent and the KM's servers start
+            # (docs/twin.md, "From qkdn up to the first key")
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="datastore") as pool:
+                datastore = pool.submit(self._open_datastore)
+                self._open_key_manager()
+                self._start_modules()
+                datastore.result()
             self._configure_key_manager()
             self._start_agent()
             self._start_key_manager()
