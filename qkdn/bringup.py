@@ -163,6 +163,16 @@ def start_supervisor(state: StateDir) -> int:
     return process.pid
 
 
+def load_netconf_client() -> None:
+    """Import the NETCONF client of the readiness probes (ncclient, paramiko: ~0.15 s of CPU)
+    now, while the supervisor preloads the node modules on the other core, rather than at
+    the first probe, when the starting nodes need both cores."""
+    import importlib
+
+    for name in ("ncclient.manager", "ncclient.operations.errors", "ncclient.transport.errors"):
+        importlib.import_module(name)
+
+
 #: NETCONF readiness probes run at once (a large network's agents answer in parallel)
 PROBE_WORKERS = 8
 
@@ -245,6 +255,7 @@ def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIM
     supervisor = start_supervisor(state)
     try:
         write_node_inputs(state, topology, password=password, controller=controller)
+        load_netconf_client()
         ready = wait_until_ready(state, topology, timeout=timeout)
         endpoints = build_endpoints(state, topology, ready)
         write_json_atomic(state.endpoints, endpoints, mode=0o600)
