@@ -154,11 +154,16 @@ def write_link_seeds(state: StateDir, topology: Topology) -> None:
 
 def start_supervisor(state: StateDir) -> int:
     """Start the detached supervisor; it outlives this command. Returns its pid."""
+    from qkdn.fork_server import NO_BYTECODE_ENV, WRITE_BYTECODE
+
+    env = None
+    if WRITE_BYTECODE and NO_BYTECODE_ENV in os.environ:  # its own imports cached too
+        env = {name: value for name, value in os.environ.items() if name != NO_BYTECODE_ENV}
     with open(state.supervisor_log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "qkdn.supervisor", "--state-dir", str(state.root)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, env=env,
         )
     return process.pid
 

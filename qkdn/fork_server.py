@@ -54,13 +54,15 @@ SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_N
 #: fresh interpreter (``subprocess.Popen``) as before (for comparison and debugging).
 NO_FORK_ENV = "QKDN_NO_FORK"
 
-#: Whether a supervisor's preload caches bytecode even when the environment sets
-#: ``PYTHONDONTWRITEBYTECODE`` (as the development machines do): without a cache every
-#: ``qkdn up`` compiled the project's own modules — ~15,000 lines, 0.2–0.3 s of CPU, a fifth
-#: of the preload, on the path to the first key. Python writes ``__pycache__`` next to the
+#: Whether a supervisor, its preload and the elements it starts cache bytecode even when
+#: the environment sets ``PYTHONDONTWRITEBYTECODE`` (as the development machines do):
+#: without a cache every ``qkdn up`` compiled the project's own modules — ~15,000 lines for
+#: a node, 0.2–0.3 s of CPU, a fifth of the preload, on the path to the first key (and more
+#: in the controller and the orchestrator). Python writes ``__pycache__`` next to the
 #: sources (ignored by git), atomically, and checks it against the source's mtime and size;
 #: a read-only tree is simply not cached. Installed packages have their bytecode already.
 WRITE_BYTECODE = True
+NO_BYTECODE_ENV = "PYTHONDONTWRITEBYTECODE"
 
 _PR_SET_PDEATHSIG = 1
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from qkdn.errors import QkdnError
 from qkdn.fork_server import (
+    NO_BYTECODE_ENV,
     WRITE_BYTECODE,
     ForkedProcess,
     ForkEntry,
@@ -381,12 +382,21 @@ def read_table(state: StateDir) -> dict | None:
         return None
 
 
+def cache_bytecode() -> None:
+    """This process and the elements it starts cache their bytecode (``__pycache__``), even
+    when the environment says not to (``qkdn.fork_server.WRITE_BYTECODE``)."""
+    sys.dont_write_bytecode = False
+    os.environ.pop(NO_BYTECODE_ENV, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qkdn.supervisor")
     parser.add_argument("--state-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if WRITE_BYTECODE:
+        cache_bytecode()
     state = StateDir(args.state_dir.resolve())
     return Supervisor(state, child_specs(state)).run()
 
