@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent("""
     node = NodeRuntime(config).__enter__()
     try:
         module = next(iter(node.modules.values()))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90
         while module.blocks_done < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         node.operational_state()
@@ -48,7 +48,7 @@ def test_a_node_imports_nothing_beyond_the_preload_until_its_first_blocks(tmp_pa
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path / "net"), str(REPO / "topologies" /
                                                                  "paper.yaml")],
-        env=env, capture_output=True, text=True, timeout=120, check=True)
+        env=env, capture_output=True, text=True, timeout=240, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["blocks"] >= 2
     assert result["new"] == []
