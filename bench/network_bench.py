@@ -5,9 +5,9 @@ Rows:
 * ``network.up_s`` — ``qkdn up`` of the paper topology until every agent answers;
 * ``twin.first_key_s`` — from the start of ``qkdn up`` until every link's key store, at both
   ends, holds key a sender may use at once (read through each agent's NETCONF ``get`` by a
-  watcher thread that connects to each agent as soon as its ready file appears and reads each
-  node until all its stores hold key, so the figure does not wait for ``qkdn up`` to return),
-  target 2 s;
+  watcher that connects to each agent as soon as it listens — its port in ``ports.json`` —
+  and reads each node until all its stores hold key, so the figure does not wait for the
+  node's KM servers or for ``qkdn up`` to return), target 2 s;
 * ``network.node_rss_mib`` — resident memory of a node process (agent + KM + modules);
 * ``network.fault_to_notification_s`` — ``link-down`` fault recorded to the
   ``sdqkdn_link_down`` notification at an end, target 1 s.
@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from bench.report import row
@@ -48,32 +49,91 @@ def _stores_with_key(session) -> tuple[int, set[str]]:
     return len(links), filled
 
 
-def _files_signature(folder: Path, skip: set[str]) -> tuple:
-    """(name, size, mtime) of the files in ``folder`` — a link store is
-    ``<qkdl_id>.sqlite`` (+ ``-wal``, ``-shm``) — except those of the links in ``skip``
-    (already seen holding key): changes when one of the other stores is written."""
+def _files_signature(folder: str, qkdl_ids: Iterable[str]) -> tuple:
+    """(size, mtime) of the files of the link stores ``qkdl_ids`` in ``folder`` — a link
+    store is ``<qkdl_id>.sqlite`` (+ ``-wal``, where a new block is written first): changes
+    when one of these stores is written. Plain ``stat`` calls (a few microseconds each)."""
+    signature = []
+    for qkdl_id in qkdl_ids:
+        for suffix in (".sqlite", ".sqlite-wal"):
+            try:
+                stat = os.stat(f"{folder}/{qkdl_id}{suffix}")
+            except OSError:
+                signature.append(None)
+                continue
+            signature.append((stat.st_size, stat.st_mtime_ns))
+    return tuple(signature)
+
+
+def _recorded_netconf_port(ports_file: str) -> int:
+    """The NETCONF port a node recorded in its ``ports.json`` once its agent listens (0: not
+    yet). A node writes it right after its agent starts, before its KM's servers and its
+    ``ready.json``."""
+    if not os.path.exists(ports_file):
+        return 0
     try:
-        return tuple(sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
-                            for entry in os.scandir(folder)
-                            if entry.name.split(".", 1)[0] not in skip))
-    except OSError:
-        return ()
+        return int(read_json(Path(ports_file)).get("netconf", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+class _NodeReader:
+    """One node's NETCONF reader: connects, then makes a ``get`` each time it is woken, until
+    every store of the node has been seen holding key."""
+
+    def __init__(self, watcher: _FirstKeyWatcher, name: str, port: int) -> None:
+        self.watcher, self.name, self.port = watcher, name, port
+        self.wake = threading.Event()
+        self.connected = False
+        self.done = False
+        self.filled: set[str] = set()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"first-key-{name}")
+        self.thread.start()
+
+    def _run(self) -> None:
+        watcher, session = self.watcher, None
+        try:
+            config = read_json(watcher.state.node_config(self.name))["netconf"]
+            session = connect(config["host"], self.port, config["username"],
+                              config["password"])
+            watcher.connected_at[self.name] = time.monotonic() - watcher.started
+            self.connected = True
+            while not watcher.expired():
+                count, self.filled = _stores_with_key(session)
+                if count and len(self.filled) == count:
+                    watcher.filled_at[self.name] = time.monotonic() - watcher.started
+                    return
+                self.wake.wait(watcher.FALLBACK_READ_S)
+                self.wake.clear()
+        except Exception as exc:  # noqa: BLE001 (reported as the row's failure)
+            watcher.error = f"node {self.name}: {exc!r}"
+        finally:
+            self.done = True
+            if session is not None:
+                with contextlib.suppress(Exception):
+                    session.close_session()
 
 
 class _FirstKeyWatcher(threading.Thread):
     """Records when every link's store, at both ends, first holds key (seconds after
     ``started``), read over NETCONF.
 
-    One reader thread per node waits for the node's ready file, opens a NETCONF session at
-    once (the six nodes become ready within a few tens of milliseconds: sequential SSH
-    connections would add up) and reads the node's links until each of its stores has been
-    seen holding key (start-up consumes no key, so a store that holds key keeps it). A read
-    is made whenever a file of one of the node's link stores not yet seen holding key
-    (``km/links/``) changed — checked every 5 ms with ``stat``, which costs the node nothing,
-    where a NETCONF ``get`` every 10 ms cost the starting nodes a sizeable share of the two
-    cores — and at least every ``FALLBACK_READ_S``. ``connected_at`` and ``filled_at`` keep, per node, when its session
-    opened and when its last store was seen holding key (reply received); the figure is the
-    latest ``filled_at``."""
+    The watcher itself is one thread that looks at files every ``POLL_S`` (``stat`` and a
+    directory listing: it costs the starting nodes nothing and this process little). As soon
+    as a node has recorded its agent's port (``ports.json``, written when the agent listens,
+    before the node's KM servers and ``ready.json``), a reader thread opens a NETCONF session
+    to it (sessions to the six nodes open in parallel) and reads the node's links; it reads
+    again whenever a file of one of the node's link stores not yet seen holding key
+    (``km/links/``) changed, and at least every ``FALLBACK_READ_S``, until each of the
+    node's stores has been seen holding key (start-up consumes no key, so a store that holds
+    key keeps it). (Before session 4 each node had its own thread polling its ready file
+    every 2.5 ms and its stores every 5 ms: ~0.4–1 s of CPU per run taken from the starting
+    network, and the sessions opened only once a node was wholly ready.)
+
+    ``connected_at`` and ``filled_at`` keep, per node, when its session opened and when its
+    last store was seen holding key (reply received); the figure is the latest
+    ``filled_at``."""
 
     POLL_S = 0.005
     FALLBACK_READ_S = 0.1
@@ -89,50 +149,39 @@ class _FirstKeyWatcher(threading.Thread):
         self.connected_at: dict[str, float] = {}
         self.filled_at: dict[str, float] = {}
 
-    def _expired(self) -> bool:
+    def expired(self) -> bool:
         return self.stop.is_set() or time.monotonic() - self.started > self.timeout
 
-    def _watch_node(self, name: str) -> None:
-        session = None
-        try:
-            while session is None:
-                if self._expired():
-                    return
-                try:
-                    ready = read_json(self.state.node_ready(name))
-                    config = read_json(self.state.node_config(name))["netconf"]
-                except (OSError, ValueError, KeyError):
-                    time.sleep(self.POLL_S / 2)
-                    continue
-                session = connect(config["host"], ready["netconf_port"], config["username"],
-                                  config["password"])
-                self.connected_at[name] = time.monotonic() - self.started
-            stores = self.state.node_dir(name) / "km" / "links"
-            seen, read_at, filled = None, 0.0, set()
-            while not self._expired():
-                changed = _files_signature(stores, skip=filled)
-                if changed != seen or time.monotonic() - read_at >= self.FALLBACK_READ_S:
-                    seen, read_at = changed, time.monotonic()
-                    count, filled = _stores_with_key(session)
-                    if count and len(filled) == count:
-                        self.filled_at[name] = time.monotonic() - self.started
-                        return
-                time.sleep(self.POLL_S)
-        except Exception as exc:  # noqa: BLE001 (reported as the row's failure)
-            self.error = f"node {name}: {exc!r}"
-        finally:
-            if session is not None:
-                with contextlib.suppress(Exception):
-                    session.close_session()
-
     def run(self) -> None:
-        names = [node.name for node in load_topology(PAPER).nodes]
-        readers = [threading.Thread(target=self._watch_node, args=(name,), daemon=True,
-                                    name=f"first-key-{name}") for name in names]
-        for reader in readers:
-            reader.start()
-        for reader in readers:
-            reader.join()
+        topology = load_topology(PAPER)
+        names = [node.name for node in topology.nodes]
+        links = {name: [link.qkdl_id for link in topology.links_of(name)] for name in names}
+        ports_files = {name: str(self.state.node_dir(name) / "ports.json") for name in names}
+        stores = {name: str(self.state.node_dir(name) / "km" / "links") for name in names}
+        readers: dict[str, _NodeReader] = {}
+        seen: dict[str, tuple] = {}
+        while not self.expired() and self.error is None:
+            for name in names:
+                reader = readers.get(name)
+                if reader is None:
+                    port = _recorded_netconf_port(ports_files[name])
+                    if port:
+                        readers[name] = _NodeReader(self, name, port)
+                    continue
+                if reader.done or not reader.connected:
+                    continue
+                filled = reader.filled
+                changed = _files_signature(stores[name],
+                                           [q for q in links[name] if q not in filled])
+                if changed != seen.get(name):
+                    seen[name] = changed
+                    reader.wake.set()
+            if len(readers) == len(names) and all(r.done for r in readers.values()):
+                break
+            self.stop.wait(self.POLL_S)
+        for reader in readers.values():
+            reader.wake.set()
+            reader.thread.join(5)
         if len(self.filled_at) == len(names):
             self.first_key_s = max(self.filled_at.values())
         elif self.error is None:

@@ -79,7 +79,9 @@ class PendingRelay:
     leg: str | None = None   #: route leg (VIRT qkdl_id) of a multipath session
 
 
+#: one transaction: one disk flush for a new file instead of one per statement
 _SCHEMA = """
+BEGIN;
 CREATE TABLE IF NOT EXISTS keys (
     key_id TEXT PRIMARY KEY, master TEXT NOT NULL, slave TEXT NOT NULL, key BLOB,
     size_bits INTEGER NOT NULL, state TEXT NOT NULL,
@@ -93,6 +95,7 @@ CREATE TABLE IF NOT EXISTS keys (
 CREATE INDEX IF NOT EXISTS keys_pair_created ON keys(master, slave, state, created);
 DROP INDEX IF EXISTS keys_pair;
 CREATE UNIQUE INDEX IF NOT EXISTS keys_stream ON keys(stream_id, stream_index);
+COMMIT;
 """
 
 

@@ -109,12 +109,15 @@ def split_block(key: bytes) -> dict[Half, bytes]:
     return {Half.LOW: key[:middle], Half.HIGH: key[middle:]}
 
 
+#: one transaction: one disk flush for a new file instead of one per statement
 _SCHEMA = """
+BEGIN;
 CREATE TABLE IF NOT EXISTS ranges (
     half TEXT NOT NULL, block INTEGER NOT NULL, offset INTEGER NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (half, block, offset));
 CREATE TABLE IF NOT EXISTS blocks (block INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+COMMIT;
 """
 
 

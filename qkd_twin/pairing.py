@@ -38,9 +38,12 @@ from qkdn.process_liveness import pid_alive
 
 log = logging.getLogger(__name__)
 
-#: Seconds between an end publishing its record and the moment from which it produces key
-#: (the peer normally reads the record before it finishes the block containing that moment).
-START_LEAD_S = 0.05
+#: Seconds between an end taking its start time and the moment from which it produces key:
+#: the time to write its record (under a millisecond), so that the peer, which looks for the
+#: record when it finishes the block containing that moment, normally finds it. A record
+#: read later still costs no key (HOLD_S), only one block of delay at the peer. (0.05 s until
+#: session 4: on average 40 ms later to the first key for nothing.)
+START_LEAD_S = 0.01
 #: A record read late — its writer stalled, the reader ran ahead — costs nothing: an end keeps
 #: the blocks of the last HOLD_S seconds it computed while the peer was not (visibly) running
 #: and delivers those at or after the peer's first block once it reads the record.

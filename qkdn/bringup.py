@@ -81,16 +81,40 @@ class NodeProcessConfig:
 def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAULT_HOST,
                       username: str = DEFAULT_USERNAME, password: str | None = None,
                       controller: bool = True) -> Topology:
-    """Lay out ``state`` for ``topology_path``: the topology copy and every node's config.
+    """Lay out ``state`` for ``topology_path``: the topology copy, every node's config, the
+    link seeds and the network's PKI.
 
     Durable state of an earlier run in the same folder (node identities, key stores) is kept.
     """
+    topology = lay_out_state_dir(topology_path, state, controller=controller)
+    write_node_inputs(state, topology, host=host, username=username, password=password,
+                      controller=controller)
+    return topology
+
+
+def lay_out_state_dir(topology_path: Path, state: StateDir, *,
+                      controller: bool = True) -> Topology:
+    """The part of :func:`prepare_state_dir` a supervisor reads when it starts: the folder,
+    the topology copy and ``network.json``. The nodes' own inputs
+    (:func:`write_node_inputs`) may follow while the supervisor starts; ``pki.json``, written
+    last, is removed here so that a supervisor never starts a node on the inputs of an
+    earlier run (:func:`node_inputs_ready`)."""
     topology = load_topology(topology_path)
     if supervisor_alive(state):
         raise BringUpError(f"a network is already running in {state.root} (qkdn down first)")
     state.root.mkdir(parents=True, exist_ok=True)
     os.chmod(state.root, 0o700)
     shutil.copyfile(topology_path, state.topology)
+    write_json_atomic(state.network, {"controller": controller})
+    state.pki.unlink(missing_ok=True)
+    return topology
+
+
+def write_node_inputs(state: StateDir, topology: Topology, *, host: str = DEFAULT_HOST,
+                      username: str = DEFAULT_USERNAME, password: str | None = None,
+                      controller: bool = True) -> None:
+    """Every node's config, the link seeds and the network's PKI; ``pki.json`` last (the
+    supervisor starts nodes once it exists)."""
     password = password or secrets.token_urlsafe(16)
     for node in topology.nodes:
         # ports 0 = ephemeral: the node binds, records the port in its ports.json and keeps
@@ -100,12 +124,15 @@ def prepare_state_dir(topology_path: Path, state: StateDir, *, host: str = DEFAU
                                    host, node.km_port, controller)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(state.node_config(node.name), config.to_json(), mode=0o600)
-    write_json_atomic(state.network, {"controller": controller})
     write_link_seeds(state, topology)
     pki = issue_network_pki(state.root, [n.name for n in topology.nodes],
                             {sae.sae_id: sae.node for sae in topology.saes})
     write_json_atomic(state.pki, pki, mode=0o600)
-    return topology
+
+
+def node_inputs_ready(state: StateDir) -> bool:
+    """True once :func:`write_node_inputs` has finished (``pki.json`` exists)."""
+    return state.pki.exists()
 
 
 def write_link_seeds(state: StateDir, topology: Topology) -> None:
@@ -128,13 +155,28 @@ def write_link_seeds(state: StateDir, topology: Topology) -> None:
 
 def start_supervisor(state: StateDir) -> int:
     """Start the detached supervisor; it outlives this command. Returns its pid."""
+    from qkdn.fork_server import NO_BYTECODE_ENV, WRITE_BYTECODE
+
+    env = None
+    if WRITE_BYTECODE and NO_BYTECODE_ENV in os.environ:  # its own imports cached too
+        env = {name: value for name, value in os.environ.items() if name != NO_BYTECODE_ENV}
     with open(state.supervisor_log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "qkdn.supervisor", "--state-dir", str(state.root)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, env=env,
         )
     return process.pid
+
+
+def load_netconf_client() -> None:
+    """Import the NETCONF client of the readiness probes (ncclient, paramiko: ~0.15 s of CPU)
+    now, while the supervisor preloads the node modules on the other core, rather than at
+    the first probe, when the starting nodes need both cores."""
+    import importlib
+
+    for name in ("ncclient.manager", "ncclient.operations.errors", "ncclient.transport.errors"):
+        importlib.import_module(name)
 
 
 #: NETCONF readiness probes run at once (a large network's agents answer in parallel)
@@ -211,11 +253,15 @@ def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIM
     The controller reads the nodes' part of ``endpoints.json`` to connect to the agents, so
     that part is written first; the controller's entry is added once it is connected."""
     started = time.monotonic()
-    topology = prepare_state_dir(topology_path, state, password=password, controller=controller)
+    topology = lay_out_state_dir(topology_path, state, controller=controller)
     state.endpoints.unlink(missing_ok=True)
     state.controller_ready.unlink(missing_ok=True)
-    start_supervisor(state)
+    # the supervisor starts (a fresh interpreter, then its preload of the node modules)
+    # while the node configs, seeds and PKI are written: it starts nodes once pki.json exists
+    supervisor = start_supervisor(state)
     try:
+        write_node_inputs(state, topology, password=password, controller=controller)
+        load_netconf_client()
         ready = wait_until_ready(state, topology, timeout=timeout)
         endpoints = build_endpoints(state, topology, ready)
         write_json_atomic(state.endpoints, endpoints, mode=0o600)
@@ -228,8 +274,20 @@ def bring_up(topology_path: Path, state: StateDir, *, timeout: float = READY_TIM
             write_json_atomic(state.endpoints, endpoints, mode=0o600)
     except BaseException:
         bring_down(state)
+        _stop_process(supervisor)   # one that had not written its table yet
         raise
     return endpoints
+
+
+def _stop_process(pid: int, grace: float = 5.0) -> None:
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def wait_for_controller(state: StateDir, *, timeout: float) -> dict[str, Any]:

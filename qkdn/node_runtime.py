@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Self
@@ -33,14 +34,23 @@ from qkdn.topology import Topology, link_parameters, load_topology
 log = logging.getLogger("qkdn.node")
 
 #: What a node process imports while it starts (its planes load lazily): a forking supervisor
-#: imports these once before it forks the nodes (:mod:`qkdn.fork_server`).
+#: imports these once before it forks the nodes (:mod:`qkdn.fork_server`). The agent (which
+#: imports asyncssh) comes last, so that the library lookups asyncssh makes at import
+#: (PRELOAD_LIBRARIES) run in a thread while the rest imports.
 PRELOAD_MODULES = (
-    "qkd_agent.agent", "qkd_agent.datastore", "qkd_agent.yang_context",
-    "kms.key_manager", "kms.https_server", "kms.directory", "kms.app", "kms.etsi004",
-    "kms.etsi014", "kms.relay", "kms.relay_api",
     "qkd_twin.module", "qkd_twin.pairing", "qkd_twin.faults", "qkd_twin.link_notifications",
     "qkd_twin.postprocessing.pipeline",
+    # numpy loads these on first use, i.e. in every node's first block (~15 ms each time)
+    "numpy.random", "numpy.fft",
+    "kms.key_manager", "kms.https_server", "kms.directory", "kms.app", "kms.etsi004",
+    "kms.etsi014", "kms.relay", "kms.relay_api",
+    # imported by the KM's start and first operational read (tests: nothing else is left)
+    "kms.api_description", "kms.etsi014_fast_path", "kms.operational_state", "_strptime",
+    "qkd_agent.agent", "qkd_agent.datastore", "qkd_agent.yang_context",
 )
+#: Shared libraries the preloaded modules look up with ``ctypes.util.find_library`` at
+#: import (asyncssh: liboqs, optional, and nettle); see ``qkdn.fork_server.LibraryPrefetch``.
+PRELOAD_LIBRARIES = ("oqs", "liboqs", "nettle")
 
 #: A sending KM uses a block of its link store as soon as it holds it; the receiving KM, whose
 #: module may deliver the same block later (the two node processes compute it independently,
@@ -137,6 +147,16 @@ class NodeRuntime:
             log.info("restoring the running configuration from %s", self.running_path)
             return read_json(self.running_path)
         return initial_node_config(self.topology, self.config.name)
+
+    def _record_ports(self, **ports: int) -> None:
+        """Record ``ports`` in ``ports.json``, keeping the other ports of an earlier run (a
+        restarted node binds them again)."""
+        try:
+            recorded = read_json(self.ports_path)
+        except (OSError, ValueError):
+            recorded = {}
+        write_json_atomic(self.ports_path, {**(recorded if isinstance(recorded, dict) else {}),
+                                            **ports})
 
     def _netconf_port(self) -> int:
         return self.config.netconf_port or _recorded_port(self.ports_path, "netconf")
@@ -264,6 +284,9 @@ class NodeRuntime:
         self.agent = QkdAgent(agent_config, self.datastore, self.operational_state, ctx=ctx,
                               rpc_observer=self._observe_rpc)
         self._stack.enter_context(AgentThread(self.agent))
+        # the agent serves from here on (the stores it reports may hold key already): its port
+        # is recorded at once, before the KM's servers start (ready.json comes last)
+        self._record_ports(netconf=self.agent.port)
         notifier = threading.Thread(target=self._send_notifications, name="notifier",
                                     daemon=True)
         notifier.start()
@@ -285,7 +308,8 @@ class NodeRuntime:
         self._stack.callback(self.metrics.stop)
 
     def _open_key_manager(self) -> None:
-        """The KM and its key stores (not serving yet: the modules can deliver into it)."""
+        """The KM and its key stores (not serving yet: the modules can deliver into it). Its
+        running configuration comes once the datastore is open (:meth:`_configure_key_manager`)."""
         from kms.https_server import TlsFiles
         from kms.key_manager import KeyManager, KmConfig
         from kms.telemetry import KmTelemetry
@@ -301,16 +325,19 @@ class NodeRuntime:
                                              link_incoming_wait_s=LINK_INCOMING_WAIT_S),
                              telemetry=KmTelemetry.for_node_dir(
                                  self.config.name, self.config.state_dir, self.metrics_registry))
-        self.km.apply_running_config(self.datastore.running_json())
         self._stack.callback(self.km.stop)
+
+    def _configure_key_manager(self) -> None:
+        """The KM gets the running configuration (forwarding table, sessions, store capacity;
+        restored after a restart) before its servers start."""
+        self.km.apply_running_config(self.datastore.running_json())
 
     def _start_key_manager(self) -> None:
         """The KM's HTTPS server, the metrics server, ``ports.json`` and directory refreshes."""
         self.km.start(self.config.km_host, self._km_port())
         self.km_port = int(self.km.base_url.rsplit(":", 1)[1])
         self._start_metrics()
-        write_json_atomic(self.ports_path, {"netconf": self.agent.port, "km": self.km_port,
-                                            "metrics": self.metrics.port})
+        self._record_ports(netconf=self.agent.port, km=self.km_port, metrics=self.metrics.port)
         stop = threading.Event()
         refresher = threading.Thread(target=self._refresh_directory, args=(stop,),
                                      name="km-directory", daemon=True)
@@ -363,11 +390,16 @@ class NodeRuntime:
 
     def __enter__(self) -> Self:
         try:
-            self._open_datastore()
-            self._open_key_manager()
-            # key generation first: the modules need only the KM's link stores, so their
-            # first blocks run while the agent and the KM's servers start (docs/twin.md)
-            self._start_modules()
+            # key generation first: the modules need only the KM's link stores (opening them
+            # waits on the disk), so the datastore (libyang, CPU) opens in a thread meanwhile;
+            # the modules' first blocks run while the agent and the KM's servers start
+            # (docs/twin.md, "From qkdn up to the first key")
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="datastore") as pool:
+                datastore = pool.submit(self._open_datastore)
+                self._open_key_manager()
+                self._start_modules()
+                datastore.result()
+            self._configure_key_manager()
             self._start_agent()
             self._start_key_manager()
         except BaseException:

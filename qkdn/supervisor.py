@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qkdn.errors import QkdnError
-from qkdn.fork_server import ForkedProcess, ForkEntry, fork_child, fork_enabled, preload
+from qkdn.fork_server import (
+    NO_BYTECODE_ENV,
+    WRITE_BYTECODE,
+    ForkedProcess,
+    ForkEntry,
+    fork_child,
+    fork_enabled,
+    preload,
+)
 from qkdn.state_files import StateDir, read_json, write_json_atomic
 from qkdn.topology import load_topology
 
@@ -41,6 +49,10 @@ STOP_GRACE_S = 5.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 HEALTHY_AFTER_S = 30.0  #: a child up this long gets its back-off reset
+#: How long the supervisor waits for the files its children need (ChildSpec.needs) before
+#: it gives up (exit 1); ``qkdn up`` writes them within a fraction of a second.
+NEEDS_TIMEOUT_S = 60.0
+NEEDS_POLL_S = 0.005
 #: Fresh-interpreter elements a forking supervisor starts once every node is ready rather
 #: than before its preload: no key waits for them, and their ~1 s of imports each would take
 #: a core from the nodes' start (the controller connects to agents that are up; the
@@ -62,6 +74,9 @@ class ChildSpec:
     hold_path: Path | None = None  #: while it exists the child is kept stopped
     #: run by forking the warm supervisor instead of ``argv`` (see :mod:`qkdn.fork_server`)
     fork_entry: ForkEntry | None = None
+    #: files that must exist before the child first starts (a node: ``pki.json``, which
+    #: ``qkdn up`` writes last of the nodes' inputs while the supervisor starts)
+    needs: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -95,7 +110,8 @@ def node_spec(state: StateDir, name: str) -> ChildSpec:
     argv = (sys.executable, "-m", "qkdn.cli", "node", "--config", str(state.node_config(name)))
     return ChildSpec(name, "node", argv, state.node_log(name), state.node_ready(name),
                      state.node_hold(name),
-                     ForkEntry(run_node_entry, (str(state.node_config(name)),), argv))
+                     ForkEntry(run_node_entry, (str(state.node_config(name)),), argv),
+                     needs=(state.pki,))
 
 
 def child_specs(state: StateDir) -> list[ChildSpec]:
@@ -159,11 +175,15 @@ class Supervisor:
         # ready (or DEFERRED_START_S after the forks), not competing with the nodes' start
         deferred = [c for c in self.children
                     if forking and c.spec.kind in DEFERRED_KINDS and not c.spec.fork_entry]
+        if not forking and not self._await_needs():
+            return 0 if self._stopping else 1
         for child in self.children:
             if not (forking and child.spec.fork_entry) and all(child is not d for d in deferred):
                 self._start(child)
         if forking:
             self._preload()
+            if not self._await_needs():
+                return 0 if self._stopping else 1
             for child in self.children:
                 if child.spec.fork_entry and not self._stopping:
                     self._start(child)
@@ -182,6 +202,21 @@ class Supervisor:
         self._write_table(stopped=True)
         return 0
 
+    def _await_needs(self, timeout: float = NEEDS_TIMEOUT_S) -> bool:
+        """Wait until every file a child needs exists (False: not within ``timeout``, or
+        asked to stop meanwhile)."""
+        needs = {path for child in self.children for path in child.spec.needs}
+        deadline = time.monotonic() + timeout
+        while not self._stopping:
+            missing = sorted(str(path) for path in needs if not path.exists())
+            if not missing:
+                return True
+            if time.monotonic() >= deadline:
+                log.error("gave up after %.0f s waiting for %s", timeout, ", ".join(missing))
+                return False
+            time.sleep(NEEDS_POLL_S)
+        return False
+
     def _nodes_ready(self) -> bool:
         """True when every node child has written its ready file."""
         return all(c.spec.ready_path is None or c.spec.ready_path.exists()
@@ -191,10 +226,10 @@ class Supervisor:
         return fork_enabled() and any(c.spec.fork_entry for c in self.children)
 
     def _preload(self) -> None:
-        from qkdn.node_runtime import PRELOAD_MODULES
+        from qkdn.node_runtime import PRELOAD_LIBRARIES, PRELOAD_MODULES
 
         started, cpu = time.perf_counter(), time.process_time()
-        took = preload(PRELOAD_MODULES)
+        took = preload(PRELOAD_MODULES, PRELOAD_LIBRARIES, write_bytecode=WRITE_BYTECODE)
         slowest = ", ".join(f"{name} {seconds:.2f}" for name, seconds
                             in sorted(took.items(), key=lambda item: -item[1])[:4])
         log.info("preloaded the node modules in %.2f s (%.2f s CPU; slowest: %s)",
@@ -347,12 +382,21 @@ def read_table(state: StateDir) -> dict | None:
         return None
 
 
+def cache_bytecode() -> None:
+    """This process and the elements it starts cache their bytecode (``__pycache__``), even
+    when the environment says not to (``qkdn.fork_server.WRITE_BYTECODE``)."""
+    sys.dont_write_bytecode = False
+    os.environ.pop(NO_BYTECODE_ENV, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qkdn.supervisor")
     parser.add_argument("--state-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if WRITE_BYTECODE:
+        cache_bytecode()
     state = StateDir(args.state_dir.resolve())
     return Supervisor(state, child_specs(state)).run()
 

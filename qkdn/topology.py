@@ -106,6 +106,12 @@ def derive_id(topology_name: str, *parts: str) -> str:
     return str(uuid.uuid5(QKDN_UUID_NAMESPACE, "/".join((topology_name, *parts))))
 
 
+#: libyaml's safe loader when PyYAML has it: the same documents and values, ~7 times less CPU
+#: (the paper topology: 12 ms in pure Python, read by ``qkdn up``, the supervisor and every
+#: node as it starts)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_topology(path: str | Path) -> Topology:
     """Read a ``.yaml``/``.yml`` or ``.toml`` topology file; raise ConfigError on any defect."""
     path = Path(path)
@@ -117,7 +123,7 @@ def load_topology(path: str | Path) -> Topology:
         if path.suffix == ".toml":
             raw = tomllib.loads(text)
         else:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader (no Python objects)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {exc}") from exc
     if not isinstance(raw, dict):

@@ -6,7 +6,7 @@ import json
 import os
 from datetime import UTC, datetime
 
-from bench.network_bench import _files_signature
+from bench.network_bench import _files_signature, _recorded_netconf_port
 from bench.startup_timeline import _node_events, _supervisor_events, process_cpu_s
 from qkdn.state_files import StateDir
 
@@ -49,13 +49,25 @@ def test_node_and_supervisor_logs_become_events(tmp_path):
 def test_store_signature_changes_only_for_stores_not_yet_seen_with_key(tmp_path):
     (tmp_path / "a.sqlite").write_bytes(b"1")
     (tmp_path / "b.sqlite").write_bytes(b"1")
-    before = _files_signature(tmp_path, skip={"a"})
+    before = _files_signature(str(tmp_path), ["b"])
     (tmp_path / "a.sqlite").write_bytes(b"12")          # a store already seen with key
     (tmp_path / "a.sqlite-wal").write_bytes(b"x")
-    assert _files_signature(tmp_path, skip={"a"}) == before
+    assert _files_signature(str(tmp_path), ["b"]) == before
     (tmp_path / "b.sqlite-wal").write_bytes(b"x")        # a store still waiting for key
-    assert _files_signature(tmp_path, skip={"a"}) != before
-    assert _files_signature(tmp_path / "missing", skip=set()) == ()
+    assert _files_signature(str(tmp_path), ["b"]) != before
+    assert _files_signature(str(tmp_path / "missing"), ["b"]) == (None, None)
+    assert _files_signature(str(tmp_path), []) == ()
+
+
+def test_netconf_port_is_read_once_recorded(tmp_path):
+    ports = tmp_path / "ports.json"
+    assert _recorded_netconf_port(str(ports)) == 0
+    ports.write_text("{not json")
+    assert _recorded_netconf_port(str(ports)) == 0
+    ports.write_text(json.dumps({"km": 9}))
+    assert _recorded_netconf_port(str(ports)) == 0
+    ports.write_text(json.dumps({"netconf": 8301, "km": 9}))
+    assert _recorded_netconf_port(str(ports)) == 8301
 
 
 def test_process_cpu_of_this_process():

@@ -38,10 +38,10 @@ def _end(tmp_path, node, peer, now, store, *, resumed_after=-1, alive=lambda pid
 def test_no_key_until_the_peer_runs_then_from_the_later_start(tmp_path):
     a_store, b_store = Store(), Store()
     changes = []
-    a = _end(tmp_path, "a", "b", 10.0, a_store, changes=changes)   # key from 10.05
+    a = _end(tmp_path, "a", "b", 10.0, a_store, changes=changes)   # key from 10 + lead
     a.deliver("L", 11, b"k11")
     assert a_store.blocks == {} and changes == []                  # b not there yet
-    b = _end(tmp_path, "b", "a", 14.45, b_store)                   # key from 14.5
+    b = _end(tmp_path, "b", "a", 14.5 - START_LEAD_S, b_store)      # key from 14.5
     a.deliver("L", 13, b"k13")
     for end in (a, b):
         end.deliver("L", 14, b"0123456789" * 10)   # the short first block: half of it
@@ -65,7 +65,7 @@ def test_first_block_share_is_the_time_both_ends_ran():
 def test_a_first_block_too_short_for_a_byte_gives_no_key(tmp_path):
     a_store, b_store = Store(), Store()
     a = _end(tmp_path, "a", "b", 2.0, a_store)
-    b = _end(tmp_path, "b", "a", 2.94, b_store)      # key from 2.99: 1 % of block 2
+    b = _end(tmp_path, "b", "a", 2.99 - START_LEAD_S, b_store)  # from 2.99: 1 % of block 2
     for end in (a, b):
         end.deliver("L", 2, b"x" * 50)               # 0.5 byte: nothing
         end.deliver("L", 3, b"y" * 50)
@@ -73,9 +73,10 @@ def test_a_first_block_too_short_for_a_byte_gives_no_key(tmp_path):
 
 
 def test_start_lead_keeps_the_first_block_ahead_of_the_record(tmp_path):
-    end = _end(tmp_path, "a", "b", 7.99, Store())
-    assert end.record.start_time == pytest.approx(7.99 + START_LEAD_S)
-    assert end.record.start_block == 8                 # 8.04 lies in block 8
+    assert 0 < START_LEAD_S < 0.05
+    end = _end(tmp_path, "a", "b", 7.999, Store())
+    assert end.record.start_time == pytest.approx(7.999 + START_LEAD_S)
+    assert end.record.start_block == 8                 # 8.009 lies in block 8
 
 
 def test_peer_restart_discards_the_blocks_it_never_received(tmp_path):
@@ -89,7 +90,7 @@ def test_peer_restart_discards_the_blocks_it_never_received(tmp_path):
     a.deliver("L", 6, b"x")
     assert 6 not in a_store.blocks                       # no partner, no key
     alive["pid"] = True
-    _end(tmp_path, "b", "a", 9.2, Store(), resumed_after=3)   # b back: key from 9.25
+    _end(tmp_path, "b", "a", 9.25 - START_LEAD_S, Store(), resumed_after=3)  # key from 9.25
     a.deliver("L", 9, b"xxxx")
     a.deliver("L", 10, b"x")
     assert a_store.discarded == [(4, 8)]           # blocks b never received
@@ -111,7 +112,7 @@ def test_a_peer_record_read_late_still_gives_both_ends_the_same_blocks(tmp_path)
     a_store, b_store = Store(), Store()
     a = _end(tmp_path, "a", "b", 10.0, a_store)
     a.deliver("L", 10, b"0123456789")          # b's record is not visible yet: block held
-    b = _end(tmp_path, "b", "a", 10.45, b_store)   # key from 10.5: half of block 10
+    b = _end(tmp_path, "b", "a", 10.5 - START_LEAD_S, b_store)  # from 10.5: half of block 10
     b.deliver("L", 10, b"0123456789")
     for end in (a, b):
         end.deliver("L", 11, b"k11")
@@ -125,6 +126,6 @@ def test_only_the_newest_blocks_are_held(tmp_path):
     a = _end(tmp_path, "a", "b", 0.0, a_store)      # block_seconds 1.0
     for block in range(1, 11):
         a.deliver("L", block, b"x")                 # no peer yet
-    _end(tmp_path, "b", "a", 0.5, Store())          # its record says: key from 0.55
+    _end(tmp_path, "b", "a", 0.5, Store())          # its record says: key from 0.5 + lead
     a.deliver("L", 11, b"x")
     assert sorted(a_store.blocks) == list(range(11 - int(HOLD_S), 12))

@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from qkdn.fork_server import ForkedProcess, ForkEntry, fork_child, fork_enabled, preload
+from qkdn.fork_server import (
+    ForkedProcess,
+    ForkEntry,
+    LibraryPrefetch,
+    fork_child,
+    fork_enabled,
+    preload,
+)
 
 
 def _print_and_return(text: str, code: int) -> int:
@@ -112,3 +119,57 @@ def test_a_child_reaped_elsewhere_counts_as_ended():
         os._exit(0)
     os.waitpid(pid, 0)
     assert ForkedProcess(pid).poll() is not None
+
+
+def test_library_prefetch_answers_as_find_library_and_leaves_no_thread(monkeypatch):
+    import ctypes.util
+    import threading
+
+    asked: list[str] = []
+    release = threading.Event()
+
+    def slow_find_library(name: str) -> str | None:
+        asked.append(name)
+        if name == "slow":
+            release.wait(5)                      # the prefetch thread waits here
+        return {"slow": None, "present": "libpresent.so.1"}.get(name, f"lib{name}.so")
+
+    monkeypatch.setattr(ctypes.util, "find_library", slow_find_library)
+    threads_before = threading.active_count()
+    with LibraryPrefetch(["slow", "present"]) as prefetch:
+        assert ctypes.util.find_library == prefetch.find_library
+        assert ctypes.util.find_library("other") == "libother.so"   # not prefetched: asked
+        release.set()
+        assert ctypes.util.find_library("slow") is None               # the thread's answers
+        assert ctypes.util.find_library("present") == "libpresent.so.1"
+    assert asked.count("slow") == 1 and asked.count("present") == 1
+    assert ctypes.util.find_library is slow_find_library               # restored
+    assert threading.active_count() == threads_before                 # joined before a fork
+
+
+def test_preload_prefetches_the_libraries_it_is_given(monkeypatch):
+    import ctypes.util
+
+    asked: list[str] = []
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: asked.append(name))
+    preload(["json"], ["qkdn-no-such-lib"])
+    assert asked == ["qkdn-no-such-lib"]
+
+
+def test_preload_can_cache_bytecode_when_the_environment_says_not_to(tmp_path, monkeypatch):
+    for name in ("qkdn_preload_probe_a", "qkdn_preload_probe_b"):
+        (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    try:
+        preload(["qkdn_preload_probe_a"])
+        assert not (tmp_path / "__pycache__").exists()      # as the environment says
+        preload(["qkdn_preload_probe_b"], write_bytecode=True)
+        cached = [p.name for p in (tmp_path / "__pycache__").iterdir()]
+        assert [n for n in cached if n.startswith("qkdn_preload_probe_b.")] and not [
+            n for n in cached if n.startswith("qkdn_preload_probe_a.")]
+        assert sys.dont_write_bytecode is True                 # restored after the preload
+    finally:
+        for name in ("qkdn_preload_probe_a", "qkdn_preload_probe_b"):
+            sys.modules.pop(name, None)

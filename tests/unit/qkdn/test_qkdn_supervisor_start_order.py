@@ -40,6 +40,7 @@ SCRIPT = textwrap.dedent("""
     supervisor.log.disabled = True
     import qkdn.node_runtime
     qkdn.node_runtime.PRELOAD_MODULES = ()      # nothing to preload in this test
+    qkdn.node_runtime.PRELOAD_LIBRARIES = ()
     sys.exit(Supervisor(StateDir(root), [spec("a", 0.2), spec("b", 0.8), orchestrator]).run())
 """)
 
@@ -64,3 +65,73 @@ def test_orchestrator_starts_after_every_node_is_ready(tmp_path: Path):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
+
+
+NEEDS_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from qkdn.fork_server import ForkEntry
+    from qkdn.state_files import StateDir
+    from qkdn.supervisor import ChildSpec, Supervisor
+
+    root = Path(sys.argv[1])
+
+    def node():
+        (root / "node.started").write_text(repr(time.time()))
+        time.sleep(60)
+
+    spec = ChildSpec("a", "node", ("node", "a"), root / "a.log", root / "a.ready", None,
+                     ForkEntry(node, (), ()), needs=(root / "pki.json",))
+    import qkdn.supervisor as supervisor
+    supervisor.log.disabled = True
+    import qkdn.node_runtime
+    qkdn.node_runtime.PRELOAD_MODULES = ()
+    qkdn.node_runtime.PRELOAD_LIBRARIES = ()
+    (root / "supervisor.running").write_text("")
+    sys.exit(Supervisor(StateDir(root), [spec]).run())
+""")
+
+
+def _run_supervisor(script: str, root: Path, *, no_fork: bool) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    env.pop("QKDN_NO_FORK", None)
+    if no_fork:
+        env["QKDN_NO_FORK"] = "1"
+    return subprocess.Popen([sys.executable, "-c", script, str(root)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_a_node_starts_only_once_the_files_it_needs_exist(tmp_path: Path):
+    process = _run_supervisor(NEEDS_SCRIPT, tmp_path, no_fork=False)
+    try:
+        time.sleep(1.0)                       # preload (none here) done; pki.json missing
+        assert process.poll() is None, process.stderr.read().decode()
+        assert not (tmp_path / "node.started").exists()
+        written = time.time()
+        (tmp_path / "pki.json").write_text("{}")
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "node.started").exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        assert float((tmp_path / "node.started").read_text()) >= written
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def test_a_supervisor_stopped_while_waiting_for_inputs_exits_cleanly(tmp_path: Path):
+    process = _run_supervisor(NEEDS_SCRIPT, tmp_path, no_fork=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "supervisor.running").exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        time.sleep(0.5)                       # in its wait for pki.json
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert not (tmp_path / "node.started").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=20)
