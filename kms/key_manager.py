@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from kms import notifications
 from kms.directory import Directory
@@ -580,7 +580,7 @@ class KeyManager:
                 bucket = self._buckets[session.session_id] = TokenBucket.full(size, rate, now)
             if not bucket.try_consume(bits, now):
                 raise RateLimited(f"session {session.session_id}: key rate above the agreed "
-                                  f"{rate} bit/s")
+                                  f"{rate} bit/s", retry_after=bucket.retry_after(bits, now))
 
     def wait_for_tokens(self, session_id: str, bits: int, rate: float | None,
                         deadline: float) -> bool:
@@ -605,6 +605,12 @@ class KeyManager:
             if now + wait > deadline:
                 return False
             time.sleep(wait)
+
+    def token_retry_after(self, session_id: str, bits: int) -> float | None:
+        """Seconds until the session's token bucket could give ``bits`` (None: no bucket)."""
+        with self._lock:
+            bucket = self._buckets.get(session_id)
+            return None if bucket is None else bucket.retry_after(bits, time.monotonic())
 
     # -- ETSI 014 core --------------------------------------------------------------------------
     def check_size(self, size: int) -> None:
@@ -1005,7 +1011,7 @@ class KeyManager:
         self.pool.close()
         self.telemetry.close()
 
-    def __enter__(self) -> KeyManager:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -43,3 +43,13 @@ class TokenBucket:
         if amount <= self.tokens:
             return 0.0
         return float("inf") if self.rate == 0 else (amount - self.tokens) / self.rate
+
+    def retry_after(self, amount: float, now: float) -> float:
+        """Seconds a refused caller should wait before asking for ``amount`` again: the
+        :meth:`wait_time`, or for a request that can never fit (larger than the bucket, or a
+        zero rate) the time to refill the whole bucket (at most a minute), so the answer is
+        always finite."""
+        wait = self.wait_time(amount, now)
+        if wait != float("inf"):
+            return wait
+        return 60.0 if self.rate == 0 else min(60.0, self.size / self.rate)

@@ -13,6 +13,7 @@ import base64
 import math
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -135,12 +136,15 @@ class PairClient:
 
 def run_open_loop(clients: Sequence[PairClient], *, rate: float, duration: float,
                   workers: int = 32, sample: Callable[[], None] | None = None,
-                  sample_every: float = 5.0) -> dict[str, Any]:
+                  sample_every: float = 5.0,
+                  results: list[tuple[str, float, int | str]] | None = None) -> dict[str, Any]:
     """Start one exchange (2 key requests) every ``2/rate`` s for ``duration`` s, round-robin
     over the pairs, whatever the answers' latency (open loop); latency counts from the
-    scheduled start, so a client-side backlog shows up as latency too."""
+    scheduled start, so a client-side backlog shows up as latency too. ``results``: a list
+    that also receives every (call, seconds, status), e.g. to pool several runs."""
     interval = 2.0 / rate
-    results: list[tuple[str, float, int | str]] = []
+    pooled = results
+    results = []
     lock = threading.Lock()
 
     def task(client: PairClient, scheduled: float) -> None:
@@ -167,6 +171,8 @@ def run_open_loop(clients: Sequence[PairClient], *, rate: float, duration: float
                 sample()
                 next_sample += sample_every
     elapsed = time.monotonic() - started
+    if pooled is not None:
+        pooled.extend(results)
     return summarise(results, elapsed, offered_rate=rate)
 
 
@@ -273,6 +279,19 @@ class ServedKms:
         """User + system CPU time of the KM process (``/proc/<pid>/stat``)."""
         fields = Path(f"/proc/{self.procs[node].pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def flood(self, master: str, slave: str, *, seconds: float, threads: int = 8,
+              number: int = 4, size: int = 256) -> subprocess.Popen:
+        """A greedy SAE ``master`` asking its KM (A) for keys for ``slave`` as fast as the
+        answers come, from a process of its own (``km_flood.py``); its figures are the JSON
+        line it prints at the end (``json.loads(proc.communicate()[0])``)."""
+        entry = self.pki["saes"][master]
+        return subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("km_flood.py")), "--url",
+             self.urls["A"], "--slave", slave, "--ca", str(self.pki["ca_cert"]),
+             "--cert", str(entry["cert"]), "--key", str(entry["key"]),
+             "--threads", str(threads), "--number", str(number), "--size", str(size),
+             "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
 
     def pair_clients(self, pool: int = 4) -> list[PairClient]:
         ca = self.pki["ca_cert"]
