@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from kms.errors import BadRequest, KeyNotFound, KmsError, RateLimited, SessionRe
 from kms.https_server import hold_connection, peer_identity
 from kms.key_pool import KeyRecord
 from kms.pki import SAE_UNIT
+from kms.token_bucket import SHORT_WAIT_S
 from kms.telemetry import outcome_of
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,11 @@ def refusal_headers(exc: KmsError) -> list[tuple[str, str]]:
     refused requests costs the KM one refusal per connection and refill, not a CPU core."""
     if not isinstance(exc, RateLimited) or exc.retry_after is None:
         return []
-    # each connection resumes a little before the tokens are due (3/4 to all of the wait):
-    # the greedy client's connections, refused together, come back spread out, and one is
-    # there soon after the tokens are (an accepted volume within 1 % of rate·t + size)
-    hold_connection(exc.retry_after * random.uniform(0.75, 1.0))
+    # retry_after is the caller's turn (kms.token_bucket.TokenBucket.next_turn): connections
+    # refused together come back one at a time; each a little before its turn, as a request
+    # short by at most SHORT_WAIT_S waits for its tokens (the bucket stays in use: accepted
+    # volume within 1 % of rate·t + size)
+    hold_connection(exc.retry_after - SHORT_WAIT_S / 2)
     return [("Retry-After", str(max(1, math.ceil(exc.retry_after))))]
 
 

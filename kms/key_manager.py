@@ -32,7 +32,7 @@ from kms.errors import (
     Unauthorized,
 )
 from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_table
-from kms.https_server import HttpsServer, TlsFiles
+from kms.https_server import MAX_HOLD_S, HttpsServer, TlsFiles
 from kms.hybrid_kdf import Provenance, fallback_mode
 from kms.hybrid_provisioning import HybridProvisioner
 from kms.key_pool import KeyPool, KeyRecord, copy_key_id
@@ -43,7 +43,7 @@ from kms.refusals import Refusal, refusals_from_running
 from kms.relay import RelayContext, RelayEngine, RelayRejected, RelayTls, RelayUnknown
 from kms.session import KmSession, SessionEvent, SessionState, Transition
 from kms.telemetry import KmTelemetry
-from kms.token_bucket import TokenBucket
+from kms.token_bucket import SHORT_WAIT_S, TokenBucket
 from qkdn.structured_logging import bind_session
 
 if TYPE_CHECKING:
@@ -573,14 +573,20 @@ class KeyManager:
         if not rate:
             return
         size = cfg.bucket_size or rate   # absent: one second of token_rate (YANG)
-        now = time.monotonic()
-        with self._lock:
-            bucket = self._buckets.get(session.session_id)
-            if bucket is None:
-                bucket = self._buckets[session.session_id] = TokenBucket.full(size, rate, now)
-            if not bucket.try_consume(bits, now):
+        for attempt in range(2):
+            now = time.monotonic()
+            with self._lock:
+                bucket = self._buckets.get(session.session_id)
+                if bucket is None:
+                    bucket = self._buckets[session.session_id] = TokenBucket.full(size, rate, now)
+                if bucket.try_consume(bits, now):
+                    return
+                turn = bucket.next_turn(bits, now, horizon=MAX_HOLD_S)
+            if attempt or turn > SHORT_WAIT_S:
+                # refused before any key work; the caller's turn: kms.etsi014.refusal_headers
                 raise RateLimited(f"session {session.session_id}: key rate above the agreed "
-                                  f"{rate} bit/s", retry_after=bucket.retry_after(bits, now))
+                                  f"{rate} bit/s", retry_after=turn)
+            time.sleep(turn)   # its tokens are due within SHORT_WAIT_S: wait, no lock held
 
     def wait_for_tokens(self, session_id: str, bits: int, rate: float | None,
                         deadline: float) -> bool:
