@@ -26,8 +26,8 @@ from kms.errors import BadRequest, KeyNotFound, KmsError, RateLimited, SessionRe
 from kms.https_server import hold_connection, peer_identity
 from kms.key_pool import KeyRecord
 from kms.pki import SAE_UNIT
-from kms.token_bucket import SHORT_WAIT_S
 from kms.telemetry import outcome_of
+from kms.token_bucket import SHORT_WAIT_S
 
 log = logging.getLogger(__name__)
 
