@@ -10,6 +10,7 @@ configuration of adjacent sessions with token buckets and idle timers.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import subprocess
@@ -29,7 +30,7 @@ from requests.adapters import HTTPAdapter
 from kms.local_network import link_id, node_qkdn_id
 from kms.pki import issue_network_pki
 
-from .km_serve import free_port, km_spec, launch_km, stop_all
+from .km_serve import ROOT, free_port, km_spec, launch_km, stop_all
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -293,6 +294,18 @@ class ServedKms:
              "--threads", str(threads), "--number", str(number), "--size", str(size),
              "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
 
+    def pair_specs(self) -> list[dict[str, str]]:
+        """What a client process needs to act as each SAE pair (see :func:`client_process`)."""
+        specs = []
+        for i in range(self.pairs):
+            m, s = self.pki["saes"][f"sae-a{i}"], self.pki["saes"][f"sae-b{i}"]
+            specs.append({"master": f"sae-a{i}", "slave": f"sae-b{i}",
+                          "master_cert": str(m["cert"]), "master_key": str(m["key"]),
+                          "slave_cert": str(s["cert"]), "slave_key": str(s["key"]),
+                          "ca": str(self.pki["ca_cert"]), "url_a": self.urls["A"],
+                          "url_b": self.urls["B"]})
+        return specs
+
     def pair_clients(self, pool: int = 4) -> list[PairClient]:
         ca = self.pki["ca_cert"]
         clients = []
@@ -303,3 +316,106 @@ class ServedKms:
                                       sae_session(ca, s["cert"], s["key"], pool),
                                       self.urls["A"], self.urls["B"]))
         return clients
+
+
+def clients_from_specs(specs: Sequence[dict[str, str]], pool: int = 4) -> list[PairClient]:
+    return [PairClient(p["master"], p["slave"],
+                       sae_session(p["ca"], p["master_cert"], p["master_key"], pool),
+                       sae_session(p["ca"], p["slave_cert"], p["slave_key"], pool),
+                       p["url_a"], p["url_b"]) for p in specs]
+
+
+def client_process(job: dict[str, Any]) -> dict[str, Any]:
+    """One load-generator process's share of a run: ``job`` = {"pairs": pair specs, "mode":
+    "open" | "closed", "rate" (open), "threads", "duration", "warmup_s"}; returns the raw
+    results (call, seconds, status), the error messages and the process's CPU seconds."""
+    clients = clients_from_specs(job["pairs"], pool=max(4, job["threads"] // len(job["pairs"])))
+    if job.get("warmup_s"):
+        run_closed_loop(clients, threads=min(4, job["threads"]), duration=job["warmup_s"])
+        for c in clients:
+            c.notes.clear()
+    cpu0 = time.process_time()
+    results: list[tuple[str, float, int | str]] = []
+    started = time.monotonic()
+    if job["mode"] == "open":
+        run_open_loop(clients, rate=job["rate"], duration=job["duration"],
+                      workers=job["threads"], results=results)
+    else:
+        results.extend(_closed_loop_results(clients, job["threads"], job["duration"]))
+    return {"results": results, "elapsed": time.monotonic() - started,
+            "messages": error_messages(clients), "cpu_s": time.process_time() - cpu0}
+
+
+def _closed_loop_results(clients: Sequence[PairClient], threads: int,
+                         duration: float) -> list[tuple[str, float, int | str]]:
+    results: list[tuple[str, float, int | str]] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + duration
+
+    def loop(i: int) -> None:
+        n = i
+        while time.monotonic() < stop_at:
+            out = clients[n % len(clients)].exchange()
+            n += threads
+            with lock:
+                results.extend(out)
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(duration + 60)
+    return results
+
+
+def run_in_processes(specs: Sequence[dict[str, str]], *, processes: int, mode: str,
+                     duration: float, threads: int, rate: float | None = None,
+                     warmup_s: float = 0.0, sample: Callable[[], None] | None = None,
+                     sample_every: float = 5.0) -> dict[str, Any]:
+    """A run of :func:`run_open_loop` (``mode="open"``, ``rate`` in key requests/s overall)
+    or of closed-loop clients (``threads`` overall), shared among ``processes`` load-generator
+    processes (each its own GIL: one Python client process saturated before the KMs did),
+    the pairs dealt round-robin. Returns the merged summary plus ``client_cpu_s`` and
+    ``messages``; ``sample`` runs every ``sample_every`` s meanwhile (e.g. RSS)."""
+    shares = [list(specs[i::processes]) for i in range(processes)]
+    shares = [s for s in shares if s]
+    procs = []
+    for share in shares:
+        job = {"pairs": share, "mode": mode, "duration": duration,
+               "threads": max(1, threads // len(shares)), "warmup_s": warmup_s,
+               "rate": (rate or 0) * len(share) / len(specs)}
+        proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.km_load"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(job))
+        proc.stdin.close()
+        procs.append(proc)
+    if sample is not None:
+        time.sleep(warmup_s)
+        next_sample = time.monotonic()
+        while any(p.poll() is None for p in procs):
+            if time.monotonic() >= next_sample:
+                sample()
+                next_sample += sample_every
+            time.sleep(0.1)
+    results: list[tuple[str, float, int | str]] = []
+    messages: Counter[str] = Counter()
+    cpu = 0.0
+    elapsed = 0.0
+    for proc in procs:
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+        part = json.loads(out)
+        results.extend((c, sec, st) for c, sec, st in part["results"])
+        messages.update(part["messages"])
+        cpu += part["cpu_s"]
+        elapsed = max(elapsed, part["elapsed"])
+    summary = summarise(results, elapsed, offered_rate=rate if mode == "open" else None)
+    return {**summary, "client_processes": len(procs), "client_cpu_s": round(cpu, 2),
+            "messages": dict(messages.most_common(10))}
+
+
+if __name__ == "__main__":   # a load-generator process of run_in_processes: job on stdin
+    print(json.dumps(client_process(json.loads(sys.stdin.read()))), flush=True)

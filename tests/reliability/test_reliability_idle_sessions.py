@@ -34,6 +34,8 @@ pytestmark = pytest.mark.integration
 IDLE_TIMEOUT_S = 5
 #: the issue's figure: 500 idle sessions
 LONG_SESSIONS = 500
+#: concurrent clients opening the streams
+OPENERS = 16
 
 
 def _fds() -> int:
@@ -60,9 +62,15 @@ def run_idle(tmp_path, sessions_wanted: int) -> dict:
     config = KmConfig(resolve_interval_s=0.25, terminated_retention_s=1.0)
     with LocalKmNetwork(tmp_path, ["A", "B"], [("A", "B")], saes, config=config) as net:
         net.feed("A", "B", blocks=4)
-        clients = {sae: km_load.sae_session(net.ca, *net.sae_cert(sae), pool=4) for sae in saes}
-        for sae, s in clients.items():   # warm the connection pools: baseline after
-            s.get(f"{net.kms[saes[sae]].base_url}/api/v1/openapi/etsi004.json", timeout=30)
+        # as many connections per SAE as open_pair's clients (no handshake per request)
+        clients = {sae: km_load.sae_session(net.ca, *net.sae_cert(sae), pool=OPENERS)
+                   for sae in saes}
+
+        def warm() -> None:   # (re)open each SAE's connection: the KM closes idle ones (10 s)
+            for sae, s in clients.items():
+                s.get(f"{net.kms[saes[sae]].base_url}/api/v1/openapi/etsi004.json", timeout=30)
+
+        warm()
         baseline = _resources(net)
         opened = 0
         statuses: dict[str, int] = {}
@@ -85,12 +93,14 @@ def run_idle(tmp_path, sessions_wanted: int) -> dict:
                     opened += 1
 
         # every session configured at once, without an idle timeout yet; every stream opened
-        # concurrently (1,000 OPEN_CONNECTs take longer than 5 s on a shared 2-core machine)
+        # concurrently by OPENERS clients (1,000 OPEN_CONNECTs take longer than 5 s on a
+        # shared 2-core machine)
         configured = [{"app_id": str(uuid.uuid4()), "master": a, "slave": b} for a, b in pairs]
         for node, km in net.kms.items():
             km.apply_running_config(km_load.adjacent_session_config(node, configured))
+        warm()
         started = time.time()
-        with ThreadPoolExecutor(max_workers=16) as pool:
+        with ThreadPoolExecutor(max_workers=OPENERS) as pool:
             list(pool.map(open_pair, configured))
         open_seconds = time.time() - started
         at_open = _resources(net)
