@@ -449,13 +449,13 @@ class KeyManager:
         with self._lock:
             return session_id.lower() in self._used_by_014 or session_id in self._used_by_014
 
-    def _release_session(self, session_id: str) -> None:
+    def _release_session(self, session_id: str, *, streams: bool = True) -> None:
         self._used_by_014.discard(session_id)
         self._buckets.pop(session_id, None)
         self.hybrid.drop_session(session_id)
         self._delivered.pop(session_id, None)    # the controller keeps the session's totals
         self._modes.pop(session_id, None)
-        if self.streams is not None:
+        if streams and self.streams is not None:
             self.streams.on_session_terminated(session_id)
 
     # -- sessions for SAE pairs (014) ---------------------------------------------------------
@@ -971,17 +971,34 @@ class KeyManager:
     def tick(self) -> None:
         """One round of housekeeping: idle timers, ttl expiry, pending relays."""
         with self._lock:
-            for session in list(self._sessions.values()):
-                if session.check_timer():
-                    self._release_session(session.session_id)
+            # every expiry first (its time is the transition's), then their resources: 500
+            # sessions expiring in one tick were released one by one, the last >1 s late
+            expired = [s.session_id for s in list(self._sessions.values()) if s.check_timer()]
+            for session_id in expired:
+                self._release_session(session_id, streams=False)
             self._forget_terminated(self._forwarding)
+        if expired and self.streams is not None:   # outside the KM's lock, all at once
+            self.streams.on_sessions_terminated(expired)
         self.pool.expire(self._clock())
         self.pool.fold_journal()
         if self.pool.pending_relays():
             self.relay.resolve_pending()
 
+    def next_tick_in(self) -> float:
+        """Seconds until the next housekeeping round: ``resolve_interval_s``, or sooner when
+        a session's idle timer runs out before that (it closes on time, not up to a whole
+        interval late: item 8 of docs/reliability.md)."""
+        wait = self.config.resolve_interval_s
+        now = self._clock()
+        with self._lock:
+            for session in self._sessions.values():
+                if session.state is SessionState.OPERATIVE and session.idle_timeout:
+                    due = session.last_activity + session.idle_timeout - now
+                    wait = min(wait, due + 0.005)
+        return max(0.005, wait)
+
     def _housekeeping(self) -> None:
-        while not self._stop.wait(self.config.resolve_interval_s):
+        while not self._stop.wait(self.next_tick_in()):
             try:
                 self.tick()
             except Exception:

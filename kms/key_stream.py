@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -433,12 +434,18 @@ class StreamManager:
         return Reply(Status.SUCCESS, stream.ksid)
 
     def on_session_terminated(self, session_id: str) -> None:
+        self.on_sessions_terminated([session_id])
+
+    def on_sessions_terminated(self, session_ids: Iterable[str]) -> None:
+        """Drop the streams of ended sessions and their unreleased keys: one pass over the
+        streams and one key-pool transaction for all of them (a whole tick's expiries)."""
+        ended = set(session_ids)
         with self._lock:
-            gone = [s for s in self._streams.values() if s.session.session_id == session_id]
+            gone = [s for s in self._streams.values() if s.session.session_id in ended]
             for stream in gone:
                 self._streams.pop(stream.ksid, None)
-        for stream in gone:
-            self.km.pool.drop_stream(stream.ksid)
+        if gone:
+            self.km.pool.drop_streams([stream.ksid for stream in gone])
 
     # -- KM-to-KM control ---------------------------------------------------------------------
     def _control(self, stream: KeyStream, body: dict) -> dict:
