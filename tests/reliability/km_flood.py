@@ -6,11 +6,15 @@ flood, and plain ``http.client`` with a pre-encoded request, so that the flood s
 of the machine's CPU as a client can (what is measured is the KM, not the load generator).
 
     python tests/reliability/km_flood.py --url https://127.0.0.1:PORT --slave sae-b0 \
-        --ca CA --cert CERT --key KEY --threads 8 --number 4 --size 256 --seconds 6
+        --ca CA --cert CERT --key KEY --threads 8 --number 4 --size 256
 
-prints one JSON object: accepted keys, refusals by status, the time (``time.monotonic``,
-the system-wide CLOCK_MONOTONIC, comparable across processes) of the first request and of the
-last accepted one, and the process's own CPU seconds.
+waits, idle, for commands on stdin: ``flood SECONDS`` floods for that long (its connections
+opened anew) and prints one JSON line: accepted keys, refusals by status, the time
+(``time.monotonic``, the system-wide CLOCK_MONOTONIC, comparable across processes) of the
+first request and of the last accepted one, and the CPU seconds the process spent on it. It
+exits at the end of its input. The process lives through the whole measurement, so that the
+phases with and without the flood have the same client processes (the start of a Python
+process is a CPU burst of its own, which made the flood phases look worse than they were).
 """
 
 from __future__ import annotations
@@ -78,8 +82,7 @@ def flood(url: str, slave: str, context: ssl.SSLContext, *, threads: int, number
     return {"accepted_keys": accepted[0], "statuses": dict(statuses),
             "requests": sum(statuses.values()),
             "first_sent": first_sent[0] if first_sent else None,
-            "last_accepted": last_accepted[0] or None,
-            "cpu_s": round(time.process_time(), 3)}
+            "last_accepted": last_accepted[0] or None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,13 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--number", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--seconds", type=float, required=True)
     args = parser.parse_args(argv)
     context = ssl.create_default_context(cafile=args.ca)
     context.load_cert_chain(args.cert, args.key)
-    result = flood(args.url, args.slave, context, threads=args.threads, number=args.number,
-                   size=args.size, seconds=args.seconds)
-    print(json.dumps(result), flush=True)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command, _, value = line.strip().partition(" ")
+        if command != "flood":
+            continue
+        cpu0 = time.process_time()
+        result = flood(args.url, args.slave, context, threads=args.threads,
+                       number=args.number, size=args.size, seconds=float(value))
+        result["cpu_s"] = round(time.process_time() - cpu0, 3)
+        print(json.dumps(result), flush=True)
     return 0
 
 

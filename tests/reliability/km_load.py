@@ -229,6 +229,42 @@ def _ms(seconds: float | None) -> float | None:
     return round(seconds * 1000, 1) if seconds is not None else None
 
 
+class FloodProcess:
+    """``km_flood.py`` running idle until :meth:`start`; ``with FloodProcess(argv) as f:
+    f.start(6); ...; f.result()``."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True)
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        self._in, self._out = self._proc.stdin, self._proc.stdout
+        if not json.loads(self._out.readline() or "{}").get("ready"):
+            raise RuntimeError("km_flood.py did not start")
+
+    def start(self, seconds: float) -> None:
+        """Flood for ``seconds`` from now (returns at once)."""
+        self._in.write(f"flood {seconds}\n")
+        self._in.flush()
+
+    def result(self) -> dict[str, Any]:
+        """The figures of the flood last started (waits for its end)."""
+        return json.loads(self._out.readline())
+
+    def close(self) -> None:
+        self._in.close()
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class ServedKms:
     """KMs A and B (adjacent) as ``qkdn km serve`` processes with ``pairs`` SAE pairs."""
 
@@ -281,18 +317,16 @@ class ServedKms:
         fields = Path(f"/proc/{self.procs[node].pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def flood(self, master: str, slave: str, *, seconds: float, threads: int = 8,
-              number: int = 4, size: int = 256) -> subprocess.Popen:
-        """A greedy SAE ``master`` asking its KM (A) for keys for ``slave`` as fast as the
-        answers come, from a process of its own (``km_flood.py``); its figures are the JSON
-        line it prints at the end (``json.loads(proc.communicate()[0])``)."""
+    def flood(self, master: str, slave: str, *, threads: int = 8, number: int = 4,
+              size: int = 256) -> FloodProcess:
+        """A greedy SAE ``master`` that asks its KM (A) for keys for ``slave`` as fast as the
+        answers come, from a process of its own (``km_flood.py``), on command."""
         entry = self.pki["saes"][master]
-        return subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("km_flood.py")), "--url",
-             self.urls["A"], "--slave", slave, "--ca", str(self.pki["ca_cert"]),
-             "--cert", str(entry["cert"]), "--key", str(entry["key"]),
-             "--threads", str(threads), "--number", str(number), "--size", str(size),
-             "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+        return FloodProcess([
+            sys.executable, str(Path(__file__).with_name("km_flood.py")), "--url",
+            self.urls["A"], "--slave", slave, "--ca", str(self.pki["ca_cert"]),
+            "--cert", str(entry["cert"]), "--key", str(entry["key"]),
+            "--threads", str(threads), "--number", str(number), "--size", str(size)])
 
     def pair_specs(self) -> list[dict[str, str]]:
         """What a client process needs to act as each SAE pair (see :func:`client_process`)."""

@@ -16,7 +16,6 @@ asserted only in the slow run. Figures: bench/reliability.json, item token_bucke
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -48,19 +47,20 @@ def run_buckets(tmp_path, *, token_rate: int, bucket_size: int, seconds: float,
     bound_bits = 0.0
     span_s = 0.0
     requests = 0
-    with km_load.ServedKms(tmp_path, pairs=2, blocks=64, sessions=sessions) as kms:
-        greedy, polite = kms.pair_clients(pool=8)
+    with km_load.ServedKms(tmp_path, pairs=2, blocks=64, sessions=sessions) as kms, \
+            kms.flood("sae-a0", "sae-b0", threads=GREEDY_CONNECTIONS, number=GREEDY_KEYS,
+                      size=KEY_BITS) as flood:
+        polite = kms.pair_clients(pool=8)[1]
         km_load.run_open_loop([polite], rate=polite_rate, duration=1.0, workers=8)  # warm-up
         for _ in range(rounds):
             for condition in ("alone", "flood"):
                 before = {n: kms.cpu_seconds(n) for n in ("A", "B")}
-                proc = kms.flood(greedy.master, greedy.slave, seconds=phase_s + 0.5,
-                                 threads=GREEDY_CONNECTIONS, number=GREEDY_KEYS,
-                                 size=KEY_BITS) if condition == "flood" else None
+                if condition == "flood":
+                    flood.start(phase_s)
                 km_load.run_open_loop([polite], rate=polite_rate, duration=phase_s,
                                       workers=8, results=pooled[condition])
-                if proc is not None:
-                    out = json.loads(proc.communicate(timeout=120)[0])
+                if condition == "flood":
+                    out = flood.result()
                     cpu[condition]["client"] += out["cpu_s"]
                     for status, n in out["statuses"].items():
                         statuses[status] = statuses.get(status, 0) + n
