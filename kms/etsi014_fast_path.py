@@ -64,9 +64,10 @@ def json_response(start_response: Callable, status: int, body: dict[str, Any],
     return [data]
 
 
-def pair_key(sae_a: str, sae_b: str) -> str:
+def pair_key(sae_a: str, sae_b: str) -> tuple[str, str]:
     """The admission key of an SAE pair (its 014 session), the same in both directions."""
-    return "\x00".join(sorted((sae_a, sae_b)))
+    first, second = sorted((sae_a, sae_b))
+    return first, second
 
 
 class KeyRouteDispatch:
@@ -107,14 +108,16 @@ class KeyRouteDispatch:
                 number, size, additional = etsi014.enc_keys_request(
                     body, None if args is None else dict(reversed(args)),
                     km.config.default_key_size)
-                with self.admission.admit(pair_key(caller, sae_id)):
+                with self.admission.admit(pair_key(caller, sae_id),
+                                          f"SAE pair {caller}, {sae_id}"):
                     records = km.enc_keys(caller, sae_id, number, size, additional)
                 log.info("014 enc_keys %s -> %s: %d key(s) of %d bits", caller, sae_id,
                          len(records), size)
             else:
                 key_ids = etsi014.dec_keys_request(
                     body, None if args is None else [v for k, v in args if k == "key_ID"])
-                with self.admission.admit(pair_key(caller, sae_id)):
+                with self.admission.admit(pair_key(caller, sae_id),
+                                          f"SAE pair {sae_id}, {caller}"):
                     records = km.dec_keys(caller, sae_id, key_ids)
                 log.info("014 dec_keys %s <- %s: %d key(s)", caller, sae_id, len(records))
             return 200, etsi014.key_container(records), outcome_of(None), []

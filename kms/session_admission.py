@@ -15,7 +15,7 @@ the bound is refused at once, before any key, SQLite or relay work, with a short
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 
 from kms.errors import RateLimited
@@ -38,21 +38,22 @@ class SessionAdmission:
         if per_session < 1:
             raise ValueError("per_session must be >= 1")
         self.per_session = per_session
-        self._in_progress: dict[str, int] = {}
+        self._in_progress: dict[Hashable, int] = {}
         self._lock = threading.Lock()
         self.refused = 0
 
     @contextmanager
-    def admit(self, session_id: str) -> Iterator[None]:
+    def admit(self, session_id: Hashable, name: str | None = None) -> Iterator[None]:
         """Count the body as one of ``session_id``'s requests in progress; raise
-        :class:`ConcurrencyLimited` (nothing counted) if it already has ``per_session``."""
+        :class:`ConcurrencyLimited` (nothing counted) if it already has ``per_session``.
+        ``name``: how the refusal names the session (default ``session <session_id>``)."""
         with self._lock:
             count = self._in_progress.get(session_id, 0)
             if count >= self.per_session:
                 self.refused += 1
                 raise ConcurrencyLimited(
-                    f"session {session_id}: more than {self.per_session} requests at once",
-                    retry_after=CONCURRENCY_RETRY_AFTER_S)
+                    f"{name or f'session {session_id}'}: more than {self.per_session} "
+                    "requests at once", retry_after=CONCURRENCY_RETRY_AFTER_S)
             self._in_progress[session_id] = count + 1
         try:
             yield
@@ -64,7 +65,7 @@ class SessionAdmission:
                 else:
                     del self._in_progress[session_id]
 
-    def in_progress(self, session_id: str) -> int:
+    def in_progress(self, session_id: Hashable) -> int:
         with self._lock:
             return self._in_progress.get(session_id, 0)
 
