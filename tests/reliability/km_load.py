@@ -501,21 +501,32 @@ def run_in_processes(specs: Sequence[dict[str, str]], *, processes: int, mode: s
         proc.stdin.write(json.dumps(job))
         proc.stdin.close()
         procs.append(proc)
+    # read every answer while the processes run: one that fills its pipe (thousands of
+    # results) would otherwise wait for ever for a reader
+    outputs: list[str] = ["" for _ in procs]
+
+    def read(i: int, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        outputs[i] = proc.stdout.read()
+
+    readers = [threading.Thread(target=read, args=(i, p)) for i, p in enumerate(procs)]
+    for reader in readers:
+        reader.start()
     if sample is not None:
         time.sleep(warmup_s)
         next_sample = time.monotonic()
-        while any(p.poll() is None for p in procs):
+        while any(r.is_alive() for r in readers):
             if time.monotonic() >= next_sample:
                 sample()
                 next_sample += sample_every
             time.sleep(0.1)
+    for reader in readers:
+        reader.join(duration + warmup_s + 300)
     results: list[tuple[str, float, int | str]] = []
     messages: Counter[str] = Counter()
     cpu = 0.0
     elapsed = 0.0
-    for proc in procs:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
+    for proc, out in zip(procs, outputs, strict=True):
         proc.wait(timeout=60)
         part = json.loads(out)
         results.extend((c, sec, st) for c, sec, st in part["results"])
