@@ -72,6 +72,7 @@ def run_buckets(tmp_path, *, token_rate: int, bucket_size: int, seconds: float,
                         bound_bits += token_rate * span + bucket_size   # full again each phase
                 for n in ("A", "B"):
                     cpu[condition][n] += kms.cpu_seconds(n) - before[n]
+        polite_errors = km_load.error_messages([polite])
     alone = km_load.summarise(pooled["alone"], rounds * phase_s, offered_rate=polite_rate)
     contended = km_load.summarise(pooled["flood"], rounds * phase_s, offered_rate=polite_rate)
     accepted_bits = accepted_keys * KEY_BITS
@@ -89,6 +90,7 @@ def run_buckets(tmp_path, *, token_rate: int, bucket_size: int, seconds: float,
         "greedy_other_statuses": {k: v for k, v in statuses.items() if k not in ("200", "503")},
         "polite_alone": alone, "polite_contended": contended,
         "polite_p99_increase_percent": round(increase, 1) if increase is not None else None,
+        "polite_error_messages": polite_errors,
         "cpu_s": {c: {k: round(v, 2) for k, v in per.items()} for c, per in cpu.items()},
         "km_a_cpu_share_of_flood_percent": round(
             100.0 * (cpu["flood"]["A"] - cpu["alone"]["A"]) / (rounds * phase_s), 1),
