@@ -432,12 +432,12 @@ class GuardedServer:
 
     @property
     def connection_holds(self) -> ConnectionHolds:
-        return self._server.connection_holds
+        return self._server.connection_holds  # type: ignore[attr-defined]  # guard_server
 
     def stop(self) -> None:
         self.read_deadlines.stop()
         self._server.stop()
-        self._server.connection_holds.stop()
+        self.connection_holds.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
