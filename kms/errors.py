@@ -39,7 +39,13 @@ class NoRoute(KmsError):
 
 
 class RateLimited(KmsError):
-    """The session's token bucket has no tokens for this request (014: 503)."""
+    """The session's token bucket has no tokens for this request (014: 503). ``retry_after``:
+    seconds until it would have them (None: unknown), for ``Retry-After`` and for holding the
+    caller's connection meanwhile (:func:`kms.https_server.hold_connection`)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RelayError(KmsError):

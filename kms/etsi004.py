@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, jsonify, request
 
-from kms.https_server import peer_identity
+from kms.https_server import hold_connection, peer_identity
 from kms.key_stream import QoS, Reply, StreamManager, qos_from_wire, qos_to_wire
 from kms.pki import SAE_UNIT
 from qkdn.structured_logging import bind_session
@@ -107,6 +107,8 @@ def create_blueprint(km: KeyManager) -> Blueprint:
         except PermissionError as exc:
             count("unauthorized")
             return _error(str(exc), 401)
+        if reply.retry_after:   # refused for its rate: its next request waits (no thread)
+            hold_connection(reply.retry_after)
         count(reply.status.name.lower().replace("_", "-"))
         log.info("004 %s by %s -> status %d", request.path.rsplit("/", 1)[-1], ident.common_name,
                  int(reply.status))

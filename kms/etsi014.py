@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from kms.errors import BadRequest, KeyNotFound, KmsError, SessionRefused, Unauthorized
-from kms.https_server import peer_identity
+from kms.errors import BadRequest, KeyNotFound, KmsError, RateLimited, SessionRefused, Unauthorized
+from kms.https_server import hold_connection, peer_identity
 from kms.key_pool import KeyRecord
 from kms.pki import SAE_UNIT
 from kms.telemetry import outcome_of
+from kms.token_bucket import SHORT_WAIT_S
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,21 @@ def error_status(exc: KmsError) -> int:
     if isinstance(exc, SessionRefused):  # the controller refused the session
         return 401 if exc.refusal.access_denied else 503
     return 503   # InsufficientKey, RateLimited, NoRoute, RelayError, SessionError, ...
+
+
+def refusal_headers(exc: KmsError) -> list[tuple[str, str]]:
+    """Extra headers of a KM error's answer: ``Retry-After`` (RFC 9110 §10.2.3, whole seconds,
+    rounded up) when the session's token bucket refused the request. The caller's connection
+    is also held back until then (:func:`kms.https_server.hold_connection`), so a flood of
+    refused requests costs the KM one refusal per connection and refill, not a CPU core."""
+    if not isinstance(exc, RateLimited) or exc.retry_after is None:
+        return []
+    # retry_after is the caller's turn (kms.token_bucket.TokenBucket.next_turn): connections
+    # refused together come back one at a time; each a little before its turn, as a request
+    # short by at most SHORT_WAIT_S waits for its tokens (the bucket stays in use: accepted
+    # volume within 1 % of rate·t + size)
+    hold_connection(exc.retry_after - SHORT_WAIT_S / 2)
+    return [("Retry-After", str(max(1, math.ceil(exc.retry_after))))]
 
 
 def error_payload(exc: KmsError) -> dict[str, Any]:
@@ -171,7 +188,7 @@ def _kms_error(exc: KmsError):
     status = error_status(exc)
     _count(outcome_of(exc))
     log.info("014 %s %s -> %d (%s)", request.method, request.path, status, type(exc).__name__)
-    return jsonify(error_payload(exc)), status
+    return jsonify(error_payload(exc)), status, refusal_headers(exc)
 
 
 @blueprint.get("/<slave_sae_id>/status")

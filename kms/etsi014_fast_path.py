@@ -22,6 +22,7 @@ from werkzeug.exceptions import InternalServerError
 
 from kms import etsi014
 from kms.errors import KmsError
+from kms.session_admission import SessionAdmission
 from kms.telemetry import outcome_of
 from qkdn.structured_logging import unbind_session
 
@@ -53,12 +54,20 @@ def request_json(environ: dict[str, Any]) -> Any:
         return None
 
 
-def json_response(start_response: Callable, status: int, body: dict[str, Any]) -> list[bytes]:
+def json_response(start_response: Callable, status: int, body: dict[str, Any],
+                  headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
     """A JSON answer encoded as the Flask app encodes it (compact, key order kept)."""
     data = (json.dumps(body, separators=(",", ":")) + "\n").encode()
     start_response(f"{status} {HTTPStatus(status).phrase}",
-                   [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                    *headers])
     return [data]
+
+
+def pair_key(sae_a: str, sae_b: str) -> tuple[str, str]:
+    """The admission key of an SAE pair (its 014 session), the same in both directions."""
+    first, second = sorted((sae_a, sae_b))
+    return first, second
 
 
 class KeyRouteDispatch:
@@ -67,6 +76,8 @@ class KeyRouteDispatch:
     def __init__(self, km: KeyManager, fallback: Callable) -> None:
         self.km = km
         self.fallback = fallback
+        #: key calls of one SAE pair (one 014 session) in progress at once
+        self.admission = SessionAdmission()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
@@ -78,14 +89,14 @@ class KeyRouteDispatch:
             return self.fallback(environ, start_response)
         sae_id, operation = match.groups()
         try:
-            status, body, outcome = self._serve(environ, method, sae_id, operation)
+            status, body, outcome, headers = self._serve(environ, method, sae_id, operation)
         finally:
             unbind_session()   # cheroot reuses its threads (as the Flask app's teardown)
         self.km.telemetry.count_request("014", operation, outcome)
-        return json_response(start_response, status, body)
+        return json_response(start_response, status, body, headers)
 
     def _serve(self, environ: dict[str, Any], method: str, sae_id: str,
-               operation: str) -> tuple[int, dict[str, Any], str]:
+               operation: str) -> tuple[int, dict[str, Any], str, list[tuple[str, str]]]:
         km = self.km
         post = method == "POST"
         try:
@@ -97,20 +108,25 @@ class KeyRouteDispatch:
                 number, size, additional = etsi014.enc_keys_request(
                     body, None if args is None else dict(reversed(args)),
                     km.config.default_key_size)
-                records = km.enc_keys(caller, sae_id, number, size, additional)
+                with self.admission.admit(pair_key(caller, sae_id),
+                                          f"SAE pair {caller}, {sae_id}"):
+                    records = km.enc_keys(caller, sae_id, number, size, additional)
                 log.info("014 enc_keys %s -> %s: %d key(s) of %d bits", caller, sae_id,
                          len(records), size)
             else:
                 key_ids = etsi014.dec_keys_request(
                     body, None if args is None else [v for k, v in args if k == "key_ID"])
-                records = km.dec_keys(caller, sae_id, key_ids)
+                with self.admission.admit(pair_key(caller, sae_id),
+                                          f"SAE pair {sae_id}, {caller}"):
+                    records = km.dec_keys(caller, sae_id, key_ids)
                 log.info("014 dec_keys %s <- %s: %d key(s)", caller, sae_id, len(records))
-            return 200, etsi014.key_container(records), outcome_of(None)
+            return 200, etsi014.key_container(records), outcome_of(None), []
         except KmsError as exc:
             status = etsi014.error_status(exc)
             log.info("014 %s %s -> %d (%s)", method, environ.get("PATH_INFO"), status,
                      type(exc).__name__)
-            return status, etsi014.error_payload(exc), outcome_of(exc)
+            return (status, etsi014.error_payload(exc), outcome_of(exc),
+                    etsi014.refusal_headers(exc))
         except Exception:
             log.exception("014 %s %s failed", method, environ.get("PATH_INFO"))
-            return 500, {"message": InternalServerError.description}, "error"
+            return 500, {"message": InternalServerError.description}, "error", []

@@ -11,14 +11,18 @@ socket timeout is per ``recv``, so a client that sends its request a byte at a t
 worker thread for ever. Here the handshake runs in the worker thread
 (:class:`_DeferredHandshakeAdapter`), and a :class:`ReadDeadlines` watchdog cuts a
 connection whose handshake, request head and body are not all in within
-``read_deadline_s`` of the first byte awaited (docs/reliability.md, item 2).
+``read_deadline_s`` of the first byte awaited (docs/reliability.md, item 2). An app may hold
+a connection's next request back for a while (:func:`hold_connection`: a client refused for
+its rate waits without a worker thread; item 7).
 :func:`guard_server` installs the same protection on any cheroot WSGI server (the
 orchestrator's, over HTTPS or plain HTTP).
 """
 
 from __future__ import annotations
 
+import heapq
 import io
+import itertools
 import json
 import logging
 import os
@@ -156,6 +160,88 @@ def _shut_down(sock: socket.socket) -> None:
         dup.close()
 
 
+#: Longest a connection's next request is held back after a refusal (:func:`hold_connection`).
+MAX_HOLD_S = 1.0
+
+#: The connection the calling worker thread is serving (set by :class:`_GuardedConnection`).
+_serving = threading.local()
+
+
+def hold_connection(seconds: float) -> None:
+    """Called by an app while it answers a request: read this connection's next request no
+    earlier than ``seconds`` (at most :data:`MAX_HOLD_S`) from now. The answer goes out at
+    once; meanwhile the connection waits in :class:`ConnectionHolds` — in neither the selector
+    nor a worker thread. A client refused for its rate (token bucket) thus cannot make the KM
+    spend its CPU on refusals faster than its connections' holds run out (item 7 of
+    docs/reliability.md). A no-op outside a guarded server's worker thread."""
+    conn = getattr(_serving, "connection", None)
+    if conn is not None and seconds > 0:
+        conn.resume_at = max(conn.resume_at, time.monotonic() + min(seconds, MAX_HOLD_S))
+
+
+class ConnectionHolds:
+    """Keep-alive connections held back until their ``resume_at`` (monotonic) before they go
+    back to the server (``put``: cheroot's ``put_conn``, which registers them with the
+    selector again). One thread for all of them, asleep while none is held."""
+
+    def __init__(self, put: Callable[[Any], None], name: str) -> None:
+        self._put = put
+        self._held: list[tuple[float, int, Any]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"holds-{name}", daemon=True)
+        self._started = False
+
+    def put_conn(self, conn: Any) -> None:
+        """cheroot's ``put_conn`` with holds: a connection due later waits here."""
+        resume_at = getattr(conn, "resume_at", 0.0)
+        if resume_at <= time.monotonic():
+            self._put(conn)
+            return
+        with self._cond:
+            if self._stopped:
+                conn.close()
+                return
+            if not self._started:
+                self._thread.start()
+                self._started = True
+            heapq.heappush(self._held, (resume_at, next(self._seq), conn))
+            self._cond.notify()
+
+    @property
+    def held(self) -> int:
+        with self._cond:
+            return len(self._held)
+
+    def stop(self) -> None:
+        """Close every held connection; later holds close at once."""
+        with self._cond:
+            self._stopped = True
+            held, self._held = self._held, []
+            self._cond.notify()
+        for _, _, conn in held:
+            conn.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and \
+                        (not self._held or self._held[0][0] > time.monotonic()):
+                    self._cond.wait(self._held[0][0] - time.monotonic() if self._held else None)
+                if self._stopped:
+                    return
+                due = []
+                while self._held and self._held[0][0] <= time.monotonic():
+                    due.append(heapq.heappop(self._held)[2])
+            for conn in due:
+                try:
+                    self._put(conn)
+                except Exception:   # e.g. the socket closed meanwhile: drop that one only
+                    log.debug("held connection could not be resumed", exc_info=True)
+                    conn.close()
+
+
 class _DeferredHandshakeAdapter(BuiltinSSLAdapter):
     """Wraps accepted sockets without a handshake; :class:`_GuardedConnection` does it."""
 
@@ -171,6 +257,8 @@ class _GuardedConnection(HTTPConnection):
 
     _handshake_done = False
     _handshake_started: float | None = None
+    #: monotonic time before which the next request is not read (:func:`hold_connection`)
+    resume_at = 0.0
 
     def communicate(self):
         if not self._handshake_done:
@@ -185,9 +273,11 @@ class _GuardedConnection(HTTPConnection):
                     return True  # wait in the selector, not in a worker thread
         deadlines: ReadDeadlines = self.server.read_deadlines
         deadlines.begin(self.socket)
+        _serving.connection = self
         try:
             return super().communicate()
         finally:
+            _serving.connection = None
             deadlines.end()
 
     def _continue_handshake(self) -> bool:
@@ -285,6 +375,9 @@ def guard_server(server: wsgi.Server, *, name: str,
     server.max_request_body_size = MAX_BODY_BYTES
     server.ConnectionClass = _GuardedConnection
     server.read_deadlines = deadlines  # type: ignore[attr-defined]  # read by _GuardedConnection
+    holds = ConnectionHolds(server.put_conn, name)
+    server.put_conn = holds.put_conn  # type: ignore[method-assign]  # worker threads call it
+    server.connection_holds = holds  # type: ignore[attr-defined]  # stopped by GuardedServer
     if tls is not None:
         files, context = tls
         adapter = _DeferredHandshakeAdapter(str(files.cert), str(files.key), str(files.ca))
@@ -339,9 +432,14 @@ class GuardedServer:
         log.info("%s listening on %s", self._label, self.base_url)
         return self
 
+    @property
+    def connection_holds(self) -> ConnectionHolds:
+        return self._server.connection_holds  # type: ignore[attr-defined]  # guard_server
+
     def stop(self) -> None:
         self.read_deadlines.stop()
         self._server.stop()
+        self.connection_holds.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

@@ -33,7 +33,7 @@ from kms.errors import (
     Unauthorized,
 )
 from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_table
-from kms.https_server import HttpsServer, TlsFiles
+from kms.https_server import MAX_HOLD_S, HttpsServer, TlsFiles
 from kms.hybrid_kdf import Provenance, fallback_mode
 from kms.hybrid_provisioning import HybridProvisioner
 from kms.key_pool import KeyPool, KeyRecord, copy_key_id
@@ -45,7 +45,7 @@ from kms.relay import RelayContext, RelayEngine, RelayRejected, RelayTls, RelayU
 from kms.relay_ahead import RelayAheadPolicy
 from kms.session import KmSession, SessionEvent, SessionState, Transition
 from kms.telemetry import KmTelemetry
-from kms.token_bucket import TokenBucket
+from kms.token_bucket import SHORT_WAIT_S, TokenBucket
 from qkdn.structured_logging import bind_session
 
 if TYPE_CHECKING:
@@ -494,13 +494,13 @@ class KeyManager:
         with self._lock:
             return session_id.lower() in self._used_by_014 or session_id in self._used_by_014
 
-    def _release_session(self, session_id: str) -> None:
+    def _release_session(self, session_id: str, *, streams: bool = True) -> None:
         self._used_by_014.discard(session_id)
         self._buckets.pop(session_id, None)
         self.hybrid.drop_session(session_id)
         self._delivered.pop(session_id, None)    # the controller keeps the session's totals
         self._modes.pop(session_id, None)
-        if self.streams is not None:
+        if streams and self.streams is not None:
             self.streams.on_session_terminated(session_id)
 
     # -- sessions for SAE pairs (014) ---------------------------------------------------------
@@ -618,14 +618,20 @@ class KeyManager:
         if not rate:
             return
         size = cfg.bucket_size or rate   # absent: one second of token_rate (YANG)
-        now = time.monotonic()
-        with self._lock:
-            bucket = self._buckets.get(session.session_id)
-            if bucket is None:
-                bucket = self._buckets[session.session_id] = TokenBucket.full(size, rate, now)
-            if not bucket.try_consume(bits, now):
+        for attempt in range(2):
+            now = time.monotonic()
+            with self._lock:
+                bucket = self._buckets.get(session.session_id)
+                if bucket is None:
+                    bucket = self._buckets[session.session_id] = TokenBucket.full(size, rate, now)
+                if bucket.try_consume(bits, now):
+                    return
+                turn = bucket.next_turn(bits, now, horizon=MAX_HOLD_S)
+            if attempt or turn > SHORT_WAIT_S:
+                # refused before any key work; the caller's turn: kms.etsi014.refusal_headers
                 raise RateLimited(f"session {session.session_id}: key rate above the agreed "
-                                  f"{rate} bit/s")
+                                  f"{rate} bit/s", retry_after=turn)
+            time.sleep(turn)   # its tokens are due within SHORT_WAIT_S: wait, no lock held
 
     def wait_for_tokens(self, session_id: str, bits: int, rate: float | None,
                         deadline: float) -> bool:
@@ -650,6 +656,12 @@ class KeyManager:
             if now + wait > deadline:
                 return False
             time.sleep(wait)
+
+    def token_retry_after(self, session_id: str, bits: int) -> float | None:
+        """Seconds until the session's token bucket could give ``bits`` (None: no bucket)."""
+        with self._lock:
+            bucket = self._buckets.get(session_id)
+            return None if bucket is None else bucket.retry_after(bits, time.monotonic())
 
     # -- ETSI 014 core --------------------------------------------------------------------------
     def check_size(self, size: int) -> None:
@@ -1084,17 +1096,34 @@ class KeyManager:
     def tick(self) -> None:
         """One round of housekeeping: idle timers, ttl expiry, pending relays."""
         with self._lock:
-            for session in list(self._sessions.values()):
-                if session.check_timer():
-                    self._release_session(session.session_id)
+            # every expiry first (its time is the transition's), then their resources: 500
+            # sessions expiring in one tick were released one by one, the last >1 s late
+            expired = [s.session_id for s in list(self._sessions.values()) if s.check_timer()]
+            for session_id in expired:
+                self._release_session(session_id, streams=False)
             self._forget_terminated(self._forwarding)
+        if expired and self.streams is not None:   # outside the KM's lock, all at once
+            self.streams.on_sessions_terminated(expired)
         self.pool.expire(self._clock())
         self.pool.fold_journal()
         if self.pool.pending_relays():
             self.relay.resolve_pending()
 
+    def next_tick_in(self) -> float:
+        """Seconds until the next housekeeping round: ``resolve_interval_s``, or sooner when
+        a session's idle timer runs out before that (it closes on time, not up to a whole
+        interval late: item 8 of docs/reliability.md)."""
+        wait = self.config.resolve_interval_s
+        now = self._clock()
+        with self._lock:
+            for session in self._sessions.values():
+                if session.state is SessionState.OPERATIVE and session.idle_timeout:
+                    due = session.last_activity + session.idle_timeout - now
+                    wait = min(wait, due + 0.005)
+        return max(0.005, wait)
+
     def _housekeeping(self) -> None:
-        while not self._stop.wait(self.config.resolve_interval_s):
+        while not self._stop.wait(self.next_tick_in()):
             try:
                 self.tick()
             except Exception:

@@ -650,11 +650,17 @@ class KeyPool:
 
     def drop_stream(self, stream_id: str) -> None:
         """Delete every unreleased key of a closed stream."""
+        self.drop_streams([stream_id])
+
+    def drop_streams(self, stream_ids: Iterable[str]) -> None:
+        """Delete every unreleased key of closed streams, in one transaction (500 sessions
+        expiring in one tick took one commit and one WAL checkpoint each)."""
         with self._lock, self._tx() as cur:
-            for (key_id,) in cur.execute(
-                    "SELECT key_id FROM keys WHERE stream_id=? AND state=?",
-                    (stream_id, KeyState.READY.value)).fetchall():
-                _scrub(cur, key_id, KeyState.VOID)
+            for stream_id in stream_ids:
+                for (key_id,) in cur.execute(
+                        "SELECT key_id FROM keys WHERE stream_id=? AND state=?",
+                        (stream_id, KeyState.READY.value)).fetchall():
+                    _scrub(cur, key_id, KeyState.VOID)
         self._truncate_wal()
 
     def take_seed(self, key_id: str, master: str, slave: str) -> bytes:

@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from kms.hybrid_kdf import fallback_mode
 from kms.key_pool import KeyRecord, KeyState
 from kms.refusals import Refusal
 from kms.session import KmSession, SessionEvent, SessionState
+from kms.session_admission import ConcurrencyLimited, SessionAdmission
 
 if TYPE_CHECKING:
     from kms.key_manager import KeyManager, Route
@@ -73,6 +75,9 @@ class Reply:
     index: int | None = None
     metadata: bytes | None = None
     provenance: str | None = None   #: qkd, hybrid or pqc (ADR 0009)
+    #: refused for the session's rate or concurrency: seconds before asking again is useful
+    #: (the HTTP binding holds the caller's connection that long; not on the wire)
+    retry_after: float | None = None
 
 
 @dataclass
@@ -108,6 +113,9 @@ class StreamManager:
         self._lock = threading.RLock()
         #: why the last keys of a stream were not QKD keys (for the mode-change notification)
         self._fallback_reasons: dict[str, str] = {}
+        #: GET_KEYs of one session in progress at once: waiting in the token bucket or for
+        #: key material holds a worker thread, so one session may hold only a few of them
+        self.admission = SessionAdmission()
         km.streams = self
 
     # -- QoS ----------------------------------------------------------------------------------
@@ -267,6 +275,15 @@ class StreamManager:
         if not stream.connected():
             return Reply(Status.PEER_NOT_CONNECTED, ksid)
         self.km.telemetry.request(stream.session.session_id, "004", "get_key", caller)
+        try:
+            with self.admission.admit(stream.session.session_id):
+                return self._get_key_admitted(stream, caller, ksid, index, metadata_size)
+        except ConcurrencyLimited as exc:   # before any index, key or bucket work
+            self._report(stream, notifications.KeyRequestOutcome.RATE_LIMITED)
+            return Reply(Status.TIMEOUT, ksid, index=index, retry_after=exc.retry_after)
+
+    def _get_key_admitted(self, stream: KeyStream, caller: str, ksid: str, index: int | None,
+                          metadata_size: int | None) -> Reply:
         with stream.lock:
             if index is None:
                 index = stream.next_index.get(caller, 0)
@@ -284,7 +301,9 @@ class StreamManager:
             with stream.lock:   # the index was not served: hand it out again next time
                 if stream.next_index.get(caller) == index + 1:
                     stream.next_index[caller] = index
-            return Reply(Status.TIMEOUT, ksid, index=index)
+            return Reply(Status.TIMEOUT, ksid, index=index,
+                         retry_after=self.km.token_retry_after(
+                             session.session_id, stream.qos.key_chunk_size * 8))
         with self.km._lock:
             if session.active:
                 session.fire(SessionEvent.KEY_REQUEST)
@@ -373,7 +392,7 @@ class StreamManager:
             if not reason:
                 try:
                     route = km.pick_leg(stream.route, nbytes)
-                    with km.gate.slot(stream.qos.priority):
+                    with km.gate.slot(stream.qos.priority, stream.session.session_id):
                         km.note_leg_use(route, nbytes * 8)
                         km.relay.originate(route.session, route.next_node, records,
                                            master_local=master in stream.local_saes,
@@ -415,12 +434,18 @@ class StreamManager:
         return Reply(Status.SUCCESS, stream.ksid)
 
     def on_session_terminated(self, session_id: str) -> None:
+        self.on_sessions_terminated([session_id])
+
+    def on_sessions_terminated(self, session_ids: Iterable[str]) -> None:
+        """Drop the streams of ended sessions and their unreleased keys: one pass over the
+        streams and one key-pool transaction for all of them (a whole tick's expiries)."""
+        ended = set(session_ids)
         with self._lock:
-            gone = [s for s in self._streams.values() if s.session.session_id == session_id]
+            gone = [s for s in self._streams.values() if s.session.session_id in ended]
             for stream in gone:
                 self._streams.pop(stream.ksid, None)
-        for stream in gone:
-            self.km.pool.drop_stream(stream.ksid)
+        if gone:
+            self.km.pool.drop_streams([stream.ksid for stream in gone])
 
     # -- KM-to-KM control ---------------------------------------------------------------------
     def _control(self, stream: KeyStream, body: dict) -> dict:

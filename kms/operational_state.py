@@ -38,8 +38,7 @@ def build_operational_state(sessions: Mapping[str, KmSession], table: Forwarding
         session = sessions.get(app_id)
         if session is None:
             continue
-        requests = sum(1 for t in session.history if t.event is SessionEvent.KEY_REQUEST)
-        counters: dict = {"key_requests": str(requests)}
+        counters: dict = {"key_requests": str(session.key_requests)}
         per = (delivered or {}).get(app_id)
         if per:
             counters["keys_delivered"] = str(sum(v[0] for v in per.values()))

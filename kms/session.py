@@ -8,6 +8,7 @@ notification and into the application status the agent exposes).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -15,6 +16,9 @@ from enum import Enum
 from kms.errors import SessionError
 
 log = logging.getLogger(__name__)
+
+#: transitions a session keeps in ``history``
+HISTORY_LIMIT = 100
 
 
 class SessionState(str, Enum):
@@ -81,7 +85,11 @@ class KmSession:
         self._observer = observer
         self._in_flight = 0
         self.last_activity = clock()
-        self.history: list[Transition] = []
+        #: the newest HISTORY_LIMIT transitions (two per key request: the whole history of a
+        #: long-lived session grew without bound, ≈ 0.25 KB per request; docs/reliability.md)
+        self.history: deque[Transition] = deque(maxlen=HISTORY_LIMIT)
+        #: key requests over the session's life (``km_session/counters/key_requests``)
+        self.key_requests = 0
 
     def fire(self, event: SessionEvent) -> SessionState:
         """Apply ``event``; raises :class:`SessionError` if it is not valid now."""
@@ -90,6 +98,7 @@ class KmSession:
             raise SessionError(f"session {self.session_id}: {event.value} not valid in {self.state.value}")
         if event is SessionEvent.KEY_REQUEST:
             self._in_flight += 1
+            self.key_requests += 1
         if event is SessionEvent.KEY_DELIVERED:
             self._in_flight -= 1
             if self._in_flight > 0:

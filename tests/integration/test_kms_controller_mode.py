@@ -102,6 +102,18 @@ def test_idle_timer_expires_the_session(net):
     assert state["app_status"] == "etsi-qkd-node-types:OUT-OF-TIME"
 
 
+def test_housekeeping_wakes_when_the_next_idle_timer_runs_out(net):
+    km = net.kms["A"]
+    km.apply_running_config(config("A", idle=30))
+    net.kms["B"].apply_running_config(config("B", idle=30))
+    assert enc(net).status_code == 200
+    assert km.next_tick_in() == pytest.approx(km.config.resolve_interval_s)
+    net.clock.now += 29.7                  # due in 0.3 s: sooner than the 1 s interval
+    assert km.next_tick_in() == pytest.approx(0.305, abs=0.01)
+    net.clock.now += 1
+    assert km.next_tick_in() == pytest.approx(0.005)
+
+
 def test_unused_keys_expire_after_app_qos_ttl(net):
     for node in ("A", "B"):
         cfg = config(node)

@@ -10,8 +10,13 @@ configuration of adjacent sessions with token buckets and idle timers.
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import math
+import os
+import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -20,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -28,7 +34,7 @@ from bench.process_cpu import process_cpu_s
 from kms.local_network import link_id, node_qkdn_id
 from kms.pki import issue_network_pki
 
-from ..integration.km_serve import free_port, km_spec, launch_km, stop_all, wait_ready
+from ..integration.km_serve import ROOT, free_port, km_spec, launch_km, stop_all, wait_ready
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -74,6 +80,78 @@ def adjacent_session_config(node: str, sessions: Sequence[dict[str, Any]]) -> di
                                     "qkdl_remote": {"qkdn_id": node_qkdn_id(peer)}}]}}}
 
 
+class LightResponse:
+    """The parts of a ``requests.Response`` the load clients read."""
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class LightSession:
+    """``post(url, json=...)`` like a ``requests.Session``, over keep-alive ``http.client``
+    connections pooled per host: about a third of the client CPU per call of ``requests``
+    (which cost the load generator ≈ 7 ms of CPU per key request at load 35, more than the
+    KMs; 200 requests/s then needed more than the machine's two cores for the clients alone).
+    Transport failures raise ``requests.ConnectionError``, as ``requests`` does."""
+
+    def __init__(self, ca: str, cert: str, key: str) -> None:
+        self._context = ssl.create_default_context(cafile=ca)
+        self._context.load_cert_chain(cert, key)
+        self._idle: dict[tuple[str, int], list[http.client.HTTPSConnection]] = {}
+        self._lock = threading.Lock()
+
+    def post(self, url: str, *, json: Any = None, timeout: float = 30) -> LightResponse:
+        parts = urlsplit(url)
+        where = (parts.hostname or "127.0.0.1", parts.port or 443)
+        body = _json_dumps(json).encode()
+        for attempt in range(2):
+            with self._lock:
+                idle = self._idle.get(where)
+                conn = idle.pop() if idle else None
+            reused = conn is not None
+            if conn is None:
+                conn = http.client.HTTPSConnection(where[0], where[1], context=self._context,
+                                                   timeout=timeout)
+            try:
+                conn.request("POST", parts.path + (f"?{parts.query}" if parts.query else ""),
+                             body, {"Content-Type": "application/json"})
+                answer = conn.getresponse()
+                data = answer.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if reused and attempt == 0 and isinstance(
+                        exc, (http.client.RemoteDisconnected, BrokenPipeError,
+                              ConnectionResetError)):
+                    continue   # a keep-alive connection the server had closed: a fresh one
+                raise requests.ConnectionError(f"{type(exc).__name__}: {exc}") from None
+            if answer.will_close:
+                conn.close()
+            else:
+                with self._lock:
+                    self._idle.setdefault(where, []).append(conn)
+            return LightResponse(answer.status, data)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value)
+
+
 def sae_session(ca: str, cert: str, key: str, pool: int = 4) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
@@ -89,8 +167,8 @@ class PairClient:
 
     master: str
     slave: str
-    master_session: requests.Session
-    slave_session: requests.Session
+    master_session: requests.Session | LightSession
+    slave_session: requests.Session | LightSession
     url_a: str
     url_b: str
 
@@ -135,12 +213,15 @@ class PairClient:
 
 def run_open_loop(clients: Sequence[PairClient], *, rate: float, duration: float,
                   workers: int = 32, sample: Callable[[], None] | None = None,
-                  sample_every: float = 5.0) -> dict[str, Any]:
+                  sample_every: float = 5.0,
+                  results: list[tuple[str, float, int | str]] | None = None) -> dict[str, Any]:
     """Start one exchange (2 key requests) every ``2/rate`` s for ``duration`` s, round-robin
     over the pairs, whatever the answers' latency (open loop); latency counts from the
-    scheduled start, so a client-side backlog shows up as latency too."""
+    scheduled start, so a client-side backlog shows up as latency too. ``results``: a list
+    that also receives every (call, seconds, status), e.g. to pool several runs."""
     interval = 2.0 / rate
-    results: list[tuple[str, float, int | str]] = []
+    pooled = results
+    results = []
     lock = threading.Lock()
 
     def task(client: PairClient, scheduled: float) -> None:
@@ -167,6 +248,8 @@ def run_open_loop(clients: Sequence[PairClient], *, rate: float, duration: float
                 sample()
                 next_sample += sample_every
     elapsed = time.monotonic() - started
+    if pooled is not None:
+        pooled.extend(results)
     return summarise(results, elapsed, offered_rate=rate)
 
 
@@ -222,6 +305,42 @@ def _ms(seconds: float | None) -> float | None:
     return round(seconds * 1000, 1) if seconds is not None else None
 
 
+class FloodProcess:
+    """``km_flood.py`` running idle until :meth:`start`; ``with FloodProcess(argv) as f:
+    f.start(6); ...; f.result()``."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True)
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        self._in, self._out = self._proc.stdin, self._proc.stdout
+        if not json.loads(self._out.readline() or "{}").get("ready"):
+            raise RuntimeError("km_flood.py did not start")
+
+    def start(self, seconds: float) -> None:
+        """Flood for ``seconds`` from now (returns at once)."""
+        self._in.write(f"flood {seconds}\n")
+        self._in.flush()
+
+    def result(self) -> dict[str, Any]:
+        """The figures of the flood last started (waits for its end)."""
+        return json.loads(self._out.readline())
+
+    def close(self) -> None:
+        self._in.close()
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class ServedKms:
     """KMs A and B (adjacent) as ``qkdn km serve`` processes with ``pairs`` SAE pairs."""
 
@@ -270,6 +389,29 @@ class ServedKms:
         """User + system CPU time of the KM process (``/proc/<pid>/stat``)."""
         return process_cpu_s(self.procs[node].pid)
 
+    def flood(self, master: str, slave: str, *, threads: int = 8, number: int = 4,
+              size: int = 256) -> FloodProcess:
+        """A greedy SAE ``master`` that asks its KM (A) for keys for ``slave`` as fast as the
+        answers come, from a process of its own (``km_flood.py``), on command."""
+        entry = self.pki["saes"][master]
+        return FloodProcess([
+            sys.executable, str(Path(__file__).with_name("km_flood.py")), "--url",
+            self.urls["A"], "--slave", slave, "--ca", str(self.pki["ca_cert"]),
+            "--cert", str(entry["cert"]), "--key", str(entry["key"]),
+            "--threads", str(threads), "--number", str(number), "--size", str(size)])
+
+    def pair_specs(self) -> list[dict[str, str]]:
+        """What a client process needs to act as each SAE pair (see :func:`client_process`)."""
+        specs = []
+        for i in range(self.pairs):
+            m, s = self.pki["saes"][f"sae-a{i}"], self.pki["saes"][f"sae-b{i}"]
+            specs.append({"master": f"sae-a{i}", "slave": f"sae-b{i}",
+                          "master_cert": str(m["cert"]), "master_key": str(m["key"]),
+                          "slave_cert": str(s["cert"]), "slave_key": str(s["key"]),
+                          "ca": str(self.pki["ca_cert"]), "url_a": self.urls["A"],
+                          "url_b": self.urls["B"]})
+        return specs
+
     def pair_clients(self, pool: int = 4) -> list[PairClient]:
         ca = self.pki["ca_cert"]
         clients = []
@@ -280,3 +422,118 @@ class ServedKms:
                                       sae_session(ca, s["cert"], s["key"], pool),
                                       self.urls["A"], self.urls["B"]))
         return clients
+
+
+def clients_from_specs(specs: Sequence[dict[str, str]]) -> list[PairClient]:
+    """Pair clients on :class:`LightSession` connections (the load-generator processes)."""
+    return [PairClient(p["master"], p["slave"],
+                       LightSession(p["ca"], p["master_cert"], p["master_key"]),
+                       LightSession(p["ca"], p["slave_cert"], p["slave_key"]),
+                       p["url_a"], p["url_b"]) for p in specs]
+
+
+def client_process(job: dict[str, Any]) -> dict[str, Any]:
+    """One load-generator process's share of a run: ``job`` = {"pairs": pair specs, "mode":
+    "open" | "closed", "rate" (open), "threads", "duration", "warmup_s"}; returns the raw
+    results (call, seconds, status), the error messages and the process's CPU seconds."""
+    clients = clients_from_specs(job["pairs"])
+    if job.get("warmup_s"):
+        run_closed_loop(clients, threads=min(4, job["threads"]), duration=job["warmup_s"])
+        for c in clients:
+            c.notes.clear()
+    cpu0 = time.process_time()
+    results: list[tuple[str, float, int | str]] = []
+    started = time.monotonic()
+    if job["mode"] == "open":
+        run_open_loop(clients, rate=job["rate"], duration=job["duration"],
+                      workers=job["threads"], results=results)
+    else:
+        results.extend(_closed_loop_results(clients, job["threads"], job["duration"]))
+    return {"results": results, "elapsed": time.monotonic() - started,
+            "messages": error_messages(clients), "cpu_s": time.process_time() - cpu0}
+
+
+def _closed_loop_results(clients: Sequence[PairClient], threads: int,
+                         duration: float) -> list[tuple[str, float, int | str]]:
+    results: list[tuple[str, float, int | str]] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + duration
+
+    def loop(i: int) -> None:
+        n = i
+        while time.monotonic() < stop_at:
+            out = clients[n % len(clients)].exchange()
+            n += threads
+            with lock:
+                results.extend(out)
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(duration + 60)
+    return results
+
+
+def run_in_processes(specs: Sequence[dict[str, str]], *, processes: int, mode: str,
+                     duration: float, threads: int, rate: float | None = None,
+                     warmup_s: float = 0.0, sample: Callable[[], None] | None = None,
+                     sample_every: float = 5.0) -> dict[str, Any]:
+    """A run of :func:`run_open_loop` (``mode="open"``, ``rate`` in key requests/s overall)
+    or of closed-loop clients (``threads`` overall), shared among ``processes`` load-generator
+    processes (each its own GIL: one Python client process saturated before the KMs did),
+    the pairs dealt round-robin. Returns the merged summary plus ``client_cpu_s`` and
+    ``messages``; ``sample`` runs every ``sample_every`` s meanwhile (e.g. RSS)."""
+    shares = [list(specs[i::processes]) for i in range(processes)]
+    shares = [s for s in shares if s]
+    procs = []
+    for share in shares:
+        job = {"pairs": share, "mode": mode, "duration": duration,
+               "threads": max(1, threads // len(shares)), "warmup_s": warmup_s,
+               "rate": (rate or 0) * len(share) / len(specs)}
+        proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.km_load"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(job))
+        proc.stdin.close()
+        procs.append(proc)
+    # read every answer while the processes run: one that fills its pipe (thousands of
+    # results) would otherwise wait for ever for a reader
+    outputs: list[str] = ["" for _ in procs]
+
+    def read(i: int, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        outputs[i] = proc.stdout.read()
+
+    readers = [threading.Thread(target=read, args=(i, p)) for i, p in enumerate(procs)]
+    for reader in readers:
+        reader.start()
+    if sample is not None:
+        time.sleep(warmup_s)
+        next_sample = time.monotonic()
+        while any(r.is_alive() for r in readers):
+            if time.monotonic() >= next_sample:
+                sample()
+                next_sample += sample_every
+            time.sleep(0.1)
+    for reader in readers:
+        reader.join(duration + warmup_s + 300)
+    results: list[tuple[str, float, int | str]] = []
+    messages: Counter[str] = Counter()
+    cpu = 0.0
+    elapsed = 0.0
+    for proc, out in zip(procs, outputs, strict=True):
+        proc.wait(timeout=60)
+        part = json.loads(out)
+        results.extend((c, sec, st) for c, sec, st in part["results"])
+        messages.update(part["messages"])
+        cpu += part["cpu_s"]
+        elapsed = max(elapsed, part["elapsed"])
+    summary = summarise(results, elapsed, offered_rate=rate if mode == "open" else None)
+    return {**summary, "client_processes": len(procs), "client_cpu_s": round(cpu, 2),
+            "messages": dict(messages.most_common(10))}
+
+
+if __name__ == "__main__":   # a load-generator process of run_in_processes: job on stdin
+    print(json.dumps(client_process(json.loads(sys.stdin.read()))), flush=True)

@@ -23,47 +23,59 @@ OVERLOAD_OK = {"200", "503", "429"}
 
 
 def run_load(tmp_path, *, rate: float, duration: float, pairs: int, blocks: int,
-             saturation_s: float, overload_s: float) -> dict:
+             saturation_s: float, overload_s: float, processes: int = 2) -> dict:
     """Saturation first (closed loop, 16 clients), then ``rate`` open loop for ``duration``
     s (after a 10 % warm-up), then twice the measured saturation rate. If the machine
     saturates below ``rate``, the sustained phase runs at 80 % of the saturation rate instead
     (errors and memory growth are still measured; an open loop above saturation would only
-    pile up a backlog for minutes) and ``machine_sustains_target`` says so."""
+    pile up a backlog for minutes) and ``machine_sustains_target`` says so.
+
+    The load comes from ``processes`` client processes (``km_load.run_in_processes``): a
+    single Python client process saturated (its GIL) at 100-170 requests/s, before the KMs."""
     with km_load.ServedKms(tmp_path, pairs=pairs, blocks=blocks) as kms:
-        clients = kms.pair_clients()
-        km_load.run_closed_loop(clients, threads=4, duration=2)    # connections, caches
-        saturation = km_load.run_closed_loop(clients, threads=16, duration=saturation_s)
+        specs = kms.pair_specs()
+        saturation = km_load.run_in_processes(specs, processes=processes, mode="closed",
+                                              threads=16, duration=saturation_s, warmup_s=2)
         sustains = saturation["achieved_rate"] >= rate
         wanted = rate
         rate = rate if sustains else round(0.8 * saturation["achieved_rate"], 1)
-        warm = km_load.run_open_loop(clients, rate=rate, duration=max(2.0, duration / 10))
-        rss0 = {n: kms.rss_kib(n) for n in ("A", "B")}
-        cpu0 = {n: kms.cpu_seconds(n) for n in ("A", "B")}
+        warmup_s = max(2.0, duration / 10)
+        rss0: dict[str, int] = {}
+        cpu0: dict[str, float] = {}
         samples: list[dict[str, int]] = []
-        main = km_load.run_open_loop(
-            clients, rate=rate, duration=duration,
-            sample=lambda: samples.append({n: kms.rss_kib(n) for n in ("A", "B")}),
-            sample_every=max(1.0, duration / 20))
+
+        def sample() -> None:
+            if not rss0:     # the first sample, once the clients' warm-up is over
+                rss0.update({n: kms.rss_kib(n) for n in ("A", "B")})
+                cpu0.update({n: kms.cpu_seconds(n) for n in ("A", "B")})
+            samples.append({n: kms.rss_kib(n) for n in ("A", "B")})
+
+        # warm-up: the same open loop for warmup_s, not counted
+        warm = km_load.run_in_processes(specs, processes=processes, mode="open", rate=rate,
+                                        threads=32, duration=warmup_s)
+        main = km_load.run_in_processes(specs, processes=processes, mode="open", rate=rate,
+                                        threads=32, duration=duration, sample=sample,
+                                        sample_every=max(1.0, duration / 20))
         rss1 = {n: kms.rss_kib(n) for n in ("A", "B")}
         cpu = {n: kms.cpu_seconds(n) - cpu0[n] for n in ("A", "B")}
         growth = {n: round(100.0 * (rss1[n] - rss0[n]) / rss0[n], 2) for n in rss0}
         overload_rate = 2 * saturation["achieved_rate"]
-        overload_clients = kms.pair_clients(pool=8)
-        overload = km_load.run_open_loop(overload_clients, rate=overload_rate,
-                                         duration=overload_s, workers=96)
-        messages = km_load.error_messages(clients)
-        overload_messages = km_load.error_messages(overload_clients)
+        overload = km_load.run_in_processes(specs, processes=processes, mode="open",
+                                            rate=overload_rate, threads=96,
+                                            duration=overload_s)
     # each KM answers one of the two requests of an exchange
     cpu_ms = {n: round(1000 * c / max(1, main["requests"] / 2), 2) for n, c in cpu.items()}
     return {
         "target_rate": wanted, "sustained_rate": rate, "duration_s": duration, "pairs": pairs,
+        "client_processes": processes,
         "saturation": saturation, "machine_sustains_target": sustains,
         "warmup_errors": warm["errors"], "sustained": main,
         "km_cpu_ms_per_request": cpu_ms,
+        "km_cpu_share_percent": {n: round(100 * c / duration, 1) for n, c in cpu.items()},
         "rss_kib_start": rss0, "rss_kib_end": rss1, "rss_growth_percent": growth,
         "rss_kib_samples": samples[:25],
         "overload": overload,
-        "error_messages": messages, "overload_error_messages": overload_messages,
+        "error_messages": main["messages"], "overload_error_messages": overload["messages"],
         "overload_only_503_or_rate_limit": set(overload["statuses"]) <= OVERLOAD_OK,
         "meets": {"target_rate_sustainable": sustains, "errors": main["errors"] == 0,
                   "p99_under_100ms": (main["p99_ms"] or 1e9) < 100,

@@ -58,3 +58,15 @@ def test_invalid_transitions_raise():
     s.fire(SessionEvent.CLOSED)
     with pytest.raises(SessionError):
         s.configure(5)
+
+
+def test_history_is_bounded_and_key_requests_counted():
+    from kms.session import HISTORY_LIMIT, KmSession, SessionEvent
+    session = KmSession("s", frozenset({"a", "b"}), clock=lambda: 0.0)
+    session.configure(None)
+    for _ in range(HISTORY_LIMIT):
+        session.fire(SessionEvent.KEY_REQUEST)
+        session.fire(SessionEvent.KEY_DELIVERED)
+    assert len(session.history) == HISTORY_LIMIT
+    assert session.history[-1].event is SessionEvent.KEY_DELIVERED
+    assert session.key_requests == HISTORY_LIMIT

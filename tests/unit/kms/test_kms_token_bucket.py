@@ -37,3 +37,29 @@ def test_accepted_volume_within_one_percent_of_rate_t_plus_burst():
 def test_invalid_parameters():
     with pytest.raises(ValueError):
         TokenBucket.full(0, 1, 0.0)
+
+
+def test_refused_callers_get_successive_turns():
+    b = TokenBucket.full(size=1000, rate=1000, now=0.0)
+    assert b.try_consume(1000, 0.0)
+    turns = [b.next_turn(250, 0.0) for _ in range(4)]     # four connections refused at once
+    assert turns == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert b.try_consume(250, 0.25)                       # the first comes back: served
+    assert b.next_turn(250, 0.3) == pytest.approx(1.25 - 0.3)   # after the 4th turn (1.0)
+    assert b.next_turn(250, 5.0) == pytest.approx(0.0)    # turns in the past are forgotten
+
+
+def test_turns_are_finite_for_requests_that_never_fit():
+    b = TokenBucket.full(size=100, rate=10, now=0.0)
+    assert b.next_turn(1000, 0.0) == pytest.approx(10.0)
+
+
+def test_turns_wrap_around_past_the_horizon():
+    b = TokenBucket.full(size=1000, rate=1000, now=0.0)
+    assert b.try_consume(1000, 0.0)
+    turns = [b.next_turn(400, 0.0, horizon=1.0) for _ in range(4)]
+    assert turns == pytest.approx([0.4, 0.8, 0.4, 0.8])    # 1.2 s is past the horizon
+    slow = TokenBucket.full(size=2048, rate=256, now=0.0)
+    assert slow.try_consume(2048, 0.0)
+    assert slow.next_turn(1024, 0.0, horizon=1.0) == pytest.approx(4.0)
+    assert slow.next_turn(1024, 1.0, horizon=1.0) == pytest.approx(3.0)   # not 7 s
