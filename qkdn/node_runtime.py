@@ -46,6 +46,8 @@ PRELOAD_MODULES = (
     "kms.etsi014", "kms.relay", "kms.relay_api",
     # imported by the KM's start and first operational read (tests: nothing else is left)
     "kms.api_description", "kms.etsi014_fast_path", "kms.operational_state", "_strptime",
+    # the codec the socket module loads at a node's first connect or bind to a host name
+    "encodings.idna",
     "qkd_agent.agent", "qkd_agent.datastore", "qkd_agent.yang_context",
 )
 #: Shared libraries the preloaded modules look up with ``ctypes.util.find_library`` at
