@@ -256,24 +256,8 @@ def run_open_loop(clients: Sequence[PairClient], *, rate: float, duration: float
 def run_closed_loop(clients: Sequence[PairClient], *, threads: int,
                     duration: float) -> dict[str, Any]:
     """``threads`` clients, each starting its next exchange as soon as the last one ended."""
-    results: list[tuple[str, float, int | str]] = []
-    lock = threading.Lock()
-    stop_at = time.monotonic() + duration
-
-    def loop(i: int) -> None:
-        n = i
-        while time.monotonic() < stop_at:
-            out = clients[n % len(clients)].exchange()
-            n += threads
-            with lock:
-                results.extend(out)
-
     started = time.monotonic()
-    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(duration + 60)
+    results = closed_loop_results(clients, threads, duration)
     return summarise(results, time.monotonic() - started)
 
 
@@ -448,13 +432,14 @@ def client_process(job: dict[str, Any]) -> dict[str, Any]:
         run_open_loop(clients, rate=job["rate"], duration=job["duration"],
                       workers=job["threads"], results=results)
     else:
-        results.extend(_closed_loop_results(clients, job["threads"], job["duration"]))
+        results.extend(closed_loop_results(clients, job["threads"], job["duration"]))
     return {"results": results, "elapsed": time.monotonic() - started,
             "messages": error_messages(clients), "cpu_s": time.process_time() - cpu0}
 
 
-def _closed_loop_results(clients: Sequence[PairClient], threads: int,
-                         duration: float) -> list[tuple[str, float, int | str]]:
+def closed_loop_results(clients: Sequence[PairClient], threads: int,
+                        duration: float) -> list[tuple[str, float, int | str]]:
+    """The (outcome, latency, status) of every exchange of ``threads`` closed-loop clients."""
     results: list[tuple[str, float, int | str]] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + duration
