@@ -43,10 +43,13 @@ def test_link_down_reroutes_over_the_other_side(net):
     net.live[lid("b", "c")]["status"] = "OFF"
     net.notify("b", {"etsi-qkd-sdn-node:sdqkdn_link_down": {"qkd_link": {
         "qkdl_id": lid("b", "c"), "reason": "fiber cut"}}})
-    wait_for(lambda: sid in net.apps("d") and net.apps("b") == {}, what="reroute via d")
+    # the old path's removals go to a and b in parallel: wait for both, not only b's
+    wait_for(lambda: sid in net.apps("d") and net.apps("b") == {}
+             and len(net.virtual_links("a")) == 1, what="reroute via d")
     (vlink,) = net.virtual_links("d").values()
     assert vlink["virt_prev_hop"] == nid("a") and vlink["virt_next_hop"] == [nid("c")]
-    assert len(net.virtual_links("a")) == 1 and net.virtual_links("b") == {}
+    (a_vlink,) = net.virtual_links("a").values()
+    assert a_vlink["virt_next_hop"] == [nid("d")] and net.virtual_links("b") == {}
     assert net.admission.session(sid).state is SessionState.ACTIVE
 
 
