@@ -8,6 +8,7 @@ alternately, each awaited). Reports per edit-config the agent process's CPU
 (``/proc/<pid>/stat`` utime + stime, its idle CPU over the same time subtracted), this
 process's CPU (the client: paramiko, ncclient, the pipeline) and the wall-clock p50.
 
+``--profile DIR`` writes the agent's cProfile (its event-loop thread) to ``DIR/relay.prof``.
 ``--tree DIR`` (repeatable) runs the agent from each source tree given (its
 ``PYTHONPATH``), in turn, ``--rounds`` times: main and a branch alternated in one go. The
 client always runs from this tree.
@@ -28,7 +29,13 @@ import time
 from pathlib import Path
 
 from bench.agent_relay_edit_timing import RELAY
-from bench.process_cpu import process_cpu_s
+from bench.process_cpu import CLOCK_TICKS, process_cpu_s
+
+
+def _user_system_s(pid: int) -> tuple[float, float]:
+    """utime and stime of process ``pid`` (seconds)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def _relay_rpcs(edits: int) -> tuple[dict, list[str]]:
@@ -57,7 +64,8 @@ def _relay_rpcs(edits: int) -> tuple[dict, list[str]]:
     return initial_node_config(topo, RELAY), payloads[:edits]
 
 
-def run_once(tree: Path, edits: int, workdir: Path) -> dict[str, float]:
+def run_once(tree: Path, edits: int, workdir: Path, profile: Path | None = None
+             ) -> dict[str, float]:
     """One agent process from ``tree``: CPU per edit-config (agent, client) and wall p50."""
     from qkdn.netconf_client import install_event_driven_sessions
     from sdn_controller.netconf_pipeline import send_edit_config
@@ -69,6 +77,8 @@ def run_once(tree: Path, edits: int, workdir: Path) -> dict[str, float]:
                                 "host_key": str(workdir / "relay.key"), "links": []}))
     env = {**os.environ, "PYTHONPATH": str(tree)}
     env.pop("QKDN_BENCH_AGENT_PROFILE", None)
+    if profile is not None:  # the agent's event-loop thread under cProfile (CPU doubles)
+        env["QKDN_BENCH_AGENT_PROFILE"] = str(profile)
     proc = subprocess.Popen([sys.executable, "-m", "bench.netconf_agent_process", str(spec)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             bufsize=1, env=env, cwd=tree)
@@ -93,6 +103,7 @@ def run_once(tree: Path, edits: int, workdir: Path) -> dict[str, float]:
             idle_per_s = (process_cpu_s(proc.pid) - idle0) / (time.perf_counter() - t0)
             walls = []
             agent0, client0 = process_cpu_s(proc.pid), time.process_time()
+            split0 = _user_system_s(proc.pid)
             started = time.perf_counter()
             for payload in payloads:
                 t = time.perf_counter()
@@ -100,6 +111,7 @@ def run_once(tree: Path, edits: int, workdir: Path) -> dict[str, float]:
                 walls.append((time.perf_counter() - t) * 1000)
             elapsed = time.perf_counter() - started
             agent_s = process_cpu_s(proc.pid) - agent0 - idle_per_s * elapsed
+            system_s = _user_system_s(proc.pid)[1] - split0[1]
             client_s = time.process_time() - client0
         finally:
             m.close_session()
@@ -112,7 +124,8 @@ def run_once(tree: Path, edits: int, workdir: Path) -> dict[str, float]:
             proc.kill()
             proc.wait()
     n = len(payloads)
-    return {"agent_cpu_ms": agent_s * 1000 / n, "client_cpu_ms": client_s * 1000 / n,
+    return {"agent_cpu_ms": agent_s * 1000 / n, "agent_system_ms": system_s * 1000 / n,
+            "client_cpu_ms": client_s * 1000 / n,
             "wall_p50_ms": statistics.median(walls)}
 
 
@@ -121,13 +134,16 @@ def main() -> int:
     parser.add_argument("--edits", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tree", action="append", type=Path)
+    parser.add_argument("--profile", type=Path,
+                        help="write the agent's cProfile to DIR/relay.prof (last run)")
     args = parser.parse_args()
     trees = args.tree or [Path.cwd()]
     for _ in range(args.rounds):
         for tree in trees:
             with tempfile.TemporaryDirectory() as tmp:
-                result = run_once(tree.resolve(), args.edits, Path(tmp))
-            print(f"{tree!s:28s} agent {result['agent_cpu_ms']:.3f} ms, client "
+                result = run_once(tree.resolve(), args.edits, Path(tmp), args.profile)
+            print(f"{tree!s:28s} agent {result['agent_cpu_ms']:.3f} ms (kernel "
+                  f"{result['agent_system_ms']:.3f}), client "
                   f"{result['client_cpu_ms']:.3f} ms CPU per edit-config, wall p50 "
                   f"{result['wall_p50_ms']:.2f} ms (load {os.getloadavg()[0]:.1f})",
                   flush=True)

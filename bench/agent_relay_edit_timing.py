@@ -13,7 +13,8 @@ are timed separately (CPU time of this thread):
 - ``datastore``: :meth:`~qkd_agent.datastore.Datastore.edit_config`, with its listener;
 - ``session``: the whole request (the two above, dispatch, reply built and framed).
 
-Not a test: prints CPU microseconds. ``--sessions N`` keeps N other sessions installed at
+Not a test: prints CPU microseconds (median and minimum: on a busy machine the minimum
+is the steadier figure for comparing two trees). ``--sessions N`` keeps N other sessions installed at
 the relay meanwhile (a busier node). Compare two trees by running it with each on
 ``PYTHONPATH``, alternately::
 
@@ -120,8 +121,9 @@ def main() -> None:
             element = config[0].find(f"{{{NETCONF_BASE_NS}}}config")
             datastore[kind].append(_cpu_us(lambda e=element: store.edit_config(e)))
     for kind in ("install", "delete"):
-        print(f"{kind:7s} session {statistics.median(whole[kind]):7.1f} us, datastore "
-              f"{statistics.median(datastore[kind]):7.1f} us (p50 of {args.repeat})")
+        print(f"{kind:7s} session {statistics.median(whole[kind]):7.1f} us (min "
+              f"{min(whole[kind]):6.1f}), datastore {statistics.median(datastore[kind]):7.1f} us "
+              f"(min {min(datastore[kind]):6.1f}); p50 of {args.repeat}")
     print(f"parse of the install <rpc> {statistics.median(parse):.1f} us")
 
 

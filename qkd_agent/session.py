@@ -109,10 +109,10 @@ def parse_client_hello(root: etree._Element) -> frozenset[str]:
 
 
 def build_rpc_reply(rpc: etree._Element | None,
-                    content: list[etree._Element] | SerialisedData) -> bytes:
+                    content: list[etree._Element] | SerialisedData | None) -> bytes:
     """``<rpc-reply>`` carrying every attribute of the ``<rpc>`` (RFC 6241 §4.2) and the
     given content (``<data>``, ``<ok/>`` or ``<rpc-error>`` elements, or a serialised
-    ``<data>`` spliced in as it is)."""
+    ``<data>`` spliced in as it is); None is ``<ok/>``, spliced in without building it."""
     nsmap = {None: NETCONF_BASE_NS}
     if rpc is not None:
         nsmap.update({k: v for k, v in rpc.nsmap.items() if k is not None})
@@ -120,13 +120,17 @@ def build_rpc_reply(rpc: etree._Element | None,
     if rpc is not None:
         for name, value in rpc.attrib.items():
             reply.set(name, value)
-    if isinstance(content, SerialisedData):
+    if content is None or isinstance(content, SerialisedData):
         envelope = etree.tostring(reply, xml_declaration=True, encoding="UTF-8")
         # an empty element ends in "/>"; the base namespace is the default one (no prefix)
-        return b"%s>%s</rpc-reply>" % (envelope[:-2], content.xml)
+        return b"%s>%s</rpc-reply>" % (envelope[:-2], _OK if content is None else content.xml)
     for elem in content:
         reply.append(elem)
     return etree.tostring(reply, xml_declaration=True, encoding="UTF-8")
+
+
+#: ``<ok/>`` in the default namespace of the ``<rpc-reply>`` around it (the base one)
+_OK = b"<ok/>"
 
 
 def ok_element() -> etree._Element:
@@ -290,7 +294,8 @@ class NetconfSession:
             self.kill()
 
     def _dispatch(self, rpc: etree._Element,
-                  call: RpcCall) -> list[etree._Element] | SerialisedData:
+                  call: RpcCall) -> list[etree._Element] | SerialisedData | None:
+        """The reply content of one ``<rpc>``; None for ``<ok/>``."""
         if rpc.tag != _BASE + "rpc":
             raise RpcError(
                 ErrorTag.MALFORMED_MESSAGE if rpc.tag != _BASE + "hello" else ErrorTag.OPERATION_FAILED,
@@ -310,9 +315,9 @@ class NetconfSession:
                 type=ErrorType.RPC,
             )
         result = find_operation(ops[0], self._server.extra_operations)(ops[0], call)
-        if isinstance(result, SerialisedData):
+        if result is None or isinstance(result, SerialisedData):
             return result
-        return [result if result is not None else ok_element()]
+        return [result]
 
     # ------------------------------------------------------------------ output
 

@@ -439,3 +439,23 @@ def test_copy_config_running_to_running_and_delete_config(peer, server):
         == "operation-failed"
     assert error_tag(peer.rpc("<delete-config><target><startup/></target></delete-config>")) \
         == "operation-not-supported"
+
+
+@pytest.mark.parametrize("rpc_text", [
+    f'<rpc xmlns="{NETCONF_BASE_NS}" message-id="7"><commit/></rpc>',
+    (f'<nc:rpc xmlns:nc="{NETCONF_BASE_NS}" message-id="x&amp;y" xmlns:ex="urn:example" '
+     'ex:user="bob" ex:n="1"><nc:commit/></nc:rpc>'),
+    f'<rpc xmlns="{NETCONF_BASE_NS}" xmlns:a="urn:a" message-id="42" a:trace="t"><get/></rpc>',
+])
+def test_ok_reply_is_spliced_and_equals_the_built_one(rpc_text):
+    from qkd_agent.session import build_rpc_reply, ok_element
+
+    rpc = parse_message(rpc_text.encode())
+    spliced = build_rpc_reply(rpc, None)
+    built = build_rpc_reply(rpc, [ok_element()])
+    reply, expected = etree.fromstring(spliced), etree.fromstring(built)
+    assert reply.tag == expected.tag == f"{{{NETCONF_BASE_NS}}}rpc-reply"
+    assert dict(reply.attrib) == dict(expected.attrib) == dict(rpc.attrib)
+    assert reply.nsmap == expected.nsmap
+    assert [child.tag for child in reply] == [f"{{{NETCONF_BASE_NS}}}ok"]
+    assert etree.tostring(reply, method="c14n") == etree.tostring(expected, method="c14n")
