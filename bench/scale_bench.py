@@ -223,6 +223,21 @@ def session_states(state_root: Path) -> dict[str, int]:
     return counts
 
 
+def agent_polls(state_root: Path) -> dict[str, float]:
+    """The controller's periodic gets at the end (``sessions.json`` ``agents``): reply bytes
+    and poll interval, median and max over the agents; {} when not recorded."""
+    try:
+        agents = json.loads((state_root / "controller" / "sessions.json").read_text())["agents"]
+        sizes = [int(a["get_bytes"]) for a in agents.values()]
+        polls = [float(a["poll_s"]) for a in agents.values()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not sizes:
+        return {}
+    return {"get_bytes_median": statistics.median(sizes), "get_bytes_max": max(sizes),
+            "poll_s_median": statistics.median(polls), "poll_s_max": max(polls)}
+
+
 def active_sessions(state_root: Path, wait_s: float = 3.0) -> int:
     """Active sessions in the controller's table (written every tick)."""
     time.sleep(wait_s)
@@ -419,6 +434,10 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
         if restarts:
             say(f"processes restarted by the supervisor during the run: {restarts}")
         states = session_states(state.root)
+        agents = agent_polls(state.root)
+        if agents:
+            say(f"periodic gets at the end: reply bytes median {agents['get_bytes_median']}, "
+                f"max {agents['get_bytes_max']}; poll interval median {agents['poll_s_median']} s")
         if set(states) - {"active"}:
             say(f"controller sessions by state: {states}")
         kinds: dict[str, int] = {}

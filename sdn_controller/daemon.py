@@ -288,7 +288,9 @@ class ControllerProcess:
             "refusals": list(self.refusals.refusals)[-50:],
             "reserved_bps": dict(self.admission.ledger.reserved_by_link()),
             "agents": {self.names.get(n, n): {"connected": s.connected,
-                                             "connects": s.connects, "last_error": s.last_error}
+                                             "connects": s.connects, "last_error": s.last_error,
+                                             "get_bytes": s.last_get_bytes,
+                                             "poll_s": round(s.poll_delay_s, 1)}
                        for n, s in self.southbound.items()}}, durable=False, compact=True)
 
     def run(self, stop: threading.Event) -> int:

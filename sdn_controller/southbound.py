@@ -159,6 +159,9 @@ class AgentSession:
         self._on_state: StateHandler | None = None
         self.connects = 0  #: successful connections so far (reconnects = connects - 1)
         self.last_error: str | None = None
+        #: bytes of the last periodic get's reply and the wait before the next get
+        self.last_get_bytes = 0
+        self.poll_delay_s = config.poll_interval_s
 
     # --- NodeConfigurator -------------------------------------------------------------------
     def edit_config(self, config: etree._Element) -> None:
@@ -311,9 +314,11 @@ class AgentSession:
             if time.monotonic() >= next_poll:
                 reply = self.get_qkd_node()
                 self._deliver(self._on_state, reply)
-                next_poll = time.monotonic() + poll_delay_for(
+                self.last_get_bytes = len(reply)
+                self.poll_delay_s = poll_delay_for(
                     len(reply), self.config.agents, self.config.poll_interval_s,
                     self.config.poll_budget_bytes_per_s)
+                next_poll = time.monotonic() + self.poll_delay_s
             wait = min(self.config.notification_wait_s, max(0.0, next_poll - time.monotonic()))
             notification = manager.take_notification(block=True, timeout=wait)
             if notification is not None:
