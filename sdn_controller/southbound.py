@@ -28,6 +28,7 @@ from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, 
 from qkdn.netconf_client import install_event_driven_sessions
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
+from sdn_controller.message_root import install_message_root
 from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,7 @@ class AgentSession:
         from ncclient import manager
 
         install_event_driven_sessions()
+        install_message_root()   # a message's root from its first bytes, not a full parse
         prefer_aead_ciphers()
         logging.getLogger("ncclient").setLevel(logging.WARNING)
         ep = self.endpoint
