@@ -109,6 +109,12 @@ class ScaleResult:
     complete: bool = True            #: False: stopped by a deadline (partial figures)
     phase: str = "done"              #: where an incomplete run stopped
     restarts: dict[str, int] = field(default_factory=dict)  #: processes restarted in the run
+    #: CPU seconds in the session phase per process class (controller, nodes, orchestrator,
+    #: supervisor, clients = this process's ETSI 014 client threads)
+    phase_cpu_s: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds in the session phase of the node processes' threads, summed over the
+    #: nodes by thread group (qkd-module, km-https, agent, ...: ``bench.scale_idle``)
+    node_thread_cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def sessions_per_s(self) -> float:
@@ -217,6 +223,21 @@ def session_states(state_root: Path) -> dict[str, int]:
     return counts
 
 
+def agent_polls(state_root: Path) -> dict[str, float]:
+    """The controller's periodic gets at the end (``sessions.json`` ``agents``): reply bytes
+    and poll interval, median and max over the agents; {} when not recorded."""
+    try:
+        agents = json.loads((state_root / "controller" / "sessions.json").read_text())["agents"]
+        sizes = [int(a["get_bytes"]) for a in agents.values()]
+        polls = [float(a["poll_s"]) for a in agents.values()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not sizes:
+        return {}
+    return {"get_bytes_median": statistics.median(sizes), "get_bytes_max": max(sizes),
+            "poll_s_median": statistics.median(polls), "poll_s_max": max(polls)}
+
+
 def active_sessions(state_root: Path, wait_s: float = 3.0) -> int:
     """Active sessions in the controller's table (written every tick)."""
     time.sleep(wait_s)
@@ -234,6 +255,48 @@ def ready_times(state_root: Path, started_at: float) -> tuple[float, float]:
             return -1.0
     nodes = [age(p) for p in (state_root / "nodes").glob("*/ready.json")]
     return (max(nodes) if nodes else -1.0), age(state_root / "controller" / "ready.json")
+
+
+def class_cpu_s(supervisor_pid: int, children: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds used so far per process class: every supervised child summed by its
+    ``kind`` (node, controller, orchestrator), the supervisor, and this process (the
+    benchmark's clients)."""
+    totals: dict[str, float] = {"supervisor": process_cpu_s(supervisor_pid),
+                                "clients": process_cpu_s(os.getpid())}
+    for child in children.values():
+        kind = "nodes" if child["kind"] == "node" else child["kind"]
+        totals[kind] = totals.get(kind, 0.0) + process_cpu_s(child["pid"])
+    return totals
+
+
+def node_thread_ticks(state_root: Path, children: dict[str, Any]) -> dict[str, dict[int, int]]:
+    """{node name: {tid: utime+stime}} of every node process's threads."""
+    from bench.scale_idle import thread_ticks
+    return {name: thread_ticks(child["pid"]) for name, child in children.items()
+            if child["kind"] == "node"}
+
+
+def node_thread_cpu_s(state_root: Path, children: dict[str, Any],
+                      before: dict[str, dict[int, int]],
+                      after: dict[str, dict[int, int]]) -> dict[str, float]:
+    """CPU seconds between two :func:`node_thread_ticks` snapshots, summed over the nodes
+    per thread group (names from each node's ``threads.json``; ``?`` = a thread started
+    after it was written)."""
+    from bench.process_cpu import CLOCK_TICKS
+    from bench.scale_idle import thread_group
+    from qkdn.state_files import read_json
+    groups: dict[str, float] = {}
+    for name, threads in after.items():
+        try:
+            names = read_json(state_root / "nodes" / name / "threads.json")
+        except (OSError, ValueError):
+            names = {}
+        for tid, ticks in threads.items():
+            label = ("main" if tid == children[name]["pid"]
+                     else thread_group(names.get(str(tid), "?")))
+            delta = (ticks - before.get(name, {}).get(tid, 0)) / CLOCK_TICKS
+            groups[label] = groups.get(label, 0.0) + delta
+    return {k: round(v, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
 
 
 def idle_cpu_pct(pids: list[int], window_s: float) -> float:
@@ -255,7 +318,10 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
     """One bring-up of a ``rows × cols`` grid and ``sessions`` sessions; always torn down.
     A deadline ends the run with the figures measured so far (``complete`` False)."""
     from qkdn.bringup import BringUpError, bring_down, bring_up
+    from qkdn.node_runtime import THREAD_NAMES_ENV
     from qkdn.state_files import StateDir, read_json
+
+    os.environ.setdefault(THREAD_NAMES_ENV, "1")  # node threads named in threads.json
 
     say = progress or Progress(enabled=False)
     keep_logs: dict[str, Any] | None = None
@@ -332,6 +398,8 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
         say(f"opening {sessions} sessions from {workers} clients, deadline "
             f"{drive_timeout_s:.0f} s")
         controller_cpu_before = process_cpu_s(controller_pid) if controller_pid else 0.0
+        classes_before = class_cpu_s(table["pid"], table["children"])
+        threads_before = node_thread_ticks(state.root, table["children"])
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(one, pair) for pair in pairs]
@@ -345,6 +413,12 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
                     say(f"sessions: {done} with key, {failed} failed, {flying} in flight, "
                         f"{sessions - done - failed - flying} waiting")
         drive_s = time.monotonic() - t0
+        classes_after = class_cpu_s(table["pid"], table["children"])
+        node_threads = node_thread_cpu_s(state.root, table["children"], threads_before,
+                                         node_thread_ticks(state.root, table["children"]))
+        say(f"node CPU by thread group in the session phase (s, all nodes): {node_threads}")
+        phase_cpu = {kind: round(classes_after[kind] - classes_before.get(kind, 0.0), 2)
+                     for kind in classes_after}
         controller_now = next((c["pid"] for c in read_json(state.supervisor)["children"].values()
                                if c["kind"] == "controller"), 0)
         # -1: the controller was restarted during the sessions (its CPU is not comparable)
@@ -352,7 +426,7 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
                           if controller_pid and controller_now == controller_pid else -1.0)
         complete = drive_s <= drive_timeout_s
         say(f"sessions done in {drive_s:.1f} s: {len(setups)} with key, {len(errors)} errors; "
-            f"controller CPU {controller_cpu:.1f} s")
+            f"controller CPU {controller_cpu:.1f} s; CPU by process class {phase_cpu}")
         active = active_sessions(state.root)
         restarts = {name: int(child.get("restarts", 0))
                     for name, child in read_json(state.supervisor)["children"].items()
@@ -360,6 +434,10 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
         if restarts:
             say(f"processes restarted by the supervisor during the run: {restarts}")
         states = session_states(state.root)
+        agents = agent_polls(state.root)
+        if agents:
+            say(f"periodic gets at the end: reply bytes median {agents['get_bytes_median']}, "
+                f"max {agents['get_bytes_max']}; poll interval median {agents['poll_s_median']} s")
         if set(states) - {"active"}:
             say(f"controller sessions by state: {states}")
         kinds: dict[str, int] = {}
@@ -372,7 +450,8 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
                            controller_rss, sup_rss / 1024, total_pss / 1024, setups, drive_s,
                            active, len(errors), errors[:10], kinds, node_idle, controller_cpu,
                            complete=complete, phase="done" if complete else "sessions",
-                           restarts=restarts)
+                           restarts=restarts, phase_cpu_s=phase_cpu,
+                           node_thread_cpu_s=node_threads)
     finally:
         say("tearing down")
         bring_down(state)
@@ -454,7 +533,12 @@ def summary(run_number: int, result: ScaleResult) -> dict[str, Any]:
             "setup_ms_p99": round(percentile(setups, 99), 1),
             "active": result.active_sessions, "errors": result.errors,
             "error_kinds": result.error_kinds, "error_samples": result.error_samples,
-            "restarts": result.restarts}
+            "restarts": result.restarts,
+            "phase_cpu_s": result.phase_cpu_s,
+            "node_thread_cpu_s": result.node_thread_cpu_s,
+            "phase_cpu_ms_per_session": {
+                kind: round(1000 * cpu / max(1, len(result.setup_ms)), 1)
+                for kind, cpu in result.phase_cpu_s.items()}}
 
 
 def run(quick: bool = False) -> list[dict]:

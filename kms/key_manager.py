@@ -162,6 +162,8 @@ class KeyManager:
         self._notify = notify or (lambda body: None)
         self._clock = clock
         self._lock = threading.RLock()
+        #: notified after every running configuration applied (requests waiting for theirs)
+        self._configured = threading.Condition()
         self._stores: dict[str, LinkKeyStore] = {}
         self._forwarding = ForwardingTable()
         self._running: dict = {}
@@ -357,6 +359,8 @@ class KeyManager:
                     self._release_session(app_id)
             self._apply_refusals(refusals_from_running(running))
             self._forget_terminated(table)
+        with self._configured:
+            self._configured.notify_all()
 
     def _apply_refusals(self, refusals: Mapping[str, Refusal]) -> None:
         """End the waiting requests the controller refused (new km_refusals entries): by
@@ -389,9 +393,16 @@ class KeyManager:
         """Wait (up to ``timeout_s``) while the controller decides on ``session``; raise
         :class:`SessionRefused` if it refused. Returns at once for an active session."""
         deadline = time.monotonic() + timeout_s
-        while session.state in (SessionState.AUTHENTICATING, SessionState.USER_ACCEPTED) \
-                and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # woken by the next configuration applied (the state is read under the condition's
+        # lock, so that notification cannot slip in before the wait); the timeout also
+        # catches a change made elsewhere. A 20-ms sleep loop here woke every waiting
+        # request 50 times a second (32 waiting clients: ~1,600 wake-ups/s).
+        with self._configured:
+            while session.state in (SessionState.AUTHENTICATING, SessionState.USER_ACCEPTED):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._configured.wait(min(0.25, remaining))
         if session.state is SessionState.TERMINATED:
             refusal = self.refusal_for(session)
             if refusal is not None:

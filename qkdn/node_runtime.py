@@ -416,6 +416,10 @@ class NodeRuntime:
 #: Environment switch for idle-CPU measurements (``bench/scale_idle.py``): a node writes
 #: ``threads.json`` (OS thread id → Python thread name) to its state directory once it serves.
 THREAD_NAMES_ENV = "QKDN_THREAD_NAMES"
+#: ``QKDN_NODE_PROFILE=DIR``: every thread of each node process under cProfile (CPU time),
+#: summed into ``DIR/<node>.prof`` every 10 s (a diagnostic switch, as the controller's
+#: ``QKDN_CONTROLLER_PROFILE``; ``python -m pstats DIR/<node>.prof`` reads it)
+NODE_PROFILE_ENV = "QKDN_NODE_PROFILE"
 
 
 def write_thread_names(path: Path) -> None:
@@ -432,6 +436,11 @@ def run_node(config_path: Path) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if os.environ.get(NODE_PROFILE_ENV):
+        from sdn_controller.thread_profile import PROFILE_ENV, profiles_from_env
+        profile_dir = Path(os.environ[NODE_PROFILE_ENV])
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        profiles_from_env({PROFILE_ENV: str(profile_dir / f"{config.name}.prof")})
     with NodeRuntime(config) as node:
         ready = config.state_dir / "ready.json"
         write_json_atomic(ready, {"pid": os.getpid(), "netconf_port": node.agent.port,

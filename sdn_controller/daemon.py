@@ -4,7 +4,8 @@ Reads ``DIR/endpoints.json`` (agents' NETCONF endpoints and credentials) and
 ``DIR/topology.yaml``, opens ``DIR/controller/users.sqlite`` and ``DIR/controller/
 topology.sqlite``, connects to every agent and runs the control loop until SIGTERM/SIGINT.
 Every ``tick_s`` it expires sessions and writes ``DIR/controller/sessions.json`` (sessions with
-their paths and state, recent events), which ``qkdn sessions`` prints; ``qkdn topology`` reads
+their paths and state, recent events; with many sessions less often, at most 1 % of a core
+and at least every 2 s: :func:`snapshot_delay_for`), which ``qkdn sessions`` prints; ``qkdn topology`` reads
 the topology database directly. ``DIR/controller/ready.json`` appears once every agent is
 connected.
 
@@ -210,6 +211,24 @@ def event_summary(event: ControllerEvent) -> dict[str, Any]:
             "qkdl_id": event.qkdl_id, "node_id": event.node_id, "detail": event.detail}
 
 
+#: share of one core the ``sessions.json`` snapshot may take, and its longest interval
+SNAPSHOT_DUTY, SNAPSHOT_MAX_INTERVAL_S = 0.01, 2.0
+
+
+def snapshot_delay_for(cost_s: float, tick_s: float, duty: float = SNAPSHOT_DUTY,
+                       max_s: float = SNAPSHOT_MAX_INTERVAL_S) -> float:
+    """Seconds until the next ``sessions.json`` after one that took ``cost_s`` of CPU: every
+    tick while it is cheap, less often as it grows with the sessions (it lists every one),
+    so that it takes at most ``duty`` of a core, and at least every ``max_s``.
+
+    >>> snapshot_delay_for(0.002, 0.5), snapshot_delay_for(0.016, 0.5)
+    (0.5, 1.6)
+    >>> snapshot_delay_for(0.1, 0.5)
+    2.0
+    """
+    return max(tick_s, min(max_s, cost_s / duty))
+
+
 class ControllerProcess:
     """The wired controller of one state directory (also usable in-process by tests)."""
 
@@ -288,12 +307,15 @@ class ControllerProcess:
             "refusals": list(self.refusals.refusals)[-50:],
             "reserved_bps": dict(self.admission.ledger.reserved_by_link()),
             "agents": {self.names.get(n, n): {"connected": s.connected,
-                                             "connects": s.connects, "last_error": s.last_error}
+                                             "connects": s.connects, "last_error": s.last_error,
+                                             "get_bytes": s.last_get_bytes,
+                                             "poll_s": round(s.poll_delay_s, 1)}
                        for n, s in self.southbound.items()}}, durable=False, compact=True)
 
     def run(self, stop: threading.Event) -> int:
         self.start()
         ready = False
+        next_snapshot = 0.0
         deadline = time.monotonic() + self.settings.connect_timeout_s
         try:
             while not stop.is_set():
@@ -311,7 +333,11 @@ class ControllerProcess:
                     deadline = float("inf")
                 self.controller.tick()
                 self.nbi.observe_agents(self.agents_connected())
-                self.write_snapshot()
+                if time.monotonic() >= next_snapshot:
+                    cpu = time.thread_time()
+                    self.write_snapshot()
+                    next_snapshot = time.monotonic() + snapshot_delay_for(
+                        time.thread_time() - cpu, self.settings.tick_s)
                 stop.wait(self.settings.tick_s)
         finally:
             self.close()

@@ -28,6 +28,7 @@ from qkdn.namespaces import ETSI_NODE_MODULE, ETSI_NODE_NS, ETSI_NODE_REVISION, 
 from qkdn.netconf_client import install_event_driven_sessions
 from sdn_controller.errors import ControllerError, PushError
 from sdn_controller.identifiers import NodeId
+from sdn_controller.message_root import install_message_root
 from sdn_controller.netconf_pipeline import PendingEdit, send_edit_config
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,16 @@ class SouthboundConfig:
     #: get of qkd_node costs the agent a few ms and grows with its sessions); notifications
     #: still report every change at once
     poll_budget_hz: float = 10.0
+    #: bytes of periodic-``get`` replies per second all agents together may cost. A reply
+    #: carries every session the node holds (its ``qkd_app`` entries and virtual links), and
+    #: both ends pay per byte (the agent builds and serialises it; the controller frames,
+    #: parses and ingests it): at 100 nodes and 1,000 sessions, gets every 10 s of ~75 kB
+    #: replies cost the controller ~0.2 of a core. An agent's next get waits until its last
+    #: reply fits the budget (``agents × bytes / budget``, at least ``poll_interval_s``);
+    #: link changes still arrive at once as notifications. 0: no byte budget.
+    poll_budget_bytes_per_s: float = 256 * 1024
+    #: agents sharing the budgets (set by :class:`Southbound`)
+    agents: int = 1
 
 
 NotificationHandler = Callable[[NodeId, str], None]
@@ -149,6 +160,9 @@ class AgentSession:
         self._on_state: StateHandler | None = None
         self.connects = 0  #: successful connections so far (reconnects = connects - 1)
         self.last_error: str | None = None
+        #: bytes of the last periodic get's reply and the wait before the next get
+        self.last_get_bytes = 0
+        self.poll_delay_s = config.poll_interval_s
 
     # --- NodeConfigurator -------------------------------------------------------------------
     def edit_config(self, config: etree._Element) -> None:
@@ -234,6 +248,7 @@ class AgentSession:
         from ncclient import manager
 
         install_event_driven_sessions()
+        install_message_root()   # a message's root from its first bytes, not a full parse
         prefer_aead_ciphers()
         logging.getLogger("ncclient").setLevel(logging.WARNING)
         ep = self.endpoint
@@ -299,8 +314,13 @@ class AgentSession:
             if manager is None or not manager.connected:
                 raise ConnectionError("session closed by the agent")
             if time.monotonic() >= next_poll:
-                self._deliver(self._on_state, self.get_qkd_node())
-                next_poll = time.monotonic() + self.config.poll_interval_s
+                reply = self.get_qkd_node()
+                self._deliver(self._on_state, reply)
+                self.last_get_bytes = len(reply)
+                self.poll_delay_s = poll_delay_for(
+                    len(reply), self.config.agents, self.config.poll_interval_s,
+                    self.config.poll_budget_bytes_per_s)
+                next_poll = time.monotonic() + self.poll_delay_s
             wait = min(self.config.notification_wait_s, max(0.0, next_poll - time.monotonic()))
             notification = manager.take_notification(block=True, timeout=wait)
             if notification is not None:
@@ -327,6 +347,23 @@ def poll_interval_for(agents: int, interval_s: float, budget_hz: float) -> float
     return max(interval_s, agents / budget_hz)
 
 
+def poll_delay_for(reply_bytes: int, agents: int, interval_s: float,
+                   budget_bytes_per_s: float) -> float:
+    """Seconds until an agent's next periodic get, after a reply of ``reply_bytes``: the
+    interval, or longer so that ``agents`` such replies fit ``budget_bytes_per_s``.
+
+    >>> poll_delay_for(20_000, 25, 5.0, 256 * 1024)     # 25 agents, 20 kB replies
+    5.0
+    >>> round(poll_delay_for(80_000, 100, 10.0, 256 * 1024), 1)  # 100 agents, 80 kB
+    30.5
+    >>> poll_delay_for(80_000, 100, 10.0, 0)           # no byte budget
+    10.0
+    """
+    if budget_bytes_per_s <= 0:
+        return interval_s
+    return max(interval_s, agents * reply_bytes / budget_bytes_per_s)
+
+
 class Southbound(Mapping[NodeId, AgentSession]):
     """Every agent's session; a mapping node_id → :class:`AgentSession` (the controller's
     configurators). Context manager: ``with Southbound(...) as sb: sb.start(...)``."""
@@ -335,8 +372,9 @@ class Southbound(Mapping[NodeId, AgentSession]):
                  config: SouthboundConfig = SouthboundConfig(),
                  rpc_observer: RpcObserver | None = None) -> None:
         endpoints = list(endpoints)
-        config = replace(config, poll_interval_s=poll_interval_for(
-            len(endpoints), config.poll_interval_s, config.poll_budget_hz))
+        config = replace(config, agents=max(1, len(endpoints)),
+                         poll_interval_s=poll_interval_for(
+                             len(endpoints), config.poll_interval_s, config.poll_budget_hz))
         slots = threading.BoundedSemaphore(max(1, config.max_parallel_connects))
         self._sessions = {ep.node_id: AgentSession(ep, config, rpc_observer, slots)
                           for ep in endpoints}

@@ -34,3 +34,12 @@ def test_wait_for_file_and_child_spec(tmp_path):
     assert spec.kind == "controller" and spec.argv[-3:] == ("controller", "--state-dir",
                                                              str(tmp_path))
     assert spec.ready_path == tmp_path / "controller" / "ready.json"
+
+
+def test_snapshot_is_written_every_tick_while_cheap_and_paced_as_it_grows():
+    from sdn_controller.daemon import snapshot_delay_for
+
+    assert snapshot_delay_for(0.001, 0.5) == 0.5          # a few sessions: every tick
+    assert snapshot_delay_for(0.010, 0.5) == 1.0          # 10 ms: 1 % of a core
+    assert snapshot_delay_for(0.5, 0.5) == 2.0            # never staler than 2 s
+    assert snapshot_delay_for(0.0, 0.2) == 0.2

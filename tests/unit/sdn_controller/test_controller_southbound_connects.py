@@ -59,6 +59,19 @@ def test_poll_interval_grows_with_agents_within_the_budget():
     assert next(iter(southbound.values())).config.poll_interval_s == 20.0
 
 
+def test_poll_delay_grows_with_the_reply_within_the_byte_budget():
+    from sdn_controller.southbound import poll_delay_for
+
+    budget = 256 * 1024
+    assert poll_delay_for(10_000, 25, 5.0, budget) == 5.0          # small replies: interval
+    assert poll_delay_for(budget, 100, 10.0, budget) == 100.0       # 100 agents × 1 s each
+    assert poll_delay_for(2 * budget, 100, 10.0, budget) == 200.0   # twice the bytes: twice
+    assert poll_delay_for(10 * budget, 100, 10.0, 0) == 10.0        # no byte budget
+    endpoints = [AgentEndpoint(f"id-{i}", "127.0.0.1", 1, "admin", "pw") for i in range(30)]
+    southbound = Southbound(endpoints, SouthboundConfig())
+    assert next(iter(southbound.values())).config.agents == 30
+
+
 def test_aes_gcm_is_offered_first_and_nothing_is_dropped():
     import paramiko
 
