@@ -11,6 +11,11 @@ and a state:
   :class:`KeyPool`); a reserved key is either handed to the master (``released``) or voided;
 * ``released`` / ``void`` — tombstones (key bytes overwritten and removed).
 
+Key bytes leave a row by setting ``key`` to NULL: with ``secure_delete=ON`` SQLite zeroes the
+freed cell in the page (checked by ``tests/unit/kms/test_kms_key_pool_erasure.py``), and the
+WAL, which still holds earlier page images, is truncated after every release. The batch paths
+no longer write ``zeroblob`` first (a second rewrite of every row of a 1,000-key batch).
+
 Every transition is one SQLite transaction (WAL, synchronous FULL, secure_delete), except the
 mark that hands a reserved key out: a line in an append-only hand-out journal, durable against
 a process crash (see :class:`KeyPool` for why that keeps every guarantee).
@@ -89,12 +94,26 @@ CREATE TABLE IF NOT EXISTS keys (
     master_taken INTEGER NOT NULL DEFAULT 0, slave_taken INTEGER NOT NULL DEFAULT 0,
     stream_id TEXT, stream_index INTEGER, session TEXT, next_hop TEXT,
     created REAL NOT NULL, expires REAL, provenance TEXT NOT NULL DEFAULT 'qkd', leg TEXT);
--- a pair's keys in creation order: a reservation or release takes the oldest N ready keys
--- by walking the index (the pool of a pair with relay-ahead holds thousands; keys_pair on
--- (master, slave, state) made every reservation sort all of them)
-CREATE INDEX IF NOT EXISTS keys_pair_created ON keys(master, slave, state, created);
+-- a pair's READY keys in creation order: a reservation or release takes the oldest N by
+-- walking the index. Partial indexes hold only the rows their queries look for (the
+-- queries name the state as a literal, so SQLite can use them): tombstones (released,
+-- void: every key ever seen) and pending keys are in none, so the indexes stay small and
+-- a key entering or leaving a state touches one entry, not a delete + insert in an index
+-- of every key ever (session 5; keys_pair_created on (master, slave, state, created)).
+DROP INDEX IF EXISTS keys_pair_created;
+CREATE INDEX IF NOT EXISTS keys_ready_pair ON keys(master, slave, created)
+    WHERE state='ready';
+-- relays whose outcome is unknown (the housekeeping looks every second)
+CREATE INDEX IF NOT EXISTS keys_pending ON keys(created) WHERE state='pending';
+-- keys with a ttl that may expire (the housekeeping looks every second)
+CREATE INDEX IF NOT EXISTS keys_expiring ON keys(expires)
+    WHERE expires IS NOT NULL AND state IN ('ready', 'pending');
 DROP INDEX IF EXISTS keys_pair;
-CREATE UNIQUE INDEX IF NOT EXISTS keys_stream ON keys(stream_id, stream_index);
+-- 004 stream positions only: 014 and relay keys (stream_id NULL) are not indexed at all
+-- (every insert of a 1,000-key relay batch added 1,000 NULL entries to it)
+DROP INDEX IF EXISTS keys_stream;
+CREATE UNIQUE INDEX IF NOT EXISTS keys_stream_position ON keys(stream_id, stream_index)
+    WHERE stream_id IS NOT NULL;
 COMMIT;
 """
 
@@ -109,7 +128,7 @@ class KeyPool:
     **Reservations** (``reserve_batch`` > 0; ETSI 014 master releases): one synchronous-FULL
     transaction moves up to ``reserve_batch`` ready QKD keys of a (master, slave, size) (or
     :data:`RESERVE_REQUESTS` times the request's number, if larger) from
-    ``ready`` to ``reserved``, overwriting their bytes in the store (``zeroblob``, then NULL;
+    ``ready`` to ``reserved``, overwriting their bytes in the store (set to NULL;
     the WAL is truncated) and keeping them in memory. A later request of the pair is served
     from memory: before the HTTP answer its key_IDs are appended to the *hand-out journal*
     (``keys.sqlite-handed-out``; one ``write``, no fsync), so one fsync serves
@@ -233,7 +252,7 @@ class KeyPool:
         """Checkpoint and empty the WAL once keys were released or dropped: the WAL still
         held the frames written before (with the key bytes) until the next checkpoint, so
         delivered keys stayed readable in ``keys.sqlite-wal`` (reliability item 9). The
-        database pages were already overwritten (zeroblob, secure_delete)."""
+        database pages were already overwritten (secure_delete)."""
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -282,8 +301,6 @@ class KeyPool:
                     continue
                 nobody = (f"key_id IN ({marks}) AND state=? AND master_local=0 AND "
                           "slave_local=0")
-                cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE {nobody} AND "
-                            "key IS NOT NULL", [*chunk, KeyState.READY.value])
                 cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE {nobody}",
                             [KeyState.RELEASED.value, *chunk, KeyState.READY.value])
 
@@ -298,8 +315,8 @@ class KeyPool:
         """Relays whose outcome is unknown (e.g. after a crash), grouped by route."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT key_id, session, next_hop, leg FROM keys WHERE state=? ORDER BY created",
-                (KeyState.PENDING.value,)).fetchall()
+                "SELECT key_id, session, next_hop, leg FROM keys WHERE state='pending' "
+                "ORDER BY created").fetchall()
         groups: dict[tuple, list[str]] = {}
         for key_id, session, next_hop, leg in rows:
             groups.setdefault((session, next_hop, leg), []).append(key_id)
@@ -396,17 +413,15 @@ class KeyPool:
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             rows = cur.execute(
                 "SELECT key_id, key, expires, session FROM keys WHERE master=? AND slave=? AND "
-                "state=? AND master_local=1 AND slave_local=0 AND master_taken=0 AND "
+                "state='ready' AND master_local=1 AND slave_local=0 AND master_taken=0 AND "
                 "size_bits=? AND stream_id IS NULL AND provenance='qkd' AND "
                 "(expires IS NULL OR expires>?) ORDER BY created LIMIT ?",
-                (master, slave, KeyState.READY.value, size_bits, now,
+                (master, slave, size_bits, now,
                  max(missing, self.reserve_batch, RESERVE_REQUESTS * request))).fetchall()
             ids = [r[0] for r in rows]
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE key_id IN ({marks})",
-                            chunk)
                 cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE key_id IN ({marks})",
                             [KeyState.RESERVED.value, *chunk])
             return [KeyRecord(k, master, slave, bytes(key), session=sess, expires=e)
@@ -465,10 +480,10 @@ class KeyPool:
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             rows = cur.execute(
                 "SELECT key_id, key, expires, provenance FROM keys WHERE master=? AND slave=? AND "
-                "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS "
-                f"NULL AND {kinds} AND (expires IS NULL OR expires>?) "
+                "state='ready' AND master_local=1 AND master_taken=0 AND size_bits=? AND "
+                f"stream_id IS NULL AND {kinds} AND (expires IS NULL OR expires>?) "
                 "ORDER BY provenance<>'qkd', created LIMIT ?",
-                (master, slave, KeyState.READY.value, size_bits, now, number)).fetchall()
+                (master, slave, size_bits, now, number)).fetchall()
             _mark_taken_many(cur, [r[0] for r in rows], "master_taken")
             return [KeyRecord(k, master, slave, key, expires=e, provenance=p)
                     for k, key, e, p in rows]
@@ -563,10 +578,10 @@ class KeyPool:
                 exclude = f" AND key_id NOT IN ({','.join('?' * len(taken))})" if taken else ""
                 rows = cur.execute(
                     "SELECT key_id, key, expires FROM keys WHERE master=? AND slave=? AND "
-                    "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND "
+                    "state='ready' AND master_local=1 AND master_taken=0 AND size_bits=? AND "
                     f"stream_id IS NULL AND (expires IS NULL OR expires>?){exclude} "
                     "ORDER BY created LIMIT ?",
-                    (master, slave, KeyState.READY.value, size_bits, now, *taken,
+                    (master, slave, size_bits, now, *taken,
                      missing)).fetchall()
                 if len(rows) < missing:
                     raise InsufficientKey("relayed keys taken by concurrent requests of the pair")
@@ -632,16 +647,16 @@ class KeyPool:
         reserved = self.reserved_count(master, slave, size_bits)
         with self._lock:
             return reserved + self._conn.execute(
-                "SELECT COUNT(*) FROM keys WHERE master=? AND slave=? AND state=? AND master_local=1"
-                " AND master_taken=0 AND size_bits=? AND stream_id IS NULL AND provenance<>'seed'",
-                (master, slave, KeyState.READY.value, size_bits)).fetchone()[0]
+                "SELECT COUNT(*) FROM keys WHERE master=? AND slave=? AND state='ready' AND "
+                "master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS NULL AND "
+                "provenance<>'seed'", (master, slave, size_bits)).fetchone()[0]
 
     def expire(self, now: float) -> int:
         """Delete (overwrite) unreleased keys whose ``ttl`` ran out; returns how many."""
         with self._lock, self._tx() as cur:
             ids = [r[0] for r in cur.execute(
-                "SELECT key_id FROM keys WHERE state IN (?,?) AND expires IS NOT NULL AND expires<=?",
-                (KeyState.READY.value, KeyState.PENDING.value, now)).fetchall()]
+                "SELECT key_id FROM keys WHERE expires IS NOT NULL AND "
+                "state IN ('ready', 'pending') AND expires<=?", (now,)).fetchall()]
             for key_id in ids:
                 _scrub(cur, key_id, KeyState.VOID)
         if ids:
@@ -708,8 +723,6 @@ def _mark_taken_many(cur: sqlite3.Cursor, key_ids: list[str], column: str) -> No
         cur.execute(f"UPDATE keys SET {column}=1 WHERE key_id IN ({marks})", chunk)
         done = (f"key_id IN ({marks}) AND (master_local=0 OR master_taken=1) "
                 "AND (slave_local=0 OR slave_taken=1)")
-        cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE {done} AND key IS NOT NULL",
-                    chunk)
         cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE {done}",
                     [KeyState.RELEASED.value, *chunk])
 
