@@ -276,14 +276,15 @@ class KeyPool:
                     next_hop: str, now: float, leg: str | None = None) -> None:
         """Record keys about to be relayed (before any byte leaves this KM); ``leg`` is the
         route leg of a multipath session (needed to resolve them later)."""
+        state, m_local, s_local = KeyState.PENDING.value, int(master_local), int(slave_local)
+        rows = [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, state, m_local,
+                 s_local, r.stream_id, r.stream_index, r.session, next_hop, now, r.expires,
+                 r.provenance, leg) for r in records]
         with self._lock, self._tx() as cur:
             cur.executemany(
                 "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local, "
                 "slave_local, stream_id, stream_index, session, next_hop, created, expires, "
-                "provenance, leg) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, KeyState.PENDING.value,
-                  int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
-                  next_hop, now, r.expires, r.provenance, leg) for r in records])
+                "provenance, leg) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def mark_ready(self, key_ids: Sequence[str], *, for_local_sae: bool = False) -> None:
         """Acknowledged relays: ready. A relayed copy for no local SAE (an additional slave's
@@ -326,15 +327,16 @@ class KeyPool:
     def store_ready(self, records: Sequence[KeyRecord], *, master_local: bool, slave_local: bool,
                     now: float) -> None:
         """Store relayed keys, all or none; a key_id seen before (incl. voided) is a replay."""
+        state, m_local, s_local = KeyState.READY.value, int(master_local), int(slave_local)
+        rows = [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, state, m_local,
+                 s_local, r.stream_id, r.stream_index, r.session, now, r.expires, r.provenance)
+                for r in records]
         with self._lock, self._tx() as cur:
             try:
                 cur.executemany(
                     "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local,"
                     " slave_local, stream_id, stream_index, session, created, expires, provenance)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8,
-                      KeyState.READY.value, int(master_local), int(slave_local), r.stream_id,
-                      r.stream_index, r.session, now, r.expires, r.provenance) for r in records])
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             except sqlite3.IntegrityError:
                 raise RelayError("a key_ID of this relay is already known (replay)") from None
 
@@ -391,10 +393,13 @@ class KeyPool:
                 return []
             out, keep = [], []
             wanted = None if key_ids is None else set(key_ids)
-            for record in held:
+            for i, record in enumerate(held):
+                if len(out) >= number:   # the rest stays as it is (O(number), not O(held))
+                    keep.extend(held[i:])
+                    break
                 if record.expires is not None and record.expires <= now:
                     expired.append(record.key_id)
-                elif len(out) < number and (wanted is None or record.key_id in wanted):
+                elif wanted is None or record.key_id in wanted:
                     out.append(record)
                 else:
                     keep.append(record)

@@ -141,9 +141,9 @@ def _descriptors(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         if "keys" in body:
             raise ValueError("both keys and batch")
         batch, key_ids = body["batch"], body["key_IDs"]
-        if not isinstance(batch, dict) or not isinstance(key_ids, list):
+        if not isinstance(batch, dict) or not isinstance(key_ids, list) or "key_ID" in batch:
             raise TypeError("batch")
-        return [{**batch, "key_ID": key_id} for key_id in key_ids]
+        return [batch] * len(key_ids)   # the same descriptor for every key (read-only)
     keys = body["keys"]
     if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
         raise TypeError("keys")
@@ -181,8 +181,15 @@ def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> tuple[list[Key
     plain = xor_bytes(cipher, pad)
     if any(k.get("provenance", "qkd") not in RELAYED_PROVENANCES for k in descriptors):
         raise AuthenticationFailed("ext_keys carries a key that is not QKD key")
-    records, offset = [], 0
     session = body["session"]
+    if "batch" in body:      # one pair, size and expiry: no per-key descriptor to read
+        batch, n = body["batch"], sizes[0] // 8
+        master, slave = str(batch["master_SAE_ID"]), str(batch["slave_SAE_ID"])
+        expires, provenance = batch.get("expires"), str(batch.get("provenance", "qkd"))
+        return [KeyRecord(str(key_id), master, slave, plain[i * n:(i + 1) * n], None, None,
+                          session, expires, provenance)
+                for i, key_id in enumerate(body["key_IDs"])], ack_key
+    records, offset = [], 0
     for desc, size in zip(descriptors, sizes):
         records.append(KeyRecord(
             key_id=str(desc["key_ID"]), master=str(desc["master_SAE_ID"]),
