@@ -34,8 +34,8 @@ from pathlib import Path
 
 import requests
 
-from kms.key_manager import KmConfig
 from bench.report import row as report_row
+from kms.key_manager import KmConfig
 from kms.local_network import LocalKmNetwork, node_qkdn_id, virtual_link
 from kms.process_network import KmProcessNetwork
 
