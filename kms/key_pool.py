@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kms.errors import InsufficientKey, KeyNotFound, KmsError, RelayError
 from kms.key_store import open_database
@@ -52,9 +52,13 @@ class KeyState(str, Enum):
     VOID = "void"
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    """An end-to-end key and who it is for (``key`` is None in tombstones)."""
+class KeyRecord(NamedTuple):
+    """An end-to-end key and who it is for (``key`` is None in tombstones).
+
+    An immutable value like the package's frozen dataclasses, as a ``NamedTuple``: a relay
+    batch makes a thousand of them at each end and every reservation hundreds, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost ~3 µs each, a NamedTuple
+    ~1 µs. Compare records by their fields, never with plain tuples."""
 
     key_id: str
     master: str
