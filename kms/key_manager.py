@@ -172,7 +172,8 @@ class KeyManager:
         self._refusals_seen: frozenset[str] = frozenset()
         self._leg_credits: dict[str, dict[str, float]] = {}   # multipath: bits owed per leg
         self._key_arrived = threading.Condition()
-        self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch)
+        self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch,
+                            reserve_ahead=config.reserve_batch > 0)
         if self.pool.recovered_void():
             log.info("%s: %d key(s) reserved but never handed out before the last stop voided",
                      node_name, len(self.pool.recovered_void()))

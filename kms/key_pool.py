@@ -23,6 +23,7 @@ a process crash (see :class:`KeyPool` for why that keeps every guarantee).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -34,6 +35,8 @@ from typing import Any, NamedTuple
 
 from kms.errors import InsufficientKey, KeyNotFound, KmsError, RelayError
 from kms.key_store import open_database
+
+log = logging.getLogger(__name__)
 
 #: the hand-out journal is ``<pool file>`` + this suffix (key_IDs only, never key bytes)
 HANDED_OUT_SUFFIX = "-handed-out"
@@ -157,7 +160,7 @@ class KeyPool:
     """
 
     def __init__(self, path: Path, local_saes: Iterable[str] = (), *,
-                 reserve_batch: int = 0) -> None:
+                 reserve_batch: int = 0, reserve_ahead: bool = False) -> None:
         self._lock = threading.RLock()
         self._conn = open_database(path)
         self._conn.executescript(_SCHEMA)
@@ -174,6 +177,11 @@ class KeyPool:
         #: (master, slave, size_bits) -> reserved keys, oldest first (bytes in memory only)
         self._reserved: dict[tuple[str, str, int], list[KeyRecord]] = {}
         self._reserve_lock = threading.Lock()
+        #: reserve a pair's next keys in the background once its reserve holds less than two
+        #: more requests' worth (see :meth:`_reserve_ahead`); one thread per pair at a time
+        self.reserve_ahead = reserve_ahead
+        self._ahead_threads: dict[tuple[str, str, int], threading.Thread] = {}
+        self._closing = False
         #: hand-out journal: key_IDs of reserved keys given to the master, one per line
         self._journal_path = path.with_name(path.name + HANDED_OUT_SUFFIX)
         self._journal_lock = threading.Lock()
@@ -263,6 +271,11 @@ class KeyPool:
     def close(self) -> None:
         """Settle reservations (handed-out keys released, the rest voided, as the next start
         would), then close."""
+        with self._reserve_lock:
+            self._closing = True
+            ahead = list(self._ahead_threads.values())
+        for thread in ahead:      # a reservation in flight commits (or fails) first
+            thread.join(timeout=30)
         with self._reserve_lock:
             self._reserved.clear()
         with self._journal_lock:
@@ -380,12 +393,41 @@ class KeyPool:
                 self._refill(pair, number - len(out), now, request=number)
                 out += self._pop_reserved(pair, number - len(out), now)
             self._mark_handed_out(out)
+            if self.reserve_ahead and out:
+                self._reserve_ahead(pair, number, now)
             if len(out) == number:
                 return out
         return out + self._take_stored_for_master(master, slave, number - len(out), size_bits,
                                                   now, qkd_only=qkd_only)
 
     # -- reservations (see the class docstring) ---------------------------------------------
+    def _reserve_ahead(self, pair: tuple[str, str, int], request: int, now: float) -> None:
+        """After a hand-out from ``pair``'s reserve: if it holds less than two more requests
+        of this size, reserve the next keys (the same durable transaction a request would run,
+        :meth:`_refill`) in a background thread, so that the pair's next requests are served
+        from memory instead of waiting for that commit — or for a relay's commit holding the
+        store meanwhile (relay-ahead inserts and marks 1,000 keys at a time). Nothing is handed
+        out before its reservation is durable, as before; at most two reservations' worth of a
+        pair are voided if the KM dies."""
+        if self.reserved_count(*pair) >= 2 * request:
+            return
+        thread = threading.Thread(target=self._refill_in_background, args=(pair, request, now),
+                                  name="km-reserve-ahead", daemon=True)
+        with self._reserve_lock:
+            running = self._ahead_threads.get(pair)
+            if self._closing or (running is not None and running.is_alive()):
+                return
+            self._ahead_threads[pair] = thread
+        thread.start()
+
+    def _refill_in_background(self, pair: tuple[str, str, int], request: int,
+                              now: float) -> None:
+        try:
+            self._refill(pair, request, now, request=request)
+        except Exception as exc:  # noqa: BLE001 - the next request reserves for itself
+            log.warning("background reservation for %s -> %s failed: %s", pair[0], pair[1],
+                        type(exc).__name__)
+
     def _pop_reserved(self, pair: tuple[str, str, int], number: int, now: float,
                       key_ids: Sequence[str] | None = None) -> list[KeyRecord]:
         """Take up to ``number`` unexpired reserved keys of ``pair`` (only ``key_ids`` if
