@@ -12,8 +12,8 @@ What runs where:
   ``kms.batch_km_cpu_us_per_key``): since session 5 **each KM is its own OS process**
   (``python -m kms.cli km serve``, :class:`kms.process_network.KmProcessNetwork`), as ``qkdn
   up`` runs one process per node; they log at INFO to their log files as node processes do.
-  The sequential client (p50/p99, batch) runs in the bench process, the requests/s clients
-  in six processes of their own. Until session 4 both KMs and the sequential client shared
+  The sequential client (p50/p99, batch; ``requests``) runs in the bench process, the
+  requests/s clients (urllib3 keep-alive pools, since session 5) in six processes of their own. Until session 4 both KMs and the sequential client shared
   the bench's interpreter (``LocalKmNetwork``), so the slave KM's share of every relay and
   the client's own CPU were taken from the master KM. ``QKDN_BENCH_KMS_IN_PROCESS=1`` runs
   the old set-up (for comparisons; no KM CPU rows then).
