@@ -263,6 +263,9 @@ class _EditWalker:
     def resolve(
         self, parent: SchemaNode, element: etree._Element, path: str
     ) -> SchemaNode:
+        node = parent.children_by_tag.get(element.tag)
+        if node is not None and node.config and node.kind is not NodeKind.ANY:
+            return node  # the usual case: one lookup by Clark tag, nothing to report
         namespace, name = _split_tag(element.tag)
         if namespace not in self.schema.module_by_namespace:
             raise _error(
@@ -293,6 +296,8 @@ class _EditWalker:
     def operation(
         self, element: etree._Element, node: SchemaNode, inherited: EditOperation, path: str
     ) -> EditOperation:
+        if not element.keys():  # no attribute at all (most elements of an edit)
+            return inherited
         own = None
         for attribute, value in element.attrib.items():
             if attribute == OPERATION_ATTRIBUTE:

@@ -130,31 +130,55 @@ def _children(op: etree._Element) -> list[etree._Element]:
 
 
 def _check_known_children(op: etree._Element, ns: str, allowed: tuple[str, ...]) -> None:
-    for child in _children(op):
-        q = etree.QName(child)
-        if q.namespace != ns or q.localname not in allowed:
+    _known_params(op, ns, allowed)
+
+
+def _known_params(op: etree._Element, ns: str, allowed: tuple[str, ...]
+                  ) -> dict[str, etree._Element]:
+    """The parameters of ``op`` by local name (the first of each), in one pass over its
+    child elements; ``unknown-element`` for the first child that is not one of ``allowed``
+    in namespace ``ns``."""
+    params: dict[str, etree._Element] = {}
+    prefix = f"{{{ns}}}"
+    for child in op.iterchildren(etree.Element):
+        tag = child.tag
+        local = tag[len(prefix):] if tag.startswith(prefix) else None
+        if local is None or local not in allowed:
+            q = etree.QName(child)
             raise RpcError(
                 ErrorTag.UNKNOWN_ELEMENT,
                 f"unexpected parameter <{q.localname}> in <{etree.QName(op).localname}>",
                 type=ErrorType.PROTOCOL,
                 info={"bad-element": q.localname},
             )
+        params.setdefault(local, child)
+    return params
+
+
+def _missing(op: etree._Element, name: str) -> RpcError:
+    return RpcError(
+        ErrorTag.MISSING_ELEMENT,
+        f"<{etree.QName(op).localname}> needs <{name}>",
+        type=ErrorType.PROTOCOL,
+        info={"bad-element": name},
+    )
 
 
 def _param(op: etree._Element, ns: str, name: str, required: bool = False) -> etree._Element | None:
-    found = op.find(f"{{{ns}}}{name}")
+    found = next(op.iterchildren(f"{{{ns}}}{name}"), None)   # op.find() without ElementPath
     if found is None and required:
-        raise RpcError(
-            ErrorTag.MISSING_ELEMENT,
-            f"<{etree.QName(op).localname}> needs <{name}>",
-            type=ErrorType.PROTOCOL,
-            info={"bad-element": name},
-        )
+        raise _missing(op, name)
     return found
 
 
 def _text_choice(op: etree._Element, name: str, choices: tuple[str, ...], default: str) -> str:
-    elem = _param(op, NETCONF_BASE_NS, name)
+    return _choice(_param(op, NETCONF_BASE_NS, name), name, choices, default)
+
+
+def _choice(elem: etree._Element | None, name: str, choices: tuple[str, ...],
+            default: str) -> str:
+    """The text of parameter ``elem`` (named ``name``), one of ``choices``; ``default`` when
+    the parameter is absent (None)."""
     if elem is None:
         return default
     value = (elem.text or "").strip()
@@ -248,21 +272,25 @@ def get_config(op: etree._Element, call: RpcCall) -> etree._Element | Serialised
 def edit_config(op: etree._Element, call: RpcCall) -> None:
     """RFC 6241 §7.2 on running or candidate; atomic (all or nothing) whatever the
     error-option."""
-    _check_known_children(
+    params = _known_params(
         op, NETCONF_BASE_NS,
         ("target", "default-operation", "test-option", "error-option", "config", "url"),
     )
     target = _datastore(op, "target", call)
-    default_operation = _text_choice(op, "default-operation", EDIT_DEFAULT_OPERATIONS, "merge")
-    test_option = _text_choice(op, "test-option", EDIT_TEST_OPTIONS, "test-then-set")
-    error_option = _text_choice(op, "error-option", EDIT_ERROR_OPTIONS, "stop-on-error")
-    if _param(op, NETCONF_BASE_NS, "url") is not None:
+    default_operation = _choice(params.get("default-operation"), "default-operation",
+                                EDIT_DEFAULT_OPERATIONS, "merge")
+    test_option = _choice(params.get("test-option"), "test-option", EDIT_TEST_OPTIONS,
+                          "test-then-set")
+    error_option = _choice(params.get("error-option"), "error-option", EDIT_ERROR_OPTIONS,
+                           "stop-on-error")
+    if "url" in params:
         raise RpcError(
             ErrorTag.OPERATION_NOT_SUPPORTED, "<url> is not supported (no :url capability)",
             type=ErrorType.PROTOCOL, info={"bad-element": "url"},
         )
-    config = _param(op, NETCONF_BASE_NS, "config", required=True)
-    assert config is not None
+    config = params.get("config")
+    if config is None:
+        raise _missing(op, "config")
     call.require_write("edit-config")
     options = {"default_operation": default_operation, "test_option": test_option,
                "error_option": error_option}

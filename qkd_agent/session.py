@@ -109,10 +109,23 @@ def parse_client_hello(root: etree._Element) -> frozenset[str]:
 
 
 def build_rpc_reply(rpc: etree._Element | None,
-                    content: list[etree._Element] | SerialisedData) -> bytes:
+                    content: list[etree._Element] | SerialisedData | None) -> bytes:
     """``<rpc-reply>`` carrying every attribute of the ``<rpc>`` (RFC 6241 §4.2) and the
     given content (``<data>``, ``<ok/>`` or ``<rpc-error>`` elements, or a serialised
-    ``<data>`` spliced in as it is)."""
+    ``<data>`` spliced in as it is); None is ``<ok/>``, spliced in without building it."""
+    if content is None or isinstance(content, SerialisedData):
+        envelope = _plain_envelope(rpc) or etree.tostring(
+            _reply_element(rpc), xml_declaration=True, encoding="UTF-8")
+        # an empty element ends in "/>"; the base namespace is the default one (no prefix)
+        return b"%s>%s</rpc-reply>" % (envelope[:-2], _OK if content is None else content.xml)
+    reply = _reply_element(rpc)
+    for elem in content:
+        reply.append(elem)
+    return etree.tostring(reply, xml_declaration=True, encoding="UTF-8")
+
+
+def _reply_element(rpc: etree._Element | None) -> etree._Element:
+    """An empty ``<rpc-reply>`` with the ``<rpc>``'s attributes and prefixed namespaces."""
     nsmap = {None: NETCONF_BASE_NS}
     if rpc is not None:
         nsmap.update({k: v for k, v in rpc.nsmap.items() if k is not None})
@@ -120,13 +133,35 @@ def build_rpc_reply(rpc: etree._Element | None,
     if rpc is not None:
         for name, value in rpc.attrib.items():
             reply.set(name, value)
-    if isinstance(content, SerialisedData):
-        envelope = etree.tostring(reply, xml_declaration=True, encoding="UTF-8")
-        # an empty element ends in "/>"; the base namespace is the default one (no prefix)
-        return b"%s>%s</rpc-reply>" % (envelope[:-2], content.xml)
-    for elem in content:
-        reply.append(elem)
-    return etree.tostring(reply, xml_declaration=True, encoding="UTF-8")
+    return reply
+
+
+_REPLY_HEAD = ("<?xml version='1.0' encoding='UTF-8'?>\n"
+               f'<rpc-reply xmlns="{NETCONF_BASE_NS}"')
+_ATTRIBUTE_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
+                                    "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
+def _plain_envelope(rpc: etree._Element | None) -> bytes | None:
+    """What :func:`_reply_element` serialises to, written directly, for the usual
+    ``<rpc>``: no prefixed namespace declaration and only unqualified attributes (such as
+    ``message-id``); None for any other (then lxml builds it). Values are escaped as lxml
+    escapes them."""
+    if rpc is None:
+        return (_REPLY_HEAD + "/>").encode()
+    if any(prefix is not None for prefix in rpc.nsmap):
+        return None
+    parts = [_REPLY_HEAD]
+    for name, value in rpc.attrib.items():
+        if name[:1] == "{":
+            return None
+        parts.append(f' {name}="{value.translate(_ATTRIBUTE_ESCAPES)}"')
+    parts.append("/>")
+    return "".join(parts).encode()
+
+
+#: ``<ok/>`` in the default namespace of the ``<rpc-reply>`` around it (the base one)
+_OK = b"<ok/>"
 
 
 def ok_element() -> etree._Element:
@@ -290,7 +325,8 @@ class NetconfSession:
             self.kill()
 
     def _dispatch(self, rpc: etree._Element,
-                  call: RpcCall) -> list[etree._Element] | SerialisedData:
+                  call: RpcCall) -> list[etree._Element] | SerialisedData | None:
+        """The reply content of one ``<rpc>``; None for ``<ok/>``."""
         if rpc.tag != _BASE + "rpc":
             raise RpcError(
                 ErrorTag.MALFORMED_MESSAGE if rpc.tag != _BASE + "hello" else ErrorTag.OPERATION_FAILED,
@@ -310,9 +346,9 @@ class NetconfSession:
                 type=ErrorType.RPC,
             )
         result = find_operation(ops[0], self._server.extra_operations)(ops[0], call)
-        if isinstance(result, SerialisedData):
+        if result is None or isinstance(result, SerialisedData):
             return result
-        return [result if result is not None else ok_element()]
+        return [result]
 
     # ------------------------------------------------------------------ output
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import asyncssh
+from asyncssh.constants import MSG_IGNORE
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,7 @@ class _AgentSSHServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        skip_cbc_countermeasure(conn)
 
     def begin_auth(self, username: str) -> bool:
         self._user = username
@@ -276,6 +278,42 @@ class _AgentSSHServer(asyncssh.SSHServer):
 
 
 _NO_KEYS = asyncssh.import_authorized_keys("")
+#: the payload of the empty ``SSH_MSG_IGNORE`` asyncssh puts before every encrypted packet
+_EMPTY_IGNORE = b"\0\0\0\0"
+
+
+def is_cbc_cipher(name: str) -> bool:
+    """True for a CBC-mode SSH cipher (``aes128-cbc``, ``3des-cbc``, ``seed-cbc@ssh.com``…),
+    the only kind whose next IV an eavesdropper can predict (RFC 4251 §9.3.1).
+
+    >>> is_cbc_cipher("aes256-cbc"), is_cbc_cipher("aes128-gcm@openssh.com")
+    (True, False)
+    """
+    return "-cbc" in name
+
+
+def skip_cbc_countermeasure(conn: asyncssh.SSHServerConnection) -> None:
+    """Stop ``conn`` from sending an empty ``SSH_MSG_IGNORE`` before each of its packets
+    unless its cipher is CBC.
+
+    asyncssh (2.x) inserts one before every encrypted packet, whatever the cipher: RFC 4251
+    §9.3.1's countermeasure against the chosen-plaintext attack on CBC's predictable IVs.
+    With the ciphers the agent offers (asyncssh's defaults: ChaCha20-Poly1305, AES-GCM,
+    AES-CTR; no CBC) it protects nothing, and it doubles the packets of every reply and
+    notification: a second encryption and ``socket.send`` at the agent, a second packet to
+    read, decrypt and discard at the client (paramiko does that in Python). Other packets,
+    and an ``SSH_MSG_IGNORE`` with a payload, go out unchanged."""
+    send_packet = conn.send_packet
+
+    def send_packet_without_countermeasure(pkttype: int, *args: bytes,
+                                           handler: Any = None) -> None:
+        if (pkttype == MSG_IGNORE and args == (_EMPTY_IGNORE,)
+                and not is_cbc_cipher(conn.get_extra_info("send_cipher") or "")):
+            return
+        send_packet(pkttype, *args, handler=handler)
+
+    # an instance attribute: asyncssh calls ``self.send_packet`` for its own packets too
+    conn.send_packet = send_packet_without_countermeasure  # type: ignore[method-assign]
 
 
 async def start_ssh_server(
@@ -314,4 +352,7 @@ async def start_ssh_server(
         x11_forwarding=False,
         keepalive_interval=0,
         login_timeout=30,
+        # no pty is ever granted: asyncssh's line editor would only sit between the channel
+        # and the session, forwarding every read and write through one more layer
+        line_editor=False,
     )

@@ -16,6 +16,8 @@ from typing import Any
 
 import requests
 
+from .sae_client import enc_keys_when_admitted, sae_client
+
 PAPER_PAIRS = (("0", "1"), ("2", "3"), ("4", "5"))
 RETRY_S = 0.2
 
@@ -33,15 +35,6 @@ class FlowResult:
     error: str = ""
 
 
-def sae_client(endpoints: dict[str, Any], sae_id: str) -> requests.Session:
-    sae = endpoints["saes"][sae_id]
-    session = requests.Session()
-    session.trust_env = False  # REQUESTS_CA_BUNDLE must not replace the network's CA
-    session.cert = (sae["cert"], sae["key"])
-    session.verify = endpoints["ca_cert"]
-    return session
-
-
 def _digest(key_b64: str) -> str:
     return hashlib.sha256(key_b64.encode()).hexdigest()
 
@@ -52,16 +45,11 @@ def run_etsi014(endpoints: dict[str, Any], a: str, b: str, *, number: int = 4,
     result = FlowResult(a, b, "014")
     master, slave = sae_client(endpoints, f"sae-{a}"), sae_client(endpoints, f"sae-{b}")
     url_a, url_b = endpoints["nodes"][a]["etsi014"], endpoints["nodes"][b]["etsi014"]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        enc = master.post(f"{url_a}/sae-{b}/enc_keys", json={"number": number, "size": 256},
-                          timeout=timeout_s)
-        if enc.status_code == 200:
-            break
-        if enc.status_code != 503 or time.monotonic() > deadline:
-            result.error = f"enc_keys {enc.status_code}: {enc.json().get('message', '')}"
-            return result
-        time.sleep(RETRY_S)  # 503: the session is being admitted, or key is being relayed
+    enc = enc_keys_when_admitted(master, url_a, f"sae-{b}", number=number, size=256,
+                                 timeout_s=timeout_s, retry_s=RETRY_S)
+    if enc.status_code != 200:
+        result.error = f"enc_keys {enc.status_code}: {enc.json().get('message', '')}"
+        return result
     result.first_key_s = time.monotonic() - t0
     keys = enc.json()["keys"]
     dec = slave.post(f"{url_b}/sae-{a}/dec_keys",

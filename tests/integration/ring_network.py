@@ -16,6 +16,7 @@ import yaml
 from qkdn.bringup import bring_down, bring_up
 from qkdn.namespaces import ETSI_NODE_NS, QKDN_KM_NS
 from qkdn.netconf_client import connect
+from qkdn.sae_client import sae_client
 from qkdn.state_files import StateDir, read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,12 +63,7 @@ class Network:
 
     # --- applications ---------------------------------------------------------------------
     def sae(self, sae_id: str) -> requests.Session:
-        sae = self.endpoints["saes"][sae_id]
-        session = requests.Session()
-        session.trust_env = False
-        session.cert = (sae["cert"], sae["key"])
-        session.verify = self.endpoints["ca_cert"]
-        return session
+        return sae_client(self.endpoints, sae_id)
 
     def node_of(self, sae_id: str) -> str:
         return self.endpoints["saes"][sae_id]["node"]

@@ -5,39 +5,27 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
 from qkdn.namespaces import ETSI_NODE_NS
 from qkdn.netconf_client import connect
+from qkdn.sae_client import enc_keys_when_admitted, sae_client
 
 pytestmark = pytest.mark.integration
 NS = {"n": ETSI_NODE_NS}
 
 
 def _sae(network, sae_id: str) -> requests.Session:
-    sae = network.endpoints["saes"][sae_id]
-    session = requests.Session()
-    session.trust_env = False
-    session.cert = (sae["cert"], sae["key"])
-    session.verify = network.endpoints["ca_cert"]
-    return session
+    return sae_client(network.endpoints, sae_id)
 
 
 def _keys_through_controller(network, a: str, b: str, number: int = 2):
     """enc_keys (retried while the session is being admitted: 503), then dec_keys."""
-    master = _sae(network, f"sae-{a}")
-    url_a = network.endpoints["nodes"][a]["etsi014"]
-    for _ in range(60):
-        enc = master.get(f"{url_a}/sae-{b}/enc_keys", params={"number": number}, timeout=30)
-        if enc.status_code == 200:
-            break
-        assert enc.status_code == 503, enc.text
-        time.sleep(0.25)
-    else:
-        pytest.fail(f"{a}->{b}: {enc.text}")
+    enc = enc_keys_when_admitted(_sae(network, f"sae-{a}"), network.endpoints["nodes"][a]["etsi014"],
+                                 f"sae-{b}", number=number, method="GET")
+    assert enc.status_code == 200, f"{a}->{b}: {enc.text}"
     keys = enc.json()["keys"]
     url_b = network.endpoints["nodes"][b]["etsi014"]
     dec = _sae(network, f"sae-{b}").post(

@@ -11,11 +11,11 @@ import sys
 import time
 
 import pytest
-import requests
 import yaml
 
 from qkd_twin.faults import FaultKind, append_fault
 from qkdn.bringup import bring_down, bring_up
+from qkdn.sae_client import sae_client
 from qkdn.state_files import StateDir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,12 +46,7 @@ def network(tmp_path_factory):
         bring_down(state)
 
 
-def sae(endpoints, sae_id):
-    entry = endpoints["saes"][sae_id]
-    s = requests.Session()
-    s.trust_env = False
-    s.cert, s.verify = (entry["cert"], entry["key"]), endpoints["ca_cert"]
-    return s
+sae = sae_client
 
 
 def fault(state, kind, a, b):

@@ -7,35 +7,21 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 from lxml import etree
 
 from qkdn.namespaces import QKDN_INV_NS, QKDN_TOPO_NS
 from qkdn.netconf_client import connect
+from qkdn.sae_client import enc_keys_when_admitted, sae_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NS = {"t": QKDN_TOPO_NS, "i": QKDN_INV_NS}
 
 
-def _sae(network, sae_id: str) -> requests.Session:
-    sae = network.endpoints["saes"][sae_id]
-    session = requests.Session()
-    session.trust_env = False
-    session.cert = (sae["cert"], sae["key"])
-    session.verify = network.endpoints["ca_cert"]
-    return session
-
-
 def _enc_keys(network, a: str, b: str) -> None:
-    master = _sae(network, f"sae-{a}")
-    url = network.endpoints["nodes"][a]["etsi014"]
-    for _ in range(60):
-        enc = master.get(f"{url}/sae-{b}/enc_keys", params={"number": 1}, timeout=30)
-        if enc.status_code == 200:
-            return
-        assert enc.status_code == 503, enc.text
-        time.sleep(0.25)
-    pytest.fail(enc.text)
+    enc = enc_keys_when_admitted(sae_client(network.endpoints, f"sae-{a}"),
+                                 network.endpoints["nodes"][a]["etsi014"], f"sae-{b}",
+                                 method="GET")
+    assert enc.status_code == 200, enc.text
 
 
 def _svc_links(m) -> list[etree._Element]:

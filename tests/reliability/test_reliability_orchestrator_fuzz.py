@@ -29,6 +29,7 @@ import requests
 
 from orchestrator.server import READ_DEADLINE_S
 from qkdn.bringup import bring_down, bring_up
+from qkdn.sae_client import enc_keys_when_admitted, sae_client
 from qkdn.state_files import StateDir
 
 from . import reliability_report, rest_fuzz
@@ -73,21 +74,9 @@ class Network:
 
 def _start_session(endpoints: dict) -> None:
     """One ETSI 014 exchange sae-a → sae-c: the controller sets up a session A–B–C."""
-    def sae(name: str) -> requests.Session:
-        s = requests.Session()
-        s.trust_env = False
-        s.cert = (endpoints["saes"][name]["cert"], endpoints["saes"][name]["key"])
-        s.verify = endpoints["ca_cert"]
-        return s
-    master = sae("sae-a")
-    url = endpoints["nodes"]["A"]["etsi014"]
-    for _ in range(120):
-        reply = master.post(f"{url}/sae-c/enc_keys", json={"number": 1}, timeout=30)
-        if reply.status_code == 200:
-            return
-        assert reply.status_code == 503, reply.text
-        time.sleep(0.5)
-    raise AssertionError(f"no key for sae-a → sae-c: {reply.text}")
+    reply = enc_keys_when_admitted(sae_client(endpoints, "sae-a"),
+                                   endpoints["nodes"]["A"]["etsi014"], "sae-c", timeout_s=60)
+    assert reply.status_code == 200, f"no key for sae-a → sae-c: {reply.text}"
 
 
 @pytest.fixture(scope="module")

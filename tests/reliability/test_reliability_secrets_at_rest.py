@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import requests
 
 from kms.local_network import LocalKmNetwork
 from qkdn.bringup import bring_down, bring_up
+from qkdn.sae_client import enc_keys_when_admitted, sae_client
 from qkdn.state_files import StateDir
 
 from ..integration import km_relay_line
@@ -71,16 +71,10 @@ def _element_of(relative: Path) -> str:
     return parts[0] if len(parts) > 1 else "(top)"
 
 
-def _session(endpoints: dict, sae: str) -> requests.Session:
-    s = requests.Session()
-    s.trust_env = False
-    s.cert = (endpoints["saes"][sae]["cert"], endpoints["saes"][sae]["key"])
-    s.verify = endpoints["ca_cert"]
-    return s
 
 
 def deliver_014(endpoints: dict, a: str, b: str, rounds: int) -> list[bytes]:
-    master, slave = _session(endpoints, f"sae-{a}"), _session(endpoints, f"sae-{b}")
+    master, slave = sae_client(endpoints, f"sae-{a}"), sae_client(endpoints, f"sae-{b}")
     url_a = endpoints["nodes"][a.upper()]["etsi014"]
     url_b = endpoints["nodes"][b.upper()]["etsi014"]
     return _deliver_014(master, slave, url_a, url_b, a, b, rounds)
@@ -90,12 +84,7 @@ def _deliver_014(master, slave, url_a: str, url_b: str, a: str, b: str,
                  rounds: int) -> list[bytes]:
     keys: list[bytes] = []
     for _ in range(rounds):
-        for _attempt in range(60):
-            r = master.post(f"{url_a}/sae-{b}/enc_keys", json={"number": 2}, timeout=30)
-            if r.status_code == 200:
-                break
-            assert r.status_code == 503, r.text
-            time.sleep(0.5)
+        r = enc_keys_when_admitted(master, url_a, f"sae-{b}", number=2, retry_s=0.5)
         assert r.status_code == 200, r.text
         got = r.json()["keys"]
         d = slave.post(f"{url_b}/sae-{a}/dec_keys",
@@ -106,7 +95,7 @@ def _deliver_014(master, slave, url_a: str, url_b: str, a: str, b: str,
 
 
 def deliver_004(endpoints: dict, a: str, b: str, count: int) -> list[bytes]:
-    s_a, s_b = _session(endpoints, f"sae-{a}"), _session(endpoints, f"sae-{b}")
+    s_a, s_b = sae_client(endpoints, f"sae-{a}"), sae_client(endpoints, f"sae-{b}")
     url_a = endpoints["nodes"][a.upper()]["etsi004"]
     url_b = endpoints["nodes"][b.upper()]["etsi004"]
     return _deliver_004(s_a, s_b, url_a, url_b, a, b, count)

@@ -439,3 +439,48 @@ def test_copy_config_running_to_running_and_delete_config(peer, server):
         == "operation-failed"
     assert error_tag(peer.rpc("<delete-config><target><startup/></target></delete-config>")) \
         == "operation-not-supported"
+
+
+@pytest.mark.parametrize("rpc_text", [
+    f'<rpc xmlns="{NETCONF_BASE_NS}" message-id="7"><commit/></rpc>',
+    (f'<nc:rpc xmlns:nc="{NETCONF_BASE_NS}" message-id="x&amp;y" xmlns:ex="urn:example" '
+     'ex:user="bob" ex:n="1"><nc:commit/></nc:rpc>'),
+    f'<rpc xmlns="{NETCONF_BASE_NS}" xmlns:a="urn:a" message-id="42" a:trace="t"><get/></rpc>',
+])
+def test_ok_reply_is_spliced_and_equals_the_built_one(rpc_text):
+    from qkd_agent.session import build_rpc_reply, ok_element
+
+    rpc = parse_message(rpc_text.encode())
+    spliced = build_rpc_reply(rpc, None)
+    built = build_rpc_reply(rpc, [ok_element()])
+    reply, expected = etree.fromstring(spliced), etree.fromstring(built)
+    assert reply.tag == expected.tag == f"{{{NETCONF_BASE_NS}}}rpc-reply"
+    assert dict(reply.attrib) == dict(expected.attrib) == dict(rpc.attrib)
+    assert reply.nsmap == expected.nsmap
+    assert [child.tag for child in reply] == [f"{{{NETCONF_BASE_NS}}}ok"]
+    assert etree.tostring(reply, method="c14n") == etree.tostring(expected, method="c14n")
+
+
+@pytest.mark.parametrize("attributes", [
+    'message-id="101"',
+    'message-id="a&amp;b &lt;c&gt; &quot;d&quot; \'e\' f&#10;g&#9;h&#13;i é"',
+    'message-id="1" user="x" other=""',
+])
+def test_plain_reply_envelope_is_what_lxml_writes(attributes):
+    from qkd_agent.session import _plain_envelope, _reply_element
+
+    rpc = parse_message(f'<rpc xmlns="{NETCONF_BASE_NS}" {attributes}><get/></rpc>'.encode())
+    assert _plain_envelope(rpc) == etree.tostring(_reply_element(rpc), xml_declaration=True,
+                                                  encoding="UTF-8")
+
+
+def test_reply_envelope_of_a_prefixed_or_qualified_rpc_is_left_to_lxml():
+    from qkd_agent.session import _plain_envelope
+
+    prefixed = parse_message(f'<nc:rpc xmlns:nc="{NETCONF_BASE_NS}" message-id="1">'
+                             "<nc:get/></nc:rpc>".encode())
+    qualified = parse_message(f'<rpc xmlns="{NETCONF_BASE_NS}" xmlns:x="urn:x" '
+                              'message-id="1" x:a="b"><get/></rpc>'.encode())
+    assert _plain_envelope(prefixed) is None and _plain_envelope(qualified) is None
+    assert _plain_envelope(None) == (f"<?xml version='1.0' encoding='UTF-8'?>\n"
+                                     f'<rpc-reply xmlns="{NETCONF_BASE_NS}"/>').encode()
