@@ -4,12 +4,29 @@ keys, SQLite stores with synchronous=FULL in a temporary state directory.
 ``run(quick=False) -> list[dict]`` returns rows with ``name, value, unit, target, meets, runs,
 p50, p99``. Set ``QKDN_BENCH_DIR`` to put the state directory elsewhere (e.g. /dev/shm to see
 the figures without disk fsync cost).
+
+What runs where:
+
+* ``bench_etsi014`` (``kms.etsi014_enc_p50_ms``, ``_p99_ms``, ``kms.etsi014_rps``,
+  ``kms.batch_keys_per_s``, and the KM CPU rows ``kms.etsi014_km_cpu_ms_per_req``,
+  ``kms.batch_km_cpu_us_per_key``): since session 5 **each KM is its own OS process**
+  (``python -m kms.cli km serve``, :class:`kms.process_network.KmProcessNetwork`), as ``qkdn
+  up`` runs one process per node; they log at INFO to their log files as node processes do.
+  The sequential client (p50/p99, batch; ``requests``) runs in the bench process, the
+  requests/s clients (urllib3 keep-alive pools, since session 5) in six processes of their own. Until session 4 both KMs and the sequential client shared
+  the bench's interpreter (``LocalKmNetwork``), so the slave KM's share of every relay and
+  the client's own CPU were taken from the master KM. ``QKDN_BENCH_KMS_IN_PROCESS=1`` runs
+  the old set-up (for comparisons; no KM CPU rows then).
+* ``bench_relay_hop``, ``bench_relay_rate``, ``bench_token_bucket``: in-process KMs
+  (``LocalKmNetwork``; they reconfigure the KMs and feed links while running).
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import ssl
 import statistics
 import tempfile
 import threading
@@ -18,9 +35,12 @@ import uuid
 from pathlib import Path
 
 import requests
+import urllib3
 
+from bench.report import row as report_row
 from kms.key_manager import KmConfig
 from kms.local_network import LocalKmNetwork, node_qkdn_id, virtual_link
+from kms.process_network import KmProcessNetwork
 
 KEY_BITS = 256
 
@@ -47,9 +67,14 @@ def _tmp() -> Path:
     return Path(tempfile.mkdtemp(prefix="kms-bench-", dir=os.environ.get("QKDN_BENCH_DIR")))
 
 
-def _enc_latency(net: LocalKmNetwork, master: str, slave: str, n: int, number: int = 1) -> list[float]:
-    s = _client(net, master)
-    url = net.kms[net.saes[master]].base_url + f"/api/v1/keys/{slave}/enc_keys"
+def _enc_latency(base_url: str, cert: tuple[str, str], ca: str, slave: str, n: int,
+                 number: int = 1) -> list[float]:
+    """Wall ms of ``n`` sequential enc_keys calls (after two warm-up calls) on one
+    keep-alive connection."""
+    s = requests.Session()
+    s.trust_env = False
+    s.cert, s.verify = cert, ca
+    url = base_url + f"/api/v1/keys/{slave}/enc_keys"
     for _ in range(2):
         s.post(url, json={"number": number}, timeout=30).raise_for_status()
     out = []
@@ -61,18 +86,32 @@ def _enc_latency(net: LocalKmNetwork, master: str, slave: str, n: int, number: i
     return out
 
 
+def _local_enc_latency(net: LocalKmNetwork, master: str, slave: str, n: int,
+                       number: int = 1) -> list[float]:
+    return _enc_latency(net.kms[net.saes[master]].base_url, net.sae_cert(master), net.ca,
+                        slave, n, number)
+
+
 def _hammer(url: str, cert: str, key: str, ca: str, duration: float, ready, results) -> None:
-    """Load-generator process: connects (TLS handshake), waits at the ``ready`` barrier with
-    the others and the parent, then runs enc_keys number=1 in a loop for ``duration`` s and
-    puts its count of 200 answers on ``results``."""
-    s = requests.Session()
-    s.trust_env = False
-    s.cert, s.verify = (cert, key), ca
-    s.get(url.replace("/enc_keys", "/status"), timeout=30)
+    """Load-generator process: connects (TLS handshake, keep-alive), waits at the ``ready``
+    barrier with the others and the parent, then runs enc_keys number=1 in a loop for
+    ``duration`` s and puts its count of 200 answers on ``results``.
+
+    The client is urllib3 (as the KM's own relay client), not ``requests``: on this
+    benchmark's two cores the six clients share the CPU with the KMs, and ``requests`` spent
+    2.2 ms of client CPU per call against the KM's 1.5 ms (urllib3: 1.35 ms), so the row
+    measured the clients (session 5, docs/benchmarks.md)."""
+    context = ssl.create_default_context(cafile=ca)
+    context.load_cert_chain(cert, key)
+    pool = urllib3.PoolManager(ssl_context=context, maxsize=1)
+    pool.request("GET", url.replace("/enc_keys", "/status"), timeout=30)
+    body, headers = json.dumps({"number": 1}).encode(), {"Content-Type": "application/json"}
     ready.wait()
     done, end = 0, time.monotonic() + duration
     while time.monotonic() < end:
-        if s.post(url, json={"number": 1}, timeout=30).status_code == 200:
+        response = pool.urlopen("POST", url, body=body, headers=headers, timeout=30,
+                                retries=False)
+        if response.status == 200:
             done += 1
     results.put(done)
 
@@ -101,32 +140,78 @@ def hammer(url: str, cert: str, key: str, ca: str, clients: int, duration: float
     return done
 
 
-def bench_etsi014(quick: bool) -> list[dict]:
+class _InProcessKms:
+    """``LocalKmNetwork`` behind the few calls ``bench_etsi014`` makes (the pre-session-5
+    set-up: both KMs in the bench's interpreter)."""
+
+    def __init__(self, net: LocalKmNetwork) -> None:
+        self.net = net
+        self.urls = {n: km.base_url for n, km in net.kms.items()}
+        self.ca = net.ca
+
+    def sae_cert(self, sae: str) -> tuple[str, str]:
+        return self.net.sae_cert(sae)
+
+    def cpu_s(self, node: str) -> float | None:
+        return None      # shared with the client: not the KM's alone
+
+
+def bench_etsi014(quick: bool, *, in_process: bool | None = None) -> list[dict]:
+    if in_process is None:
+        in_process = os.environ.get("QKDN_BENCH_KMS_IN_PROCESS") == "1"
     n = 200 if quick else 1000
     saes = {"sae-a": "A", "sae-b": "B"}
+    blocks = 40 if quick else 120    # 64 KiB each: supply is not the bottleneck
     # relay-ahead: the pair's next 1,000 keys are relayed in the background once fewer than
     # 1,000 are ready (at most 2,000 ready), so no request waits for a relay
-    config = KmConfig(relay_batch=1000, max_key_per_request=1000, relay_ahead_low_water=1000)
-    with LocalKmNetwork(_tmp(), ["A", "B"], [("A", "B")], saes, config=config) as net:
-        net.feed("A", "B", blocks=40 if quick else 120, size=65536)   # supply not the bottleneck
-        lat = _enc_latency(net, "sae-a", "sae-b", n)
-        p50, p99 = _pct(lat, 0.5), _pct(lat, 0.99)
-        rows = [_row("kms.etsi014_enc_p50_ms", p50, "ms", "<= 5", p50 <= 5, n, p50, p99),
-                _row("kms.etsi014_enc_p99_ms", p99, "ms", "<= 25", p99 <= 25, n, p50, p99)]
-        # sustained requests/s: keep-alive clients in their own processes (a client sharing
-        # the KM's interpreter would compete with it for the GIL)
-        duration = 3.0 if quick else 8.0
-        url = net.kms["A"].base_url + "/api/v1/keys/sae-b/enc_keys"
-        cert, key = net.sae_cert("sae-a")
-        done = hammer(url, cert, key, net.ca, 6, duration)
-        rps = done / duration
-        rows.append(_row("kms.etsi014_rps", rps, "req/s", ">= 500", rps >= 500, done))
-        # batched
-        m = 10 if quick else 40
-        lat = _enc_latency(net, "sae-a", "sae-b", m, number=100)
-        keys_per_s = 100 * m / (sum(lat) / 1000)
-        rows.append(_row("kms.batch_keys_per_s", keys_per_s, "keys/s", ">= 10000",
-                         keys_per_s >= 10000, m, _pct(lat, 0.5), _pct(lat, 0.99)))
+    settings = {"relay_batch": 1000, "relay_ahead_low_water": 1000}
+    if in_process:
+        config = KmConfig(relay_batch=1000, max_key_per_request=1000, relay_ahead_low_water=1000)
+        with LocalKmNetwork(_tmp(), ["A", "B"], [("A", "B")], saes, config=config) as local:
+            local.feed("A", "B", blocks=blocks, size=65536)
+            return _etsi014_rows(_InProcessKms(local), quick, n)
+    with KmProcessNetwork(_tmp(), ["A", "B"], [("A", "B")], saes, km_settings=settings,
+                          blocks=blocks, block_size=65536) as net:
+        return _etsi014_rows(net, quick, n)
+
+
+def _kms_cpu(net) -> float | None:
+    a, b = net.cpu_s("A"), net.cpu_s("B")
+    return None if a is None or b is None else a + b
+
+
+def _etsi014_rows(net, quick: bool, n: int) -> list[dict]:
+    cert, ca, base = net.sae_cert("sae-a"), net.ca, net.urls["A"]
+    lat = _enc_latency(base, cert, ca, "sae-b", n)
+    p50, p99 = _pct(lat, 0.5), _pct(lat, 0.99)
+    rows = [_row("kms.etsi014_enc_p50_ms", p50, "ms", "<= 5", p50 <= 5, n, p50, p99),
+            _row("kms.etsi014_enc_p99_ms", p99, "ms", "<= 25", p99 <= 25, n, p50, p99)]
+    # sustained requests/s: keep-alive clients in their own processes (a client sharing
+    # the KM's interpreter would compete with it for the GIL)
+    duration = 3.0 if quick else 8.0
+    url = base + "/api/v1/keys/sae-b/enc_keys"
+    cpu: list[float | None] = []
+    done = hammer(url, *cert, ca, 6, duration, on_start=lambda: cpu.append(_kms_cpu(net)))
+    after = _kms_cpu(net)
+    rps = done / duration
+    rows.append(_row("kms.etsi014_rps", rps, "req/s", ">= 500", rps >= 500, done))
+    if cpu and cpu[0] is not None and after is not None and done:
+        rows.append(report_row("kms.etsi014_km_cpu_ms_per_req", round((after - cpu[0]) / done
+                                                                       * 1000, 3),
+                               "ms", runs=done))
+    # batched: 100 keys per request, the pair's next 1,000 relayed ahead in the background
+    m = 10 if quick else 40
+    before = _kms_cpu(net)
+    lat = _enc_latency(base, cert, ca, "sae-b", m, number=100)
+    after = _kms_cpu(net)
+    keys_per_s = 100 * m / (sum(lat) / 1000)
+    rows.append(_row("kms.batch_keys_per_s", keys_per_s, "keys/s", ">= 10000",
+                     keys_per_s >= 10000, m, _pct(lat, 0.5), _pct(lat, 0.99)))
+    if before is not None and after is not None:
+        # both KMs, warm-up calls included (102 … 4,200 keys), relay-ahead included
+        rows.append(report_row("kms.batch_km_cpu_us_per_key",
+                               round((after - before) / (100 * (m + 2)) * 1e6, 1), "us",
+                               runs=m + 2))
     return rows
 
 
@@ -155,8 +240,8 @@ def bench_relay_hop(quick: bool) -> list[dict]:
         # interleaved, so that both paths see the same machine load
         one_hop, two_hops = [], []
         for _ in range(n // 10):
-            one_hop += _enc_latency(net, "sae-a", "sae-b", 10)
-            two_hops += _enc_latency(net, "sae-a", "sae-c", 10)
+            one_hop += _local_enc_latency(net, "sae-a", "sae-b", 10)
+            two_hops += _local_enc_latency(net, "sae-a", "sae-c", 10)
     added = statistics.median(two_hops) - statistics.median(one_hop)
     return [_row("relay.hop_added_p50_ms", added, "ms", "<= 5", added <= 5, n,
                  statistics.median(two_hops), _pct(two_hops, 0.99))]

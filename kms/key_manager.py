@@ -174,7 +174,8 @@ class KeyManager:
         self._refusals_seen: frozenset[str] = frozenset()
         self._leg_credits: dict[str, dict[str, float]] = {}   # multipath: bits owed per leg
         self._key_arrived = threading.Condition()
-        self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch)
+        self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch,
+                            reserve_ahead=config.reserve_batch > 0)
         if self.pool.recovered_void():
             log.info("%s: %d key(s) reserved but never handed out before the last stop voided",
                      node_name, len(self.pool.recovered_void()))
@@ -1190,18 +1191,31 @@ def provenance_counts(records: list[KeyRecord]) -> dict[str, tuple[int, int]]:
     return counts
 
 
-def new_key_ids(count: int) -> list[str]:
-    """``count`` fresh random (version 4) UUIDs as strings, from one ``os.urandom`` call:
-    the same values ``str(uuid.uuid4())`` gives, at less than half its cost (a relay batch
-    makes 1,000 of them)."""
-    raw = secrets.token_bytes(16 * count)
-    out = []
-    for i in range(0, 16 * count, 16):
-        n = int.from_bytes(raw[i:i + 16], "big")
-        n = (n & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x4000 << 64) | (0x8000 << 48)
-        h = f"{n:032x}"
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
+#: RFC 9562 version and variant bits of a UUIDv7's random bytes (first and third of ten)
+_VERSION_7 = bytes((b & 0x0F) | 0x70 for b in range(256))
+_VARIANT_RFC = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
+def new_key_ids(count: int, now_ms: int | None = None) -> list[str]:
+    """``count`` fresh key_IDs: version 7 UUIDs (RFC 9562: 48 bits of Unix time in ms, then
+    74 random bits from one ``os.urandom`` call), as strings.
+
+    Time-ordered on purpose: the key pool keeps a row (a tombstone once released) for every
+    key_ID it ever saw, indexed by key_ID; random (version 4) IDs put each new key on a random
+    page of that index, so a 1,000-key relay batch rewrote hundreds of index pages at both
+    ends (~7 µs of CPU per key at 30,000 keys held). Version 7 IDs of one batch land on the
+    index's last pages. They are as unique (74 random bits per millisecond; the pool's primary
+    key refuses a repeat anyway) and no more guessable for what they are used for: a key_ID
+    names a key, it does not protect it (the KM releases a key only to the SAEs of its pair).
+    """
+    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    stamp = (ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big").hex()
+    head = f"{stamp[:8]}-{stamp[8:]}-"
+    raw = bytearray(secrets.token_bytes(10 * count))
+    raw[0::10] = raw[0::10].translate(_VERSION_7)
+    raw[2::10] = raw[2::10].translate(_VARIANT_RFC)
+    h = raw.hex()
+    return [f"{head}{h[i:i + 4]}-{h[i + 4:i + 8]}-{h[i + 8:i + 20]}" for i in range(0, 20 * count, 20)]
 
 
 def direct_session_id(sae_a: str, sae_b: str) -> str:

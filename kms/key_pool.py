@@ -11,6 +11,11 @@ and a state:
   :class:`KeyPool`); a reserved key is either handed to the master (``released``) or voided;
 * ``released`` / ``void`` — tombstones (key bytes overwritten and removed).
 
+Key bytes leave a row by setting ``key`` to NULL: with ``secure_delete=ON`` SQLite zeroes the
+freed cell in the page (checked by ``tests/unit/kms/test_kms_key_pool_erasure.py``), and the
+WAL, which still holds earlier page images, is truncated after every release. The batch paths
+no longer write ``zeroblob`` first (a second rewrite of every row of a 1,000-key batch).
+
 Every transition is one SQLite transaction (WAL, synchronous FULL, secure_delete), except the
 mark that hands a reserved key out: a line in an append-only hand-out journal, durable against
 a process crash (see :class:`KeyPool` for why that keeps every guarantee).
@@ -18,6 +23,8 @@ a process crash (see :class:`KeyPool` for why that keeps every guarantee).
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sqlite3
 import threading
@@ -25,10 +32,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kms.errors import InsufficientKey, KeyNotFound, KmsError, RelayError
 from kms.key_store import open_database
+
+log = logging.getLogger(__name__)
 
 #: the hand-out journal is ``<pool file>`` + this suffix (key_IDs only, never key bytes)
 HANDED_OUT_SUFFIX = "-handed-out"
@@ -47,9 +56,13 @@ class KeyState(str, Enum):
     VOID = "void"
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    """An end-to-end key and who it is for (``key`` is None in tombstones)."""
+class KeyRecord(NamedTuple):
+    """An end-to-end key and who it is for (``key`` is None in tombstones).
+
+    An immutable value like the package's frozen dataclasses, as a ``NamedTuple``: a relay
+    batch makes a thousand of them at each end and every reservation hundreds, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost ~3 µs each, a NamedTuple
+    ~1 µs. Compare records by their fields, never with plain tuples."""
 
     key_id: str
     master: str
@@ -89,12 +102,26 @@ CREATE TABLE IF NOT EXISTS keys (
     master_taken INTEGER NOT NULL DEFAULT 0, slave_taken INTEGER NOT NULL DEFAULT 0,
     stream_id TEXT, stream_index INTEGER, session TEXT, next_hop TEXT,
     created REAL NOT NULL, expires REAL, provenance TEXT NOT NULL DEFAULT 'qkd', leg TEXT);
--- a pair's keys in creation order: a reservation or release takes the oldest N ready keys
--- by walking the index (the pool of a pair with relay-ahead holds thousands; keys_pair on
--- (master, slave, state) made every reservation sort all of them)
-CREATE INDEX IF NOT EXISTS keys_pair_created ON keys(master, slave, state, created);
+-- a pair's READY keys in creation order: a reservation or release takes the oldest N by
+-- walking the index. Partial indexes hold only the rows their queries look for (the
+-- queries name the state as a literal, so SQLite can use them): tombstones (released,
+-- void: every key ever seen) and pending keys are in none, so the indexes stay small and
+-- a key entering or leaving a state touches one entry, not a delete + insert in an index
+-- of every key ever (session 5; keys_pair_created on (master, slave, state, created)).
+DROP INDEX IF EXISTS keys_pair_created;
+CREATE INDEX IF NOT EXISTS keys_ready_pair ON keys(master, slave, created)
+    WHERE state='ready';
+-- relays whose outcome is unknown (the housekeeping looks every second)
+CREATE INDEX IF NOT EXISTS keys_pending ON keys(created) WHERE state='pending';
+-- keys with a ttl that may expire (the housekeeping looks every second)
+CREATE INDEX IF NOT EXISTS keys_expiring ON keys(expires)
+    WHERE expires IS NOT NULL AND state IN ('ready', 'pending');
 DROP INDEX IF EXISTS keys_pair;
-CREATE UNIQUE INDEX IF NOT EXISTS keys_stream ON keys(stream_id, stream_index);
+-- 004 stream positions only: 014 and relay keys (stream_id NULL) are not indexed at all
+-- (every insert of a 1,000-key relay batch added 1,000 NULL entries to it)
+DROP INDEX IF EXISTS keys_stream;
+CREATE UNIQUE INDEX IF NOT EXISTS keys_stream_position ON keys(stream_id, stream_index)
+    WHERE stream_id IS NOT NULL;
 COMMIT;
 """
 
@@ -109,7 +136,7 @@ class KeyPool:
     **Reservations** (``reserve_batch`` > 0; ETSI 014 master releases): one synchronous-FULL
     transaction moves up to ``reserve_batch`` ready QKD keys of a (master, slave, size) (or
     :data:`RESERVE_REQUESTS` times the request's number, if larger) from
-    ``ready`` to ``reserved``, overwriting their bytes in the store (``zeroblob``, then NULL;
+    ``ready`` to ``reserved``, overwriting their bytes in the store (set to NULL;
     the WAL is truncated) and keeping them in memory. A later request of the pair is served
     from memory: before the HTTP answer its key_IDs are appended to the *hand-out journal*
     (``keys.sqlite-handed-out``; one ``write``, no fsync), so one fsync serves
@@ -134,7 +161,7 @@ class KeyPool:
     """
 
     def __init__(self, path: Path, local_saes: Iterable[str] = (), *,
-                 reserve_batch: int = 0) -> None:
+                 reserve_batch: int = 0, reserve_ahead: bool = False) -> None:
         self._lock = threading.RLock()
         self._conn = open_database(path)
         self._conn.executescript(_SCHEMA)
@@ -151,6 +178,11 @@ class KeyPool:
         #: (master, slave, size_bits) -> reserved keys, oldest first (bytes in memory only)
         self._reserved: dict[tuple[str, str, int], list[KeyRecord]] = {}
         self._reserve_lock = threading.Lock()
+        #: reserve a pair's next keys in the background once its reserve holds less than two
+        #: more requests' worth (see :meth:`_reserve_ahead`); one thread per pair at a time
+        self.reserve_ahead = reserve_ahead
+        self._ahead_threads: dict[tuple[str, str, int], threading.Thread] = {}
+        self._closing = False
         #: hand-out journal: key_IDs of reserved keys given to the master, one per line
         self._journal_path = path.with_name(path.name + HANDED_OUT_SUFFIX)
         self._journal_lock = threading.Lock()
@@ -233,13 +265,18 @@ class KeyPool:
         """Checkpoint and empty the WAL once keys were released or dropped: the WAL still
         held the frames written before (with the key bytes) until the next checkpoint, so
         delivered keys stayed readable in ``keys.sqlite-wal`` (reliability item 9). The
-        database pages were already overwritten (zeroblob, secure_delete)."""
+        database pages were already overwritten (secure_delete)."""
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Settle reservations (handed-out keys released, the rest voided, as the next start
         would), then close."""
+        with self._reserve_lock:
+            self._closing = True
+            ahead = list(self._ahead_threads.values())
+        for thread in ahead:      # a reservation in flight commits (or fails) first
+            thread.join(timeout=30)
         with self._reserve_lock:
             self._reserved.clear()
         with self._journal_lock:
@@ -257,14 +294,18 @@ class KeyPool:
                     next_hop: str, now: float, leg: str | None = None) -> None:
         """Record keys about to be relayed (before any byte leaves this KM); ``leg`` is the
         route leg of a multipath session (needed to resolve them later)."""
+        state, m_local, s_local = KeyState.PENDING.value, int(master_local), int(slave_local)
         with self._lock, self._tx() as cur:
+            if _insert_uniform(cur, records, state, m_local, s_local, now,
+                               next_hop=next_hop, leg=leg):
+                return
             cur.executemany(
                 "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local, "
                 "slave_local, stream_id, stream_index, session, next_hop, created, expires, "
                 "provenance, leg) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, KeyState.PENDING.value,
-                  int(master_local), int(slave_local), r.stream_id, r.stream_index, r.session,
-                  next_hop, now, r.expires, r.provenance, leg) for r in records])
+                [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, state, m_local,
+                  s_local, r.stream_id, r.stream_index, r.session, next_hop, now, r.expires,
+                  r.provenance, leg) for r in records])
 
     def mark_ready(self, key_ids: Sequence[str], *, for_local_sae: bool = False) -> None:
         """Acknowledged relays: ready. A relayed copy for no local SAE (an additional slave's
@@ -282,8 +323,6 @@ class KeyPool:
                     continue
                 nobody = (f"key_id IN ({marks}) AND state=? AND master_local=0 AND "
                           "slave_local=0")
-                cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE {nobody} AND "
-                            "key IS NOT NULL", [*chunk, KeyState.READY.value])
                 cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE {nobody}",
                             [KeyState.RELEASED.value, *chunk, KeyState.READY.value])
 
@@ -298,8 +337,8 @@ class KeyPool:
         """Relays whose outcome is unknown (e.g. after a crash), grouped by route."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT key_id, session, next_hop, leg FROM keys WHERE state=? ORDER BY created",
-                (KeyState.PENDING.value,)).fetchall()
+                "SELECT key_id, session, next_hop, leg FROM keys WHERE state='pending' "
+                "ORDER BY created").fetchall()
         groups: dict[tuple, list[str]] = {}
         for key_id, session, next_hop, leg in rows:
             groups.setdefault((session, next_hop, leg), []).append(key_id)
@@ -309,15 +348,18 @@ class KeyPool:
     def store_ready(self, records: Sequence[KeyRecord], *, master_local: bool, slave_local: bool,
                     now: float) -> None:
         """Store relayed keys, all or none; a key_id seen before (incl. voided) is a replay."""
+        state, m_local, s_local = KeyState.READY.value, int(master_local), int(slave_local)
         with self._lock, self._tx() as cur:
             try:
+                if _insert_uniform(cur, records, state, m_local, s_local, now):
+                    return
                 cur.executemany(
                     "INSERT INTO keys(key_id, master, slave, key, size_bits, state, master_local,"
                     " slave_local, stream_id, stream_index, session, created, expires, provenance)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8,
-                      KeyState.READY.value, int(master_local), int(slave_local), r.stream_id,
-                      r.stream_index, r.session, now, r.expires, r.provenance) for r in records])
+                    [(r.key_id, r.master, r.slave, r.key, len(r.key or b"") * 8, state,
+                      m_local, s_local, r.stream_id, r.stream_index, r.session, now, r.expires,
+                      r.provenance) for r in records])
             except sqlite3.IntegrityError:
                 raise RelayError("a key_ID of this relay is already known (replay)") from None
 
@@ -357,12 +399,41 @@ class KeyPool:
                 self._refill(pair, number - len(out), now, request=number)
                 out += self._pop_reserved(pair, number - len(out), now)
             self._mark_handed_out(out)
+            if self.reserve_ahead and out:
+                self._reserve_ahead(pair, number, now)
             if len(out) == number:
                 return out
         return out + self._take_stored_for_master(master, slave, number - len(out), size_bits,
                                                   now, qkd_only=qkd_only)
 
     # -- reservations (see the class docstring) ---------------------------------------------
+    def _reserve_ahead(self, pair: tuple[str, str, int], request: int, now: float) -> None:
+        """After a hand-out from ``pair``'s reserve: if it holds less than two more requests
+        of this size, reserve the next keys (the same durable transaction a request would run,
+        :meth:`_refill`) in a background thread, so that the pair's next requests are served
+        from memory instead of waiting for that commit — or for a relay's commit holding the
+        store meanwhile (relay-ahead inserts and marks 1,000 keys at a time). Nothing is handed
+        out before its reservation is durable, as before; at most two reservations' worth of a
+        pair are voided if the KM dies."""
+        if self.reserved_count(*pair) >= 2 * request:
+            return
+        thread = threading.Thread(target=self._refill_in_background, args=(pair, request, now),
+                                  name="km-reserve-ahead", daemon=True)
+        with self._reserve_lock:
+            running = self._ahead_threads.get(pair)
+            if self._closing or (running is not None and running.is_alive()):
+                return
+            self._ahead_threads[pair] = thread
+        thread.start()
+
+    def _refill_in_background(self, pair: tuple[str, str, int], request: int,
+                              now: float) -> None:
+        try:
+            self._refill(pair, request, now, request=request)
+        except Exception as exc:  # noqa: BLE001 - the next request reserves for itself
+            log.warning("background reservation for %s -> %s failed: %s", pair[0], pair[1],
+                        type(exc).__name__)
+
     def _pop_reserved(self, pair: tuple[str, str, int], number: int, now: float,
                       key_ids: Sequence[str] | None = None) -> list[KeyRecord]:
         """Take up to ``number`` unexpired reserved keys of ``pair`` (only ``key_ids`` if
@@ -374,10 +445,13 @@ class KeyPool:
                 return []
             out, keep = [], []
             wanted = None if key_ids is None else set(key_ids)
-            for record in held:
+            for i, record in enumerate(held):
+                if len(out) >= number:   # the rest stays as it is (O(number), not O(held))
+                    keep.extend(held[i:])
+                    break
                 if record.expires is not None and record.expires <= now:
                     expired.append(record.key_id)
-                elif len(out) < number and (wanted is None or record.key_id in wanted):
+                elif wanted is None or record.key_id in wanted:
                     out.append(record)
                 else:
                     keep.append(record)
@@ -396,17 +470,15 @@ class KeyPool:
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             rows = cur.execute(
                 "SELECT key_id, key, expires, session FROM keys WHERE master=? AND slave=? AND "
-                "state=? AND master_local=1 AND slave_local=0 AND master_taken=0 AND "
+                "state='ready' AND master_local=1 AND slave_local=0 AND master_taken=0 AND "
                 "size_bits=? AND stream_id IS NULL AND provenance='qkd' AND "
                 "(expires IS NULL OR expires>?) ORDER BY created LIMIT ?",
-                (master, slave, KeyState.READY.value, size_bits, now,
+                (master, slave, size_bits, now,
                  max(missing, self.reserve_batch, RESERVE_REQUESTS * request))).fetchall()
             ids = [r[0] for r in rows]
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE key_id IN ({marks})",
-                            chunk)
                 cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE key_id IN ({marks})",
                             [KeyState.RESERVED.value, *chunk])
             return [KeyRecord(k, master, slave, bytes(key), session=sess, expires=e)
@@ -465,10 +537,10 @@ class KeyPool:
         def work(cur: sqlite3.Cursor) -> list[KeyRecord]:
             rows = cur.execute(
                 "SELECT key_id, key, expires, provenance FROM keys WHERE master=? AND slave=? AND "
-                "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS "
-                f"NULL AND {kinds} AND (expires IS NULL OR expires>?) "
+                "state='ready' AND master_local=1 AND master_taken=0 AND size_bits=? AND "
+                f"stream_id IS NULL AND {kinds} AND (expires IS NULL OR expires>?) "
                 "ORDER BY provenance<>'qkd', created LIMIT ?",
-                (master, slave, KeyState.READY.value, size_bits, now, number)).fetchall()
+                (master, slave, size_bits, now, number)).fetchall()
             _mark_taken_many(cur, [r[0] for r in rows], "master_taken")
             return [KeyRecord(k, master, slave, key, expires=e, provenance=p)
                     for k, key, e, p in rows]
@@ -563,10 +635,10 @@ class KeyPool:
                 exclude = f" AND key_id NOT IN ({','.join('?' * len(taken))})" if taken else ""
                 rows = cur.execute(
                     "SELECT key_id, key, expires FROM keys WHERE master=? AND slave=? AND "
-                    "state=? AND master_local=1 AND master_taken=0 AND size_bits=? AND "
+                    "state='ready' AND master_local=1 AND master_taken=0 AND size_bits=? AND "
                     f"stream_id IS NULL AND (expires IS NULL OR expires>?){exclude} "
                     "ORDER BY created LIMIT ?",
-                    (master, slave, KeyState.READY.value, size_bits, now, *taken,
+                    (master, slave, size_bits, now, *taken,
                      missing)).fetchall()
                 if len(rows) < missing:
                     raise InsufficientKey("relayed keys taken by concurrent requests of the pair")
@@ -632,16 +704,16 @@ class KeyPool:
         reserved = self.reserved_count(master, slave, size_bits)
         with self._lock:
             return reserved + self._conn.execute(
-                "SELECT COUNT(*) FROM keys WHERE master=? AND slave=? AND state=? AND master_local=1"
-                " AND master_taken=0 AND size_bits=? AND stream_id IS NULL AND provenance<>'seed'",
-                (master, slave, KeyState.READY.value, size_bits)).fetchone()[0]
+                "SELECT COUNT(*) FROM keys WHERE master=? AND slave=? AND state='ready' AND "
+                "master_local=1 AND master_taken=0 AND size_bits=? AND stream_id IS NULL AND "
+                "provenance<>'seed'", (master, slave, size_bits)).fetchone()[0]
 
     def expire(self, now: float) -> int:
         """Delete (overwrite) unreleased keys whose ``ttl`` ran out; returns how many."""
         with self._lock, self._tx() as cur:
             ids = [r[0] for r in cur.execute(
-                "SELECT key_id FROM keys WHERE state IN (?,?) AND expires IS NOT NULL AND expires<=?",
-                (KeyState.READY.value, KeyState.PENDING.value, now)).fetchall()]
+                "SELECT key_id FROM keys WHERE expires IS NOT NULL AND "
+                "state IN ('ready', 'pending') AND expires<=?", (now,)).fetchall()]
             for key_id in ids:
                 _scrub(cur, key_id, KeyState.VOID)
         if ids:
@@ -679,6 +751,35 @@ class KeyPool:
             return dict(self._conn.execute("SELECT state, COUNT(*) FROM keys GROUP BY state").fetchall())
 
 
+def _insert_uniform(cur: sqlite3.Cursor, records: Sequence[KeyRecord], state: str,
+                    master_local: int, slave_local: int, now: float, *,
+                    next_hop: str | None = None, leg: str | None = None) -> bool:
+    """Insert ``records`` with ONE statement if they differ only by key_ID and bytes (a relay
+    batch: one pair, session, expiry, provenance and key size, no 004 position); False (and
+    nothing inserted) otherwise. The key_IDs go in as one JSON array (``json_each``) and the
+    keys as one blob cut with ``substr``, the other columns bound once: ``executemany`` bound
+    16 parameters per row, ~2/3 of the insert's CPU (16 → 4.7 µs per row, micro-benchmark)."""
+    first = records[0] if records else None
+    if first is None or not first.key:
+        return False
+    size = len(first.key)
+    for r in records:
+        if (r.key is None or len(r.key) != size or r.master != first.master
+                or r.slave != first.slave or r.session != first.session
+                or r.expires != first.expires or r.provenance != first.provenance
+                or r.stream_id is not None or r.stream_index is not None):
+            return False
+    cur.execute(
+        "INSERT INTO keys(key_id, key, master, slave, size_bits, state, master_local, "
+        "slave_local, session, next_hop, created, expires, provenance, leg) "
+        "SELECT j.value, substr(?2, j.key * ?3 + 1, ?3), ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+        " ?13, ?14, ?15 FROM json_each(?1) AS j",
+        (json.dumps([r.key_id for r in records]), b"".join(r.key for r in records), size,
+         first.master, first.slave, size * 8, state, master_local, slave_local, first.session,
+         next_hop, now, first.expires, first.provenance, leg))
+    return True
+
+
 def _set_state(cur: sqlite3.Cursor, key_ids: Sequence[str], old: KeyState,
                new: KeyState) -> None:
     """Move the named keys in state ``old`` to ``new`` (a master-side release sets
@@ -708,8 +809,6 @@ def _mark_taken_many(cur: sqlite3.Cursor, key_ids: list[str], column: str) -> No
         cur.execute(f"UPDATE keys SET {column}=1 WHERE key_id IN ({marks})", chunk)
         done = (f"key_id IN ({marks}) AND (master_local=0 OR master_taken=1) "
                 "AND (slave_local=0 OR slave_taken=1)")
-        cur.execute(f"UPDATE keys SET key=zeroblob(LENGTH(key)) WHERE {done} AND key IS NOT NULL",
-                    chunk)
         cur.execute(f"UPDATE keys SET key=NULL, state=? WHERE {done}",
                     [KeyState.RELEASED.value, *chunk])
 

@@ -39,7 +39,7 @@ from kms.errors import AuthenticationFailed, InsufficientKey, KmsError, NoRoute,
 from kms.forwarding import ForwardingTable
 from kms.key_pool import KeyPool, KeyRecord
 from kms.key_store import KeyRef, LinkKeyStore
-from kms.otp_mac import MAC_KEY_BYTES, mac_tag, verify_tag, xor_bytes
+from kms.otp_mac import MAC_ALGORITHM, MAC_KEY_BYTES, mac_tag, verify_tag, xor_bytes
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,28 @@ def key_descriptor(record: KeyRecord) -> dict[str, Any]:
     return out
 
 
+def batch_descriptor(records: Sequence[KeyRecord]) -> dict[str, Any] | None:
+    """The compact wire description of keys that differ only by key_ID (one pair, size,
+    expiry and provenance, no 004 stream position): ``{"master_SAE_ID", "slave_SAE_ID",
+    "size", "expires"?, "provenance"?}`` beside a ``key_IDs`` list. None if they differ
+    otherwise (the message then lists one descriptor per key). A relay batch of 1,000 keys
+    was 1,000 JSON objects encoded, MAC'd, decoded and checked at every hop."""
+    first = records[0]
+    size = len(first.key or b"")
+    for r in records:
+        if (r.master != first.master or r.slave != first.slave or r.stream_id is not None
+                or r.expires != first.expires or r.provenance != first.provenance
+                or len(r.key or b"") != size):
+            return None
+    out: dict[str, Any] = {"master_SAE_ID": first.master, "slave_SAE_ID": first.slave,
+                           "size": size * 8}
+    if first.expires is not None:
+        out["expires"] = first.expires
+    if first.provenance != "qkd":
+        out["provenance"] = first.provenance
+    return out
+
+
 def build_ext_keys(session: str | None, records: Sequence[KeyRecord],
                    link: LinkKeyStore, leg: str | None = None) -> tuple[dict, bytes]:
     """Encrypt and authenticate keys for the next hop.
@@ -96,28 +118,54 @@ def build_ext_keys(session: str | None, records: Sequence[KeyRecord],
     pad = material[:len(plain)]
     mac_key = material[len(plain):len(plain) + MAC_KEY_BYTES]
     ack_key = material[len(plain) + MAC_KEY_BYTES:]
-    body = {"session": session, "keys": [key_descriptor(r) for r in records],
-            "key_ref": ref.to_wire(),
-            "ciphertext": base64.b64encode(xor_bytes(plain, pad)).decode()}
+    body: dict[str, Any] = {"session": session}
+    batch = batch_descriptor(records)
+    if batch is None:
+        body["keys"] = [key_descriptor(r) for r in records]
+    else:
+        body["batch"] = batch
+        body["key_IDs"] = [r.key_id for r in records]
+    body["key_ref"] = ref.to_wire()
+    body["ciphertext"] = base64.b64encode(xor_bytes(plain, pad)).decode()
+    body["mac_alg"] = MAC_ALGORITHM
     if leg is not None:
         body["leg"] = leg
     body["mac"] = base64.b64encode(mac_tag(canonical(body), mac_key)).decode()
     return body, ack_key
 
 
+def _descriptors(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-key descriptors of an ``ext_keys`` body in either form (``keys``, or ``batch`` +
+    ``key_IDs``); raises KeyError/TypeError/ValueError on a malformed body."""
+    if "batch" in body:
+        if "keys" in body:
+            raise ValueError("both keys and batch")
+        batch, key_ids = body["batch"], body["key_IDs"]
+        if not isinstance(batch, dict) or not isinstance(key_ids, list) or "key_ID" in batch:
+            raise TypeError("batch")
+        return [batch] * len(key_ids)   # the same descriptor for every key (read-only)
+    keys = body["keys"]
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise TypeError("keys")
+    return keys
+
+
 def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> tuple[list[KeyRecord], bytes]:
     """Check and decrypt an ``ext_keys`` body; consumes the referenced link bytes.
 
-    Returns the keys and the one-time MAC key for the ack.
+    Returns the keys and the one-time MAC key for the ack. The tag covers every field of
+    the body but ``mac``.
     """
     try:
-        unsigned = {k: body[k] for k in ("session", "keys", "key_ref", "ciphertext")}
-        if "leg" in body:
-            unsigned["leg"] = body["leg"]
+        if body.get("mac_alg") != MAC_ALGORITHM:
+            raise AuthenticationFailed(
+                f"ext_keys MAC algorithm {body.get('mac_alg')!r} is not {MAC_ALGORITHM!r}")
+        unsigned = {k: v for k, v in body.items() if k != "mac"}
         tag = base64.b64decode(body["mac"], validate=True)
         cipher = base64.b64decode(body["ciphertext"], validate=True)
-        sizes = [int(k["size"]) for k in body["keys"]]
-    except (KeyError, TypeError, ValueError) as exc:
+        descriptors = _descriptors(body)
+        sizes = [int(k["size"]) for k in descriptors]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AuthenticationFailed(f"malformed ext_keys: {type(exc).__name__}") from None
     if not sizes or any(s <= 0 or s % 8 for s in sizes) or sum(sizes) // 8 != len(cipher):
         raise AuthenticationFailed("ext_keys sizes do not match the ciphertext")
@@ -131,15 +179,23 @@ def open_ext_keys(body: Mapping[str, Any], link: LinkKeyStore) -> tuple[list[Key
     if not verify_tag(canonical(unsigned), mac_key, tag):
         raise AuthenticationFailed("ext_keys MAC mismatch")
     plain = xor_bytes(cipher, pad)
-    if any(k.get("provenance", "qkd") not in RELAYED_PROVENANCES for k in body["keys"]):
+    if any(k.get("provenance", "qkd") not in RELAYED_PROVENANCES for k in descriptors):
         raise AuthenticationFailed("ext_keys carries a key that is not QKD key")
+    session = body["session"]
+    if "batch" in body:      # one pair, size and expiry: no per-key descriptor to read
+        batch, n = body["batch"], sizes[0] // 8
+        master, slave = str(batch["master_SAE_ID"]), str(batch["slave_SAE_ID"])
+        expires, provenance = batch.get("expires"), str(batch.get("provenance", "qkd"))
+        return [KeyRecord(str(key_id), master, slave, plain[i * n:(i + 1) * n], None, None,
+                          session, expires, provenance)
+                for i, key_id in enumerate(body["key_IDs"])], ack_key
     records, offset = [], 0
-    for desc, size in zip(body["keys"], sizes):
+    for desc, size in zip(descriptors, sizes):
         records.append(KeyRecord(
             key_id=str(desc["key_ID"]), master=str(desc["master_SAE_ID"]),
             slave=str(desc["slave_SAE_ID"]), key=plain[offset:offset + size // 8],
             stream_id=desc.get("Key_stream_ID"), stream_index=desc.get("index"),
-            session=body["session"], expires=desc.get("expires"),
+            session=session, expires=desc.get("expires"),
             provenance=str(desc.get("provenance", "qkd"))))
         offset += size // 8
     return records, ack_key

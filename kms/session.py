@@ -71,6 +71,10 @@ class Transition:
     at: float
 
 
+#: events every key request fires (logged at DEBUG)
+_PER_REQUEST = frozenset({SessionEvent.KEY_REQUEST, SessionEvent.KEY_DELIVERED})
+
+
 class KmSession:
     """One session instance; not thread-safe by itself (the KM holds a lock around it)."""
 
@@ -108,8 +112,12 @@ class KmSession:
         transition = Transition(self.session_id, self.state, event, new, self._clock())
         self.state = new
         self.history.append(transition)
-        log.info("session %s: %s --%s--> %s", self.session_id, transition.old.value,
-                 event.value, new.value)
+        # a key request's two transitions at DEBUG (events.jsonl records every request): at
+        # INFO they were two log lines per request, formatted and written by a KM serving
+        # hundreds per second; life-cycle transitions stay at INFO
+        log.log(logging.DEBUG if event in _PER_REQUEST else logging.INFO,
+                "session %s: %s --%s--> %s", self.session_id, transition.old.value,
+                event.value, new.value)
         if self._observer is not None:
             self._observer(transition)
         return new

@@ -60,6 +60,12 @@ PRELOAD_LIBRARIES = ("oqs", "liboqs", "nettle")
 #: (Before: senders left the 4 newest blocks unused, which delayed the first usable key by 1 s.)
 LINK_SETTLE_BLOCKS = 0
 LINK_INCOMING_WAIT_S = 2.0
+#: relay-ahead (docs/kms.md, "Relay-ahead in the background"): once a 014 pair holds fewer
+#: than this many ready keys after a request, its next batch (KmConfig.relay_batch, 32) is
+#: relayed in the background, at most 2 × this many held per pair and at most half of the
+#: key the first link holds per message; the pair's requests then find keys ready instead of
+#: waiting for the relay. 0 = off.
+RELAY_AHEAD_LOW_WATER = 32
 
 
 def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
@@ -324,7 +330,8 @@ class NodeRuntime:
                              notify=self.notify,
                              config=KmConfig(require_controller=self.config.controller,
                                              link_settle_blocks=LINK_SETTLE_BLOCKS,
-                                             link_incoming_wait_s=LINK_INCOMING_WAIT_S),
+                                             link_incoming_wait_s=LINK_INCOMING_WAIT_S,
+                                             relay_ahead_low_water=RELAY_AHEAD_LOW_WATER),
                              telemetry=KmTelemetry.for_node_dir(
                                  self.config.name, self.config.state_dir, self.metrics_registry))
         self._stack.callback(self.km.stop)

@@ -119,7 +119,7 @@ def test_tampered_and_replayed_relay_messages_rejected(net, caplog):
     rec = [KeyRecord(str(uuid.uuid4()), "sae-a", "sae-c", bytes(range(32)), session=SESSION)]
     body, _ = build_ext_keys(SESSION, rec, a_link)
     tampered = copy.deepcopy(body)
-    tampered["keys"][0]["slave_SAE_ID"] = "sae-b"      # redirect the key to another SAE
+    tampered["batch"]["slave_SAE_ID"] = "sae-b"        # redirect the key to another SAE
     caplog.set_level(logging.WARNING, logger="kms.relay")
     s = km_session(net, "A")
     url = net.kms["B"].base_url + EXT_KEYS_PATH

@@ -281,6 +281,8 @@ class RelayMachine(RuleBasedStateMachine):
             raw = bytearray(base64.b64decode(body[field]))
             raw[position % len(raw)] ^= 1 << (position % 8)
             body = {**body, field: base64.b64encode(bytes(raw)).decode()}
+        elif field == "keys" and "batch" in body:   # keys of one size: the compact form
+            body = {**body, "batch": {**body["batch"], "slave_SAE_ID": "sae-thief"}}
         elif field == "keys":
             keys = [dict(k) for k in body["keys"]]
             keys[position % len(keys)]["slave_SAE_ID"] = "sae-thief"

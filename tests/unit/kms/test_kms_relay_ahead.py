@@ -52,9 +52,12 @@ def test_bounds_hold_for_any_state(ready, low, batch, cap, key_bytes, link):
         assert n * key_bytes + MESSAGE_OVERHEAD_BYTES <= link // 2   # half the link at most
 
 
-def test_new_key_ids_are_distinct_version_4_uuids():
+def test_new_key_ids_are_distinct_time_ordered_version_7_uuids():
     ids = new_key_ids(2000)
     assert len(set(ids)) == 2000
     for key_id in ids:
         parsed = uuid.UUID(key_id)
-        assert str(parsed) == key_id and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed) == key_id and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    earlier, later = new_key_ids(3, now_ms=1_700_000_000_000), new_key_ids(3, 1_700_000_000_001)
+    assert max(earlier) < min(later)                         # ordered by their millisecond
+    assert {uuid.UUID(k).int >> 80 for k in earlier} == {1_700_000_000_000}

@@ -81,3 +81,50 @@ def test_replay_and_malformed_bodies(link):
     body["keys"][0]["size"] = 7
     with pytest.raises(AuthenticationFailed):
         open_ext_keys(body, b)
+
+
+def batch_records():
+    return [KeyRecord(f"k{i}", "m", "s", bytes(range(i, i + 32)), session="S", expires=7.0)
+            for i in range(3)]
+
+
+def test_keys_of_one_kind_travel_in_the_compact_form(link):
+    a, b = link
+    body, ack_key = build_ext_keys("S", batch_records(), a)
+    assert "keys" not in body and body["key_IDs"] == ["k0", "k1", "k2"]
+    assert body["batch"] == {"master_SAE_ID": "m", "slave_SAE_ID": "s", "size": 256,
+                             "expires": 7.0}
+    assert body["mac_alg"] == "poly1305"
+    assert a.levels().consumed_bytes == 96 + 64             # |K| + 512 bits, as ever
+    got, peer_ack_key = open_ext_keys(body, b)
+    assert [(r.key_id, r.master, r.slave, r.key, r.expires, r.session, r.provenance)
+            for r in got] == [(r.key_id, r.master, r.slave, r.key, r.expires, "S", "qkd")
+                              for r in batch_records()]
+    assert peer_ack_key == ack_key
+
+
+def test_mixed_keys_fall_back_to_one_descriptor_per_key(link):
+    a, _ = link
+    mixed = batch_records()[:2] + [KeyRecord("k9", "m", "other", bytes(32), session="S",
+                                             expires=7.0)]
+    body, _ = build_ext_keys("S", mixed, a)
+    assert "batch" not in body and [k["key_ID"] for k in body["keys"]] == ["k0", "k1", "k9"]
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda b: b["batch"].__setitem__("slave_SAE_ID", "x"),
+    lambda b: b["batch"].__setitem__("expires", 8.0),
+    lambda b: b["key_IDs"].__setitem__(0, "k7"),
+    lambda b: b["key_IDs"].reverse(),
+    lambda b: b.__setitem__("extra", 1),                  # every field but mac is covered
+    lambda b: b.__setitem__("keys", []),                  # both forms at once
+    lambda b: b.pop("mac_alg"),                           # another MAC algorithm
+    lambda b: b.__setitem__("mac_alg", "wc127"),
+])
+def test_any_tampering_with_the_compact_form_is_rejected(link, mutate):
+    a, b = link
+    body, _ = build_ext_keys("S", batch_records(), a)
+    bad = copy.deepcopy(body)
+    mutate(bad)
+    with pytest.raises(AuthenticationFailed):
+        open_ext_keys(bad, b)
