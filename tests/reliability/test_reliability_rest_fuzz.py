@@ -9,6 +9,7 @@ Figures go to bench/reliability.json (items rest_fuzz, rest_garbage, slow_client
 from __future__ import annotations
 
 import copy
+import os
 import time
 from urllib.parse import urlsplit
 
@@ -90,16 +91,35 @@ def test_openapi_descriptions_are_served(km_pair):
     assert r.status_code == 404 and r.json()["message"]
 
 
+@pytest.mark.parametrize("qos", [True, False, 0, 5, "x", [], [1], None])
+def test_open_connect_with_a_qos_that_is_not_an_object_is_400(km_pair, qos):
+    """Found by the long schema fuzz (seed 1401004): ``"QoS": true`` was a 500
+    (AttributeError in the QoS parser); a falsy one (``false``, ``0``, ``[]``) was taken as
+    no QoS. Every QoS that is not a JSON object is now a 400."""
+    session = rest_fuzz.tls_session(km_pair.ca, *km_pair.sae_cert("sae-a"))
+    r = session.post(f"{km_pair.kms['A'].base_url}/api/v1/etsi004/open_connect", timeout=10,
+                     json={"source": "sae-a", "destination": "sae-b", "QoS": qos})
+    assert r.status_code == 400 and r.json()["message"], r.text
+
+
 def test_schema_fuzz_short(km_pair):
     results = _fuzz(km_pair, examples=10, seed=20261127)
     reliability_report.record("rest_fuzz", "short", _figures(results))
 
 
+#: the long run's cases per operation and mode
+LONG_CASES = 400
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_schema_fuzz_long(km_pair):
-    results = _fuzz(km_pair, examples=400, seed=1401004)
-    reliability_report.record("rest_fuzz", "long", _figures(results))
+    """400 cases per operation and mode (``QKDN_RELIABILITY_REST_CASES`` overrides it for an
+    exploratory run, recorded as ``explore-N``, not as the long run)."""
+    examples = int(os.environ.get("QKDN_RELIABILITY_REST_CASES", LONG_CASES))
+    results = _fuzz(km_pair, examples=examples, seed=1401004)
+    run = "long" if examples >= LONG_CASES else f"explore-{examples}"
+    reliability_report.record("rest_fuzz", run, _figures(results))
 
 
 def _raw(net, rounds: int, seed: int) -> dict:
