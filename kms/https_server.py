@@ -184,8 +184,11 @@ class ConnectionHolds:
     back to the server (``put``: cheroot's ``put_conn``, which registers them with the
     selector again). One thread for all of them, asleep while none is held."""
 
-    def __init__(self, put: Callable[[Any], None], name: str) -> None:
+    def __init__(self, put: Callable[[Any], None], name: str,
+                 process: Callable[[Any], None] | None = None) -> None:
         self._put = put
+        #: hands a connection straight to the worker threads (cheroot's ``process_conn``)
+        self._process = process
         self._held: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -236,10 +239,34 @@ class ConnectionHolds:
                     due.append(heapq.heappop(self._held)[2])
             for conn in due:
                 try:
-                    self._put(conn)
+                    self._resume(conn)
                 except Exception:   # e.g. the socket closed meanwhile: drop that one only
                     log.debug("held connection could not be resumed", exc_info=True)
                     conn.close()
+
+
+    def _resume(self, conn: Any) -> None:
+        """A held connection whose next request has arrived goes straight to the worker
+        threads (a held client has usually sent it at once); otherwise to the selector. The
+        selector's round trip (register, wake, unregister, queue) was most of the time
+        between a turn and its request's admission (docs/reliability.md, "Session 5")."""
+        if self._process is not None and _has_request_bytes(conn):
+            conn.last_used = time.time()   # as cheroot's ConnectionManager.put
+            self._process(conn)
+        else:
+            self._put(conn)
+
+
+def _has_request_bytes(conn: Any) -> bool:
+    """Whether bytes of a connection's next request can be read now (TLS: decrypted and
+    pending, or on the socket)."""
+    sock = conn.socket
+    try:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+    except (OSError, ValueError):
+        return False
+    return conn.rfile.has_data() or _readable(sock)
 
 
 class _DeferredHandshakeAdapter(BuiltinSSLAdapter):
@@ -375,7 +402,7 @@ def guard_server(server: wsgi.Server, *, name: str,
     server.max_request_body_size = MAX_BODY_BYTES
     server.ConnectionClass = _GuardedConnection
     server.read_deadlines = deadlines  # type: ignore[attr-defined]  # read by _GuardedConnection
-    holds = ConnectionHolds(server.put_conn, name)
+    holds = ConnectionHolds(server.put_conn, name, process=server.process_conn)
     server.put_conn = holds.put_conn  # type: ignore[method-assign]  # worker threads call it
     server.connection_holds = holds  # type: ignore[attr-defined]  # stopped by GuardedServer
     if tls is not None:
