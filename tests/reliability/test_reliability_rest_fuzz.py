@@ -143,6 +143,7 @@ def _raw(net, rounds: int, seed: int) -> dict:
     result = rest_fuzz.run_raw_garbage("127.0.0.1", urlsplit(km.base_url).port, context, paths,
                                        rounds=rounds, seed=seed, probe=probe)
     assert result["server_errors"] == [], result
+    assert result["handshake_failures"] == [], result
     assert result["probe_failures"] == 0, result
     assert result["plain_on_tls_refused"] == 2
     assert probe()
