@@ -42,6 +42,11 @@ def run_buckets(tmp_path, *, token_rate: int, bucket_size: int, seconds: float,
     phase_s = seconds / rounds
     pooled: dict[str, list] = {"alone": [], "flood": []}
     per_round: dict[str, list] = {"alone": [], "flood": []}
+    # accepted / bound per flood phase: t runs from the client's first request to its receipt
+    # of the last accepted answer, so a stall of the machine at either end (the KM admitting
+    # the first request late, the answer to the last one reaching the client late) counts
+    # against the KM: each figure is a lower bound of the bucket's use
+    phase_ratios: list[float] = []
     cpu = {c: {"A": 0.0, "B": 0.0, "client": 0.0} for c in pooled}
     statuses: dict[str, int] = {}
     accepted_keys = 0
@@ -72,6 +77,8 @@ def run_buckets(tmp_path, *, token_rate: int, bucket_size: int, seconds: float,
                         span = out["last_accepted"] - out["first_sent"]
                         span_s += span
                         bound_bits += token_rate * span + bucket_size   # full again each phase
+                        phase_ratios.append(round(out["accepted_keys"] * KEY_BITS
+                                                  / (token_rate * span + bucket_size), 4))
                 for n in ("A", "B"):
                     cpu[condition][n] += kms.cpu_seconds(n) - before[n]
         polite_errors = km_load.error_messages([polite])
@@ -91,6 +98,7 @@ def run_buckets(tmp_path, *, token_rate: int, bucket_size: int, seconds: float,
         "rounds": rounds, "phase_s": phase_s,
         "greedy_span_s": round(span_s, 3), "greedy_accepted_bits": accepted_bits,
         "bound_bits": round(bound_bits), "accepted_over_bound": round(ratio, 4),
+        "accepted_over_bound_per_phase": phase_ratios,
         "greedy_requests": requests, "greedy_refused_503": refused,
         "greedy_refused_per_s": round(refused / (rounds * phase_s), 1),
         "greedy_other_statuses": {k: v for k, v in statuses.items() if k not in ("200", "503")},
