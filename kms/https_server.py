@@ -244,7 +244,6 @@ class ConnectionHolds:
                     log.debug("held connection could not be resumed", exc_info=True)
                     conn.close()
 
-
     def _resume(self, conn: Any) -> None:
         """A held connection whose next request has arrived goes straight to the worker
         threads (a held client has usually sent it at once); otherwise to the selector. The
@@ -413,6 +412,35 @@ def guard_server(server: wsgi.Server, *, name: str,
     return deadlines
 
 
+#: glibc arenas a process serving HTTPS keeps (``M_ARENA_MAX``; see :func:`limit_malloc_arenas`)
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8   # glibc's mallopt parameter number
+_arenas_limited = False
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Limit glibc's malloc arenas for the whole process (as ``MALLOC_ARENA_MAX`` would,
+    which must be set before the process starts). With 32 worker threads glibc opens up to
+    8 arenas per core, each of which keeps its high-water mark: under sustained load a KM's
+    RSS grew by 10-24 % within a minute (docs/reliability.md, "Session 5"), half of it in
+    arenas, while the Python heap stayed flat. Python threads run one at a time (GIL), so
+    the arenas buy no parallelism. Called once, before a server's worker threads start;
+    True if applied (glibc), False elsewhere. ``QKDN_MALLOC_ARENAS=0`` leaves malloc alone."""
+    global _arenas_limited
+    if _arenas_limited:
+        return True
+    wanted = int(os.environ.get("QKDN_MALLOC_ARENAS", arenas))
+    if wanted <= 0:
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        _arenas_limited = bool(libc.mallopt(_M_ARENA_MAX, wanted))
+    except (OSError, AttributeError):
+        return False
+    return _arenas_limited
+
+
 class _PromptThreadPool(ThreadPool):
     """cheroot's worker pool, started without its 0.1 s polling sleep: ``ThreadPool.grow``
     spawns the workers, then sleeps 0.1 s while the newest is not yet running — a tenth of a
@@ -451,6 +479,7 @@ class GuardedServer:
         return f"{self.scheme}://{self._url_host}:{self.port}"
 
     def start(self) -> Self:
+        limit_malloc_arenas()   # before the worker threads allocate
         self._server.prepare()  # binds, so .port is known on return
         self.read_deadlines.start()
         self._thread = threading.Thread(target=self._server.serve, name=self._thread_name,
