@@ -84,13 +84,19 @@ class TokenBucket:
         return True
 
     def wait_time(self, amount: float, now: float) -> float:
-        """Seconds until ``amount`` tokens are available (inf if never: larger than the bucket)."""
+        """Seconds until ``amount`` tokens are available (inf if never: larger than the
+        bucket); with turns booked, until they and ``amount`` are covered (a caller that
+        waits and retries, e.g. a 004 GET_KEY, comes after the booked callers, not in a
+        busy loop against tokens they keep)."""
         self._refill(now)
         if amount > self.size:
             return float("inf")
-        if amount <= self.tokens:
+        if amount <= self.tokens and self._room_for(amount, now):
             return 0.0
-        return float("inf") if self.rate == 0 else (amount - self.tokens) / self.rate
+        if self.rate == 0:
+            return float("inf")
+        pending = sum(a for _, a in self.turns)
+        return max((pending + amount - self.tokens) / self.rate, 1e-3)
 
     def retry_after(self, amount: float, now: float) -> float:
         """Seconds a refused caller should wait before asking for ``amount`` again: the

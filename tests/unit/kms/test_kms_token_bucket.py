@@ -135,3 +135,12 @@ def test_greedy_callers_past_the_horizon_stay_within_the_bound():
     # the short test's shape: 8 callers, one request every 0.2 s, a 1 s horizon
     accepted, bound = _greedy(5_120, 4_096, 1_024, 8, [0.01, 0.03], seconds=4)
     assert bound * 0.97 <= accepted <= bound
+
+
+def test_wait_time_counts_the_booked_turns():
+    b = TokenBucket.full(size=1000, rate=1000, now=0.0)
+    assert b.try_consume(1000, 0.0)
+    b.next_turn(500, 0.0)                           # booked at 0.5
+    # at 0.45 there are 450 tokens, all needed by the turn at 0.5: a waiter comes after it
+    assert b.wait_time(200, 0.45) == pytest.approx((500 + 200 - 450) / 1000)
+    assert b.wait_time(200, 10.0) == 0.0            # the turn forgotten, the bucket full
