@@ -121,7 +121,7 @@ def create_blueprint(km: KeyManager) -> Blueprint:
             if not isinstance(source, str) or not isinstance(destination, str):
                 # ValueError (not TypeError): call() answers it with 400 Bad Request
                 raise ValueError("source and destination must be strings")  # noqa: TRY004
-            qos = qos_from_wire(body.get("QoS") or {})
+            qos = qos_from_wire(body.get("QoS", {}))   # a QoS that is not an object: 400
             return streams.open_connect(caller, source, destination, qos,
                                         _ksid(body, required=False)), qos.metadata_mimetype
         return call(run)

@@ -27,7 +27,6 @@ from kms.https_server import hold_connection, peer_identity
 from kms.key_pool import KeyRecord
 from kms.pki import SAE_UNIT
 from kms.telemetry import outcome_of
-from kms.token_bucket import SHORT_WAIT_S
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +87,11 @@ def refusal_headers(exc: KmsError) -> list[tuple[str, str]]:
     refused requests costs the KM one refusal per connection and refill, not a CPU core."""
     if not isinstance(exc, RateLimited) or exc.retry_after is None:
         return []
-    # retry_after is the caller's turn (kms.token_bucket.TokenBucket.next_turn): connections
-    # refused together come back one at a time; each a little before its turn, as a request
-    # short by at most SHORT_WAIT_S waits for its tokens (the bucket stays in use: accepted
-    # volume within 1 % of rate·t + size)
-    hold_connection(exc.retry_after - SHORT_WAIT_S / 2)
+    # retry_after is the caller's turn (kms.token_bucket.TokenBucket.next_turn), booked with
+    # its tokens kept for it: connections refused together come back one at a time, each at
+    # its turn (not before: early, it would find its tokens not yet there and be refused
+    # again); the bucket stays in use (accepted volume within 1 % of rate·t + size)
+    hold_connection(exc.retry_after)
     return [("Retry-After", str(max(1, math.ceil(exc.retry_after))))]
 
 

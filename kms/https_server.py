@@ -184,8 +184,11 @@ class ConnectionHolds:
     back to the server (``put``: cheroot's ``put_conn``, which registers them with the
     selector again). One thread for all of them, asleep while none is held."""
 
-    def __init__(self, put: Callable[[Any], None], name: str) -> None:
+    def __init__(self, put: Callable[[Any], None], name: str,
+                 process: Callable[[Any], None] | None = None) -> None:
         self._put = put
+        #: hands a connection straight to the worker threads (cheroot's ``process_conn``)
+        self._process = process
         self._held: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -236,10 +239,33 @@ class ConnectionHolds:
                     due.append(heapq.heappop(self._held)[2])
             for conn in due:
                 try:
-                    self._put(conn)
+                    self._resume(conn)
                 except Exception:   # e.g. the socket closed meanwhile: drop that one only
                     log.debug("held connection could not be resumed", exc_info=True)
                     conn.close()
+
+    def _resume(self, conn: Any) -> None:
+        """A held connection whose next request has arrived goes straight to the worker
+        threads (a held client has usually sent it at once); otherwise to the selector. The
+        selector's round trip (register, wake, unregister, queue) was most of the time
+        between a turn and its request's admission (docs/reliability.md, "Session 5")."""
+        if self._process is not None and _has_request_bytes(conn):
+            conn.last_used = time.time()   # as cheroot's ConnectionManager.put
+            self._process(conn)
+        else:
+            self._put(conn)
+
+
+def _has_request_bytes(conn: Any) -> bool:
+    """Whether bytes of a connection's next request can be read now (TLS: decrypted and
+    pending, or on the socket)."""
+    sock = conn.socket
+    try:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+    except (OSError, ValueError):
+        return False
+    return conn.rfile.has_data() or _readable(sock)
 
 
 class _DeferredHandshakeAdapter(BuiltinSSLAdapter):
@@ -375,7 +401,7 @@ def guard_server(server: wsgi.Server, *, name: str,
     server.max_request_body_size = MAX_BODY_BYTES
     server.ConnectionClass = _GuardedConnection
     server.read_deadlines = deadlines  # type: ignore[attr-defined]  # read by _GuardedConnection
-    holds = ConnectionHolds(server.put_conn, name)
+    holds = ConnectionHolds(server.put_conn, name, process=server.process_conn)
     server.put_conn = holds.put_conn  # type: ignore[method-assign]  # worker threads call it
     server.connection_holds = holds  # type: ignore[attr-defined]  # stopped by GuardedServer
     if tls is not None:
@@ -384,6 +410,35 @@ def guard_server(server: wsgi.Server, *, name: str,
         adapter.context = context
         server.ssl_adapter = adapter
     return deadlines
+
+
+#: glibc arenas a process serving HTTPS keeps (``M_ARENA_MAX``; see :func:`limit_malloc_arenas`)
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8   # glibc's mallopt parameter number
+_arenas_limited = False
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Limit glibc's malloc arenas for the whole process (as ``MALLOC_ARENA_MAX`` would,
+    which must be set before the process starts). With 32 worker threads glibc opens up to
+    8 arenas per core, each of which keeps its high-water mark: under sustained load a KM's
+    RSS grew by 10-24 % within a minute (docs/reliability.md, "Session 5"), half of it in
+    arenas, while the Python heap stayed flat. Python threads run one at a time (GIL), so
+    the arenas buy no parallelism. Called once, before a server's worker threads start;
+    True if applied (glibc), False elsewhere. ``QKDN_MALLOC_ARENAS=0`` leaves malloc alone."""
+    global _arenas_limited
+    if _arenas_limited:
+        return True
+    wanted = int(os.environ.get("QKDN_MALLOC_ARENAS", arenas))
+    if wanted <= 0:
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        _arenas_limited = bool(libc.mallopt(_M_ARENA_MAX, wanted))
+    except (OSError, AttributeError):
+        return False
+    return _arenas_limited
 
 
 class _PromptThreadPool(ThreadPool):
@@ -424,6 +479,7 @@ class GuardedServer:
         return f"{self.scheme}://{self._url_host}:{self.port}"
 
     def start(self) -> Self:
+        limit_malloc_arenas()   # before the worker threads allocate
         self._server.prepare()  # binds, so .port is known on return
         self.read_deadlines.start()
         self._thread = threading.Thread(target=self._server.serve, name=self._thread_name,

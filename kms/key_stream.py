@@ -564,6 +564,8 @@ def qos_to_wire(qos: QoS) -> dict[str, Any]:
 def qos_from_wire(body: dict[str, Any]) -> QoS:
     """Parse 004 QoS JSON; ValueError on a wrong type or a value out of range
     (kms/openapi/etsi004.json)."""
+    if not isinstance(body, dict):   # e.g. "QoS": true (found by the long REST fuzz: was a 500)
+        raise ValueError("QoS must be a JSON object")  # noqa: TRY004 - answered as 400
     defaults = QoS()
     values: dict[str, Any] = {}
     for name in ("key_chunk_size", "max_bps", "min_bps", "jitter", "priority", "timeout", "ttl"):

@@ -223,8 +223,15 @@ def send_raw(host: str, port: int, context: ssl.SSLContext, payload: bytes,
     ``answer_wait`` s, a request it cannot parse yet: the read deadline cuts those), seconds."""
     started = time.monotonic()
     outcome: int | str = "closed"
-    with socket.create_connection((host, port), timeout=timeout) as raw, \
-            context.wrap_socket(raw, server_hostname=host) as tls:
+    raw = socket.create_connection((host, port), timeout=timeout)
+    try:
+        tls = context.wrap_socket(raw, server_hostname=host)
+    except (OSError, ssl.SSLError) as exc:
+        # the server ended the connection during the handshake (a deadline cut it, or it
+        # refused it): an outcome of its own, with the time it took, not a crash of the run
+        raw.close()
+        return f"handshake-failed {type(exc).__name__}", time.monotonic() - started
+    with raw, tls:
         try:
             tls.sendall(payload)
         except OSError:
@@ -259,6 +266,7 @@ def run_raw_garbage(host: str, port: int, context: ssl.SSLContext, paths: list[s
     rng = random.Random(seed)
     outcomes: Counter[str] = Counter()
     server_errors: list[dict[str, Any]] = []
+    handshake_failures: list[dict[str, Any]] = []
     probe_failures = 0
     cases = 0
     slowest = 0.0
@@ -271,6 +279,9 @@ def run_raw_garbage(host: str, port: int, context: ssl.SSLContext, paths: list[s
             cases += 1
             slowest = max(slowest, seconds)
             outcomes[str(status)] += 1
+            if isinstance(status, str) and status.startswith("handshake-failed"):
+                handshake_failures.append({"kind": kind, "path": path, "error": status,
+                                           "after_s": round(seconds, 3)})
             if isinstance(status, int) and status >= 500 and \
                     not (kind == "bad-version" and status == 505):  # RFC 9110 15.6.6
                 server_errors.append({"kind": kind, "path": path, "status": status})
@@ -290,6 +301,7 @@ def run_raw_garbage(host: str, port: int, context: ssl.SSLContext, paths: list[s
             if _status_of(data) is None or (_status_of(data) or 0) < 500:
                 plain += 1
     return {"cases": cases, "outcomes": dict(outcomes), "server_errors": server_errors,
+            "handshake_failures": handshake_failures,
             "probe_failures": probe_failures, "plain_on_tls_refused": plain,
             "slowest_answer_s": round(slowest, 3)}
 
