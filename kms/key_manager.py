@@ -63,6 +63,8 @@ _REASONS = {
     SessionEvent.KEY_DELIVERED: "key delivered",
 }
 
+#: relays one request may make when concurrent requests of its pair take each batch's keys
+RELAY_RACE_ATTEMPTS = 3
 #: Namespace for session IDs of controller-less direct sessions (same at both ends).
 DIRECT_SESSION_NS = uuid.UUID("6f1d3c2e-8a4b-4f6e-9a51-3c0d2b7e9f10")
 
@@ -953,11 +955,22 @@ class KeyManager:
         """Make (local pair) or relay a batch of at least ``missing`` keys and release
         ``missing`` of them with ``taken``."""
         wanted = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
-        records = self._relay_fresh(master, slave, size, route, now, missing, wanted)
-        # this request's keys; one a concurrent request of the pair took meanwhile is
-        # replaced by the batch's surplus (was a 400 "no longer available" under load)
-        return taken + self.pool.take_relayed_for_master(
-            master, slave, [r.key_id for r in records[:missing]], size, now)
+        attempts_left = RELAY_RACE_ATTEMPTS
+        while True:
+            records = self._relay_fresh(master, slave, size, route, now, missing, wanted)
+            attempts_left -= 1
+            # this request's keys; one a concurrent request of the pair took meanwhile is
+            # replaced by the batch's surplus (was a 400 "no longer available" under load);
+            # if concurrent requests took the surplus too, the keys are not lost (they served
+            # those requests) and this request relays again instead of answering 503
+            try:
+                return taken + self.pool.take_relayed_for_master(
+                    master, slave, [r.key_id for r in records[:missing]], size, now)
+            except InsufficientKey:
+                if not attempts_left:
+                    raise
+                log.info("%s: keys relayed for a request of %s -> %s were taken by concurrent "
+                         "requests of the pair; relaying again", self.node_name, master, slave)
 
     def _relay_fresh(self, master: str, slave: str, size: int, route: Route, now: float,
                      minimum: int, wanted: int) -> list[KeyRecord]:
