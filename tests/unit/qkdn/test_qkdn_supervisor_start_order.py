@@ -77,7 +77,8 @@ NEEDS_SCRIPT = textwrap.dedent("""
     root = Path(sys.argv[1])
 
     def node():
-        (root / "node.started").write_text(repr(time.time()))
+        (root / "node.tmp").write_text(repr(time.time()))
+        (root / "node.tmp").rename(root / "node.started")   # whole, never seen half-written
         time.sleep(60)
 
     spec = ChildSpec("a", "node", ("node", "a"), root / "a.log", root / "a.ready", None,
