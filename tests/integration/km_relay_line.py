@@ -15,8 +15,9 @@ import requests
 
 from kms.local_network import node_qkdn_id, virtual_link
 from kms.pki import issue_network_pki
+from kms.process_network import free_port, serve_spec
 
-from .km_serve import free_port, km_spec, launch_km, stop_all, wait_ready
+from .km_serve import launch_km, stop_all, wait_ready
 
 NODES = ["A", "B", "C"]
 LINKS = [("A", "B"), ("B", "C")]
@@ -62,7 +63,7 @@ class KmProcesses:
     def spec(self, node: str, fault_delays: dict[str, float] | None = None) -> dict:
         """``node``'s spec; ``fault_delays`` makes the KM pause at named points (relay
         tests)."""
-        spec = {**km_spec(node, NODES, LINKS, SAES, self.urls, self.pki, self.state_dir(node),
+        spec = {**serve_spec(node, NODES, LINKS, SAES, self.urls, self.pki, self.state_dir(node),
                           self.ports[node], blocks=self.blocks, block_size=self.block_size),
                 "running": running_config(node), "resolve_interval_s": 0.3, "relay_batch": 1}
         if fault_delays:

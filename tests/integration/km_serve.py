@@ -1,46 +1,20 @@
-"""``qkdn km serve`` processes for the integration and reliability runs: a free port, the
-spec a KM reads, starting one with its log, waiting until it is ready, and stopping a set of
-them."""
+"""``qkdn km serve`` processes for the integration and reliability runs: starting one with
+its log, waiting until it is ready, and stopping a set of them. The spec a KM reads and a free
+port come from :mod:`kms.process_network` (``serve_spec``, ``free_port``), which the KMS
+benchmark uses too."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from kms.local_network import directory_for, node_qkdn_id
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def km_spec(node: str, nodes: Sequence[str], links: Sequence[tuple[str, str]],
-            saes: Mapping[str, str], urls: Mapping[str, str], pki: dict, state_dir: Path,
-            port: int, *, blocks: int, block_size: int) -> dict[str, Any]:
-    """The spec of ``km serve`` for ``node``: identity, TLS files from ``pki``, its directory
-    of SAEs, links and peers, and a feed of ``blocks`` blocks of ``block_size`` bytes per link."""
-    d = directory_for(node, list(nodes), list(links), dict(saes), dict(urls))
-    km = pki["kms"][node]
-    return {
-        "node": node, "qkdn_id": node_qkdn_id(node), "state_dir": str(state_dir), "port": port,
-        "tls": {"cert": km["cert"], "key": km["key"], "ca": pki["ca_cert"]},
-        "directory": {"saes": dict(d.saes), "links": dict(d.links),
-                      "nodes": {n: {"qkdn_id": e.qkdn_id, "relay_url": e.relay_url}
-                                for n, e in d.nodes.items()}},
-        "feed": {q: {"blocks": blocks, "size": block_size} for q in d.links.values()},
-    }
 
 
 def launch_km(spec: dict, spec_path: Path, log_path: Path, *, append: bool) -> subprocess.Popen:

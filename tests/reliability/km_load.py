@@ -33,8 +33,9 @@ from requests.adapters import HTTPAdapter
 from bench.process_cpu import process_cpu_s
 from kms.local_network import link_id, node_qkdn_id
 from kms.pki import issue_network_pki
+from kms.process_network import free_port, serve_spec
 
-from ..integration.km_serve import ROOT, free_port, km_spec, launch_km, stop_all, wait_ready
+from ..integration.km_serve import ROOT, launch_km, stop_all, wait_ready
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -346,7 +347,7 @@ class ServedKms:
 
     def start(self) -> ServedKms:
         for node in ("A", "B"):
-            spec = km_spec(node, ["A", "B"], [("A", "B")], self.saes, self.urls, self.pki,
+            spec = serve_spec(node, ["A", "B"], [("A", "B")], self.saes, self.urls, self.pki,
                            self.workdir / node, self.ports[node], blocks=self.blocks,
                            block_size=self.block_size)
             if self.sessions:
