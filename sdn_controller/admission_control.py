@@ -327,6 +327,13 @@ class AdmissionControl:
         include_terminated=True)`` would list, without building a view of each)."""
         return frozenset(list(self._sessions))
 
+    def live_session_ids(self) -> frozenset[SessionId]:
+        """The ids of the sessions not terminated: configuration any KM holds for another id
+        (a terminated session whose deletion failed, or one this controller never knew) is
+        an orphan."""
+        return frozenset(sid for sid, s in list(self._sessions.items())
+                         if s.state is not SessionState.TERMINATED)
+
     def sessions_using(self, links: Iterable[LinkId]) -> frozenset[SessionId]:
         """Active sessions whose route crosses any of ``links``."""
         wanted = set(links)

@@ -203,16 +203,18 @@ class Controller:
 
     def _remove_orphans(self, node_id: NodeId, node: Mapping[str, Any]) -> int | None:
         """Delete ``qkd_app`` entries this controller created (they carry ``km_session``) for
-        sessions it no longer knows — left by a failed deletion, a set-up interrupted by a
-        controller crash, or an earlier controller run — with their virtual links, and
+        sessions it does not hold or holds as terminated — left by a failed deletion or
+        rollback (an agent's session lost at that moment), a set-up interrupted by a
+        controller crash, or an earlier controller run — with their virtual links (a
+        terminated session's deletion at the node counts as confirmed then), and
         refusal entries past their retention. Sessions the operator configured without
         ``km_session`` are left alone. Returns how many sessions were removed (None if the
         deletion failed; it is retried at the next get)."""
         apps = (node.get("qkd_applications") or {}).get("qkd_app") or []
         managed = {str(a.get("app_id")) for a in apps if "km_session" in a}
         with self._lock:
-            known = self.admission.session_ids()
-        orphans = sorted(managed - known)
+            live = self.admission.live_session_ids()
+        orphans = sorted(managed - live)
         stale = stale_refusal_ids(node, self.clock(), self.refusal_retention_s)
         if not orphans and not stale:
             return 0
@@ -228,6 +230,12 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - any configurator failure: retried at next get
             log.warning("node %s: removing orphan sessions failed: %s", node_id, exc)
             return None
+        with self._lock:   # a terminated session's failed deletion is done now
+            for session_id in orphans:
+                try:
+                    self.admission.confirm_deletion(session_id, node_id)
+                except SessionError:
+                    pass   # not a session this controller holds
         if orphans:
             self._emit(EventKind.ORPHANS_REMOVED, node_id=node_id,
                        detail=f"sessions {', '.join(orphans)}; virtual links {len(virtual)}")
