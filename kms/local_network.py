@@ -19,7 +19,7 @@ from typing import Any, Self
 from kms.directory import Directory, NodeEntry
 from kms.https_server import TlsFiles
 from kms.key_manager import KeyManager, KmConfig
-from kms.pki import issue_network_pki
+from kms.pki import NetworkPkiFiles, issue_network_pki
 
 
 def node_qkdn_id(name: str) -> str:
@@ -73,7 +73,7 @@ def directory_for(node: str, nodes: Sequence[str], links: Iterable[tuple[str, st
 DEFAULT_KM_CONFIG = KmConfig()
 
 
-class LocalKmNetwork:
+class LocalKmNetwork(NetworkPkiFiles):
     """Start/stop a set of KMs; context manager."""
 
     def __init__(self, state_dir: Path, nodes: Sequence[str], links: Sequence[tuple[str, str]],
@@ -91,14 +91,6 @@ class LocalKmNetwork:
     def tls(self, node: str) -> TlsFiles:
         km = self.pki["kms"][node]
         return TlsFiles(Path(km["cert"]), Path(km["key"]), Path(self.pki["ca_cert"]))
-
-    def sae_cert(self, sae_id: str) -> tuple[str, str]:
-        entry = self.pki["saes"][sae_id]
-        return entry["cert"], entry["key"]
-
-    @property
-    def ca(self) -> str:
-        return self.pki["ca_cert"]
 
     def _recorder(self, node: str) -> Callable[[dict], None]:
         def record(body: dict) -> None:

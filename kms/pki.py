@@ -153,3 +153,19 @@ def _is_dns_label(name: str) -> bool:
 
 def _file_stem(sae_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in sae_id)
+
+
+class NetworkPkiFiles:
+    """What a test or benchmark network offers its clients from the PKI it issued
+    (``self.pki``, as :func:`issue_network_pki` returns it): an SAE's certificate and key
+    files, and the network CA to verify the KMs with."""
+
+    pki: dict
+
+    def sae_cert(self, sae_id: str) -> tuple[str, str]:
+        entry = self.pki["saes"][sae_id]
+        return entry["cert"], entry["key"]
+
+    @property
+    def ca(self) -> str:
+        return self.pki["ca_cert"]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from kms.local_network import directory_for, node_qkdn_id
-from kms.pki import issue_network_pki
+from kms.pki import NetworkPkiFiles, issue_network_pki
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,7 +63,7 @@ def serve_spec(node: str, nodes: Sequence[str], links: Sequence[tuple[str, str]]
     }
 
 
-class KmProcessNetwork:
+class KmProcessNetwork(NetworkPkiFiles):
     """Start/stop one ``km serve`` process per node; context manager."""
 
     def __init__(self, state_dir: Path, nodes: Sequence[str], links: Sequence[tuple[str, str]],
@@ -78,14 +78,6 @@ class KmProcessNetwork:
         self.ports = {n: free_port() for n in self.nodes}
         self.urls = {n: f"https://127.0.0.1:{p}" for n, p in self.ports.items()}
         self.processes: dict[str, subprocess.Popen] = {}
-
-    def sae_cert(self, sae_id: str) -> tuple[str, str]:
-        entry = self.pki["saes"][sae_id]
-        return entry["cert"], entry["key"]
-
-    @property
-    def ca(self) -> str:
-        return self.pki["ca_cert"]
 
     def log_path(self, node: str) -> Path:
         return self.state_dir / f"{node}.log"
