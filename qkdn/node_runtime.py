@@ -444,10 +444,10 @@ def run_node(config_path: Path) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     if os.environ.get(NODE_PROFILE_ENV):
-        from sdn_controller.thread_profile import PROFILE_ENV, profiles_from_env
+        from sdn_controller.thread_profile import profile_threads
         profile_dir = Path(os.environ[NODE_PROFILE_ENV])
         profile_dir.mkdir(parents=True, exist_ok=True)
-        profiles_from_env({PROFILE_ENV: str(profile_dir / f"{config.name}.prof")})
+        profile_threads(str(profile_dir / f"{config.name}.prof"), switch=NODE_PROFILE_ENV)
     with NodeRuntime(config) as node:
         ready = config.state_dir / "ready.json"
         write_json_atomic(ready, {"pid": os.getpid(), "netconf_port": node.agent.port,

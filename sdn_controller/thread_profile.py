@@ -88,6 +88,13 @@ def profiles_from_env(environ: dict[str, str] | Any = os.environ, *,
     path = environ.get(PROFILE_ENV)
     if not path:
         return None
+    return profile_threads(path, every_s=every_s, switch=PROFILE_ENV)
+
+
+def profile_threads(path: str, *, every_s: float = 10.0,
+                    switch: str = PROFILE_ENV) -> tuple[ThreadProfiles, str]:
+    """Profile every thread of this process into ``path`` (rewritten every ``every_s``
+    seconds by a daemon thread); ``switch`` names the setting that asked for it, in the log."""
     profiles = ThreadProfiles()
 
     def dump_periodically() -> None:
@@ -100,5 +107,5 @@ def profiles_from_env(environ: dict[str, str] | Any = os.environ, *,
 
     threading.Thread(target=dump_periodically, name="profile-dump", daemon=True).start()
     profiles.start()
-    log.warning("profiling every thread of this process into %s (%s)", path, PROFILE_ENV)
+    log.warning("profiling every thread of this process into %s (%s)", path, switch)
     return profiles, path
