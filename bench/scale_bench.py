@@ -8,7 +8,8 @@ KMs and controller, from ``workers`` concurrent clients: each session is the mas
 ``enc_keys`` (retried while the KM answers 503: the controller is admitting the session,
 routing it and pushing its configuration to every KM on the path over NETCONF) until a key
 comes back, then the slave's ``dec_keys`` of that key, compared byte for byte. Every session
-stays open (idle timeout 600 s), so at the end all of them are active at once.
+stays open (the SLA's idle timeout is the drive timeout plus ``IDLE_MARGIN_S``, at least
+600 s), so at the end all of them are active at once.
 
 Rows (medians over ``runs`` bring-ups measured in one go; ``p50``/``p99`` over all samples):
 
@@ -61,6 +62,8 @@ RETRY_S, RETRY_GROWTH, RETRY_MAX_S = 0.05, 1.5, 1.0
 IDLE_WINDOW_S = 10.0
 #: seconds between two progress lines while sessions run
 PROGRESS_EVERY_S = 10.0
+#: the sessions' idle timeout exceeds the drive timeout by this much (none expires during a run)
+IDLE_MARGIN_S = 300
 #: HTTP timeout of one ETSI 014 request
 REQUEST_TIMEOUT_S = 60.0
 
@@ -327,7 +330,8 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
     keep_logs: dict[str, Any] | None = None
     base = Path(tempfile.mkdtemp(prefix="qkdn-scale-", dir=work_dir))
     topology = base / f"grid{rows}x{cols}.yaml"
-    topology.write_text(grid_yaml(rows, cols))
+    idle_timeout_s = max(600, int(drive_timeout_s) + IDLE_MARGIN_S)
+    topology.write_text(grid_yaml(rows, cols, idle_timeout_s=idle_timeout_s))
     state = StateDir((base / "net").resolve())
     started = time.monotonic()
     say(f"bringing up a {rows} x {cols} grid ({rows * cols} nodes), timeout {up_timeout_s:.0f} s")
