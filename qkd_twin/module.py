@@ -64,6 +64,7 @@ from qkd_twin.faults import (
     fault_file,
     fault_state_at,
 )
+from qkd_twin.module_scheduler import ModuleScheduler
 from qkd_twin.physics import (
     DecoyModel,
     LinkParameters,
@@ -179,6 +180,10 @@ def reserve_is_low(held_bytes: tuple[int, int], skr_bps: float, reserve_seconds:
 
 
 LinkListener = Callable[[LinkEvent], None]
+
+#: Blocks a module produces in one step at most (10 s of 0.25-s blocks): a module far behind
+#: real time catches up in slices, the node's other modules run in between.
+MAX_BLOCKS_PER_STEP = 40
 
 
 @dataclass(frozen=True)
@@ -374,11 +379,13 @@ class LinkEmulator:
 
 
 class QkdModule:
-    """A running emulated QKD module (thread) for one link end.
+    """A running emulated QKD module for one link end, driven by a
+    :class:`~qkd_twin.module_scheduler.ModuleScheduler` (the node's, shared by all its link
+    ends, or a thread of its own when none is given).
 
     Example::
 
-        module = QkdModule(config, sink)
+        module = QkdModule(config, sink)            # or QkdModule(..., scheduler=node_s)
         module.add_listener(on_event)
         with module:                 # start() ... stop()
             ...
@@ -386,7 +393,8 @@ class QkdModule:
 
     def __init__(self, config: ModuleConfig, sink: KeySink,
                  clock: Callable[[], float] = time.time,
-                 demand: Callable[[], bool] | None = None) -> None:
+                 demand: Callable[[], bool] | None = None,
+                 scheduler: ModuleScheduler | None = None) -> None:
         self.config = config
         #: True while someone is short of this link's key (fine cadence); None: never
         self._demand = demand
@@ -397,7 +405,13 @@ class QkdModule:
         self._listeners: list[LinkListener] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: the node's scheduler (one thread for all its modules); None: a thread of its own
+        self._scheduler = scheduler
+        self._own_scheduler: ModuleScheduler | None = None
+        self._running = False
+        self._block = self._first = 0     # next block to produce, first block of this run
+        self._warm = False
+        self._lagging = False
         self._state = LinkState(LinkStatus.PASSIVE, 0.0, 0.0, 0.0, -1, "starting")
         self._published: LinkState | None = None
         self._published_block = -(1 << 62)
@@ -423,20 +437,34 @@ class QkdModule:
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self, start_block: int | None = None) -> None:
-        if self._thread is not None:
+        """Run from block ``start_block`` (default: the block in progress) on the node's
+        :class:`~qkd_twin.module_scheduler.ModuleScheduler`, or on a thread of its own."""
+        if self._running:
             return
         first = (math.floor(self._clock() / self.config.block_seconds)
                  if start_block is None else start_block)
+        self._block = self._first = first
+        self._warm = True
+        self._lagging = False
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(first,), daemon=True,
-                                        name=f"qkd-module-{self.config.qkdl_id[:8]}")
-        self._thread.start()
+        self._running = True
+        if self._scheduler is None:
+            self._own_scheduler = ModuleScheduler(
+                self._clock, name=f"qkd-module-{self.config.qkdl_id[:8]}")
+        scheduler = self._scheduler if self._scheduler is not None else self._own_scheduler
+        assert scheduler is not None
+        scheduler.add(self, self._clock())   # at once: warm the model, then the first block
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        if not self._running:
+            return
+        self._running = False
+        if self._own_scheduler is not None:
+            self._own_scheduler.stop(timeout)
+            self._own_scheduler = None
+        elif self._scheduler is not None:
+            self._scheduler.remove(self, timeout)
 
     def __enter__(self) -> Self:
         self.start()
@@ -458,11 +486,54 @@ class QkdModule:
             log.debug("link %s: demand probe failed", cfg.qkdl_id, exc_info=True)
             return False
 
+    def next_wake(self) -> float:
+        """When the block after the last one produced is due: its end (fine cadence) or the
+        next batch instant (steady state, key not wanted)."""
+        delta = self.config.block_seconds
+        if self._batching(self._block, self._first):
+            return batch_wake_time(self._block, delta, self.config.idle_batch_seconds)
+        return (self._block + 1) * delta
+
+    def step(self, now: float) -> float | None:
+        """The scheduler's call: produce every block that has ended by ``now`` (at most
+        :data:`MAX_BLOCKS_PER_STEP`, the rest right after the other modules due), deliver
+        them in one sink call, report their events; returns the next wake time (None once
+        stopped)."""
+        if self._stop.is_set():
+            return None
+        delta = self.config.block_seconds
+        if self._warm:   # warm the model (μ optimisation) while the first block is running
+            self._warm = False
+            try:
+                self.emulator.performance(self._watcher.state_at(self._block, delta))
+            except Exception:
+                log.exception("link %s: link model failed", self.config.qkdl_id)
+            return self.next_wake()
+        # Never skip a block: the peer end produces every block, so a skipped one would
+        # leave key at one end only. A module that fell behind catches up in slices.
+        ended = math.floor(now / delta) - self._block
+        if ended > 8 and not self._lagging:
+            log.warning("link %s: %d blocks behind real time, catching up",
+                        self.config.qkdl_id, ended)
+        self._lagging = ended > 8
+        if ended <= 0:
+            return self.next_wake()
+        last = self._block + min(ended, MAX_BLOCKS_PER_STEP) - 1
+        self._block = self._produce_blocks(self._block, last)
+        if ended > MAX_BLOCKS_PER_STEP:
+            return now      # more to catch up: after the other modules due now
+        return self.next_wake()
+
     def _run_batch(self, block: int) -> int:
         """Produce every block ended by now from ``block`` on; one sink call. Returns the
         next block to produce."""
+        return self._produce_blocks(block,
+                                    math.floor(self._clock() / self.config.block_seconds) - 1)
+
+    def _produce_blocks(self, block: int, last: int) -> int:
+        """Blocks ``block..last`` in order under one look at the fault file, handed to the
+        sink in one call; returns the next block to produce."""
         cfg = self.config
-        last = math.floor(self._clock() / cfg.block_seconds) - 1
         outputs: list[BlockOutput] = []
         records = self._watcher.records()   # one look at the fault file per batch
         while block <= last and not self._stop.is_set():
@@ -482,38 +553,6 @@ class QkdModule:
         if len(outputs) > 1:
             self.batches += 1
         return block
-
-    def _run(self, block: int) -> None:
-        delta = self.config.block_seconds
-        first = block
-        lagging = False
-        try:   # warm the model (μ optimisation) while the first block is still running
-            self.emulator.performance(self._watcher.state_at(block, delta))
-        except Exception:
-            log.exception("link %s: link model failed", self.config.qkdl_id)
-        while not self._stop.is_set():
-            if self._batching(block, first):
-                wake = batch_wake_time(block, delta, self.config.idle_batch_seconds)
-                wait = wake - self._clock()
-                if wait > 0 and self._stop.wait(wait):
-                    break
-                block = self._run_batch(block)
-                continue
-            wait = (block + 1) * delta - self._clock()
-            if wait > 0 and self._stop.wait(wait):
-                break
-            # Never skip a block: the peer end produces every block, so a skipped one would
-            # leave key at one end only. A module that fell behind catches up block by block.
-            behind = math.floor(self._clock() / delta) - block
-            if behind > 8 and not lagging:
-                log.warning("link %s: %d blocks behind real time, catching up",
-                            self.config.qkdl_id, behind)
-            lagging = behind > 8
-            try:
-                self.process_block(block)
-            except Exception:  # keep the module alive; the error is the module's, not a key
-                log.exception("link %s: block %d failed", self.config.qkdl_id, block)
-            block += 1
 
     # -- one block (also callable directly, e.g. in tests) ------------------------------------
     def process_block(self, block: int) -> BlockOutput:

@@ -364,8 +364,13 @@ class NodeRuntime:
             read_seed,
             reserve_is_low,
         )
+        from qkd_twin.module_scheduler import ModuleScheduler
         from qkd_twin.pairing import PairedSink
 
+        # one thread and one timer for every link end of the node (docs/twin.md, "Module
+        # scheduler"); stopped after the modules (the stack unwinds in reverse)
+        scheduler = ModuleScheduler(name="qkd-modules")
+        self._stack.callback(scheduler.stop)
         for link in self.topology.links_of(self.config.name):
             peer = link.peer_of(self.config.name)
             store = self.km.store_for_peer(peer)
@@ -389,7 +394,7 @@ class NodeRuntime:
             def demand(store: Any = store, holder: list[Any] = holder) -> bool:
                 return reserve_is_low(store.held_bytes(), holder[0].state.skr, MODULE_RESERVE_S)
 
-            module = QkdModule(config, paired, demand=demand)
+            module = QkdModule(config, paired, demand=demand, scheduler=scheduler)
             holder.append(module)
             module.add_listener(self._on_link_event)
             # from the block of the end's start_time (its short first block), never later
