@@ -106,6 +106,8 @@ def test_running_module_batches_without_gaps():
         module.stop()
     indices = [b for b, _ in sink.blocks]
     assert indices == list(range(indices[0], indices[0] + len(indices)))   # in order, no gap
-    assert sink.calls[:3] == [1, 1, 1]            # the start-up blocks, one by one
+    # from the block in progress at start (the start-up blocks come at the fine cadence:
+    # one per call, or those a thread starved on a loaded machine ran late for, in one)
+    assert indices[0] == module._first
     assert max(sink.calls) >= 4 and module.batches >= 2
     assert len(sink.calls) < len(indices) / 2     # far fewer wake-ups than blocks
