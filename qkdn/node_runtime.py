@@ -49,6 +49,7 @@ PRELOAD_MODULES = (
     # the codec the socket module loads at a node's first connect or bind to a host name
     "encodings.idna",
     "qkd_agent.agent", "qkd_agent.datastore", "qkd_agent.yang_context",
+    "qkdn.running_config_file",
 )
 #: Shared libraries the preloaded modules look up with ``ctypes.util.find_library`` at
 #: import (asyncssh: liboqs, optional, and nettle); see ``qkdn.fork_server.LibraryPrefetch``.
@@ -129,6 +130,7 @@ class NodeRuntime:
         self.agent: Any = None
         self.datastore: Any = None
         self._ctx: Any = None  #: the libyang context of the datastore and the agent
+        self._running_file: Any = None  #: running.json + running.journal (commits)
         self.km: Any = None
         self.modules: dict[str, Any] = {}
         self.pairings: dict[str, Any] = {}
@@ -150,10 +152,17 @@ class NodeRuntime:
     def ports_path(self) -> Path:
         return self.config.state_dir / "ports.json"
 
+    @property
+    def running_journal_path(self) -> Path:
+        return self.config.state_dir / "running.journal"
+
     def _initial_running(self) -> dict[str, Any]:
-        if self.running_path.exists():
+        from qkdn.running_config_file import load_running
+
+        restored = load_running(self.running_path, self.running_journal_path)
+        if restored is not None:
             log.info("restoring the running configuration from %s", self.running_path)
-            return read_json(self.running_path)
+            return restored
         return initial_node_config(self.topology, self.config.name)
 
     def _record_ports(self, **ports: int) -> None:
@@ -190,11 +199,12 @@ class NodeRuntime:
                 log.debug("directory refresh failed", exc_info=True)
 
     # --- callbacks ---------------------------------------------------------------------
-    def _on_config_change(self, _old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        # on the edit-config's path (before its reply, under the datastore lock): no fsync
-        # and the C encoder; an fsync'd, indented file cost 8 ms (5 sessions) to 68 ms (50)
-        # of wall time per edit. Still atomic and kept across a crash of the node process.
-        write_json_atomic(self.running_path, new, mode=0o600, durable=False, compact=True)
+    def _on_config_change(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        # on the edit-config's path (before its reply, under the datastore lock): the changes
+        # of this commit appended to running.journal, running.json rewritten only when the
+        # journal has outgrown it (qkdn.running_config_file; the whole file per commit cost
+        # 0.3 ms at one session, ~6 ms at 200). Kept across a crash of the node process.
+        self._running_file.commit(old, new)
         if self.km is not None:
             self.km.apply_running_config(new)
 
@@ -276,8 +286,14 @@ class NodeRuntime:
         from qkd_agent.datastore import Datastore
         from qkd_agent.yang_context import load_context
 
+        from qkdn.running_config_file import RunningConfigFile, list_keys
+
         self._ctx = load_context()
         self.datastore = Datastore(self._ctx, self._initial_running())
+        self._running_file = RunningConfigFile(self.running_path, self.running_journal_path,
+                                               list_keys(self.datastore.schema.root))
+        # the journal starts empty from the configuration this run starts with
+        self._running_file.write_whole(self.datastore.running_snapshot())
         self.datastore.add_listener(self._on_config_change)
 
     def _start_agent(self) -> None:
@@ -413,6 +429,9 @@ class NodeRuntime:
                 self._open_key_manager()
                 self._start_modules()
                 datastore.result()
+            # at a clean stop (after the agent: no more commits) running.json is whole again
+            self._stack.callback(lambda: self._running_file.close(
+                self.datastore.running_snapshot()))
             self._configure_key_manager()
             self._start_agent()
             self._start_key_manager()
