@@ -32,7 +32,12 @@ from kms.errors import (
     SessionRefused,
     Unauthorized,
 )
-from kms.forwarding import ForwardingTable, SessionConfig, build_forwarding_table
+from kms.forwarding import (
+    ForwardingTable,
+    SessionConfig,
+    SessionParseCache,
+    build_forwarding_table,
+)
 from kms.https_server import MAX_HOLD_S, HttpsServer, TlsFiles
 from kms.hybrid_kdf import Provenance, fallback_mode
 from kms.hybrid_provisioning import HybridProvisioner
@@ -176,6 +181,8 @@ class KeyManager:
         self._refusals_seen: frozenset[str] = frozenset()
         self._leg_credits: dict[str, dict[str, float]] = {}   # multipath: bits owed per leg
         self._key_arrived = threading.Condition()
+        #: qkd_app entries parsed by earlier commits (only new or changed ones are parsed)
+        self._parsed_sessions = SessionParseCache()
         self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch,
                             reserve_ahead=config.reserve_batch > 0)
         if self.pool.recovered_void():
@@ -329,7 +336,7 @@ class KeyManager:
 
     def apply_running_config(self, running: Mapping[str, Any]) -> None:
         """Datastore listener: rebuild the forwarding table; start/stop sessions accordingly."""
-        table = build_forwarding_table(running)
+        table = build_forwarding_table(running, parsed=self._parsed_sessions)
         with self._lock:
             if table.key_store_capacity_bits:
                 for store in self._stores.values():
