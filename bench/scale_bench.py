@@ -118,6 +118,17 @@ class ScaleResult:
     #: CPU seconds in the session phase of the node processes' threads, summed over the
     #: nodes by thread group (qkd-module, km-https, agent, ...: ``bench.scale_idle``)
     node_thread_cpu_s: dict[str, float] = field(default_factory=dict)
+    link_ends: int = 0               #: QKD link ends of the grid (two per link)
+
+    @property
+    def module_ms_per_link_end_s(self) -> float:
+        """CPU of the emulated QKD modules in the session phase, ms per link end and second
+        (thread groups ``qkd-module`` — a thread per link end, before session 6 — and
+        ``qkd-modules``, one per node)."""
+        cpu = sum(v for k, v in self.node_thread_cpu_s.items() if k.startswith("qkd-module"))
+        if not self.link_ends or self.drive_s <= 0:
+            return 0.0
+        return 1000.0 * cpu / self.link_ends / self.drive_s
 
     @property
     def sessions_per_s(self) -> float:
@@ -455,7 +466,8 @@ def run_scale(rows: int, cols: int, sessions: int, *, workers: int = 32, seed: i
                            active, len(errors), errors[:10], kinds, node_idle, controller_cpu,
                            complete=complete, phase="done" if complete else "sessions",
                            restarts=restarts, phase_cpu_s=phase_cpu,
-                           node_thread_cpu_s=node_threads)
+                           node_thread_cpu_s=node_threads,
+                           link_ends=2 * (rows * (cols - 1) + cols * (rows - 1)))
     finally:
         say("tearing down")
         bring_down(state)
@@ -540,6 +552,7 @@ def summary(run_number: int, result: ScaleResult) -> dict[str, Any]:
             "restarts": result.restarts,
             "phase_cpu_s": result.phase_cpu_s,
             "node_thread_cpu_s": result.node_thread_cpu_s,
+            "module_ms_per_link_end_s": round(result.module_ms_per_link_end_s, 3),
             "phase_cpu_ms_per_session": {
                 kind: round(1000 * cpu / max(1, len(result.setup_ms)), 1)
                 for kind, cpu in result.phase_cpu_s.items()}}

@@ -81,8 +81,20 @@ def measure(state_root: Path, window_s: float) -> dict[str, Any]:
             delta = ticks_after - before[name].get(tid, 0)
             label = "main" if tid == procs[name][1] else thread_group(names.get(str(tid), "?"))
             groups[label] += 100.0 * delta / CLOCK_TICKS / elapsed
+    link_ends = 0
+    try:
+        from qkdn.topology import load_topology
+        link_ends = 2 * len(load_topology(state_root / "topology.yaml").links)
+    except (OSError, ValueError, KeyError):
+        pass
+    # the emulated QKD modules: one thread per link end ("qkd-module-<link>") before session
+    # 6, one per node ("qkd-modules") since
+    module_pct = sum(v for k, v in groups.items() if k.startswith("qkd-module"))
     return {
         "window_s": round(elapsed, 1),
+        "link_ends": link_ends,
+        "module_ms_per_link_end_s": (round(10.0 * module_pct / link_ends, 4)
+                                     if link_ends else None),
         "loadavg_before": [round(v, 2) for v in load_before],
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         "cpu_pct_of_core": {kind: {"mean": round(statistics.fmean(v), 3),

@@ -285,7 +285,6 @@ class NodeRuntime:
     def _open_datastore(self) -> None:
         from qkd_agent.datastore import Datastore
         from qkd_agent.yang_context import load_context
-
         from qkdn.running_config_file import RunningConfigFile, list_keys
 
         self._ctx = load_context()

@@ -3,7 +3,7 @@ commit parses only the qkd_app entries it added or changed."""
 
 from __future__ import annotations
 
-import kms.forwarding as forwarding
+from kms import forwarding
 from kms.forwarding import SessionParseCache, build_forwarding_table
 
 NODE = "etsi-qkd-sdn-node:qkd_node"
