@@ -184,6 +184,9 @@ LinkListener = Callable[[LinkEvent], None]
 #: Blocks a module produces in one step at most (10 s of 0.25-s blocks): a module far behind
 #: real time catches up in slices, the node's other modules run in between.
 MAX_BLOCKS_PER_STEP = 40
+#: Blocks at the fine cadence after the link's fault file changed (a fault takes effect at the
+#: start of the block after the next one: this covers it with a margin).
+FAULT_FINE_BLOCKS = 8
 
 
 @dataclass(frozen=True)
@@ -412,6 +415,7 @@ class QkdModule:
         self._block = self._first = 0     # next block to produce, first block of this run
         self._warm = False
         self._lagging = False
+        self._fine_until = -1             # fine cadence up to this block (a fault recorded)
         self._state = LinkState(LinkStatus.PASSIVE, 0.0, 0.0, 0.0, -1, "starting")
         self._published: LinkState | None = None
         self._published_block = -(1 << 62)
@@ -473,10 +477,24 @@ class QkdModule:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def fault_changed(self, now: float | None = None) -> None:
+        """The link's fault file changed (the node looks at it twice a second): produce the
+        next :data:`FAULT_FINE_BLOCKS` blocks at the fine cadence — a fault takes effect one to
+        two blocks after it is recorded — and wake now, so that its events come within a block
+        of taking effect, not at the next batch instant."""
+        block = math.floor((self._clock() if now is None else now) / self.config.block_seconds)
+        self._fine_until = block + FAULT_FINE_BLOCKS
+        if self._running and self._scheduler is not None:
+            self._scheduler.wake(self, self.next_wake())
+        elif self._running and self._own_scheduler is not None:
+            self._own_scheduler.wake(self, self.next_wake())
+
     def _batching(self, block: int, first: int) -> bool:
         """Whether block ``block`` waits for the next batch (steady state, key not wanted)."""
         cfg = self.config
         if cfg.idle_batch_seconds <= cfg.block_seconds or block - first < cfg.fine_start_blocks:
+            return False
+        if block <= self._fine_until:    # a fault was just recorded
             return False
         if self._demand is None:
             return True

@@ -54,6 +54,7 @@ class ModuleScheduler:
         self._order = itertools.count()
         self._removed: set[int] = set()     # id() of modules removed while queued
         self._running: ScheduledModule | None = None
+        self._sooner: float | None = None   # a wake() for the module stepping now
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.wakeups = 0      #: times the thread woke to run due steps (diagnostics, tests)
@@ -71,6 +72,21 @@ class ModuleScheduler:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._cond.notify()
+
+    def wake(self, module: ScheduledModule, at: float) -> None:
+        """Run ``module``'s next step at ``at`` if that is sooner than it asked for (a module
+        stepping now: at ``at`` or at the time its step asks for, whichever is sooner)."""
+        with self._cond:
+            if self._running is module:
+                self._sooner = at if self._sooner is None else min(self._sooner, at)
+                return
+            for index, (wake, _, queued) in enumerate(self._heap):
+                if queued is module:
+                    if at < wake:
+                        self._heap[index] = (at, next(self._order), module)
+                        heapq.heapify(self._heap)
+                        self._cond.notify()
+                    return
 
     def remove(self, module: ScheduledModule, timeout: float = 5.0) -> None:
         """Never step ``module`` again; returns once a step of it in progress has ended (or
@@ -122,6 +138,7 @@ class ModuleScheduler:
                     continue
                 _, _, module = heapq.heappop(self._heap)
                 self._running = module
+                self._sooner = None
                 return module
             return None
 
@@ -140,6 +157,9 @@ class ModuleScheduler:
             self.steps += 1
             with self._cond:
                 self._running = None
+                if wake is not None and self._sooner is not None:
+                    wake = min(wake, self._sooner)
+                self._sooner = None
                 if wake is not None and not self._stopping and id(module) not in self._removed:
                     heapq.heappush(self._heap, (wake, next(self._order), module))
                 woke = not self._heap or self._heap[0][0] > self._clock()

@@ -186,7 +186,18 @@ class NodeRuntime:
 
         sources = directory_sources(self.topology, self.config.name, self.network)
         seen: FileSignature | None = None   # the first look always rebuilds (a neighbour may
+        faults = self._fault_files()
+        faults_seen = {qkdl_id: FileSignature.of([path]) for qkdl_id, path in faults.items()}
         while not stop.wait(DIRECTORY_REFRESH_S):  # have written its ports since the KM began)
+            # a recorded fault wakes its link's module (batching modules would see it only at
+            # their next batch instant): the same wake-up as the directory's look
+            for qkdl_id, path in faults.items():
+                stamp = FileSignature.of([path])
+                if stamp != faults_seen[qkdl_id]:
+                    faults_seen[qkdl_id] = stamp
+                    module = self.modules.get(qkdl_id)
+                    if module is not None:
+                        module.fault_changed()
             now = FileSignature.of(sources)
             if now == seen:
                 continue
@@ -197,6 +208,13 @@ class NodeRuntime:
                     self.km.set_directory(directory)
             except Exception:  # a half-written file of another node: next round
                 log.debug("directory refresh failed", exc_info=True)
+
+    def _fault_files(self) -> dict[str, Path]:
+        """The fault file of each of the node's links (``qkd_twin.faults.fault_file``)."""
+        from qkd_twin.faults import fault_file
+
+        return {link.qkdl_id: fault_file(self.network.root, link.a, link.b)
+                for link in self.topology.links_of(self.config.name)}
 
     # --- callbacks ---------------------------------------------------------------------
     def _on_config_change(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:

@@ -143,3 +143,31 @@ def test_a_stopped_scheduler_takes_no_module():
     scheduler.stop()
     with pytest.raises(RuntimeError):
         scheduler.add(QkdModule(config("l-x"), Sink()), time.time())
+
+
+def test_a_recorded_fault_brings_a_batching_module_back_to_the_fine_cadence():
+    from qkd_twin.module import FAULT_FINE_BLOCKS
+    module = QkdModule(config("l-f", idle_batch_seconds=1.0, fine_start_blocks=8), Sink(),
+                       demand=lambda: False)
+    assert module._batching(200, 100)
+    module.fault_changed(now=200 * 0.25 + 0.01)
+    assert not module._batching(200, 100)
+    assert not module._batching(200 + FAULT_FINE_BLOCKS, 100)
+    assert module._batching(201 + FAULT_FINE_BLOCKS, 100)
+
+
+def test_wake_brings_a_queued_step_forward():
+    stepped = threading.Event()
+
+    class Late:
+        def step(self, now: float) -> float | None:
+            stepped.set()
+            return None
+
+    with ModuleScheduler() as scheduler:
+        late = Late()
+        scheduler.add(late, time.time() + 60)
+        time.sleep(0.05)
+        assert not stepped.is_set()
+        scheduler.wake(late, time.time())
+        assert stepped.wait(2)
