@@ -22,7 +22,9 @@ Modes (:class:`ModuleMode`):
     block index; the QBER reported is sampled binomially around the model QBER over the
     block's sifted bits, and a block whose QBER exceeds the abort threshold yields no key.
 
-A :class:`QkdModule` (thread shell) calls ``sink.deliver(qkdl_id, block_index, key)`` for each
+A :class:`QkdModule` (stepped by a :class:`~qkd_twin.module_scheduler.ModuleScheduler`: the
+node's one thread for all its link ends, or a thread of its own) calls
+``sink.deliver(qkdl_id, block_index, key)`` for each
 finished block with key, and calls its listeners with :class:`LinkEvent` values (performance
 update on significant change, link down/up, aborted block, QBER alarm). Key bytes are never
 logged.
@@ -36,6 +38,8 @@ that has ended since, in order, handing them to the sink in one call (``deliver_
 sink has it). Blocks, their key, QBER and events are exactly those of the fine cadence: only
 when they become available changes (at most one batch later). A 100-node network on two cores
 idled at ~2 % of a core per node with a wake-up and a store transaction per block and link.
+A recorded fault (:meth:`QkdModule.fault_changed`) brings a batching module back to the fine
+cadence for a few blocks, so its events are not held until the next batch instant.
 """
 
 from __future__ import annotations
