@@ -102,6 +102,9 @@ class LinkFaultState:
         return self == LinkFaultState()
 
 
+_NO_FAULTS = LinkFaultState()
+
+
 def link_key(node_a: str, node_b: str) -> str:
     """Name of a link's fault file (without ``.json``): the node names sorted, ``A--B``."""
     if not node_a or not node_b or node_a == node_b:
@@ -173,6 +176,8 @@ def append_fault(state_dir: str | os.PathLike[str], node_a: str, node_b: str,
 def fault_state_at(records: Iterable[FaultRecord], block_index: int,
                    block_seconds: float = DEFAULT_BLOCK_SECONDS) -> LinkFaultState:
     """Fold the records in effect at ``block_index`` (in their order of effect, then seq)."""
+    if not records:            # the usual case, once per block of every link: no fold
+        return _NO_FAULTS
     state = LinkFaultState()
     active = [r for r in records if r.first_affected_block(block_seconds) <= block_index]
     for record in sorted(active, key=lambda r: (r.first_affected_block(block_seconds), r.seq)):
