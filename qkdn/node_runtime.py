@@ -57,10 +57,12 @@ PRELOAD_LIBRARIES = ("oqs", "liboqs", "nettle")
 
 #: A sending KM uses a block of its link store as soon as it holds it; the receiving KM, whose
 #: module may deliver the same block later (the two node processes compute it independently,
-#: up to about a second apart on a loaded machine), waits for it up to LINK_INCOMING_WAIT_S.
+#: up to about a second apart on a loaded machine), waits for it up to LINK_INCOMING_WAIT_S:
+#: longer than a module's batch period (MODULE_IDLE_BATCH_S) with a second to spare (2 s
+#: until session 6, with 1-s batches).
 #: (Before: senders left the 4 newest blocks unused, which delayed the first usable key by 1 s.)
 LINK_SETTLE_BLOCKS = 0
-LINK_INCOMING_WAIT_S = 2.0
+LINK_INCOMING_WAIT_S = 3.0
 #: relay-ahead (docs/kms.md, "Relay-ahead in the background"): once a 014 pair holds fewer
 #: than this many ready keys after a request, its next batch (KmConfig.relay_batch, 32) is
 #: relayed in the background, at most 2 × this many held per pair and at most half of the
@@ -111,9 +113,12 @@ def _recorded_port(path: Path, name: str) -> int:
 #: ``stat`` calls; the files are read again only when one of them changed).
 DIRECTORY_REFRESH_S = 0.5
 #: Steady-state batch period of the node's QKD modules while their link's store holds a
-#: reserve (``qkd_twin.module``: the same blocks and key, produced once a second instead of
-#: every 0.25 s; ≤ LINK_INCOMING_WAIT_S, the receiver's wait for a block the sender has).
-MODULE_IDLE_BATCH_S = 1.0
+#: reserve (``qkd_twin.module``: the same blocks and key, produced every 2 s instead of every
+#: 0.25 s; < LINK_INCOMING_WAIT_S, the receiver's wait for a block the sender has). 1 s until
+#: session 6: 2 s saves ~12 % of a module's CPU (half the store transactions and wake-ups;
+#: the store's cost is mostly per byte). A recorded fault still shows within a block
+#: (``QkdModule.fault_changed``).
+MODULE_IDLE_BATCH_S = 2.0
 #: Seconds of a link's production each half of its store holds before the module batches.
 MODULE_RESERVE_S = 4.0
 
