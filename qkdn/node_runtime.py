@@ -188,21 +188,29 @@ class NodeRuntime:
 
     def _refresh_directory(self, stop: threading.Event) -> None:
         from kms.directory import FileSignature
+        from qkd_twin.faults import faults_dir
 
         sources = directory_sources(self.topology, self.config.name, self.network)
         seen: FileSignature | None = None   # the first look always rebuilds (a neighbour may
         faults = self._fault_files()
         faults_seen = {qkdl_id: FileSignature.of([path]) for qkdl_id, path in faults.items()}
+        # fault files are replaced atomically (a rename in their folder): one stat of the
+        # folder per round, the links' files only when it changed
+        fault_dir = [faults_dir(self.network.root)]
+        fault_dir_seen = FileSignature.of(fault_dir)
         while not stop.wait(DIRECTORY_REFRESH_S):  # have written its ports since the KM began)
             # a recorded fault wakes its link's module (batching modules would see it only at
             # their next batch instant): the same wake-up as the directory's look
-            for qkdl_id, path in faults.items():
-                stamp = FileSignature.of([path])
-                if stamp != faults_seen[qkdl_id]:
-                    faults_seen[qkdl_id] = stamp
-                    module = self.modules.get(qkdl_id)
-                    if module is not None:
-                        module.fault_changed()
+            stamp = FileSignature.of(fault_dir)
+            if stamp != fault_dir_seen:
+                fault_dir_seen = stamp
+                for qkdl_id, path in faults.items():
+                    link_stamp = FileSignature.of([path])
+                    if link_stamp != faults_seen[qkdl_id]:
+                        faults_seen[qkdl_id] = link_stamp
+                        module = self.modules.get(qkdl_id)
+                        if module is not None:
+                            module.fault_changed()
             now = FileSignature.of(sources)
             if now == seen:
                 continue
