@@ -17,8 +17,15 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    try:  # a zombie is not alive (bytes, no text wrapper: the twin's pairing asks per batch)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return False
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    fields = stat.rsplit(b")", 1)
+    return len(fields) == 2 and fields[1].split()[:1] != [b"Z"]
