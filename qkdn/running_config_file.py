@@ -117,27 +117,26 @@ def _selector(entry: Mapping[str, Any], entry_keys: tuple[str, ...]) -> dict[str
 def _diff_list(old: list[dict[str, Any]], new: list[dict[str, Any]], path: Path_,
                schema: tuple[str, ...], entry_keys: tuple[str, ...], keys: ListKeys,
                out: list[Change]) -> None:
+    """Entries kept are the same objects (copy on write): matched by identity first, so only
+    the added, replaced and removed entries are keyed and compared (O(change) dict work)."""
     def key_of(entry: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(_dumps(entry.get(k)) for k in entry_keys)
 
-    before = {key_of(e): e for e in old}
-    if len(before) != len(old):            # not keyed as the schema says: the whole list
-        out.append({"p": path, "v": new})
-        return
+    old_ids, new_ids = {id(e) for e in old}, {id(e) for e in new}
+    removed = {key_of(e): e for e in old if id(e) not in new_ids}
     for entry in new:
-        key = key_of(entry)
-        previous = before.pop(key, None)
-        if previous is entry:
+        if id(entry) in old_ids:
             continue
         selector = _selector(entry, entry_keys)
-        if selector is None:
+        if selector is None:              # not keyed as the schema says: the whole list
             out.append({"p": path, "v": new})
             return
+        previous = removed.pop(key_of(entry), None)
         if previous is None:
             out.append({"p": [*path, selector], "v": entry})
         else:
             _diff_object(previous, entry, [*path, selector], schema, keys, out)
-    for entry in before.values():
+    for entry in removed.values():
         selector = _selector(entry, entry_keys)
         if selector is None:
             out.append({"p": path, "v": new})
