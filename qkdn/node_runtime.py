@@ -49,7 +49,7 @@ PRELOAD_MODULES = (
     # the codec the socket module loads at a node's first connect or bind to a host name
     "encodings.idna",
     "qkd_agent.agent", "qkd_agent.datastore", "qkd_agent.yang_context",
-    "qkdn.running_config_file",
+    "qkdn.running_config_file", "qkdn.file_events",
 )
 #: Shared libraries the preloaded modules look up with ``ctypes.util.find_library`` at
 #: import (asyncssh: liboqs, optional, and nettle); see ``qkdn.fork_server.LibraryPrefetch``.
@@ -112,6 +112,9 @@ def _recorded_port(path: Path, name: str) -> int:
 #: Seconds between looks at the files the KM's directory comes from (a look is a few
 #: ``stat`` calls; the files are read again only when one of them changed).
 DIRECTORY_REFRESH_S = 0.5
+#: With inotify (qkdn.file_events) the look happens when a file in those folders is replaced
+#: — no wake-up of an idle node — and at the latest after this many seconds.
+DIRECTORY_SAFETY_S = 5.0
 #: Steady-state batch period of the node's QKD modules while their link's store holds a
 #: reserve (``qkd_twin.module``: the same blocks and key, produced every 2 s instead of every
 #: 0.25 s; < LINK_INCOMING_WAIT_S, the receiver's wait for a block the sender has). 1 s until
@@ -186,7 +189,11 @@ class NodeRuntime:
     def _km_port(self) -> int:
         return self.config.km_port or _recorded_port(self.ports_path, "km")
 
-    def _refresh_directory(self, stop: threading.Event) -> None:
+    def _refresh_directory(self, stop: threading.Event, events: Any = None) -> None:
+        """The KM directory thread: rebuilds the directory when a neighbour's files changed
+        and wakes a link's module when its fault file changed. With ``events``
+        (:class:`qkdn.file_events.FolderEvents`) it sleeps until a file in those folders is
+        replaced (at most DIRECTORY_SAFETY_S); without, it looks every DIRECTORY_REFRESH_S."""
         from kms.directory import FileSignature
         from qkd_twin.faults import faults_dir
 
@@ -198,7 +205,14 @@ class NodeRuntime:
         # folder per round, the links' files only when it changed
         fault_dir = [faults_dir(self.network.root)]
         fault_dir_seen = FileSignature.of(fault_dir)
-        while not stop.wait(DIRECTORY_REFRESH_S):  # have written its ports since the KM began)
+        while True:                         # have written its ports since the KM began)
+            if events is None:
+                if stop.wait(DIRECTORY_REFRESH_S):
+                    return
+            else:
+                events.wait(DIRECTORY_SAFETY_S)
+                if stop.is_set():
+                    return
             # a recorded fault wakes its link's module (batching modules would see it only at
             # their next batch instant): the same wake-up as the directory's look
             stamp = FileSignature.of(fault_dir)
@@ -393,11 +407,21 @@ class NodeRuntime:
         self.km_port = int(self.km.base_url.rsplit(":", 1)[1])
         self._start_metrics()
         self._record_ports(netconf=self.agent.port, km=self.km_port, metrics=self.metrics.port)
+        from qkd_twin.faults import faults_dir
+        from qkdn.file_events import FolderEvents
+
         stop = threading.Event()
-        refresher = threading.Thread(target=self._refresh_directory, args=(stop,),
+        folders = {path.parent for path in directory_sources(self.topology, self.config.name,
+                                                              self.network)}
+        events = FolderEvents.open([*sorted(folders), faults_dir(self.network.root)])
+        refresher = threading.Thread(target=self._refresh_directory, args=(stop, events),
                                      name="km-directory", daemon=True)
         refresher.start()
+        if events is not None:
+            self._stack.callback(events.close)
         self._stack.callback(refresher.join, 2)
+        if events is not None:
+            self._stack.callback(events.interrupt)
         self._stack.callback(stop.set)
 
     def _start_modules(self) -> None:
