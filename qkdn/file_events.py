@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -49,8 +48,11 @@ FILE_MASK = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_MOVED_FROM | _IN_DELETE | _IN_D
 
 
 def _libc() -> ctypes.CDLL | None:
+    """The C library's symbols as the process already has them: ``CDLL(None)``, no
+    ``ctypes.util.find_library`` (which runs ``ldconfig -p`` in a subprocess — in every node
+    process at its start, 100 of them at once on a grid)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.inotify_init1, libc.inotify_add_watch  # noqa: B018 - present?
     except (OSError, AttributeError):
         return None
