@@ -268,12 +268,37 @@ def _has_request_bytes(conn: Any) -> bool:
     return conn.rfile.has_data() or _readable(sock)
 
 
+class _WithoutSession:
+    """A TLS socket as :meth:`BuiltinSSLAdapter.get_environ` reads it, minus ``session``
+    (AttributeError, which cheroot skips: no ``SSL_SESSION_ID`` in the environ).
+
+    CPython 3.11's ``SSLSocket.session`` getter leaks the ``SSL_SESSION`` it returns (it
+    duplicates the session, then drops the duplicate for a second reference: CPython issue
+    gh-116810, fixed in 3.12.7 and 3.13.1, not in 3.11), and a server-side session holds the
+    client's certificate: ≈ 5.9 KB of C memory per read. cheroot reads it once per TLS
+    connection, which made every ``km serve`` process grow with the handshakes it accepted
+    (reliability item 6, docs/reliability.md "Session 6: item 6 memory")."""
+
+    def __init__(self, sock: ssl.SSLSocket | ssl.SSLObject) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "session":
+            raise AttributeError("session: not read (it leaks in CPython 3.11)")
+        return getattr(self._sock, name)
+
+
 class _DeferredHandshakeAdapter(BuiltinSSLAdapter):
-    """Wraps accepted sockets without a handshake; :class:`_GuardedConnection` does it."""
+    """Wraps accepted sockets without a handshake; :class:`_GuardedConnection` does it.
+    Its environ leaves ``SSL_SESSION_ID`` out (:class:`_WithoutSession`)."""
 
     def wrap(self, sock):
         return self.context.wrap_socket(sock, do_handshake_on_connect=False,
                                         server_side=True), {}
+
+    def get_environ(self, sock):
+        """cheroot's TLS environ of a connection, without reading ``sock.session``."""
+        return super().get_environ(_WithoutSession(sock))
 
 
 class _GuardedConnection(HTTPConnection):
