@@ -97,6 +97,12 @@ DEFAULT_READ_DEADLINE_S = 10.0
 MAX_BODY_BYTES = 1 << 20
 #: Largest request line + headers (cheroot's default is unlimited).
 MAX_HEADER_BYTES = 64 << 10
+#: Idle keep-alive connections a server keeps (each closed after ``read_deadline_s`` idle).
+#: cheroot's default, 10, answered every request beyond the tenth open connection with
+#: ``Connection: close``: a KM with more than ten SAEs and neighbours connected at once made
+#: one TLS handshake per request (≈ 30 handshakes/s at 200 requests/s with 16 SAE pairs:
+#: CPU, a backlog, and the CPython 3.11 session leak of :class:`_WithoutSession` on each).
+KEEP_ALIVE_CONNECTIONS = 512
 
 
 class ReadDeadlines:
@@ -417,13 +423,15 @@ def guard_server(server: wsgi.Server, *, name: str,
     """Protect a cheroot WSGI server (built, not yet started) against slow and silent
     clients: TLS handshakes in worker threads driven by the selector (with ``tls``: the
     server's files and context), the whole-request read deadline, header and body size
-    limits. Used by the KM (:class:`HttpsServer`) and the orchestrator. The caller starts
-    and stops the returned watchdog with the server."""
+    limits, and up to :data:`KEEP_ALIVE_CONNECTIONS` idle keep-alive connections. Used by
+    the KM (:class:`HttpsServer`) and the orchestrator. The caller starts and stops the
+    returned watchdog with the server."""
     deadlines = ReadDeadlines(read_deadline_s, name)
     server.wsgi_app = _guarded_app(server.wsgi_app, deadlines, render_error)
     server.timeout = read_deadline_s
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = MAX_BODY_BYTES
+    server.keep_alive_conn_limit = KEEP_ALIVE_CONNECTIONS
     server.ConnectionClass = _GuardedConnection
     server.read_deadlines = deadlines  # type: ignore[attr-defined]  # read by _GuardedConnection
     holds = ConnectionHolds(server.put_conn, name, process=server.process_conn)
