@@ -97,6 +97,12 @@ DEFAULT_READ_DEADLINE_S = 10.0
 MAX_BODY_BYTES = 1 << 20
 #: Largest request line + headers (cheroot's default is unlimited).
 MAX_HEADER_BYTES = 64 << 10
+#: Idle keep-alive connections a server keeps (each closed after ``read_deadline_s`` idle).
+#: cheroot's default, 10, answered every request beyond the tenth open connection with
+#: ``Connection: close``: a KM with more than ten SAEs and neighbours connected at once made
+#: one TLS handshake per request (≈ 30 handshakes/s at 200 requests/s with 16 SAE pairs:
+#: CPU, a backlog, and the CPython 3.11 session leak of :class:`_WithoutSession` on each).
+KEEP_ALIVE_CONNECTIONS = 512
 
 
 class ReadDeadlines:
@@ -268,12 +274,37 @@ def _has_request_bytes(conn: Any) -> bool:
     return conn.rfile.has_data() or _readable(sock)
 
 
+class _WithoutSession:
+    """A TLS socket as :meth:`BuiltinSSLAdapter.get_environ` reads it, minus ``session``
+    (AttributeError, which cheroot skips: no ``SSL_SESSION_ID`` in the environ).
+
+    CPython 3.11's ``SSLSocket.session`` getter leaks the ``SSL_SESSION`` it returns (it
+    duplicates the session, then drops the duplicate for a second reference: CPython issue
+    gh-116810, fixed in 3.12.7 and 3.13.1, not in 3.11), and a server-side session holds the
+    client's certificate: ≈ 5.9 KB of C memory per read. cheroot reads it once per TLS
+    connection, which made every ``km serve`` process grow with the handshakes it accepted
+    (reliability item 6, docs/reliability.md "Session 6: item 6 memory")."""
+
+    def __init__(self, sock: ssl.SSLSocket | ssl.SSLObject) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "session":
+            raise AttributeError("session: not read (it leaks in CPython 3.11)")
+        return getattr(self._sock, name)
+
+
 class _DeferredHandshakeAdapter(BuiltinSSLAdapter):
-    """Wraps accepted sockets without a handshake; :class:`_GuardedConnection` does it."""
+    """Wraps accepted sockets without a handshake; :class:`_GuardedConnection` does it.
+    Its environ leaves ``SSL_SESSION_ID`` out (:class:`_WithoutSession`)."""
 
     def wrap(self, sock):
         return self.context.wrap_socket(sock, do_handshake_on_connect=False,
                                         server_side=True), {}
+
+    def get_environ(self, sock):
+        """cheroot's TLS environ of a connection, without reading ``sock.session``."""
+        return super().get_environ(_WithoutSession(sock))
 
 
 class _GuardedConnection(HTTPConnection):
@@ -392,13 +423,15 @@ def guard_server(server: wsgi.Server, *, name: str,
     """Protect a cheroot WSGI server (built, not yet started) against slow and silent
     clients: TLS handshakes in worker threads driven by the selector (with ``tls``: the
     server's files and context), the whole-request read deadline, header and body size
-    limits. Used by the KM (:class:`HttpsServer`) and the orchestrator. The caller starts
-    and stops the returned watchdog with the server."""
+    limits, and up to :data:`KEEP_ALIVE_CONNECTIONS` idle keep-alive connections. Used by
+    the KM (:class:`HttpsServer`) and the orchestrator. The caller starts and stops the
+    returned watchdog with the server."""
     deadlines = ReadDeadlines(read_deadline_s, name)
     server.wsgi_app = _guarded_app(server.wsgi_app, deadlines, render_error)
     server.timeout = read_deadline_s
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = MAX_BODY_BYTES
+    server.keep_alive_conn_limit = KEEP_ALIVE_CONNECTIONS
     server.ConnectionClass = _GuardedConnection
     server.read_deadlines = deadlines  # type: ignore[attr-defined]  # read by _GuardedConnection
     holds = ConnectionHolds(server.put_conn, name, process=server.process_conn)

@@ -265,9 +265,12 @@ class KeyPool:
         """Checkpoint and empty the WAL once keys were released or dropped: the WAL still
         held the frames written before (with the key bytes) until the next checkpoint, so
         delivered keys stayed readable in ``keys.sqlite-wal`` (reliability item 9). The
-        database pages were already overwritten (secure_delete)."""
+        database pages were already overwritten (secure_delete). The checkpoint's result row
+        is read at once: its statement stays in progress while anything still references the
+        cursor (e.g. ``gc.get_objects()`` in another thread), and every later SAVEPOINT of the
+        group commit then failed with "SQL statements in progress"."""
         with self._lock:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def close(self) -> None:
         """Settle reservations (handed-out keys released, the rest voided, as the next start

@@ -425,4 +425,5 @@ class LinkKeyStore:
         self._since_checkpoint += 1
         if self._since_checkpoint >= _CHECKPOINT_EVERY:
             self._since_checkpoint = 0
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # the result row read at once: a pending statement blocks later savepoints
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

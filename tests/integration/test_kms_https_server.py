@@ -49,3 +49,31 @@ def test_tls_1_1_refused(pki):
         with (socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
               pytest.raises(ssl.SSLError)):
             ctx.wrap_socket(raw, server_hostname="localhost").do_handshake()
+
+
+def test_more_than_ten_clients_keep_their_connections(pki):
+    """cheroot's default kept 10 idle keep-alive connections and answered the eleventh
+    connected client with ``Connection: close``: one TLS handshake per request for a KM with
+    more than ten SAEs (reliability item 6). 24 clients, two requests each, one connection
+    each."""
+    import http.client
+
+    km = pki["kms"]["A"]
+    files = TlsFiles(km["cert"], km["key"], pki["ca_cert"])
+    sae = pki["saes"]["sae-1"]
+    context = ssl.create_default_context(cafile=str(pki["ca_cert"]))
+    context.load_cert_chain(sae["cert"], sae["key"])
+    with HttpsServer(whoami, files) as server:
+        conns = [http.client.HTTPSConnection("127.0.0.1", server.port, context=context,
+                                             timeout=5) for _ in range(24)]
+        try:
+            for _ in range(2):
+                for conn in conns:
+                    conn.request("GET", "/")
+                    answer = conn.getresponse()
+                    assert answer.read().startswith(b"sae-1/sae/")
+                    assert not answer.will_close, answer.getheaders()
+            assert all(conn.sock is not None for conn in conns)
+        finally:
+            for conn in conns:
+                conn.close()

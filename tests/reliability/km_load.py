@@ -101,22 +101,43 @@ class LightSession:
     connections pooled per host: about a third of the client CPU per call of ``requests``
     (which cost the load generator ≈ 7 ms of CPU per key request at load 35, more than the
     KMs; 200 requests/s then needed more than the machine's two cores for the clients alone).
-    Transport failures raise ``requests.ConnectionError``, as ``requests`` does."""
+    Transport failures raise ``requests.ConnectionError``, as ``requests`` does. A connection
+    idle for :data:`IDLE_REUSE_S` or longer is closed instead of reused (the KM closes its
+    idle connections after 10 s), and a request that failed on a reused connection is sent
+    again on a fresh one."""
+
+    #: longest idle time after which a pooled connection is still reused (the KM's 10 s idle
+    #: limit, less the time a request takes to reach it)
+    IDLE_REUSE_S = 8.0
 
     def __init__(self, ca: str, cert: str, key: str) -> None:
         self._context = ssl.create_default_context(cafile=ca)
         self._context.load_cert_chain(cert, key)
-        self._idle: dict[tuple[str, int], list[http.client.HTTPSConnection]] = {}
+        #: per host: (connection, monotonic time it went idle), the most recent last
+        self._idle: dict[tuple[str, int], list[tuple[http.client.HTTPSConnection, float]]] = {}
         self._lock = threading.Lock()
+
+    def _pooled(self, where: tuple[str, int]) -> http.client.HTTPSConnection | None:
+        """The most recently used idle connection to ``where`` still fit for reuse; the stale
+        ones (idle for :data:`IDLE_REUSE_S` or more) are closed."""
+        now = time.monotonic()
+        with self._lock:
+            idle = self._idle.get(where, [])
+            conn = None
+            if idle and now - idle[-1][1] < self.IDLE_REUSE_S:
+                conn = idle.pop()[0]
+            stale = [c for c, since in idle if now - since >= self.IDLE_REUSE_S]
+            idle[:] = [(c, since) for c, since in idle if now - since < self.IDLE_REUSE_S]
+        for c in stale:
+            c.close()
+        return conn
 
     def post(self, url: str, *, json: Any = None, timeout: float = 30) -> LightResponse:
         parts = urlsplit(url)
         where = (parts.hostname or "127.0.0.1", parts.port or 443)
         body = _json_dumps(json).encode()
         for attempt in range(2):
-            with self._lock:
-                idle = self._idle.get(where)
-                conn = idle.pop() if idle else None
+            conn = self._pooled(where) if attempt == 0 else None
             reused = conn is not None
             if conn is None:
                 conn = http.client.HTTPSConnection(where[0], where[1], context=self._context,
@@ -139,13 +160,13 @@ class LightSession:
                 conn.close()
             else:
                 with self._lock:
-                    self._idle.setdefault(where, []).append(conn)
+                    self._idle.setdefault(where, []).append((conn, time.monotonic()))
             return LightResponse(answer.status, data)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
+            conns = [c for idle in self._idle.values() for c, _ in idle]
             self._idle.clear()
         for conn in conns:
             conn.close()

@@ -27,6 +27,10 @@ from typing import Any
 import requests
 
 REQUEST_TIMEOUT_S = 15
+#: a pooled connection idle this long is not reused: the servers close keep-alive connections
+#: idle for their read deadline (``kms.https_server.DEFAULT_READ_DEADLINE_S``, 10 s), and a
+#: request sent as the server closes meets a closed socket (``SSLEOFError``)
+IDLE_REUSE_S = 8.0
 
 
 @dataclass
@@ -82,6 +86,7 @@ def run_schema_fuzz(target: FuzzTarget, *, examples: int = 50, seed: int = 0,
     counts = {"cases": 0, "server_errors": 0, "schema_violations": 0, "transport_errors": 0}
     unsatisfiable: list[str] = []
     started = time.monotonic()
+    last_call = [started]
 
     def record(kind: str, label: str, mode: str, detail: str, case) -> None:
         counts[kind] += 1
@@ -111,6 +116,10 @@ def run_schema_fuzz(target: FuzzTarget, *, examples: int = 50, seed: int = 0,
                 def fuzz_one(case):
                     counts["cases"] += 1
                     per_operation[label] = per_operation.get(label, 0) + 1
+                    if time.monotonic() - last_call[0] >= IDLE_REUSE_S:
+                        # the server closes a keep-alive connection idle for its read
+                        # deadline; one about to meet it is not reused (the pools refill)
+                        session.close()
                     try:
                         response = case.call(base_url=target.base_url, session=session,
                                              timeout=REQUEST_TIMEOUT_S, verify=session.verify,
@@ -118,6 +127,8 @@ def run_schema_fuzz(target: FuzzTarget, *, examples: int = 50, seed: int = 0,
                     except requests.RequestException as exc:
                         record("transport_errors", label, mode, repr(exc), case)
                         return
+                    finally:
+                        last_call[0] = time.monotonic()   # the connection's idle time starts
                     code = response.status_code
                     statuses[code] += 1
                     if code >= 500 and not (code in target.documented_5xx
