@@ -5,7 +5,9 @@ emulated QKD modules of the node's link ends, sharing live objects, until SIGTER
   objects (node and interface status, each link's state and performance from its module,
   sessions and key-store levels from the KM).
 - Every committed configuration change goes to the KM (forwarding table, sessions) and is
-  saved to ``<node state dir>/running.json``, reloaded on restart together with the SSH host
+  saved to ``<node state dir>/running.json`` + ``running.journal`` (the commit's changes,
+  appended before the reply: :mod:`qkdn.running_config_file`), reloaded on restart together
+  with the SSH host
   key, the NETCONF and KM ports and the key stores, so a restarted node is the same node.
 - Module events become ETSI 015 notifications (``sdqkdn_link_perf_update``,
   ``sdqkdn_link_down``, ``alarm``/``event``); KM events become application notifications.
