@@ -7,8 +7,8 @@ emulated QKD modules of the node's link ends, sharing live objects, until SIGTER
 - Every committed configuration change goes to the KM (forwarding table, sessions) and is
   saved to ``<node state dir>/running.json`` + ``running.journal`` (the commit's changes,
   appended before the reply: :mod:`qkdn.running_config_file`), reloaded on restart together
-  with the SSH host
-  key, the NETCONF and KM ports and the key stores, so a restarted node is the same node.
+  with the SSH host key, the NETCONF and KM ports and the key stores, so a restarted node is
+  the same node.
 - Module events become ETSI 015 notifications (``sdqkdn_link_perf_update``,
   ``sdqkdn_link_down``, ``alarm``/``event``); KM events become application notifications.
 """
