@@ -10,6 +10,14 @@ south-bound) replaces that loop with an event-driven one: the session thread wai
 ``select`` on the SSH channel *and* a wake-up pipe that ``send`` writes to, so a request goes
 out at once and an idle session sleeps until the agent sends something (or ``IDLE_WAIT_S``,
 a safety net). Framing, parsing, errors and closing are ncclient's, unchanged.
+
+Once the session thread runs, ``send`` writes a request itself, from the calling thread
+(framed, encrypted and written to the socket by paramiko there), under a per-session lock
+that keeps messages whole and in order; it queues the request for the session thread only
+when the channel cannot take data now (SSH window full) or earlier requests still wait in the
+queue. A request then needs no thread hand-over at all: on a controller pushing a session to
+six agents the session threads waited for the GIL while the pushing thread built the next
+payloads, so the first agents got their requests only after the last one was built.
 """
 
 from __future__ import annotations
@@ -63,14 +71,49 @@ def _close_pipe(session: Any) -> None:
                 pass
 
 
+def _send_lock(session: Any) -> threading.Lock:
+    """The lock that keeps the session's outgoing messages whole and in order (made on first
+    use, thread-safe)."""
+    lock = getattr(session, "_qkdn_send_lock", None)
+    if lock is None:
+        with _installed:
+            lock = getattr(session, "_qkdn_send_lock", None)
+            if lock is None:
+                lock = session._qkdn_send_lock = threading.Lock()
+    return lock
+
+
+def _write_message(session: Any, message: str) -> None:
+    """Frame and write one whole message to the channel (the caller holds the send lock)."""
+    from ncclient.transport.errors import SessionCloseError
+
+    data = _frame(session, message)
+    while data:
+        sent = session._transport_write(data)
+        if sent <= 0:
+            raise SessionCloseError(session._buffer.getvalue(), data)
+        data = data[sent:]
+
+
 def _event_driven_send(self: Any, message: str) -> None:
-    """``Session.send``: queue the message and wake the session thread."""
+    """``Session.send``: write the message now from this thread when the channel takes it
+    and nothing is queued before it; otherwise queue it and wake the session thread."""
     from ncclient.transport.errors import TransportError
 
     if not self.connected:
         raise TransportError("Not connected to NETCONF server")
-    self._q.put(message)
     pipe = getattr(self, "_qkdn_wake", None)
+    if pipe is not None:   # the session thread runs: the hello went out before anything else
+        with _send_lock(self):
+            if self._q.empty() and self._send_ready():
+                try:
+                    _write_message(self, message)
+                except TransportError:
+                    raise
+                except Exception as exc:  # a socket or SSH failure, as ncclient reports it
+                    raise TransportError(f"sending failed: {exc}") from exc
+                return
+    self._q.put(message)
     if pipe is not None:
         try:
             os.write(pipe[1], b"\0")
@@ -84,6 +127,7 @@ def _event_driven_run(self: Any) -> None:
     from ncclient.transport.errors import SessionCloseError
 
     queue = self._q
+    send_lock = _send_lock(self)
     wake_read, _ = _wake_pipe(self)
     try:
         selector = selectors.DefaultSelector()
@@ -95,12 +139,8 @@ def _event_driven_run(self: Any) -> None:
                 if not self._send_ready():
                     blocked = True
                     break
-                data = _frame(self, queue.get())
-                while data:
-                    sent = self._transport_write(data)
-                    if sent <= 0:
-                        raise SessionCloseError(self._buffer.getvalue(), data)
-                    data = data[sent:]
+                with send_lock:
+                    _write_message(self, queue.get())
             events = selector.select(timeout=SEND_RETRY_S if blocked else IDLE_WAIT_S)
             channel_ready = False
             for key, _ in events:
