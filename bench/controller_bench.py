@@ -391,10 +391,16 @@ def bench_netconf(quick: bool) -> list[dict]:
                 _setup_once(net, "0", "1", ["0", "1"])
             cpu_one: list[float] = []
             cpu_five: list[float] = []
-            one_hop = [_setup_once(net, "0", "1", ["0", "1"], cpu_one) for _ in range(runs)]
-            trusted = [_setup_once(net, "0", "2", ["0", "1", "2"]) for _ in range(runs)]
-            five = [_setup_once(net, "0", "5", [str(i) for i in range(6)], cpu_five)
-                    for _ in range(runs)]
+            one_hop: list[float] = []
+            trusted: list[float] = []
+            five: list[float] = []
+            # interleaved, one of each kind per round: the three rows (and the ratio of two
+            # of them) see the same moments of a shared machine's load, not three different
+            # stretches of it
+            for _ in range(runs):
+                one_hop.append(_setup_once(net, "0", "1", ["0", "1"], cpu_one))
+                trusted.append(_setup_once(net, "0", "2", ["0", "1", "2"]))
+                five.append(_setup_once(net, "0", "5", [str(i) for i in range(6)], cpu_five))
         finally:
             net.close()
         p50_trusted = percentile(trusted, 50)
