@@ -93,16 +93,26 @@ def _send_lock(session: Any) -> threading.Lock:
     return lock
 
 
-def _write_message(session: Any, message: str) -> None:
-    """Frame and write one whole message to the channel (the caller holds the send lock)."""
+def _write_message(session: Any, message: str | bytes) -> None:
+    """Frame (unless ``message`` is framed bytes already) and write one whole message to the
+    channel (the caller holds the send lock)."""
     from ncclient.transport.errors import SessionCloseError
 
-    data = _frame(session, message)
+    data = message if isinstance(message, bytes) else _frame(session, message)
     while data:
         sent = session._transport_write(data)
         if sent <= 0:
             raise SessionCloseError(session._buffer.getvalue(), data)
         data = data[sent:]
+
+
+def _send_window(session: Any) -> int:
+    """Bytes the session's SSH channel may send now without waiting for a window adjust
+    (0 when closed or unknown)."""
+    channel = getattr(session, "_channel", None)
+    if channel is None or channel.closed:
+        return 0
+    return int(getattr(channel, "out_window_size", 0))
 
 
 def _event_driven_send(self: Any, message: str) -> None:
@@ -114,10 +124,13 @@ def _event_driven_send(self: Any, message: str) -> None:
         raise TransportError("Not connected to NETCONF server")
     pipe = getattr(self, "_qkdn_wake", None)
     if pipe is not None:   # the session thread runs: the hello went out before anything else
+        data = _frame(self, message)
         with _send_lock(self):
-            if self._q.empty() and self._send_ready():
+            # only what the SSH window takes whole: a caller never blocks waiting for the
+            # agent to open its window (the session thread does, as before)
+            if self._q.empty() and len(data) <= _send_window(self):
                 try:
-                    _write_message(self, message)
+                    _write_message(self, data)
                 except TransportError:
                     raise
                 except Exception as exc:  # a socket or SSH failure, as ncclient reports it

@@ -118,19 +118,21 @@ def test_requests_are_written_by_the_calling_thread(agent_port):
         assert writers and set(writers) == {threading.current_thread().name}
 
 
-def test_a_request_waits_in_the_queue_while_the_window_is_closed(agent_port):
+def test_a_request_waits_in_the_queue_while_the_window_cannot_take_it(agent_port):
     with connect("127.0.0.1", agent_port, "admin", PASSWORD) as m:
         session = m._session
         writers = _record_writers(session)
-        ready = session._send_ready
-        session._send_ready = lambda: False    # as if the agent's window were full
+        channel = session._channel
+        with channel.lock:                     # as if the agent's window were full
+            window, channel.out_window_size = channel.out_window_size, 0
         reply: list[str] = []
         caller = threading.Thread(target=lambda: reply.append(m.get(filter=FILTER).xml),
                                   name="caller")
         caller.start()
         time.sleep(0.2)
         assert not reply and not writers and not session._q.empty()   # queued, not sent
-        session._send_ready = ready            # the window opens: the session thread sends
+        with channel.lock:                     # the window opens: the session thread sends
+            channel.out_window_size += window
         caller.join(10)
         assert reply and NODE_ID in reply[0]
         assert writers and "caller" not in writers
