@@ -241,7 +241,10 @@ def _edit_all(edits: Mapping[NodeId, tuple[NodeConfigurator, Payload]],
                     _built(payload))
             except Exception as exc:  # noqa: BLE001 - not even sent: this node failed
                 results[node] = _describe(exc)
-        for node, pending in in_flight.items():
+        # the last one sent first: replies come back roughly in the order sent, so this
+        # thread wakes about once for the whole path instead of once per KM (each wake is a
+        # GIL hand-over in a process whose session threads are reading the other replies)
+        for node, pending in reversed(in_flight.items()):
             try:
                 pending.wait()
                 results[node] = None
