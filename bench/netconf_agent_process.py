@@ -3,7 +3,7 @@
 ``python -m bench.netconf_agent_process CONFIG.json`` where the file holds ``{"initial":
 <RFC 7951 qkd_node>, "password": ..., "host_key": ..., "links": [qkdl_id...]}``. Prints
 ``port <n>`` once listening, then one line ``apps <json list of app_ids>`` after every
-committed change of the datastore (written after the RPC's reply); with ``"timeline": true`` in the file also
+committed change of the datastore; with ``"timeline": true`` in the file also
 ``tl <perf_counter> committed`` at every commit and ``tl <perf_counter> <operation> <seconds>``
 after every answered RPC (``perf_counter`` is CLOCK_MONOTONIC: comparable across processes).
 Reads commands from stdin, one JSON object per line:
@@ -16,7 +16,6 @@ dumped to ``DIR/<spec name>.prof`` when stdin closes (``python -m pstats`` reads
 
 from __future__ import annotations
 
-import asyncio
 import cProfile
 import json
 import os
@@ -50,23 +49,10 @@ def main(path: str) -> int:
     timeline = bool(spec.get("timeline"))
 
     def on_change(old: dict, new: dict) -> None:
-        committed = time.perf_counter()
+        if timeline:
+            emit(f"tl {time.perf_counter():.6f} committed")
         apps = new.get(NODE, {}).get("qkd_applications", {}).get("qkd_app", [])
-        report = "apps " + json.dumps(sorted(a["app_id"] for a in apps))
-
-        def publish() -> None:
-            if timeline:
-                emit(f"tl {committed:.6f} committed")
-            emit(report)
-
-        # written once the RPC's reply is out (the loop runs it after the request's handler):
-        # a line on stdout wakes the benchmark's reader thread, and the scheduler then
-        # preempted the agent between its commit and its reply (~1 ms at 5 hops); a node's
-        # own listeners have no reader in another process
-        try:
-            asyncio.get_running_loop().call_soon(publish)
-        except RuntimeError:   # not on the agent's loop (start-up): now
-            publish()
+        emit("apps " + json.dumps(sorted(a["app_id"] for a in apps)))
 
     def on_rpc(operation: str, seconds: float, ok: bool) -> None:
         emit(f"tl {time.perf_counter():.6f} {operation} {seconds:.6f}")
