@@ -20,7 +20,9 @@ is left out. One SAE then asks for keys as fast as they come for the run's durat
 relayed keys waiting ready at both ends) / max-flow of the key each link produced during the
 run (sending halves, in the direction of the traffic). Target ≥ 0.9 and never above 1.
 Also ``multipath.legs`` (route legs used) and ``multipath.single_path_over_maxflow`` (the
-best one path could carry, for comparison). Median of several runs.
+best one path could carry, for comparison). Median of several runs. The first run's course
+(key delivered over time against the bound) is plotted in ``bench/multipath_delivered.png``
+(:func:`bench.plots.plot_delivered_vs_bound`).
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 import requests
 
+from bench.plots import plot_delivered_vs_bound
 from bench.report import row
 from kms.key_manager import KmConfig
 from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id
@@ -82,8 +86,17 @@ def _configure(net: LocalKmNetwork, rate_bps: int) -> int:
     return len(route.legs)
 
 
-def one_run(duration_s: float) -> tuple[float, int, float]:
-    """(delivered / max-flow bound, legs, max-flow of the nominal rates) of one run."""
+@dataclass(frozen=True)
+class Sample:
+    """One point of a run's course: seconds since the start, key released to the master so
+    far and the key each link had produced so far (bits)."""
+    seconds: float
+    delivered_bits: int
+    fed_bits: dict[tuple[str, str], int]
+
+
+def one_run(duration_s: float) -> tuple[float, int, float, list[Sample]]:
+    """(delivered / max-flow bound, legs, max-flow of the nominal rates, the run's course)."""
     state = Path(tempfile.mkdtemp(prefix="multipath-bench-", dir=os.environ.get("QKDN_BENCH_DIR")))
     nodes = ["A", "B", "C", "D"]
     nominal = _max_flow(LINK_RATES, "A", "D")
@@ -107,21 +120,38 @@ def one_run(duration_s: float) -> tuple[float, int, float]:
         session.get(net.kms["A"].base_url + "/api/v1/keys/sae-d/status", timeout=30)
         feeder = threading.Thread(target=supply, name="multipath-feed")
         delivered = 0
+        course: list[Sample] = []
         t0 = time.perf_counter()
         feeder.start()
         try:
-            while time.perf_counter() - t0 < duration_s:
+            while (elapsed := time.perf_counter() - t0) < duration_s:
                 r = session.post(url, json={"number": 64, "size": KEY_BITS}, timeout=30)
                 if r.status_code == 200:
                     delivered += len(r.json()["keys"]) * KEY_BITS
                 else:
                     time.sleep(0.01)
+                course.append(Sample(elapsed, delivered, dict(fed_bits)))
         finally:
             stop.set()
             feeder.join()
+            stopped = time.perf_counter() - t0
         delivered += net.kms["A"].pool.ready_count("sae-a", "sae-d", KEY_BITS) * KEY_BITS
         bound = _max_flow({link: float(bits) for link, bits in fed_bits.items()}, "A", "D")
-    return (delivered / bound if bound else 0.0), legs, nominal
+    course.append(Sample(stopped, delivered, dict(fed_bits)))   # with the keys ready
+    return (delivered / bound if bound else 0.0), legs, nominal, course
+
+
+def plot_course(course: list[Sample]) -> None:
+    """The run's delivered key against the max-flow bound and the best single path of the
+    key the links had produced at each moment."""
+    def widest(fed: dict[tuple[str, str], int]) -> float:
+        return max(min(fed[("A", "B")], fed[("B", "D")]), min(fed[("A", "C")], fed[("C", "D")]))
+
+    plot_delivered_vs_bound([p.seconds for p in course],
+                            [p.delivered_bits / 1000 for p in course],
+                            [_max_flow({k: float(v) for k, v in p.fed_bits.items()}, "A", "D")
+                             / 1000 for p in course],
+                            [widest(p.fed_bits) / 1000 for p in course])
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -130,6 +160,7 @@ def run(quick: bool = False) -> list[dict]:
     ratios = [r[0] for r in results]
     ratio = statistics.median(ratios)
     nominal = results[0][2]
+    plot_course(results[0][3])
     widest = max(min(LINK_RATES[("A", "B")], LINK_RATES[("B", "D")]),
                  min(LINK_RATES[("A", "C")], LINK_RATES[("C", "D")]))
     return [

@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.report import format_table, machine_info, row
+from bench.report import format_table, issue_named_rows, machine_info, row
 
 BENCH_DIR = Path(__file__).resolve().parent
 #: Modules that take many minutes: run only when named with ``--only`` (e.g. ``--only scale``).
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row(f"{name.split('.', 1)[1]}.error", 1, "failed", target="0",
                             meets=False))
         print(f"  done in {time.monotonic() - started:.1f} s", flush=True)
+    rows.extend(issue_named_rows(rows))
     report = {"machine": machine_info(), "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                         time.gmtime()),
               "rows": rows}

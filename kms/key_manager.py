@@ -812,8 +812,8 @@ class KeyManager:
                 session.fire(SessionEvent.KEY_REQUEST)
         try:
             now = self._clock()
-            material = [(str(uuid.uuid4()), secrets.token_bytes(size // 8))
-                        for _ in range(number)]
+            material = list(zip(new_key_ids(number),
+                                (secrets.token_bytes(size // 8) for _ in range(number))))
             order = list(range(1, len(slaves))) + [0]
             for i in order:
                 self._deliver_copy(master, slaves[i], routes[i], material, size, now,
@@ -901,8 +901,8 @@ class KeyManager:
         # derived ahead like relayed keys (relay_batch): one seed and one key message serve
         # this request and the pair's next ones, which find them ready at both ends
         batch = max(missing, min(self.config.relay_batch, self.config.max_key_per_request))
-        shells = [KeyRecord(str(uuid.uuid4()), master, slave, bytes(size // 8),
-                            session=session_id, expires=expires) for _ in range(batch)]
+        shells = [KeyRecord(key_id, master, slave, bytes(size // 8), session=session_id,
+                            expires=expires) for key_id in new_key_ids(batch)]
         derived = self.hybrid.produce(session_id, mode, shells,
                                       next_node=route.next_node if route else None,
                                       master_local=True, slave_local=False)
