@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 
 from lxml import etree
 
@@ -287,7 +288,7 @@ def session_restore_payload(old: KmConfig, new: KmConfig) -> etree._Element:
 
 
 def orphan_delete_payload(node_id: str, app_ids: list[str], virtual_link_ids: list[str],
-                          refusal_ids: list[str] = ()) -> etree._Element:
+                          refusal_ids: Sequence[str] = ()) -> etree._Element:
     """Delete ``qkd_app`` entries and virtual links the controller no longer knows, and
     refusal entries (``qkdn-km:km_refusals/refusal``) past their retention."""
     root, node = _config_root(node_id)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from lxml import etree
 
@@ -71,7 +71,7 @@ class PipelinedConfigurator(Protocol):
 
 #: a payload (an element, or its serialisation for a pipelined configurator), or a function
 #: building it when it is needed
-Payload = etree._Element | str | Callable[[], etree._Element | str]
+Payload: TypeAlias = etree._Element | str | Callable[[], etree._Element | str]
 
 
 def _built(payload: Payload) -> etree._Element | str:
@@ -251,8 +251,8 @@ def _edit_all(edits: Mapping[NodeId, tuple[NodeConfigurator, Payload]],
             except Exception as exc:  # noqa: BLE001 - refused, lost, timed out
                 results[node] = _describe(exc)
         for node, future in futures.items():
-            exc = future.exception()
-            results[node] = None if exc is None else _describe(exc)
+            failure = future.exception()
+            results[node] = None if failure is None else _describe(failure)
         return {node: results[node] for node in edits}
     finally:
         if own and pool is not None:
