@@ -22,7 +22,8 @@ payloads, so the first agents got their requests only after the last one was bui
 Received base:1.1 messages are unframed by :class:`qkd_agent.framing.ChunkedDecoder` (the
 agent's own RFC 6242 decoder: one pass over each byte, strict chunk headers) instead of
 ncclient's ``_parse11``, which decodes and re-matches the buffer for every chunk with a dozen
-``logger.debug`` calls per read (~35 % of the controller's CPU per received message).
+``logger.debug`` calls per read (a third or more of the controller's CPU per received
+message under cProfile).
 Dispatch to ncclient's listeners is unchanged; base:1.0 (the hellos) and SAX parsers stay
 ncclient's.
 """
