@@ -28,11 +28,15 @@ class EventLoopKind(enum.StrEnum):
     ASYNCIO = "asyncio"
 
 
+try:   # imported with the agent (a node process preloads it before forking: nothing left to
+    # import once the node runs, tests/integration/test_node_preload.py)
+    _UVLOOP: ModuleType | None = importlib.import_module("uvloop")
+except ImportError:
+    _UVLOOP = None
+
+
 def _uvloop() -> ModuleType | None:
-    try:
-        return importlib.import_module("uvloop")
-    except ImportError:
-        return None
+    return _UVLOOP
 
 
 def event_loop_kind(value: str | EventLoopKind) -> EventLoopKind:
