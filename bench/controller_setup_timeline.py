@@ -126,7 +126,7 @@ def _one(net: _AgentNetwork, rec: _Recorder, dst: str, path: list[str]
             steps.setdefault(f"agent {node} edit-config answered", (at - started) * 1000)
     (session,) = [s for s in net.admission.sessions() if s.session_id not in before]
     net.close_session("0", session.session_id)
-    net.wait(lambda: all(session.session_id not in net.apps[n] for n in path))
+    net.wait(lambda: net.torn_down(session.session_id, path))
     return steps, wall, cpu_ms, agents_ms
 
 

@@ -27,6 +27,7 @@ import libyang
 from qkd_agent.candidate import CandidateStore
 from qkd_agent.capabilities import collect_schema_modules, server_capabilities
 from qkd_agent.datastore import Datastore
+from qkd_agent.event_loop import event_loop_kind, loop_factory
 from qkd_agent.framing import DEFAULT_MAX_MESSAGE_SIZE
 from qkd_agent.notifications import render_notification_body
 from qkd_agent.operations import DatastoreAccess, Operation, ServerState
@@ -63,8 +64,12 @@ class AgentConfig:
     #: offer the :candidate datastore (commit, discard-changes). Off by default: with it,
     #: tools such as yangcli send their edits to the candidate and need an explicit commit.
     candidate: bool = False
+    #: the event loop :class:`AgentThread` runs the agent on (:mod:`qkd_agent.event_loop`):
+    #: ``auto`` = uvloop if installed, else asyncio's; ``uvloop``; ``asyncio``
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
+        event_loop_kind(self.event_loop)  # an unknown name fails here, not in the thread
         if self.username in self.read_only_users:
             raise ValueError(f"user {self.username!r} cannot be both read-write and read-only")
 
@@ -203,7 +208,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class AgentThread:
-    """Runs a :class:`QkdAgent` on its own event loop in a daemon thread.
+    """Runs a :class:`QkdAgent` on its own event loop in a daemon thread (uvloop's unless
+    ``AgentConfig.event_loop`` says otherwise or it is not installed: :mod:`qkd_agent.event_loop`).
 
     >>> # with AgentThread(agent) as running:
     >>> #     running.port, running.call(datastore.running_json)
@@ -211,7 +217,7 @@ class AgentThread:
 
     def __init__(self, agent: QkdAgent) -> None:
         self.agent = agent
-        self._loop = asyncio.new_event_loop()
+        self._loop = loop_factory(agent.config.event_loop)()
         self._thread = threading.Thread(target=self._run, name="qkd-agent", daemon=True)
         self._started = threading.Event()
         self._error: BaseException | None = None

@@ -59,6 +59,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--initial-config", type=Path,
                         help="RFC 7951 JSON of the running config to start with")
     parser.add_argument("--yang-dir", type=Path, default=Path(env("QKDN_YANG_DIR", str(YANG_DIR))))
+    parser.add_argument("--event-loop", choices=("auto", "uvloop", "asyncio"),
+                        default=env("QKDN_AGENT_EVENT_LOOP", "auto"),
+                        help="event loop to serve on: uvloop if installed (auto, the default), "
+                        "uvloop, or asyncio's own")
     parser.set_defaults(func=run_agent)
 
 
@@ -104,6 +108,7 @@ def parse_read_only_users(specs: list[str]) -> dict[str, str]:
 def run_agent(args: argparse.Namespace) -> int:
     from qkd_agent.agent import AgentConfig, QkdAgent
     from qkd_agent.datastore import Datastore
+    from qkd_agent.event_loop import loop_factory
     from qkd_agent.yang_context import load_context
 
     if args.password is None and args.authorized_keys is None:
@@ -121,13 +126,15 @@ def run_agent(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, username=args.username, password=args.password,
             authorized_keys=args.authorized_keys, host_key=args.host_key, yang_dir=args.yang_dir,
             read_only_users=parse_read_only_users(args.read_only_user),
-            candidate=args.candidate,
+            candidate=args.candidate, event_loop=args.event_loop,
         )
+        new_loop = loop_factory(config.event_loop)
     except (ConfigError, ValueError) as exc:
         print(f"qkdn agent: {exc}", file=sys.stderr)
         return 2
     agent = QkdAgent(config, datastore, standalone_state(), ctx=ctx)
-    return asyncio.run(_serve(agent))
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(_serve(agent))
 
 
 def freeze_startup_objects() -> None:

@@ -10,6 +10,22 @@ south-bound) replaces that loop with an event-driven one: the session thread wai
 ``select`` on the SSH channel *and* a wake-up pipe that ``send`` writes to, so a request goes
 out at once and an idle session sleeps until the agent sends something (or ``IDLE_WAIT_S``,
 a safety net). Framing, parsing, errors and closing are ncclient's, unchanged.
+
+Once the session thread runs, ``send`` writes a request itself, from the calling thread
+(framed, encrypted and written to the socket by paramiko there), under a per-session lock
+that keeps messages whole and in order; it queues the request for the session thread only
+when the channel cannot take data now (SSH window full) or earlier requests still wait in the
+queue. A request then needs no thread hand-over at all: on a controller pushing a session to
+six agents the session threads waited for the GIL while the pushing thread built the next
+payloads, so the first agents got their requests only after the last one was built.
+
+Received base:1.1 messages are unframed by :class:`qkd_agent.framing.ChunkedDecoder` (the
+agent's own RFC 6242 decoder: one pass over each byte, strict chunk headers) instead of
+ncclient's ``_parse11``, which decodes and re-matches the buffer for every chunk with a dozen
+``logger.debug`` calls per read (a third or more of the controller's CPU per received
+message under cProfile).
+Dispatch to ncclient's listeners is unchanged; base:1.0 (the hellos) and SAX parsers stay
+ncclient's.
 """
 
 from __future__ import annotations
@@ -25,6 +41,9 @@ from typing import Any
 IDLE_WAIT_S = 1.0
 #: Seconds between retries while the SSH channel's send window is full.
 SEND_RETRY_S = 0.005
+#: Largest message accepted from an agent (a ``get`` of a node holding thousands of
+#: sessions is a few MB); beyond it the session is closed as a framing error.
+MAX_RECEIVED_MESSAGE = 256 * 1024 * 1024
 
 _installed = threading.Lock()
 _WAKE = "qkdn-wake"
@@ -63,14 +82,62 @@ def _close_pipe(session: Any) -> None:
                 pass
 
 
+def _send_lock(session: Any) -> threading.Lock:
+    """The lock that keeps the session's outgoing messages whole and in order (made on first
+    use, thread-safe)."""
+    lock = getattr(session, "_qkdn_send_lock", None)
+    if lock is None:
+        with _installed:
+            lock = getattr(session, "_qkdn_send_lock", None)
+            if lock is None:
+                lock = session._qkdn_send_lock = threading.Lock()
+    return lock
+
+
+def _write_message(session: Any, message: str | bytes) -> None:
+    """Frame (unless ``message`` is framed bytes already) and write one whole message to the
+    channel (the caller holds the send lock)."""
+    from ncclient.transport.errors import SessionCloseError
+
+    data = message if isinstance(message, bytes) else _frame(session, message)
+    while data:
+        sent = session._transport_write(data)
+        if sent <= 0:
+            raise SessionCloseError(session._buffer.getvalue(), data)
+        data = data[sent:]
+
+
+def _send_window(session: Any) -> int:
+    """Bytes the session's SSH channel may send now without waiting for a window adjust
+    (0 when closed or unknown)."""
+    channel = getattr(session, "_channel", None)
+    if channel is None or channel.closed:
+        return 0
+    return int(getattr(channel, "out_window_size", 0))
+
+
 def _event_driven_send(self: Any, message: str) -> None:
-    """``Session.send``: queue the message and wake the session thread."""
+    """``Session.send``: write the message now from this thread when the channel takes it
+    and nothing is queued before it; otherwise queue it and wake the session thread."""
     from ncclient.transport.errors import TransportError
 
     if not self.connected:
         raise TransportError("Not connected to NETCONF server")
-    self._q.put(message)
     pipe = getattr(self, "_qkdn_wake", None)
+    if pipe is not None:   # the session thread runs: the hello went out before anything else
+        data = _frame(self, message)
+        with _send_lock(self):
+            # only what the SSH window takes whole: a caller never blocks waiting for the
+            # agent to open its window (the session thread does, as before)
+            if self._q.empty() and len(data) <= _send_window(self):
+                try:
+                    _write_message(self, data)
+                except TransportError:
+                    raise
+                except Exception as exc:  # a socket or SSH failure, as ncclient reports it
+                    raise TransportError(f"sending failed: {exc}") from exc
+                return
+    self._q.put(message)
     if pipe is not None:
         try:
             os.write(pipe[1], b"\0")
@@ -78,12 +145,39 @@ def _event_driven_send(self: Any, message: str) -> None:
             pass
 
 
+def receive(session: Any, data: bytes) -> None:
+    """Hand bytes read from the channel to ``session``'s framing: base:1.1 messages are
+    unframed here and dispatched to its listeners; anything else goes to ncclient's parser.
+    Framing errors raise (the session thread then reports them and closes the session)."""
+    import ncclient.transport.parser as parser_module
+    from ncclient.transport.session import NetconfBase
+
+    if session._base == NetconfBase.BASE_11 and \
+            type(session.parser) is parser_module.DefaultXMLParser:
+        decoder = getattr(session, "_qkdn_chunks", None)
+        if decoder is None:
+            from qkd_agent.framing import ChunkedDecoder
+
+            decoder = session._qkdn_chunks = ChunkedDecoder(MAX_RECEIVED_MESSAGE)
+            # bytes that came after the server's hello, left in ncclient's buffer
+            data = session._buffer.getvalue() + data
+            session._buffer = type(session._buffer)()
+        for message in decoder.feed(data):
+            session._dispatch_message(message.decode("utf-8"))
+        return
+    try:
+        session.parser.parse(data)
+    except parser_module.SAXFilterXMLNotFoundError:
+        session.parser = parser_module.DefaultXMLParser(session)
+        session.parser.parse(data)
+
+
 def _event_driven_run(self: Any) -> None:
     """``Session.run`` without polling: select on the channel and the wake-up pipe."""
-    import ncclient.transport.parser as parser_module
     from ncclient.transport.errors import SessionCloseError
 
     queue = self._q
+    send_lock = _send_lock(self)
     wake_read, _ = _wake_pipe(self)
     try:
         selector = selectors.DefaultSelector()
@@ -95,12 +189,8 @@ def _event_driven_run(self: Any) -> None:
                 if not self._send_ready():
                     blocked = True
                     break
-                data = _frame(self, queue.get())
-                while data:
-                    sent = self._transport_write(data)
-                    if sent <= 0:
-                        raise SessionCloseError(self._buffer.getvalue(), data)
-                    data = data[sent:]
+                with send_lock:
+                    _write_message(self, queue.get())
             events = selector.select(timeout=SEND_RETRY_S if blocked else IDLE_WAIT_S)
             channel_ready = False
             for key, _ in events:
@@ -116,11 +206,7 @@ def _event_driven_run(self: Any) -> None:
                 continue
             data = self._transport_read()
             if data:
-                try:
-                    self.parser.parse(data)
-                except parser_module.SAXFilterXMLNotFoundError:
-                    self.parser = parser_module.DefaultXMLParser(self)
-                    self.parser.parse(data)
+                receive(self, data)
             elif self._closing.is_set():
                 break  # end of session, expected
             else:

@@ -15,12 +15,53 @@ controller's south-bound calls it before its first session.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lxml import etree
 
 #: bytes fed to the pull parser first (a NETCONF root start tag is ~100-300 bytes)
 FIRST_FEED_CHARS = 1024
+
+#: the usual root start tag, read without a parser: an optional XML declaration, an
+#: unprefixed element and attributes whose values hold no reference (``&``), no ``<`` and no
+#: white space that XML would normalise
+_PLAIN_ROOT = re.compile(
+    r"""\s*(?:<\?xml\s[^>]*\?>\s*)?<([A-Za-z_][\w.-]*)((?:\s+[A-Za-z_][\w.:-]*\s*=\s*"""
+    r"""(?:"[^"<&\t\n\r]*"|'[^'<&\t\n\r]*'))*)\s*/?>""")
+_ATTRIBUTE = re.compile(r"""([A-Za-z_][\w.:-]*)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def plain_root(raw: str) -> tuple[str, dict[str, str]] | None:
+    """``(qualified tag, attributes)`` of a root start tag in the usual shape (unprefixed
+    element in a default namespace, unprefixed attributes, plain values), read with a
+    regular expression (~2 µs against ~15–20 µs for a pull parser); None for any other
+    shape (then lxml decides).
+
+    >>> plain_root('<?xml version="1.0"?> <rpc-reply xmlns="urn:x" message-id="7"><ok/>')
+    ('{urn:x}rpc-reply', {'message-id': '7'})
+    >>> plain_root('<nc:rpc-reply xmlns:nc="urn:x"/>') is None   # prefixed: lxml's job
+    True
+    """
+    match = _PLAIN_ROOT.match(raw)
+    if match is None:
+        return None
+    namespace = None
+    attrib: dict[str, str] = {}
+    for attribute in _ATTRIBUTE.finditer(match.group(2)):
+        name = attribute.group(1)
+        value = attribute.group(2) if attribute.group(2) is not None else attribute.group(3)
+        if name == "xmlns":
+            namespace = value
+        elif name.startswith("xmlns:"):
+            continue
+        elif ":" in name or name in attrib:   # a qualified or repeated attribute
+            return None
+        else:
+            attrib[name] = value
+    if not namespace:   # no default namespace: an unqualified root, lxml's answer
+        return None
+    return f"{{{namespace}}}{match.group(1)}", attrib
 
 
 def message_root(raw: str) -> tuple[str, Any]:
@@ -32,6 +73,9 @@ def message_root(raw: str) -> tuple[str, Any]:
     >>> tag, dict(attrib)
     ('{urn:ietf:params:xml:ns:netconf:base:1.0}rpc-reply', {'message-id': '7'})
     """
+    plain = plain_root(raw)
+    if plain is not None:
+        return plain
     parser = etree.XMLPullParser(events=("start",))
     start, size = 0, FIRST_FEED_CHARS
     while start < len(raw):

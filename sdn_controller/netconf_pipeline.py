@@ -18,6 +18,7 @@ reply; :func:`send_edit_config` is the thin shell over ncclient.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,28 @@ def edit_config_rpc(message_id: str, config: etree._Element | str, *,
             f"<edit-config><target><{target}/></target>{body}</edit-config></rpc>")
 
 
+#: an ``<rpc-reply>`` that is nothing but ``<ok/>`` (the base namespace as the default one,
+#: unprefixed plain attributes): what an agent answers to every successful edit-config
+_BASE_NS_RE = re.escape(NETCONF_BASE_NS)
+_OK_REPLY = re.compile(
+    r"""\s*(?:<\?xml\s[^>]*\?>\s*)?<rpc-reply\s+xmlns="""
+    + f"""(?:"{_BASE_NS_RE}"|'{_BASE_NS_RE}')"""
+    + r"""((?:\s+[A-Za-z_][\w.-]*\s*=\s*(?:"[^"<&]*"|'[^'<&]*'))*)\s*>\s*<ok\s*/>"""
+    r"""\s*</rpc-reply>\s*""")
+_ATTRIBUTE_NAME = re.compile(r"""([A-Za-z_][\w.-]*)\s*=\s*(?:"[^"]*"|'[^']*')""")
+
+
+def _plain_ok(raw: str) -> bool:
+    """Whether ``raw`` is a well-formed ``<rpc-reply>`` holding only ``<ok/>`` in the usual
+    shape (read with a regular expression; False for any other shape, which is then
+    parsed)."""
+    match = _OK_REPLY.fullmatch(raw)
+    if match is None:
+        return False
+    names = _ATTRIBUTE_NAME.findall(match.group(1))
+    return len(names) == len(set(names)) and "xmlns" not in names
+
+
 def reply_error(raw: str | bytes) -> str | None:
     """None if an ``<rpc-reply>`` is ``<ok/>``; otherwise its error as ``tag: message`` (the
     first ``<rpc-error>``, of any severity, as ncclient's default raise mode treats them; or
@@ -74,6 +97,8 @@ def reply_error(raw: str | bytes) -> str | None:
     ...             'message-id="1"><ok/></rpc-reply>') is None
     True
     """
+    if isinstance(raw, str) and _plain_ok(raw):   # the usual answer, without a parse
+        return None
     try:
         root = etree.fromstring(raw.encode() if isinstance(raw, str) else raw, _PARSER)
     except etree.XMLSyntaxError as exc:

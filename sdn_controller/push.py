@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from lxml import etree
 
 from sdn_controller.config_payloads import (
     merge_payloads,
     session_config_payload,
+    session_config_text,
     session_delete_payload,
     session_restore_payload,
 )
@@ -63,15 +64,17 @@ class PipelinedConfigurator(Protocol):
 
     def rollback(self, undo: etree._Element) -> None: ...
 
-    def send_edit_config(self, config: etree._Element) -> PendingReply:
-        """Send ``config`` now; raise at once if it cannot even be sent."""
+    def send_edit_config(self, config: etree._Element | str) -> PendingReply:
+        """Send ``config`` (a ``<config>`` element or its serialisation) now; raise at once
+        if it cannot even be sent."""
 
 
-#: a payload, or a function building it when it is needed
-Payload = etree._Element | Callable[[], etree._Element]
+#: a payload (an element, or its serialisation for a pipelined configurator), or a function
+#: building it when it is needed
+Payload: TypeAlias = etree._Element | str | Callable[[], etree._Element | str]
 
 
-def _built(payload: Payload) -> etree._Element:
+def _built(payload: Payload) -> etree._Element | str:
     return payload() if callable(payload) else payload
 
 
@@ -85,12 +88,19 @@ class NodePush:
     node_id: NodeId
     apply: Payload
     undo: Payload
+    #: ``apply`` already serialised (the same content), for a configurator that sends text
+    #: (:class:`PipelinedConfigurator`): no elements built and serialised on the way
+    apply_text: Callable[[], str] | None = None
 
     def apply_payload(self) -> etree._Element:
-        return _built(self.apply)
+        payload = _built(self.apply)
+        assert not isinstance(payload, str)
+        return payload
 
     def undo_payload(self) -> etree._Element:
-        return _built(self.undo)
+        payload = _built(self.undo)
+        assert not isinstance(payload, str)
+        return payload
 
 
 @dataclass(frozen=True)
@@ -121,10 +131,13 @@ class DeleteResult:
 
 def plan_session_push(configs: Iterable[KmConfig], *, with_extensions: bool = True
                       ) -> tuple[NodePush, ...]:
-    """Install ``configs``; undo = delete them (payloads built when needed)."""
+    """Install ``configs``; undo = delete them (payloads built when needed; a pipelined
+    configurator gets the install payload written as text, :func:`session_config_text`)."""
     return tuple(NodePush(c.node_id,
                           partial(session_config_payload, c, with_extensions=with_extensions),
-                          partial(session_delete_payload, c)) for c in configs)
+                          partial(session_delete_payload, c),
+                          partial(session_config_text, c, with_extensions=with_extensions))
+                 for c in configs)
 
 
 def plan_reroute_push(new: Iterable[KmConfig], old: Iterable[KmConfig]) -> tuple[NodePush, ...]:
@@ -194,7 +207,9 @@ def _pipelined(configurator: NodeConfigurator) -> bool:
 
 
 def _call_built(fn: Callable[[etree._Element], None], payload: Payload) -> None:
-    fn(_built(payload))
+    built = _built(payload)
+    assert not isinstance(built, str), "text payloads go to pipelined configurators only"
+    fn(built)
 
 
 def _edit_all(edits: Mapping[NodeId, tuple[NodeConfigurator, Payload]],
@@ -226,15 +241,18 @@ def _edit_all(edits: Mapping[NodeId, tuple[NodeConfigurator, Payload]],
                     _built(payload))
             except Exception as exc:  # noqa: BLE001 - not even sent: this node failed
                 results[node] = _describe(exc)
-        for node, pending in in_flight.items():
+        # the last one sent first: replies come back roughly in the order sent, so this
+        # thread wakes about once for the whole path instead of once per KM (each wake is a
+        # GIL hand-over in a process whose session threads are reading the other replies)
+        for node, pending in reversed(in_flight.items()):
             try:
                 pending.wait()
                 results[node] = None
             except Exception as exc:  # noqa: BLE001 - refused, lost, timed out
                 results[node] = _describe(exc)
         for node, future in futures.items():
-            exc = future.exception()
-            results[node] = None if exc is None else _describe(exc)
+            failure = future.exception()
+            results[node] = None if failure is None else _describe(failure)
         return {node: results[node] for node in edits}
     finally:
         if own and pool is not None:
@@ -252,6 +270,8 @@ def push_all(pushes: Sequence[NodePush], configurators: Mapping[NodeId, NodeConf
         configurator = configurators.get(push.node_id)
         if configurator is None:
             failures[push.node_id] = "no NETCONF session to this node"
+        elif push.apply_text is not None and _pipelined(configurator):
+            edits[push.node_id] = (configurator, push.apply_text)   # written when sent
         else:
             edits[push.node_id] = (configurator, push.apply)   # built when sent
     if failures:  # do not touch any node when one of them cannot even be reached

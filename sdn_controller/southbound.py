@@ -185,8 +185,9 @@ class AgentSession:
         self.edit_config(undo)
 
     # --- PipelinedConfigurator (sdn_controller.push) -----------------------------------------
-    def send_edit_config(self, config: etree._Element) -> PendingEdit:
-        """Send an edit-config on ``running`` without waiting; ``wait()`` on the result
+    def send_edit_config(self, config: etree._Element | str) -> PendingEdit:
+        """Send an edit-config of ``config`` (a ``<config>`` element or its serialisation) on
+        ``running`` without waiting; ``wait()`` on the result
         raises :class:`PushError` as :meth:`edit_config` does (sdn_controller.netconf_pipeline)."""
         manager = self._manager
         if manager is None or not self._connected.is_set():

@@ -94,3 +94,45 @@ def test_session_thread_ends_when_closed(agent_port):
     thread.join(5)
     assert not thread.is_alive()
     assert getattr(thread, "_qkdn_wake", None) is None   # wake-up pipe closed
+
+
+def _record_writers(session) -> list[str]:
+    """Names of the threads that write to the session's channel from now on."""
+    writers: list[str] = []
+    write = session._transport_write
+
+    def recording_write(data: bytes) -> int:
+        writers.append(threading.current_thread().name)
+        return write(data)
+
+    session._transport_write = recording_write
+    return writers
+
+
+def test_requests_are_written_by_the_calling_thread(agent_port):
+    with connect("127.0.0.1", agent_port, "admin", PASSWORD) as m:
+        writers = _record_writers(m._session)
+        for _ in range(3):
+            assert NODE_ID in m.get(filter=FILTER).xml
+        # no hand-over to the session thread: the caller framed and wrote each request
+        assert writers and set(writers) == {threading.current_thread().name}
+
+
+def test_a_request_waits_in_the_queue_while_the_window_cannot_take_it(agent_port):
+    with connect("127.0.0.1", agent_port, "admin", PASSWORD) as m:
+        session = m._session
+        writers = _record_writers(session)
+        channel = session._channel
+        with channel.lock:                     # as if the agent's window were full
+            window, channel.out_window_size = channel.out_window_size, 0
+        reply: list[str] = []
+        caller = threading.Thread(target=lambda: reply.append(m.get(filter=FILTER).xml),
+                                  name="caller")
+        caller.start()
+        time.sleep(0.2)
+        assert not reply and not writers and not session._q.empty()   # queued, not sent
+        with channel.lock:                     # the window opens: the session thread sends
+            channel.out_window_size += window
+        caller.join(10)
+        assert reply and NODE_ID in reply[0]
+        assert writers and "caller" not in writers

@@ -100,3 +100,25 @@ def test_pending_edit_raises_the_agents_error_a_lost_session_and_a_timeout():
     with pytest.raises(PushError, match="no reply to edit-config within 0.01 s"):
         silent.wait()
     assert seen == [(0.01, False)]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    # the agent's own <ok/> reply: read without a parse
+    ((f"<?xml version='1.0' encoding='UTF-8'?>\n<rpc-reply xmlns=\"{NC}\" "
+     'message-id="qkdn-12"><ok/></rpc-reply>'), None),
+    (f"<rpc-reply message-id='1' xmlns='{NC}'>\n  <ok />\n</rpc-reply>\n", None),
+    # everything else goes through the parser, with the same verdicts as before
+    (f'<rpc-reply xmlns="{NC}" message-id="1" message-id="2"><ok/></rpc-reply>',
+     "malformed rpc-reply"),
+    (f'<rpc-reply xmlns="{NC}" message-id="1"><ok/></rpc-reply><x/>', "malformed rpc-reply"),
+    ('<rpc-reply xmlns="urn:other" message-id="1"><ok/></rpc-reply>', "not an rpc-reply"),
+    (f'<rpc-reply xmlns="{NC}" xmlns:nc="{NC}" message-id="1"><nc:ok/></rpc-reply>', None),
+    ((f'<rpc-reply xmlns="{NC}" message-id="1"><ok/><rpc-error><error-tag>in-use'
+     "</error-tag></rpc-error></rpc-reply>"), None),
+    ((f'<rpc-reply xmlns="{NC}" message-id="1"><rpc-error><error-tag>in-use</error-tag>'
+     "</rpc-error></rpc-reply>"), "in-use"),
+])
+def test_plain_ok_replies_need_no_parse_and_others_keep_their_verdict(raw, expected):
+    got = reply_error(raw)
+    assert got == expected if expected is None else got.startswith(expected)
+    assert reply_error(raw.encode()) == got          # the parser's verdict on the same bytes

@@ -225,3 +225,39 @@ def test_pipelined_and_blocking_configurators_mix_and_an_unsendable_rpc_fails_it
     assert result.failures == {"gone": "no NETCONF session to this node"}
     assert set(result.rolled_back) == {"p", "blocking"}
     assert confs["p"].payloads == ["apply", "undo"] and blocking.calls == ["edit", "rollback"]
+
+
+class _Recording:
+    """Records what each kind of configurator receives."""
+
+    def __init__(self, node, log, *, pipelined):
+        self.node_id, self.log = node, log
+        if pipelined:
+            self.send_edit_config = self._send
+
+    def _send(self, config):
+        self.log.append(config)
+        return _Pending([], self.node_id, False)
+
+    def edit_config(self, config):
+        self.log.append(config)
+
+    def rollback(self, undo):
+        self.log.append(undo)
+
+
+def test_a_session_push_sends_text_to_pipelined_and_elements_to_blocking_configurators(ac):
+    from lxml import etree
+
+    from sdn_controller.config_payloads import session_config_payload, to_xml
+
+    out = session(ac)
+    sent: list = []
+    got: list = []
+    confs = {c.node_id: _Recording(c.node_id, sent if i % 2 else got, pipelined=bool(i % 2))
+             for i, c in enumerate(out.configs)}
+    assert push_all(plan_session_push(out.configs), confs).ok
+    expected = {c.node_id: to_xml(session_config_payload(c)) for c in out.configs}
+    assert sent and all(isinstance(payload, str) for payload in sent)
+    assert got and all(isinstance(payload, etree._Element) for payload in got)
+    assert sorted(sent + [to_xml(e) for e in got]) == sorted(expected.values())
