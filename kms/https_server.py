@@ -38,7 +38,7 @@ from typing import Any, Self
 
 from cheroot import wsgi
 from cheroot.errors import MaxSizeExceeded
-from cheroot.server import HTTPConnection
+from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from cheroot.workers.threadpool import ThreadPool
 
@@ -307,11 +307,25 @@ class _DeferredHandshakeAdapter(BuiltinSSLAdapter):
         return super().get_environ(_WithoutSession(sock))
 
 
+class _ClosingRefusalRequest(HTTPRequest):
+    """cheroot's request, whose 413 and 414 refusals always say ``Connection: close``.
+
+    cheroot closes the connection after them but leaves the header out of a 414 (a request
+    line too long to read has no known protocol yet), so an HTTP/1.1 client took the
+    connection for kept alive and sent its next request into the close."""
+
+    def simple_response(self, status, msg=""):
+        if str(status)[:3] in {"413", "414"}:
+            self.response_protocol = "HTTP/1.1"   # what the server speaks; the header follows
+        return super().simple_response(status, msg)
+
+
 class _GuardedConnection(HTTPConnection):
     """TLS handshake step by step in worker threads, driven by cheroot's selector (a silent or
     trickling client holds no thread), bounded by the read deadline; then every request read
     under the :class:`ReadDeadlines` watchdog."""
 
+    RequestHandlerClass = _ClosingRefusalRequest
     _handshake_done = False
     _handshake_started: float | None = None
     #: monotonic time before which the next request is not read (:func:`hold_connection`)
@@ -336,6 +350,13 @@ class _GuardedConnection(HTTPConnection):
         finally:
             _serving.connection = None
             deadlines.end()
+
+    def close(self):
+        """Close the connection, first reading what the client is still sending
+        (:func:`drain_before_close`) once the TLS session is up."""
+        if self._handshake_done:
+            drain_before_close(self.socket)
+        super().close()
 
     def _continue_handshake(self) -> bool:
         """Advance the handshake with what has arrived; False to drop the connection."""
@@ -369,6 +390,42 @@ def json_message_error(status: int, reason: str) -> tuple[str, bytes]:
 
 
 _STATUS_LINES = {400: "400 Bad Request", 413: "413 Content Too Large"}
+
+
+#: a closing connection reads what its client is still sending for at most this long / this
+#: many bytes, and stops after this long without a byte (:func:`drain_before_close`)
+LINGER_S, LINGER_BYTES, LINGER_IDLE_S = 1.0, 8 << 20, 0.1
+
+
+def drain_before_close(sock: socket.socket | ssl.SSLSocket) -> int:
+    """Read and drop the bytes a client is still sending before its connection is closed;
+    the number of bytes dropped.
+
+    Closing a socket with unread input makes the kernel answer with a reset, and a client
+    still sending its request (a URI or header refused with 414, a body refused with 413)
+    then loses the answer already sent to it: it sees ``ECONNRESET`` / ``SSLEOFError``
+    instead (reliability item 2, docs/reliability.md). RFC 9112 §9.6 asks a server to close
+    its sending side and keep reading until the client is done; this does so (a TLS
+    connection without ``close_notify``: the TCP FIN ends it) for at most :data:`LINGER_S` and
+    :data:`LINGER_BYTES`, and not at all when nothing is waiting to be read (an idle or
+    finished connection closes at once)."""
+    try:
+        if not ((isinstance(sock, ssl.SSLSocket) and sock.pending()) or _readable(sock)):
+            return 0
+        deadline = time.monotonic() + LINGER_S
+        dropped = 0
+        # the answer is sent: a FIN after it tells the client that no other request will be
+        # read here (it must not send one on this connection), then its input is drained
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(LINGER_IDLE_S)
+        while dropped < LINGER_BYTES and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            dropped += len(chunk)
+        return dropped
+    except (OSError, ValueError):   # timeout, reset, TLS alert: nothing more to wait for
+        return 0
 
 
 def _readable(sock: socket.socket) -> bool:
