@@ -52,9 +52,10 @@ def issue_named_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         original = by_name.get(source)
         if original is None:
             continue
-        extra.append({**original, "name": name, "unit": unit, "target": target,
-                      "value": original["value"] * factor, "p50": original["p50"] * factor,
-                      "p99": original["p99"] * factor, "same_as": source})
+        scaled = {key: original[key] * factor if original[key] is not None else None
+                  for key in ("value", "p50", "p99")}
+        extra.append({**original, **scaled, "name": name, "unit": unit, "target": target,
+                      "same_as": source})
     return extra
 
 
