@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from qkd_twin.keyrate_plot import save_figure
+
 BENCH_DIR = Path(__file__).resolve().parent
 LATENCY_HOPS_PNG = BENCH_DIR / "relay_latency_hops.png"
 MULTIPATH_PNG = BENCH_DIR / "multipath_delivered.png"
@@ -46,7 +48,7 @@ def plot_latency_vs_hops(hops: Sequence[int], p50_ms: Sequence[float], p99_ms: S
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_delivered_vs_bound(seconds: Sequence[float], delivered_kbit: Sequence[float],
@@ -69,13 +71,4 @@ def plot_delivered_vs_bound(seconds: Sequence[float], delivered_kbit: Sequence[f
     ax.set_title("Multipath session: delivered key vs max-flow bound")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(plt, fig, path)
-
-
-def _save(plt, fig, path: Path) -> Path:
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)

@@ -27,6 +27,11 @@ def plot_keyrate(links: dict[str, LinkParameters], lengths_km: list[float], path
     ax.set_title("Decoy-state BB84 key rate vs distance")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    return save_figure(plt, fig, path)
+
+
+def save_figure(plt, fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG (folders made) and release it."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -73,6 +73,16 @@ def restarted(ctx: libyang.Context, state: Path) -> dict[str, Any]:
     return Datastore(ctx, loaded).running_json()
 
 
+def journaled_store(ctx: libyang.Context, state: Path) -> tuple[Datastore, RunningConfigFile]:
+    """A datastore whose commits go to running.json + running.journal in ``state``."""
+    store = Datastore(ctx, base_config())
+    file = RunningConfigFile(state / "running.json", state / "running.journal",
+                             list_keys(store.schema.root))
+    file.write_whole(store.running_snapshot())
+    store.add_listener(file.commit)
+    return store, file
+
+
 def test_the_lists_of_the_node_model_have_their_yang_keys(ctx):
     keys = list_keys(Datastore(ctx, base_config()).schema.root)
     assert keys[(NODE, "qkd_applications", "qkd_app")] == ("app_id",)
@@ -81,11 +91,7 @@ def test_the_lists_of_the_node_model_have_their_yang_keys(ctx):
 
 
 def test_every_commit_survives_a_restart_and_appends_only_its_change(ctx, tmp_path):
-    store = Datastore(ctx, base_config())
-    file = RunningConfigFile(tmp_path / "running.json", tmp_path / "running.journal",
-                             list_keys(store.schema.root))
-    file.write_whole(store.running_snapshot())
-    store.add_listener(file.commit)
+    store, file = journaled_store(ctx, tmp_path)
     rng = random.Random(7)
     live: set[int] = set()
     sizes = []
@@ -112,11 +118,7 @@ def test_every_commit_survives_a_restart_and_appends_only_its_change(ctx, tmp_pa
 def test_the_journal_is_folded_in_once_it_outgrows_the_file(ctx, tmp_path, monkeypatch):
     import qkdn.running_config_file as module
     monkeypatch.setattr(module, "MIN_COMPACT_BYTES", 2000)
-    store = Datastore(ctx, base_config())
-    file = RunningConfigFile(tmp_path / "running.json", tmp_path / "running.journal",
-                             list_keys(store.schema.root))
-    file.write_whole(store.running_snapshot())
-    store.add_listener(file.commit)
+    store, file = journaled_store(ctx, tmp_path)
     for i in range(40):
         store.edit_config(add_app(i))
         journal = (tmp_path / "running.journal").stat().st_size
@@ -131,11 +133,7 @@ def test_the_journal_is_folded_in_once_it_outgrows_the_file(ctx, tmp_path, monke
 
 def test_replaying_changes_the_file_already_holds_changes_nothing(ctx, tmp_path):
     """A crash between rewriting running.json and emptying the journal."""
-    store = Datastore(ctx, base_config())
-    file = RunningConfigFile(tmp_path / "running.json", tmp_path / "running.journal",
-                             list_keys(store.schema.root))
-    file.write_whole(store.running_snapshot())
-    store.add_listener(file.commit)
+    store, file = journaled_store(ctx, tmp_path)
     for i in range(5):
         store.edit_config(add_app(i))
     store.edit_config(delete_app(2))
