@@ -479,7 +479,7 @@ class QkdModule:
         if self._scheduler is None:
             self._own_scheduler = ModuleScheduler(
                 self._clock, name=f"qkd-module-{self.config.qkdl_id[:8]}")
-        scheduler = self._scheduler if self._scheduler is not None else self._own_scheduler
+        scheduler = self._driver()
         assert scheduler is not None
         scheduler.add(self, self._clock())   # at once: warm the model, then the first block
 
@@ -501,6 +501,10 @@ class QkdModule:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _driver(self) -> ModuleScheduler | None:
+        """The scheduler stepping this module: the node's, or its own while running alone."""
+        return self._scheduler if self._scheduler is not None else self._own_scheduler
+
     def fault_changed(self, now: float | None = None) -> None:
         """The link's fault file changed (the node looks at it twice a second): produce the
         next :data:`FAULT_FINE_BLOCKS` blocks at the fine cadence — a fault takes effect one to
@@ -508,10 +512,9 @@ class QkdModule:
         of taking effect, not at the next batch instant."""
         block = math.floor((self._clock() if now is None else now) / self.config.block_seconds)
         self._fine_until = block + FAULT_FINE_BLOCKS
-        if self._running and self._scheduler is not None:
-            self._scheduler.wake(self, self.next_wake())
-        elif self._running and self._own_scheduler is not None:
-            self._own_scheduler.wake(self, self.next_wake())
+        scheduler = self._driver()
+        if self._running and scheduler is not None:
+            scheduler.wake(self, self.next_wake())
 
     def _batching(self, block: int, first: int) -> bool:
         """Whether block ``block`` waits for the next batch (steady state, key not wanted)."""
