@@ -29,6 +29,7 @@ from lxml import etree
 
 from qkdn.namespaces import NETCONF_BASE_NS
 from sdn_controller.errors import PushError
+from sdn_controller.message_root import plain_start
 
 _NC = f"{{{NETCONF_BASE_NS}}}"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
@@ -66,26 +67,20 @@ def edit_config_rpc(message_id: str, config: etree._Element | str, *,
             f"<edit-config><target><{target}/></target>{body}</edit-config></rpc>")
 
 
-#: an ``<rpc-reply>`` that is nothing but ``<ok/>`` (the base namespace as the default one,
-#: unprefixed plain attributes): what an agent answers to every successful edit-config
-_BASE_NS_RE = re.escape(NETCONF_BASE_NS)
-_OK_REPLY = re.compile(
-    r"""\s*(?:<\?xml\s[^>]*\?>\s*)?<rpc-reply\s+xmlns="""
-    + f"""(?:"{_BASE_NS_RE}"|'{_BASE_NS_RE}')"""
-    + r"""((?:\s+[A-Za-z_][\w.-]*\s*=\s*(?:"[^"<&]*"|'[^'<&]*'))*)\s*>\s*<ok\s*/>"""
-    r"""\s*</rpc-reply>\s*""")
-_ATTRIBUTE_NAME = re.compile(r"""([A-Za-z_][\w.-]*)\s*=\s*(?:"[^"]*"|'[^']*')""")
+#: what follows the start tag of an ``<rpc-reply>`` that is nothing but ``<ok/>``: what an
+#: agent answers to every successful edit-config
+_OK_BODY = re.compile(r"\s*<ok\s*/>\s*</rpc-reply>\s*")
+_RPC_REPLY_TAG = f"{{{NETCONF_BASE_NS}}}rpc-reply"
 
 
 def _plain_ok(raw: str) -> bool:
     """Whether ``raw`` is a well-formed ``<rpc-reply>`` holding only ``<ok/>`` in the usual
-    shape (read with a regular expression; False for any other shape, which is then
-    parsed)."""
-    match = _OK_REPLY.fullmatch(raw)
-    if match is None:
-        return False
-    names = _ATTRIBUTE_NAME.findall(match.group(1))
-    return len(names) == len(set(names)) and "xmlns" not in names
+    shape (its start tag read by :func:`sdn_controller.message_root.plain_start`, the rest
+    by a regular expression; False for any other shape, which is then parsed)."""
+    start = plain_start(raw)
+    return (start is not None and start.tag == _RPC_REPLY_TAG
+            and not raw.endswith("/>", 0, start.end)          # not an empty <rpc-reply/>
+            and _OK_BODY.fullmatch(raw, start.end) is not None)
 
 
 def reply_error(raw: str | bytes) -> str | None:

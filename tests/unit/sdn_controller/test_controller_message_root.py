@@ -55,6 +55,7 @@ MESSAGES = [
     (f'<nc:rpc-reply xmlns:nc="{BASE}" message-id="1"/>', None),
     ('<rpc-reply message-id="1"/>', None),
     (f'<rpc-reply xmlns="{BASE}" a="1" a="2"/>', None),
+    (f'<rpc-reply xmlns="urn:other" xmlns="{BASE}" message-id="1"/>', None),   # declared twice
 ])
 def test_plain_roots_are_read_without_a_parser_and_others_left_to_lxml(raw, plain):
     assert plain_root(raw) == plain

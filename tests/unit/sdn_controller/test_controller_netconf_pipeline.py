@@ -111,6 +111,9 @@ def test_pending_edit_raises_the_agents_error_a_lost_session_and_a_timeout():
     (f'<rpc-reply xmlns="{NC}" message-id="1" message-id="2"><ok/></rpc-reply>',
      "malformed rpc-reply"),
     (f'<rpc-reply xmlns="{NC}" message-id="1"><ok/></rpc-reply><x/>', "malformed rpc-reply"),
+    (f'<rpc-reply xmlns="{NC}" xmlns="{NC}" message-id="1"><ok/></rpc-reply>',
+     "malformed rpc-reply"),
+    (f'<rpc-reply xmlns="{NC}" message-id="1"/><ok/></rpc-reply>', "malformed rpc-reply"),
     ('<rpc-reply xmlns="urn:other" message-id="1"><ok/></rpc-reply>', "not an rpc-reply"),
     (f'<rpc-reply xmlns="{NC}" xmlns:nc="{NC}" message-id="1"><nc:ok/></rpc-reply>', None),
     ((f'<rpc-reply xmlns="{NC}" message-id="1"><ok/><rpc-error><error-tag>in-use'
