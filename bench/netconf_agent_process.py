@@ -40,11 +40,16 @@ def main(path: str) -> int:
     store = Datastore(ctx, spec["initial"])
     live = {link: "ACTIVE" for link in spec["links"]}
     out_lock = threading.Lock()
+    sys.stdout.flush()
+    out_fd = sys.stdout.fileno()
 
     def emit(line: str) -> None:
+        # straight to write(2) (no text wrapper, no buffer to flush): one call for the
+        # whole line unless the pipe takes only part of it; the lock keeps lines whole
+        data = memoryview((line + "\n").encode())
         with out_lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            while data:
+                data = data[os.write(out_fd, data):]
 
     timeline = bool(spec.get("timeline"))
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import asyncssh
 from asyncssh.constants import MSG_IGNORE
+from asyncssh.logging import SSHLogger
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,12 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         self._eof = False  #: the client sent EOF; close once the queued requests are answered
         self._worker: asyncio.Task[None] | None = None
         self._paused = False
+        self._socket: socket.socket | None = None  #: the connection's, for quick-ACK
 
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self._chan = chan
+        quiet_packet_logging(chan)
+        self._socket = chan.get_extra_info("socket")
 
     def pty_requested(self, *args: Any) -> bool:
         return False
@@ -199,14 +203,12 @@ class _NetconfChannelSession(asyncssh.SSHServerSession):
         (paramiko, hence ncclient) hold their next request until the server ACKs their last
         small packet (an SSH window adjust); with Linux's delayed ACK that costs 40 ms per
         RPC. Quick-ACK mode lapses after each exchange, so it is set again every time."""
-        if _TCP_QUICKACK is None or self._chan is None:
+        if _TCP_QUICKACK is None or self._chan is None or self._socket is None:
             return
-        sock = self._chan.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
-            except OSError:
-                pass
+        try:
+            self._socket.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        except OSError:
+            pass
 
     def eof_received(self) -> bool:
         """The client sent EOF: close the channel, but only after answering what it sent
@@ -247,6 +249,7 @@ class _AgentSSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         skip_cbc_countermeasure(conn)
+        quiet_packet_logging(conn)
 
     def begin_auth(self, username: str) -> bool:
         self._user = username
@@ -314,6 +317,32 @@ def skip_cbc_countermeasure(conn: asyncssh.SSHServerConnection) -> None:
 
     # an instance attribute: asyncssh calls ``self.send_packet`` for its own packets too
     conn.send_packet = send_packet_without_countermeasure  # type: ignore[method-assign]
+
+
+def quiet_packet_logging(handler: Any) -> None:
+    """Make ``handler``'s (an asyncssh connection's or channel's) per-packet log calls
+    cost one comparison while packet logging is off.
+
+    asyncssh formats a description of every packet sent and received (a name lookup, two
+    f-strings, a plural) before its logger decides, at debug level 3 only, whether to log
+    it: four times per request and reply, for nothing at the default level. The wrappers
+    ask the level first and call asyncssh's own methods when it is 3
+    (``asyncssh.set_debug_level(3)`` works as before, even on open sessions)."""
+    log_sent, log_received = handler.log_sent_packet, handler.log_received_packet
+
+    def log_sent_packet(pkttype: int, pktid: int | None, packet: Any,
+                        note: str = "") -> None:
+        if SSHLogger._debug_level >= 3:
+            log_sent(pkttype, pktid, packet, note)
+
+    def log_received_packet(pkttype: int, pktid: int | None, packet: Any,
+                            note: str = "") -> None:
+        if SSHLogger._debug_level >= 3:
+            log_received(pkttype, pktid, packet, note)
+
+    # instance attributes: asyncssh calls ``handler.log_*_packet`` for every packet
+    handler.log_sent_packet = log_sent_packet
+    handler.log_received_packet = log_received_packet
 
 
 async def start_ssh_server(
