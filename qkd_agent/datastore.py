@@ -44,7 +44,12 @@ from qkd_agent.served_config import ServedConfig
 from qkd_agent.snapshot_text import SnapshotText
 from qkd_agent.state_merge import merge_state
 from qkd_agent.subtree_filter import filter_subtree, prune_to_filter
-from qkd_agent.tree_patch import PatchNotApplicable, patch_tree, referencing_top_level_names
+from qkd_agent.tree_patch import (
+    PatchNotApplicable,
+    patch_tree,
+    referencing_top_level_names,
+    when_nodes,
+)
 from qkd_agent.xpath_filter import libyang_xpath
 from qkd_agent.yang_context import module_namespace
 from qkdn.errors import ConfigError
@@ -109,6 +114,8 @@ class Datastore:
         self._all_prefixes = tuple({m.prefix() for m in ctx})
         #: top-level nodes with leafrefs: a tree holding one is never patched in place
         self._referencing = referencing_top_level_names(ctx)
+        #: what a patch flags for re-validation below a parent it changed
+        self._whens = when_nodes(ctx)
         self._running_text: str | None = None
         self._snapshot_text = SnapshotText()
         self._candidate_texts: dict[int, Any] | None = None
@@ -361,7 +368,8 @@ class Datastore:
         if not self._tree.empty:
             work = self._tree if in_place else self._tree.duplicate()
             try:
-                patch_tree(self._ctx, self._schema, work.first, self._running, candidate)
+                patch_tree(self._ctx, self._schema, work.first, self._running, candidate,
+                           self._whens)
                 work.validate()
             except PatchNotApplicable:
                 self._discard(work)

@@ -26,7 +26,7 @@ quoted in a path, a node not found where the snapshot says it is) raises
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import libyang
@@ -81,9 +81,89 @@ def referencing_top_level_names(ctx: libyang.Context) -> frozenset[str]:
     return frozenset(names)
 
 
-def _flag_new(node: Any) -> None:
-    """Flag ``node`` and its descendants new and forget their ``when`` results: the next
-    validation checks them as it checks a copy (lyd_dup flags every node so)."""
+@dataclass(frozen=True)
+class WhenNodes:
+    """The schema nodes of a context (``struct lysc_node *``, compared by address) that a
+    patch re-checks below a parent whose children it removed or replaced."""
+
+    #: data nodes with a ``when`` of their own or on a choice/case between them and their
+    #: data parent (libyang's ``lysc_has_when``)
+    has_when: frozenset[Any]
+    #: data nodes with such a node somewhere below them
+    holds_when: frozenset[Any]
+
+
+_LY_ARRAY_COUNT = "uint64_t *"  #: libyang's LY_ARRAY_COUNT_TYPE sits before each sized array
+
+
+def _own_when(snode: Any) -> bool:
+    """libyang's ``lysc_has_when``: a ``when`` on the node, or on a choice or case between
+    it and its data parent (a ``uses`` or ``augment`` ``when`` is compiled into the nodes)."""
+    node = snode
+    while node != ffi.NULL:
+        whens = lib.lysc_node_when(node)
+        if whens != ffi.NULL and ffi.cast(_LY_ARRAY_COUNT, whens)[-1]:
+            return True
+        node = node.parent
+        if node == ffi.NULL or not node.nodetype & (lib.LYS_CHOICE | lib.LYS_CASE):
+            return False
+    return False
+
+
+def when_nodes(ctx: libyang.Context) -> WhenNodes:
+    """The :class:`WhenNodes` of every implemented module of ``ctx`` (once per context)."""
+    has, holds = set(), set()
+
+    def visit(snode: Any) -> bool:
+        """Record ``snode``'s subtree; True if it has a ``when`` node."""
+        below = False
+        try:
+            children = list(snode.children())
+        except (AttributeError, TypeError):
+            children = []
+        for child in children:
+            below = visit(child) or below
+        if below:
+            holds.add(snode.cdata)
+        if _own_when(snode.cdata):
+            has.add(snode.cdata)
+            return True
+        return below
+
+    for module in ctx:
+        if module.implemented():
+            for top in module.children():
+                visit(top)
+    return WhenNodes(frozenset(has), frozenset(holds))
+
+
+def _flag_new(node: Any, whens: WhenNodes | None = None) -> None:
+    """Flag ``node`` new and forget its ``when`` result, and so for the nodes below it that
+    the next validation must check again as it checks a copy (lyd_dup flags every node).
+
+    ``whens`` None flags the whole subtree. With the context's :class:`WhenNodes` it flags
+    only what the whole subtree's flags make libyang do differently there: every node with a
+    ``when`` (evaluated again, as its value may depend on what changed) and every inner node
+    on the way to one (its implicit children — a default whose ``when`` turned true — are
+    created again). The other nodes of the subtree are unchanged: flagged, libyang would
+    re-check their types (a no-op without leafrefs or instance-identifiers, whose trees are
+    never patched in place) and their children's duplicates and defaults (unchanged too)."""
+    node.flags = (node.flags & ~lib.LYD_WHEN_TRUE) | lib.LYD_NEW
+    if whens is not None:
+        has, holds = whens.has_when, whens.holds_when
+        if node.schema not in holds:
+            return
+        stack = [node]
+        while stack:
+            child = lib.lyd_child(stack.pop())
+            while child != ffi.NULL:
+                schema = child.schema
+                if schema in has or schema in holds:
+                    child.flags = (child.flags & ~lib.LYD_WHEN_TRUE) | lib.LYD_NEW
+                    if schema in holds:
+                        stack.append(child)
+                child = child.next
+        return
     stack = [node]
     while stack:
         current = stack.pop()
@@ -225,8 +305,13 @@ def patch_tree(
     first: Any,
     old: dict[str, Any],
     new: dict[str, Any],
+    whens: WhenNodes | None = None,
 ) -> None:
     """Change the forest starting at ``first`` (a copy of the tree of ``old``) into ``new``.
+
+    ``whens`` (:func:`when_nodes` of ``ctx``) limits what is flagged for re-validation below
+    a parent whose children were removed or replaced to the nodes whose checks can change
+    (:func:`_flag_new`); None flags those parents' whole subtrees.
 
     Raises :class:`PatchNotApplicable` (fall back to a full parse) or
     :class:`~qkd_agent.libyang_errors.LibyangParseError` (a value libyang refuses)."""
@@ -241,4 +326,4 @@ def patch_tree(
             raise PatchNotApplicable(f"top-level {name}")
         patcher.patch(patcher.find(first, f"/{name}"), top, before, new[name])
     for parent in patcher.touched:
-        _flag_new(parent)
+        _flag_new(parent, whens)
