@@ -66,7 +66,17 @@ _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree
 _DATA_TAG = f"{{{NETCONF_BASE_NS}}}data"
 
 
+#: every option value → its enum member, by enum (a dict lookup instead of an Enum call)
+_OPTION_VALUES: dict[type, dict[str, Any]] = {
+    enum: {member.value: member for member in enum}
+    for enum in (DefaultOperation, TestOption, ErrorOption)
+}
+
+
 def _option(enum: type, value: object, name: str) -> Any:
+    member = _OPTION_VALUES[enum].get(value) if isinstance(value, str) else None
+    if member is not None:
+        return member
     try:
         return enum(str(value))
     except ValueError:

@@ -98,10 +98,29 @@ _ATTRIBUTE_OPERATIONS = {
 }
 
 
+#: An ``error-path`` written only when an error needs it: the walk passes each node's path
+#: as ``(parent path, schema node, parent's module, list keys, suffix)`` (a tuple costs
+#: less than the text, which most edits never use); a plain string is a path as it is.
+ErrorPath = str | tuple[Any, ...]
+
+
+def error_path_text(path: ErrorPath | None) -> str | None:
+    """The text of a lazily built path: ``/module:node/child[key='value']...``."""
+    if path is None or isinstance(path, str):
+        return path
+    parent, node, parent_module, keys, suffix = path
+    text = error_path_text(parent) or ""
+    if node is not None:
+        text = f"{text}/{node.path_step(parent_module)}"
+    if keys:
+        text += "".join(f"[{name}='{_predicate_value(value)}']" for name, value in keys.items())
+    return text + suffix
+
+
 def _error(
     tag: ErrorTag,
     message: str,
-    path: str | None,
+    path: ErrorPath | None,
     element: str | None = None,
     **extra_info: str,
 ) -> RpcError:
@@ -109,15 +128,12 @@ def _error(
     if element is not None:
         info["bad-element"] = element
     info.update({key.replace("_", "-"): value for key, value in extra_info.items()})
-    return RpcError(tag=tag, message=message, type=ErrorType.APPLICATION, path=path, info=info)
+    return RpcError(tag=tag, message=message, type=ErrorType.APPLICATION,
+                    path=error_path_text(path), info=info)
 
 
 def _is_element(node: Any) -> bool:
     return isinstance(node.tag, str)
-
-
-def _child_elements(element: etree._Element) -> list[etree._Element]:
-    return list(element.iterchildren(etree.Element))   # elements only, filtered in C
 
 
 def _has_child_element(element: etree._Element) -> bool:
@@ -133,18 +149,17 @@ def _split_tag(tag: str) -> tuple[str, str]:
     return "", tag
 
 
-def _text(element: etree._Element) -> str:
-    return element.text or ""
-
-
-def json_value(node: SchemaNode, element: etree._Element, schema: SchemaTree, path: str) -> Any:
+def json_value(node: SchemaNode, element: etree._Element, schema: SchemaTree,
+               path: ErrorPath) -> Any:
     """The RFC 7951 JSON value of the leaf or leaf-list ``element`` (schema ``node``).
 
     Numbers and booleans that do not even parse are rejected here with ``invalid-value``;
     every other constraint (range, pattern, identity base...) is left to libyang.
     """
-    text = _text(element)
+    text = element.text or ""
     kind = node.value_kind
+    if kind is ValueKind.STRING:  # the usual case (uuids, names)
+        return text
     if kind is ValueKind.NUMBER:
         if not _INTEGER.fullmatch(text.strip(_XML_SPACE)):
             raise _error(ErrorTag.INVALID_VALUE, f'"{text}" is not an integer', path, node.name)
@@ -199,11 +214,8 @@ def _predicate_value(value: Any) -> str:
     return str(value)
 
 
-def _list_path(path: str, node: SchemaNode, keys: dict[str, Any]) -> str:
-    return path + "".join(f"[{name}='{_predicate_value(value)}']" for name, value in keys.items())
-
-
-def _check_nested_operations(element: etree._Element, op: EditOperation, path: str) -> None:
+def _check_nested_operations(element: etree._Element, op: EditOperation,
+                             path: ErrorPath) -> None:
     """Inside a deleted/removed subtree only delete/remove may be asked for."""
     for descendant in element.iterdescendants():
         if not _is_element(descendant):
@@ -246,27 +258,27 @@ class _EditWalker:
         parent: SchemaNode,
         element: etree._Element,
         inherited: EditOperation,
-        path: str,
+        path: ErrorPath,
         skip: frozenset[str] = frozenset(),
     ) -> None:
         """Apply each child element of ``element`` (``skip``: Clark tags to leave out)."""
-        for child in _child_elements(element):
-            if child.tag in skip:  # list keys: they identified the entry already
+        for child in element.iterchildren(etree.Element):   # elements only, filtered in C
+            tag = child.tag
+            if tag in skip:  # list keys: they identified the entry already
                 continue
             try:
-                self.apply_node(target, parent, child, inherited, path)
+                self.apply_node(target, parent, child, tag, inherited, path)
             except RpcError as exc:
                 if not self.collect_errors:
                     raise
                 self.errors.append(exc)
 
-    def resolve(
-        self, parent: SchemaNode, element: etree._Element, path: str
-    ) -> SchemaNode:
-        node = parent.children_by_tag.get(element.tag)
+    def resolve(self, parent: SchemaNode, tag: str, path: ErrorPath) -> SchemaNode:
+        node = parent.children_by_tag.get(tag)
         if node is not None and node.config and node.kind is not NodeKind.ANY:
             return node  # the usual case: one lookup by Clark tag, nothing to report
-        namespace, name = _split_tag(element.tag)
+        path = error_path_text(path)
+        namespace, name = _split_tag(tag)
         if namespace not in self.schema.module_by_namespace:
             raise _error(
                 ErrorTag.UNKNOWN_NAMESPACE,
@@ -294,7 +306,8 @@ class _EditWalker:
         return node
 
     def operation(
-        self, element: etree._Element, node: SchemaNode, inherited: EditOperation, path: str
+        self, element: etree._Element, node: SchemaNode, inherited: EditOperation,
+        path: ErrorPath,
     ) -> EditOperation:
         if not element.keys():  # no attribute at all (most elements of an edit)
             return inherited
@@ -320,11 +333,12 @@ class _EditWalker:
         target: JsonObject,
         parent: SchemaNode,
         element: etree._Element,
+        tag: str,
         inherited: EditOperation,
-        parent_path: str,
+        parent_path: ErrorPath,
     ) -> None:
-        node = self.resolve(parent, element, parent_path)
-        path = f"{parent_path}/{node.path_step(parent.module or None)}"
+        node = self.resolve(parent, tag, parent_path)
+        path = (parent_path, node, parent.module or None, None, "")
         if node.kind is NodeKind.LIST:
             self.apply_list(target, node, element, inherited, path)
         else:
@@ -346,7 +360,7 @@ class _EditWalker:
         node: SchemaNode,
         element: etree._Element,
         op: EditOperation,
-        path: str,
+        path: ErrorPath,
     ) -> None:
         key = node.json_name
         exists = key in target
@@ -375,23 +389,20 @@ class _EditWalker:
         node: SchemaNode,
         element: etree._Element,
         inherited: EditOperation,
-        path: str,
+        path: ErrorPath,
     ) -> None:
         keys: dict[str, Any] = {}
-        children = _child_elements(element)
-        for key_name in node.keys:
-            key_node = node.child_by_name(key_name)
-            assert key_node is not None
-            key_tag = f"{{{key_node.namespace}}}{key_name}"
-            key_element = next((child for child in children if child.tag == key_tag), None)
+        for key_node, key_tag in node.key_nodes:
+            key_element = next(element.iterchildren(key_tag), None)
             if key_element is None:
                 raise _error(
                     ErrorTag.MISSING_ELEMENT,
-                    f'list "{node.name}" entry without its key "{key_name}"', path, key_name,
+                    f'list "{node.name}" entry without its key "{key_node.name}"', path,
+                    key_node.name,
                 )
             keys[key_node.json_name] = json_value(key_node, key_element, self.schema,
-                                                  f"{path}/{key_name}")
-        path = _list_path(path, node, keys)
+                                                  (path, None, None, None, f"/{key_node.name}"))
+        path = (path, None, None, keys, "")
         op = self.operation(element, node, inherited, path)
         entries: list[JsonObject] = list(target.get(node.json_name, ()))  # copy on write
         index = _find_entry(entries, keys)
@@ -412,8 +423,7 @@ class _EditWalker:
                          node.name)
         fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or index is None
         entry: JsonObject = dict(keys) if fresh else dict(entries[index])  # type: ignore[index]
-        key_tags = frozenset(f"{{{node.namespace}}}{key}" for key in node.keys)
-        self.apply_children(entry, node, element, op, path, skip=key_tags)
+        self.apply_children(entry, node, element, op, path, skip=node.key_tags)
         if op is EditOperation.NONE and index is None and len(entry) == len(keys):
             return
         if index is None:
@@ -428,7 +438,7 @@ class _EditWalker:
         node: SchemaNode,
         element: etree._Element,
         op: EditOperation,
-        path: str,
+        path: ErrorPath,
     ) -> None:
         key = node.json_name
         exists = key in target
@@ -452,14 +462,14 @@ class _EditWalker:
         node: SchemaNode,
         element: etree._Element,
         op: EditOperation,
-        path: str,
+        path: ErrorPath,
     ) -> None:
         key = node.json_name
         if _has_child_element(element):
             raise _error(ErrorTag.BAD_ELEMENT, f'leaf-list "{node.name}" has child elements',
                          path, node.name)
         value = json_value(node, element, self.schema, path)
-        path = f"{path}[.='{_predicate_value(value)}']"
+        path = (path, None, None, None, f"[.='{_predicate_value(value)}']")
         values: list[Any] = list(target.get(key, ()))  # copy on write
         exists = value in values
         if op is EditOperation.DELETE and not exists:

@@ -118,6 +118,10 @@ class ChunkedDecoder:
         self._in_message = False
 
     def feed(self, data: bytes) -> list[bytes]:
+        if not self._buffer and not self._in_message:
+            whole = self._whole_message(data)
+            if whole is not None:
+                return [whole]
         self._buffer += data
         messages: list[bytes] = []
         while True:
@@ -143,6 +147,22 @@ class ChunkedDecoder:
                     raise MessageTooBig(f"message exceeds {self._max} bytes")
                 self._chunk_left = header
                 self._in_message = True
+
+    def _whole_message(self, data: bytes) -> bytes | None:
+        """The message when ``data`` is exactly one message of one chunk (what a client
+        usually sends per read), taken without copying it through the buffers; None for
+        anything else, which the general path decodes (and rejects) byte for byte alike."""
+        if data[:2] != b"\n#" or data[-4:] != END_OF_CHUNKS:
+            return None
+        end = data.find(b"\n", 2, _MAX_HEADER)
+        digits = data[2:end]
+        if end < 0 or not digits.isdigit() or digits[:1] == b"0":
+            return None
+        size = int(digits)
+        if (size > self._max or size > MAX_CHUNK_SIZE
+                or end + 1 + size + len(END_OF_CHUNKS) != len(data)):
+            return None
+        return data[end + 1:end + 1 + size]
 
     def _parse_header(self) -> int | None:
         """Consume one chunk header; its size, 0 for end-of-chunks, None if incomplete."""

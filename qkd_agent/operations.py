@@ -114,6 +114,7 @@ class RpcCall:
 Operation = Callable[[etree._Element, RpcCall], "etree._Element | SerialisedData | None"]
 
 _BASE = f"{{{NETCONF_BASE_NS}}}"
+_RUNNING_TAG = f"{_BASE}{DatastoreName.RUNNING}"
 _NOTIF = f"{{{NETCONF_NOTIFICATION_NS}}}"
 _MON = f"{{{NETCONF_MONITORING_NS}}}"
 
@@ -198,6 +199,8 @@ def _datastore(op: etree._Element, name: str, call: RpcCall) -> DatastoreName:
     holder = _param(op, NETCONF_BASE_NS, name, required=True)
     assert holder is not None
     chosen = _children(holder)
+    if len(chosen) == 1 and chosen[0].tag == _RUNNING_TAG:   # the usual case
+        return DatastoreName.RUNNING
     if len(chosen) != 1:
         raise RpcError(
             ErrorTag.MISSING_ELEMENT if not chosen else ErrorTag.BAD_ELEMENT,

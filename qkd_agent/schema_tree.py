@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 import libyang
 from _libyang import ffi
@@ -70,6 +71,23 @@ class SchemaNode:
 
     def child(self, namespace: str, name: str) -> SchemaNode | None:
         return self.children.get((namespace, name))
+
+    @cached_property
+    def key_nodes(self) -> tuple[tuple[SchemaNode, str], ...]:
+        """A list's key leaves in key order, each with its Clark tag (``{namespace}name``);
+        computed at first use, once the children are all there."""
+        out = []
+        for key in self.keys:
+            node = self.child_by_name(key)
+            assert node is not None, f"key {key} of {self.name} is not a child"
+            out.append((node, f"{{{node.namespace}}}{node.name}"))
+        return tuple(out)
+
+    @cached_property
+    def key_tags(self) -> frozenset[str]:
+        """The Clark tags of the list's keys (as children of an entry element: the list's
+        own namespace, as the edit walk has always matched them)."""
+        return frozenset(f"{{{self.namespace}}}{key}" for key in self.keys)
 
     def child_by_name(self, name: str) -> SchemaNode | None:
         """The child called ``name`` in any namespace (first match); for keys and wildcards."""

@@ -303,7 +303,8 @@ class NetconfSession:
         rpc: etree._Element | None = None
         call = RpcCall(self.session_id, self._server, self.send_notification,
                        may_write=self.may_write, username=self.username)
-        started = time.perf_counter()
+        observer = self._server.rpc_observer
+        started = time.perf_counter() if observer is not None else 0.0
         ok = False
         try:
             rpc = parse_message(message)
@@ -319,8 +320,8 @@ class NetconfSession:
             reply = error_reply(_reply_target(rpc),
                                 RpcError(ErrorTag.OPERATION_FAILED, "internal error"))
         self.send(reply)
-        if self._server.rpc_observer is not None:
-            self._server.rpc_observer(_operation_name(rpc), time.perf_counter() - started, ok)
+        if observer is not None:
+            observer(_operation_name(rpc), time.perf_counter() - started, ok)
         if call.close_after_reply:
             self.kill()
 

@@ -122,3 +122,62 @@ def test_any_split_decodes_the_same(msgs, step):
             continue
         assert out == msgs
         assert dec.pending == 0
+
+
+# A read that holds exactly one single-chunk message (the usual request) is decoded without
+# the buffers; everything else takes the general path. Both must agree on every input.
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"\n#3\nabc\n##\n",            # the fast path
+        b"\n#3\nabc\n##\n\n#1\nx\n##\n",  # a second message follows
+        b"\n#3\nabc\n##",              # end marker incomplete
+        b"\n#3\nabcd\n##\n",           # the size does not match
+        b"\n#4\nabc\n##\n",
+        b"\n#3\nabc\n#x",              # garbage after the chunk
+        b"\n#3\nabc\n##x",             # bad end marker
+        b"\n#012\nabc\n##\n",          # leading zero
+        b"\n#\xd9\xa3\nabc\n##\n",     # a non-ASCII digit
+        b"\n#4294967296\n",            # larger than the RFC maximum
+        b"\n#11\n0123456789A\n##\n",   # over max_message_size (10 here)
+        b"\n#10\n0123456789\n##\n",    # exactly max_message_size
+    ],
+)
+def test_a_whole_single_chunk_read_decodes_as_byte_by_byte(wire):
+    def result(feed):
+        try:
+            return "ok", feed()
+        except MessageTooBig:
+            return "too big", None
+        except FramingError:
+            return "framing", None
+
+    whole = result(lambda: ChunkedDecoder(max_message_size=10).feed(wire))
+    bytewise = result(lambda: feed_bytewise(ChunkedDecoder(max_message_size=10), wire))
+    assert whole == bytewise
+
+
+def test_the_decoder_keeps_working_after_a_whole_message():
+    dec = ChunkedDecoder()
+    assert dec.feed(b"\n#3\nabc\n##\n") == [b"abc"]
+    assert dec.feed(b"\n#2\nde") == []
+    assert dec.feed(b"\n##\n") == [b"de"]
+    assert dec.feed(b"\n#1\nf\n##\n") == [b"f"]
+    assert dec.pending == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=0, max_size=40))
+def test_any_bytes_after_a_header_decode_as_byte_by_byte(tail):
+    for head in (b"\n#3\n", b"\n#3\nabc", b"\n#3\nabc\n##\n", b""):
+        wire = head + tail
+        outcomes = []
+        for feed in (lambda d, w=wire: d.feed(w), lambda d, w=wire: feed_bytewise(d, w)):
+            try:
+                outcomes.append(("ok", feed(ChunkedDecoder(max_message_size=10))))
+            except MessageTooBig:
+                outcomes.append(("too big", None))
+            except FramingError:
+                outcomes.append(("framing", None))
+        assert outcomes[0] == outcomes[1]
