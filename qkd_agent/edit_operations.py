@@ -262,11 +262,23 @@ class _EditWalker:
         skip: frozenset[str] = frozenset(),
     ) -> None:
         """Apply each child element of ``element`` (``skip``: Clark tags to leave out)."""
+        by_tag = parent.children_by_tag
+        # a plain leaf merged or replaced (most elements of an edit) is set here; anything
+        # else — another operation, attributes, child elements, a choice, an unknown or
+        # config false node — goes through apply_node, which would do the same for it
+        plain_leaf_ops = inherited is EditOperation.MERGE or inherited is EditOperation.REPLACE
         for child in element.iterchildren(etree.Element):   # elements only, filtered in C
             tag = child.tag
             if tag in skip:  # list keys: they identified the entry already
                 continue
             try:
+                node = by_tag.get(tag)
+                if (plain_leaf_ops and node is not None and node.kind is NodeKind.LEAF
+                        and node.config and not node.cases and not len(child)
+                        and not child.keys()):
+                    target[node.json_name] = json_value(
+                        node, child, self.schema, (path, node, parent.module or None, None, ""))
+                    continue
                 self.apply_node(target, parent, child, tag, inherited, path)
             except RpcError as exc:
                 if not self.collect_errors:
@@ -372,7 +384,8 @@ class _EditWalker:
             return
         if op is EditOperation.CREATE and exists:
             raise _error(ErrorTag.DATA_EXISTS, f'"{node.name}" already exists', path, node.name)
-        if (element.text or "").strip():
+        text = element.text
+        if text and text.strip():
             raise _error(ErrorTag.BAD_ELEMENT, f'container "{node.name}" has a text value',
                          path, node.name)
         fresh = op in (EditOperation.REPLACE, EditOperation.CREATE) or not exists
