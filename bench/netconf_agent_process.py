@@ -57,7 +57,10 @@ def main(path: str) -> int:
         if timeline:
             emit(f"tl {time.perf_counter():.6f} committed")
         apps = new.get(NODE, {}).get("qkd_applications", {}).get("qkd_app", [])
-        emit("apps " + json.dumps(sorted(a["app_id"] for a in apps)))
+        # json.dumps of the sorted ids, written directly: an app_id is a yang:uuid (hex
+        # digits and dashes, validated before any commit), so nothing needs escaping
+        ids = sorted(a["app_id"] for a in apps)
+        emit('apps ["' + '", "'.join(ids) + '"]' if ids else "apps []")
 
     def on_rpc(operation: str, seconds: float, ok: bool) -> None:
         emit(f"tl {time.perf_counter():.6f} {operation} {seconds:.6f}")

@@ -137,6 +137,10 @@ def when_nodes(ctx: libyang.Context) -> WhenNodes:
     return WhenNodes(frozenset(has), frozenset(holds))
 
 
+_NEW = lib.LYD_NEW
+_KEEP = ~lib.LYD_WHEN_TRUE  #: every flag but the cached result of the node's ``when``
+
+
 def _flag_new(node: Any, whens: WhenNodes | None = None) -> None:
     """Flag ``node`` new and forget its ``when`` result, and so for the nodes below it that
     the next validation must check again as it checks a copy (lyd_dup flags every node).
@@ -148,26 +152,28 @@ def _flag_new(node: Any, whens: WhenNodes | None = None) -> None:
     created again). The other nodes of the subtree are unchanged: flagged, libyang would
     re-check their types (a no-op without leafrefs or instance-identifiers, whose trees are
     never patched in place) and their children's duplicates and defaults (unchanged too)."""
-    node.flags = (node.flags & ~lib.LYD_WHEN_TRUE) | lib.LYD_NEW
+    node.flags = (node.flags & _KEEP) | _NEW
     if whens is not None:
         has, holds = whens.has_when, whens.holds_when
         if node.schema not in holds:
             return
         stack = [node]
+        child_of, null = lib.lyd_child, ffi.NULL
         while stack:
-            child = lib.lyd_child(stack.pop())
-            while child != ffi.NULL:
+            child = child_of(stack.pop())
+            while child != null:
                 schema = child.schema
-                if schema in has or schema in holds:
-                    child.flags = (child.flags & ~lib.LYD_WHEN_TRUE) | lib.LYD_NEW
-                    if schema in holds:
-                        stack.append(child)
+                if schema in holds:
+                    child.flags = (child.flags & _KEEP) | _NEW
+                    stack.append(child)
+                elif schema in has:
+                    child.flags = (child.flags & _KEEP) | _NEW
                 child = child.next
         return
     stack = [node]
     while stack:
         current = stack.pop()
-        current.flags = (current.flags & ~lib.LYD_WHEN_TRUE) | lib.LYD_NEW
+        current.flags = (current.flags & _KEEP) | _NEW
         child = lib.lyd_child(current)
         while child != ffi.NULL:
             stack.append(child)
