@@ -530,7 +530,8 @@ class BenchOutcome:
 
 def run_rounds(network: SessionSetupNetwork, rounds: int, *,
                kinds: Sequence[SetupKind] = LINE6_KINDS, warmup: int = WARMUP_ROUNDS,
-               max_attempts: int = MAX_ATTEMPTS) -> BenchOutcome:
+               max_attempts: int = MAX_ATTEMPTS,
+               idle_window_s: float = IDLE_WINDOW_S) -> BenchOutcome:
     """``warmup`` + ``rounds`` rounds of one set-up per kind (interleaved), each torn down
     before the next; set-ups not answered 0/0 with one Key_stream_ID are kept in ``failed``
     and retried (at most ``max_attempts`` per kind and round)."""
@@ -540,7 +541,7 @@ def run_rounds(network: SessionSetupNetwork, rounds: int, *,
     failed: list[SetupResult] = []
     closes: list[int] = []
     attempts = 0
-    idle = network.idle_cpu_ms_per_s()
+    idle = network.idle_cpu_ms_per_s(idle_window_s)
     load = os.getloadavg()
     for index in range(warmup + rounds):
         for kind in kinds:
@@ -576,11 +577,13 @@ def run_rounds(network: SessionSetupNetwork, rounds: int, *,
 
 
 def measure(rounds: int, *, topology: Path = LINE6, kinds: Sequence[SetupKind] = LINE6_KINDS,
-            warmup: int = WARMUP_ROUNDS, work_dir: Path | None = None) -> BenchOutcome:
+            warmup: int = WARMUP_ROUNDS, work_dir: Path | None = None,
+            idle_window_s: float = IDLE_WINDOW_S) -> BenchOutcome:
     """Bring the network up, run the rounds, bring it down."""
     with tempfile.TemporaryDirectory(prefix="qkdn-setup-", dir=work_dir) as tmp, \
             SessionSetupNetwork(topology, Path(tmp) / "state") as network:
-        return run_rounds(network, rounds, kinds=kinds, warmup=warmup)
+        return run_rounds(network, rounds, kinds=kinds, warmup=warmup,
+                          idle_window_s=idle_window_s)
 
 
 def describe(outcome: BenchOutcome) -> str:
