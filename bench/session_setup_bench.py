@@ -78,7 +78,7 @@ ROUNDS, QUICK_ROUNDS = 30, 3
 #: rounds run first and not counted (first TLS handshakes between KMs, first code paths)
 WARMUP_ROUNDS = 2
 #: attempts of one kind in one round until a set-up is answered 0/0 with one Key_stream_ID
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 8
 #: the QoS ``timeout`` of OPEN_CONNECT (ms): how long a KM waits for the controller
 OPEN_TIMEOUT_MS = 10_000
 #: longest wait for a teardown to finish (seconds); a longer one is an error
