@@ -297,6 +297,27 @@ def split_at_configuration(result: SetupResult, events: Iterable[Any]
     return (last - first_sent) * 1000, (last_answer - last) * 1000
 
 
+def failure_summary(failed: Iterable[SetupResult]) -> str:
+    """Set-ups not answered 0/0 with one Key_stream_ID, counted by kind and by the two
+    statuses (first application's, its peer's) and whether they shared a Key_stream_ID.
+
+    >>> a = OpenAnswer("sae-0", 5, "k", 0, 1, 0, 1)
+    >>> b = OpenAnswer("sae-1", 1, "k", 0, 1, 0, 1)
+    >>> failure_summary([SetupResult("1_hop", ("0", "1"), (a, b), 0, 0)] * 2)
+    '1_hop 2 (5/1 one KSID: 2)'
+    """
+    by_kind: dict[str, dict[str, int]] = {}
+    for result in failed:
+        first, second = result.answers
+        pattern = f"{first.status}/{second.status} " + \
+            ("one KSID" if len(result.ksids) == 1 else f"{len(result.ksids)} KSIDs")
+        counts = by_kind.setdefault(result.kind, {})
+        counts[pattern] = counts.get(pattern, 0) + 1
+    return ", ".join(f"{kind} {sum(c.values())} (" +
+                     ", ".join(f"{p}: {n}" for p, n in sorted(c.items())) + ")"
+                     for kind, c in by_kind.items())
+
+
 def format_timeline(steps: Sequence[tuple[float, str, str]]) -> str:
     return "\n".join(f"  {ms:8.2f} ms  {where:<10} {what}" for ms, where, what in steps)
 
@@ -600,11 +621,12 @@ def describe(outcome: BenchOutcome) -> str:
     first = (f"  load average at start {load}; idle CPU: controller {idle_controller:.1f} "
              f"ms/s, nodes {idle_nodes:.1f} ms/s")
     lines = [first]
+    if outcome.failed:
+        lines.append(f"  not operative: {failure_summary(outcome.failed)}")
     for result in outcome.failed:
-        answers = ", ".join(f"{a.sae_id}: {a.status}{' ' + a.error if a.error else ''}"
-                            for a in result.answers)
-        ksids = "one Key_stream_ID" if len(result.ksids) <= 1 else "two Key_stream_IDs"
-        lines.append(f"  not operative ({result.kind}, {result.ms:.1f} ms): {answers}; {ksids}")
+        if any(a.error for a in result.answers):
+            lines.append(f"    {result.kind}: " + "; ".join(f"{a.sae_id}: {a.error}"
+                                                        for a in result.answers if a.error))
     for kind, results in outcome.results.items():
         if results:
             lines.append(f"  {kind}: " + " / ".join(f"{r.ms:.1f}" for r in results) + " ms")

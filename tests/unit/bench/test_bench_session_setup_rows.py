@@ -11,6 +11,7 @@ from bench.session_setup_bench import (
     LINE6_KINDS,
     OpenAnswer,
     SetupResult,
+    failure_summary,
     metric_sum,
     open_connect_body,
     rows_of,
@@ -143,3 +144,12 @@ def test_rows_p50_ratio_targets_cpu_means_and_failures():
     # a failed set-up never counts in a figure
     only_failed = rows_of({"1_hop": failed}, 1, 1)
     assert [r["name"] for r in only_failed] == ["session.open_connect_failed"]
+
+
+def test_failure_summary_counts_by_kind_and_statuses():
+    failed = [result(statuses=(5, 1)), result(statuses=(1, 5)), result(statuses=(5, 1)),
+              result("5_hops", tuple("012345"), statuses=(0, 0),
+                     ksids=(KSID, "00000000-0000-4000-8000-000000000000")),
+              result("5_hops", tuple("012345"), statuses=(-1, 1), ksids=(None, KSID))]
+    assert failure_summary(failed) == ("1_hop 3 (1/5 one KSID: 1, 5/1 one KSID: 2), "
+                                       "5_hops 2 (-1/1 one KSID: 1, 0/0 2 KSIDs: 1)")
