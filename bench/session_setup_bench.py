@@ -34,16 +34,24 @@ KM on the path holds the session's configuration; the figure also includes the K
 own work after the configuration (the end KM's 20-ms wait loop, the ``open`` relayed hop by
 hop) that ``controller.setup_ms_*`` (agents without KMs, notifications injected) does not.
 
-Rows (p50 over the rounds; a set-up not answered 0/0 with one Key_stream_ID is retried, up to
-``MAX_ATTEMPTS`` per kind and round, and counted in ``session.open_connect_failed``):
+Rows (p50 over the rounds; a set-up not answered 0/0 with one Key_stream_ID is kept out of the
+figures, counted in ``session.open_connect_failed`` and tried again, up to ``MAX_ATTEMPTS``
+per kind and round):
 
 * ``session.open_connect_ms_1_hop`` / ``_1_trusted_node`` (target <= 100) / ``_5_hops``;
 * ``session.open_connect_ratio_5_to_1_hop`` — p50 5 hops / p50 1 hop (target <= 1.5);
 * ``session.open_connect_controller_cpu_ms_<kind>`` / ``..._nodes_cpu_ms_<kind>`` — CPU
-  (utime + stime, ``/proc``) of the controller process and of all node processes together
+  (utime + stime, ``/proc``; the mean, as ``/proc`` counts whole 10-ms ticks) of the
+  controller process and of all node processes together
   from just before the barrier to both answers (their idle background included: see
   ``idle_cpu_ms_per_s``);
-* ``session.open_connect_failed`` — set-ups not answered 0/0 with one Key_stream_ID (target 0).
+* ``session.open_connect_to_configured_ms_<kind>`` / ``..._configured_to_answered_ms_<kind>``
+  — p50 of the two parts of the figure, split where the last KM of the path applied the
+  session's configuration (its ``path_configured`` event): the controller's share (with the
+  request to the KM and the pushes) and the KMs' own after it;
+* ``session.open_connect_failed`` — set-ups not answered 0/0 with one Key_stream_ID (target 0;
+  two simultaneous OPEN_CONNECTs often get 5 and 1: docs/benchmarks.md, "End-to-end set-up
+  (OPEN_CONNECT), session 7").
 
 ``timeline(...)`` gives where one set-up's time went, from the KMs' session events
 (``DIR/nodes/<n>/events.jsonl``: the OPEN_CONNECT received, the configuration applied at each
