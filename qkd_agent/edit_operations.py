@@ -93,6 +93,9 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 #: XML white space (XML 1.0 production S); str.strip() alone would also drop U+00A0, U+2003...
 _XML_SPACE = " \t\r\n"
 
+#: default-operation → the operation its elements inherit
+_DEFAULT_TO_EDIT = {default: EditOperation(default.value) for default in DefaultOperation}
+
 _ATTRIBUTE_OPERATIONS = {
     op.value: op for op in EditOperation if op is not EditOperation.NONE
 }
@@ -541,6 +544,6 @@ def apply_edit(
     # RFC 6241: default-operation replace replaces the whole datastore with <config>.
     candidate: JsonObject = {} if default_operation is DefaultOperation.REPLACE else dict(running)
     walker.apply_children(
-        candidate, schema.root, config, EditOperation(default_operation.value), ""
+        candidate, schema.root, config, _DEFAULT_TO_EDIT[default_operation], ""
     )
     return candidate, walker.errors

@@ -193,10 +193,11 @@ def _choice(elem: etree._Element | None, name: str, choices: tuple[str, ...],
     return value
 
 
-def _datastore(op: etree._Element, name: str, call: RpcCall) -> DatastoreName:
-    """The datastore named in ``<target>`` / ``<source>``: running, or candidate when the
-    agent offers it."""
-    holder = _param(op, NETCONF_BASE_NS, name, required=True)
+def _datastore(op: etree._Element, name: str, call: RpcCall,
+               given: etree._Element | None = None) -> DatastoreName:
+    """The datastore named in ``<target>`` / ``<source>`` (``given``: that element, when
+    the caller has found it already): running, or candidate when the agent offers it."""
+    holder = _param(op, NETCONF_BASE_NS, name, required=True) if given is None else given
     assert holder is not None
     chosen = _children(holder)
     if len(chosen) == 1 and chosen[0].tag == _RUNNING_TAG:   # the usual case
@@ -279,7 +280,7 @@ def edit_config(op: etree._Element, call: RpcCall) -> None:
         op, NETCONF_BASE_NS,
         ("target", "default-operation", "test-option", "error-option", "config", "url"),
     )
-    target = _datastore(op, "target", call)
+    target = _datastore(op, "target", call, params.get("target"))
     default_operation = _choice(params.get("default-operation"), "default-operation",
                                 EDIT_DEFAULT_OPERATIONS, "merge")
     test_option = _choice(params.get("test-option"), "test-option", EDIT_TEST_OPTIONS,
@@ -550,10 +551,15 @@ def find_operation(op: etree._Element,
                    extra: Mapping[tuple[str, str], Operation] | None = None) -> Operation:
     """The function for an operation element (``extra`` first, then the base operations);
     ``operation-not-supported`` if none."""
-    q = etree.QName(op)
-    key = (q.namespace or "", q.localname)
+    tag = op.tag
+    if tag[:1] == "{":   # Clark notation, split without building a QName
+        namespace, _, local = tag[1:].partition("}")
+        key = (namespace, local)
+    else:
+        key = ("", tag)
     func = (extra or {}).get(key) or OPERATIONS.get(key)
     if func is None:
+        q = etree.QName(op)
         raise RpcError(
             ErrorTag.OPERATION_NOT_SUPPORTED,
             f"operation <{q.localname}> ({q.namespace or 'no namespace'}) is not supported",
