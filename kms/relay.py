@@ -500,33 +500,26 @@ class RelayEngine:
                          len(stored), len(voided))
         return settled
 
-    # -- 004 stream control (forwarded like resolve) -----------------------------------------
-    def send_control(self, session: str | None, next_node: str, body: dict,
+    # -- 004 stream control (end KM to end KM) ----------------------------------------------
+    def send_control(self, session: str | None, peer_node: str, body: dict,
                      leg: str | None = None) -> dict:
+        """A 004 stream's control message, straight to the KM at the stream's other end
+        (``peer_node``): it carries no key material, so the relays of the path need not see
+        it, and a set-up costs one exchange whatever the number of hops."""
         extra = {"leg": leg} if leg is not None else {}
-        response = self._post(next_node, CONTROL_PATH, {"session": session, **extra, **body})
+        response = self._post(peer_node, CONTROL_PATH, {"session": session, **extra, **body})
         if response.status_code != 200:
-            raise RelayUnknown(f"{next_node}: {_message(response)}")
+            raise RelayUnknown(f"{peer_node}: {_message(response)}")
         return response.json()
 
     def handle_control(self, sender_node: str, body: dict) -> tuple[int, dict]:
+        """A control message from the KM at a stream's other end (``sender_node``)."""
         session = body.get("session")
         if isinstance(session, str) and session not in self.ctx.forwarding().rules:
-            # a stream's control message (its open) may overtake the controller's push to
-            # this KM as keys may: without the rule it would be answered here as if this KM
-            # were the far end
+            # the controller configures a path's KMs in parallel: the other end's open may
+            # arrive before this KM's own configuration of the session
             self._wait_for_rule(session)
-        try:
-            nxt = self.next_node(session, sender_node, leg=body.get("leg"))
-        except NoRoute as exc:
-            return 403, {"message": str(exc)}
-        if nxt is None:
-            return 200, self.ctx.control_handler(sender_node, body)
-        try:
-            response = self._post(nxt, CONTROL_PATH, body)
-        except RelayUnknown as exc:
-            return 504, {"message": str(exc)}
-        return response.status_code, response.json()
+        return 200, self.ctx.control_handler(sender_node, body)
 
 
 def _resolve_body(session: str | None, key_ids: Sequence[str], leg: str | None) -> dict:
