@@ -157,7 +157,11 @@ class KeyManager:
     def __init__(self, node_name: str, qkdn_id: str, state_dir: Path | str, directory: Directory,
                  tls: TlsFiles, notify: Callable[[dict], None] | None = None,
                  clock: Callable[[], float] = time.time, config: KmConfig = KmConfig(),
-                 telemetry: KmTelemetry | None = None) -> None:
+                 telemetry: KmTelemetry | None = None,
+                 locate_km: Callable[[str], str] | None = None) -> None:
+        """``locate_km(node)``: the base URL of any KM of the network that the directory
+        gives none for (it lists its neighbours' only); KM-to-KM messages that skip the
+        relays (004 stream control, PQC) go there."""
         self.node_name = node_name
         #: session events (``<state_dir>/events.jsonl``) and Prometheus metrics
         self.telemetry = telemetry or KmTelemetry.for_node_dir(node_name, Path(state_dir))
@@ -194,7 +198,7 @@ class KeyManager:
             forwarding=lambda: self._forwarding, link_store=self.store_for_peer, pool=self.pool,
             local_saes=self.local_saes, clock=clock, control_handler=self._handle_control,
             fault_delays=config.fault_delays, on_hop=self.telemetry.relay_hop,
-            await_rule=self.await_forwarding_rule),
+            await_rule=self.await_forwarding_rule, locate_km=locate_km),
             RelayTls(tls.ca, tls.cert, tls.key))
         self.streams: StreamManager | None = None  # set when the 004 app is built
         #: hybrid / post-quantum provisioning between endpoint KMs (ADR 0009)

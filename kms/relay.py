@@ -271,6 +271,8 @@ class RelayContext:
     #: ``await_rule(session, timeout_s)``: block until this KM has a forwarding rule for
     #: ``session`` or ``timeout_s`` passed; whether it has one (default: polls ``forwarding``)
     await_rule: Callable[[str, float], bool] | None = None
+    #: ``locate_km(node)``: the base URL of a KM the directory has none for ("" if unknown)
+    locate_km: Callable[[str], str] | None = None
 
 
 class RelayEngine:
@@ -302,7 +304,7 @@ class RelayEngine:
         return pool
 
     def _post(self, neighbour: str, path: str, body: dict) -> RelayResponse:
-        url = self.ctx.directory().node(neighbour).relay_url
+        url = self.ctx.directory().node(neighbour).relay_url or self._locate(neighbour)
         if not url:
             raise RelayUnknown(f"no relay URL for {neighbour}")
         try:
@@ -312,6 +314,17 @@ class RelayEngine:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise RelayUnknown(f"{neighbour} unreachable: {type(exc).__name__}") from None
         return RelayResponse(response.status, response.data)
+
+    def _locate(self, node: str) -> str:
+        """The URL of a KM that is not a neighbour (read when needed: it may restart on
+        another port), or ""."""
+        if self.ctx.locate_km is None:
+            return ""
+        try:
+            return self.ctx.locate_km(node)
+        except (OSError, ValueError, KeyError) as exc:
+            log.info("%s: KM %s not located: %s", self.ctx.node_name, node, exc)
+            return ""
 
     def _delay(self, point: str) -> None:
         seconds = self.ctx.fault_delays.get(point)
