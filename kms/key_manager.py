@@ -122,6 +122,13 @@ class KmConfig:
     terminated_retention_s: float = 60.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
     fault_delays: Mapping[str, float] = field(default_factory=dict)
+    #: released / void key rows (tombstones) older than this are pruned, each covered by a
+    #: compact refusal rule (``KeyPool.prune_tombstones``, docs/kms.md); keep it far above
+    #: relay timeouts, idle timeouts and any outage after which a KM must resolve its
+    #: pending relays. 0 = tombstones are kept for ever
+    tombstone_retention_s: float = 3600.0
+    #: how often the housekeeping prunes tombstones (Unix-time seconds)
+    tombstone_prune_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,9 @@ class KeyManager:
         #: qkd_app entries parsed by earlier commits (only new or changed ones are parsed)
         self._parsed_sessions = SessionParseCache()
         self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch,
-                            reserve_ahead=config.reserve_batch > 0)
+                            reserve_ahead=config.reserve_batch > 0,
+                            tombstone_retention_s=config.tombstone_retention_s)
+        self._next_prune = 0.0   #: Unix time of the next tombstone prune (tick)
         if self.pool.recovered_void():
             log.info("%s: %d key(s) reserved but never handed out before the last stop voided",
                      node_name, len(self.pool.recovered_void()))
@@ -1140,6 +1149,10 @@ class KeyManager:
         self.pool.fold_journal()
         if self.pool.pending_relays():
             self.relay.resolve_pending()
+        wall = time.time()   # the clock version 7 key_IDs carry (new_key_ids)
+        if wall >= self._next_prune:
+            self._next_prune = wall + self.config.tombstone_prune_interval_s
+            self.pool.prune_tombstones(self._clock(), key_id_now=wall)
 
     def next_tick_in(self) -> float:
         """Seconds until the next housekeeping round: ``resolve_interval_s``, or sooner when
