@@ -194,6 +194,8 @@ class KeyManager:
                             reserve_ahead=config.reserve_batch > 0,
                             tombstone_retention_s=config.tombstone_retention_s)
         self._next_prune = 0.0   #: Unix time of the next tombstone prune (tick)
+        #: Unix time as version 7 key_IDs carry it (``new_key_ids``), for tombstone ages
+        self.wall_clock: Callable[[], float] = time.time
         if self.pool.recovered_void():
             log.info("%s: %d key(s) reserved but never handed out before the last stop voided",
                      node_name, len(self.pool.recovered_void()))
@@ -1149,7 +1151,7 @@ class KeyManager:
         self.pool.fold_journal()
         if self.pool.pending_relays():
             self.relay.resolve_pending()
-        wall = time.time()   # the clock version 7 key_IDs carry (new_key_ids)
+        wall = self.wall_clock()
         if wall >= self._next_prune:
             self._next_prune = wall + self.config.tombstone_prune_interval_s
             self.pool.prune_tombstones(self._clock(), key_id_now=wall)
