@@ -546,6 +546,17 @@ class _PromptThreadPool(ThreadPool):
         self._threads.extend(workers)
 
 
+def forget_server_statistics(server: wsgi.Server) -> None:
+    """Drop a stopped cheroot server from ``logging.statistics``: cheroot registers every
+    server there (``HTTPServer.clear_stats``) with closures over the server, which kept the
+    server, its WSGI app and everything the app reaches (a whole KM: its relay connections,
+    stores, threads' objects) alive for the life of the process — in tests and benchmarks
+    that run many servers in one process, their sockets stayed open after ``stop``."""
+    statistics = getattr(logging, "statistics", None)
+    if isinstance(statistics, dict):
+        statistics.pop(f"Cheroot HTTPServer {id(server)}", None)
+
+
 class GuardedServer:
     """A cheroot server protected by :func:`guard_server`, served on a thread of its own:
     ``with server: server.base_url``. Subclasses build the server and its guard."""
@@ -588,6 +599,7 @@ class GuardedServer:
         self.connection_holds.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        forget_server_statistics(self._server)
 
     def __enter__(self) -> Self:
         return self.start()

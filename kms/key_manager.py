@@ -1205,6 +1205,7 @@ class KeyManager:
             ahead = list(self._ahead_threads.values())
         for thread in ahead:   # a relay in flight ends within RELAY_TIMEOUT_S
             thread.join(timeout=15)
+        self.relay.close()     # its keep-alive connections to the neighbours
         for store in self._stores.values():
             store.close()
         self.pool.close()
