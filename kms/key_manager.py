@@ -831,7 +831,7 @@ class KeyManager:
         try:
             now = self._clock()
             material = list(zip(new_key_ids(number),
-                                (secrets.token_bytes(size // 8) for _ in range(number))))
+                                cut_keys(secrets.token_bytes(size // 8 * number), size // 8)))
             order = list(range(1, len(slaves))) + [0]
             for i in order:
                 self._deliver_copy(master, slaves[i], routes[i], material, size, now,
@@ -963,10 +963,9 @@ class KeyManager:
         cfg = self._forwarding.sessions.get(route.session or "")
         expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
         nbytes = size // 8
-        material = secrets.token_bytes(nbytes * count)
-        return [KeyRecord(key_id, master, slave, material[i * nbytes:(i + 1) * nbytes],
-                          session=route.session, expires=expires)
-                for i, key_id in enumerate(new_key_ids(count))]
+        keys = cut_keys(secrets.token_bytes(nbytes * count), nbytes)
+        return [KeyRecord(key_id, master, slave, key, session=route.session, expires=expires)
+                for key_id, key in zip(new_key_ids(count), keys)]
 
     def _produce_missing(self, master: str, slave: str, size: int, route: Route, now: float,
                          taken: list[KeyRecord], missing: int) -> list[KeyRecord]:
@@ -1252,6 +1251,16 @@ def new_key_ids(count: int, now_ms: int | None = None) -> list[str]:
     raw[2::10] = raw[2::10].translate(_VARIANT_RFC)
     h = raw.hex()
     return [f"{head}{h[i:i + 4]}-{h[i + 4:i + 8]}-{h[i + 8:i + 20]}" for i in range(0, 20 * count, 20)]
+
+
+def cut_keys(material: bytes, nbytes: int) -> list[bytes]:
+    """``material`` (one CSPRNG draw for a whole batch) cut into keys of ``nbytes`` bytes: the
+    same distribution as one draw per key, for one call.
+
+    >>> cut_keys(bytes(range(6)), 2)
+    [b'\\x00\\x01', b'\\x02\\x03', b'\\x04\\x05']
+    """
+    return [material[i:i + nbytes] for i in range(0, len(material) - nbytes + 1, nbytes)]
 
 
 def direct_session_id(sae_a: str, sae_b: str) -> str:
