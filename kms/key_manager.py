@@ -41,7 +41,7 @@ from kms.forwarding import (
 from kms.https_server import MAX_HOLD_S, HttpsServer, TlsFiles
 from kms.hybrid_kdf import Provenance, fallback_mode
 from kms.hybrid_provisioning import HybridProvisioner
-from kms.key_pool import KeyPool, KeyRecord, copy_key_id
+from kms.key_pool import PRUNE_BATCH, PRUNE_BATCHES, KeyPool, KeyRecord, copy_key_id
 from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
 from kms.multipath import account, rank_legs
 from kms.priority_queue import PriorityGate
@@ -1152,8 +1152,10 @@ class KeyManager:
             self.relay.resolve_pending()
         wall = self.wall_clock()
         if wall >= self._next_prune:
-            self._next_prune = wall + self.config.tombstone_prune_interval_s
-            self.pool.prune_tombstones(self._clock(), key_id_now=wall)
+            pruned = self.pool.prune_tombstones(self._clock(), key_id_now=wall)
+            # a full round (PRUNE_BATCHES × PRUNE_BATCH) means more are due: next tick again
+            behind = pruned >= PRUNE_BATCH * PRUNE_BATCHES
+            self._next_prune = wall + (0.0 if behind else self.config.tombstone_prune_interval_s)
 
     def next_tick_in(self) -> float:
         """Seconds until the next housekeeping round: ``resolve_interval_s``, or sooner when
