@@ -41,7 +41,7 @@ from kms.forwarding import (
 from kms.https_server import MAX_HOLD_S, HttpsServer, TlsFiles
 from kms.hybrid_kdf import Provenance, fallback_mode
 from kms.hybrid_provisioning import HybridProvisioner
-from kms.key_pool import PRUNE_BATCH, PRUNE_BATCHES, KeyPool, KeyRecord, copy_key_id
+from kms.key_pool import PRUNE_BATCH, KeyPool, KeyRecord, copy_key_id
 from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
 from kms.multipath import account, rank_legs
 from kms.priority_queue import PriorityGate
@@ -70,6 +70,9 @@ _REASONS = {
 
 #: relays one request may make when concurrent requests of its pair take each batch's keys
 RELAY_RACE_ATTEMPTS = 3
+#: seconds of tombstone pruning per housekeeping round at most (it shares the thread with the
+#: idle timers; a pool that is behind goes on at the next round)
+PRUNE_BUDGET_S = 0.05
 #: Namespace for session IDs of controller-less direct sessions (same at both ends).
 DIRECT_SESSION_NS = uuid.UUID("6f1d3c2e-8a4b-4f6e-9a51-3c0d2b7e9f10")
 
@@ -1152,9 +1155,10 @@ class KeyManager:
             self.relay.resolve_pending()
         wall = self.wall_clock()
         if wall >= self._next_prune:
-            pruned = self.pool.prune_tombstones(self._clock(), key_id_now=wall)
-            # a full round (PRUNE_BATCHES × PRUNE_BATCH) means more are due: next tick again
-            behind = pruned >= PRUNE_BATCH * PRUNE_BATCHES
+            # in this thread's idle-timer rounds: a short budget, the rest at the next tick
+            pruned = self.pool.prune_tombstones(self._clock(), key_id_now=wall,
+                                                budget_s=PRUNE_BUDGET_S)
+            behind = pruned >= PRUNE_BATCH    # a full batch: more may be due
             self._next_prune = wall + (0.0 if behind else self.config.tombstone_prune_interval_s)
 
     def next_tick_in(self) -> float:

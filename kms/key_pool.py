@@ -36,6 +36,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -846,7 +847,8 @@ class KeyPool:
             marks = dict(self._conn.execute("SELECT stream_id, through_index FROM stream_marks"))
             return self._watermark_ms, marks
 
-    def prune_tombstones(self, now: float, *, key_id_now: float | None = None) -> int:
+    def prune_tombstones(self, now: float, *, key_id_now: float | None = None,
+                         budget_s: float | None = None) -> int:
         """Delete released / void rows older than ``tombstone_retention_s``; returns how many.
 
         ``now`` is the pool's clock (the one ``created`` and ``expires`` use);
@@ -854,7 +856,8 @@ class KeyPool:
         (``kms.key_manager.new_key_ids``). Each batch of :data:`PRUNE_BATCH` rows is one
         durable transaction that also records the refusal rule covering them, so a crash at
         any point leaves every deleted row covered (and the pool's lock is free between
-        batches):
+        batches); at most :data:`PRUNE_BATCHES` batches, and none started once ``budget_s``
+        seconds have passed:
 
         * a version 7 key_ID (not a stream key) whose time is at or below ``key_id_now -
           retention``: the key_ID watermark rises to that time. :meth:`store_ready` refuses
@@ -873,7 +876,7 @@ class KeyPool:
         horizon_ms = int(((now if key_id_now is None else key_id_now)
                           - self.tombstone_retention_s) * 1000)
         cutoff = now - self.tombstone_retention_s
-        pruned = 0
+        pruned, started = 0, time.monotonic()
         for _ in range(PRUNE_BATCHES):
             with self._lock:
                 with self._tx() as cur:
@@ -883,6 +886,8 @@ class KeyPool:
                     self._watermark_ms = max(self._watermark_ms, horizon_ms)
             pruned += by_key_id + by_stream
             if by_key_id < PRUNE_BATCH and by_stream < PRUNE_BATCH:
+                break
+            if budget_s is not None and time.monotonic() - started >= budget_s:
                 break
         if pruned:
             log.debug("pruned %d tombstone(s) older than %.0f s", pruned,

@@ -235,3 +235,13 @@ def test_a_kill_during_a_prune_leaves_every_deleted_row_covered(tmp_path, delay_
     with pytest.raises(RelayError):
         q.store_ready(records(ids[:1]), master_local=False, slave_local=True, now=T0)
     q.close()
+
+
+def test_a_prune_with_a_budget_stops_between_batches_and_goes_on_later(tmp_path):
+    p = pool(tmp_path)
+    ids = minted(3000)
+    p.store_ready(records(ids), master_local=True, slave_local=False, now=T0)
+    assert len(p.take_for_master("m", "s", 3000, 256, now=T0)) == 3000
+    assert p.prune_tombstones(T0 + RETENTION + 1, budget_s=0.0) == 1000   # one batch, then stop
+    assert p.prune_tombstones(T0 + RETENTION + 1) == 2000
+    assert p.counts() == {}
