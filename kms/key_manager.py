@@ -1139,7 +1139,7 @@ class KeyManager:
             self._key_arrived.notify_all()
 
     def tick(self) -> None:
-        """One round of housekeeping: idle timers, ttl expiry, pending relays."""
+        """One round of housekeeping: idle timers, ttl expiry, pending relays, tombstones."""
         with self._lock:
             # every expiry first (its time is the transition's), then their resources: 500
             # sessions expiring in one tick were released one by one, the last >1 s late
@@ -1242,7 +1242,8 @@ def new_key_ids(count: int, now_ms: int | None = None) -> list[str]:
     74 random bits from one ``os.urandom`` call), as strings.
 
     Time-ordered on purpose: the key pool keeps a row (a tombstone once released) for every
-    key_ID it ever saw, indexed by key_ID; random (version 4) IDs put each new key on a random
+    key_ID it saw within its tombstone retention, indexed by key_ID (and prunes older
+    tombstones behind a watermark of key_ID times: ``KeyPool.prune_tombstones``); random (version 4) IDs put each new key on a random
     page of that index, so a 1,000-key relay batch rewrote hundreds of index pages at both
     ends (~7 µs of CPU per key at 30,000 keys held). Version 7 IDs of one batch land on the
     index's last pages. They are as unique (74 random bits per millisecond; the pool's primary
