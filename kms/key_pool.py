@@ -1,8 +1,8 @@
 """End-to-end keys at an endpoint KM, from creation (or arrival) to release to the SAEs.
 
 Each key row has a ``key_id`` (UUID, never reused: rows of released or voided keys stay as
-bytes-free tombstones, pruned after a retention behind a rule that keeps refusing them), the master and slave SAE, the size, optional 004 stream position,
-and a state:
+bytes-free tombstones, pruned after a retention behind a rule that keeps refusing them), the
+master and slave SAE, the size, optional 004 stream position, and a state:
 
 * ``pending`` — source side, relayed but not yet acknowledged; never released;
 * ``ready`` — acknowledged (source) or stored (destination): releasable once to each local SAE;
