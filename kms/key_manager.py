@@ -207,7 +207,8 @@ class KeyManager:
             node_name=node_name, qkdn_id=self.qkdn_id, directory=lambda: self._directory,
             forwarding=lambda: self._forwarding, link_store=self.store_for_peer, pool=self.pool,
             local_saes=self.local_saes, clock=clock, control_handler=self._handle_control,
-            fault_delays=config.fault_delays, on_hop=self.telemetry.relay_hop),
+            fault_delays=config.fault_delays, on_hop=self.telemetry.relay_hop,
+            await_rule=self.await_forwarding_rule),
             RelayTls(tls.ca, tls.cert, tls.key))
         self.streams: StreamManager | None = None  # set when the 004 app is built
         #: hybrid / post-quantum provisioning between endpoint KMs (ADR 0009)
@@ -431,6 +432,18 @@ class KeyManager:
             refusal = self.refusal_for(session)
             if refusal is not None:
                 raise SessionRefused(refusal)
+
+    def await_forwarding_rule(self, session_id: str, timeout_s: float) -> bool:
+        """Wait (up to ``timeout_s``) until this KM holds a forwarding rule for
+        ``session_id``; whether it does. Woken by each configuration applied."""
+        deadline = time.monotonic() + timeout_s
+        with self._configured:
+            while session_id not in self._forwarding.rules:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._configured.wait(min(0.25, remaining))
+        return True
 
     def _forget_terminated(self, table: ForwardingTable) -> None:
         """Drop sessions terminated at least ``terminated_retention_s`` ago whose configuration

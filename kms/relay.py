@@ -268,6 +268,9 @@ class RelayContext:
     #: ``on_hop(role, session, neighbour, keys)``: source — an authentic ack arrived;
     #: relay / destination — an authentic message arrived (telemetry; never key material)
     on_hop: Callable[[str, str | None, str, int], None] = lambda *_: None
+    #: ``await_rule(session, timeout_s)``: block until this KM has a forwarding rule for
+    #: ``session`` or ``timeout_s`` passed; whether it has one (default: polls ``forwarding``)
+    await_rule: Callable[[str, float], bool] | None = None
 
 
 class RelayEngine:
@@ -334,9 +337,16 @@ class RelayEngine:
         local = self.ctx.local_saes()
         if any(r.master in local or r.slave in local for r in records):
             return
+        self._wait_for_rule(session)
+
+    def _wait_for_rule(self, session: str) -> bool:
+        """Wait up to RULE_WAIT_S for this KM's forwarding rule of ``session``."""
+        if self.ctx.await_rule is not None:
+            return self.ctx.await_rule(session, RULE_WAIT_S)
         deadline = time.monotonic() + RULE_WAIT_S
         while session not in self.ctx.forwarding().rules and time.monotonic() < deadline:
             time.sleep(RULE_POLL_S)
+        return session in self.ctx.forwarding().rules
 
     def next_node(self, session: str | None, sender_node: str | None,
                   direct_peer: str | None = None, leg: str | None = None) -> str | None:
@@ -509,6 +519,11 @@ class RelayEngine:
 
     def handle_control(self, sender_node: str, body: dict) -> tuple[int, dict]:
         session = body.get("session")
+        if isinstance(session, str) and session not in self.ctx.forwarding().rules:
+            # a stream's control message (its open) may overtake the controller's push to
+            # this KM as keys may: without the rule it would be answered here as if this KM
+            # were the far end
+            self._wait_for_rule(session)
         try:
             nxt = self.next_node(session, sender_node, leg=body.get("leg"))
         except NoRoute as exc:

@@ -174,3 +174,30 @@ def test_relay_whose_rule_lands_after_the_keys_waits_for_it(net):
     assert r.status_code == 200, r.text
     keys = r.json()["keys"]
     assert dec(net, keys).json()["keys"] == keys
+
+
+def test_stream_open_reaching_a_relay_before_its_rule_waits_for_it(net):
+    """A 004 stream's open (a control message) may overtake the controller's push to a relay,
+    as keys may: the relay waits for its rule and forwards the open to the far end, instead
+    of answering it as if it were that end."""
+    import threading
+
+    net.kms["B"].apply_running_config({"etsi-qkd-sdn-node:qkd_node": {"qkdn_id": node_qkdn_id("B")}})
+    late = threading.Timer(0.3, net.kms["B"].apply_running_config,
+                           (running_config("B", "A", "C", with_app=False),))
+    late.start()
+    qos = {"key_chunk_size": 32, "timeout": 1000, "ttl": 30}
+    try:
+        r = call004(net, "sae-a", "A", "open_connect",
+                    {"source": "sae-a", "destination": "sae-c", "QoS": qos})
+    finally:
+        late.join()
+    assert r["status"] == 1 and r["Key_stream_ID"] == SESSION
+    far_end = net.kms["C"].streams._streams.get(SESSION)
+    assert far_end is not None and not far_end.originator
+    r = call004(net, "sae-c", "C", "open_connect", {"source": "sae-c", "destination": "sae-a",
+                                                    "QoS": qos, "Key_stream_ID": SESSION})
+    assert r["status"] == 0
+    c0 = call004(net, "sae-c", "C", "get_key", {"Key_stream_ID": SESSION, "index": 0})
+    a0 = call004(net, "sae-a", "A", "get_key", {"Key_stream_ID": SESSION, "index": 0})
+    assert c0["status"] == a0["status"] == 0 and c0["key_buffer"] == a0["key_buffer"]
