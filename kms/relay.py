@@ -303,6 +303,14 @@ class RelayEngine:
                 pool = self._shared
         return pool
 
+    def close(self) -> None:
+        """Close the keep-alive connections to the neighbours (``KeyManager.stop``; a later
+        call opens new ones)."""
+        with self._in_flight_lock:
+            pool, self._shared = self._shared, None
+        if pool is not None:
+            pool.clear()
+
     def _post(self, neighbour: str, path: str, body: dict) -> RelayResponse:
         url = self.ctx.directory().node(neighbour).relay_url or self._locate(neighbour)
         if not url:
