@@ -2,8 +2,8 @@
 
 One Key_stream_ID (KSID) is shared by both peers; the KM where the stream was opened first is
 its *originator* and is the only one that creates keys, so index ``i`` is the same key on both
-sides. The other KM asks the originator (``pull`` control message, forwarded hop by hop like
-the relay) to relay keys up to an index. Keys live in the :class:`~kms.key_pool.KeyPool` with
+sides. The other KM asks the originator (``pull`` control message, sent to it directly: control
+messages carry no key material and skip the relays) to relay keys up to an index. Keys live in the :class:`~kms.key_pool.KeyPool` with
 their stream position and are deleted ``ttl`` seconds after creation if unused.
 """
 
@@ -532,10 +532,17 @@ class StreamManager:
 
     # -- KM-to-KM control ---------------------------------------------------------------------
     def _control(self, stream: KeyStream, body: dict) -> dict:
-        if stream.route.next_node is None:
+        """Send a control message to the KM of the stream's other SAE, directly (not hop by
+        hop: it carries no key material)."""
+        if len(stream.local_saes) == 2:
             raise NoRoute("both SAEs of this stream are local")
-        return self.km.relay.send_control(stream.route.session, stream.route.next_node, body,
+        return self.km.relay.send_control(stream.route.session, self._peer_node(stream), body,
                                           leg=stream.route.leg)
+
+    def _peer_node(self, stream: KeyStream) -> str:
+        """The node of the stream's SAE that is not local."""
+        remote = next(sae for sae in stream.saes if sae not in stream.local_saes)
+        return self.km.directory.node_of_sae(remote)
 
     def handle_control(self, sender_node: str | None, body: dict[str, Any]) -> dict:
         """A control message that reached this KM as the stream's other endpoint."""
@@ -547,6 +554,8 @@ class StreamManager:
                 return {"status": "error", "message": "open needs source and destination SAE_IDs"}
             if km.directory.saes.get(destination) != km.node_name:
                 return {"status": "error", "message": "destination SAE not here"}
+            if sender_node is not None and km.directory.saes.get(source) != sender_node:
+                return {"status": "error", "message": "an open comes from its source SAE's KM"}
             try:
                 qos = qos_from_wire(body.get("qos", {}))
             except ValueError as exc:
@@ -598,6 +607,9 @@ class StreamManager:
             stream = self._streams.get(ksid)
         if stream is None:
             return {"status": "error", "message": "unknown Key_stream_ID"}
+        if sender_node is not None and len(stream.local_saes) == 1 and \
+                self._peer_node(stream) != sender_node:
+            return {"status": "error", "message": "not the KM of this stream's other SAE"}
         if op == "connected":
             stream.peer_open = True
             return {"status": "ok"}
@@ -661,6 +673,9 @@ def _etsi004_extra(qos: QoS) -> dict[str, Any]:
 
 def _reverse_route(km: KeyManager, session: str | None, sender_node: str | None,
                    leg: str | None = None) -> Route:
+    """The route of a stream opened by the KM ``sender_node`` (the stream's other end; the
+    neighbour for an adjacent pair). Such a stream never originates keys: its route serves
+    only its session and leg."""
     from kms.key_manager import Route
     return Route(session, sender_node, leg=leg)
 

@@ -1,12 +1,16 @@
-"""KM-to-KM control messages of ETSI 004 streams (``/relay/v1/control``, sent only by a
-neighbouring KM) that lack a field or carry a wrong type: answered with an error status, never
-an exception (before, an ``open`` without ``source`` was a 500)."""
+"""KM-to-KM control messages of ETSI 004 streams (``/relay/v1/control``, sent by the KM of
+the stream's other SAE straight to this one, not hop by hop): a message that lacks a field or
+carries a wrong type is answered with an error status, never an exception (before, an
+``open`` without ``source`` was a 500); one from a KM that is not the other SAE's is refused;
+any KM of the network may reach the endpoint, not only a neighbour."""
 
 from __future__ import annotations
 
 import pytest
+import requests
 
 from kms.local_network import LocalKmNetwork
+from kms.relay import CONTROL_PATH
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +50,40 @@ def test_a_pull_without_a_valid_index_is_an_error(streams, index):
         body["index"] = index
     answer = streams.handle_control("A", body)
     assert answer["status"] == "error" and answer["message"]
+
+
+@pytest.fixture
+def line(tmp_path):
+    saes = {"sae-a": "A", "sae-b": "B", "sae-c": "C"}
+    with LocalKmNetwork(tmp_path, ["A", "B", "C"], [("A", "B"), ("B", "C")], saes) as net:
+        yield net
+
+
+def test_only_the_other_sae_s_km_may_control_a_stream(line):
+    streams = line.kms["A"].streams
+    body = {"op": "open", "Key_stream_ID": KSID, "source": "sae-c", "destination": "sae-a"}
+    assert streams.handle_control("B", body)["status"] == "error"     # not sae-c's KM
+    assert streams._streams == {}
+    assert streams.handle_control("C", body)["status"] == "ok"
+    close = {"op": "close", "Key_stream_ID": KSID}
+    assert streams.handle_control("B", close)["status"] == "error"
+    assert streams._streams[KSID].peer_open
+    assert streams.handle_control("C", close) == {"status": "ok"}
+    assert not streams._streams[KSID].peer_open
+
+
+def test_a_km_that_is_not_a_neighbour_reaches_the_endpoint(line):
+    """C is two hops from A: its certificate is accepted on A's control endpoint (end to end),
+    an SAE's is not."""
+    session = requests.Session()
+    session.trust_env = False
+    km_c = line.pki["kms"]["C"]
+    session.verify = line.ca
+    body = {"session": None, "op": "open", "Key_stream_ID": KSID, "source": "sae-c",
+            "destination": "sae-a"}
+    url = line.kms["A"].base_url + CONTROL_PATH
+    session.cert = (km_c["cert"], km_c["key"])
+    answer = session.post(url, json=body, timeout=10)
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+    session.cert = line.sae_cert("sae-c")
+    assert session.post(url, json=body, timeout=10).status_code == 401
