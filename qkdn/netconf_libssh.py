@@ -1,0 +1,356 @@
+"""An ncclient NETCONF session over libssh (the ``ssh-python`` package) instead of paramiko.
+
+paramiko does the SSH transport in Python: every packet is framed, padded, window-counted
+and handed between its transport thread and the reader through a ``BufferedPipe`` in
+interpreted code. On the controller that was most of the CPU an edit-config cost it. libssh
+does the same in C (with OpenSSL's AES-GCM), and ``ssh-python`` releases the GIL in every
+call.
+
+ncclient 0.7 ships a libssh transport (``LibSSHSession``, ``manager.connect(use_libssh=
+True)``), but it is unfit here: its receiver thread sits in a *blocking* ``channel.read()``
+while other threads ``channel.write()`` on the same libssh session, and libssh sessions are
+not thread-safe (its documentation: one thread at a time per session and its channels; a
+read that handles a window adjust or a rekey writes to the same output buffer and cipher
+state a concurrent write uses). It also copies every received byte through a socket pair to
+the session thread.
+
+:class:`LibsshSession` keeps ncclient's ``Session`` (framing of the hello, listeners, RPC
+machinery, notifications) and replaces the transport: after the handshake the libssh
+session is non-blocking, **every libssh call holds one lock per session**, and a single
+thread per session waits in ``select`` on the TCP socket and a wake-up pipe (no polling: an
+idle session sleeps), reads whatever libssh has decrypted, and writes what a caller could
+not write at once. Like :mod:`qkdn.netconf_client`'s event-driven paramiko sessions, a
+request is written by the calling thread itself when nothing is queued before it and the
+channel's window takes it whole; otherwise it is queued for the session thread, which
+writes as the agent's window opens (a window adjust arrives as readable data: the thread
+wakes for it, it never spins). Received base:1.1 messages are unframed by
+:func:`qkdn.netconf_client.receive` (the agent's own chunk decoder).
+
+Host keys: verified against a pinned key (``hostkey_b64``, the base64 of the agent's public
+key as ``ssh-keygen``/``known_hosts`` print it) when one is given; not verified otherwise,
+as the controller's paramiko sessions to loopback agents never were.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import threading
+from io import BytesIO
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: SSH ciphers offered, in order: AES-GCM authenticates inside the cipher (OpenSSL, on both
+#: ends; the agents' asyncssh uses ``cryptography``'s AES-GCM too)
+CIPHERS = ("aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,"
+           "aes128-ctr,aes256-ctr")
+#: bytes asked from libssh per read (ssh-python allocates this much per call)
+READ_SIZE = 64 * 1024
+#: ``ssh_blocking_flush`` with this timeout (ms) flushes what the socket takes now and
+#: answers whether output is left (libssh's poll flags always show a write pending)
+_FLUSH_NOW_MS = 0
+#: seconds an idle session thread sleeps in ``select`` at most (a safety net only)
+IDLE_WAIT_S = 1.0
+_WAKE = "qkdn-wake"
+
+
+def available() -> bool:
+    """Whether ``ssh-python`` (libssh) can be imported in this process."""
+    try:
+        import ssh.session  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class LibsshSession:  # the real base class is bound in _session_class (ncclient import)
+    pass
+
+
+def _session_class() -> type:
+    """:class:`LibsshSession` built on ncclient's ``Session`` (imported lazily)."""
+    global LibsshSession
+    if getattr(LibsshSession, "_qkdn_built", False):
+        return LibsshSession
+    from ncclient.capabilities import Capabilities
+    from ncclient.transport.errors import (
+        AuthenticationError,
+        SessionCloseError,
+        SSHError,
+        SSHUnknownHostError,
+        TransportError,
+    )
+    from ncclient.transport.parser import DefaultXMLParser
+    from ncclient.transport.session import Session
+    from ssh.exceptions import AuthenticationDenied
+    from ssh.exceptions import SSHError as LibsshError
+    from ssh.options import CIPHERS_C_S, CIPHERS_S_C, HOST, TIMEOUT, USER
+    from ssh.session import Session as Libssh
+
+    from qkdn.netconf_client import _frame, receive
+
+    class _LibsshSession(Session):
+        """ncclient ``Session`` over a non-blocking libssh session (see the module)."""
+
+        _qkdn_built = True
+
+        def __init__(self, device_handler: Any) -> None:
+            Session.__init__(self, Capabilities(device_handler.get_capabilities()))
+            self._device_handler = device_handler
+            self._host: str | None = None
+            #: the TCP socket's descriptor, owned by libssh once it connected (closed
+            #: when the libssh session is freed): never closed from Python after that
+            self._fd = -1
+            self._libssh: Any = None
+            self._channel: Any = None
+            self._buffer = BytesIO()
+            self._closing = threading.Event()
+            self.parser = DefaultXMLParser(self)
+            #: held around every libssh call on this session (libssh is not thread-safe)
+            self._io_lock = threading.Lock()
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            self._thread_started = False
+
+        # --- connection ---------------------------------------------------------------------
+        def connect(self, host: str, port: int = 830, username: str | None = None,
+                    password: str | None = None, *, timeout: float | None = None,
+                    hostkey_b64: str | None = None, ciphers: str = CIPHERS,
+                    **ignored: Any) -> None:
+            """Open TCP, the SSH handshake (password authentication), the ``netconf``
+            subsystem and the NETCONF hello. Raises ncclient's ``SSHError``,
+            ``AuthenticationError`` or ``SSHUnknownHostError``."""
+            try:
+                sock = socket.create_connection((host, port), timeout=timeout)
+            except OSError as exc:
+                raise SSHError(f"Could not open socket to {host}:{port}: {exc}") from exc
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            libssh = Libssh()
+            try:
+                libssh.options_set(HOST, host)
+                libssh.options_set(USER, username or "")
+                libssh.options_set_port(port)
+                libssh.options_set(CIPHERS_C_S, ciphers)
+                libssh.options_set(CIPHERS_S_C, ciphers)
+                if timeout is not None:
+                    libssh.options_set_int_val(TIMEOUT, max(1, int(timeout + 0.999)))
+                libssh.set_socket(sock)
+            except LibsshError as exc:
+                sock.close()
+                raise SSHError(f"SSH options for {host}:{port} refused: {exc}") from exc
+            # libssh takes the descriptor over at connect (and closes it when freed): the
+            # Python object lets go of it, so that nothing closes it twice (a second close
+            # could hit a descriptor another thread has opened under the same number)
+            self._fd = sock.detach()
+            try:
+                libssh.connect()
+                if hostkey_b64 is not None:
+                    offered = libssh.get_server_publickey().export_pubkey_base64().decode()
+                    if offered != hostkey_b64:
+                        raise SSHUnknownHostError(host, offered)
+                try:
+                    libssh.userauth_password(username or "", password or "")
+                except AuthenticationDenied as exc:
+                    raise AuthenticationError(
+                        f"Authentication failed for user {username} on {host}:{port}") from exc
+                channel = libssh.channel_new()
+                channel.open_session()
+                channel.request_subsystem("netconf")
+            except (SSHError, AuthenticationError):
+                self._fd = -1   # closed with the libssh session (freed on return)
+                raise
+            except LibsshError as exc:
+                self._fd = -1
+                raise SSHError(f"SSH to {host}:{port} failed: {type(exc).__name__}: "
+                               f"{exc}") from exc
+            libssh.set_blocking(0)   # from here on, every call returns at once
+            self._libssh, self._channel, self._host = libssh, channel, host
+            self._connected = True
+            self._post_connect(timeout or 60)
+
+        # --- ncclient's transport hooks (used by Session's own helpers) ---------------------
+        def _send_ready(self) -> bool:
+            return self._channel is not None and self._connected
+
+        def _transport_register(self, selector: Any, event: int) -> None:
+            selector.register(self._fd, event)
+
+        # --- sending ------------------------------------------------------------------------
+        def send(self, message: str) -> None:
+            """Write ``message`` now from this thread when nothing is queued and the
+            channel's window takes it whole; else queue it for the session thread."""
+            if not self._connected:
+                raise TransportError("Not connected to NETCONF server")
+            if self._thread_started:   # the hello went out before anything else
+                data = _frame(self, message)
+                with self._io_lock:
+                    if self._q.empty() and self._write_now(data, whole=True):
+                        return
+            self._q.put(message)
+            self._wake()
+
+        def _write_now(self, data: bytes, *, whole: bool) -> bool:
+            """Write ``data`` (the caller holds the I/O lock): all of it if the window
+            takes it (True), or, unless ``whole``, as much as it takes; False if nothing
+            (or, with ``whole``, not all) could be written. Leftovers: see :meth:`run`."""
+            channel = self._channel
+            if channel is None:
+                raise TransportError("session closed")
+            try:
+                window = channel.window_size()
+                if len(data) > window:
+                    return False
+                _, written = channel.write(data)
+                pending = self._output_pending()
+            except LibsshError as exc:
+                raise TransportError(f"sending failed: {type(exc).__name__}: {exc}") from exc
+            if written != len(data):
+                raise TransportError(f"sending failed: {written} of {len(data)} bytes")
+            if pending:   # libssh holds output the socket did not take: the thread flushes
+                self._wake()
+            return True
+
+        def _output_pending(self) -> bool:
+            """Whether libssh still holds output the socket did not take (I/O lock held)."""
+            return self._libssh.blocking_flush(_FLUSH_NOW_MS) != 0
+
+        def _wake(self) -> None:
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:   # full (already woken) or closed
+                pass
+
+        # --- the session thread -------------------------------------------------------------
+        def run(self) -> None:
+            self._thread_started = True
+            sock = self._fd
+            selector = selectors.DefaultSelector()
+            try:
+                selector.register(sock, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+                watching_write = False
+                unsent = b""
+                while True:
+                    with self._io_lock:
+                        if unsent or not self._q.empty():
+                            unsent = self._send_queued(unsent)
+                        data, eof = self._read_some()
+                        flush = self._channel is not None and self._output_pending()
+                    while data:   # listeners run without the lock (they may send)
+                        receive(self, data)
+                        if len(data) < READ_SIZE:
+                            break   # libssh holds no more: the socket tells when there is
+                        with self._io_lock:
+                            data, eof = self._read_some()
+                    if eof:
+                        if self._closing.is_set():
+                            break
+                        raise SessionCloseError(self._buffer.getvalue())
+                    if flush != watching_write:   # output libssh could not write yet
+                        watching_write = flush
+                        selector.modify(sock, selectors.EVENT_READ | (
+                            selectors.EVENT_WRITE if flush else 0))
+                    for key, _ in selector.select(IDLE_WAIT_S):
+                        if key.data == _WAKE:
+                            try:
+                                while os.read(self._wake_r, 4096):
+                                    pass
+                            except BlockingIOError:
+                                pass
+            except Exception as exc:  # noqa: BLE001 - ncclient's contract: report, then close
+                if not self._closing.is_set():
+                    log.debug("libssh session to %s ended: %r", self._host, exc)
+                    self._dispatch_error(exc)
+                self.close()
+            finally:
+                selector.close()
+
+        def _send_queued(self, unsent: bytes) -> bytes:
+            """Write queued messages as far as the window goes (I/O lock held); what is
+            left of a message begun comes back (written first next time)."""
+            channel = self._channel
+            if channel is None:
+                return b""
+            while True:
+                if not unsent:
+                    if self._q.empty():
+                        return b""
+                    unsent = _frame(self, self._q.get())
+                window = channel.window_size()
+                if window <= 0:
+                    return unsent
+                part, unsent = unsent[:window], unsent[window:]
+                try:
+                    _, written = channel.write(part)
+                except LibsshError as exc:
+                    raise TransportError(f"sending failed: {exc}") from exc
+                if written != len(part):
+                    return part[written:] + unsent
+
+        def _read_some(self) -> tuple[bytes, bool]:
+            """What libssh has for the channel now (up to :data:`READ_SIZE` bytes), and
+            whether the channel is at its end (I/O lock held)."""
+            channel = self._channel
+            if channel is None:
+                return b"", True
+            try:
+                _, data = channel.read_nonblocking(READ_SIZE)
+            except LibsshError as exc:
+                raise SessionCloseError(self._buffer.getvalue()) from exc
+            if data:
+                return data, False
+            return data, channel.is_eof() or channel.is_closed()
+
+        # --- closing ------------------------------------------------------------------------
+        def close(self) -> None:
+            self._closing.set()
+            self._wake()
+            with self._io_lock:
+                channel, libssh = self._channel, self._libssh
+                self._channel = self._libssh = None   # freed: libssh closes the socket
+                if channel is not None:
+                    try:
+                        channel.close()
+                        libssh.disconnect()
+                    except LibsshError as exc:
+                        log.debug("closing libssh session to %s: %r", self._host, exc)
+                del channel, libssh
+            if self.is_alive() and self is not threading.current_thread():
+                self.join(5.0)
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._wake_r = self._wake_w = -1
+            self._connected = False
+
+        @property
+        def host(self) -> str | None:
+            return self._host if self._connected else None
+
+    _LibsshSession.__name__ = _LibsshSession.__qualname__ = "LibsshSession"
+    LibsshSession = _LibsshSession
+    return LibsshSession
+
+
+def connect(host: str, port: int, username: str, password: str, *, timeout: float = 10.0,
+            hostkey_b64: str | None = None, manager_params: dict | None = None) -> Any:
+    """An ncclient ``Manager`` over a :class:`LibsshSession` (host key verified only
+    against ``hostkey_b64`` when given)."""
+    from ncclient import manager
+
+    device_handler = manager.make_device_handler({}, None)
+    session = _session_class()(device_handler)
+    try:
+        session.connect(host, port, username, password, timeout=timeout,
+                        hostkey_b64=hostkey_b64)
+    except BaseException:
+        if session._libssh is not None:
+            session.close()
+        raise
+    return manager.Manager(session, device_handler, **(manager_params or {}))
