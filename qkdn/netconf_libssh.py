@@ -111,9 +111,7 @@ def _session_class() -> type:
             self.parser = DefaultXMLParser(self)
             #: held around every libssh call on this session (libssh is not thread-safe)
             self._io_lock = threading.Lock()
-            self._wake_r, self._wake_w = os.pipe()
-            os.set_blocking(self._wake_r, False)
-            os.set_blocking(self._wake_w, False)
+            self._wake_r = self._wake_w = -1   # the wake-up pipe, made at connect
             self._thread_started = False
 
         # --- connection ---------------------------------------------------------------------
@@ -160,15 +158,20 @@ def _session_class() -> type:
                 channel = libssh.channel_new()
                 channel.open_session()
                 channel.request_subsystem("netconf")
-            except (SSHError, AuthenticationError):
-                self._fd = -1   # closed with the libssh session (freed on return)
-                raise
-            except LibsshError as exc:
+            except (SSHError, AuthenticationError, LibsshError) as exc:
+                # the descriptor closes when the libssh session is freed: this frame (kept
+                # alive by the traceback) must not hold it
                 self._fd = -1
-                raise SSHError(f"SSH to {host}:{port} failed: {type(exc).__name__}: "
-                               f"{exc}") from exc
+                libssh = channel = None   # noqa: F841
+                if isinstance(exc, LibsshError):
+                    raise SSHError(f"SSH to {host}:{port} failed: {type(exc).__name__}: "
+                                   f"{exc}") from exc
+                raise
             libssh.set_blocking(0)   # from here on, every call returns at once
             self._libssh, self._channel, self._host = libssh, channel, host
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
             self._connected = True
             self._post_connect(timeout or 60)
 
@@ -219,6 +222,8 @@ def _session_class() -> type:
             return self._libssh.blocking_flush(_FLUSH_NOW_MS) != 0
 
         def _wake(self) -> None:
+            if self._wake_w < 0:
+                return
             try:
                 os.write(self._wake_w, b"\0")
             except OSError:   # full (already woken) or closed
@@ -322,10 +327,11 @@ def _session_class() -> type:
             if self.is_alive() and self is not threading.current_thread():
                 self.join(5.0)
             for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
             self._wake_r = self._wake_w = -1
             self._connected = False
 
@@ -350,7 +356,6 @@ def connect(host: str, port: int, username: str, password: str, *, timeout: floa
         session.connect(host, port, username, password, timeout=timeout,
                         hostkey_b64=hostkey_b64)
     except BaseException:
-        if session._libssh is not None:
-            session.close()
+        session.close()
         raise
     return manager.Manager(session, device_handler, **(manager_params or {}))
