@@ -52,8 +52,10 @@ READ_SIZE = 64 * 1024
 #: ``ssh_blocking_flush`` with this timeout (ms) flushes what the socket takes now and
 #: answers whether output is left (libssh's poll flags always show a write pending)
 _FLUSH_NOW_MS = 0
-#: seconds an idle session thread sleeps in ``select`` at most (a safety net only)
-IDLE_WAIT_S = 1.0
+#: seconds an idle session thread sleeps in ``select`` at most: a safety net only (a send
+#: wakes it through its pipe, the agent's data and window adjusts through the socket, a
+#: close through the pipe); 100 idle sessions wake 10 times a second in all
+IDLE_WAIT_S = 10.0
 _WAKE = "qkdn-wake"
 
 
@@ -84,6 +86,7 @@ def _session_class() -> type:
         TransportError,
     )
     from ncclient.transport.parser import DefaultXMLParser
+    from ncclient.transport import session as session_module
     from ncclient.transport.session import Session
     from ssh.exceptions import AuthenticationDenied
     from ssh.exceptions import SSHError as LibsshError
@@ -191,15 +194,14 @@ def _session_class() -> type:
             if self._thread_started:   # the hello went out before anything else
                 data = _frame(self, message)
                 with self._io_lock:
-                    if self._q.empty() and self._write_now(data, whole=True):
+                    if self._q.empty() and self._write_now(data):
                         return
             self._q.put(message)
             self._wake()
 
-        def _write_now(self, data: bytes, *, whole: bool) -> bool:
-            """Write ``data`` (the caller holds the I/O lock): all of it if the window
-            takes it (True), or, unless ``whole``, as much as it takes; False if nothing
-            (or, with ``whole``, not all) could be written. Leftovers: see :meth:`run`."""
+        def _write_now(self, data: bytes) -> bool:
+            """Write all of ``data`` if the channel's window takes it whole (True), else
+            nothing (False: the caller queues it). The caller holds the I/O lock."""
             channel = self._channel
             if channel is None:
                 raise TransportError("session closed")
@@ -210,6 +212,8 @@ def _session_class() -> type:
                 _, written = channel.write(data)
                 pending = self._output_pending()
             except LibsshError as exc:
+                # no frame of a kept traceback may hold the channel (and so the socket)
+                channel = None   # noqa: F841
                 raise TransportError(f"sending failed: {type(exc).__name__}: {exc}") from exc
             if written != len(data):
                 raise TransportError(f"sending failed: {written} of {len(data)} bytes")
@@ -255,10 +259,17 @@ def _session_class() -> type:
                         if self._closing.is_set():
                             break
                         raise SessionCloseError(self._buffer.getvalue())
+                    with self._io_lock:   # reads may have brought a window adjust
+                        can_send = bool(unsent or not self._q.empty()) and \
+                            self._channel is not None and self._channel.window_size() > 0
+                    if can_send:
+                        continue
                     if flush != watching_write:   # output libssh could not write yet
                         watching_write = flush
                         selector.modify(sock, selectors.EVENT_READ | (
                             selectors.EVENT_WRITE if flush else 0))
+                    if self._closing.is_set():   # set before its wake-up was drained
+                        break
                     for key, _ in selector.select(IDLE_WAIT_S):
                         if key.data == _WAKE:
                             try:
@@ -292,6 +303,7 @@ def _session_class() -> type:
                 try:
                     _, written = channel.write(part)
                 except LibsshError as exc:
+                    channel = None   # noqa: F841 - see _write_now
                     raise TransportError(f"sending failed: {exc}") from exc
                 if written != len(part):
                     return part[written:] + unsent
@@ -305,10 +317,26 @@ def _session_class() -> type:
             try:
                 _, data = channel.read_nonblocking(READ_SIZE)
             except LibsshError as exc:
+                channel = None   # noqa: F841 - see _write_now
                 raise SessionCloseError(self._buffer.getvalue()) from exc
             if data:
                 return data, False
             return data, channel.is_eof() or channel.is_closed()
+
+        # --- dispatch --------------------------------------------------------------------
+        def _dispatch_message(self, raw: str) -> None:
+            """ncclient's dispatch without its three debug log calls per message (each a
+            logger lookup even when debug is off); a message whose root cannot be read goes
+            to ncclient's own dispatch, which reports it as before."""
+            try:
+                root = session_module.parse_root(raw)
+            except Exception:  # noqa: BLE001 - ncclient's path decides (device handler)
+                Session._dispatch_message(self, raw)
+                return
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                listener.callback(root, raw)   # fail loudly, as ncclient does
 
         # --- closing ------------------------------------------------------------------------
         def close(self) -> None:

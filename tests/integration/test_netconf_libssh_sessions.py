@@ -80,9 +80,9 @@ def test_requests_are_written_by_the_calling_thread(agent):
         writers: list[str] = []
         write_now = session._write_now
 
-        def recording(data: bytes, *, whole: bool) -> bool:
+        def recording(data: bytes) -> bool:
             writers.append(threading.current_thread().name)
-            return write_now(data, whole=whole)
+            return write_now(data)
 
         session._write_now = recording
         for _ in range(3):
