@@ -78,6 +78,7 @@ def _session_class() -> type:
     if getattr(LibsshSession, "_qkdn_built", False):
         return LibsshSession
     from ncclient.capabilities import Capabilities
+    from ncclient.transport import session as session_module
     from ncclient.transport.errors import (
         AuthenticationError,
         SessionCloseError,
@@ -86,7 +87,6 @@ def _session_class() -> type:
         TransportError,
     )
     from ncclient.transport.parser import DefaultXMLParser
-    from ncclient.transport import session as session_module
     from ncclient.transport.session import Session
     from ssh.exceptions import AuthenticationDenied
     from ssh.exceptions import SSHError as LibsshError
@@ -165,7 +165,7 @@ def _session_class() -> type:
                 # the descriptor closes when the libssh session is freed: this frame (kept
                 # alive by the traceback) must not hold it
                 self._fd = -1
-                libssh = channel = None   # noqa: F841
+                libssh = channel = None
                 if isinstance(exc, LibsshError):
                     raise SSHError(f"SSH to {host}:{port} failed: {type(exc).__name__}: "
                                    f"{exc}") from exc
@@ -213,7 +213,7 @@ def _session_class() -> type:
                 pending = self._output_pending()
             except LibsshError as exc:
                 # no frame of a kept traceback may hold the channel (and so the socket)
-                channel = None   # noqa: F841
+                channel = None
                 raise TransportError(f"sending failed: {type(exc).__name__}: {exc}") from exc
             if written != len(data):
                 raise TransportError(f"sending failed: {written} of {len(data)} bytes")
@@ -303,7 +303,7 @@ def _session_class() -> type:
                 try:
                     _, written = channel.write(part)
                 except LibsshError as exc:
-                    channel = None   # noqa: F841 - see _write_now
+                    channel = None
                     raise TransportError(f"sending failed: {exc}") from exc
                 if written != len(part):
                     return part[written:] + unsent
@@ -317,7 +317,7 @@ def _session_class() -> type:
             try:
                 _, data = channel.read_nonblocking(READ_SIZE)
             except LibsshError as exc:
-                channel = None   # noqa: F841 - see _write_now
+                channel = None
                 raise SessionCloseError(self._buffer.getvalue()) from exc
             if data:
                 return data, False

@@ -52,12 +52,13 @@ def _open_fds() -> int:
 
 
 def _fds_back_to(baseline: int, timeout_s: float = 3.0) -> bool:
-    """Whether this process's descriptors return to ``baseline`` (the in-process agent
-    closes its end of a connection a moment after the client)."""
+    """Whether this process's descriptors return to ``baseline`` or fewer (the in-process
+    agent closes its end of a connection a moment after the client; an earlier test's
+    leftovers may close meanwhile)."""
     deadline = time.monotonic() + timeout_s
-    while _open_fds() != baseline and time.monotonic() < deadline:
+    while _open_fds() > baseline and time.monotonic() < deadline:
         time.sleep(0.05)
-    return _open_fds() == baseline
+    return _open_fds() <= baseline
 
 
 def test_rpcs_and_notifications(agent):
