@@ -56,6 +56,8 @@ _FLUSH_NOW_MS = 0
 #: wakes it through its pipe, the agent's data and window adjusts through the socket, a
 #: close through the pipe); 100 idle sessions wake 10 times a second in all
 IDLE_WAIT_S = 10.0
+#: seconds before a write libssh would not take (during a key exchange) is tried again
+STALLED_RETRY_S = 0.005
 _WAKE = "qkdn-wake"
 
 
@@ -115,6 +117,9 @@ def _session_class() -> type:
             #: held around every libssh call on this session (libssh is not thread-safe)
             self._io_lock = threading.Lock()
             self._wake_r = self._wake_w = -1   # the wake-up pipe, made at connect
+            #: the rest of a message partly written (the window or libssh took only part):
+            #: nothing else may be written before it (I/O lock)
+            self._unsent = b""
             self._thread_started = False
 
         # --- connection ---------------------------------------------------------------------
@@ -194,20 +199,21 @@ def _session_class() -> type:
             if self._thread_started:   # the hello went out before anything else
                 data = _frame(self, message)
                 with self._io_lock:
-                    if self._q.empty() and self._write_now(data):
+                    if not self._unsent and self._q.empty() and self._write_now(data):
                         return
             self._q.put(message)
             self._wake()
 
         def _write_now(self, data: bytes) -> bool:
-            """Write all of ``data`` if the channel's window takes it whole (True), else
-            nothing (False: the caller queues it). The caller holds the I/O lock."""
+            """Write ``data`` if the channel's window takes it whole (True), else nothing
+            (False: the caller queues it). Should libssh take only part of it, the rest is
+            kept for the session thread, which writes it before anything else. The caller
+            holds the I/O lock."""
             channel = self._channel
             if channel is None:
                 raise TransportError("session closed")
             try:
-                window = channel.window_size()
-                if len(data) > window:
+                if len(data) > channel.window_size():
                     return False
                 _, written = channel.write(data)
                 pending = self._output_pending()
@@ -215,9 +221,9 @@ def _session_class() -> type:
                 # no frame of a kept traceback may hold the channel (and so the socket)
                 channel = None
                 raise TransportError(f"sending failed: {type(exc).__name__}: {exc}") from exc
-            if written != len(data):
-                raise TransportError(f"sending failed: {written} of {len(data)} bytes")
-            if pending:   # libssh holds output the socket did not take: the thread flushes
+            if written < len(data):
+                self._unsent = data[written:]
+            if pending or self._unsent:   # the session thread flushes / goes on with it
                 self._wake()
             return True
 
@@ -242,11 +248,11 @@ def _session_class() -> type:
                 selector.register(sock, selectors.EVENT_READ)
                 selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
                 watching_write = False
-                unsent = b""
                 while True:
+                    stalled = False
                     with self._io_lock:
-                        if unsent or not self._q.empty():
-                            unsent = self._send_queued(unsent)
+                        if self._unsent or not self._q.empty():
+                            stalled = not self._send_queued()
                         data, eof = self._read_some()
                         flush = self._channel is not None and self._output_pending()
                     while data:   # listeners run without the lock (they may send)
@@ -258,10 +264,12 @@ def _session_class() -> type:
                     if eof:
                         if self._closing.is_set():
                             break
+                        log.info("libssh session to %s: the agent closed the channel",
+                                 self._host)
                         raise SessionCloseError(self._buffer.getvalue())
                     with self._io_lock:   # reads may have brought a window adjust
-                        can_send = bool(unsent or not self._q.empty()) and \
-                            self._channel is not None and self._channel.window_size() > 0
+                        can_send = not stalled and bool(self._unsent or not self._q.empty()) \
+                            and self._channel is not None and self._channel.window_size() > 0
                     if can_send:
                         continue
                     if flush != watching_write:   # output libssh could not write yet
@@ -270,7 +278,7 @@ def _session_class() -> type:
                             selectors.EVENT_WRITE if flush else 0))
                     if self._closing.is_set():   # set before its wake-up was drained
                         break
-                    for key, _ in selector.select(IDLE_WAIT_S):
+                    for key, _ in selector.select(STALLED_RETRY_S if stalled else IDLE_WAIT_S):
                         if key.data == _WAKE:
                             try:
                                 while os.read(self._wake_r, 4096):
@@ -285,28 +293,31 @@ def _session_class() -> type:
             finally:
                 selector.close()
 
-        def _send_queued(self, unsent: bytes) -> bytes:
-            """Write queued messages as far as the window goes (I/O lock held); what is
-            left of a message begun comes back (written first next time)."""
+        def _send_queued(self) -> bool:
+            """Write the rest of a message begun, then queued messages, as far as the
+            window goes (I/O lock held); what does not fit stays in ``_unsent``. False if
+            libssh took less than the window allowed (it waits for the agent: a key
+            exchange), True otherwise."""
             channel = self._channel
             if channel is None:
-                return b""
+                return True
             while True:
-                if not unsent:
+                if not self._unsent:
                     if self._q.empty():
-                        return b""
-                    unsent = _frame(self, self._q.get())
+                        return True
+                    self._unsent = _frame(self, self._q.get())
                 window = channel.window_size()
                 if window <= 0:
-                    return unsent
-                part, unsent = unsent[:window], unsent[window:]
+                    return True   # a window adjust will come as readable data
+                part = self._unsent[:window]
                 try:
                     _, written = channel.write(part)
                 except LibsshError as exc:
                     channel = None
                     raise TransportError(f"sending failed: {exc}") from exc
-                if written != len(part):
-                    return part[written:] + unsent
+                self._unsent = self._unsent[written:]
+                if written < len(part):
+                    return False
 
         def _read_some(self) -> tuple[bytes, bool]:
             """What libssh has for the channel now (up to :data:`READ_SIZE` bytes), and
@@ -318,6 +329,9 @@ def _session_class() -> type:
                 _, data = channel.read_nonblocking(READ_SIZE)
             except LibsshError as exc:
                 channel = None
+                if not self._closing.is_set():
+                    log.warning("libssh session to %s: read failed: %s: %s", self._host,
+                                type(exc).__name__, exc)
                 raise SessionCloseError(self._buffer.getvalue()) from exc
             if data:
                 return data, False
