@@ -36,8 +36,11 @@ def row(name: str, value: float, unit: str, *, target: str | None = None,
 #: (row it repeats, factor applied to its figures, unit, target in that unit)
 ISSUE_ROW_NAMES: dict[str, tuple[str, float, str, str]] = {
     "relay.e2e_over_bottleneck": ("relay.e2e_rate_over_bottleneck", 1.0, "ratio", ">= 0.9"),
-    "controller.setup_p50_ms": ("controller.setup_ms_1_trusted_node", 1.0, "ms", "<= 100"),
-    "controller.setup_5hop_over_1hop": ("controller.setup_ratio_5_to_1_hop", 1.0, "ratio",
+    # issue 4 defines the set-up as "both OPEN_CONNECTs to both operative": the end-to-end
+    # rows of bench.session_setup_bench (controller.setup_* measure the controller and agents
+    # alone, without KMs or applications)
+    "controller.setup_p50_ms": ("session.open_connect_ms_1_trusted_node", 1.0, "ms", "<= 100"),
+    "controller.setup_5hop_over_1hop": ("session.open_connect_ratio_5_to_1_hop", 1.0, "ratio",
                                         "<= 1.5"),
     "controller.reroute_p95_s": ("controller.reroute_ms_10_sessions_p95", 0.001, "s", "<= 1"),
 }

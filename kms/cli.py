@@ -51,7 +51,11 @@ def km_from_spec(spec: dict) -> KeyManager:
                       relay_batch=int(spec.get("relay_batch", KmConfig.relay_batch)),
                       reserve_batch=int(spec.get("reserve_batch", KmConfig.reserve_batch)),
                       relay_ahead_low_water=int(spec.get("relay_ahead_low_water", 0)),
-                      relay_ahead_max_keys=int(spec.get("relay_ahead_max_keys", 0)))
+                      relay_ahead_max_keys=int(spec.get("relay_ahead_max_keys", 0)),
+                      tombstone_retention_s=float(spec.get(
+                          "tombstone_retention_s", KmConfig.tombstone_retention_s)),
+                      tombstone_prune_interval_s=float(spec.get(
+                          "tombstone_prune_interval_s", KmConfig.tombstone_prune_interval_s)))
     return KeyManager(spec["node"], spec["qkdn_id"], Path(spec["state_dir"]), directory, tls,
                       config=config)
 

@@ -20,6 +20,7 @@ orchestrator's, over HTTPS or plain HTTP).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import io
 import itertools
@@ -31,7 +32,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -353,10 +354,28 @@ class _GuardedConnection(HTTPConnection):
 
     def close(self):
         """Close the connection, first reading what the client is still sending
-        (:func:`drain_before_close`) once the TLS session is up."""
-        if self._handshake_done:
+        (:func:`drain_before_close`) once the TLS session is up. On cheroot's selector thread
+        (an idle connection expired) that drain, up to :data:`LINGER_S`, would hold every other
+        connection's dispatch: it runs in a background thread instead (at most
+        :data:`MAX_BACKGROUND_DRAINS` at once; beyond, the connection closes at once)."""
+        if self._handshake_done and threading.get_ident() in SELECTOR_THREADS \
+                and _has_unread_bytes(self.socket):
+            if _background_drains.acquire(blocking=False):
+                threading.Thread(target=self._drain_then_close, name="drain-before-close",
+                                 daemon=True).start()
+                return
+        elif self._handshake_done:
             drain_before_close(self.socket)
         super().close()
+
+    def _drain_then_close(self) -> None:
+        try:
+            drain_before_close(self.socket)
+            super().close()
+        except Exception:
+            log.debug("background drain failed", exc_info=True)
+        finally:
+            _background_drains.release()
 
     def _continue_handshake(self) -> bool:
         """Advance the handshake with what has arrived; False to drop the connection."""
@@ -397,6 +416,33 @@ _STATUS_LINES = {400: "400 Bad Request", 413: "413 Content Too Large"}
 LINGER_S, LINGER_BYTES, LINGER_IDLE_S = 1.0, 8 << 20, 0.1
 
 
+#: idents of threads running a guarded server's selector loop (:func:`selector_thread`)
+SELECTOR_THREADS: set[int] = set()
+#: drains handed off by a selector thread that may run at once (:meth:`_GuardedConnection.close`)
+MAX_BACKGROUND_DRAINS = 8
+_background_drains = threading.BoundedSemaphore(MAX_BACKGROUND_DRAINS)
+
+
+@contextlib.contextmanager
+def selector_thread() -> Iterator[None]:
+    """Mark the calling thread as a selector thread while the block runs (cheroot's
+    ``serve`` loop in :class:`GuardedServer`): connections it closes never wait there for
+    their client's input to drain."""
+    ident = threading.get_ident()
+    SELECTOR_THREADS.add(ident)
+    try:
+        yield
+    finally:
+        SELECTOR_THREADS.discard(ident)
+
+
+def _has_unread_bytes(sock: socket.socket | ssl.SSLSocket) -> bool:
+    try:
+        return (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0) or _readable(sock)
+    except (OSError, ValueError):
+        return False
+
+
 def drain_before_close(sock: socket.socket | ssl.SSLSocket) -> int:
     """Read and drop the bytes a client is still sending before its connection is closed;
     the number of bytes dropped.
@@ -410,7 +456,7 @@ def drain_before_close(sock: socket.socket | ssl.SSLSocket) -> int:
     :data:`LINGER_BYTES`, and not at all when nothing is waiting to be read (an idle or
     finished connection closes at once)."""
     try:
-        if not ((isinstance(sock, ssl.SSLSocket) and sock.pending()) or _readable(sock)):
+        if not _has_unread_bytes(sock):
             return 0
         deadline = time.monotonic() + LINGER_S
         dropped = 0
@@ -546,6 +592,17 @@ class _PromptThreadPool(ThreadPool):
         self._threads.extend(workers)
 
 
+def forget_server_statistics(server: wsgi.Server) -> None:
+    """Drop a stopped cheroot server from ``logging.statistics``: cheroot registers every
+    server there (``HTTPServer.clear_stats``) with closures over the server, which kept the
+    server, its WSGI app and everything the app reaches (a whole KM: its relay connections,
+    stores, threads' objects) alive for the life of the process — in tests and benchmarks
+    that run many servers in one process, their sockets stayed open after ``stop``."""
+    statistics = getattr(logging, "statistics", None)
+    if isinstance(statistics, dict):
+        statistics.pop(f"Cheroot HTTPServer {id(server)}", None)
+
+
 class GuardedServer:
     """A cheroot server protected by :func:`guard_server`, served on a thread of its own:
     ``with server: server.base_url``. Subclasses build the server and its guard."""
@@ -572,11 +629,15 @@ class GuardedServer:
         limit_malloc_arenas()   # before the worker threads allocate
         self._server.prepare()  # binds, so .port is known on return
         self.read_deadlines.start()
-        self._thread = threading.Thread(target=self._server.serve, name=self._thread_name,
+        self._thread = threading.Thread(target=self._serve, name=self._thread_name,
                                         daemon=True)
         self._thread.start()
         log.info("%s listening on %s", self._label, self.base_url)
         return self
+
+    def _serve(self) -> None:
+        with selector_thread():   # cheroot's selector loop runs in this thread
+            self._server.serve()
 
     @property
     def connection_holds(self) -> ConnectionHolds:
@@ -588,6 +649,7 @@ class GuardedServer:
         self.connection_holds.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        forget_server_statistics(self._server)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -15,7 +15,6 @@ import hmac
 import logging
 import secrets
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -182,7 +181,10 @@ class HybridProvisioner:
         this end's copy."""
         if next_node is None:
             raise NoRoute("no QKD path for the QKD part of a hybrid key")
-        seed = KeyRecord(str(uuid.uuid4()), master, slave, secrets.token_bytes(SEED_BYTES),
+        from kms.key_manager import new_key_ids  # (key_manager imports this module)
+
+        # a version 7 key_ID: its tombstone is pruned behind the pool's watermark like others
+        seed = KeyRecord(new_key_ids(1)[0], master, slave, secrets.token_bytes(SEED_BYTES),
                          session=session_id, provenance="seed")
         try:
             self.km.relay.originate(session_id, next_node, [seed], master_local=master_local,

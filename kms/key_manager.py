@@ -41,7 +41,7 @@ from kms.forwarding import (
 from kms.https_server import MAX_HOLD_S, HttpsServer, TlsFiles
 from kms.hybrid_kdf import Provenance, fallback_mode
 from kms.hybrid_provisioning import HybridProvisioner
-from kms.key_pool import KeyPool, KeyRecord, copy_key_id
+from kms.key_pool import PRUNE_BATCH, KeyPool, KeyRecord, copy_key_id
 from kms.key_store import DEFAULT_CAPACITY_BYTES, LinkKeyStore
 from kms.multipath import account, rank_legs
 from kms.priority_queue import PriorityGate
@@ -70,6 +70,9 @@ _REASONS = {
 
 #: relays one request may make when concurrent requests of its pair take each batch's keys
 RELAY_RACE_ATTEMPTS = 3
+#: seconds of tombstone pruning per housekeeping round at most (it shares the thread with the
+#: idle timers; a pool that is behind goes on at the next round)
+PRUNE_BUDGET_S = 0.05
 #: Namespace for session IDs of controller-less direct sessions (same at both ends).
 DIRECT_SESSION_NS = uuid.UUID("6f1d3c2e-8a4b-4f6e-9a51-3c0d2b7e9f10")
 
@@ -122,6 +125,13 @@ class KmConfig:
     terminated_retention_s: float = 60.0
     #: test-only pauses at named relay points (see ``RelayEngine._delay``)
     fault_delays: Mapping[str, float] = field(default_factory=dict)
+    #: released / void key rows (tombstones) older than this are pruned, each covered by a
+    #: compact refusal rule (``KeyPool.prune_tombstones``, docs/kms.md); keep it far above
+    #: relay timeouts, idle timeouts and any outage after which a KM must resolve its
+    #: pending relays. 0 = tombstones are kept for ever
+    tombstone_retention_s: float = 3600.0
+    #: how often the housekeeping prunes tombstones (Unix-time seconds)
+    tombstone_prune_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,11 @@ class KeyManager:
     def __init__(self, node_name: str, qkdn_id: str, state_dir: Path | str, directory: Directory,
                  tls: TlsFiles, notify: Callable[[dict], None] | None = None,
                  clock: Callable[[], float] = time.time, config: KmConfig = KmConfig(),
-                 telemetry: KmTelemetry | None = None) -> None:
+                 telemetry: KmTelemetry | None = None,
+                 locate_km: Callable[[str], str] | None = None) -> None:
+        """``locate_km(node)``: the base URL of any KM of the network that the directory
+        gives none for (it lists its neighbours' only); KM-to-KM messages that skip the
+        relays (004 stream control, PQC) go there."""
         self.node_name = node_name
         #: session events (``<state_dir>/events.jsonl``) and Prometheus metrics
         self.telemetry = telemetry or KmTelemetry.for_node_dir(node_name, Path(state_dir))
@@ -184,7 +198,11 @@ class KeyManager:
         #: qkd_app entries parsed by earlier commits (only new or changed ones are parsed)
         self._parsed_sessions = SessionParseCache()
         self.pool = KeyPool(self._dir / "keys.sqlite", reserve_batch=config.reserve_batch,
-                            reserve_ahead=config.reserve_batch > 0)
+                            reserve_ahead=config.reserve_batch > 0,
+                            tombstone_retention_s=config.tombstone_retention_s)
+        self._next_prune = 0.0   #: Unix time of the next tombstone prune (tick)
+        #: Unix time as version 7 key_IDs carry it (``new_key_ids``), for tombstone ages
+        self.wall_clock: Callable[[], float] = time.time
         if self.pool.recovered_void():
             log.info("%s: %d key(s) reserved but never handed out before the last stop voided",
                      node_name, len(self.pool.recovered_void()))
@@ -193,7 +211,8 @@ class KeyManager:
             node_name=node_name, qkdn_id=self.qkdn_id, directory=lambda: self._directory,
             forwarding=lambda: self._forwarding, link_store=self.store_for_peer, pool=self.pool,
             local_saes=self.local_saes, clock=clock, control_handler=self._handle_control,
-            fault_delays=config.fault_delays, on_hop=self.telemetry.relay_hop),
+            fault_delays=config.fault_delays, on_hop=self.telemetry.relay_hop,
+            await_rule=self.await_forwarding_rule, locate_km=locate_km),
             RelayTls(tls.ca, tls.cert, tls.key))
         self.streams: StreamManager | None = None  # set when the 004 app is built
         #: hybrid / post-quantum provisioning between endpoint KMs (ADR 0009)
@@ -417,6 +436,18 @@ class KeyManager:
             refusal = self.refusal_for(session)
             if refusal is not None:
                 raise SessionRefused(refusal)
+
+    def await_forwarding_rule(self, session_id: str, timeout_s: float) -> bool:
+        """Wait (up to ``timeout_s``) until this KM holds a forwarding rule for
+        ``session_id``; whether it does. Woken by each configuration applied."""
+        deadline = time.monotonic() + timeout_s
+        with self._configured:
+            while session_id not in self._forwarding.rules:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._configured.wait(min(0.25, remaining))
+        return True
 
     def _forget_terminated(self, table: ForwardingTable) -> None:
         """Drop sessions terminated at least ``terminated_retention_s`` ago whose configuration
@@ -820,7 +851,7 @@ class KeyManager:
         try:
             now = self._clock()
             material = list(zip(new_key_ids(number),
-                                (secrets.token_bytes(size // 8) for _ in range(number))))
+                                cut_keys(secrets.token_bytes(size // 8 * number), size // 8)))
             order = list(range(1, len(slaves))) + [0]
             for i in order:
                 self._deliver_copy(master, slaves[i], routes[i], material, size, now,
@@ -952,10 +983,9 @@ class KeyManager:
         cfg = self._forwarding.sessions.get(route.session or "")
         expires = now + cfg.ttl if cfg is not None and cfg.ttl else None   # app_qos/ttl
         nbytes = size // 8
-        material = secrets.token_bytes(nbytes * count)
-        return [KeyRecord(key_id, master, slave, material[i * nbytes:(i + 1) * nbytes],
-                          session=route.session, expires=expires)
-                for i, key_id in enumerate(new_key_ids(count))]
+        keys = cut_keys(secrets.token_bytes(nbytes * count), nbytes)
+        return [KeyRecord(key_id, master, slave, key, session=route.session, expires=expires)
+                for key_id, key in zip(new_key_ids(count), keys)]
 
     def _produce_missing(self, master: str, slave: str, size: int, route: Route, now: float,
                          taken: list[KeyRecord], missing: int) -> list[KeyRecord]:
@@ -1126,7 +1156,7 @@ class KeyManager:
             self._key_arrived.notify_all()
 
     def tick(self) -> None:
-        """One round of housekeeping: idle timers, ttl expiry, pending relays."""
+        """One round of housekeeping: idle timers, ttl expiry, pending relays, tombstones."""
         with self._lock:
             # every expiry first (its time is the transition's), then their resources: 500
             # sessions expiring in one tick were released one by one, the last >1 s late
@@ -1140,6 +1170,13 @@ class KeyManager:
         self.pool.fold_journal()
         if self.pool.pending_relays():
             self.relay.resolve_pending()
+        wall = self.wall_clock()
+        if wall >= self._next_prune:
+            # in this thread's idle-timer rounds: a short budget, the rest at the next tick
+            pruned = self.pool.prune_tombstones(self._clock(), key_id_now=wall,
+                                                budget_s=PRUNE_BUDGET_S)
+            behind = pruned >= PRUNE_BATCH    # a full batch: more may be due
+            self._next_prune = wall + (0.0 if behind else self.config.tombstone_prune_interval_s)
 
     def next_tick_in(self) -> float:
         """Seconds until the next housekeeping round: ``resolve_interval_s``, or sooner when
@@ -1190,6 +1227,7 @@ class KeyManager:
             ahead = list(self._ahead_threads.values())
         for thread in ahead:   # a relay in flight ends within RELAY_TIMEOUT_S
             thread.join(timeout=15)
+        self.relay.close()     # its keep-alive connections to the neighbours
         for store in self._stores.values():
             store.close()
         self.pool.close()
@@ -1221,7 +1259,8 @@ def new_key_ids(count: int, now_ms: int | None = None) -> list[str]:
     74 random bits from one ``os.urandom`` call), as strings.
 
     Time-ordered on purpose: the key pool keeps a row (a tombstone once released) for every
-    key_ID it ever saw, indexed by key_ID; random (version 4) IDs put each new key on a random
+    key_ID it saw within its tombstone retention, indexed by key_ID (and prunes older
+    tombstones behind a watermark of key_ID times: ``KeyPool.prune_tombstones``); random (version 4) IDs put each new key on a random
     page of that index, so a 1,000-key relay batch rewrote hundreds of index pages at both
     ends (~7 µs of CPU per key at 30,000 keys held). Version 7 IDs of one batch land on the
     index's last pages. They are as unique (74 random bits per millisecond; the pool's primary
@@ -1236,6 +1275,16 @@ def new_key_ids(count: int, now_ms: int | None = None) -> list[str]:
     raw[2::10] = raw[2::10].translate(_VARIANT_RFC)
     h = raw.hex()
     return [f"{head}{h[i:i + 4]}-{h[i + 4:i + 8]}-{h[i + 8:i + 20]}" for i in range(0, 20 * count, 20)]
+
+
+def cut_keys(material: bytes, nbytes: int) -> list[bytes]:
+    """``material`` (one CSPRNG draw for a whole batch) cut into keys of ``nbytes`` bytes: the
+    same distribution as one draw per key, for one call.
+
+    >>> cut_keys(bytes(range(6)), 2)
+    [b'\\x00\\x01', b'\\x02\\x03', b'\\x04\\x05']
+    """
+    return [material[i:i + nbytes] for i in range(0, len(material) - nbytes + 1, nbytes)]
 
 
 def direct_session_id(sae_a: str, sae_b: str) -> str:

@@ -1,8 +1,8 @@
 """End-to-end keys at an endpoint KM, from creation (or arrival) to release to the SAEs.
 
 Each key row has a ``key_id`` (UUID, never reused: rows of released or voided keys stay as
-bytes-free tombstones), the master and slave SAE, the size, optional 004 stream position,
-and a state:
+bytes-free tombstones, pruned after a retention behind a rule that keeps refusing them), the
+master and slave SAE, the size, optional 004 stream position, and a state:
 
 * ``pending`` — source side, relayed but not yet acknowledged; never released;
 * ``ready`` — acknowledged (source) or stored (destination): releasable once to each local SAE;
@@ -19,6 +19,13 @@ no longer write ``zeroblob`` first (a second rewrite of every row of a 1,000-key
 Every transition is one SQLite transaction (WAL, synchronous FULL, secure_delete), except the
 mark that hands a reserved key out: a line in an append-only hand-out journal, durable against
 a process crash (see :class:`KeyPool` for why that keeps every guarantee).
+
+Tombstones are pruned once older than a retention (:meth:`KeyPool.prune_tombstones`), each
+pruned row replaced by a compact refusal rule that covers it exactly: a *key_ID watermark*
+for version 7 key_IDs (time-ordered: every key_ID whose time is at or below it is refused),
+and a per-stream *index mark* for 004 stream keys (every position at or below it is
+refused). Tombstones that neither rule covers (other key_IDs: hybrid seeds, pools written
+before UUIDv7) are kept.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -46,6 +55,19 @@ JOURNAL_FOLD_LINES = 4096
 #: a reservation for a request larger than ``reserve_batch`` holds this many requests' worth
 #: (a stream of 100-key requests made one durable reservation each with reserve_batch 64)
 RESERVE_REQUESTS = 4
+#: tombstones deleted per prune transaction (one fsync; the pool's lock is free in between)
+PRUNE_BATCH = 1000
+#: prune transactions per :meth:`KeyPool.prune_tombstones` call at most
+PRUNE_BATCHES = 16
+
+#: a canonical version 7 UUID (RFC 9562, lower-case hex), optionally with a multi-slave copy's
+#: ``/<slave SAE>`` suffix (:func:`copy_key_id`): its first 48 bits are Unix time in ms
+_V7_KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+                        r"(?:/.*)?", re.DOTALL)
+#: the same set as SQLite GLOB patterns (GLOB is case-sensitive, as the regular expression)
+_HEX = "[0-9a-f]"
+_V7_GLOB = (f"{_HEX * 8}-{_HEX * 4}-7{_HEX * 3}-[89ab]{_HEX * 3}-{_HEX * 12}")
+_V7_COPY_GLOB = _V7_GLOB + "/*"
 
 
 class KeyState(str, Enum):
@@ -75,6 +97,22 @@ class KeyRecord(NamedTuple):
     #: ``qkd``, ``hybrid`` or ``pqc`` (``kms.hybrid_kdf.Provenance``); ``seed`` marks the QKD
     #: part of a hybrid request, which is never released to an SAE
     provenance: str = "qkd"
+
+
+def key_id_time_ms(key_id: str) -> int | None:
+    """Unix time in ms of a canonical version 7 key_ID (or of its copy's row id); None for any
+    other key_ID (version 4 or 5 UUIDs, upper-case spellings, other strings)."""
+    if _V7_KEY_ID.fullmatch(key_id) is None:
+        return None
+    return int(key_id[:8] + key_id[9:13], 16)
+
+
+def key_id_time_bound(ms: int) -> str:
+    """The 13-character time prefix of version 7 key_IDs of time ``ms``: a canonical version 7
+    key_ID sorts (as a string) below ``key_id_time_bound(ms)`` exactly when its time is below
+    ``ms`` (fixed-width lower-case hex sorts like the number)."""
+    stamp = f"{ms:012x}"
+    return f"{stamp[:8]}-{stamp[8:]}"
 
 
 def copy_key_id(key_id: str, slave: str) -> str:
@@ -122,6 +160,15 @@ DROP INDEX IF EXISTS keys_pair;
 DROP INDEX IF EXISTS keys_stream;
 CREATE UNIQUE INDEX IF NOT EXISTS keys_stream_position ON keys(stream_id, stream_index)
     WHERE stream_id IS NOT NULL;
+-- tombstones of 004 stream keys by age (KeyPool.prune_tombstones); no other row is in it
+CREATE INDEX IF NOT EXISTS keys_stream_gone ON keys(created)
+    WHERE stream_id IS NOT NULL AND state IN ('released', 'void');
+-- what pruned tombstones leave behind (KeyPool.prune_tombstones): the key_ID watermark
+-- ('key_id_ms': version 7 key_IDs at or below this time in ms are refused) ...
+CREATE TABLE IF NOT EXISTS horizon (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- ... and per 004 stream the highest position pruned (positions at or below are refused)
+CREATE TABLE IF NOT EXISTS stream_marks (stream_id TEXT PRIMARY KEY,
+                                         through_index INTEGER NOT NULL);
 COMMIT;
 """
 
@@ -158,10 +205,16 @@ class KeyPool:
     Only keys of a pair whose slave is elsewhere (``slave_local=0``) and of provenance
     ``qkd`` are reserved; local pairs, hybrid/pqc keys and 004 stream keys use the
     group-committed path.
+
+    **Tombstones** (``tombstone_retention_s`` > 0; see :meth:`prune_tombstones`): a
+    released or void row is deleted once older than the retention, in the same transaction
+    as the refusal rule that covers it (the key_ID watermark or its stream's index mark), so
+    a late relay copy or a replay of a pruned key is refused as its tombstone refused it.
     """
 
     def __init__(self, path: Path, local_saes: Iterable[str] = (), *,
-                 reserve_batch: int = 0, reserve_ahead: bool = False) -> None:
+                 reserve_batch: int = 0, reserve_ahead: bool = False,
+                 tombstone_retention_s: float = 0.0) -> None:
         self._lock = threading.RLock()
         self._conn = open_database(path)
         self._conn.executescript(_SCHEMA)
@@ -171,6 +224,11 @@ class KeyPool:
                                "DEFAULT 'qkd'")
         if "leg" not in columns:  # pools created before multipath
             self._conn.execute("ALTER TABLE keys ADD COLUMN leg TEXT")
+        #: tombstones older than this are pruned (0: kept for ever)
+        self.tombstone_retention_s = tombstone_retention_s
+        row = self._conn.execute("SELECT value FROM horizon WHERE name='key_id_ms'").fetchone()
+        #: version 7 key_IDs at or below this time (ms) are refused (durable; -1: none)
+        self._watermark_ms = -1 if row is None else int(row[0])
         self._group_lock = threading.Lock()
         self._group_queue: list[_GroupOp] = []
         self._group_leader = False
@@ -353,6 +411,9 @@ class KeyPool:
         """Store relayed keys, all or none; a key_id seen before (incl. voided) is a replay."""
         state, m_local, s_local = KeyState.READY.value, int(master_local), int(slave_local)
         with self._lock, self._tx() as cur:
+            if self._beyond_horizon(cur, records):
+                raise RelayError("a key_ID of this relay is older than the pool's tombstone "
+                                 "horizon (late copy or replay)")
             try:
                 if _insert_uniform(cur, records, state, m_local, s_local, now):
                     return
@@ -375,7 +436,9 @@ class KeyPool:
         with self._lock, self._tx() as cur:
             for key_id in key_ids:
                 row = cur.execute("SELECT state FROM keys WHERE key_id=?", (key_id,)).fetchone()
-                if row is None:
+                if row is None and self._below_watermark(key_id):
+                    outcome[key_id] = "void"     # refused by the watermark: no row needed
+                elif row is None:
                     cur.execute("INSERT INTO keys(key_id, master, slave, key, size_bits, state, "
                                 "master_local, slave_local, created) VALUES (?,?,?,?,?,?,?,?,?)",
                                 (key_id, "", "", None, 0, KeyState.VOID.value, 0, 0, 0.0))
@@ -691,16 +754,145 @@ class KeyPool:
         return KeyRecord(key_id, master, slave, key, stream_id, index, provenance=provenance)
 
     def stream_state(self, stream_id: str, index: int) -> KeyState | None:
+        """State of the stream key at ``index``; a pruned tombstone (at or below the stream's
+        index mark) is :attr:`KeyState.VOID`: gone, never to come (again)."""
         with self._lock:
             row = self._conn.execute("SELECT state FROM keys WHERE stream_id=? AND stream_index=?",
                                      (stream_id, index)).fetchone()
+            if row is None and index <= self._stream_mark(self._conn, stream_id):
+                return KeyState.VOID
         return KeyState(row[0]) if row else None
 
     def max_stream_index(self, stream_id: str) -> int:
+        """Highest position of the stream this pool has seen (pruned positions included):
+        the originator makes keys only above it."""
         with self._lock:
             row = self._conn.execute("SELECT MAX(stream_index) FROM keys WHERE stream_id=?",
                                      (stream_id,)).fetchone()
-        return -1 if row[0] is None else row[0]
+            mark = self._stream_mark(self._conn, stream_id)
+        return max(-1 if row[0] is None else row[0], mark)
+
+    # -- tombstones ---------------------------------------------------------------------------
+    def _below_watermark(self, key_id: str) -> bool:
+        ms = key_id_time_ms(key_id)
+        return ms is not None and ms <= self._watermark_ms
+
+    @staticmethod
+    def _stream_mark(cur: sqlite3.Connection | sqlite3.Cursor, stream_id: str) -> int:
+        row = cur.execute("SELECT through_index FROM stream_marks WHERE stream_id=?",
+                          (stream_id,)).fetchone()
+        return -1 if row is None else row[0]
+
+    def _beyond_horizon(self, cur: sqlite3.Cursor, records: Sequence[KeyRecord]) -> bool:
+        """True if a record is refused by what pruned tombstones left behind: a version 7
+        key_ID at or below the watermark, or a stream position at or below its stream's mark
+        (the caller holds the lock). One string comparison per key for fresh key_IDs."""
+        if self._watermark_ms >= 0:
+            bound = key_id_time_bound(self._watermark_ms + 1)
+            if any(r.key_id < bound and key_id_time_ms(r.key_id) is not None for r in records):
+                return True
+        marks: dict[str, int] = {}
+        for r in records:
+            if r.stream_id is None or r.stream_index is None:
+                continue
+            if r.stream_id not in marks:
+                marks[r.stream_id] = self._stream_mark(cur, r.stream_id)
+            if r.stream_index <= marks[r.stream_id]:
+                return True
+        return False
+
+    def _prune_key_ids(self, cur: sqlite3.Cursor, horizon_ms: int) -> int:
+        """Delete up to :data:`PRUNE_BATCH` tombstones with a version 7 key_ID of time at or
+        below ``horizon_ms`` and raise the stored watermark to it (one transaction). The
+        key_ID range is a walk of the primary-key index from its start (key_IDs of other
+        versions rarely sort below a current time prefix)."""
+        if horizon_ms < 0:
+            return 0
+        deleted = cur.execute(
+            "DELETE FROM keys WHERE rowid IN (SELECT rowid FROM keys WHERE key_id < ? AND "
+            "state IN ('released', 'void') AND stream_id IS NULL AND "
+            "(key_id GLOB ? OR key_id GLOB ?) LIMIT ?)",
+            (key_id_time_bound(horizon_ms + 1), _V7_GLOB, _V7_COPY_GLOB, PRUNE_BATCH)).rowcount
+        if deleted:
+            cur.execute("INSERT INTO horizon(name, value) VALUES ('key_id_ms', ?) ON CONFLICT"
+                        "(name) DO UPDATE SET value=max(value, excluded.value)", (horizon_ms,))
+        return deleted
+
+    @staticmethod
+    def _prune_stream_keys(cur: sqlite3.Cursor, cutoff: float) -> int:
+        """Delete up to :data:`PRUNE_BATCH` tombstones of 004 stream keys created at or before
+        ``cutoff`` (whatever their key_ID) and raise each stream's index mark to its highest
+        pruned position (one transaction)."""
+        rows = cur.execute(
+            "SELECT rowid, stream_id, stream_index FROM keys WHERE stream_id IS NOT NULL AND "
+            "state IN ('released', 'void') AND created <= ? LIMIT ?",
+            (cutoff, PRUNE_BATCH)).fetchall()
+        if not rows:
+            return 0
+        marks: dict[str, int] = {}
+        for _, stream_id, index in rows:
+            marks[stream_id] = max(index, marks.get(stream_id, -1))
+        cur.executemany("INSERT INTO stream_marks(stream_id, through_index) VALUES (?, ?) ON "
+                        "CONFLICT(stream_id) DO UPDATE SET through_index=max(through_index, "
+                        "excluded.through_index)", list(marks.items()))
+        ids = [r[0] for r in rows]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            cur.execute(f"DELETE FROM keys WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
+        return len(rows)
+
+    def horizon(self) -> tuple[int, dict[str, int]]:
+        """What pruned tombstones left: (key_ID watermark in ms or -1, {stream: index mark})."""
+        with self._lock:
+            marks = dict(self._conn.execute("SELECT stream_id, through_index FROM stream_marks"))
+            return self._watermark_ms, marks
+
+    def prune_tombstones(self, now: float, *, key_id_now: float | None = None,
+                         budget_s: float | None = None) -> int:
+        """Delete released / void rows older than ``tombstone_retention_s``; returns how many.
+
+        ``now`` is the pool's clock (the one ``created`` and ``expires`` use);
+        ``key_id_now`` (default ``now``) is Unix time, the clock version 7 key_IDs carry
+        (``kms.key_manager.new_key_ids``). Each batch of :data:`PRUNE_BATCH` rows is one
+        durable transaction that also records the refusal rule covering them, so a crash at
+        any point leaves every deleted row covered (and the pool's lock is free between
+        batches); at most :data:`PRUNE_BATCHES` batches, and none started once ``budget_s``
+        seconds have passed:
+
+        * a version 7 key_ID (not a stream key) whose time is at or below ``key_id_now -
+          retention``: the key_ID watermark rises to that time. :meth:`store_ready` refuses
+          every version 7 key_ID at or below it and :meth:`resolve` answers ``void`` for an
+          absent one. (Rows at or below the watermark that are not tombstones stay and
+          answer for themselves.)
+        * a 004 stream key (key_ID derived from the stream and index, no time in it) whose
+          row was created before ``now - retention``: its stream's index mark rises to the
+          highest pruned position; positions at or below are refused, never made again
+          (:meth:`max_stream_index`) and read as void (:meth:`stream_state`).
+        * any other tombstone (hybrid seeds' version 4 key_IDs, rows of older pools) is kept.
+
+        Freed pages are reused by later rows (the file stops growing in a steady state)."""
+        if self.tombstone_retention_s <= 0:
+            return 0
+        horizon_ms = int(((now if key_id_now is None else key_id_now)
+                          - self.tombstone_retention_s) * 1000)
+        cutoff = now - self.tombstone_retention_s
+        pruned, started = 0, time.monotonic()
+        for _ in range(PRUNE_BATCHES):
+            with self._lock:
+                with self._tx() as cur:
+                    by_key_id = self._prune_key_ids(cur, horizon_ms)
+                    by_stream = self._prune_stream_keys(cur, cutoff)
+                if by_key_id:   # committed: the rule in memory follows the one on disk
+                    self._watermark_ms = max(self._watermark_ms, horizon_ms)
+            pruned += by_key_id + by_stream
+            if by_key_id < PRUNE_BATCH and by_stream < PRUNE_BATCH:
+                break
+            if budget_s is not None and time.monotonic() - started >= budget_s:
+                break
+        if pruned:
+            log.debug("pruned %d tombstone(s) older than %.0f s", pruned,
+                      self.tombstone_retention_s)
+        return pruned
 
     def ready_count(self, master: str, slave: str, size_bits: int) -> int:
         """Keys of the pair releasable to the master (stored and reserved)."""

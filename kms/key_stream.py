@@ -2,8 +2,8 @@
 
 One Key_stream_ID (KSID) is shared by both peers; the KM where the stream was opened first is
 its *originator* and is the only one that creates keys, so index ``i`` is the same key on both
-sides. The other KM asks the originator (``pull`` control message, forwarded hop by hop like
-the relay) to relay keys up to an index. Keys live in the :class:`~kms.key_pool.KeyPool` with
+sides. The other KM asks the originator (``pull`` control message, sent to it directly: control
+messages carry no key material and skip the relays) to relay keys up to an index. Keys live in the :class:`~kms.key_pool.KeyPool` with
 their stream position and are deleted ``ttl`` seconds after creation if unused.
 """
 
@@ -20,7 +20,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from kms import notifications
-from kms.errors import InsufficientKey, KmsError, NoRoute, RelayError
+from kms.errors import InsufficientKey, KmsError, NoRoute, RelayError, SessionRefused
 from kms.hybrid_kdf import fallback_mode
 from kms.key_pool import KeyRecord, KeyState
 from kms.refusals import Refusal
@@ -36,6 +36,10 @@ PULL_BATCH = 16
 MAX_CHUNK_BYTES = 1024
 #: longest a GET_KEY / OPEN_CONNECT may wait (QoS timeout, ms): bounds a worker thread's wait
 MAX_TIMEOUT_MS = 60_000
+
+
+#: streams ended by their session whose SAEs' CLOSE is still answered 0 (the newest kept)
+ENDED_STREAMS_KEPT = 4096
 
 
 class Status(IntEnum):
@@ -97,6 +101,10 @@ class KeyStream:
     absorbed: set[str] = field(default_factory=set)
     #: crossing OPEN_CONNECTs: the KSID this (dropped) stream gave way to
     superseded_by: str | None = None
+    #: local SAEs counted open on behalf of their OPEN_CONNECT still waiting for the
+    #: session's configuration when the peer's open arrived (it takes the claim, or
+    #: releases it if it fails)
+    claimed: set[str] = field(default_factory=set)
 
     def connected(self) -> bool:
         if len(self.local_saes) == 2:
@@ -116,6 +124,11 @@ class StreamManager:
         #: GET_KEYs of one session in progress at once: waiting in the token bucket or for
         #: key material holds a worker thread, so one session may hold only a few of them
         self.admission = SessionAdmission()
+        #: streams ended by their session (KSID -> local SAEs still open then), oldest first:
+        #: a later CLOSE of such a stream succeeds once
+        self._ended: dict[str, set[str]] = {}
+        #: local OPEN_CONNECTs waiting for their session's configuration, by (SAE, peer SAE)
+        self._pending_opens: dict[tuple[str, str], int] = {}
         km.streams = self
 
     # -- QoS ----------------------------------------------------------------------------------
@@ -173,24 +186,40 @@ class StreamManager:
             interface=notifications.ApplicationInterface.ETSI_004, key_stream_id=ksid,
             etsi004_qos=_etsi004_extra(qos))
         km.telemetry.request(session.session_id, "004", "open_connect", caller)
-        if not self._wait_active(session, qos.timeout):
-            refusal = km.refusal_for(session)
-            if refusal is not None:  # the controller's answer (docs/adr/0010)
-                return _refusal_reply(refusal, qos)
-            return Reply(Status.TIMEOUT, None)
-        try:
-            route = km.route_for(source, destination, session)
-        except KmsError:
-            return Reply(Status.NO_QKD_CONNECTION)
-        if session.session_id in km._forwarding.sessions:
-            ksid = session.session_id  # with a controller, the KSID is the session ID
-        local = {s for s in (source, destination) if km.directory.saes.get(s) == km.node_name}
-        stream = KeyStream(ksid, local, (source, destination), qos, True, route, session,
-                           open_saes={caller})
+        pair = (caller, destination)
         with self._lock:
-            if ksid in self._streams:
-                return Reply(Status.KSID_IN_USE, ksid)
-            self._streams[ksid] = stream
+            self._pending_opens[pair] = self._pending_opens.get(pair, 0) + 1
+        taken = False
+        try:
+            if not self._wait_active(session, qos.timeout):
+                refusal = km.refusal_for(session)
+                if refusal is not None:  # the controller's answer (docs/adr/0010)
+                    return _refusal_reply(refusal, qos)
+                return Reply(Status.TIMEOUT, None)
+            try:
+                route = km.route_for(source, destination, session)
+            except KmsError:
+                return Reply(Status.NO_QKD_CONNECTION)
+            if session.session_id in km._forwarding.sessions:
+                ksid = session.session_id  # with a controller, the KSID is the session ID
+            local = {s for s in (source, destination) if km.directory.saes.get(s) == km.node_name}
+            stream = KeyStream(ksid, local, (source, destination), qos, True, route, session,
+                               open_saes={caller})
+            with self._lock:
+                existing = self._streams.get(ksid)
+                if existing is None:
+                    self._streams[ksid] = stream
+                elif caller in existing.claimed:
+                    existing.claimed.discard(caller)
+                    taken = True
+                elif _joinable(existing, caller, source, destination):
+                    existing.open_saes.add(caller)
+                else:
+                    return Reply(Status.KSID_IN_USE, ksid)
+        finally:
+            self._open_finished(pair, taken)
+        if existing is not None:
+            return self._join_peer_stream(existing, caller, announce=not taken)
         if peer_node != km.node_name:
             try:
                 answer = self._control(stream, {"op": "open", "Key_stream_ID": ksid,
@@ -214,6 +243,47 @@ class StreamManager:
         log.info("%s: 004 stream %s opened by %s", km.node_name, ksid, caller)
         status = Status.SUCCESS if stream.connected() else Status.PEER_NOT_CONNECTED_YET
         return Reply(status, ksid, qos)
+
+    def _join_peer_stream(self, stream: KeyStream, caller: str, *, announce: bool) -> Reply:
+        """A waiting OPEN_CONNECT whose session became active after the peer's KM opened the
+        stream here (with a controller both ends get the same KSID, the session ID): the SAE
+        joins that stream. Unless it was already counted open (``announce`` False: claimed
+        for it when the open arrived), the peer's KM is told it is connected now."""
+        if announce and len(stream.local_saes) == 1:
+            try:
+                self._control(stream, {"op": "connected", "Key_stream_ID": stream.ksid})
+            except (KmsError, RelayError):
+                with self._lock:
+                    stream.open_saes.discard(caller)
+                return Reply(Status.NO_QKD_CONNECTION, stream.ksid)
+        log.info("%s: 004 stream %s joined by %s", self.km.node_name, stream.ksid, caller)
+        status = Status.SUCCESS if stream.connected() else Status.PEER_NOT_CONNECTED_YET
+        return Reply(status, stream.ksid, stream.qos)
+
+    def _open_finished(self, pair: tuple[str, str], taken: bool) -> None:
+        """One waiting OPEN_CONNECT of ``pair`` is done. When none is left and it did not take
+        the claim made for it, the claim is released and the peer's KM told the SAE is not
+        open after all (its OPEN_CONNECT failed: timeout, refusal, no route)."""
+        caller, peer = pair
+        with self._lock:
+            left = self._pending_opens.get(pair, 0) - 1
+            if left > 0:
+                self._pending_opens[pair] = left
+                return
+            self._pending_opens.pop(pair, None)
+            if taken:
+                return
+            released = [s for s in self._streams.values()
+                        if caller in s.claimed and set(s.saes) == {caller, peer}]
+            for stream in released:
+                stream.claimed.discard(caller)
+                stream.open_saes.discard(caller)
+        for stream in released:
+            try:
+                self._control(stream, {"op": "close", "Key_stream_ID": stream.ksid})
+            except (KmsError, RelayError):
+                log.info("%s: 004 stream %s: the peer KM was not told %s did not open",
+                         self.km.node_name, stream.ksid, caller)
 
     def _join_winner(self, mine: KeyStream, answer: dict[str, Any]) -> Reply:
         """Crossing OPEN_CONNECTs (both SAEs of a pair opened a new stream at the same time):
@@ -259,12 +329,13 @@ class StreamManager:
         return None
 
     def _wait_active(self, session: KmSession, timeout_ms: int) -> bool:
-        deadline = time.monotonic() + timeout_ms / 1000
-        while not session.active:
-            if session.state is SessionState.TERMINATED or time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        """Wait (up to ``timeout_ms``) for the session's configuration; whether it is active.
+        Woken by each configuration the KM applies (no polling interval added to a set-up)."""
+        try:
+            self.km.await_configuration(session, timeout_ms / 1000)
+        except SessionRefused:
+            return False
+        return session.active
 
     # -- GET_KEY ------------------------------------------------------------------------------
     def get_key(self, caller: str, ksid: str, index: int | None, metadata_size: int | None) -> Reply:
@@ -414,7 +485,15 @@ class StreamManager:
     def close(self, caller: str, ksid: str) -> Reply:
         with self._lock:
             stream = self._streams.get(str(ksid).lower())
-            if stream is None or caller not in stream.open_saes:
+            if stream is None:
+                # the session ended first (the peer's CLOSE, expiry, the controller): the
+                # stream this SAE had open is closed, as asked, once
+                ended = self._ended.get(str(ksid).lower())
+                if ended is not None and caller in ended:
+                    ended.discard(caller)
+                    return Reply(Status.SUCCESS, ksid)
+                return Reply(Status.NO_QKD_CONNECTION, ksid)
+            if caller not in stream.open_saes:
                 return Reply(Status.NO_QKD_CONNECTION, ksid)
             stream.open_saes.discard(caller)
             finished = not stream.open_saes
@@ -444,25 +523,43 @@ class StreamManager:
             gone = [s for s in self._streams.values() if s.session.session_id in ended]
             for stream in gone:
                 self._streams.pop(stream.ksid, None)
+                if stream.open_saes:
+                    self._ended[stream.ksid] = set(stream.open_saes)
+            while len(self._ended) > ENDED_STREAMS_KEPT:
+                self._ended.pop(next(iter(self._ended)))
         if gone:
             self.km.pool.drop_streams([stream.ksid for stream in gone])
 
     # -- KM-to-KM control ---------------------------------------------------------------------
     def _control(self, stream: KeyStream, body: dict) -> dict:
-        if stream.route.next_node is None:
+        """Send a control message to the KM of the stream's other SAE, directly (not hop by
+        hop: it carries no key material)."""
+        if len(stream.local_saes) == 2:
             raise NoRoute("both SAEs of this stream are local")
-        return self.km.relay.send_control(stream.route.session, stream.route.next_node, body,
+        return self.km.relay.send_control(stream.route.session, self._peer_node(stream), body,
                                           leg=stream.route.leg)
+
+    def _peer_node(self, stream: KeyStream) -> str:
+        """The node of the stream's SAE that is not local."""
+        remote = next(sae for sae in stream.saes if sae not in stream.local_saes)
+        return self.km.directory.node_of_sae(remote)
 
     def handle_control(self, sender_node: str | None, body: dict[str, Any]) -> dict:
         """A control message that reached this KM as the stream's other endpoint."""
         op, ksid = body.get("op"), str(body.get("Key_stream_ID", "")).lower()
         km = self.km
         if op == "open":
-            source, destination = str(body["source"]), str(body["destination"])
+            source, destination = body.get("source"), body.get("destination")
+            if not isinstance(source, str) or not isinstance(destination, str):
+                return {"status": "error", "message": "open needs source and destination SAE_IDs"}
             if km.directory.saes.get(destination) != km.node_name:
                 return {"status": "error", "message": "destination SAE not here"}
-            qos = qos_from_wire(body.get("qos", {}))
+            if sender_node is not None and km.directory.saes.get(source) != sender_node:
+                return {"status": "error", "message": "an open comes from its source SAE's KM"}
+            try:
+                qos = qos_from_wire(body.get("qos", {}))
+            except ValueError as exc:
+                return {"status": "error", "message": str(exc)}
             with self._lock:
                 mine = self._crossing_stream(source, destination, ksid)
                 if mine is not None:
@@ -496,13 +593,23 @@ class StreamManager:
                 if existing is not None:   # a concurrent "open" of the same stream got here first
                     existing.peer_open = True
                     return {"status": "ok", "peer_open": bool(existing.open_saes)}
+                # the local SAE's own OPEN_CONNECT may be waiting for this session's
+                # configuration (both SAEs opened at once; this end is configured a little
+                # later): it is counted open now and joins this stream when it wakes
+                waiting = {destination} if self._pending_opens.get((destination, source)) and \
+                    (session.session_id == ksid or session.state in _AWAITING_CONFIGURATION) \
+                    else set()
                 self._streams[ksid] = KeyStream(ksid, {destination}, (source, destination), qos,
-                                                False, route, session, peer_open=True)
-            return {"status": "ok", "peer_open": False}
+                                                False, route, session, open_saes=set(waiting),
+                                                peer_open=True, claimed=set(waiting))
+            return {"status": "ok", "peer_open": bool(waiting)}
         with self._lock:
             stream = self._streams.get(ksid)
         if stream is None:
             return {"status": "error", "message": "unknown Key_stream_ID"}
+        if sender_node is not None and len(stream.local_saes) == 1 and \
+                self._peer_node(stream) != sender_node:
+            return {"status": "error", "message": "not the KM of this stream's other SAE"}
         if op == "connected":
             stream.peer_open = True
             return {"status": "ok"}
@@ -510,12 +617,27 @@ class StreamManager:
             stream.peer_open = False
             return {"status": "ok"}
         if op == "pull" and stream.originator:
+            index = body.get("index")
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                return {"status": "error", "message": "pull needs a key index (integer >= 0)"}
             try:
-                self.produce(stream, int(body["index"]))
+                self.produce(stream, index)
             except (KmsError, RelayError) as exc:
                 return {"status": "error", "message": type(exc).__name__}
             return {"status": "ok"}
         return {"status": "error", "message": f"unsupported op {op!r}"}
+
+
+#: a session the controller has not configured yet (its ID becomes the stream's KSID then)
+_AWAITING_CONFIGURATION = (SessionState.AUTHENTICATING, SessionState.USER_ACCEPTED)
+
+
+def _joinable(stream: KeyStream, caller: str, source: str, destination: str) -> bool:
+    """Whether ``caller``'s OPEN_CONNECT of (``source``, ``destination``) may join ``stream``,
+    a stream the peer's KM opened here: the caller is its local SAE, not open yet, and the
+    stream is of the same pair."""
+    return (not stream.originator and caller in stream.local_saes
+            and caller not in stream.open_saes and set(stream.saes) == {source, destination})
 
 
 def crossing_winner(sae_a: str, sae_b: str) -> str:
@@ -551,6 +673,9 @@ def _etsi004_extra(qos: QoS) -> dict[str, Any]:
 
 def _reverse_route(km: KeyManager, session: str | None, sender_node: str | None,
                    leg: str | None = None) -> Route:
+    """The route of a stream opened by the KM ``sender_node`` (the stream's other end; the
+    neighbour for an adjacent pair). Such a stream never originates keys: its route serves
+    only its session and leg."""
     from kms.key_manager import Route
     return Route(session, sender_node, leg=leg)
 

@@ -268,6 +268,11 @@ class RelayContext:
     #: ``on_hop(role, session, neighbour, keys)``: source — an authentic ack arrived;
     #: relay / destination — an authentic message arrived (telemetry; never key material)
     on_hop: Callable[[str, str | None, str, int], None] = lambda *_: None
+    #: ``await_rule(session, timeout_s)``: block until this KM has a forwarding rule for
+    #: ``session`` or ``timeout_s`` passed; whether it has one (default: polls ``forwarding``)
+    await_rule: Callable[[str, float], bool] | None = None
+    #: ``locate_km(node)``: the base URL of a KM the directory has none for ("" if unknown)
+    locate_km: Callable[[str], str] | None = None
 
 
 class RelayEngine:
@@ -298,8 +303,16 @@ class RelayEngine:
                 pool = self._shared
         return pool
 
+    def close(self) -> None:
+        """Close the keep-alive connections to the neighbours (``KeyManager.stop``; a later
+        call opens new ones)."""
+        with self._in_flight_lock:
+            pool, self._shared = self._shared, None
+        if pool is not None:
+            pool.clear()
+
     def _post(self, neighbour: str, path: str, body: dict) -> RelayResponse:
-        url = self.ctx.directory().node(neighbour).relay_url
+        url = self.ctx.directory().node(neighbour).relay_url or self._locate(neighbour)
         if not url:
             raise RelayUnknown(f"no relay URL for {neighbour}")
         try:
@@ -309,6 +322,17 @@ class RelayEngine:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise RelayUnknown(f"{neighbour} unreachable: {type(exc).__name__}") from None
         return RelayResponse(response.status, response.data)
+
+    def _locate(self, node: str) -> str:
+        """The URL of a KM that is not a neighbour (read when needed: it may restart on
+        another port), or ""."""
+        if self.ctx.locate_km is None:
+            return ""
+        try:
+            return self.ctx.locate_km(node)
+        except (OSError, ValueError, KeyError) as exc:
+            log.info("%s: KM %s not located: %s", self.ctx.node_name, node, exc)
+            return ""
 
     def _delay(self, point: str) -> None:
         seconds = self.ctx.fault_delays.get(point)
@@ -326,9 +350,16 @@ class RelayEngine:
         local = self.ctx.local_saes()
         if any(r.master in local or r.slave in local for r in records):
             return
+        self._wait_for_rule(session)
+
+    def _wait_for_rule(self, session: str) -> bool:
+        """Wait up to RULE_WAIT_S for this KM's forwarding rule of ``session``."""
+        if self.ctx.await_rule is not None:
+            return self.ctx.await_rule(session, RULE_WAIT_S)
         deadline = time.monotonic() + RULE_WAIT_S
         while session not in self.ctx.forwarding().rules and time.monotonic() < deadline:
             time.sleep(RULE_POLL_S)
+        return session in self.ctx.forwarding().rules
 
     def next_node(self, session: str | None, sender_node: str | None,
                   direct_peer: str | None = None, leg: str | None = None) -> str | None:
@@ -490,28 +521,26 @@ class RelayEngine:
                          len(stored), len(voided))
         return settled
 
-    # -- 004 stream control (forwarded like resolve) -----------------------------------------
-    def send_control(self, session: str | None, next_node: str, body: dict,
+    # -- 004 stream control (end KM to end KM) ----------------------------------------------
+    def send_control(self, session: str | None, peer_node: str, body: dict,
                      leg: str | None = None) -> dict:
+        """A 004 stream's control message, straight to the KM at the stream's other end
+        (``peer_node``): it carries no key material, so the relays of the path need not see
+        it, and a set-up costs one exchange whatever the number of hops."""
         extra = {"leg": leg} if leg is not None else {}
-        response = self._post(next_node, CONTROL_PATH, {"session": session, **extra, **body})
+        response = self._post(peer_node, CONTROL_PATH, {"session": session, **extra, **body})
         if response.status_code != 200:
-            raise RelayUnknown(f"{next_node}: {_message(response)}")
+            raise RelayUnknown(f"{peer_node}: {_message(response)}")
         return response.json()
 
     def handle_control(self, sender_node: str, body: dict) -> tuple[int, dict]:
+        """A control message from the KM at a stream's other end (``sender_node``)."""
         session = body.get("session")
-        try:
-            nxt = self.next_node(session, sender_node, leg=body.get("leg"))
-        except NoRoute as exc:
-            return 403, {"message": str(exc)}
-        if nxt is None:
-            return 200, self.ctx.control_handler(sender_node, body)
-        try:
-            response = self._post(nxt, CONTROL_PATH, body)
-        except RelayUnknown as exc:
-            return 504, {"message": str(exc)}
-        return response.status_code, response.json()
+        if isinstance(session, str) and session not in self.ctx.forwarding().rules:
+            # the controller configures a path's KMs in parallel: the other end's open may
+            # arrive before this KM's own configuration of the session
+            self._wait_for_rule(session)
+        return 200, self.ctx.control_handler(sender_node, body)
 
 
 def _resolve_body(session: str | None, key_ids: Sequence[str], leg: str | None) -> dict:

@@ -38,13 +38,17 @@ def _sender() -> str | None:
     return neighbour_of(request.environ, current_app.config["KM"])
 
 
-def _network_km() -> str | None:
-    """Any KM of the network (end-to-end PQC messages skip the relays; ADR 0009)."""
-    ident = peer_identity(request.environ)
+def network_km_of(environ: dict[str, Any], km: KeyManager) -> str | None:
+    """The node name of the verified KM certificate if it is any KM of the network's
+    (end-to-end messages skip the relays: PQC, ADR 0009; 004 stream control)."""
+    ident = peer_identity(environ)
     if ident is None or ident.unit != KM_UNIT:
         return None
-    km = current_app.config["KM"]
     return ident.common_name if ident.common_name in km.directory.nodes else None
+
+
+def _network_km() -> str | None:
+    return network_km_of(request.environ, current_app.config["KM"])
 
 
 def _dispatch(handler, sender_of=_sender):
@@ -72,7 +76,7 @@ def resolve():
 
 @blueprint.post(CONTROL_PATH)
 def control():
-    return _dispatch(current_app.config["KM"].relay.handle_control)
+    return _dispatch(current_app.config["KM"].relay.handle_control, _network_km)
 
 
 @blueprint.post(PQC_HANDSHAKE_PATH)
@@ -97,6 +101,9 @@ class RelayRouteDispatch:
         self.handlers: dict[str, Callable[[str, dict], tuple[int, dict]]] = {
             EXT_KEYS_PATH: km.relay.handle_ext_keys, RESOLVE_PATH: km.relay.handle_resolve,
             CONTROL_PATH: km.relay.handle_control}
+        #: who may send to a path: a physical neighbour, but any KM for end-to-end messages
+        self.senders: dict[str, Callable[[dict[str, Any], KeyManager], str | None]] = {
+            CONTROL_PATH: network_km_of}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         handler = self.handlers.get(environ.get("PATH_INFO", ""))
@@ -113,7 +120,8 @@ class RelayRouteDispatch:
                handler: Callable[[str, dict], tuple[int, dict]]) -> tuple[int, dict]:
         from kms.etsi014_fast_path import request_json
         try:
-            sender = neighbour_of(environ, self.km)
+            sender = self.senders.get(environ.get("PATH_INFO", ""), neighbour_of)(environ,
+                                                                                 self.km)
             if sender is None:
                 return 401, NO_NEIGHBOUR
             body = request_json(environ)

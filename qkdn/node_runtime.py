@@ -79,7 +79,8 @@ def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
 
     A KM relays only to its physical neighbours, so only their (and its own) files are read:
     a refresh costs O(degree), not O(nodes) — on a 100-node network the difference between
-    ~8 and ~400 file reads per node and refresh."""
+    ~8 and ~400 file reads per node and refresh. The KM finds any other KM (the far end of a
+    004 stream's control messages) with :func:`km_relay_url` when it needs it."""
     from kms.directory import Directory, NodeEntry
 
     links = {link.peer_of(node_name): link.qkdl_id for link in topology.links_of(node_name)}
@@ -87,13 +88,18 @@ def km_directory(topology: Topology, node_name: str, network: StateDir) -> Any:
     for node in topology.nodes:
         url = ""
         if node.name in links or node.name == node_name:
-            config = NodeProcessConfig.load(network.node_config(node.name))
-            port = config.km_port or _recorded_port(network.node_dir(node.name) / "ports.json",
-                                                    "km")
-            url = f"https://{config.km_host}:{port}" if port else ""
+            url = km_relay_url(network, node.name)
         nodes[node.name] = NodeEntry(node.name, node.qkdn_id, url)
     return Directory(saes={sae.sae_id: sae.node for sae in topology.saes}, nodes=nodes,
                      links=links)
+
+
+def km_relay_url(network: StateDir, node_name: str) -> str:
+    """The base URL of the KM of ``node_name`` (its node config, or the port in its
+    ``ports.json`` once it listens); "" while it has not started."""
+    config = NodeProcessConfig.load(network.node_config(node_name))
+    port = config.km_port or _recorded_port(network.node_dir(node_name) / "ports.json", "km")
+    return f"https://{config.km_host}:{port}" if port else ""
 
 
 def directory_sources(topology: Topology, node_name: str, network: StateDir) -> list[Path]:
@@ -390,6 +396,7 @@ class NodeRuntime:
         self.km = KeyManager(self.config.name, self.config.qkdn_id, self.config.state_dir,
                              km_directory(self.topology, self.config.name, self.network), tls,
                              notify=self.notify,
+                             locate_km=lambda name: km_relay_url(self.network, name),
                              config=KmConfig(require_controller=self.config.controller,
                                              link_settle_blocks=LINK_SETTLE_BLOCKS,
                                              link_incoming_wait_s=LINK_INCOMING_WAIT_S,

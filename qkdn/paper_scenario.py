@@ -85,14 +85,6 @@ def run_etsi004(endpoints: dict[str, Any], a: str, b: str, *, keys: int = 4,
             "source": f"sae-{node}", "destination": f"sae-{peer}", "QoS": qos,
             "Key_stream_ID": None}) for node, peer in ((a, b), (b, a))}
         answers = {node: future.result() for node, future in opens.items()}
-    # both opened with a null KSID at the same moment: one may be told 5 (KSID in use) while
-    # the other holds the stream; that one then joins with the KSID its peer got, as 004
-    # applications pass the KSID to their peer
-    for node, peer in ((a, b), (b, a)):
-        if answers[node]["status"] == 5 and answers[peer]["status"] in (0, 1):
-            answers[node] = call(node, "open_connect", {
-                "source": f"sae-{node}", "destination": f"sae-{peer}", "QoS": qos,
-                "Key_stream_ID": answers[peer]["Key_stream_ID"]})
     for node, answer in answers.items():
         if answer["status"] not in (0, 1):
             result.error = f"OPEN_CONNECT at {node}: status {answer['status']}"

@@ -45,8 +45,11 @@ class KmProcesses:
     Each feeds ``blocks`` blocks of ``block_size`` bytes per link; node N logs to
     ``workdir/N.log`` (appended to on a restart)."""
 
-    def __init__(self, workdir: Path, blocks: int, block_size: int) -> None:
+    def __init__(self, workdir: Path, blocks: int, block_size: int,
+                 settings: dict | None = None) -> None:
         self.workdir = workdir
+        #: extra ``km serve`` spec settings of every KM (e.g. ``tombstone_retention_s``)
+        self.settings = dict(settings or {})
         self.blocks, self.block_size = blocks, block_size
         self.pki = issue_network_pki(workdir, NODES, SAES)
         self.ports = {n: free_port() for n in NODES}
@@ -65,7 +68,8 @@ class KmProcesses:
         tests)."""
         spec = {**serve_spec(node, NODES, LINKS, SAES, self.urls, self.pki, self.state_dir(node),
                           self.ports[node], blocks=self.blocks, block_size=self.block_size),
-                "running": running_config(node), "resolve_interval_s": 0.3, "relay_batch": 1}
+                "running": running_config(node), "resolve_interval_s": 0.3, "relay_batch": 1,
+                **self.settings}
         if fault_delays:
             spec["fault_delays"] = fault_delays
         return spec

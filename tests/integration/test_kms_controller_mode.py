@@ -235,3 +235,82 @@ def test_a_request_the_controller_never_answered_is_asked_again(net):
     net.clock.now += 1.0                        # reask_after_s later (e.g. a restarted
     assert enc(net).status_code == 503          # controller that never heard of it)
     assert len(_request_ids(net, "A")) == 2
+
+
+def _open_as(net, sae, peer, qos):
+    s = requests.Session()
+    s.trust_env = False
+    s.cert, s.verify = net.sae_cert(sae), net.ca
+    return s.post(net.kms[SAES[sae]].base_url + "/api/v1/etsi004/open_connect",
+                  json={"source": sae, "destination": peer, "QoS": qos,
+                        "Key_stream_ID": None}, timeout=10).json()
+
+
+def _get_key(net, sae, ksid):
+    s = requests.Session()
+    s.trust_env = False
+    s.cert, s.verify = net.sae_cert(sae), net.ca
+    return s.post(net.kms[SAES[sae]].base_url + "/api/v1/etsi004/get_key",
+                  json={"Key_stream_ID": ksid, "index": 0}, timeout=10).json()
+
+
+def _until(condition, what, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("first", ["A", "B"])
+def test_004_both_ends_open_at_once_and_both_get_the_session(net, first):
+    """Both SAEs OPEN_CONNECT (null KSID) before the controller has configured either KM.
+    ``first`` gets its configuration first: its stream's open reaches the peer KM while the
+    peer's OPEN_CONNECT still waits for its own. Both answer 0 (SUCCESSFUL) with the
+    session's KSID and share the key at each index; neither is told 5 (KSID in use)."""
+    qos = {"timeout": 5000, "key_chunk_size": 32}
+    replies = {}
+    threads = [threading.Thread(target=lambda s=s, p=p: replies.update({s: _open_as(net, s, p, qos)}))
+               for s, p in (("sae-a", "sae-b"), ("sae-b", "sae-a"))]
+    for thread in threads:
+        thread.start()
+    new = "etsi-qkd-sdn-node:sdqkdn_application_new"
+    _until(lambda: {n for n, b in net.notifications if new in b} == {"A", "B"},
+           "both KMs asked the controller")
+    later = "B" if first == "A" else "A"
+    net.kms[first].apply_running_config(config(first))
+    _until(lambda: APP in net.kms[later].streams._streams, "the open reached the later KM")
+    net.kms[later].apply_running_config(config(later))
+    for thread in threads:
+        thread.join(10)
+    assert replies["sae-a"]["status"] == replies["sae-b"]["status"] == 0, replies
+    assert replies["sae-a"]["Key_stream_ID"] == replies["sae-b"]["Key_stream_ID"] == APP
+    a0, b0 = _get_key(net, "sae-a", APP), _get_key(net, "sae-b", APP)
+    assert a0["status"] == b0["status"] == 0, (a0, b0)
+    assert a0["key_buffer"] == b0["key_buffer"]
+
+
+def _close(net, sae, ksid):
+    s = requests.Session()
+    s.trust_env = False
+    s.cert, s.verify = net.sae_cert(sae), net.ca
+    return s.post(net.kms[SAES[sae]].base_url + "/api/v1/etsi004/close",
+                  json={"Key_stream_ID": ksid}, timeout=10).json()
+
+
+def test_004_close_after_the_peer_ended_the_session_succeeds_once(net):
+    """The peer's CLOSE ends the session and the controller deletes it everywhere; the other
+    application's CLOSE of the stream it had open then answers 0 (it is closed), a second
+    CLOSE 4, and a KSID this KM never served 4."""
+    for node in ("A", "B"):
+        net.kms[node].apply_running_config(config(node))
+    qos = {"timeout": 5000, "key_chunk_size": 32}
+    assert _open_as(net, "sae-a", "sae-b", qos)["status"] == 1
+    assert _open_as(net, "sae-b", "sae-a", qos)["status"] == 0
+    assert _close(net, "sae-a", APP)["status"] == 0
+    for node in ("A", "B"):   # the controller's deletion of the ended session
+        net.kms[node].apply_running_config({"etsi-qkd-sdn-node:qkd_node": {
+            "qkdn_id": node_qkdn_id(node)}})
+    assert APP not in net.kms["B"].streams._streams
+    assert _close(net, "sae-b", APP.upper())["status"] == 0
+    assert _close(net, "sae-b", APP)["status"] == 4
+    assert _close(net, "sae-b", str(uuid.uuid4()))["status"] == 4

@@ -83,3 +83,27 @@ def test_status_and_refusals(net):
         assert "message" in r.json()
     # nothing was relayed for the refused requests
     assert net.kms["C"].pool.counts() == {}
+
+
+def test_one_draw_of_key_material_per_request(net, monkeypatch):
+    """The shared keys come from one CSPRNG draw for the whole request, cut into keys (as
+    the single-slave batches), not one ``token_bytes`` call per key: two calls in all, the
+    other for the key_IDs' random bits."""
+    import secrets
+    import types
+
+    import kms.key_manager
+
+    calls = []
+
+    def token_bytes(n):
+        calls.append(n)
+        return secrets.token_bytes(n)
+
+    monkeypatch.setattr(kms.key_manager, "secrets", types.SimpleNamespace(token_bytes=token_bytes))
+    r = enc(net, {"number": 40, "size": 128, "additional_slave_SAE_IDs": ["sae-c"]})
+    assert r.status_code == 200, r.text
+    keys = r.json()["keys"]
+    assert len({k["key"] for k in keys}) == 40
+    assert sorted(calls) == [40 * 10, 40 * 16]      # key_IDs (10 bytes each), keys (16 each)
+    assert dec(net, "sae-c", [k["key_ID"] for k in keys]).json()["keys"] == keys

@@ -11,7 +11,7 @@ import requests
 from kms.key_manager import KmConfig
 from kms.key_pool import KeyRecord
 from kms.local_network import LocalKmNetwork, link_id, node_qkdn_id, virtual_link
-from kms.relay import EXT_KEYS_PATH, build_ext_keys, canonical
+from kms.relay import CONTROL_PATH, EXT_KEYS_PATH, build_ext_keys, canonical
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +174,38 @@ def test_relay_whose_rule_lands_after_the_keys_waits_for_it(net):
     assert r.status_code == 200, r.text
     keys = r.json()["keys"]
     assert dec(net, keys).json()["keys"] == keys
+
+
+def test_stream_control_goes_end_to_end_and_waits_for_the_far_ends_rule(net):
+    """A 004 stream's control messages go straight to the KM of the other SAE (no key
+    material: the relay B does not see them). The controller configures a path's KMs in
+    parallel, so the open may reach the far end before its configuration: C waits for its
+    rule, then opens its side of the stream on the configured session."""
+    import threading
+
+    net.kms["C"].apply_running_config({"etsi-qkd-sdn-node:qkd_node": {"qkdn_id": node_qkdn_id("C")}})
+    late = threading.Timer(0.3, net.kms["C"].apply_running_config,
+                           (running_config("C", "B", None),))
+    control_to = []
+    relay_a = net.kms["A"].relay
+    original = relay_a._post
+    relay_a._post = lambda node, path, body: (control_to.append(node) if path == CONTROL_PATH
+                                              else None) or original(node, path, body)
+    late.start()
+    qos = {"key_chunk_size": 32, "timeout": 1000, "ttl": 30}
+    try:
+        r = call004(net, "sae-a", "A", "open_connect",
+                    {"source": "sae-a", "destination": "sae-c", "QoS": qos})
+    finally:
+        late.join()
+    assert r["status"] == 1 and r["Key_stream_ID"] == SESSION
+    far_end = net.kms["C"].streams._streams.get(SESSION)
+    assert far_end is not None and not far_end.originator
+    assert far_end.session.session_id == SESSION
+    r = call004(net, "sae-c", "C", "open_connect", {"source": "sae-c", "destination": "sae-a",
+                                                    "QoS": qos, "Key_stream_ID": SESSION})
+    assert r["status"] == 0
+    c0 = call004(net, "sae-c", "C", "get_key", {"Key_stream_ID": SESSION, "index": 0})
+    a0 = call004(net, "sae-a", "A", "get_key", {"Key_stream_ID": SESSION, "index": 0})
+    assert c0["status"] == a0["status"] == 0 and c0["key_buffer"] == a0["key_buffer"]
+    assert control_to and set(control_to) == {"C"}   # never through the relay B
