@@ -14,8 +14,8 @@ read that handles a window adjust or a rekey writes to the same output buffer an
 state a concurrent write uses). It also copies every received byte through a socket pair to
 the session thread.
 
-:class:`LibsshSession` keeps ncclient's ``Session`` (framing of the hello, listeners, RPC
-machinery, notifications) and replaces the transport: after the handshake the libssh
+``LibsshSession`` (:func:`session_class`) keeps ncclient's ``Session`` (framing of the
+hello, listeners, RPC machinery, notifications) and replaces the transport: after the handshake the libssh
 session is non-blocking, **every libssh call holds one lock per session**, and a single
 thread per session waits in ``select`` on the TCP socket and a wake-up pipe (no polling: an
 idle session sleeps), reads whatever libssh has decrypted, and writes what a caller could
@@ -70,15 +70,22 @@ def available() -> bool:
     return True
 
 
-class LibsshSession:  # the real base class is bound in _session_class (ncclient import)
-    pass
+_SESSION_CLASS: type | None = None
+_class_lock = threading.Lock()
 
 
-def _session_class() -> type:
-    """:class:`LibsshSession` built on ncclient's ``Session`` (imported lazily)."""
-    global LibsshSession
-    if getattr(LibsshSession, "_qkdn_built", False):
-        return LibsshSession
+def session_class() -> type:
+    """The ``LibsshSession`` class: an ncclient ``Session`` over libssh, built on first use
+    (ncclient and ``ssh-python`` are imported then, so that :func:`available` works
+    without them)."""
+    global _SESSION_CLASS
+    with _class_lock:
+        if _SESSION_CLASS is None:
+            _SESSION_CLASS = _build_session_class()
+        return _SESSION_CLASS
+
+
+def _build_session_class() -> type:
     from ncclient.capabilities import Capabilities
     from ncclient.transport import session as session_module
     from ncclient.transport.errors import (
@@ -97,10 +104,8 @@ def _session_class() -> type:
 
     from qkdn.netconf_client import _frame, receive
 
-    class _LibsshSession(Session):
+    class LibsshSession(Session):
         """ncclient ``Session`` over a non-blocking libssh session (see the module)."""
-
-        _qkdn_built = True
 
         def __init__(self, device_handler: Any) -> None:
             Session.__init__(self, Capabilities(device_handler.get_capabilities()))
@@ -381,19 +386,17 @@ def _session_class() -> type:
         def host(self) -> str | None:
             return self._host if self._connected else None
 
-    _LibsshSession.__name__ = _LibsshSession.__qualname__ = "LibsshSession"
-    LibsshSession = _LibsshSession
     return LibsshSession
 
 
 def connect(host: str, port: int, username: str, password: str, *, timeout: float = 10.0,
             hostkey_b64: str | None = None, manager_params: dict | None = None) -> Any:
-    """An ncclient ``Manager`` over a :class:`LibsshSession` (host key verified only
+    """An ncclient ``Manager`` over a ``LibsshSession`` (host key verified only
     against ``hostkey_b64`` when given)."""
     from ncclient import manager
 
     device_handler = manager.make_device_handler({}, None)
-    session = _session_class()(device_handler)
+    session = session_class()(device_handler)
     try:
         session.connect(host, port, username, password, timeout=timeout,
                         hostkey_b64=hostkey_b64)
