@@ -158,7 +158,7 @@ class SouthboundConfig:
     #: agents sharing the budgets (set by :class:`Southbound`)
     agents: int = 1
     #: SSH under the sessions (:class:`Transport`; ``QKDN_SOUTHBOUND_TRANSPORT``): libssh
-    #: costs the controller ~4x less CPU per RPC than paramiko (docs/controller.md)
+    #: costs the controller ~30 % less CPU per RPC than paramiko (docs/controller.md)
     transport: Transport | str = Transport.AUTO
 
 
