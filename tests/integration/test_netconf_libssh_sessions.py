@@ -225,4 +225,3 @@ def test_agent_gone_ends_the_session(agent):
     assert not session.is_alive() and not m.connected
     with pytest.raises(PushError, match="session lost|Not connected"):
         send_edit_config(session, "n", EMPTY_EDIT).wait(5)
-
