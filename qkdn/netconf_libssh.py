@@ -104,7 +104,7 @@ def _build_session_class() -> type:
     from ssh.options import CIPHERS_C_S, CIPHERS_S_C, HOST, TIMEOUT, USER
     from ssh.session import Session as Libssh
 
-    from qkdn.netconf_client import _frame, receive
+    from qkdn.netconf_client import frame_message, receive
 
     class LibsshSession(Session):
         """ncclient ``Session`` over a non-blocking libssh session (see the module)."""
@@ -204,7 +204,7 @@ def _build_session_class() -> type:
             if not self._connected:
                 raise TransportError("Not connected to NETCONF server")
             if self._thread_started:   # the hello went out before anything else
-                data = _frame(self, message)
+                data = frame_message(self, message)
                 with self._io_lock:
                     if not self._unsent and self._q.empty() and self._write_now(data):
                         return
@@ -312,7 +312,7 @@ def _build_session_class() -> type:
                 if not self._unsent:
                     if self._q.empty():
                         return True
-                    self._unsent = _frame(self, self._q.get())
+                    self._unsent = frame_message(self, self._q.get())
                 window = channel.window_size()
                 if window <= 0:
                     return True   # a window adjust will come as readable data
