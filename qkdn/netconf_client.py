@@ -26,6 +26,10 @@ ncclient's ``_parse11``, which decodes and re-matches the buffer for every chunk
 message under cProfile).
 Dispatch to ncclient's listeners is unchanged; base:1.0 (the hellos) and SAX parsers stay
 ncclient's.
+
+These are paramiko sessions: :func:`connect` (operators' tools, the orchestrator's client,
+benchmarks) stays on them. The controller's south-bound runs on libssh by default
+(:mod:`qkdn.netconf_libssh`, which reuses :func:`frame_message` and :func:`receive`).
 """
 
 from __future__ import annotations
