@@ -1,8 +1,9 @@
 """Agent CPU per edit-config over real SSH, the controller's way, for one or several trees.
 
 Starts the controller benchmark's relay agent (``bench.netconf_agent_process`` with node
-``2`` of the 6-node line) in its own process, connects as the controller does (ncclient with
-its event-driven sessions, AES-GCM first, ``sdn_controller.netconf_pipeline`` sends), and
+``2`` of the 6-node line) in its own process, connects as the controller does
+(``sdn_controller.southbound.connect_agent``: its default transport, libssh when installed,
+or ``--transport``; ``sdn_controller.netconf_pipeline`` sends), and
 sends ``--edits`` edit-configs (a 5-hop session's install and removal at the relay,
 alternately, each awaited). Reports per edit-config the agent process's CPU
 (``/proc/<pid>/stat`` utime + stime, its idle CPU over the same time subtracted), this
@@ -64,12 +65,11 @@ def _relay_rpcs(edits: int) -> tuple[dict, list[str]]:
     return initial_node_config(topo, RELAY), payloads[:edits]
 
 
-def run_once(tree: Path, edits: int, workdir: Path, profile: Path | None = None
-             ) -> dict[str, float]:
+def run_once(tree: Path, edits: int, workdir: Path, profile: Path | None = None,
+             transport: str = "auto") -> dict[str, float]:
     """One agent process from ``tree``: CPU per edit-config (agent, client) and wall p50."""
-    from qkdn.netconf_client import install_event_driven_sessions
     from sdn_controller.netconf_pipeline import send_edit_config
-    from sdn_controller.southbound import prefer_aead_ciphers
+    from sdn_controller.southbound import AgentEndpoint, SouthboundConfig, connect_agent
 
     initial, payloads = _relay_rpcs(edits)
     spec = workdir / "relay.json"
@@ -86,15 +86,10 @@ def run_once(tree: Path, edits: int, workdir: Path, profile: Path | None = None
         first = (proc.stdout.readline() if proc.stdout else "").split()
         if first[:1] != ["port"]:
             raise RuntimeError("the agent did not start")
-        from ncclient import manager
-
-        install_event_driven_sessions()
-        prefer_aead_ciphers()
-        m = manager.connect(host="127.0.0.1", port=int(first[1]), username="admin",
-                            password="bench-pw", hostkey_verify=False, allow_agent=False,
-                            look_for_keys=False, timeout=10)
+        # as the controller's sessions: its transport, subscribed (and so the reply listener)
+        m = connect_agent(AgentEndpoint("relay", "127.0.0.1", int(first[1]), "admin",
+                                        "bench-pw"), SouthboundConfig(transport=transport))
         try:
-            m.create_subscription()  # as the controller's sessions (and the reply listener)
             for payload in payloads[:20]:  # warm-up
                 send_edit_config(m._session, "relay", payload).wait()
             time.sleep(0.3)
@@ -134,6 +129,9 @@ def main() -> int:
     parser.add_argument("--edits", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tree", action="append", type=Path)
+    parser.add_argument("--transport", default="auto",
+                        help="the client's SSH: auto (the controller's default), libssh, "
+                             "paramiko")
     parser.add_argument("--profile", type=Path,
                         help="write the agent's cProfile to DIR/relay.prof (last run)")
     args = parser.parse_args()
@@ -141,7 +139,8 @@ def main() -> int:
     for _ in range(args.rounds):
         for tree in trees:
             with tempfile.TemporaryDirectory() as tmp:
-                result = run_once(tree.resolve(), args.edits, Path(tmp), args.profile)
+                result = run_once(tree.resolve(), args.edits, Path(tmp), args.profile,
+                                  args.transport)
             print(f"{tree!s:28s} agent {result['agent_cpu_ms']:.3f} ms (kernel "
                   f"{result['agent_system_ms']:.3f}), client "
                   f"{result['client_cpu_ms']:.3f} ms CPU per edit-config, wall p50 "

@@ -188,6 +188,8 @@ class _AgentNetwork:
         #: (path, ids known before, event): set once a new id is at every agent of the path
         self._watch: tuple[list[str], frozenset[str], threading.Event] | None = None
         self.procs: dict[str, subprocess.Popen] = {}
+        #: bytes of an agent's report line not complete yet
+        self._partial: dict[str, bytes] = {}
         #: (perf_counter, node name, what) from the agents when ``timeline`` is on
         self.agent_events: list[tuple[float, str, str]] = []
         ports = {}
@@ -200,13 +202,16 @@ class _AgentNetwork:
                 "timeline": timeline}))
             proc = subprocess.Popen([sys.executable, "-m", "bench.netconf_agent_process",
                                      str(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    text=True, bufsize=1)
+                                    bufsize=0)
             self.procs[node.name] = proc
-            first = proc.stdout.readline().split()
-            if first[:1] != ["port"]:
+            first, self._partial[node.name] = _first_line(proc.stdout.fileno())
+            if first.split()[:1] != [b"port"]:
                 raise RuntimeError(f"agent {node.name} did not start")
-            ports[node.name] = int(first[1])
-            threading.Thread(target=self._read, args=(node.name, proc), daemon=True).start()
+            ports[node.name] = int(first.split()[1])
+        # one thread reads every agent's reports (not one per agent): agents that commit
+        # together are read in one wake-up of one thread of the controller's process
+        threading.Thread(target=self._read_reports, daemon=True,
+                         name="bench-agent-reports").start()
         self.users = UserDb.open()
         self.users.load_topology(self.topo)
         self.topology = TopologyDb.open(clock=time.monotonic)
@@ -251,20 +256,49 @@ class _AgentNetwork:
             return True
         return view.state is SessionState.TERMINATED and not view.pending_deletions
 
-    def _read(self, name: str, proc: Any) -> None:
-        for line in proc.stdout:
-            if line.startswith("tl "):
-                _, at, what = line.split(" ", 2)
+    def _read_reports(self) -> None:
+        """Read the agents' report lines (``apps`` after every commit, ``tl`` events) from
+        all their pipes in one thread, as they come."""
+        import os
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        for name, proc in self.procs.items():
+            os.set_blocking(proc.stdout.fileno(), False)
+            selector.register(proc.stdout.fileno(), selectors.EVENT_READ, name)
+        for name, rest in self._partial.items():   # read with the port line
+            self._partial[name] = b""
+            self._take_lines(name, rest)
+        while selector.get_map():
+            for key, _ in selector.select():
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:   # the agent ended
+                    selector.unregister(key.fd)
+                    continue
+                self._take_lines(key.data, chunk)
+        selector.close()
+
+    def _take_lines(self, name: str, chunk: bytes) -> None:
+        *lines, self._partial[name] = (self._partial[name] + chunk).split(b"\n")
+        apps = None
+        for line in lines:
+            if line.startswith(b"tl "):
+                _, at, what = line.decode().split(" ", 2)
                 self.agent_events.append((float(at), name, what.strip()))
-            elif line.startswith("apps "):
-                with self.changed:
-                    self.apps[name] = set(json.loads(line[5:]))
-                    self._check_watch()
-                    self.changed.notify_all()
+            elif line.startswith(b"apps "):
+                apps = line   # only the newest state of a batch matters
+        if apps is not None:
+            with self.changed:
+                self.apps[name] = set(json.loads(apps[5:]))
+                self._check_watch()
+                self.changed.notify_all()
 
     def _send(self, name: str, command: dict) -> None:
         proc = self.procs[name]
-        proc.stdin.write(json.dumps(command) + "\n")
+        proc.stdin.write(json.dumps(command).encode() + b"\n")
         proc.stdin.flush()
 
     def watch_new_session(self, path: list[str], before: frozenset[str]) -> Any:
@@ -340,6 +374,26 @@ class _AgentNetwork:
                 proc.kill()
         self.users.close()
         self.topology.close()
+
+
+def _first_line(fd: int, timeout_s: float = 60.0) -> tuple[bytes, bytes]:
+    """The first line written to pipe ``fd`` (without its newline) and the bytes after it,
+    read straight from the descriptor (no buffered reader holds any of them back)."""
+    import os
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    first, _, rest = data.partition(b"\n")
+    return first, rest
 
 
 def _line(n: int) -> dict:

@@ -26,6 +26,10 @@ ncclient's ``_parse11``, which decodes and re-matches the buffer for every chunk
 message under cProfile).
 Dispatch to ncclient's listeners is unchanged; base:1.0 (the hellos) and SAX parsers stay
 ncclient's.
+
+These are paramiko sessions: :func:`connect` (operators' tools, the orchestrator's client,
+benchmarks) stays on them. The controller's south-bound runs on libssh by default
+(:mod:`qkdn.netconf_libssh`, which reuses :func:`frame_message` and :func:`receive`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ _installed = threading.Lock()
 _WAKE = "qkdn-wake"
 
 
-def _frame(session: Any, message: str) -> bytes:
+def frame_message(session: Any, message: str) -> bytes:
+    """``message`` framed for ``session``: RFC 6242 chunked framing once base:1.1 was
+    agreed, the end-of-message marker before (the hellos)."""
     from ncclient.transport.session import END_DELIM, MSG_DELIM, NetconfBase
 
     data = message.encode()
@@ -99,7 +105,7 @@ def _write_message(session: Any, message: str | bytes) -> None:
     channel (the caller holds the send lock)."""
     from ncclient.transport.errors import SessionCloseError
 
-    data = message if isinstance(message, bytes) else _frame(session, message)
+    data = message if isinstance(message, bytes) else frame_message(session, message)
     while data:
         sent = session._transport_write(data)
         if sent <= 0:
@@ -125,7 +131,7 @@ def _event_driven_send(self: Any, message: str) -> None:
         raise TransportError("Not connected to NETCONF server")
     pipe = getattr(self, "_qkdn_wake", None)
     if pipe is not None:   # the session thread runs: the hello went out before anything else
-        data = _frame(self, message)
+        data = frame_message(self, message)
         with _send_lock(self):
             # only what the SSH window takes whole: a caller never blocks waiting for the
             # agent to open its window (the session thread does, as before)

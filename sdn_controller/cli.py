@@ -53,6 +53,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ctl.add_argument("--nbi-port", type=int, default=None,
                      help="its port (default: kept from the last run, else ephemeral; "
                           "QKDN_NBI_PORT)")
+    ctl.add_argument("--southbound-transport", choices=("auto", "libssh", "paramiko"),
+                     default=None,
+                     help="SSH under the agents' NETCONF sessions (default auto: libssh when "
+                          "ssh-python is installed, else paramiko; QKDN_SOUTHBOUND_TRANSPORT)")
     ctl.set_defaults(func=_run_controller)
 
     nbi = subparsers.add_parser("nbi", help="where the controller's north-bound NETCONF "
@@ -246,7 +250,8 @@ def _run_controller(args: argparse.Namespace) -> int:
         settings = resolve_settings(args.state_dir.resolve(), qber_alarm=args.qber_alarm,
                                     poll_interval_s=args.poll_interval,
                                     peer_wait_s=args.peer_wait, nbi_host=args.nbi_host,
-                                    nbi_port=args.nbi_port)
+                                    nbi_port=args.nbi_port,
+                                    southbound_transport=args.southbound_transport)
         return run_controller(settings)
     except QkdnError as exc:
         print(f"qkdn controller: {exc}", file=sys.stderr)

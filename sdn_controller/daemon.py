@@ -40,7 +40,7 @@ from sdn_controller.nbi_server import NbiConfig, NbiServer
 from sdn_controller.path_restoration import PathRestoration
 from sdn_controller.refusal_channel import NetconfRefusals
 from sdn_controller.routing import GraphRouter
-from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig
+from sdn_controller.southbound import AgentEndpoint, Southbound, SouthboundConfig, Transport
 from sdn_controller.thread_profile import profiles_from_env
 from sdn_controller.topology_db import TopologyDb
 
@@ -67,15 +67,18 @@ class ControllerSettings:
     nbi_port: int | None = None
     #: test-only pause between configuring a path's relays and its ends (QKDN_FAULT_PUSH_PAUSE)
     push_pause_s: float = 0.0
+    #: SSH under the south-bound sessions (``southbound.Transport``: auto, libssh, paramiko)
+    southbound_transport: str = "auto"
 
 
 def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
                      poll_interval_s: float | None = None, tick_s: float | None = None,
                      peer_wait_s: float | None = None, nbi_host: str | None = None,
-                     nbi_port: int | None = None,
+                     nbi_port: int | None = None, southbound_transport: str | None = None,
                      environ: Mapping[str, str] = os.environ) -> ControllerSettings:
     """Argument, then ``QKDN_QBER_ALARM`` / ``QKDN_POLL_INTERVAL`` / ``QKDN_TICK`` /
-    ``QKDN_PEER_WAIT`` / ``QKDN_NBI_HOST`` / ``QKDN_NBI_PORT``, then the default."""
+    ``QKDN_PEER_WAIT`` / ``QKDN_NBI_HOST`` / ``QKDN_NBI_PORT`` /
+    ``QKDN_SOUTHBOUND_TRANSPORT``, then the default."""
     def pick(value: float | None, env: str, default: float) -> float:
         if value is not None:
             return float(value)
@@ -96,7 +99,20 @@ def resolve_settings(state_dir: Path, *, qber_alarm: float | None = None,
         nbi_host=nbi_host or environ.get("QKDN_NBI_HOST") or defaults.nbi_host,
         nbi_port=nbi_port if nbi_port is not None else (
             int(pick(None, "QKDN_NBI_PORT", 0)) or None),
-        push_pause_s=pick(None, "QKDN_FAULT_PUSH_PAUSE", defaults.push_pause_s))
+        push_pause_s=pick(None, "QKDN_FAULT_PUSH_PAUSE", defaults.push_pause_s),
+        southbound_transport=_transport_name(
+            southbound_transport or environ.get("QKDN_SOUTHBOUND_TRANSPORT")
+            or defaults.southbound_transport))
+
+
+def _transport_name(name: str) -> str:
+    """``name`` if it names a :class:`~sdn_controller.southbound.Transport`, else
+    :class:`ConfigError`."""
+    try:
+        return Transport(name).value
+    except ValueError:
+        raise ConfigError(f"unknown south-bound transport {name!r} (choose "
+                          f"{', '.join(t.value for t in Transport)})") from None
 
 
 def agent_endpoints(endpoints: Mapping[str, Any]) -> list[AgentEndpoint]:
@@ -252,7 +268,8 @@ class ControllerProcess:
         #: Prometheus metrics of this process (served on 127.0.0.1 by :meth:`start`)
         self.metrics = ControllerMetrics(names=self.names)
         self.southbound = Southbound(endpoints, SouthboundConfig(
-            poll_interval_s=settings.poll_interval_s), rpc_observer=self.metrics.observe_rpc)
+            poll_interval_s=settings.poll_interval_s,
+            transport=settings.southbound_transport), rpc_observer=self.metrics.observe_rpc)
         self.refusals = RefusalLog()
         self.controller = Controller(
             self.users, self.topology, self.admission, self.southbound, self.refusals,

@@ -120,7 +120,11 @@ class PendingEdit:
         self.message_id = message_id
         self.timeout_s = timeout_s
         self._observer = observer
-        self._done = threading.Event()
+        #: held until the outcome is in (a bare lock: ~4x cheaper than an Event to make,
+        #: set and wait on, and there is exactly one waiter)
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._finished = False
         self._raw: str | None = None
         self._error: BaseException | None = None
         self._sent_at = time.perf_counter()
@@ -129,27 +133,37 @@ class PendingEdit:
     # --- called by ncclient's RPCReplyListener (session thread) -----------------------------
     def deliver_reply(self, raw: str) -> None:
         self._raw = raw
-        self._seconds = time.perf_counter() - self._sent_at
-        self._done.set()
+        self._finish()
 
     def deliver_error(self, err: BaseException) -> None:
         self._error = err
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:   # the first outcome counts (a reply racing a lost session)
+            return
+        self._finished = True
         self._seconds = time.perf_counter() - self._sent_at
-        self._done.set()
+        try:
+            self._done.release()
+        except RuntimeError:   # two outcomes raced past the check: released once already
+            pass
 
     # --- caller -------------------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._finished
 
     def wait(self, timeout: float | None = None) -> None:
         """Return once the agent answered ``<ok/>``; raise :class:`PushError` with the
         agent's error, a lost session or no reply within ``timeout`` seconds (default: the
         session's RPC timeout given at send)."""
         timeout = self.timeout_s if timeout is None else timeout
-        if not self._done.wait(timeout):
-            self._observe(False, timeout)
-            raise PushError(self.node_id, f"no reply to edit-config within {timeout:g} s")
+        if not self._finished:
+            if not self._done.acquire(timeout=max(0.0, timeout)):
+                self._observe(False, timeout)
+                raise PushError(self.node_id, f"no reply to edit-config within {timeout:g} s")
+            self._done.release()   # done for good: a second wait() returns at once
         if self._error is not None:
             self._observe(False)
             raise PushError(self.node_id, f"session lost: {self._error}") from self._error

@@ -78,9 +78,11 @@ class SquareNetwork:
     controller's clock."""
 
     def __init__(self, tmp_path: Path, password: str, *, controller: bool = True,
-                 users_db: Path | None = None, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+                 users_db: Path | None = None, clock: Callable[[], float] = time.monotonic,
+                 transport: str = "auto") -> None:
         self.tmp = tmp_path
+        #: SSH under the southbound's sessions (``sdn_controller.southbound.Transport``)
+        self.transport = transport
         self.password = password
         self.users_db = users_db
         self.clock = clock
@@ -158,7 +160,8 @@ class SquareNetwork:
         # a notification ends a session's wait at once; the wait's bound is how long stop()
         # waits for the session threads (1 s by default, per test)
         self.southbound = Southbound(endpoints, SouthboundConfig(
-            poll_interval_s=1.0, backoff_max_s=0.5, notification_wait_s=0.1))
+            poll_interval_s=1.0, backoff_max_s=0.5, notification_wait_s=0.1,
+            transport=self.transport))
         self.users = UserDb.open(self.users_db) if self.users_db else UserDb.open()
         self.users.load_topology(TOPO)
         self.topology = TopologyDb.open(clock=self.clock)

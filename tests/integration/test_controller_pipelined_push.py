@@ -27,6 +27,8 @@ from sdn_controller.southbound import (
     SouthboundConfig,
 )
 
+from .southbound_transports import TRANSPORTS
+
 pytestmark = pytest.mark.integration
 
 PASSWORD = "pipeline-test-pw"
@@ -49,8 +51,8 @@ def km_config(name: str, session: str) -> KmConfig:
                     TokenBucket(1000, 1000), app, ())
 
 
-@pytest.fixture
-def agents(tmp_path):
+@pytest.fixture(params=TRANSPORTS)
+def agents(tmp_path, request):
     started, stores, sessions = [], {}, {}
     try:
         for name in "ab":
@@ -64,7 +66,8 @@ def agents(tmp_path):
             session = AgentSession(AgentEndpoint(node_id, "127.0.0.1", thread.port, "admin",
                                                  PASSWORD, name),
                                    SouthboundConfig(poll_interval_s=3600, rpc_timeout_s=5,
-                                                    notification_wait_s=0.1))  # quick stop()
+                                                    notification_wait_s=0.1,  # quick stop()
+                                                    transport=request.param))
             session.start(lambda *a: None, lambda *a: None)
             sessions[name] = session
         for session in sessions.values():
@@ -131,8 +134,15 @@ def test_sessions_use_aes_gcm(agents):
     """The south-bound offers AES-GCM first (no per-packet HMAC in Python); the agent
     (asyncssh) takes it."""
     sessions, _ = agents
-    transport = sessions["a"]._manager._session._transport
-    assert transport.local_cipher == transport.remote_cipher == AEAD_CIPHERS[0]
+    session = sessions["a"]._manager._session
+    if hasattr(session, "_libssh"):   # libssh: the cipher it negotiated, each way
+        with session._io_lock:
+            ciphers = {session._libssh.get_cipher_out().decode(),
+                       session._libssh.get_cipher_in().decode()}
+        assert ciphers == {AEAD_CIPHERS[0]}
+    else:
+        transport = session._transport
+        assert transport.local_cipher == transport.remote_cipher == AEAD_CIPHERS[0]
 
 
 def test_deleting_a_session_already_gone_is_confirmed(agents):

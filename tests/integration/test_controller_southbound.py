@@ -8,6 +8,7 @@ import pytest
 
 from sdn_controller.admission_control import SessionState
 
+from .southbound_transports import TRANSPORTS
 from .square_network import RAW_TOPOLOGY, TOPO, SquareNetwork, T, connected, lid, nid, wait_for
 
 pytestmark = pytest.mark.integration
@@ -15,9 +16,9 @@ pytestmark = pytest.mark.integration
 PASSWORD = "controller-test-pw"
 
 
-@pytest.fixture
-def net(tmp_path):
-    with connected(SquareNetwork(tmp_path, PASSWORD)) as network:
+@pytest.fixture(params=TRANSPORTS)
+def net(tmp_path, request):
+    with connected(SquareNetwork(tmp_path, PASSWORD, transport=request.param)) as network:
         yield network
 
 
