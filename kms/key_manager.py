@@ -8,12 +8,13 @@ twin feeds it through :meth:`deliver`; the agent's datastore through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,9 @@ class KeyManager:
         self._lock = threading.RLock()
         #: notified after every running configuration applied (requests waiting for theirs)
         self._configured = threading.Condition()
+        #: session state changes held while a configuration is applied (by session)
+        self._held_states: dict[str, dict] | None = None
+        self._holder: int | None = None   #: the thread applying that configuration
         self._stores: dict[str, LinkKeyStore] = {}
         self._forwarding = ForwardingTable()
         self._running: dict = {}
@@ -356,7 +360,7 @@ class KeyManager:
     def apply_running_config(self, running: Mapping[str, Any]) -> None:
         """Datastore listener: rebuild the forwarding table; start/stop sessions accordingly."""
         table = build_forwarding_table(running, parsed=self._parsed_sessions)
-        with self._lock:
+        with self._lock, self._coalesced_notifications():
             if table.key_store_capacity_bits:
                 for store in self._stores.values():
                     store.capacity_bytes = table.key_store_capacity_bits // 8
@@ -480,10 +484,39 @@ class KeyManager:
             return  # no app_id yet: the controller knows it only by sdqkdn_application_new
         if t.event in (SessionEvent.KEY_REQUEST, SessionEvent.KEY_DELIVERED) and t.old is t.new:
             return
-        self._notify(notifications.session_state(t.session_id, t.new.value,
-                                                 _REASONS.get(t.event)))
+        state = notifications.session_state(t.session_id, t.new.value, _REASONS.get(t.event))
+        held = self._held_states
+        if held is not None and self._holder == threading.get_ident():
+            held.pop(t.session_id, None)    # one configuration applied: its last state
+            held[t.session_id] = state
+        else:
+            self._notify(state)
         if t.new is SessionState.TERMINATED:
+            self._flush_held_state(t.session_id)
             self._notify(notifications.application_disconnected(t.session_id))
+
+    @contextlib.contextmanager
+    def _coalesced_notifications(self) -> Iterator[None]:
+        """While one configuration is applied, each session's state changes are told to
+        the controller once, in the state the session ends in (a configured session goes
+        authenticating → user-accepted → operative in one step: one notification, not two;
+        per relay KM of a path, one NETCONF notification less to send and to read). Only the
+        applying thread's transitions are held (other threads' are told at once). Every
+        transition still goes to the event log. Caller holds the KM's lock."""
+        self._held_states, self._holder = {}, threading.get_ident()
+        try:
+            yield
+        finally:
+            held, self._held_states, self._holder = self._held_states, None, None
+            for state in held.values():
+                self._notify(state)
+
+    def _flush_held_state(self, session_id: str) -> None:
+        """Send a held state change of ``session_id`` now (before what must follow it)."""
+        if self._held_states is not None and self._holder == threading.get_ident():
+            state = self._held_states.pop(session_id, None)
+            if state is not None:
+                self._notify(state)
 
     def _session_links(self, session_id: str) -> list[LinkKeyStore]:
         """The link stores a session uses at this KM (its path neighbours)."""

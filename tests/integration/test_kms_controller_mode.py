@@ -314,3 +314,20 @@ def test_004_close_after_the_peer_ended_the_session_succeeds_once(net):
     assert _close(net, "sae-b", APP.upper())["status"] == 0
     assert _close(net, "sae-b", APP)["status"] == 4
     assert _close(net, "sae-b", str(uuid.uuid4()))["status"] == 4
+
+
+def test_one_state_change_notified_per_session_and_configuration(net):
+    """A configuration takes a session from authenticating through user-accepted to operative
+    in one step: the controller is told the state the session is in afterwards, once (every
+    transition still goes to the KM's event log). Its deletion: terminated, then
+    disconnected."""
+    key = "qkdn-key-manager:km_session_state_change"
+    net.kms["A"].apply_running_config(config("A"))
+    changes = [b[key] for n, b in net.notifications if n == "A" and key in b]
+    assert changes == [{"app_id": APP, "state": "operative",
+                        "reason": "session configuration received"}]
+    net.notifications.clear()
+    net.kms["A"].apply_running_config({"etsi-qkd-sdn-node:qkd_node": {
+        "qkdn_id": node_qkdn_id("A")}})
+    assert [next(iter(b)) for n, b in net.notifications if n == "A"] == [
+        key, "etsi-qkd-sdn-node:sdqkdn_application_disconnected"]
