@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -86,6 +87,9 @@ def run_once(tree: Path, edits: int, workdir: Path, profile: Path | None = None,
         first = (proc.stdout.readline() if proc.stdout else "").split()
         if first[:1] != ["port"]:
             raise RuntimeError("the agent did not start")
+        # the agent reports every commit on its stdout: read it all, or after ~2,000 edits
+        # the pipe is full and the agent blocks (a line per edit: a few µs of this process)
+        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
         # as the controller's sessions: its transport, subscribed (and so the reply listener)
         m = connect_agent(AgentEndpoint("relay", "127.0.0.1", int(first[1]), "admin",
                                         "bench-pw"), SouthboundConfig(transport=transport))
