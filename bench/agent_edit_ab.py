@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench.agent_edit_cpu import _relay_rpcs
+from bench.netconf_agent_process import stop as stop_agent
 from bench.process_cpu import process_cpu_s
 
 
@@ -102,13 +103,7 @@ def main() -> int:
                     session.close_session()
                 except Exception as exc:  # noqa: BLE001 (the agent may be gone already)
                     print(f"close-session failed: {exc}", file=sys.stderr)
-                if proc.stdin:
-                    proc.stdin.close()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_agent(proc)
     return 0
 
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from bench.agent_relay_edit_timing import RELAY
+from bench.netconf_agent_process import stop as stop_agent
 from bench.process_cpu import CLOCK_TICKS, process_cpu_s
 
 
@@ -115,13 +116,7 @@ def run_once(tree: Path, edits: int, workdir: Path, profile: Path | None = None,
         finally:
             m.close_session()
     finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_agent(proc)
     n = len(payloads)
     return {"agent_cpu_ms": agent_s * 1000 / n, "agent_system_ms": system_s * 1000 / n,
             "client_cpu_ms": client_s * 1000 / n,

@@ -30,6 +30,7 @@ from pathlib import Path
 from lxml import etree
 
 from bench.agent_edit_cpu import _relay_rpcs
+from bench.netconf_agent_process import stop as stop_agent
 from bench.process_cpu import process_cpu_s
 
 
@@ -106,13 +107,7 @@ def main() -> int:
                           f"{result['wall_p50_ms']:.3f} ms (load {os.getloadavg()[0]:.1f})",
                           flush=True)
         finally:
-            if proc.stdin:
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_agent(proc)
     return 0
 
 

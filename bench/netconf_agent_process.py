@@ -19,6 +19,7 @@ from __future__ import annotations
 import cProfile
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -32,6 +33,18 @@ PROFILE_ENV = "QKDN_BENCH_AGENT_PROFILE"
 
 T = "etsi-qkd-node-types:"
 NODE = "etsi-qkd-sdn-node:qkd_node"
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """End an agent started as ``python -m bench.netconf_agent_process``: its stdin closed
+    (it then exits), killed if it has not after ``timeout_s``."""
+    if proc.stdin:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main(path: str) -> int:
