@@ -351,7 +351,7 @@ class Controller:
                 log.warning("test pause of %.1f s after configuring the relays of %s",
                             self.push_pause_s, outcome.session_id)
                 threading.Event().wait(self.push_pause_s)
-        result = push_all(plan_session_push(outcome.configs), self.configurators,
+        result = push_all(plan_session_push(ends_first(outcome.configs)), self.configurators,
                           executor=self.executor)
         if result.ok:
             self._emit(EventKind.SESSION_ACTIVE, session_id=outcome.session_id,
@@ -638,6 +638,22 @@ def _ends_for(view: Any, node: NodeId) -> tuple[SaeId, SaeId]:
             view.initiator.node_id != node:
         return view.responder.sae_id, view.initiator.sae_id
     return view.initiator.sae_id, view.peer_sae_id
+
+
+def ends_first(configs: Iterable[KmConfig]) -> list[KmConfig]:
+    """``configs`` with the path's two ends before its relays (each group in its order): the
+    push is one parallel wave either way, but its requests leave one after the other, and the
+    applications wait for the ends only (their OPEN_CONNECT answers when their own KM is
+    configured; a relay that gets keys before its rule waits for it).
+
+    >>> from sdn_controller.session_config import KmRole
+    >>> class C:
+    ...     def __init__(self, name, role): self.node_id, self.role = name, role
+    >>> [c.node_id for c in ends_first([C("0", KmRole.SOURCE), C("1", KmRole.RELAY),
+    ...                                 C("2", KmRole.DESTINATION)])]
+    ['0', '2', '1']
+    """
+    return sorted(configs, key=lambda c: c.role is KmRole.RELAY)
 
 
 def _relays(configs: Iterable[KmConfig]) -> frozenset[NodeId]:
