@@ -534,15 +534,17 @@ class StreamManager:
     def _control(self, stream: KeyStream, body: dict) -> dict:
         """Send a control message to the KM of the stream's other SAE, directly (not hop by
         hop: it carries no key material)."""
-        if len(stream.local_saes) == 2:
+        peer_node = self._peer_node(stream)
+        if peer_node is None:
             raise NoRoute("both SAEs of this stream are local")
-        return self.km.relay.send_control(stream.route.session, self._peer_node(stream), body,
+        return self.km.relay.send_control(stream.route.session, peer_node, body,
                                           leg=stream.route.leg)
 
-    def _peer_node(self, stream: KeyStream) -> str:
-        """The node of the stream's SAE that is not local."""
-        remote = next(sae for sae in stream.saes if sae not in stream.local_saes)
-        return self.km.directory.node_of_sae(remote)
+    def _peer_node(self, stream: KeyStream) -> str | None:
+        """The node of the stream's SAE that is not local; None when both are (two local
+        SAEs, or an SAE that opened a stream to itself)."""
+        remote = [sae for sae in stream.saes if sae not in stream.local_saes]
+        return self.km.directory.node_of_sae(remote[0]) if remote else None
 
     def handle_control(self, sender_node: str | None, body: dict[str, Any]) -> dict:
         """A control message that reached this KM as the stream's other endpoint."""
@@ -607,8 +609,7 @@ class StreamManager:
             stream = self._streams.get(ksid)
         if stream is None:
             return {"status": "error", "message": "unknown Key_stream_ID"}
-        if sender_node is not None and len(stream.local_saes) == 1 and \
-                self._peer_node(stream) != sender_node:
+        if sender_node is not None and self._peer_node(stream) != sender_node:
             return {"status": "error", "message": "not the KM of this stream's other SAE"}
         if op == "connected":
             stream.peer_open = True

@@ -87,3 +87,20 @@ def test_a_km_that_is_not_a_neighbour_reaches_the_endpoint(line):
     assert answer.status_code == 200 and answer.json()["status"] == "ok"
     session.cert = line.sae_cert("sae-c")
     assert session.post(url, json=body, timeout=10).status_code == 401
+
+
+def test_a_stream_an_sae_opens_to_itself_closes_without_a_control_message(line):
+    """Found by the long REST fuzz: CLOSE of a stream whose two SAEs are one (source =
+    destination) looked for the other SAE's KM and failed with a 500."""
+    session = requests.Session()
+    session.trust_env = False
+    session.cert, session.verify = line.sae_cert("sae-a"), line.ca
+    base = line.kms["A"].base_url + "/api/v1/etsi004/"
+    opened = session.post(base + "open_connect", json={
+        "source": "sae-a", "destination": "sae-a", "QoS": {"timeout": 1000},
+        "Key_stream_ID": None}, timeout=10)
+    assert opened.status_code == 200
+    ksid = opened.json()["Key_stream_ID"]
+    assert ksid is not None, opened.json()
+    closed = session.post(base + "close", json={"Key_stream_ID": ksid}, timeout=10)
+    assert closed.status_code == 200 and closed.json()["status"] == 0
