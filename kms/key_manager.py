@@ -425,17 +425,9 @@ class KeyManager:
     def await_configuration(self, session: KmSession, timeout_s: float) -> None:
         """Wait (up to ``timeout_s``) while the controller decides on ``session``; raise
         :class:`SessionRefused` if it refused. Returns at once for an active session."""
-        deadline = time.monotonic() + timeout_s
-        # woken by the next configuration applied (the state is read under the condition's
-        # lock, so that notification cannot slip in before the wait); the timeout also
-        # catches a change made elsewhere. A 20-ms sleep loop here woke every waiting
-        # request 50 times a second (32 waiting clients: ~1,600 wake-ups/s).
-        with self._configured:
-            while session.state in (SessionState.AUTHENTICATING, SessionState.USER_ACCEPTED):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._configured.wait(min(0.25, remaining))
+        self._await_configured(lambda: session.state not in (SessionState.AUTHENTICATING,
+                                                              SessionState.USER_ACCEPTED),
+                               timeout_s)
         if session.state is SessionState.TERMINATED:
             refusal = self.refusal_for(session)
             if refusal is not None:
@@ -444,9 +436,17 @@ class KeyManager:
     def await_forwarding_rule(self, session_id: str, timeout_s: float) -> bool:
         """Wait (up to ``timeout_s``) until this KM holds a forwarding rule for
         ``session_id``; whether it does. Woken by each configuration applied."""
+        return self._await_configured(lambda: session_id in self._forwarding.rules, timeout_s)
+
+    def _await_configured(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait (up to ``timeout_s``) until ``done()``, looked at after each configuration
+        applied; whether it is. ``done`` is read under the condition's lock, so a
+        configuration cannot slip in between the look and the wait; the 0.25-s timeout also
+        catches a change made elsewhere. (A 20-ms sleep loop woke every waiting request 50
+        times a second: 32 waiting clients, ~1,600 wake-ups/s.)"""
         deadline = time.monotonic() + timeout_s
         with self._configured:
-            while session_id not in self._forwarding.rules:
+            while not done():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

@@ -245,11 +245,9 @@ class RelayUnknown(RelayError):
     http_status = 504
 
 
-#: Seconds a relay KM waits for the forwarding rule of a session whose keys reach it before
-#: its configuration does (the controller pushes a path's KMs in parallel), and how often it
-#: looks.
+#: Seconds a KM waits for the forwarding rule of a session whose message reaches it before
+#: its configuration does (the controller pushes a path's KMs in parallel).
 RULE_WAIT_S = 2.0
-RULE_POLL_S = 0.005
 
 @dataclass(frozen=True)
 class RelayContext:
@@ -265,12 +263,12 @@ class RelayContext:
     clock: Callable[[], float]                      # wall clock (expiry stamps)
     control_handler: Callable[[str | None, dict], dict]   # 004 stream control at an endpoint
     fault_delays: Mapping[str, float]
+    #: ``await_rule(session, timeout_s)``: block until this KM has a forwarding rule for
+    #: ``session`` or ``timeout_s`` passed; whether it has one
+    await_rule: Callable[[str, float], bool]
     #: ``on_hop(role, session, neighbour, keys)``: source — an authentic ack arrived;
     #: relay / destination — an authentic message arrived (telemetry; never key material)
     on_hop: Callable[[str, str | None, str, int], None] = lambda *_: None
-    #: ``await_rule(session, timeout_s)``: block until this KM has a forwarding rule for
-    #: ``session`` or ``timeout_s`` passed; whether it has one (default: polls ``forwarding``)
-    await_rule: Callable[[str, float], bool] | None = None
     #: ``locate_km(node)``: the base URL of a KM the directory has none for ("" if unknown)
     locate_km: Callable[[str], str] | None = None
 
@@ -350,16 +348,7 @@ class RelayEngine:
         local = self.ctx.local_saes()
         if any(r.master in local or r.slave in local for r in records):
             return
-        self._wait_for_rule(session)
-
-    def _wait_for_rule(self, session: str) -> bool:
-        """Wait up to RULE_WAIT_S for this KM's forwarding rule of ``session``."""
-        if self.ctx.await_rule is not None:
-            return self.ctx.await_rule(session, RULE_WAIT_S)
-        deadline = time.monotonic() + RULE_WAIT_S
-        while session not in self.ctx.forwarding().rules and time.monotonic() < deadline:
-            time.sleep(RULE_POLL_S)
-        return session in self.ctx.forwarding().rules
+        self.ctx.await_rule(session, RULE_WAIT_S)
 
     def next_node(self, session: str | None, sender_node: str | None,
                   direct_peer: str | None = None, leg: str | None = None) -> str | None:
@@ -539,7 +528,7 @@ class RelayEngine:
         if isinstance(session, str) and session not in self.ctx.forwarding().rules:
             # the controller configures a path's KMs in parallel: the other end's open may
             # arrive before this KM's own configuration of the session
-            self._wait_for_rule(session)
+            self.ctx.await_rule(session, RULE_WAIT_S)
         return 200, self.ctx.control_handler(sender_node, body)
 
 
